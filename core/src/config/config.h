@@ -1,0 +1,121 @@
+// The proxy's configuration file (TOML), parsed and checked.
+//
+// Every problem found is reported with file, line and column, and for unknown
+// keys the list of allowed ones. Loading collects all problems it can find
+// before throwing, so a user fixes a file in one go.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <toml++/toml.h>
+
+namespace slack_proxy::config {
+
+// Where a value came from: "config/slack-proxy.toml:12:3".
+struct SourceRef {
+  std::string file;
+  int line = 0;
+  int column = 0;
+  std::string str() const;
+};
+
+// Thrown with every problem found; what() is all of them, one per line.
+class ConfigError : public std::runtime_error {
+ public:
+  explicit ConfigError(std::vector<std::string> errors);
+  const std::vector<std::string>& errors() const noexcept { return errors_; }
+
+ private:
+  std::vector<std::string> errors_;
+};
+
+// "host:port". Port 0 means "any free port" (tests).
+struct ListenAddress {
+  std::string host = "0.0.0.0";
+  std::uint16_t port = 8080;
+  std::string str() const;
+};
+
+struct ServerConfig {                       // [server]
+  ListenAddress listen{"0.0.0.0", 8080};    // listen = "0.0.0.0:8080"
+  int threads = 64;                         // max concurrent connections served
+  int max_queued = 256;                     // accepted connections waiting for a thread
+  std::size_t max_body_bytes = 1 << 20;     // larger bodies get 413
+  std::chrono::milliseconds read_timeout{10'000};        // per socket read
+  std::chrono::milliseconds keep_alive_timeout{15'000};  // idle keep-alive connection
+  int max_keep_alive_requests = 10'000;     // then the connection is closed
+};
+
+struct MetricsConfig {                      // [metrics]
+  bool enabled = true;
+  ListenAddress listen{"127.0.0.1", 9090};  // listen = "127.0.0.1:9090"
+};
+
+struct QueueConfig {                        // [queue]
+  std::string backend = "memory";           // only "memory" for now
+  std::size_t capacity = 10'000;            // messages, queued + in flight
+  std::chrono::milliseconds retry_after{5'000};  // Retry-After on 503 queue_full
+};
+
+struct DispatcherConfig {                   // [dispatcher]
+  int workers = 8;                          // concurrent sends (one per channel at most)
+  std::chrono::milliseconds shutdown_timeout{30'000};  // drain deadline on SIGTERM
+};
+
+struct LogConfig {                          // [log]
+  std::string level = "info";               // trace|debug|info|warn|error
+};
+
+struct PluginsConfig {                      // [plugins]
+  // Extra directories searched before the built-in one, resolved relative to
+  // the config file's directory.
+  std::vector<std::string> paths;
+};
+
+// One [[pipeline.stage]] table: `plugin` (required) and `name` (optional,
+// defaults to the plugin name) are the host's; every other key belongs to
+// the plugin and is checked against its schema later (see stage_config.h).
+struct StageSpec {
+  std::string plugin;
+  std::string name;
+  toml::table settings;  // the table minus `plugin` and `name`
+  SourceRef where;       // the stage table's position
+};
+
+// One [[pipeline]] table.
+struct PipelineSpec {
+  std::string name;                  // required, unique
+  std::vector<std::string> paths;    // ingress paths, default ["/"]; unique across pipelines
+  std::vector<StageSpec> stages;     // in file order; at least one
+  SourceRef where;
+};
+
+struct ProxyConfig {
+  std::string file;                  // path it was loaded from ("<string>" for parse_config)
+  ServerConfig server;
+  MetricsConfig metrics;
+  QueueConfig queue;
+  DispatcherConfig dispatcher;
+  LogConfig log;
+  PluginsConfig plugins;
+  std::vector<PipelineSpec> pipelines;  // at least one
+};
+
+// Parses TOML text. `source_name` is used in messages and to resolve
+// relative plugin paths (its directory). Throws ConfigError.
+ProxyConfig parse_config(std::string_view text, const std::string& source_name);
+
+// Reads and parses a file. Throws ConfigError (also for an unreadable file).
+ProxyConfig load_config(const std::string& path);
+
+// "250ms", "1s", "1.5s", "15m", "2h" -> milliseconds. Throws
+// std::invalid_argument naming the accepted forms.
+std::chrono::milliseconds parse_duration(std::string_view text);
+
+}  // namespace slack_proxy::config

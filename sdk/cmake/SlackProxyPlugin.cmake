@@ -1,0 +1,73 @@
+# slack_proxy_add_plugin(): the one way a plugin is built, ours or a third
+# party's.
+#
+#   slack_proxy_add_plugin(
+#     NAME deny_list                     # plugin name == library file stem
+#     LOGIC deny_list.cc                 # the stage itself (unit-testable)
+#     REGISTRATION plugin.cc             # schema + SLACK_PROXY_PLUGIN(...)
+#     [LIBRARIES Poco::Net ...]          # third-party libraries it needs
+#     [TESTS test/deny_list_test.cc])    # GoogleTest files
+#
+# Produces:
+#   <name>.so in SLACK_PROXY_PLUGIN_OUTPUT_DIR (what the proxy loads),
+#   sp_<name>_logic (static, PIC) shared by the .so and the tests,
+#   sp_<name>_test (when TESTS are given), registered with CTest.
+#
+# A plugin sees the SDK and nothing else of the proxy: linking the core is a
+# configure error, and the core's headers are not on its include path.
+
+if(NOT DEFINED SLACK_PROXY_PLUGIN_OUTPUT_DIR)
+  set(SLACK_PROXY_PLUGIN_OUTPUT_DIR "${CMAKE_BINARY_DIR}/lib/slack-proxy/plugins")
+endif()
+
+function(slack_proxy_add_plugin)
+  cmake_parse_arguments(P "" "NAME" "LOGIC;REGISTRATION;LIBRARIES;TESTS" ${ARGN})
+  if(NOT P_NAME OR NOT P_REGISTRATION)
+    message(FATAL_ERROR "slack_proxy_add_plugin needs NAME and REGISTRATION")
+  endif()
+  foreach(lib IN LISTS P_LIBRARIES)
+    if(lib MATCHES "^(sp_core|slack_proxy::core|slack_proxy_core)$")
+      message(FATAL_ERROR
+        "plugin '${P_NAME}' links '${lib}': plugins may use only the SDK (slack_proxy::sdk)")
+    endif()
+  endforeach()
+
+  set(logic sp_${P_NAME}_logic)
+  if(P_LOGIC)
+    add_library(${logic} STATIC ${P_LOGIC})
+  else()
+    add_library(${logic} INTERFACE)
+  endif()
+  if(P_LOGIC)
+    set_target_properties(${logic} PROPERTIES
+      POSITION_INDEPENDENT_CODE ON
+      CXX_VISIBILITY_PRESET hidden
+      VISIBILITY_INLINES_HIDDEN ON)
+    target_link_libraries(${logic} PUBLIC slack_proxy::sdk ${P_LIBRARIES})
+    target_include_directories(${logic} PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
+  else()
+    target_link_libraries(${logic} INTERFACE slack_proxy::sdk ${P_LIBRARIES})
+    target_include_directories(${logic} INTERFACE ${CMAKE_CURRENT_SOURCE_DIR})
+  endif()
+
+  set(module sp_${P_NAME}_plugin)
+  add_library(${module} MODULE ${P_REGISTRATION})
+  target_link_libraries(${module} PRIVATE ${logic})
+  set_target_properties(${module} PROPERTIES
+    PREFIX ""
+    OUTPUT_NAME ${P_NAME}
+    LIBRARY_OUTPUT_DIRECTORY ${SLACK_PROXY_PLUGIN_OUTPUT_DIR}
+    CXX_VISIBILITY_PRESET hidden
+    VISIBILITY_INLINES_HIDDEN ON)
+  # Everything a plugin needs must be resolved at link time, not by whatever
+  # the host happens to have loaded.
+  target_link_options(${module} PRIVATE "LINKER:--no-undefined")
+  set_property(GLOBAL APPEND PROPERTY SLACK_PROXY_PLUGIN_TARGETS ${module})
+
+  if(P_TESTS)
+    set(test sp_${P_NAME}_test)
+    add_executable(${test} ${P_TESTS})
+    target_link_libraries(${test} PRIVATE ${logic} slack_proxy::sdk_testing GTest::gtest_main)
+    gtest_discover_tests(${test} DISCOVERY_TIMEOUT 60)
+  endif()
+endfunction()

@@ -1,0 +1,129 @@
+// Host services: everything a plugin may use from the proxy.
+//
+// A plugin never reaches for a global (no static logger, no system clock, no
+// global metrics registry). It gets these from the host when it is created,
+// so a test can hand it a fake clock and mock metrics (see sdk/testing/).
+//
+// Every method here is noexcept: host services never throw into a plugin.
+// All references handed out stay valid for the life of the stage.
+#ifndef SLACK_PROXY_SDK_HOST_H
+#define SLACK_PROXY_SDK_HOST_H
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <slack_proxy/sdk/message.h>
+
+namespace slack_proxy::sdk {
+
+// ---------------------------------------------------------------- clock --
+
+// The source of time for pacing, backoff and TTLs. Tests pass a fake one
+// (sdk/testing/fake_clock.h) and move it by hand.
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  // Monotonic time: use for every interval and deadline.
+  virtual SteadyTime now() const noexcept = 0;
+  // Calendar time: use only for timestamps shown to humans.
+  virtual WallTime wall_now() const noexcept = 0;
+};
+
+// --------------------------------------------------------------- logger --
+
+enum class LogLevel { Trace, Debug, Info, Warn, Error };
+
+// Lines go to the proxy's log, prefixed with the stage name. Never pass a
+// token, key or Authorization header: the host redacts what it recognises,
+// but the plugin is responsible for not logging secrets in the first place.
+class Logger {
+ public:
+  virtual ~Logger() = default;
+  virtual bool enabled(LogLevel level) const noexcept = 0;
+  virtual void log(LogLevel level, std::string_view message) noexcept = 0;
+
+  void debug(std::string_view m) noexcept { log(LogLevel::Debug, m); }
+  void info(std::string_view m) noexcept { log(LogLevel::Info, m); }
+  void warn(std::string_view m) noexcept { log(LogLevel::Warn, m); }
+  void error(std::string_view m) noexcept { log(LogLevel::Error, m); }
+};
+
+// -------------------------------------------------------------- metrics --
+
+using Labels = std::vector<std::pair<std::string, std::string>>;
+
+class Counter {
+ public:
+  virtual ~Counter() = default;
+  virtual void inc(double by = 1.0) noexcept = 0;
+};
+
+class Gauge {
+ public:
+  virtual ~Gauge() = default;
+  virtual void set(double value) noexcept = 0;
+  virtual void add(double delta) noexcept = 0;
+};
+
+class Histogram {
+ public:
+  virtual ~Histogram() = default;
+  virtual void observe(double value) noexcept = 0;
+};
+
+// Prometheus metrics registry. Asking twice for the same name and labels
+// returns the same series. Names should start with "slackproxy_". A name
+// reused with another type or help text, or an invalid name, yields a series
+// that records nothing, and the host logs why.
+class Metrics {
+ public:
+  virtual ~Metrics() = default;
+  virtual Counter& counter(std::string_view name, std::string_view help,
+                           const Labels& labels = {}) noexcept = 0;
+  virtual Gauge& gauge(std::string_view name, std::string_view help,
+                       const Labels& labels = {}) noexcept = 0;
+  // `buckets` are upper bounds in ascending order (seconds for durations).
+  virtual Histogram& histogram(std::string_view name, std::string_view help,
+                               const std::vector<double>& buckets,
+                               const Labels& labels = {}) noexcept = 0;
+};
+
+// ---------------------------------------------------------- config view --
+
+// The stage's own settings, read-only. Before the plugin is created the host
+// has already rejected unknown keys and wrong types and filled in schema
+// defaults, so a key the schema declares with a default is always present.
+// Asking for a key the schema does not declare, or with the wrong type,
+// returns the type's zero value.
+class ConfigView {
+ public:
+  virtual ~ConfigView() = default;
+  virtual bool has(std::string_view key) const noexcept = 0;
+  virtual std::string get_string(std::string_view key) const noexcept = 0;
+  virtual std::int64_t get_integer(std::string_view key) const noexcept = 0;
+  virtual double get_number(std::string_view key) const noexcept = 0;
+  virtual bool get_boolean(std::string_view key) const noexcept = 0;
+  virtual std::chrono::milliseconds get_duration(std::string_view key) const noexcept = 0;
+  virtual std::vector<std::string> get_string_list(std::string_view key) const noexcept = 0;
+  // Where the setting came from, for error messages: "file.toml:12:3".
+  virtual std::string source_of(std::string_view key) const noexcept = 0;
+};
+
+// ------------------------------------------------------------ services --
+
+// Bundle handed to every plugin factory.
+class HostServices {
+ public:
+  virtual ~HostServices() = default;
+  virtual Logger& logger() noexcept = 0;
+  virtual Metrics& metrics() noexcept = 0;
+  virtual const Clock& clock() noexcept = 0;
+};
+
+}  // namespace slack_proxy::sdk
+
+#endif  // SLACK_PROXY_SDK_HOST_H

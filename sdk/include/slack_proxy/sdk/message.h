@@ -1,0 +1,69 @@
+// The message: one chat.postMessage request on its way to Slack.
+//
+// A plain value type rather than an interface: queues copy, store and reload
+// it, and every stage reads the same fields. The host fills it at ingress;
+// routers may change `channel`, `workspace` and `attributes`; the dispatcher
+// owns `attempts` and the timestamps.
+#ifndef SLACK_PROXY_SDK_MESSAGE_H
+#define SLACK_PROXY_SDK_MESSAGE_H
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+
+namespace slack_proxy::sdk {
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+using WallTime = std::chrono::system_clock::time_point;
+
+struct Message {
+  // Unique within this proxy, assigned at ingress. Safe to log.
+  std::string id;
+
+  // Name of the pipeline that accepted the message; decides which stages the
+  // dispatcher runs for it.
+  std::string pipeline;
+
+  // Where the message will be delivered. Routers may rewrite it; the sink
+  // writes it into the outgoing body.
+  std::string channel;
+
+  // The channel the caller asked for, never rewritten. Metrics are labelled
+  // with it so that an override does not hide who sent what.
+  std::string original_channel;
+
+  // Which Slack workspace (and so which token and which rate budget) the
+  // message belongs to. Empty means the pipeline's default.
+  std::string workspace;
+
+  // The request body exactly as the caller sent it, minus any `token` field
+  // (credentials are not message content and are never stored). Every field
+  // the caller sent, known to us or not, is kept and forwarded.
+  std::string payload;
+
+  // Media type of `payload`, e.g. "application/json".
+  std::string content_type;
+
+  // Who sent it, as established by an authenticator. Empty when the
+  // pipeline has none. Safe to log and to use as a metrics label.
+  std::string caller;
+
+  // Free-form notes that stages leave for later stages, e.g. a router
+  // telling the sink which token alias to use. Never holds secrets.
+  std::map<std::string, std::string> attributes;
+
+  // Delivery attempts made so far (0 until the first send).
+  std::uint32_t attempts = 0;
+
+  // When ingress accepted it (wall clock, for humans and dead letters).
+  WallTime received_at{};
+  // When the last delivery attempt started (wall clock); epoch if none.
+  WallTime last_attempt_at{};
+  // When ingress accepted it (steady clock, for measuring time in queue).
+  SteadyTime enqueued_at{};
+};
+
+}  // namespace slack_proxy::sdk
+
+#endif  // SLACK_PROXY_SDK_MESSAGE_H

@@ -1,0 +1,199 @@
+// Test doubles for plugin authors: a fake clock you move by hand, a logger
+// that remembers lines, metrics you can read back, and a config view filled
+// from a map. Together they let a stage be unit-tested without the proxy,
+// without a network and without sleeping.
+//
+// Header-only; needs nothing but the standard library.
+#ifndef SLACK_PROXY_SDK_TESTING_FAKES_H
+#define SLACK_PROXY_SDK_TESTING_FAKES_H
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <slack_proxy/sdk/host.h>
+
+namespace slack_proxy::sdk::testing {
+
+// Time stands still until advance() is called. Starts at an arbitrary,
+// non-zero point so that "epoch" bugs show up.
+class FakeClock : public Clock {
+ public:
+  FakeClock() = default;
+  SteadyTime now() const noexcept override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return steady_;
+  }
+  WallTime wall_now() const noexcept override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return wall_;
+  }
+  void advance(std::chrono::nanoseconds d) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    steady_ += std::chrono::duration_cast<SteadyTime::duration>(d);
+    wall_ += std::chrono::duration_cast<WallTime::duration>(d);
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  SteadyTime steady_{std::chrono::hours(1000)};
+  WallTime wall_{std::chrono::seconds(1'700'000'000)};
+};
+
+// Keeps every line, so tests can assert what was (and was not) logged.
+class RecordingLogger : public Logger {
+ public:
+  struct Line {
+    LogLevel level;
+    std::string text;
+  };
+  bool enabled(LogLevel) const noexcept override { return true; }
+  void log(LogLevel level, std::string_view message) noexcept override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    lines_.push_back({level, std::string(message)});
+  }
+  std::vector<Line> lines() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return lines_;
+  }
+  // True when any line contains `needle`.
+  bool contains(std::string_view needle) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& l : lines_)
+      if (l.text.find(needle) != std::string::npos) return true;
+    return false;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<Line> lines_;
+};
+
+// Metrics whose values can be read back by name and labels.
+class RecordingMetrics : public Metrics {
+ public:
+  struct Series : Counter, Gauge, Histogram {
+    double value = 0;                 // counter / gauge value, histogram sum
+    std::vector<double> observations; // histogram samples
+    void inc(double by) noexcept override { value += by; }
+    void set(double v) noexcept override { value = v; }
+    void add(double d) noexcept override { value += d; }
+    void observe(double v) noexcept override {
+      value += v;
+      observations.push_back(v);
+    }
+  };
+
+  Counter& counter(std::string_view name, std::string_view, const Labels& labels) noexcept override {
+    return series(name, labels);
+  }
+  Gauge& gauge(std::string_view name, std::string_view, const Labels& labels) noexcept override {
+    return series(name, labels);
+  }
+  Histogram& histogram(std::string_view name, std::string_view, const std::vector<double>&,
+                       const Labels& labels) noexcept override {
+    return series(name, labels);
+  }
+
+  // Current value; 0 when the series was never created.
+  double value(std::string_view name, const Labels& labels = {}) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = series_.find(key(name, labels));
+    return it == series_.end() ? 0.0 : it->second->value;
+  }
+  bool exists(std::string_view name, const Labels& labels = {}) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return series_.count(key(name, labels)) != 0;
+  }
+
+ private:
+  static std::string key(std::string_view name, const Labels& labels) {
+    std::string k(name);
+    for (const auto& [n, v] : labels) k += "|" + n + "=" + v;
+    return k;
+  }
+  Series& series(std::string_view name, const Labels& labels) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& slot = series_[key(name, labels)];
+    if (!slot) slot = std::make_unique<Series>();
+    return *slot;
+  }
+  mutable std::mutex mutex_;
+  std::map<std::string, std::unique_ptr<Series>> series_;
+};
+
+// A ConfigView over plain values. Unlike the host's it applies no schema:
+// set every key the stage reads.
+class MapConfig : public ConfigView {
+ public:
+  using Value = std::variant<std::string, std::int64_t, double, bool, std::chrono::milliseconds,
+                             std::vector<std::string>>;
+
+  MapConfig& set(std::string key, Value v) {
+    values_[std::move(key)] = std::move(v);
+    return *this;
+  }
+  MapConfig& set(std::string key, const char* v) { return set(std::move(key), std::string(v)); }
+  MapConfig& set(std::string key, int v) {
+    return set(std::move(key), static_cast<std::int64_t>(v));
+  }
+
+  bool has(std::string_view key) const noexcept override {
+    return values_.count(std::string(key)) != 0;
+  }
+  std::string get_string(std::string_view key) const noexcept override {
+    return get<std::string>(key);
+  }
+  std::int64_t get_integer(std::string_view key) const noexcept override {
+    return get<std::int64_t>(key);
+  }
+  double get_number(std::string_view key) const noexcept override {
+    auto it = values_.find(std::string(key));
+    if (it == values_.end()) return 0.0;
+    if (auto* i = std::get_if<std::int64_t>(&it->second)) return static_cast<double>(*i);
+    if (auto* d = std::get_if<double>(&it->second)) return *d;
+    return 0.0;
+  }
+  bool get_boolean(std::string_view key) const noexcept override { return get<bool>(key); }
+  std::chrono::milliseconds get_duration(std::string_view key) const noexcept override {
+    return get<std::chrono::milliseconds>(key);
+  }
+  std::vector<std::string> get_string_list(std::string_view key) const noexcept override {
+    return get<std::vector<std::string>>(key);
+  }
+  std::string source_of(std::string_view key) const noexcept override {
+    return "test:" + std::string(key);
+  }
+
+ private:
+  template <typename T>
+  T get(std::string_view key) const noexcept {
+    auto it = values_.find(std::string(key));
+    if (it == values_.end()) return T{};
+    if (auto* v = std::get_if<T>(&it->second)) return *v;
+    return T{};
+  }
+  std::map<std::string, Value> values_;
+};
+
+// All of the above, as the HostServices a factory receives.
+class FakeHost : public HostServices {
+ public:
+  Logger& logger() noexcept override { return log; }
+  Metrics& metrics() noexcept override { return stats; }
+  const Clock& clock() noexcept override { return time; }
+
+  FakeClock time;
+  RecordingLogger log;
+  RecordingMetrics stats;
+};
+
+}  // namespace slack_proxy::sdk::testing
+
+#endif  // SLACK_PROXY_SDK_TESTING_FAKES_H
