@@ -1,0 +1,30 @@
+#include "channel_override.h"
+
+#include <stdexcept>
+#include <utility>
+
+namespace slack_proxy::plugins::channel_override {
+
+Settings parse_settings(const sdk::ConfigView& config) {
+  Settings settings{config.get_string("channel")};
+  if (settings.channel.empty()) {
+    throw std::invalid_argument("channel must not be empty");
+  }
+  return settings;
+}
+
+ChannelOverride::ChannelOverride(Settings settings) : channel_(std::move(settings.channel)) {}
+
+sdk::RouteResult ChannelOverride::route(sdk::Message& message) noexcept {
+  return sdk::guarded(
+      [&] {
+        message.channel = channel_;
+        return sdk::RouteResult::ok();
+      },
+      [](std::string_view what) {
+        return sdk::RouteResult::reject(500, "internal_error",
+                                        "channel_override failed: " + std::string(what));
+      });
+}
+
+}  // namespace slack_proxy::plugins::channel_override

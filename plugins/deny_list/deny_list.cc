@@ -1,0 +1,102 @@
+#include "deny_list.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+namespace slack_proxy::plugins::deny_list {
+
+namespace {
+
+// The channel is the routed target: an override parks the channel that was
+// actually missing, not the one the caller named.
+std::string key_of(const sdk::Message& message) {
+  // A newline cannot occur in a workspace name, so keys cannot collide.
+  return message.workspace + '\n' + message.channel;
+}
+
+std::string describe_channel(const sdk::Message& message) {
+  if (message.workspace.empty()) return message.channel;
+  return message.channel + " (workspace " + message.workspace + ")";
+}
+
+long long seconds_rounded_up(std::chrono::nanoseconds d) {
+  return std::chrono::ceil<std::chrono::seconds>(d).count();
+}
+
+}  // namespace
+
+Settings parse_settings(const sdk::ConfigView& config) {
+  Settings settings;
+  settings.ttl = config.get_duration("ttl");
+  settings.errors = config.get_string_list("errors");
+  if (settings.ttl <= std::chrono::milliseconds::zero()) {
+    throw std::invalid_argument("ttl must be > 0, got " + std::to_string(settings.ttl.count()) +
+                                "ms");
+  }
+  if (settings.errors.empty()) {
+    throw std::invalid_argument("errors must list at least one Slack error code");
+  }
+  for (const auto& code : settings.errors) {
+    if (code.empty()) throw std::invalid_argument("errors must not contain an empty code");
+  }
+  return settings;
+}
+
+DenyList::DenyList(sdk::HostServices& host, const Settings& settings)
+    : log_(host.logger()),
+      size_(host.metrics().gauge(kSizeMetric, "Channels currently parked by the deny-list")),
+      ttl_(settings.ttl),
+      errors_(settings.errors.begin(), settings.errors.end()) {
+  publish_size();
+}
+
+sdk::GuardVerdict DenyList::before_send(const sdk::Message& message, sdk::SteadyTime now) noexcept {
+  return sdk::guarded(
+      [&] {
+        drop_expired(now);
+        auto it = parked_.find(key_of(message));
+        if (it == parked_.end()) return sdk::GuardVerdict::pass();
+        return sdk::GuardVerdict::deny("channel parked after " + it->second.error + ", " +
+                                       std::to_string(seconds_rounded_up(it->second.until - now)) +
+                                       " s left");
+      },
+      // Failing open costs one doomed request; failing closed would drop
+      // every message for the channel.
+      [](std::string_view) { return sdk::GuardVerdict::pass(); });
+}
+
+void DenyList::after_result(const sdk::Message& message, const sdk::SendResult& result,
+                            sdk::SteadyTime now) noexcept {
+  sdk::guarded(
+      [&] {
+        if (result.delivered || errors_.find(result.error) == errors_.end()) return;
+        const auto until = now + ttl_;
+        parked_.insert_or_assign(key_of(message), Parked{until, result.error, describe_channel(message)});
+        next_expiry_ = std::min(next_expiry_, until);
+        publish_size();
+        log_.warn("parking channel " + describe_channel(message) + " for " +
+                  std::to_string(seconds_rounded_up(ttl_)) + " s after Slack answered " +
+                  result.error);
+      },
+      [](std::string_view) {});
+}
+
+void DenyList::drop_expired(sdk::SteadyTime now) {
+  if (now < next_expiry_) return;
+  next_expiry_ = sdk::SteadyTime::max();
+  for (auto it = parked_.begin(); it != parked_.end();) {
+    if (it->second.until <= now) {
+      log_.info("channel " + it->second.channel + " is no longer parked");
+      it = parked_.erase(it);
+    } else {
+      next_expiry_ = std::min(next_expiry_, it->second.until);
+      ++it;
+    }
+  }
+  publish_size();
+}
+
+void DenyList::publish_size() noexcept { size_.set(static_cast<double>(parked_.size())); }
+
+}  // namespace slack_proxy::plugins::deny_list

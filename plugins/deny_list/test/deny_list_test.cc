@@ -1,0 +1,164 @@
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <slack_proxy/sdk/testing/fakes.h>
+
+#include "deny_list.h"
+
+namespace slack_proxy::plugins::deny_list {
+namespace {
+
+using namespace std::chrono_literals;
+using sdk::testing::FakeHost;
+using sdk::testing::MapConfig;
+// Wrapped explicitly: MapConfig::set's int overload would otherwise capture
+// other arithmetic types by narrowing conversion.
+using Value = MapConfig::Value;
+using Codes = std::vector<std::string>;
+
+sdk::Message to(const std::string& channel, const std::string& workspace = "") {
+  sdk::Message m;
+  m.channel = channel;
+  m.original_channel = channel;
+  m.workspace = workspace;
+  return m;
+}
+
+sdk::SendResult slack_error(const std::string& code) { return sdk::SendResult::failed(200, code); }
+
+class DenyListTest : public ::testing::Test {
+ protected:
+  DenyList make(Settings settings = {}) { return DenyList(host, settings); }
+  sdk::SteadyTime now() { return host.time.now(); }
+  FakeHost host;
+};
+
+TEST(DenyListSettings, AcceptsTtlAndErrors) {
+  const auto s = parse_settings(
+      MapConfig().set("ttl", Value{5min}).set("errors", Value{Codes{"channel_not_found", "is_archived"}}));
+  EXPECT_EQ(s.ttl, 5min);
+  EXPECT_EQ(s.errors, (Codes{"channel_not_found", "is_archived"}));
+}
+
+TEST(DenyListSettings, RejectsNonPositiveTtl) {
+  EXPECT_THROW(parse_settings(MapConfig().set("ttl", Value{0ms}).set("errors", Value{Codes{"x"}})),
+               std::invalid_argument);
+}
+
+TEST(DenyListSettings, RejectsAnEmptyOrBlankErrorList) {
+  EXPECT_THROW(parse_settings(MapConfig().set("ttl", Value{1s}).set("errors", Value{Codes{}})),
+               std::invalid_argument);
+  EXPECT_THROW(parse_settings(MapConfig().set("ttl", Value{1s}).set("errors", Value{Codes{""}})),
+               std::invalid_argument);
+}
+
+TEST_F(DenyListTest, PassesAChannelThatWasNeverParked) {
+  auto guard = make();
+  EXPECT_TRUE(guard.before_send(to("#a"), now()).allow);
+}
+
+TEST_F(DenyListTest, ParksAChannelAfterChannelNotFound) {
+  auto guard = make();
+  guard.after_result(to("#gone"), slack_error("channel_not_found"), now());
+  const auto verdict = guard.before_send(to("#gone"), now());
+  EXPECT_FALSE(verdict.allow);
+  EXPECT_EQ(verdict.reason, "channel parked after channel_not_found, 900 s left");
+  EXPECT_TRUE(host.log.contains("parking channel #gone for 900 s after Slack answered channel_not_found"));
+}
+
+TEST_F(DenyListTest, ReasonCountsDownTheTimeLeft) {
+  auto guard = make({10s, {"channel_not_found"}});
+  guard.after_result(to("#gone"), slack_error("channel_not_found"), now());
+  host.time.advance(7500ms);
+  EXPECT_EQ(guard.before_send(to("#gone"), now()).reason,
+            "channel parked after channel_not_found, 3 s left");
+}
+
+TEST_F(DenyListTest, DoesNotParkOnOtherErrors) {
+  auto guard = make();
+  for (const char* code : {"ratelimited", "invalid_auth", "is_archived", "timeout"}) {
+    guard.after_result(to("#a"), slack_error(code), now());
+  }
+  EXPECT_TRUE(guard.before_send(to("#a"), now()).allow);
+  EXPECT_EQ(guard.parked_count(), 0u);
+}
+
+TEST_F(DenyListTest, DoesNotParkOnADeliveredResult) {
+  auto guard = make();
+  auto delivered = sdk::SendResult::ok();
+  delivered.error = "channel_not_found";  // contradictory on purpose: delivered wins
+  guard.after_result(to("#a"), delivered, now());
+  EXPECT_TRUE(guard.before_send(to("#a"), now()).allow);
+}
+
+TEST_F(DenyListTest, ExpiresExactlyAtTtl) {
+  auto guard = make({15min, {"channel_not_found"}});
+  guard.after_result(to("#gone"), slack_error("channel_not_found"), now());
+  host.time.advance(15min - 1ns);
+  EXPECT_FALSE(guard.before_send(to("#gone"), now()).allow);
+  host.time.advance(1ns);
+  EXPECT_TRUE(guard.before_send(to("#gone"), now()).allow);
+  EXPECT_EQ(guard.parked_count(), 0u);
+}
+
+TEST_F(DenyListTest, ParksOnConfiguredErrorCodes) {
+  auto guard = make({1min, {"is_archived", "channel_is_archived"}});
+  guard.after_result(to("#old"), slack_error("is_archived"), now());
+  guard.after_result(to("#hook"), slack_error("channel_is_archived"), now());
+  guard.after_result(to("#gone"), slack_error("channel_not_found"), now());
+  EXPECT_EQ(guard.before_send(to("#old"), now()).reason, "channel parked after is_archived, 60 s left");
+  EXPECT_FALSE(guard.before_send(to("#hook"), now()).allow);
+  EXPECT_TRUE(guard.before_send(to("#gone"), now()).allow);
+}
+
+TEST_F(DenyListTest, OtherChannelsAndWorkspacesAreUnaffected) {
+  auto guard = make();
+  guard.after_result(to("#gone", "team-1"), slack_error("channel_not_found"), now());
+  EXPECT_FALSE(guard.before_send(to("#gone", "team-1"), now()).allow);
+  EXPECT_TRUE(guard.before_send(to("#other", "team-1"), now()).allow);
+  EXPECT_TRUE(guard.before_send(to("#gone", "team-2"), now()).allow);
+}
+
+TEST_F(DenyListTest, ParksTheRoutedChannelNotTheOriginalOne) {
+  auto guard = make();
+  auto overridden = to("#target");
+  overridden.original_channel = "#asked-for";
+  guard.after_result(overridden, slack_error("channel_not_found"), now());
+  EXPECT_FALSE(guard.before_send(to("#target"), now()).allow);
+  EXPECT_TRUE(guard.before_send(to("#asked-for"), now()).allow);
+}
+
+TEST_F(DenyListTest, ParkingAgainRestartsTheTtl) {
+  auto guard = make({10s, {"channel_not_found"}});
+  guard.after_result(to("#gone"), slack_error("channel_not_found"), now());
+  host.time.advance(8s);
+  guard.after_result(to("#gone"), slack_error("channel_not_found"), now());
+  host.time.advance(8s);
+  EXPECT_FALSE(guard.before_send(to("#gone"), now()).allow);
+  host.time.advance(2s);
+  EXPECT_TRUE(guard.before_send(to("#gone"), now()).allow);
+}
+
+TEST_F(DenyListTest, GaugeCountsParkedChannelsAndDropsExpiredOnes) {
+  auto guard = make({10s, {"channel_not_found"}});
+  EXPECT_TRUE(host.stats.exists(kSizeMetric));
+  EXPECT_EQ(host.stats.value(kSizeMetric), 0);
+  guard.after_result(to("#a"), slack_error("channel_not_found"), now());
+  host.time.advance(5s);
+  guard.after_result(to("#b"), slack_error("channel_not_found"), now());
+  guard.after_result(to("#b"), slack_error("channel_not_found"), now());
+  EXPECT_EQ(host.stats.value(kSizeMetric), 2);
+  host.time.advance(5s);
+  // Any send drops every expired entry, not only the one it asks about.
+  guard.before_send(to("#unrelated"), now());
+  EXPECT_EQ(host.stats.value(kSizeMetric), 1);
+  host.time.advance(5s);
+  guard.before_send(to("#unrelated"), now());
+  EXPECT_EQ(host.stats.value(kSizeMetric), 0);
+}
+
+}  // namespace
+}  // namespace slack_proxy::plugins::deny_list
