@@ -64,7 +64,8 @@ function(slack_proxy_add_plugin)
   target_link_options(${module} PRIVATE "LINKER:--no-undefined")
   set_property(GLOBAL APPEND PROPERTY SLACK_PROXY_PLUGIN_TARGETS ${module})
 
-  if(P_TESTS)
+  # Tests are built only when the project enabled GoogleTest.
+  if(P_TESTS AND TARGET GTest::gtest_main)
     set(test sp_${P_NAME}_test)
     add_executable(${test} ${P_TESTS})
     target_link_libraries(${test} PRIVATE ${logic} slack_proxy::sdk_testing GTest::gtest_main)
