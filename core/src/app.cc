@@ -1,1 +1,356 @@
-// placeholder
+#include "app.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <sstream>
+
+#include <Poco/Net/HTTPRequestHandler.h>
+#include <Poco/Net/HTTPRequestHandlerFactory.h>
+#include <Poco/Net/HTTPServer.h>
+#include <Poco/Net/HTTPServerParams.h>
+#include <Poco/Net/HTTPServerRequest.h>
+#include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/ServerSocket.h>
+#include <Poco/ThreadPool.h>
+#include <boost/dll/runtime_symbol_info.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <slack_proxy/sdk/fingerprint.h>
+
+#include "dispatcher.h"
+#include "executor.h"
+#include "host_services.h"
+#include "ingress.h"
+#include "metrics.h"
+#include "pipeline.h"
+#include "plugin_host.h"
+#include "queue/memory_queue.h"
+
+namespace slack_proxy {
+namespace {
+
+constexpr const char* kUsage = R"(usage:
+  slack-proxy [--config FILE] [--log-level LEVEL]   run the proxy
+  slack-proxy validate FILE                         check a config; start nothing
+  slack-proxy plugins [--config FILE]               list plugins and their settings
+  slack-proxy --version | --help
+
+FILE defaults to config/slack-proxy.toml. LEVEL is trace, debug, info, warn or
+error and overrides [log] level. The Slack token is read from the environment
+variable named by the sink's token_env setting (default SLACK_TOKEN).
+)";
+
+struct Options {
+  std::string command = "run";
+  std::string config_path = "config/slack-proxy.toml";
+  std::optional<std::string> log_level;
+};
+
+std::optional<Options> parse_args(int argc, char** argv, int& exit_code) {
+  Options o;
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  exit_code = kExitInvalid;
+  auto fail = [&](const std::string& why) -> std::optional<Options> {
+    std::cerr << "slack-proxy: " << why << "\n" << kUsage;
+    return std::nullopt;
+  };
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    const bool has_value = i + 1 < args.size();
+    if (a == "--help" || a == "-h") {
+      std::cout << kUsage;
+      exit_code = kExitOk;
+      return std::nullopt;
+    }
+    if (a == "--version") {
+      std::cout << "slack-proxy " SLACK_PROXY_VERSION " (plugin ABI " << SLACK_PROXY_ABI_MAJOR << "."
+                << SLACK_PROXY_ABI_MINOR << ", " SLACK_PROXY_BUILD_FINGERPRINT ")\n";
+      exit_code = kExitOk;
+      return std::nullopt;
+    }
+    if (a == "--config" || a == "-c") {
+      if (!has_value) return fail(a + " needs a FILE");
+      o.config_path = args[++i];
+    } else if (a == "--log-level") {
+      if (!has_value) return fail(a + " needs a LEVEL");
+      o.log_level = args[++i];
+    } else if (i == 0 && (a == "run" || a == "plugins")) {
+      o.command = a;
+    } else if (i == 0 && a == "validate") {
+      if (!has_value) return fail("validate needs a FILE");
+      o.command = a;
+      o.config_path = args[++i];
+    } else {
+      return fail("unknown argument '" + a + "'");
+    }
+  }
+  return o;
+}
+
+std::shared_ptr<spdlog::logger> make_logger(const std::string& level) {
+  auto log = spdlog::stderr_color_mt("slack-proxy");
+  log->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%-5l%$ %v");
+  log->set_level(spdlog::level::from_str(level));
+  log->flush_on(spdlog::level::info);
+  return log;
+}
+
+Poco::Net::ServerSocket bind(const config::ListenAddress& addr, int backlog) {
+  Poco::Net::ServerSocket socket;
+  socket.bind(Poco::Net::SocketAddress(addr.host, addr.port), /*reuseAddress=*/true);
+  socket.listen(backlog);
+  return socket;
+}
+
+// Serves GET /metrics (Prometheus text) and GET /health.
+class MetricsHandler final : public Poco::Net::HTTPRequestHandler {
+ public:
+  MetricsHandler(PrometheusMetrics& metrics, std::function<void()> refresh)
+      : metrics_(metrics), refresh_(std::move(refresh)) {}
+  void handleRequest(Poco::Net::HTTPServerRequest& req,
+                     Poco::Net::HTTPServerResponse& resp) override {
+    std::string body;
+    const std::string path = req.getURI().substr(0, req.getURI().find('?'));
+    if (path == "/metrics" && (req.getMethod() == "GET" || req.getMethod() == "HEAD")) {
+      refresh_();
+      body = metrics_.serialize();
+      resp.setContentType("text/plain; version=0.0.4; charset=utf-8");
+    } else if (path == "/health") {
+      body = R"({"ok":true})";
+      resp.setContentType("application/json; charset=utf-8");
+    } else {
+      resp.setStatus(Poco::Net::HTTPResponse::HTTP_NOT_FOUND);
+      body = R"({"ok":false,"error":"not_found"})";
+      resp.setContentType("application/json; charset=utf-8");
+    }
+    resp.setContentLength(static_cast<std::streamsize>(body.size()));
+    resp.send() << body;
+  }
+
+ private:
+  PrometheusMetrics& metrics_;
+  std::function<void()> refresh_;
+};
+
+class MetricsFactory final : public Poco::Net::HTTPRequestHandlerFactory {
+ public:
+  MetricsFactory(PrometheusMetrics& metrics, std::function<void()> refresh)
+      : metrics_(metrics), refresh_(std::move(refresh)) {}
+  Poco::Net::HTTPRequestHandler* createRequestHandler(
+      const Poco::Net::HTTPServerRequest&) override {
+    return new MetricsHandler(metrics_, refresh_);
+  }
+
+ private:
+  PrometheusMetrics& metrics_;
+  std::function<void()> refresh_;
+};
+
+std::string describe_pipeline(const config::PipelineSpec& p) {
+  std::string s = "'" + p.name + "' on";
+  for (const auto& path : p.paths) s += " " + path;
+  s += ":";
+  for (std::size_t i = 0; i < p.stages.size(); ++i)
+    s += (i == 0 ? " " : " -> ") + p.stages[i].name;
+  return s;
+}
+
+int run_validate(const Options& o) {
+  try {
+    config::ProxyConfig cfg = config::load_config(o.config_path);
+    PluginHost plugins(plugin_search_path(cfg));
+    validate_pipelines(cfg, plugins);
+    std::cout << o.config_path << ": OK\n";
+    for (const auto& p : cfg.pipelines) std::cout << "  pipeline " << describe_pipeline(p) << "\n";
+    return kExitOk;
+  } catch (const std::exception& e) {
+    std::cerr << e.what() << "\n";
+    return kExitInvalid;
+  }
+}
+
+int run_plugins(const Options& o) {
+  config::ProxyConfig cfg;
+  try {
+    cfg = config::load_config(o.config_path);
+  } catch (const std::exception&) {
+    // Listing plugins needs no config; fall back to the default search path.
+  }
+  PluginHost plugins(plugin_search_path(cfg));
+  int rc = kExitOk;
+  for (const auto& name : plugins.available()) {
+    try {
+      const LoadedPlugin& p = plugins.load(name);
+      const auto& d = *p.descriptor;
+      std::cout << name << " (" << stage_kind_name(d.kind) << "): " << (d.summary ? d.summary : "")
+                << "\n";
+      for (std::uint32_t i = 0; i < d.schema_size; ++i) {
+        const sp_config_key& k = d.schema[i];
+        std::cout << "    " << k.key << (k.required ? " (required)" : "")
+                  << (k.default_value ? std::string(" = ") + k.default_value : "") << "  "
+                  << (k.doc ? k.doc : "") << "\n";
+      }
+    } catch (const std::exception& e) {
+      std::cout << name << ": NOT LOADABLE: " << e.what() << "\n";
+      rc = kExitInvalid;
+    }
+  }
+  return rc;
+}
+
+// Blocks SIGINT/SIGTERM in this and every thread started later, so that the
+// main thread alone receives them through sigwait().
+sigset_t block_stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+int run_proxy(const Options& o) {
+  const sigset_t stop_signals = block_stop_signals();
+
+  config::ProxyConfig cfg;
+  try {
+    cfg = config::load_config(o.config_path);
+  } catch (const std::exception& e) {
+    std::cerr << "slack-proxy: invalid configuration:\n" << e.what() << "\n";
+    return kExitStartup;
+  }
+  const std::string level = o.log_level.value_or(cfg.log.level);
+  if (spdlog::level::from_str(level) == spdlog::level::off && level != "off") {
+    std::cerr << "slack-proxy: unknown log level '" << level
+              << "'; use trace, debug, info, warn or error\n";
+    return kExitStartup;
+  }
+  auto log = make_logger(level);
+
+  PrometheusMetrics metrics(log);
+  CoreMetrics core_metrics(metrics.registry());
+  SystemClock clock;
+  PluginHost plugins(plugin_search_path(cfg));
+
+  std::vector<std::shared_ptr<Pipeline>> pipelines;
+  try {
+    pipelines = build_pipelines(cfg, plugins, log, metrics, clock);
+  } catch (const std::exception& e) {
+    // One line per problem, the first of them enough to act on.
+    std::cerr << "slack-proxy: cannot start: " << e.what() << "\n";
+    return kExitStartup;
+  }
+
+  MemoryQueue queue(cfg.queue.capacity);
+  ThreadPool workers(static_cast<std::size_t>(cfg.dispatcher.workers));
+  Dispatcher dispatcher(queue, pipelines, clock, core_metrics, log, workers);
+
+  IngressOptions ingress_options;
+  ingress_options.max_body_bytes = cfg.server.max_body_bytes;
+  ingress_options.retry_after = std::chrono::duration_cast<std::chrono::seconds>(
+      cfg.queue.retry_after + std::chrono::milliseconds(999));
+  Ingress ingress(queue, pipelines, core_metrics, clock, log, ingress_options);
+
+  auto params = Poco::AutoPtr<Poco::Net::HTTPServerParams>(new Poco::Net::HTTPServerParams);
+  params->setMaxThreads(cfg.server.threads);
+  params->setMaxQueued(cfg.server.max_queued);
+  params->setKeepAlive(true);
+  params->setKeepAliveTimeout(Poco::Timespan(cfg.server.keep_alive_timeout.count() * 1000));
+  params->setMaxKeepAliveRequests(cfg.server.max_keep_alive_requests);
+  params->setTimeout(Poco::Timespan(cfg.server.read_timeout.count() * 1000));
+  params->setServerName("slack-proxy");
+
+  Poco::ThreadPool ingress_threads(2, cfg.server.threads);
+  Poco::ThreadPool metrics_threads(1, 4);
+  std::unique_ptr<Poco::Net::HTTPServer> server;
+  std::unique_ptr<Poco::Net::HTTPServer> metrics_server;
+  try {
+    server = std::make_unique<Poco::Net::HTTPServer>(
+        ingress.make_factory(), ingress_threads, bind(cfg.server.listen, cfg.server.max_queued),
+        params);
+    if (cfg.metrics.enabled) {
+      auto mparams = Poco::AutoPtr<Poco::Net::HTTPServerParams>(new Poco::Net::HTTPServerParams);
+      mparams->setMaxThreads(4);
+      mparams->setTimeout(Poco::Timespan(10, 0));
+      metrics_server = std::make_unique<Poco::Net::HTTPServer>(
+          new MetricsFactory(metrics,
+                             [&] { core_metrics.set_queue_size(static_cast<double>(queue.size())); }),
+          metrics_threads, bind(cfg.metrics.listen, 64), mparams);
+    }
+  } catch (const std::exception& e) {
+    log->error("cannot listen: {}", e.what());
+    std::cerr << "slack-proxy: cannot start: cannot listen: " << e.what() << "\n";
+    return kExitStartup;
+  }
+
+  dispatcher.start();
+  server->start();
+  if (metrics_server) metrics_server->start();
+  log->info("slack-proxy {} listening on {} (metrics {}), queue {} (capacity {}), {} worker(s)",
+            SLACK_PROXY_VERSION, cfg.server.listen.str(),
+            cfg.metrics.enabled ? cfg.metrics.listen.str() : std::string("off"),
+            cfg.queue.backend, cfg.queue.capacity, cfg.dispatcher.workers);
+  for (const auto& p : cfg.pipelines) log->info("pipeline {}", describe_pipeline(p));
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+
+  // Drain: refuse new work, deliver what was accepted, up to the deadline.
+  const auto deadline = std::chrono::steady_clock::now() + cfg.dispatcher.shutdown_timeout;
+  ingress.set_draining(true);
+  server->stop();
+  log->info("received {}; draining {} message(s), deadline {} ms", strsignal(signal_number),
+            queue.size(), cfg.dispatcher.shutdown_timeout.count());
+  const bool drained = dispatcher.wait_idle(deadline);
+  dispatcher.stop();
+  workers.shutdown();  // lets in-flight sends finish (bounded by the sink timeout)
+  if (drained) {
+    log->info("drained: every accepted message was processed");
+  } else {
+    const std::size_t left = queue.size();
+    log->warn("drain deadline passed: {} message(s) left undelivered and lost with the memory queue",
+              left);
+    for (const auto& [lane, n] : dispatcher.backlog()) log->warn("  {}: {} message(s) left", lane, n);
+  }
+  if (metrics_server) metrics_server->stop();
+  log->info("stopped");
+  log->flush();
+  return kExitOk;
+}
+
+}  // namespace
+
+std::vector<std::filesystem::path> plugin_search_path(const config::ProxyConfig& config) {
+  std::vector<std::filesystem::path> dirs;
+  for (const auto& p : config.plugins.paths) dirs.emplace_back(p);
+  if (const char* env = std::getenv("SLACK_PROXY_PLUGIN_PATH"); env != nullptr) {
+    std::stringstream ss(env);
+    std::string item;
+    while (std::getline(ss, item, ':'))
+      if (!item.empty()) dirs.emplace_back(item);
+  }
+  try {
+    dirs.push_back(boost::dll::program_location().parent_path().parent_path() / "lib" /
+                   "slack-proxy" / "plugins");
+  } catch (const std::exception&) {
+    // Without /proc the built-in directory is unknown; configured paths still work.
+  }
+  return dirs;
+}
+
+int run_main(int argc, char** argv) {
+  int exit_code = kExitInvalid;
+  auto options = parse_args(argc, argv, exit_code);
+  if (!options) return exit_code;
+  if (options->command == "validate") return run_validate(*options);
+  if (options->command == "plugins") return run_plugins(*options);
+  return run_proxy(*options);
+}
+
+}  // namespace slack_proxy

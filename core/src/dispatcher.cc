@@ -1,1 +1,252 @@
-// placeholder
+#include "dispatcher.h"
+
+#include <algorithm>
+
+#include "redact.h"
+
+namespace slack_proxy {
+namespace {
+
+constexpr std::size_t kTakeBatch = 512;
+// Even with nothing due, look at the queue this often: a backend that cannot
+// notify (another replica pushing into Redis) is still picked up.
+constexpr auto kMaxIdleWait = std::chrono::seconds(1);
+
+std::string lane_key(const sdk::Message& m) {
+  std::string key;
+  key.reserve(m.pipeline.size() + m.workspace.size() + m.channel.size() + 2);
+  key.append(m.pipeline).push_back('/');
+  if (!m.workspace.empty()) key.append(m.workspace).push_back(':');
+  key.append(m.channel);
+  return key;
+}
+
+std::string describe(const sdk::SendResult& r) {
+  std::string s = r.error.empty() ? "no error code" : r.error;
+  if (r.http_status != 0) s += " (HTTP " + std::to_string(r.http_status) + ")";
+  if (!r.detail.empty()) s += ": " + r.detail;
+  return s;
+}
+
+}  // namespace
+
+Dispatcher::Dispatcher(Queue& queue, std::vector<std::shared_ptr<Pipeline>> pipelines,
+                       const sdk::Clock& clock, CoreMetrics& metrics,
+                       std::shared_ptr<spdlog::logger> log, Executor& executor)
+    : queue_(queue), clock_(clock), metrics_(metrics), log_(std::move(log)), executor_(executor) {
+  for (auto& p : pipelines) pipelines_.emplace(p->name, std::move(p));
+}
+
+Dispatcher::~Dispatcher() { stop(); }
+
+void Dispatcher::intake() {
+  for (;;) {
+    auto batch = queue_.take(kTakeBatch);
+    for (auto& message : batch) {
+      auto pipeline = pipelines_.find(message.pipeline);
+      if (pipeline == pipelines_.end()) {
+        // Only possible if a backend hands back a message from an older
+        // configuration; it cannot be delivered, so it is counted and logged.
+        log_->error("message {} names unknown pipeline '{}'; dropped", message.id, message.pipeline);
+        metrics_.failed(message.original_channel);
+        queue_.ack(message.id);
+        continue;
+      }
+      std::string key = lane_key(message);
+      Lane& lane = lanes_[key];
+      if (lane.key.empty()) {
+        lane.key = key;
+        lane.pipeline = pipeline->second;
+      }
+      lane.entries.push_back(Entry{next_seq_++, std::move(message)});
+    }
+    if (batch.size() < kTakeBatch) return;
+  }
+}
+
+void Dispatcher::finish(Lane& lane, const char* outcome) {
+  const auto& m = lane.entries.front().message;
+  log_->debug("message {} to {}: {}", m.id, m.channel, outcome);
+  queue_.ack(m.id);
+  lane.entries.pop_front();
+}
+
+void Dispatcher::apply(Completion c, sdk::SteadyTime now) {
+  auto it = lanes_.find(c.lane);
+  if (it == lanes_.end() || it->second.entries.empty() ||
+      it->second.entries.front().message.id != c.id) {
+    log_->error("result for unknown message {} on lane {} ignored", c.id, c.lane);
+    return;
+  }
+  Lane& lane = it->second;
+  lane.busy = false;
+  sdk::Message& m = lane.entries.front().message;
+  const Pipeline& p = *lane.pipeline;
+
+  for (const auto& guard : p.guards) guard->after_result(m, c.result, now);
+
+  if (c.result.delivered) {
+    metrics_.succeeded(m.original_channel);
+    finish(lane, "delivered");
+    return;
+  }
+
+  const sdk::RetryDecision decision =
+      p.retry ? p.retry->decide(m, c.result) : sdk::RetryDecision::give_up("no retry policy");
+  if (decision.action == sdk::RetryDecision::Action::Retry) {
+    metrics_.retried(m.original_channel);
+    lane.ready_at = now + decision.delay;
+    log_->warn("message {} to {} failed (attempt {}): {}; retrying in {} ms", m.id, m.channel,
+               m.attempts, describe(c.result), decision.delay.count());
+    return;
+  }
+  metrics_.failed(m.original_channel);
+  // The full request, so an operator can resend it by hand. The ingress
+  // already removed any token field; redact_secrets is the second line.
+  log_->error("message {} to {} failed after {} attempt(s): {}; {}; request: {}", m.id, m.channel,
+              m.attempts, describe(c.result), decision.reason, redact_secrets(m.payload));
+  finish(lane, "failed");
+}
+
+void Dispatcher::try_start(Lane& lane, sdk::SteadyTime now) {
+  const Pipeline& p = *lane.pipeline;
+  while (!lane.entries.empty()) {
+    sdk::Message& m = lane.entries.front().message;
+
+    bool denied = false;
+    for (const auto& guard : p.guards) {
+      const sdk::GuardVerdict v = guard->before_send(m, now);
+      if (!v.allow) {
+        metrics_.not_processed(m.original_channel);
+        log_->info("message {} to {} not sent: {}", m.id, m.channel, v.reason);
+        finish(lane, "not processed");
+        denied = true;
+        break;
+      }
+    }
+    if (denied) continue;
+
+    sdk::SteadyTime due = now;
+    for (const auto& limiter : p.limiters) due = std::max(due, limiter->next_send_time(m, now));
+    if (due > now) {
+      lane.ready_at = due;
+      return;
+    }
+    for (const auto& limiter : p.limiters) limiter->on_send(m, now);
+
+    ++m.attempts;
+    m.last_attempt_at = clock_.wall_now();
+    lane.busy = true;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++in_flight_;
+    }
+    executor_.post([this, sink = p.sink, key = lane.key, message = m]() {
+      sdk::SendResult result = sink->send(message);
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        completions_.push_back(Completion{key, message.id, std::move(result)});
+        --in_flight_;
+      }
+      wake();
+    });
+    return;
+  }
+}
+
+sdk::SteadyTime Dispatcher::run_once() {
+  const sdk::SteadyTime now = clock_.now();
+  intake();
+
+  std::vector<Completion> done;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    done.swap(completions_);
+  }
+  for (auto& c : done) apply(std::move(c), now);
+
+  // Start due lanes oldest-head-first, so a shared (global) limiter serves
+  // channels in arrival order, as one FIFO would.
+  std::vector<Lane*> due;
+  for (auto& [key, lane] : lanes_) {
+    if (!lane.busy && !lane.entries.empty() && lane.ready_at <= now) due.push_back(&lane);
+  }
+  std::sort(due.begin(), due.end(), [](const Lane* a, const Lane* b) {
+    return a->entries.front().seq < b->entries.front().seq;
+  });
+  for (Lane* lane : due) try_start(*lane, now);
+
+  sdk::SteadyTime next = sdk::SteadyTime::max();
+  std::map<std::string, std::size_t> backlog;
+  for (auto it = lanes_.begin(); it != lanes_.end();) {
+    Lane& lane = it->second;
+    if (lane.entries.empty() && !lane.busy) {
+      it = lanes_.erase(it);  // idle channels cost nothing
+      continue;
+    }
+    if (!lane.busy) next = std::min(next, lane.ready_at);
+    backlog[lane.key] = lane.entries.size();
+    ++it;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    backlog_ = std::move(backlog);
+    if (backlog_.empty() && in_flight_ == 0 && completions_.empty() && queue_.size() == 0)
+      idle_cv_.notify_all();
+  }
+  return next;
+}
+
+void Dispatcher::wake() {
+  if (wake_pending_.exchange(true)) return;  // a wake-up is already on its way
+  std::lock_guard<std::mutex> lock(mutex_);
+  wake_cv_.notify_one();
+}
+
+void Dispatcher::loop() {
+  for (;;) {
+    wake_pending_.store(false);
+    const sdk::SteadyTime next = run_once();
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (stopping_) return;
+    const sdk::SteadyTime now = clock_.now();
+    sdk::SteadyTime::duration wait = kMaxIdleWait;
+    if (next != sdk::SteadyTime::max() && next - now < wait)
+      wait = std::max(next - now, sdk::SteadyTime::duration::zero());
+    wake_cv_.wait_for(lock, wait, [&] { return stopping_ || wake_pending_.load(); });
+    if (stopping_) return;
+  }
+}
+
+void Dispatcher::start() {
+  queue_.on_push([this] { wake(); });
+  thread_ = std::thread([this] { loop(); });
+}
+
+void Dispatcher::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+bool Dispatcher::wait_idle(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  return idle_cv_.wait_until(lock, deadline, [&] {
+    return backlog_.empty() && in_flight_ == 0 && completions_.empty() && queue_.size() == 0;
+  });
+}
+
+std::map<std::string, std::size_t> Dispatcher::backlog() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return backlog_;
+}
+
+std::size_t Dispatcher::in_flight() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return in_flight_;
+}
+
+}  // namespace slack_proxy

@@ -1,1 +1,3 @@
-int main() { return 0; }
+#include "app.h"
+
+int main(int argc, char** argv) { return slack_proxy::run_main(argc, argv); }

@@ -1,1 +1,153 @@
-// placeholder
+#include "metrics.h"
+
+#include <sstream>
+
+#include <prometheus/text_serializer.h>
+
+namespace slack_proxy {
+
+// One series handed to a plugin; forwards to prometheus-cpp (or nowhere).
+struct PrometheusMetrics::Series final : sdk::Counter, sdk::Gauge, sdk::Histogram {
+  prometheus::Counter* counter = nullptr;
+  prometheus::Gauge* gauge = nullptr;
+  prometheus::Histogram* histogram = nullptr;
+
+  void inc(double by) noexcept override {
+    if (counter != nullptr && by >= 0) counter->Increment(by);
+  }
+  void set(double v) noexcept override {
+    if (gauge != nullptr) gauge->Set(v);
+  }
+  void add(double d) noexcept override {
+    if (gauge != nullptr) gauge->Increment(d);
+  }
+  void observe(double v) noexcept override {
+    if (histogram != nullptr) histogram->Observe(v);
+  }
+};
+
+enum FamilyType { kCounter = 0, kGauge = 1, kHistogram = 2 };
+
+struct PrometheusMetrics::FamilyEntry {
+  int type;
+  std::string help;
+  void* family;  // prometheus::Family<T>* for the T named by `type`
+  std::map<sdk::Labels, std::unique_ptr<Series>> series;
+};
+
+PrometheusMetrics::PrometheusMetrics(std::shared_ptr<spdlog::logger> log)
+    : log_(std::move(log)),
+      registry_(std::make_shared<prometheus::Registry>()),
+      noop_(std::make_unique<Series>()) {}
+
+PrometheusMetrics::~PrometheusMetrics() = default;
+
+template <typename Make>
+PrometheusMetrics::Series& PrometheusMetrics::find_or_make(std::string_view name,
+                                                           std::string_view help, int type,
+                                                           const sdk::Labels& labels,
+                                                           Make&& make) noexcept {
+  try {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = families_.find(name);
+    if (it == families_.end()) {
+      auto entry = std::make_unique<FamilyEntry>();
+      entry->type = type;
+      entry->help = std::string(help);
+      entry->family = nullptr;
+      it = families_.emplace(std::string(name), std::move(entry)).first;
+    } else if (it->second->type != type) {
+      log_->error("metric '{}' requested with two different types; the second use records nothing",
+                  name);
+      return *noop_;
+    }
+    FamilyEntry& entry = *it->second;
+    auto& slot = entry.series[labels];
+    if (!slot) {
+      slot = std::make_unique<Series>();
+      std::map<std::string, std::string> label_map(labels.begin(), labels.end());
+      make(entry, *slot, std::string(name), label_map);
+    }
+    return *slot;
+  } catch (const std::exception& e) {
+    log_->error("metric '{}' could not be created ({}); it records nothing", name, e.what());
+    return *noop_;
+  }
+}
+
+sdk::Counter& PrometheusMetrics::counter(std::string_view name, std::string_view help,
+                                         const sdk::Labels& labels) noexcept {
+  return find_or_make(name, help, kCounter, labels,
+                      [this](FamilyEntry& e, Series& s, const std::string& n, const auto& l) {
+                        if (e.family == nullptr)
+                          e.family = &prometheus::BuildCounter().Name(n).Help(e.help).Register(
+                              *registry_);
+                        s.counter = &static_cast<prometheus::Family<prometheus::Counter>*>(e.family)
+                                         ->Add(l);
+                      });
+}
+
+sdk::Gauge& PrometheusMetrics::gauge(std::string_view name, std::string_view help,
+                                     const sdk::Labels& labels) noexcept {
+  return find_or_make(name, help, kGauge, labels,
+                      [this](FamilyEntry& e, Series& s, const std::string& n, const auto& l) {
+                        if (e.family == nullptr)
+                          e.family = &prometheus::BuildGauge().Name(n).Help(e.help).Register(
+                              *registry_);
+                        s.gauge =
+                            &static_cast<prometheus::Family<prometheus::Gauge>*>(e.family)->Add(l);
+                      });
+}
+
+sdk::Histogram& PrometheusMetrics::histogram(std::string_view name, std::string_view help,
+                                             const std::vector<double>& buckets,
+                                             const sdk::Labels& labels) noexcept {
+  return find_or_make(
+      name, help, kHistogram, labels,
+      [this, &buckets](FamilyEntry& e, Series& s, const std::string& n, const auto& l) {
+        if (e.family == nullptr)
+          e.family = &prometheus::BuildHistogram().Name(n).Help(e.help).Register(*registry_);
+        s.histogram = &static_cast<prometheus::Family<prometheus::Histogram>*>(e.family)->Add(
+            l, prometheus::Histogram::BucketBoundaries(buckets.begin(), buckets.end()));
+      });
+}
+
+std::string PrometheusMetrics::serialize() const {
+  prometheus::TextSerializer serializer;
+  std::ostringstream out;
+  serializer.Serialize(out, registry_->Collect());
+  return out.str();
+}
+
+CoreMetrics::CoreMetrics(prometheus::Registry& registry)
+    : received_(prometheus::BuildCounter()
+                    .Name("slackproxy_requests_received_total")
+                    .Help("Messages accepted by the ingress, by requested channel")
+                    .Register(registry)),
+      failed_(prometheus::BuildCounter()
+                  .Name("slackproxy_requests_failed_total")
+                  .Help("Messages given up on (permanent error or retries exhausted)")
+                  .Register(registry)),
+      retried_(prometheus::BuildCounter()
+                   .Name("slackproxy_requests_retried_total")
+                   .Help("Delivery attempts scheduled again after a transient failure")
+                   .Register(registry)),
+      succeeded_(prometheus::BuildCounter()
+                     .Name("slackproxy_requests_succeeded_total")
+                     .Help("Messages Slack accepted")
+                     .Register(registry)),
+      not_processed_(prometheus::BuildCounter()
+                         .Name("slackproxy_requests_not_processed_total")
+                         .Help("Messages dropped by a guard, e.g. a deny-listed channel")
+                         .Register(registry)),
+      rejected_(prometheus::BuildCounter()
+                    .Name("slackproxy_requests_rejected_total")
+                    .Help("Requests refused at ingress, by error code (queue_full, no_text, ...)")
+                    .Register(registry)),
+      queue_size_(&prometheus::BuildGauge()
+                       .Name("slackproxy_queue_size")
+                       .Help("Messages queued or in flight")
+                       .Register(registry)
+                       .Add({})) {}
+
+}  // namespace slack_proxy

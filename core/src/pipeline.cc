@@ -1,1 +1,127 @@
-// placeholder
+#include "pipeline.h"
+
+#include "config/stage_config.h"
+#include "host_services.h"
+
+namespace slack_proxy {
+namespace {
+
+std::string where(const config::StageSpec& stage) {
+  return stage.where.str() + ": stage '" + stage.name + "' (plugin " + stage.plugin + ")";
+}
+
+// Loads and checks one pipeline's stages; appends problems to `errors`.
+// Returns the loaded plugins and checked settings, index-aligned with stages.
+struct CheckedStage {
+  const LoadedPlugin* plugin = nullptr;
+  std::shared_ptr<const config::StageConfig> settings;
+};
+
+std::vector<CheckedStage> check_pipeline(const config::PipelineSpec& spec, PluginHost& plugins,
+                                         std::vector<std::string>& errors) {
+  std::vector<CheckedStage> checked(spec.stages.size());
+  int sinks = 0, authenticators = 0, retries = 0;
+  for (std::size_t i = 0; i < spec.stages.size(); ++i) {
+    const auto& stage = spec.stages[i];
+    try {
+      checked[i].plugin = &plugins.load(stage.plugin);
+    } catch (const PluginError& e) {
+      errors.push_back(where(stage) + ": " + e.what());
+      continue;
+    }
+    const sp_plugin_descriptor& d = *checked[i].plugin->descriptor;
+    try {
+      checked[i].settings = std::make_shared<const config::StageConfig>(
+          config::StageConfig::from_spec(stage, d.schema, d.schema_size));
+    } catch (const config::ConfigError& e) {
+      errors.insert(errors.end(), e.errors().begin(), e.errors().end());
+    }
+    switch (d.kind) {
+      case SP_STAGE_SINK: ++sinks; break;
+      case SP_STAGE_AUTHENTICATOR: ++authenticators; break;
+      case SP_STAGE_RETRY_POLICY: ++retries; break;
+      default: break;
+    }
+  }
+  const std::string p = spec.where.str() + ": pipeline '" + spec.name + "'";
+  // Only judge the shape when every plugin loaded; otherwise the count lies.
+  bool all_loaded = true;
+  for (const auto& c : checked) all_loaded = all_loaded && c.plugin != nullptr;
+  if (all_loaded) {
+    if (sinks != 1)
+      errors.push_back(p + " needs exactly one sink stage, has " + std::to_string(sinks));
+    if (authenticators > 1)
+      errors.push_back(p + " has " + std::to_string(authenticators) +
+                       " authenticators; at most one is allowed");
+    if (retries > 1)
+      errors.push_back(p + " has " + std::to_string(retries) +
+                       " retry policies; at most one is allowed");
+  }
+  return checked;
+}
+
+}  // namespace
+
+void validate_pipelines(const config::ProxyConfig& config, PluginHost& plugins) {
+  std::vector<std::string> errors;
+  for (const auto& spec : config.pipelines) check_pipeline(spec, plugins, errors);
+  if (!errors.empty()) throw config::ConfigError(std::move(errors));
+}
+
+std::vector<std::shared_ptr<Pipeline>> build_pipelines(const config::ProxyConfig& config,
+                                                       PluginHost& plugins,
+                                                       std::shared_ptr<spdlog::logger> log,
+                                                       sdk::Metrics& metrics,
+                                                       const sdk::Clock& clock) {
+  std::vector<std::string> errors;
+  std::vector<std::vector<CheckedStage>> checked;
+  for (const auto& spec : config.pipelines) checked.push_back(check_pipeline(spec, plugins, errors));
+  if (!errors.empty()) throw config::ConfigError(std::move(errors));
+
+  std::vector<std::shared_ptr<Pipeline>> out;
+  for (std::size_t p = 0; p < config.pipelines.size(); ++p) {
+    const auto& spec = config.pipelines[p];
+    auto pipeline = std::make_shared<Pipeline>();
+    pipeline->name = spec.name;
+    pipeline->paths = spec.paths;
+    for (std::size_t i = 0; i < spec.stages.size(); ++i) {
+      const auto& stage = spec.stages[i];
+      const LoadedPlugin& plugin = *checked[p][i].plugin;
+      auto host = std::make_shared<StageHost>(log, spec.name + "/" + stage.name, metrics, clock);
+      auto settings = checked[p][i].settings;
+      try {
+        switch (plugin.descriptor->kind) {
+          case SP_STAGE_AUTHENTICATOR:
+            pipeline->authenticator =
+                PluginHost::create<sdk::Authenticator>(plugin, host, settings, stage.name);
+            break;
+          case SP_STAGE_ROUTER:
+            pipeline->routers.push_back(
+                PluginHost::create<sdk::Router>(plugin, host, settings, stage.name));
+            break;
+          case SP_STAGE_RATE_LIMITER:
+            pipeline->limiters.push_back(
+                PluginHost::create<sdk::RateLimiter>(plugin, host, settings, stage.name));
+            break;
+          case SP_STAGE_GUARD:
+            pipeline->guards.push_back(
+                PluginHost::create<sdk::Guard>(plugin, host, settings, stage.name));
+            break;
+          case SP_STAGE_SINK:
+            pipeline->sink = PluginHost::create<sdk::Sink>(plugin, host, settings, stage.name);
+            break;
+          case SP_STAGE_RETRY_POLICY:
+            pipeline->retry =
+                PluginHost::create<sdk::RetryPolicy>(plugin, host, settings, stage.name);
+            break;
+        }
+      } catch (const PluginError& e) {
+        throw config::ConfigError({stage.where.str() + ": " + e.what()});
+      }
+    }
+    out.push_back(std::move(pipeline));
+  }
+  return out;
+}
+
+}  // namespace slack_proxy

@@ -1,1 +1,60 @@
-// placeholder
+#include "redact.h"
+
+#include <array>
+#include <cctype>
+
+namespace slack_proxy {
+namespace {
+
+bool is_token_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_' || c == '.';
+}
+
+constexpr std::array<std::string_view, 7> kTokenPrefixes = {
+    "xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-", "xoxe-", "xapp-"};
+constexpr std::string_view kBearer = "Bearer ";
+constexpr std::string_view kMarker = "[REDACTED]";
+
+// Length of a secret starting at text[i], or 0.
+std::size_t secret_at(std::string_view text, std::size_t i, std::size_t& keep) {
+  keep = 0;
+  for (auto prefix : kTokenPrefixes) {
+    if (text.substr(i, prefix.size()) == prefix) {
+      std::size_t j = i + prefix.size();
+      while (j < text.size() && is_token_char(text[j])) ++j;
+      keep = 4;  // keep "xoxb" so a reader knows which kind was there
+      return j - i;
+    }
+  }
+  if (text.substr(i, kBearer.size()) == kBearer) {
+    std::size_t j = i + kBearer.size();
+    while (j < text.size() && is_token_char(text[j])) ++j;
+    if (j > i + kBearer.size()) {
+      keep = kBearer.size();
+      return j - i;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::string redact_secrets(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size();) {
+    std::size_t keep = 0;
+    const std::size_t n = secret_at(text, i, keep);
+    if (n == 0) {
+      out.push_back(text[i]);
+      ++i;
+      continue;
+    }
+    out.append(text.substr(i, keep));
+    out.append(kMarker);
+    i += n;
+  }
+  return out;
+}
+
+}  // namespace slack_proxy

@@ -1,0 +1,120 @@
+// The dispatcher: turns the queue into deliveries, one lane per channel.
+//
+// Threading model:
+//   - One scheduling thread owns every lane and calls the guards, rate
+//     limiters and retry policy (so those need no locking).
+//   - Sends run on an Executor (a worker pool). A lane has at most one send
+//     in flight, which keeps per-channel order, including across retries.
+//   - A lane that waits (on a token bucket, a backoff, a Retry-After) just
+//     records when it is next due; it never blocks the thread, so one slow
+//     or parked channel cannot hold up another. A hung send holds only its
+//     worker: with W workers, W-1 channels can hang before others wait.
+//
+// For tests, run_once() does one scheduling round at the clock's current
+// time without any thread, so a fake clock and a ManualExecutor make every
+// decision deterministic.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <spdlog/logger.h>
+
+#include <slack_proxy/sdk/host.h>
+
+#include "executor.h"
+#include "metrics.h"
+#include "pipeline.h"
+#include "queue/queue.h"
+
+namespace slack_proxy {
+
+class Dispatcher {
+ public:
+  Dispatcher(Queue& queue, std::vector<std::shared_ptr<Pipeline>> pipelines,
+             const sdk::Clock& clock, CoreMetrics& metrics, std::shared_ptr<spdlog::logger> log,
+             Executor& executor);
+  ~Dispatcher();
+
+  Dispatcher(const Dispatcher&) = delete;
+  Dispatcher& operator=(const Dispatcher&) = delete;
+
+  // One round at clock.now(): take new messages, apply finished sends, start
+  // every send that is due. Returns when the next round is needed on the
+  // clock's timeline; SteadyTime::max() when only new input can help.
+  sdk::SteadyTime run_once();
+
+  // Runs rounds on a thread of its own until stop().
+  void start();
+  // Stops the scheduling thread. Sends already running finish on the
+  // executor; their results are not applied any more.
+  void stop();
+
+  // Wakes the scheduling thread (new message, finished send). Cheap.
+  void wake();
+
+  // Blocks until nothing is queued or in flight, or `deadline` passes.
+  // Returns true when idle.
+  bool wait_idle(std::chrono::steady_clock::time_point deadline);
+
+  // Messages held in lanes (waiting or in flight), per lane key. For logs.
+  std::map<std::string, std::size_t> backlog() const;
+  std::size_t in_flight() const;
+
+ private:
+  struct Entry {
+    std::uint64_t seq;
+    sdk::Message message;
+  };
+  struct Lane {
+    std::string key;
+    std::shared_ptr<Pipeline> pipeline;
+    std::deque<Entry> entries;
+    sdk::SteadyTime ready_at{};
+    bool busy = false;
+  };
+  struct Completion {
+    std::string lane;
+    std::string id;
+    sdk::SendResult result;
+  };
+
+  void intake();
+  void apply(Completion c, sdk::SteadyTime now);
+  void try_start(Lane& lane, sdk::SteadyTime now);
+  void finish(Lane& lane, const char* outcome);
+  void loop();
+
+  Queue& queue_;
+  std::unordered_map<std::string, std::shared_ptr<Pipeline>> pipelines_;
+  const sdk::Clock& clock_;
+  CoreMetrics& metrics_;
+  std::shared_ptr<spdlog::logger> log_;
+  Executor& executor_;
+
+  // Owned by the scheduling thread (or the test calling run_once).
+  std::unordered_map<std::string, Lane> lanes_;
+  std::uint64_t next_seq_ = 0;
+
+  // Shared with workers.
+  mutable std::mutex mutex_;
+  std::condition_variable wake_cv_;
+  std::condition_variable idle_cv_;
+  std::vector<Completion> completions_;
+  std::map<std::string, std::size_t> backlog_;  // refreshed each round
+  std::size_t in_flight_ = 0;
+  bool stopping_ = false;
+  std::atomic<bool> wake_pending_{false};
+  std::thread thread_;
+};
+
+}  // namespace slack_proxy

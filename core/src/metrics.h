@@ -1,0 +1,87 @@
+// Prometheus metrics: the registry behind sdk::Metrics, the proxy's own
+// series (names and labels kept from the original Go tool), and the text
+// exposition used by the metrics listener.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <spdlog/logger.h>
+
+#include <slack_proxy/sdk/host.h>
+
+namespace slack_proxy {
+
+// sdk::Metrics on a prometheus-cpp registry. Thread-safe.
+class PrometheusMetrics final : public sdk::Metrics {
+ public:
+  explicit PrometheusMetrics(std::shared_ptr<spdlog::logger> log);
+  ~PrometheusMetrics() override;
+
+  sdk::Counter& counter(std::string_view name, std::string_view help,
+                        const sdk::Labels& labels) noexcept override;
+  sdk::Gauge& gauge(std::string_view name, std::string_view help,
+                    const sdk::Labels& labels) noexcept override;
+  sdk::Histogram& histogram(std::string_view name, std::string_view help,
+                            const std::vector<double>& buckets,
+                            const sdk::Labels& labels) noexcept override;
+
+  prometheus::Registry& registry() { return *registry_; }
+  // Prometheus text format of everything registered.
+  std::string serialize() const;
+
+ private:
+  struct Series;
+  struct FamilyEntry;
+  template <typename Make>
+  Series& find_or_make(std::string_view name, std::string_view help, int type,
+                       const sdk::Labels& labels, Make&& make) noexcept;
+
+  std::shared_ptr<spdlog::logger> log_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::mutex mutex_;
+  std::map<std::string, std::unique_ptr<FamilyEntry>, std::less<>> families_;
+  std::unique_ptr<Series> noop_;
+};
+
+// The proxy's own counters, labelled by the channel the caller asked for.
+// Same names as fortio/slack-proxy so existing dashboards keep working.
+class CoreMetrics {
+ public:
+  explicit CoreMetrics(prometheus::Registry& registry);
+
+  void received(const std::string& channel) { counter(received_, channel).Increment(); }
+  void failed(const std::string& channel) { counter(failed_, channel).Increment(); }
+  void retried(const std::string& channel) { counter(retried_, channel).Increment(); }
+  void succeeded(const std::string& channel) { counter(succeeded_, channel).Increment(); }
+  void not_processed(const std::string& channel) { counter(not_processed_, channel).Increment(); }
+  // Requests answered with an error, by Slack-style error code (a small,
+  // fixed set, so safe as a label).
+  void rejected(std::string_view error) {
+    rejected_.Add({{"error", std::string(error)}}).Increment();
+  }
+  void set_queue_size(double n) { queue_size_->Set(n); }
+
+ private:
+  prometheus::Counter& counter(prometheus::Family<prometheus::Counter>& family,
+                               const std::string& channel) {
+    return family.Add({{"channel", channel}});
+  }
+  prometheus::Family<prometheus::Counter>& received_;
+  prometheus::Family<prometheus::Counter>& failed_;
+  prometheus::Family<prometheus::Counter>& retried_;
+  prometheus::Family<prometheus::Counter>& succeeded_;
+  prometheus::Family<prometheus::Counter>& not_processed_;
+  prometheus::Family<prometheus::Counter>& rejected_;
+  prometheus::Gauge* queue_size_;
+};
+
+}  // namespace slack_proxy

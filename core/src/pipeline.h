@@ -1,0 +1,44 @@
+// A pipeline: the stages a message passes through, built from a
+// [[pipeline]] table by loading each stage's plugin.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <spdlog/logger.h>
+
+#include <slack_proxy/sdk/host.h>
+#include <slack_proxy/sdk/stages.h>
+
+#include "config/config.h"
+#include "plugin_host.h"
+
+namespace slack_proxy {
+
+struct Pipeline {
+  std::string name;
+  std::vector<std::string> paths;
+  std::shared_ptr<sdk::Authenticator> authenticator;  // optional
+  std::vector<std::shared_ptr<sdk::Router>> routers;  // in file order
+  std::vector<std::shared_ptr<sdk::RateLimiter>> limiters;
+  std::vector<std::shared_ptr<sdk::Guard>> guards;
+  std::shared_ptr<sdk::Sink> sink;                    // exactly one
+  std::shared_ptr<sdk::RetryPolicy> retry;            // optional: none = no retries
+};
+
+// Checks every pipeline without creating a stage: each plugin loads and
+// passes the ABI checks, each stage's settings fit its plugin's schema, and
+// each pipeline has exactly one sink and at most one authenticator and one
+// retry policy. Throws config::ConfigError listing every problem.
+void validate_pipelines(const config::ProxyConfig& config, PluginHost& plugins);
+
+// Validates, then creates every stage. Throws config::ConfigError, naming
+// the stage and its position in the file when a factory refuses.
+std::vector<std::shared_ptr<Pipeline>> build_pipelines(const config::ProxyConfig& config,
+                                                       PluginHost& plugins,
+                                                       std::shared_ptr<spdlog::logger> log,
+                                                       sdk::Metrics& metrics,
+                                                       const sdk::Clock& clock);
+
+}  // namespace slack_proxy

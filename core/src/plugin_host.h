@@ -1,0 +1,85 @@
+// Loads plugin libraries with Boost.DLL, checks their ABI before trusting
+// them, and creates stages whose lifetime pins the library.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <boost/dll/shared_library.hpp>
+
+#include <slack_proxy/sdk/abi.h>
+#include <slack_proxy/sdk/host.h>
+#include <slack_proxy/sdk/stages.h>
+
+namespace slack_proxy {
+
+class PluginError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A library that passed the ABI checks. The descriptor points into the
+// library, so it is only used while `library` is held.
+struct LoadedPlugin {
+  std::string name;
+  std::string path;
+  std::shared_ptr<boost::dll::shared_library> library;
+  const sp_plugin_descriptor* descriptor = nullptr;
+};
+
+const char* stage_kind_name(sp_stage_kind kind) noexcept;
+
+class PluginHost {
+ public:
+  // Directories searched in order for "<name>.so".
+  explicit PluginHost(std::vector<std::filesystem::path> search_dirs);
+
+  // Loads (once) and checks plugin `name`. Throws PluginError naming the file
+  // and both values on an ABI or fingerprint mismatch, or listing the
+  // plugins that do exist when `name` is not found.
+  const LoadedPlugin& load(const std::string& name);
+
+  // Plugin names ("<name>.so" files) found in the search directories.
+  std::vector<std::string> available() const;
+
+  const std::vector<std::filesystem::path>& search_dirs() const { return dirs_; }
+
+  // Refuses a descriptor this host cannot use. `path` is for messages.
+  static void check_descriptor(const sp_plugin_descriptor* d, const std::string& path,
+                               const std::string& expected_name);
+
+  // Creates a stage. The returned object keeps the library, the host
+  // services and the config alive; it is destroyed inside the plugin.
+  template <typename Interface>
+  static std::shared_ptr<Interface> create(const LoadedPlugin& plugin,
+                                           std::shared_ptr<sdk::HostServices> host,
+                                           std::shared_ptr<const sdk::ConfigView> config,
+                                           const std::string& stage_name) {
+    if (plugin.descriptor->kind != static_cast<sp_stage_kind>(Interface::kKind)) {
+      throw PluginError("plugin '" + plugin.name + "' is a " +
+                        stage_kind_name(plugin.descriptor->kind) + ", not a " +
+                        stage_kind_name(static_cast<sp_stage_kind>(Interface::kKind)));
+    }
+    sdk::Stage* base = create_raw(plugin, *host, *config, stage_name);
+    auto* typed = static_cast<Interface*>(base);
+    auto destroy = plugin.descriptor->destroy;
+    // The deleter holds the library: vtables and the destroy function live
+    // in it, so it must stay mapped until the very last object is gone.
+    return std::shared_ptr<Interface>(
+        typed, [base, destroy, lib = plugin.library, host = std::move(host),
+                config = std::move(config)](Interface*) { destroy(base); });
+  }
+
+ private:
+  static sdk::Stage* create_raw(const LoadedPlugin& plugin, sdk::HostServices& host,
+                                const sdk::ConfigView& config, const std::string& stage_name);
+
+  std::vector<std::filesystem::path> dirs_;
+  std::map<std::string, LoadedPlugin> loaded_;
+};
+
+}  // namespace slack_proxy
