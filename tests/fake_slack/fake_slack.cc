@@ -1,0 +1,378 @@
+#include "fake_slack.h"
+
+#include <Poco/JSON/Array.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <Poco/Net/HTTPRequestHandler.h>
+#include <Poco/Net/HTTPRequestHandlerFactory.h>
+#include <Poco/Net/HTTPServer.h>
+#include <Poco/Net/HTTPServerParams.h>
+#include <Poco/Net/HTTPServerRequest.h>
+#include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/ServerSocket.h>
+#include <Poco/Net/SocketAddress.h>
+#include <Poco/StreamCopier.h>
+#include <Poco/ThreadPool.h>
+
+#include <algorithm>
+#include <cctype>
+#include <sstream>
+#include <stdexcept>
+
+namespace slack_proxy::testing {
+
+namespace {
+
+// Slow replies each hold a thread, so there must be more threads than the
+// proxy's concurrent sends for a slow channel not to stall the others.
+constexpr int kServerThreads = 32;
+constexpr std::string_view kControlPrefix = "/_fake/";
+
+std::string to_json(const Poco::Dynamic::Var& value) {
+  std::ostringstream out;
+  Poco::JSON::Stringifier::stringify(value, out);
+  return out.str();
+}
+
+std::string error_body(const std::string& code) {
+  Poco::JSON::Object body;
+  body.set("ok", false);
+  body.set("error", code);
+  return to_json(body);
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+// The channel of a chat.postMessage JSON body; "" for anything else.
+std::string channel_of(const std::string& body) {
+  try {
+    Poco::JSON::Parser parser;
+    auto object = parser.parse(body).extract<Poco::JSON::Object::Ptr>();
+    if (object && object->has("channel") && object->get("channel").isString()) {
+      return object->getValue<std::string>("channel");
+    }
+  } catch (const std::exception&) {
+    // Not a JSON object: nothing to filter on.
+  }
+  return {};
+}
+
+struct ControlRule {
+  Behaviour behaviour;
+  int times = 1;
+  std::string channel;
+};
+
+// Reads the control API's JSON (see fake_slack.h) into a behaviour.
+ControlRule control_rule_from_json(const std::string& text) {
+  Poco::JSON::Parser parser;
+  auto json = parser.parse(text).extract<Poco::JSON::Object::Ptr>();
+  if (!json) throw std::invalid_argument("expected a JSON object");
+  ControlRule rule;
+  rule.behaviour = Behaviour::ok();
+  if (json->has("error")) {
+    rule.behaviour = Behaviour::error(json->getValue<std::string>("error"));
+  }
+  if (json->has("status")) {
+    const int status = json->getValue<int>("status");
+    if (status == 429) {
+      rule.behaviour = Behaviour::rate_limited(
+          json->has("retry_after") ? json->getValue<int>("retry_after") : 1);
+    } else if (status != 200) {
+      rule.behaviour = Behaviour::http_status(status);
+    }
+  }
+  if (json->has("body")) {
+    rule.behaviour.body = json->getValue<std::string>("body");
+    rule.behaviour.echo_message = false;
+  }
+  if (json->has("content_type")) {
+    rule.behaviour.content_type = json->getValue<std::string>("content_type");
+  }
+  if (json->has("retry_after")) {
+    rule.behaviour.retry_after_seconds = json->getValue<int>("retry_after");
+  }
+  if (json->has("delay_ms")) {
+    rule.behaviour.delay = std::chrono::milliseconds(json->getValue<int>("delay_ms"));
+  }
+  if (json->has("times")) rule.times = json->getValue<int>("times");
+  if (json->has("channel")) rule.channel = json->getValue<std::string>("channel");
+  return rule;
+}
+
+void reply(Poco::Net::HTTPServerResponse& response, int status, const std::string& content_type,
+           const std::string& body) {
+  const auto code = static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status);
+  response.setStatusAndReason(code, Poco::Net::HTTPResponse::getReasonForStatus(code));
+  response.setContentType(content_type);
+  response.setContentLength(static_cast<std::streamsize>(body.size()));
+  response.send() << body;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------ Behaviour --
+
+Behaviour Behaviour::ok() {
+  Behaviour b;
+  b.echo_message = true;
+  return b;
+}
+
+Behaviour Behaviour::error(std::string code) {
+  Behaviour b;
+  b.body = error_body(code);
+  return b;
+}
+
+Behaviour Behaviour::rate_limited(int retry_after_seconds) {
+  Behaviour b;
+  b.status = 429;
+  b.body = error_body("ratelimited");
+  b.retry_after_seconds = retry_after_seconds;
+  return b;
+}
+
+Behaviour Behaviour::http_status(int status) {
+  Behaviour b;
+  b.status = status;
+  switch (status) {
+    case 500: b.body = error_body("internal_error"); break;
+    case 503: b.body = error_body("service_unavailable"); break;
+    case 504: b.body = error_body("request_timeout"); break;
+    default: b.body = error_body("http_" + std::to_string(status)); break;
+  }
+  return b;
+}
+
+Behaviour Behaviour::slow(std::chrono::milliseconds delay) {
+  Behaviour b = ok();
+  b.delay = delay;
+  return b;
+}
+
+// ------------------------------------------------------------- handlers --
+
+class FakeSlack::Handler : public Poco::Net::HTTPRequestHandler {
+ public:
+  explicit Handler(FakeSlack& owner) : owner_(owner) {}
+
+  void handleRequest(Poco::Net::HTTPServerRequest& request,
+                     Poco::Net::HTTPServerResponse& response) override {
+    RecordedRequest recorded;
+    Poco::StreamCopier::copyToString(request.stream(), recorded.body);
+    recorded.at = std::chrono::steady_clock::now();
+    recorded.method = request.getMethod();
+    recorded.path = request.getURI();
+    if (recorded.path.starts_with(kControlPrefix)) {
+      control(request.getMethod(), recorded.path.substr(kControlPrefix.size()), recorded.body,
+              response);
+      return;
+    }
+    recorded.content_type = request.get("Content-Type", "");
+    recorded.authorization = request.get("Authorization", "");
+    for (const auto& [name, value] : request) recorded.headers[lower(name)] = value;
+    recorded.channel = channel_of(recorded.body);
+    const std::string channel = recorded.channel;
+
+    const Behaviour behaviour = owner_.admit(std::move(recorded));
+    if (behaviour.delay.count() > 0 && !owner_.wait_delay(behaviour.delay)) {
+      response.setKeepAlive(false);
+      return;
+    }
+    if (behaviour.retry_after_seconds) {
+      response.set("Retry-After", std::to_string(*behaviour.retry_after_seconds));
+    }
+    std::string body = behaviour.body;
+    if (behaviour.echo_message) {
+      Poco::JSON::Object echo;
+      echo.set("ok", true);
+      echo.set("channel", channel);
+      echo.set("ts", owner_.next_ts());
+      body = to_json(echo);
+    }
+    reply(response, behaviour.status, behaviour.content_type, body);
+  }
+
+ private:
+  void control(const std::string& method, const std::string& command, const std::string& body,
+               Poco::Net::HTTPServerResponse& response) {
+    const std::string json = "application/json; charset=utf-8";
+    try {
+      if (command == "requests" && method == "GET") {
+        reply(response, 200, json, owner_.requests_json());
+      } else if (command == "reset" && method == "POST") {
+        owner_.reset();
+        reply(response, 200, json, R"({"ok":true})");
+      } else if (command == "enqueue" && method == "POST") {
+        ControlRule rule = control_rule_from_json(body);
+        owner_.enqueue(std::move(rule.behaviour), rule.times, std::move(rule.channel));
+        reply(response, 200, json, R"({"ok":true})");
+      } else if (command == "default" && method == "POST") {
+        owner_.set_default(control_rule_from_json(body).behaviour);
+        reply(response, 200, json, R"({"ok":true})");
+      } else {
+        reply(response, 404, json, error_body("unknown_control_command"));
+      }
+    } catch (const std::exception& e) {
+      Poco::JSON::Object err;
+      err.set("ok", false);
+      err.set("error", "invalid_control_request");
+      err.set("detail", std::string(e.what()));
+      reply(response, 400, json, to_json(err));
+    }
+  }
+
+  FakeSlack& owner_;
+};
+
+class FakeSlack::HandlerFactory : public Poco::Net::HTTPRequestHandlerFactory {
+ public:
+  explicit HandlerFactory(FakeSlack& owner) : owner_(owner) {}
+  Poco::Net::HTTPRequestHandler* createRequestHandler(
+      const Poco::Net::HTTPServerRequest&) override {
+    return new Handler(owner_);
+  }
+
+ private:
+  FakeSlack& owner_;
+};
+
+// ------------------------------------------------------------ FakeSlack --
+
+FakeSlack::FakeSlack(std::uint16_t port) : requested_port_(port), default_(Behaviour::ok()) {}
+
+FakeSlack::~FakeSlack() { stop(); }
+
+void FakeSlack::start() {
+  if (server_) return;
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = false;
+  }
+  Poco::Net::ServerSocket socket(Poco::Net::SocketAddress("127.0.0.1", requested_port_));
+  port_ = socket.address().port();
+  started_at_ = std::chrono::steady_clock::now();
+
+  auto params = Poco::AutoPtr<Poco::Net::HTTPServerParams>(new Poco::Net::HTTPServerParams);
+  params->setMaxThreads(kServerThreads);
+  params->setMaxQueued(256);
+  params->setKeepAlive(true);
+  pool_ = std::make_unique<Poco::ThreadPool>(2, kServerThreads);
+  server_ = std::make_unique<Poco::Net::HTTPServer>(new HandlerFactory(*this), *pool_, socket,
+                                                    params);
+  server_->start();
+}
+
+void FakeSlack::stop() {
+  if (!server_) return;
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  server_->stopAll(true);
+  server_.reset();
+  pool_->joinAll();
+  pool_.reset();
+}
+
+std::uint16_t FakeSlack::port() const { return port_; }
+
+std::string FakeSlack::url() const {
+  return "http://127.0.0.1:" + std::to_string(port_) + "/api/chat.postMessage";
+}
+
+void FakeSlack::set_default(Behaviour b) {
+  std::lock_guard lock(mutex_);
+  default_ = std::move(b);
+}
+
+void FakeSlack::enqueue(Behaviour b, int times, std::string channel) {
+  if (times <= 0) return;
+  std::lock_guard lock(mutex_);
+  rules_.push_back(Rule{std::move(b), times, std::move(channel)});
+}
+
+std::vector<RecordedRequest> FakeSlack::requests() const {
+  std::lock_guard lock(mutex_);
+  return requests_;
+}
+
+std::size_t FakeSlack::count() const {
+  std::lock_guard lock(mutex_);
+  return requests_.size();
+}
+
+bool FakeSlack::wait_for(std::size_t n, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mutex_);
+  return changed_.wait_for(lock, timeout, [&] { return requests_.size() >= n; });
+}
+
+void FakeSlack::reset() {
+  std::lock_guard lock(mutex_);
+  requests_.clear();
+  rules_.clear();
+  default_ = Behaviour::ok();
+}
+
+void FakeSlack::on_request(std::function<void(const RecordedRequest&)> callback) {
+  on_request_ = std::move(callback);
+}
+
+Behaviour FakeSlack::admit(RecordedRequest request) {
+  Behaviour chosen;
+  {
+    std::lock_guard lock(mutex_);
+    auto rule = std::find_if(rules_.begin(), rules_.end(), [&](const Rule& r) {
+      return r.channel.empty() || r.channel == request.channel;
+    });
+    if (rule != rules_.end()) {
+      chosen = rule->behaviour;
+      if (--rule->remaining == 0) rules_.erase(rule);
+    } else {
+      chosen = default_;
+    }
+    requests_.push_back(request);
+  }
+  changed_.notify_all();
+  if (on_request_) on_request_(request);
+  return chosen;
+}
+
+bool FakeSlack::wait_delay(std::chrono::milliseconds delay) const {
+  std::unique_lock lock(mutex_);
+  return !changed_.wait_for(lock, delay, [&] { return stopping_; });
+}
+
+std::string FakeSlack::next_ts() {
+  std::lock_guard lock(mutex_);
+  const std::uint64_t n = ++ts_counter_;
+  // Slack's ts looks like "1700000000.000100" and is unique per channel.
+  std::string micros = std::to_string(n % 1000000);
+  return std::to_string(1700000000 + n / 1000000) + "." +
+         std::string(6 - micros.size(), '0') + micros;
+}
+
+std::string FakeSlack::requests_json() const {
+  Poco::JSON::Array list;
+  for (const auto& r : requests()) {
+    Poco::JSON::Object item;
+    item.set("method", r.method);
+    item.set("path", r.path);
+    item.set("channel", r.channel);
+    item.set("body", r.body);
+    // The control API is readable by anyone on the port: never echo the token.
+    item.set("authorization_present", !r.authorization.empty());
+    item.set("at_ms", std::chrono::duration_cast<std::chrono::milliseconds>(r.at - started_at_)
+                          .count());
+    list.add(item);
+  }
+  return to_json(list);
+}
+
+}  // namespace slack_proxy::testing

@@ -1,0 +1,126 @@
+// A fake Slack Web API server for tests, the demo and benchmarks.
+//
+// It answers every POST, records it, and replies with a scripted Behaviour:
+// ok, an ok:false error code, 429 with Retry-After, any HTTP status, or a
+// slow reply. In-process users script it through this class; out-of-process
+// users (the `fake-slack` binary, scripts) through the control API on the same
+// port:
+//   POST /_fake/enqueue   {"status":429,"body":"...","retry_after":2,
+//                          "delay_ms":0,"times":1,"channel":"#x"}
+//                         or {"error":"channel_not_found"} for an ok:false reply
+//   POST /_fake/default   same JSON, replaces the default reply
+//   GET  /_fake/requests  recorded requests as a JSON array (never the token)
+//   POST /_fake/reset     forget requests and rules
+// Control requests are not recorded.
+#ifndef SLACK_PROXY_TESTS_FAKE_SLACK_H
+#define SLACK_PROXY_TESTS_FAKE_SLACK_H
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace Poco::Net {
+class HTTPServer;
+}
+namespace Poco {
+class ThreadPool;
+}
+
+namespace slack_proxy::testing {
+
+struct RecordedRequest {
+  std::string method, path, body, content_type, authorization;  // authorization = full header value
+  std::map<std::string, std::string> headers;  // lower-cased names
+  std::string channel;  // "channel" field of a JSON body, "" if none
+  std::chrono::steady_clock::time_point at;    // when it arrived
+};
+
+struct Behaviour {
+  int status = 200;
+  std::string body = R"({"ok":true})";
+  std::string content_type = "application/json; charset=utf-8";
+  std::optional<int> retry_after_seconds;      // sets Retry-After
+  std::chrono::milliseconds delay{0};          // reply this much later (slow Slack)
+  // Reply like chat.postMessage does on success, with the request's channel
+  // and a fresh ts, instead of `body`.
+  bool echo_message = false;
+
+  static Behaviour ok();                       // 200 {"ok":true,"channel":...,"ts":...}
+  static Behaviour error(std::string code);    // 200 {"ok":false,"error":code}
+  static Behaviour rate_limited(int retry_after_seconds);  // 429 ratelimited + Retry-After
+  static Behaviour http_status(int status);    // e.g. 503 {"ok":false,"error":"service_unavailable"}
+  static Behaviour slow(std::chrono::milliseconds delay);  // ok, but late
+};
+
+class FakeSlack {
+ public:
+  explicit FakeSlack(std::uint16_t port = 0);  // 0 = ephemeral port on 127.0.0.1
+  ~FakeSlack();                                 // stops
+  FakeSlack(const FakeSlack&) = delete;
+  FakeSlack& operator=(const FakeSlack&) = delete;
+
+  void start();
+  // Fast even while slow replies are pending: they are abandoned unanswered,
+  // as a Slack that went away would.
+  void stop();
+  std::uint16_t port() const;
+  std::string url() const;                      // "http://127.0.0.1:<port>/api/chat.postMessage"
+
+  void set_default(Behaviour b);                // reply used when no queued rule matches
+  // The next `times` requests (only those whose JSON channel == `channel`, if non-empty) get `b`.
+  void enqueue(Behaviour b, int times = 1, std::string channel = {});
+
+  std::vector<RecordedRequest> requests() const;  // in arrival order, recorded before any delay
+  std::size_t count() const;
+  // Blocks until count() >= n or timeout passes; returns count() >= n.
+  bool wait_for(std::size_t n, std::chrono::milliseconds timeout) const;
+  void reset();                                 // forget requests, rules and the default
+
+  // Called for every recorded request as it arrives, on a server thread (the
+  // fake-slack binary prints from here). Set before start().
+  void on_request(std::function<void(const RecordedRequest&)> callback);
+
+ private:
+  class Handler;
+  class HandlerFactory;
+  struct Rule {
+    Behaviour behaviour;
+    int remaining;
+    std::string channel;
+  };
+
+  // Records the request, picks its reply and returns it; serialized by mutex_.
+  Behaviour admit(RecordedRequest request);
+  // Waits `delay` unless stop() comes first; false when stopped.
+  bool wait_delay(std::chrono::milliseconds delay) const;
+  std::string next_ts();
+  std::string requests_json() const;
+
+  std::uint16_t requested_port_;
+  std::uint16_t port_ = 0;
+  std::chrono::steady_clock::time_point started_at_;
+  std::function<void(const RecordedRequest&)> on_request_;
+
+  mutable std::mutex mutex_;
+  mutable std::condition_variable changed_;  // a request arrived, or stop()
+  bool stopping_ = false;
+  std::vector<RecordedRequest> requests_;
+  std::deque<Rule> rules_;
+  Behaviour default_;
+  std::uint64_t ts_counter_ = 0;
+
+  std::unique_ptr<Poco::ThreadPool> pool_;
+  std::unique_ptr<Poco::Net::HTTPServer> server_;
+};
+
+}  // namespace slack_proxy::testing
+
+#endif  // SLACK_PROXY_TESTS_FAKE_SLACK_H
