@@ -1,0 +1,126 @@
+#include "slack_retry.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace slack_proxy::plugins::slack_retry {
+
+namespace {
+
+constexpr std::array<std::string_view, 6> kTransientCodes = {
+    "ratelimited",         "rate_limited",    "message_limit_exceeded",
+    "service_unavailable", "request_timeout", "team_added_to_org",
+};
+constexpr std::array<std::string_view, 2> kMaybeSucceededCodes = {"internal_error", "fatal_error"};
+// Codes a sink reports when no HTTP reply arrived.
+constexpr std::array<std::string_view, 4> kTransportCodes = {"connection_failed", "timeout",
+                                                             "tls_error", "bad_response"};
+
+template <std::size_t N>
+bool contains(const std::array<std::string_view, N>& codes, std::string_view code) {
+  return std::find(codes.begin(), codes.end(), code) != codes.end();
+}
+
+std::string code_of(const sdk::SendResult& result) {
+  if (!result.error.empty()) return result.error;
+  if (result.http_status != 0) return "http_" + std::to_string(result.http_status);
+  return "unknown_error";
+}
+
+std::string shortest(double value) {
+  std::ostringstream out;
+  out << value;
+  return out.str();
+}
+
+}  // namespace
+
+Settings parse_settings(const sdk::ConfigView& config) {
+  Settings s;
+  s.max_retries = config.get_integer("max_retries");
+  s.initial_backoff = config.get_duration("initial_backoff");
+  s.max_backoff = config.get_duration("max_backoff");
+  s.multiplier = config.get_number("multiplier");
+  s.jitter = config.get_number("jitter");
+  s.retry_internal_error = config.get_boolean("retry_internal_error");
+
+  if (s.max_retries < 0) {
+    throw std::invalid_argument("max_retries must be >= 0, got " + std::to_string(s.max_retries));
+  }
+  if (s.initial_backoff <= std::chrono::milliseconds::zero()) {
+    throw std::invalid_argument("initial_backoff must be > 0, got " +
+                                std::to_string(s.initial_backoff.count()) + "ms");
+  }
+  if (s.max_backoff < s.initial_backoff) {
+    throw std::invalid_argument("max_backoff (" + std::to_string(s.max_backoff.count()) +
+                                "ms) must be >= initial_backoff (" +
+                                std::to_string(s.initial_backoff.count()) + "ms)");
+  }
+  if (!std::isfinite(s.multiplier) || s.multiplier < 1) {
+    throw std::invalid_argument("multiplier must be >= 1, got " + shortest(s.multiplier));
+  }
+  if (!(s.jitter >= 0 && s.jitter <= 1)) {
+    throw std::invalid_argument("jitter must be between 0 and 1, got " + shortest(s.jitter));
+  }
+  return s;
+}
+
+bool is_transient(const sdk::SendResult& result, bool retry_internal_error) {
+  // Checked before the status so that a 500 carrying internal_error also
+  // honours the duplicate-avoiding choice.
+  if (contains(kMaybeSucceededCodes, result.error)) return retry_internal_error;
+  if (result.http_status == 429 || (result.http_status >= 500 && result.http_status <= 599)) {
+    return true;
+  }
+  if (contains(kTransientCodes, result.error)) return true;
+  return result.http_status == 0 && contains(kTransportCodes, result.error);
+}
+
+SlackRetry::SlackRetry(const Settings& settings) : SlackRetry(settings, std::random_device{}()) {}
+
+SlackRetry::SlackRetry(const Settings& settings, std::uint64_t seed)
+    : settings_(settings), random_(seed) {}
+
+sdk::RetryDecision SlackRetry::decide(const sdk::Message& message,
+                                      const sdk::SendResult& result) noexcept {
+  return sdk::guarded(
+      [&] {
+        const std::string code = code_of(result);
+        if (!is_transient(result, settings_.retry_internal_error)) {
+          return sdk::RetryDecision::give_up("permanent error " + code);
+        }
+        if (message.attempts > settings_.max_retries) {
+          return sdk::RetryDecision::give_up("retries exhausted after " +
+                                             std::to_string(message.attempts) + " attempts: " + code);
+        }
+        auto delay = backoff(message.attempts);
+        // Slack may disable apps that keep sending while limited.
+        if (result.retry_after) delay = std::max(delay, *result.retry_after);
+        return sdk::RetryDecision::retry_after(
+            delay, "transient error " + code + ", retry " + std::to_string(message.attempts) +
+                       " of " + std::to_string(settings_.max_retries));
+      },
+      [](std::string_view what) {
+        return sdk::RetryDecision::give_up("retry policy failed: " + std::string(what));
+      });
+}
+
+std::chrono::milliseconds SlackRetry::backoff(std::uint32_t attempts) {
+  const double exponent = attempts > 0 ? attempts - 1.0 : 0.0;
+  // pow() may overflow to infinity for large exponents; min() then caps it.
+  double delay_ms = std::min(static_cast<double>(settings_.max_backoff.count()),
+                             static_cast<double>(settings_.initial_backoff.count()) *
+                                 std::pow(settings_.multiplier, exponent));
+  if (settings_.jitter > 0) {
+    std::uniform_real_distribution<double> factor(1 - settings_.jitter, 1 + settings_.jitter);
+    delay_ms *= factor(random_);
+  }
+  return std::chrono::milliseconds(std::llround(delay_ms));
+}
+
+}  // namespace slack_proxy::plugins::slack_retry
