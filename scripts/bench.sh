@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Ingest benchmark: wrk (2 threads, 32 keep-alive connections, 200-byte JSON
+# chat.postMessage bodies) against slack-proxy and, in the same run, against
+# a static nginx `return 200` as the denominator. Reports req/s, p99 and the
+# proxy's RSS with everything it accepted still queued.
+#
+#   scripts/bench.sh [DURATION_SECONDS]     default 10
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+DURATION="${1:-10}"
+
+configure_and_build --bench
+BIN="$BUILD_DIR/bin"
+WORK="$(mktemp -d)"
+PROXY_PORT=18480 METRICS_PORT=18490 FAKE_PORT=18499 NGINX_PORT=18481
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [[ -f "$WORK/nginx.pid" ]] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# 200 bytes exactly.
+body='{"channel":"#bench","text":"'
+pad=$((200 - ${#body} - 2))
+body+="$(head -c "$pad" /dev/zero | tr '\0' 'x')\"}"
+[[ ${#body} -eq 200 ]] || { echo "body is ${#body} bytes" >&2; exit 1; }
+cat >"$WORK/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '$body'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+
+# The fake Slack is slow on purpose (pacing 1/s): everything stays queued, so
+# the run measures ingest and the RSS figure measures queued messages.
+"$BIN/fake-slack" --port "$FAKE_PORT" --quiet &
+pids+=($!)
+cat >"$WORK/bench.toml" <<TOML
+[server]
+listen = "127.0.0.1:$PROXY_PORT"
+threads = 64
+[metrics]
+listen = "127.0.0.1:$METRICS_PORT"
+[queue]
+backend = "memory"
+capacity = 10000000
+[log]
+level = "warn"
+[[pipeline]]
+name = "slack"
+paths = ["/"]
+[[pipeline.stage]]
+plugin = "token_bucket"
+rate = 1.0
+burst = 3
+[[pipeline.stage]]
+plugin = "slack_retry"
+[[pipeline.stage]]
+plugin = "slack_sink"
+url = "http://127.0.0.1:$FAKE_PORT/api/chat.postMessage"
+TOML
+SLACK_TOKEN=xoxb-bench-not-a-real-token "$BIN/slack-proxy" --config "$WORK/bench.toml" \
+  2>"$WORK/proxy.log" &
+proxy=$!
+pids+=($proxy)
+
+cat >"$WORK/nginx.conf" <<NGINX
+worker_processes auto;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $WORK;
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / { default_type application/json; return 200 '{"ok":true}'; }
+  }
+}
+NGINX
+nginx -c "$WORK/nginx.conf"
+
+for _ in $(seq 100); do
+  curl -fsS "http://127.0.0.1:$PROXY_PORT/health" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+rss_idle=$(rss_kib "$proxy")
+
+run_wrk() {  # url -> "req/s p99_ms"
+  wrk -t2 -c32 -d"${DURATION}s" --latency -s "$WORK/post.lua" "$1" >"$WORK/wrk.out"
+  local rps p99
+  rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out")
+  p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$WORK/wrk.out")
+  if grep -q "Non-2xx" "$WORK/wrk.out"; then grep "Non-2xx" "$WORK/wrk.out" >&2; fi
+  echo "$rps $p99"
+}
+
+read -r nginx_rps nginx_p99 < <(run_wrk "http://127.0.0.1:$NGINX_PORT/")
+read -r proxy_rps proxy_p99 < <(run_wrk "http://127.0.0.1:$PROXY_PORT/")
+rss_full=$(rss_kib "$proxy")
+queued=$(curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" | awk '/^slackproxy_queue_size/ {print $2}')
+
+ratio=$(awk -v a="$proxy_rps" -v b="$nginx_rps" 'BEGIN {printf "%.2f", a / b}')
+per_msg=$(awk -v f="$rss_full" -v i="$rss_idle" -v q="$queued" 'BEGIN {printf "%.0f", (f - i) * 1024 / q}')
+cat <<OUT
+| target | req/s | p99 (ms) |
+|---|---|---|
+| nginx static return 200 | $nginx_rps | $nginx_p99 |
+| slack-proxy (memory queue) | $proxy_rps | $proxy_p99 |
+
+ratio slack-proxy / nginx: $ratio
+slack-proxy RSS: ${rss_idle} KiB idle, ${rss_full} KiB with $queued messages queued (~${per_msg} bytes per queued message)
+(wrk -t2 -c32 -d${DURATION}s, 200-byte JSON body, $(nproc) cores, $(date -u +%F))
+OUT
