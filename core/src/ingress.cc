@@ -6,6 +6,7 @@
 #include <random>
 #include <sstream>
 
+#include <Poco/Exception.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 #include <Poco/JSON/Stringifier.h>
@@ -136,6 +137,11 @@ HttpReply Ingress::handle(const sdk::RequestView& request, std::istream& body,
       return r;
     }
     return handle_post(*it->second, request, body, content_length);
+  } catch (const Poco::TimeoutException&) {
+    // The client stopped sending mid-body; it holds a thread, so let it go.
+    auto r = reject(request, 408, "request_timeout", "the request body did not arrive in time");
+    r.close = true;
+    return r;
   } catch (const std::exception& e) {
     log_->error("ingress failed on {} {}: {}", request.method(), request.path(), e.what());
     HttpReply r;
