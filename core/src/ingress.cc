@@ -187,7 +187,15 @@ HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView&
   raw.resize(content_length ? static_cast<std::size_t>(*content_length) : 0);
   if (content_length) {
     body.read(raw.data(), static_cast<std::streamsize>(raw.size()));
-    raw.resize(static_cast<std::size_t>(body.gcount()));
+    if (static_cast<std::uint64_t>(body.gcount()) < *content_length) {
+      // istream turns the socket's read timeout (or a hang-up) into a
+      // short read; either way the request is incomplete.
+      auto r = reject(request, 408, "request_timeout",
+                      "body ended after " + std::to_string(body.gcount()) + " of " +
+                          std::to_string(*content_length) + " bytes");
+      r.close = true;
+      return r;
+    }
   } else {
     char buf[8192];
     while (body && raw.size() <= limit) {
