@@ -81,6 +81,9 @@ struct PluginsConfig {                      // [plugins]
 // One [[pipeline.stage]] table: `plugin` (required) and `name` (optional,
 // defaults to the plugin name) are the host's; every other key belongs to
 // the plugin and is checked against its schema later (see stage_config.h).
+//
+// Move it rather than copy it: toml++ drops source positions when a node is
+// copied, and StageConfig then reports the stage's position instead.
 struct StageSpec {
   std::string plugin;
   std::string name;
@@ -114,8 +117,15 @@ ProxyConfig parse_config(std::string_view text, const std::string& source_name);
 // Reads and parses a file. Throws ConfigError (also for an unreadable file).
 ProxyConfig load_config(const std::string& path);
 
-// "250ms", "1s", "1.5s", "15m", "2h" -> milliseconds. Throws
+// "250ms", "1s", "1.5s", "15m", "2h" -> milliseconds. Accepted: an unsigned
+// integer or decimal number immediately followed by exactly one unit: ms, s,
+// m or h. Rejected: bare numbers ("10"), signs, spaces, compound forms
+// ("1m30s"), and values that are not a whole number of milliseconds
+// ("1.5ms"). "0s" is valid; each setting decides its own minimum. Throws
 // std::invalid_argument naming the accepted forms.
 std::chrono::milliseconds parse_duration(std::string_view text);
+
+// A TOML value's type for messages: "string", "integer", "float", "array"...
+std::string_view type_name(const toml::node& node);
 
 }  // namespace slack_proxy::config

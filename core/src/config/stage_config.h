@@ -30,6 +30,12 @@ class StageConfig final : public sdk::ConfigView {
   // position (or the offending key's own position) and plugin name, e.g.
   //   "cfg.toml:14:1: stage 'token_bucket': unknown key 'rat'; allowed: burst, key, rate"
   //   "cfg.toml:15:8: stage 'token_bucket': 'rate' must be a number, got string"
+  //
+  // Schema defaults (sp_config_key::default_value) are read per type: strings
+  // and durations as plain text ("global", "15m"); integers, numbers,
+  // booleans and string lists as TOML values ("3", "1.5", "true",
+  // "[\"a\", \"b\"]"). A default that does not read as its type is reported
+  // as a bug in the plugin, naming the plugin and the key.
   static StageConfig from_spec(const StageSpec& stage, const sp_config_key* schema,
                                std::uint32_t schema_size);
 
@@ -40,6 +46,8 @@ class StageConfig final : public sdk::ConfigView {
   bool get_boolean(std::string_view key) const noexcept override;
   std::chrono::milliseconds get_duration(std::string_view key) const noexcept override;
   std::vector<std::string> get_string_list(std::string_view key) const noexcept override;
+  // "file:line:col" of the value, "default" when the schema supplied it, ""
+  // when the key is not set.
   std::string source_of(std::string_view key) const noexcept override;
 
  private:
