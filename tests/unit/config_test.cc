@@ -1,0 +1,588 @@
+#include "config/config.h"
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace slack_proxy::config {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+using namespace std::chrono_literals;
+
+// The smallest valid pipeline, appended to texts that test other sections.
+constexpr std::string_view kMinimalPipeline = R"(
+[[pipeline]]
+name = "slack"
+[[pipeline.stage]]
+plugin = "slack_sink"
+)";
+
+ProxyConfig parse(std::string_view text) { return parse_config(text, "cfg.toml"); }
+
+std::string with_pipeline(std::string_view text) {
+  return std::string(text) + std::string(kMinimalPipeline);
+}
+
+// The errors a text produces; fails the test when it loads cleanly.
+std::vector<std::string> errors_of(std::string_view text) {
+  try {
+    parse(text);
+  } catch (const ConfigError& e) {
+    return e.errors();
+  }
+  ADD_FAILURE() << "expected a ConfigError for:\n" << text;
+  return {};
+}
+
+// The single error a text produces.
+std::string error_of(std::string_view text) {
+  const auto errors = errors_of(text);
+  EXPECT_EQ(errors.size(), 1u) << ::testing::PrintToString(errors);
+  return errors.empty() ? std::string() : errors.front();
+}
+
+TEST(ConfigTest, FullFileSetsEveryKey) {
+  const auto config = parse_config(R"(
+[server]
+listen = "127.0.0.1:18080"
+threads = 16
+max_queued = 32
+max_body_bytes = 2048
+read_timeout = "2s"
+keep_alive_timeout = "3s"
+max_keep_alive_requests = 50
+
+[metrics]
+enabled = false
+listen = "[::1]:19090"
+
+[queue]
+backend = "memory"
+capacity = 500
+retry_after = "7s"
+
+[dispatcher]
+workers = 4
+shutdown_timeout = "1.5m"
+
+[log]
+level = "debug"
+
+[plugins]
+paths = ["plugins-extra", "/opt/sp/plugins"]
+
+[[pipeline]]
+name = "slack"
+paths = ["/", "/api/chat.postMessage"]
+
+[[pipeline.stage]]
+plugin = "token_bucket"
+name = "pace"
+rate = 1.0
+key = "global"
+
+[[pipeline.stage]]
+plugin = "slack_sink"
+
+[[pipeline]]
+name = "alerts-2"
+paths = ["/alerts"]
+
+[[pipeline.stage]]
+plugin = "slack_sink"
+)",
+                                   "/etc/slack-proxy/proxy.toml");
+
+  EXPECT_EQ(config.file, "/etc/slack-proxy/proxy.toml");
+  EXPECT_EQ(config.server.listen.host, "127.0.0.1");
+  EXPECT_EQ(config.server.listen.port, 18080);
+  EXPECT_EQ(config.server.threads, 16);
+  EXPECT_EQ(config.server.max_queued, 32);
+  EXPECT_EQ(config.server.max_body_bytes, 2048u);
+  EXPECT_EQ(config.server.read_timeout, 2s);
+  EXPECT_EQ(config.server.keep_alive_timeout, 3s);
+  EXPECT_EQ(config.server.max_keep_alive_requests, 50);
+  EXPECT_FALSE(config.metrics.enabled);
+  EXPECT_EQ(config.metrics.listen.host, "::1");
+  EXPECT_EQ(config.metrics.listen.port, 19090);
+  EXPECT_EQ(config.queue.backend, "memory");
+  EXPECT_EQ(config.queue.capacity, 500u);
+  EXPECT_EQ(config.queue.retry_after, 7s);
+  EXPECT_EQ(config.dispatcher.workers, 4);
+  EXPECT_EQ(config.dispatcher.shutdown_timeout, 90s);
+  EXPECT_EQ(config.log.level, "debug");
+  EXPECT_THAT(config.plugins.paths,
+              ElementsAre("/etc/slack-proxy/plugins-extra", "/opt/sp/plugins"));
+
+  ASSERT_EQ(config.pipelines.size(), 2u);
+  const auto& slack = config.pipelines[0];
+  EXPECT_EQ(slack.name, "slack");
+  EXPECT_THAT(slack.paths, ElementsAre("/", "/api/chat.postMessage"));
+  EXPECT_EQ(slack.where.str(), "/etc/slack-proxy/proxy.toml:30:1");
+  ASSERT_EQ(slack.stages.size(), 2u);
+  EXPECT_EQ(slack.stages[0].plugin, "token_bucket");
+  EXPECT_EQ(slack.stages[0].name, "pace");
+  EXPECT_EQ(slack.stages[0].where.str(), "/etc/slack-proxy/proxy.toml:34:1");
+  // `plugin` and `name` are the host's; only the plugin's own keys remain.
+  EXPECT_EQ(slack.stages[0].settings.size(), 2u);
+  EXPECT_EQ(slack.stages[0].settings["rate"].value<double>(), 1.0);
+  EXPECT_EQ(slack.stages[0].settings["key"].value<std::string>(), "global");
+  EXPECT_EQ(slack.stages[1].name, "slack_sink");
+  EXPECT_TRUE(slack.stages[1].settings.empty());
+  EXPECT_EQ(config.pipelines[1].name, "alerts-2");
+  EXPECT_THAT(config.pipelines[1].paths, ElementsAre("/alerts"));
+}
+
+TEST(ConfigTest, MissingSectionsKeepDefaults) {
+  const auto config = parse(kMinimalPipeline);
+  const ProxyConfig defaults;
+
+  EXPECT_EQ(config.server.listen.str(), "0.0.0.0:8080");
+  EXPECT_EQ(config.server.threads, 64);
+  EXPECT_EQ(config.server.max_queued, 256);
+  EXPECT_EQ(config.server.max_body_bytes, 1048576u);
+  EXPECT_EQ(config.server.read_timeout, 10s);
+  EXPECT_EQ(config.server.keep_alive_timeout, 15s);
+  EXPECT_EQ(config.server.max_keep_alive_requests, 10000);
+  EXPECT_TRUE(config.metrics.enabled);
+  EXPECT_EQ(config.metrics.listen.str(), "127.0.0.1:9090");
+  EXPECT_EQ(config.queue.backend, "memory");
+  EXPECT_EQ(config.queue.capacity, 10000u);
+  EXPECT_EQ(config.queue.retry_after, 5s);
+  EXPECT_EQ(config.dispatcher.workers, 8);
+  EXPECT_EQ(config.dispatcher.shutdown_timeout, 30s);
+  EXPECT_EQ(config.log.level, "info");
+  EXPECT_TRUE(config.plugins.paths.empty());
+  ASSERT_EQ(config.pipelines.size(), 1u);
+  EXPECT_THAT(config.pipelines[0].paths, ElementsAre("/"));
+  ASSERT_EQ(config.pipelines[0].stages.size(), 1u);
+  EXPECT_EQ(config.pipelines[0].stages[0].name, "slack_sink");
+  // The struct defaults and the documented defaults are the same thing.
+  EXPECT_EQ(config.server.threads, defaults.server.threads);
+  EXPECT_EQ(config.queue.capacity, defaults.queue.capacity);
+}
+
+TEST(ConfigTest, EmptySectionsKeepDefaults) {
+  const auto config = parse(with_pipeline("[server]\n[metrics]\n[queue]\n[dispatcher]\n[log]\n[plugins]\n"));
+  EXPECT_EQ(config.server.threads, 64);
+  EXPECT_TRUE(config.metrics.enabled);
+  EXPECT_EQ(config.queue.capacity, 10000u);
+  EXPECT_EQ(config.log.level, "info");
+}
+
+TEST(ConfigTest, UnknownKeyNamesPositionAndAllowedKeys) {
+  EXPECT_EQ(error_of(with_pipeline("[server]\nthread = 4\n")),
+            "cfg.toml:2:1: unknown key 'thread' in [server]; allowed: listen, threads, max_queued, "
+            "max_body_bytes, read_timeout, keep_alive_timeout, max_keep_alive_requests");
+}
+
+TEST(ConfigTest, UnknownTopLevelTableNamesAllowedTables) {
+  EXPECT_THAT(error_of(with_pipeline("[serverr]\nthreads = 4\n")),
+              AllOf(StartsWith("cfg.toml:1:"),
+                    HasSubstr("unknown key 'serverr' at the top level; allowed: server, metrics, "
+                              "queue, dispatcher, log, plugins, pipeline")));
+}
+
+struct UnknownKeyCase {
+  std::string text;
+  std::string expected;
+};
+
+class UnknownKeyInHostTable : public ::testing::TestWithParam<UnknownKeyCase> {};
+
+TEST_P(UnknownKeyInHostTable, IsRejectedWithAllowedKeys) {
+  EXPECT_THAT(error_of(GetParam().text), HasSubstr(GetParam().expected));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryHostTable, UnknownKeyInHostTable,
+    ::testing::Values(
+        UnknownKeyCase{with_pipeline("[metrics]\nbogus = 1\n"),
+                       "unknown key 'bogus' in [metrics]; allowed: enabled, listen"},
+        UnknownKeyCase{with_pipeline("[queue]\nbogus = 1\n"),
+                       "unknown key 'bogus' in [queue]; allowed: backend, capacity, retry_after"},
+        UnknownKeyCase{with_pipeline("[dispatcher]\nbogus = 1\n"),
+                       "unknown key 'bogus' in [dispatcher]; allowed: workers, shutdown_timeout"},
+        UnknownKeyCase{with_pipeline("[log]\nbogus = 1\n"),
+                       "unknown key 'bogus' in [log]; allowed: level"},
+        UnknownKeyCase{with_pipeline("[plugins]\nbogus = 1\n"),
+                       "unknown key 'bogus' in [plugins]; allowed: paths"},
+        UnknownKeyCase{"[[pipeline]]\nname = \"p\"\nbogus = 1\n[[pipeline.stage]]\nplugin = \"x\"\n",
+                       "cfg.toml:3:1: unknown key 'bogus' in [[pipeline]]; allowed: name, paths, stage"}));
+
+TEST(ConfigTest, WrongTypeNamesExpectedAndActualType) {
+  EXPECT_EQ(error_of(with_pipeline("[server]\nthreads = \"64\"\n")),
+            "cfg.toml:2:11: [server] threads must be an integer, got string");
+  EXPECT_EQ(error_of(with_pipeline("[metrics]\nenabled = \"yes\"\n")),
+            "cfg.toml:2:11: [metrics] enabled must be a boolean, got string");
+  EXPECT_EQ(error_of(with_pipeline("[log]\nlevel = 3\n")),
+            "cfg.toml:2:9: [log] level must be a string, got integer");
+  EXPECT_EQ(error_of(with_pipeline("[server]\nthreads = 1.5\n")),
+            "cfg.toml:2:11: [server] threads must be an integer, got float");
+  EXPECT_EQ(error_of(with_pipeline("[plugins]\npaths = \"dir\"\n")),
+            "cfg.toml:2:9: [plugins] paths must be an array of strings, got string");
+  EXPECT_EQ(error_of(with_pipeline("[plugins]\npaths = [\"a\", 2]\n")),
+            "cfg.toml:2:15: [plugins] paths[1] must be a string, got integer");
+  EXPECT_THAT(error_of(with_pipeline("server = 1\n")),
+              HasSubstr("server must be a table ([server]), got integer"));
+}
+
+TEST(ConfigTest, OutOfRangeValuesSayTheRange) {
+  EXPECT_EQ(error_of(with_pipeline("[server]\nthreads = 0\n")),
+            "cfg.toml:2:11: [server] threads must be between 1 and 2147483647, got 0");
+  EXPECT_EQ(error_of(with_pipeline("[server]\nmax_body_bytes = 1023\n")),
+            "cfg.toml:2:18: [server] max_body_bytes must be >= 1024, got 1023");
+  EXPECT_THAT(error_of(with_pipeline("[server]\nmax_queued = -1\n")),
+              HasSubstr("[server] max_queued must be between 1"));
+  EXPECT_THAT(error_of(with_pipeline("[server]\nmax_keep_alive_requests = 0\n")),
+              HasSubstr("[server] max_keep_alive_requests must be between 1"));
+  EXPECT_THAT(error_of(with_pipeline("[server]\nread_timeout = \"0s\"\n")),
+              HasSubstr("[server] read_timeout must be at least 1ms, got \"0s\""));
+  EXPECT_EQ(error_of(with_pipeline("[queue]\ncapacity = 0\n")),
+            "cfg.toml:2:12: [queue] capacity must be >= 1, got 0");
+  EXPECT_THAT(error_of(with_pipeline("[queue]\nretry_after = \"500ms\"\n")),
+              HasSubstr("[queue] retry_after must be at least 1000ms, got \"500ms\""));
+  EXPECT_THAT(error_of(with_pipeline("[dispatcher]\nworkers = 0\n")),
+              HasSubstr("[dispatcher] workers must be between 1"));
+  EXPECT_THAT(error_of(with_pipeline("[server]\nlisten = \"0.0.0.0:70000\"\n")),
+              HasSubstr("[server] listen must be \"host:port\" or \"[ipv6]:port\" with port 0..65535, "
+                        "got \"0.0.0.0:70000\""));
+}
+
+TEST(ConfigTest, ZeroShutdownTimeoutIsAllowed) {
+  EXPECT_EQ(parse(with_pipeline("[dispatcher]\nshutdown_timeout = \"0s\"\n")).dispatcher.shutdown_timeout,
+            0ms);
+}
+
+TEST(ConfigTest, UnsupportedChoiceNamesAllowedValues) {
+  EXPECT_EQ(error_of(with_pipeline("[queue]\nbackend = \"redis\"\n")),
+            "cfg.toml:2:11: [queue] backend 'redis' is not supported; allowed: memory");
+  EXPECT_EQ(error_of(with_pipeline("[log]\nlevel = \"verbose\"\n")),
+            "cfg.toml:2:9: [log] level 'verbose' is not supported; allowed: trace, debug, info, warn, error");
+}
+
+TEST(ConfigTest, InvalidDurationNamesAcceptedForms) {
+  EXPECT_THAT(error_of(with_pipeline("[server]\nread_timeout = \"10\"\n")),
+              AllOf(StartsWith("cfg.toml:2:16: [server] read_timeout is not a valid duration: \"10\" has no unit"),
+                    HasSubstr("(ms, s, m, h)")));
+  EXPECT_EQ(error_of(with_pipeline("[server]\nread_timeout = 10\n")),
+            "cfg.toml:2:16: [server] read_timeout must be a duration string such as \"10s\", got integer");
+}
+
+TEST(ConfigTest, MetricsListenerMustNotCollideWithServer) {
+  EXPECT_THAT(error_of(with_pipeline("[server]\nlisten = \"0.0.0.0:9000\"\n[metrics]\nlisten = \"127.0.0.1:9000\"\n")),
+              HasSubstr("[metrics] listen 127.0.0.1:9000 conflicts with [server] listen 0.0.0.0:9000"));
+  // Port 0 picks a free port for each, and a disabled listener binds nothing.
+  EXPECT_NO_THROW(parse(with_pipeline("[server]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n")));
+  EXPECT_NO_THROW(parse(with_pipeline(
+      "[server]\nlisten = \"127.0.0.1:9000\"\n[metrics]\nenabled = false\nlisten = \"127.0.0.1:9000\"\n")));
+}
+
+TEST(ConfigTest, CollectsEveryErrorBeforeThrowing) {
+  const std::string text = with_pipeline(R"(
+[server]
+threads = "many"
+colour = "blue"
+[queue]
+capacity = 0
+)");
+  try {
+    parse(text);
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    ASSERT_EQ(e.errors().size(), 3u) << e.what();
+    EXPECT_THAT(e.errors()[0], HasSubstr("unknown key 'colour'"));
+    EXPECT_THAT(e.errors()[1], HasSubstr("threads must be an integer"));
+    EXPECT_THAT(e.errors()[2], HasSubstr("capacity must be >= 1"));
+    EXPECT_EQ(std::string(e.what()), e.errors()[0] + "\n" + e.errors()[1] + "\n" + e.errors()[2]);
+  }
+}
+
+TEST(ConfigTest, TomlSyntaxErrorHasPositionAndDescription) {
+  const auto error = error_of("[server]\nthreads = \n");
+  EXPECT_THAT(error, StartsWith("cfg.toml:2:"));
+  // Whatever toml++ says, it is said after the position and is not empty.
+  EXPECT_GT(error.size(), std::string("cfg.toml:2:11: ").size());
+}
+
+TEST(ConfigTest, LoadConfigReportsUnreadableFile) {
+  const std::string path = "/nonexistent/slack-proxy.toml";
+  try {
+    load_config(path);
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    ASSERT_EQ(e.errors().size(), 1u);
+    EXPECT_THAT(e.errors()[0], StartsWith(path + ": cannot read: "));
+  }
+}
+
+// ------------------------------------------------------------- durations --
+
+struct DurationCase {
+  std::string text;
+  std::chrono::milliseconds expected;
+};
+
+class ValidDuration : public ::testing::TestWithParam<DurationCase> {};
+
+TEST_P(ValidDuration, Parses) { EXPECT_EQ(parse_duration(GetParam().text), GetParam().expected); }
+
+INSTANTIATE_TEST_SUITE_P(Table, ValidDuration,
+                         ::testing::Values(DurationCase{"0s", 0ms}, DurationCase{"250ms", 250ms},
+                                           DurationCase{"1s", 1s}, DurationCase{"1.5s", 1500ms},
+                                           DurationCase{"0.25s", 250ms}, DurationCase{"1.5m", 90s},
+                                           DurationCase{"15m", 15min}, DurationCase{"2h", 2h},
+                                           DurationCase{"0.5h", 30min}, DurationCase{"007s", 7s},
+                                           DurationCase{"1.000s", 1s}));
+
+class InvalidDuration : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(InvalidDuration, IsRejectedNamingAcceptedForms) {
+  try {
+    parse_duration(GetParam());
+    FAIL() << "accepted \"" << GetParam() << "\"";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_THAT(e.what(), HasSubstr("\"" + GetParam() + "\""));
+    EXPECT_THAT(e.what(), HasSubstr("(ms, s, m, h)"));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, InvalidDuration,
+                         ::testing::Values("", "10", "1.5", "s", "ms", "-1s", "+1s", "1 s", " 1s",
+                                           "1s ", "1m30s", "1d", "1S", "1sec", ".5s", "1.s",
+                                           "1..5s", "1.5ms", "0.0001s", "99999999999999999999h",
+                                           "9999999999999999h"));
+
+// ---------------------------------------------------------------- listen --
+
+struct ListenCase {
+  std::string text;
+  std::string host;
+  std::uint16_t port;
+  std::string str;
+};
+
+class ValidListen : public ::testing::TestWithParam<ListenCase> {};
+
+TEST_P(ValidListen, Parses) {
+  const auto config = parse(with_pipeline("[server]\nlisten = \"" + GetParam().text + "\"\n"));
+  EXPECT_EQ(config.server.listen.host, GetParam().host);
+  EXPECT_EQ(config.server.listen.port, GetParam().port);
+  EXPECT_EQ(config.server.listen.str(), GetParam().str);
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, ValidListen,
+                         ::testing::Values(ListenCase{"0.0.0.0:8080", "0.0.0.0", 8080, "0.0.0.0:8080"},
+                                           ListenCase{"localhost:0", "localhost", 0, "localhost:0"},
+                                           ListenCase{"127.0.0.1:65535", "127.0.0.1", 65535, "127.0.0.1:65535"},
+                                           ListenCase{"[::1]:9090", "::1", 9090, "[::1]:9090"},
+                                           ListenCase{"[::]:80", "::", 80, "[::]:80"}));
+
+class InvalidListen : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(InvalidListen, IsRejectedNamingTheForm) {
+  EXPECT_THAT(error_of(with_pipeline("[server]\nlisten = \"" + GetParam() + "\"\n")),
+              HasSubstr("[server] listen must be \"host:port\" or \"[ipv6]:port\""));
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, InvalidListen,
+                         ::testing::Values("8080", ":8080", "host:", "host:65536", "host:-1",
+                                           "host:8a", "::1:80", "[::1]80", "[::1]", "[::1]:",
+                                           "[]:80", "host:123456"));
+
+// --------------------------------------------------------------- plugins --
+
+TEST(ConfigTest, RelativePluginPathsResolveAgainstTheConfigDirectory) {
+  const auto config = parse_config(
+      with_pipeline(R"([plugins]
+paths = ["plugins-extra", "../shared/plugins/", "/opt/sp/./plugins", "."]
+)"),
+      "/etc/slack-proxy/proxy.toml");
+  EXPECT_THAT(config.plugins.paths,
+              ElementsAre("/etc/slack-proxy/plugins-extra", "/etc/shared/plugins", "/opt/sp/plugins",
+                          "/etc/slack-proxy"));
+}
+
+TEST(ConfigTest, PluginPathsOfARelativeConfigFileBecomeAbsolute) {
+  const auto config =
+      parse_config(with_pipeline("[plugins]\npaths = [\"plugins-extra\"]\n"), "conf/proxy.toml");
+  const auto expected = (std::filesystem::current_path() / "conf/plugins-extra").lexically_normal();
+  EXPECT_THAT(config.plugins.paths, ElementsAre(expected.string()));
+}
+
+TEST(ConfigTest, EmptyPluginPathIsRejected) {
+  EXPECT_THAT(error_of(with_pipeline("[plugins]\npaths = [\"\"]\n")),
+              HasSubstr("[plugins] paths entries must not be empty"));
+}
+
+// ------------------------------------------------------------- pipelines --
+
+TEST(ConfigTest, AtLeastOnePipelineIsRequired) {
+  EXPECT_EQ(error_of("[server]\nthreads = 4\n"),
+            "cfg.toml: at least one [[pipeline]] with at least one [[pipeline.stage]] is required");
+  EXPECT_THAT(error_of("[pipeline]\nname = \"slack\"\n"),
+              HasSubstr("pipeline must be an array of tables ([[pipeline]]), got table"));
+}
+
+TEST(ConfigTest, PipelineWithoutNameIsRejected) {
+  EXPECT_EQ(error_of("[[pipeline]]\npaths = [\"/\"]\n[[pipeline.stage]]\nplugin = \"slack_sink\"\n"),
+            "cfg.toml:1:1: pipeline #1: missing required key 'name'");
+}
+
+TEST(ConfigTest, PipelineNameMustBeAnIdentifier) {
+  EXPECT_THAT(error_of("[[pipeline]]\nname = \"my pipeline\"\n[[pipeline.stage]]\nplugin = \"x\"\n"),
+              HasSubstr("name 'my pipeline' is not a valid pipeline name; use [A-Za-z0-9_-]+"));
+}
+
+TEST(ConfigTest, DuplicatePipelineNamesPointAtTheFirst) {
+  EXPECT_EQ(error_of(R"([[pipeline]]
+name = "slack"
+[[pipeline.stage]]
+plugin = "slack_sink"
+[[pipeline]]
+name = "slack"
+paths = ["/other"]
+[[pipeline.stage]]
+plugin = "slack_sink"
+)"),
+            "cfg.toml:6:8: duplicate pipeline name 'slack', first defined at cfg.toml:2:8");
+}
+
+TEST(ConfigTest, DuplicatePathsAcrossPipelinesAreRejected) {
+  EXPECT_EQ(error_of(R"([[pipeline]]
+name = "a"
+paths = ["/hook", "/"]
+[[pipeline.stage]]
+plugin = "slack_sink"
+[[pipeline]]
+name = "b"
+paths = ["/hook"]
+[[pipeline.stage]]
+plugin = "slack_sink"
+)"),
+            "cfg.toml:8:10: pipeline 'b': path \"/hook\" is already served by pipeline 'a'");
+}
+
+TEST(ConfigTest, DefaultPathCountsAsServed) {
+  EXPECT_THAT(error_of(R"([[pipeline]]
+name = "a"
+paths = ["/"]
+[[pipeline.stage]]
+plugin = "slack_sink"
+[[pipeline]]
+name = "b"
+[[pipeline.stage]]
+plugin = "slack_sink"
+)"),
+              HasSubstr("pipeline 'b': path \"/\" is already served by pipeline 'a'"));
+}
+
+TEST(ConfigTest, PathsMustStartWithSlashAndNotBeEmpty) {
+  EXPECT_EQ(error_of("[[pipeline]]\nname = \"a\"\npaths = [\"hook\"]\n[[pipeline.stage]]\nplugin = \"x\"\n"),
+            "cfg.toml:3:10: pipeline 'a': path \"hook\" must start with \"/\"");
+  EXPECT_EQ(error_of("[[pipeline]]\nname = \"a\"\npaths = []\n[[pipeline.stage]]\nplugin = \"x\"\n"),
+            "cfg.toml:3:9: pipeline 'a': paths must list at least one path");
+}
+
+TEST(ConfigTest, PipelineWithoutStagesIsRejected) {
+  EXPECT_EQ(error_of("[[pipeline]]\nname = \"slack\"\n"),
+            "cfg.toml:1:1: pipeline 'slack' has no stages; add at least one [[pipeline.stage]]");
+  EXPECT_THAT(error_of("[[pipeline]]\nname = \"slack\"\nstage = \"slack_sink\"\n"),
+              HasSubstr("pipeline 'slack': stage must be an array of tables ([[pipeline.stage]]), got string"));
+}
+
+TEST(ConfigTest, StageWithoutPluginIsRejected) {
+  EXPECT_EQ(error_of("[[pipeline]]\nname = \"slack\"\n[[pipeline.stage]]\nname = \"pace\"\nrate = 1.0\n"),
+            "cfg.toml:3:1: pipeline 'slack' stage #1: missing required key 'plugin'");
+}
+
+TEST(ConfigTest, StagePluginAndNameMustBeIdentifiers) {
+  EXPECT_THAT(error_of("[[pipeline]]\nname = \"p\"\n[[pipeline.stage]]\nplugin = \"Token-Bucket\"\n"),
+              HasSubstr("plugin 'Token-Bucket' is not a valid plugin name; use [a-z0-9_]+"));
+  EXPECT_THAT(error_of("[[pipeline]]\nname = \"p\"\n[[pipeline.stage]]\nplugin = 3\n"),
+              HasSubstr("pipeline 'p' stage #1: plugin must be a string, got integer"));
+  EXPECT_THAT(error_of("[[pipeline]]\nname = \"p\"\n[[pipeline.stage]]\nplugin = \"x\"\nname = \"a b\"\n"),
+              HasSubstr("name 'a b' is not a valid stage name"));
+}
+
+TEST(ConfigTest, StageNamesAreUniqueWithinAPipeline) {
+  EXPECT_EQ(error_of(R"([[pipeline]]
+name = "slack"
+[[pipeline.stage]]
+plugin = "token_bucket"
+[[pipeline.stage]]
+plugin = "token_bucket"
+)"),
+            "cfg.toml:5:1: pipeline 'slack': duplicate stage name 'token_bucket', first defined at "
+            "cfg.toml:3:1; give one of them a distinct name");
+
+  // The same plugin twice is fine once the stages have their own names.
+  const auto config = parse(R"([[pipeline]]
+name = "slack"
+[[pipeline.stage]]
+plugin = "token_bucket"
+name = "per-channel"
+[[pipeline.stage]]
+plugin = "token_bucket"
+name = "workspace"
+)");
+  ASSERT_EQ(config.pipelines[0].stages.size(), 2u);
+  EXPECT_EQ(config.pipelines[0].stages[1].name, "workspace");
+}
+
+TEST(ConfigTest, StageSettingsKeepTheirPositions) {
+  const auto config = parse("[[pipeline]]\nname = \"p\"\n[[pipeline.stage]]\nplugin = \"x\"\nrate = 2.0\n");
+  const auto* rate = config.pipelines[0].stages[0].settings.get("rate");
+  ASSERT_NE(rate, nullptr);
+  EXPECT_EQ(rate->source().begin.line, 5u);
+  EXPECT_EQ(rate->source().begin.column, 8u);
+}
+
+// ------------------------------------------------------ shipped examples --
+
+TEST(ConfigTest, ShippedDefaultConfigLoads) {
+  const auto config = load_config(SLACK_PROXY_SOURCE_DIR "/config/slack-proxy.toml");
+  EXPECT_EQ(config.server.listen.str(), "0.0.0.0:8080");
+  EXPECT_EQ(config.metrics.listen.str(), "127.0.0.1:9090");
+  EXPECT_EQ(config.queue.backend, "memory");
+  EXPECT_EQ(config.queue.capacity, 10000u);
+  ASSERT_EQ(config.pipelines.size(), 1u);
+  const auto& slack = config.pipelines[0];
+  EXPECT_EQ(slack.name, "slack");
+  EXPECT_THAT(slack.paths, ElementsAre("/", "/api/chat.postMessage"));
+  ASSERT_EQ(slack.stages.size(), 4u);
+  EXPECT_EQ(slack.stages[0].plugin, "token_bucket");
+  EXPECT_EQ(slack.stages[0].settings["key"].value<std::string>(), "global");
+  EXPECT_EQ(slack.stages[1].plugin, "deny_list");
+  EXPECT_EQ(slack.stages[1].settings["ttl"].value<std::string>(), "15m");
+  EXPECT_EQ(slack.stages[2].plugin, "slack_retry");
+  EXPECT_EQ(slack.stages[2].settings["initial_backoff"].value<std::string>(), "1s");
+  EXPECT_EQ(slack.stages[3].plugin, "slack_sink");
+  EXPECT_EQ(slack.stages[3].settings["url"].value<std::string>(),
+            "https://slack.com/api/chat.postMessage");
+  EXPECT_EQ(slack.stages[3].settings["token_env"].value<std::string>(), "SLACK_TOKEN");
+}
+
+TEST(ConfigTest, ShippedDemoConfigLoads) {
+  const auto config = load_config(SLACK_PROXY_SOURCE_DIR "/config/demo.toml");
+  ASSERT_EQ(config.pipelines.size(), 1u);
+  const auto& slack = config.pipelines[0];
+  EXPECT_EQ(slack.name, "slack");
+  ASSERT_EQ(slack.stages.size(), 4u);
+  EXPECT_EQ(slack.stages[0].settings["key"].value<std::string>(), "channel");
+  EXPECT_EQ(slack.stages[2].settings["initial_backoff"].value<std::string>(), "500ms");
+  EXPECT_EQ(slack.stages[3].settings["url"].value<std::string>(),
+            "http://127.0.0.1:8099/api/chat.postMessage");
+  EXPECT_EQ(slack.stages[3].settings["token_env"].value<std::string>(), "SLACK_TOKEN");
+}
+
+}  // namespace
+}  // namespace slack_proxy::config
