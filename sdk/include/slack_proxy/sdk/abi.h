@@ -74,8 +74,10 @@ typedef enum sp_value_type {
 typedef struct sp_config_key {
   const char* key;           /* TOML key inside the stage table */
   sp_value_type type;
-  const char* default_value; /* as TOML text for the type ("1s", "3", "true",
-                                "[\"a\"]"); NULL = no default */
+  const char* default_value; /* text for the type: strings and durations as
+                                plain text ("#alerts", "1s"), the rest as TOML
+                                values ("3", "1.5", "true", "[\"a\"]");
+                                NULL = no default */
   int required;              /* non-zero: the user must set it */
   const char* doc;           /* one line, shown by `slack-proxy plugins` */
 } sp_config_key;
