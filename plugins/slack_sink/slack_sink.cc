@@ -1,0 +1,326 @@
+#include "slack_sink.h"
+
+#include <charconv>
+#include <cstdlib>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string_view>
+#include <utility>
+
+#include <Poco/Exception.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/ParseHandler.h>
+#include <Poco/JSON/Parser.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/HTTPSClientSession.h>
+#include <Poco/Net/NetException.h>
+#include <Poco/Net/NetSSL.h>
+#include <Poco/Net/SSLException.h>
+#include <Poco/StreamCopier.h>
+#include <Poco/URI.h>
+
+namespace slack_proxy::plugins::slack_sink {
+
+namespace {
+
+constexpr std::size_t kDetailBodyBytes = 200;
+constexpr std::chrono::seconds kDefaultRetryAfter{1};
+
+bool has_control_or_space(std::string_view text) {
+  for (unsigned char c : text) {
+    if (c <= 0x20 || c == 0x7f) return true;
+  }
+  return false;
+}
+
+bool has_control(std::string_view text) {
+  for (unsigned char c : text) {
+    if (c < 0x20 || c == 0x7f) return true;
+  }
+  return false;
+}
+
+Endpoint parse_endpoint(const std::string& url) {
+  Poco::URI uri;
+  try {
+    uri = Poco::URI(url);
+  } catch (const Poco::Exception&) {
+    // The URL itself is not repeated: a webhook URL is a secret.
+    throw std::invalid_argument("url is not a valid URL");
+  }
+  Endpoint endpoint;
+  if (uri.getScheme() == "https") {
+    endpoint.tls = true;
+  } else if (uri.getScheme() == "http") {
+    endpoint.tls = false;
+  } else {
+    throw std::invalid_argument("url must start with http:// or https://, got scheme \"" +
+                                uri.getScheme() + "\"");
+  }
+  if (uri.getHost().empty()) throw std::invalid_argument("url has no host");
+  endpoint.host = uri.getHost();
+  endpoint.port = uri.getPort();
+  endpoint.path_and_query = uri.getPathAndQuery();
+  if (endpoint.path_and_query.empty()) endpoint.path_and_query = "/";
+  return endpoint;
+}
+
+Poco::JSON::Object::Ptr parse_object(const std::string& text) {
+  // Keeps the caller's field order when a payload is re-serialized.
+  Poco::JSON::Parser parser(new Poco::JSON::ParseHandler(true));
+  return parser.parse(text).extract<Poco::JSON::Object::Ptr>();
+}
+
+// Slack's error code from a JSON reply ({"ok":false,"error":"..."}), or from
+// an incoming webhook's plain-text reply ("channel_not_found").
+std::optional<std::string> error_code_in(const std::string& body) {
+  try {
+    auto reply = parse_object(body);
+    if (reply && reply->has("error")) return reply->getValue<std::string>("error");
+    return std::nullopt;
+  } catch (const Poco::Exception&) {
+  }
+  const bool looks_like_code =
+      !body.empty() && body.size() <= 64 &&
+      body.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") == std::string::npos;
+  if (looks_like_code) return body;
+  return std::nullopt;
+}
+
+// Integer seconds; anything else (absent is handled by the caller, an
+// HTTP-date, garbage) falls back to a short pause rather than none.
+std::chrono::milliseconds parse_retry_after(const std::string& value) {
+  long long seconds = 0;
+  const char* end = value.data() + value.size();
+  auto [ptr, ec] = std::from_chars(value.data(), end, seconds);
+  if (ec != std::errc() || ptr != end || seconds < 0 || seconds > 24 * 3600) {
+    return kDefaultRetryAfter;
+  }
+  return std::chrono::seconds(seconds);
+}
+
+void initialize_ssl_once() {
+  static std::once_flag once;
+  std::call_once(once, [] { Poco::Net::initializeSSL(); });
+}
+
+void replace_all(std::string& text, std::string_view needle, std::string_view with) {
+  if (needle.empty()) return;
+  for (auto pos = text.find(needle); pos != std::string::npos;
+       pos = text.find(needle, pos + with.size())) {
+    text.replace(pos, needle.size(), with);
+  }
+}
+
+}  // namespace
+
+std::string Endpoint::origin() const {
+  return (tls ? "https://" : "http://") + host + ":" + std::to_string(port);
+}
+
+Settings parse_settings(const sdk::ConfigView& config) {
+  Settings s;
+  s.endpoint = parse_endpoint(config.get_string("url"));
+  s.token_env = config.get_string("token_env");
+  s.timeout = config.get_duration("timeout");
+  const std::int64_t max_connections = config.get_integer("max_connections");
+  s.user_agent = config.get_string("user_agent");
+
+  if (s.token_env.empty() || s.token_env.find('=') != std::string::npos ||
+      has_control_or_space(s.token_env)) {
+    throw std::invalid_argument("token_env must name an environment variable, got \"" +
+                                s.token_env + "\"");
+  }
+  if (s.timeout <= std::chrono::milliseconds::zero()) {
+    throw std::invalid_argument("timeout must be > 0, got " + std::to_string(s.timeout.count()) +
+                                "ms");
+  }
+  if (max_connections < 1 || max_connections > 1024) {
+    throw std::invalid_argument("max_connections must be between 1 and 1024, got " +
+                                std::to_string(max_connections));
+  }
+  s.max_connections = static_cast<std::size_t>(max_connections);
+  if (s.user_agent.empty() || has_control(s.user_agent)) {
+    throw std::invalid_argument("user_agent must be non-empty text without control characters");
+  }
+  return s;
+}
+
+std::string read_token(const std::string& name) {
+  const char* value = std::getenv(name.c_str());
+  if (value == nullptr || *value == '\0') {
+    throw std::runtime_error("environment variable " + name +
+                             " is not set: export your Slack bot token (xoxb-...) or set token_env");
+  }
+  // A stray newline or space would corrupt the Authorization header.
+  if (has_control_or_space(value)) {
+    throw std::runtime_error("environment variable " + name +
+                             " contains whitespace or control characters: it must hold only the token");
+  }
+  return value;
+}
+
+SlackSink::SlackSink(sdk::HostServices& host, Settings settings, std::string token)
+    : log_(host.logger()),
+      clock_(host.clock()),
+      duration_(host.metrics().histogram(kDurationMetric,
+                                         "Time taken by one request to Slack, in seconds",
+                                         {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10})),
+      settings_(std::move(settings)),
+      authorization_("Bearer " + token),
+      token_(std::move(token)) {
+  if (settings_.endpoint.tls) {
+    initialize_ssl_once();
+    tls_context_ = new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "",
+                                          Poco::Net::Context::VERIFY_RELAXED, 9,
+                                          /*loadDefaultCAs=*/true);
+    tls_context_->requireMinimumProtocol(Poco::Net::Context::PROTO_TLSV1_2);
+  }
+  idle_.reserve(settings_.max_connections);
+  log_.info("delivering to " + settings_.endpoint.origin());
+}
+
+SlackSink::~SlackSink() = default;
+
+sdk::SendResult SlackSink::send(const sdk::Message& message) noexcept {
+  return sdk::guarded(
+      [&] {
+        std::string rewritten;
+        const std::string* body = &message.payload;
+        try {
+          auto payload = parse_object(message.payload);
+          const bool rerouted = !message.channel.empty() &&
+                                (!payload->has("channel") ||
+                                 payload->getValue<std::string>("channel") != message.channel);
+          if (rerouted) {
+            payload->set("channel", message.channel);
+            std::ostringstream out;
+            payload->stringify(out);
+            rewritten = out.str();
+            body = &rewritten;
+          }
+        } catch (const Poco::Exception&) {
+          return sdk::SendResult::failed(0, "invalid_payload",
+                                         "message " + message.id + " is not a JSON object");
+        }
+        const auto started = clock_.now();
+        auto result = post(*body);
+        duration_.observe(std::chrono::duration<double>(clock_.now() - started).count());
+        return result;
+      },
+      [&](std::string_view what) {
+        return sdk::SendResult::failed(0, "internal_error_in_sink",
+                                       redacted("slack_sink failed: " + std::string(what)));
+      });
+}
+
+sdk::SendResult SlackSink::post(const std::string& body) {
+  const Endpoint& endpoint = settings_.endpoint;
+  Poco::Net::HTTPRequest request(Poco::Net::HTTPRequest::HTTP_POST, endpoint.path_and_query,
+                                 Poco::Net::HTTPMessage::HTTP_1_1);
+  request.set("Authorization", authorization_);
+  request.setContentType("application/json; charset=utf-8");
+  request.set("User-Agent", settings_.user_agent);
+  request.setContentLength(static_cast<std::streamsize>(body.size()));
+  request.setKeepAlive(true);
+
+  // Only released back to the pool after a clean exchange: after an error the
+  // connection's state is unknown.
+  Session session = acquire();
+  const auto no_reply = [&](std::string code, const Poco::Exception& e) {
+    return sdk::SendResult::failed(
+        0, std::move(code), redacted("POST to " + endpoint.origin() + " failed: " + e.displayText()));
+  };
+  try {
+    session->sendRequest(request).write(body.data(), static_cast<std::streamsize>(body.size()));
+    Poco::Net::HTTPResponse response;
+    std::istream& in = session->receiveResponse(response);
+    std::string reply;
+    Poco::StreamCopier::copyToString(in, reply);
+    const int status = static_cast<int>(response.getStatus());
+    const bool keep = response.getKeepAlive();
+    if (keep) release(std::move(session));
+
+    const std::string detail =
+        redacted("HTTP " + std::to_string(status) + " from " + endpoint.origin() + ": " +
+                 reply.substr(0, kDetailBodyBytes));
+    std::optional<std::chrono::milliseconds> retry_after;
+    if (response.has("Retry-After")) retry_after = parse_retry_after(response.get("Retry-After"));
+
+    if (status >= 200 && status <= 299) {
+      // Incoming webhooks answer a plain "ok".
+      if (reply == "ok") return sdk::SendResult::ok(status);
+      Poco::JSON::Object::Ptr parsed;
+      try {
+        parsed = parse_object(reply);
+      } catch (const Poco::Exception&) {
+        return sdk::SendResult::failed(status, "bad_response", detail);
+      }
+      if (parsed && parsed->has("ok") && parsed->get("ok").isBoolean()) {
+        if (parsed->getValue<bool>("ok")) return sdk::SendResult::ok(status);
+        if (parsed->has("error")) {
+          return sdk::SendResult::failed(status, parsed->getValue<std::string>("error"), detail);
+        }
+      }
+      return sdk::SendResult::failed(status, "bad_response", detail);
+    }
+
+    auto code = error_code_in(reply);
+    auto result = sdk::SendResult::failed(status, "", detail);
+    if (status == 429) {
+      result.error = code.value_or("rate_limited");
+      result.retry_after = retry_after.value_or(kDefaultRetryAfter);
+    } else {
+      result.error = code.value_or("http_" + std::to_string(status));
+      if (status >= 500) result.retry_after = retry_after;
+    }
+    return result;
+  } catch (const Poco::TimeoutException& e) {
+    return no_reply("timeout", e);
+  } catch (const Poco::Net::SSLException& e) {
+    return no_reply("tls_error", e);
+  } catch (const Poco::Net::MessageException& e) {
+    return no_reply("bad_response", e);
+  } catch (const Poco::IOException& e) {
+    // Refused, reset, closed without a reply, host not found.
+    return no_reply("connection_failed", e);
+  }
+}
+
+SlackSink::Session SlackSink::acquire() {
+  {
+    std::lock_guard lock(idle_mutex_);
+    if (!idle_.empty()) {
+      Session session = std::move(idle_.back());
+      idle_.pop_back();
+      return session;
+    }
+  }
+  const Endpoint& endpoint = settings_.endpoint;
+  Session session;
+  if (endpoint.tls) {
+    session = std::make_unique<Poco::Net::HTTPSClientSession>(endpoint.host, endpoint.port,
+                                                              tls_context_);
+  } else {
+    session = std::make_unique<Poco::Net::HTTPClientSession>(endpoint.host, endpoint.port);
+  }
+  const Poco::Timespan timeout(std::chrono::duration_cast<std::chrono::microseconds>(settings_.timeout).count());
+  session->setTimeout(timeout, timeout, timeout);
+  session->setKeepAlive(true);
+  return session;
+}
+
+void SlackSink::release(Session session) {
+  std::lock_guard lock(idle_mutex_);
+  if (idle_.size() < settings_.max_connections) idle_.push_back(std::move(session));
+}
+
+std::string SlackSink::redacted(std::string text) const {
+  replace_all(text, token_, "[redacted]");
+  return text;
+}
+
+}  // namespace slack_proxy::plugins::slack_sink

@@ -1,0 +1,364 @@
+#include <chrono>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <Poco/Net/ServerSocket.h>
+#include <Poco/Net/SocketAddress.h>
+#include <gtest/gtest.h>
+#include <slack_proxy/sdk/testing/fakes.h>
+
+#include "fake_slack.h"
+#include "slack_sink.h"
+
+namespace slack_proxy::plugins::slack_sink {
+namespace {
+
+using namespace std::chrono_literals;
+using slack_proxy::testing::Behaviour;
+using slack_proxy::testing::FakeSlack;
+using sdk::testing::FakeHost;
+using sdk::testing::MapConfig;
+// Wrapped explicitly: MapConfig::set's int overload would otherwise capture
+// 64-bit integers by narrowing conversion.
+using Value = MapConfig::Value;
+
+constexpr const char* kToken = "xoxb-test-0123456789-secret";
+
+MapConfig config_for(const std::string& url) {
+  return MapConfig()
+      .set("url", url)
+      .set("token_env", "SLACK_TOKEN")
+      .set("timeout", Value{10000ms})
+      .set("max_connections", Value{std::int64_t{8}})
+      .set("user_agent", "slack-proxy/0.1");
+}
+
+sdk::Message message(const std::string& channel, const std::string& payload) {
+  sdk::Message m;
+  m.id = "m-1";
+  m.channel = channel;
+  m.original_channel = channel;
+  m.payload = payload;
+  m.content_type = "application/json";
+  return m;
+}
+
+sdk::Message hello(const std::string& channel = "#general") {
+  return message(channel, R"({"channel":")" + channel + R"(","text":"hello"})");
+}
+
+// A port nothing listens on: bound once to learn a free number, then closed.
+std::uint16_t closed_port() {
+  Poco::Net::ServerSocket socket(Poco::Net::SocketAddress("127.0.0.1", 0));
+  const auto port = socket.address().port();
+  socket.close();
+  return port;
+}
+
+// ------------------------------------------------------------ settings --
+
+TEST(SlackSinkSettings, AcceptsTheDefaults) {
+  const auto s = parse_settings(config_for("https://slack.com/api/chat.postMessage"));
+  EXPECT_TRUE(s.endpoint.tls);
+  EXPECT_EQ(s.endpoint.host, "slack.com");
+  EXPECT_EQ(s.endpoint.port, 443);
+  EXPECT_EQ(s.endpoint.path_and_query, "/api/chat.postMessage");
+  EXPECT_EQ(s.token_env, "SLACK_TOKEN");
+  EXPECT_EQ(s.timeout, 10s);
+  EXPECT_EQ(s.max_connections, 8u);
+  EXPECT_EQ(s.user_agent, "slack-proxy/0.1");
+}
+
+TEST(SlackSinkSettings, AcceptsPlainHttpWithAPort) {
+  const auto s = parse_settings(config_for("http://127.0.0.1:8099/api/chat.postMessage"));
+  EXPECT_FALSE(s.endpoint.tls);
+  EXPECT_EQ(s.endpoint.port, 8099);
+}
+
+TEST(SlackSinkSettings, RejectsOtherSchemesAndNonUrls) {
+  EXPECT_THROW(parse_settings(config_for("ftp://slack.com/x")), std::invalid_argument);
+  EXPECT_THROW(parse_settings(config_for("slack.com/api")), std::invalid_argument);
+  EXPECT_THROW(parse_settings(config_for("https:///api")), std::invalid_argument);
+}
+
+TEST(SlackSinkSettings, DoesNotRepeatTheUrlWhichMayHoldAWebhookSecret) {
+  try {
+    parse_settings(config_for("ftp://hooks.slack.com/services/T0/B0/webhooksecret"));
+    FAIL() << "ftp accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_EQ(std::string(e.what()).find("webhooksecret"), std::string::npos) << e.what();
+  }
+}
+
+TEST(SlackSinkSettings, RejectsMeaninglessValues) {
+  const std::string url = "https://slack.com/api/chat.postMessage";
+  EXPECT_THROW(parse_settings(config_for(url).set("timeout", Value{0ms})), std::invalid_argument);
+  EXPECT_THROW(parse_settings(config_for(url).set("max_connections", Value{std::int64_t{0}})),
+               std::invalid_argument);
+  EXPECT_THROW(parse_settings(config_for(url).set("token_env", "")), std::invalid_argument);
+  EXPECT_THROW(parse_settings(config_for(url).set("user_agent", "a\r\nX-Evil: 1")),
+               std::invalid_argument);
+}
+
+TEST(SlackSinkToken, ReadsTheTokenFromTheNamedVariable) {
+  ::setenv("SP_SINK_TEST_TOKEN", kToken, 1);
+  EXPECT_EQ(read_token("SP_SINK_TEST_TOKEN"), kToken);
+  ::unsetenv("SP_SINK_TEST_TOKEN");
+}
+
+TEST(SlackSinkToken, RejectsAMissingOrEmptyVariableInOneLine) {
+  ::unsetenv("SP_SINK_TEST_UNSET");
+  const std::string expected =
+      "environment variable SP_SINK_TEST_UNSET is not set: export your Slack bot token "
+      "(xoxb-...) or set token_env";
+  try {
+    read_token("SP_SINK_TEST_UNSET");
+    FAIL() << "unset variable accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(e.what(), expected);
+  }
+  ::setenv("SP_SINK_TEST_UNSET", "", 1);
+  EXPECT_THROW(read_token("SP_SINK_TEST_UNSET"), std::runtime_error);
+  ::unsetenv("SP_SINK_TEST_UNSET");
+}
+
+TEST(SlackSinkToken, RejectsATokenWithANewlineWithoutShowingIt) {
+  ::setenv("SP_SINK_TEST_TOKEN", (std::string(kToken) + "\n").c_str(), 1);
+  try {
+    read_token("SP_SINK_TEST_TOKEN");
+    FAIL() << "token with newline accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()).find(kToken), std::string::npos) << e.what();
+  }
+  ::unsetenv("SP_SINK_TEST_TOKEN");
+}
+
+// ---------------------------------------------------------------- send --
+
+class SlackSinkTest : public ::testing::Test {
+ protected:
+  void SetUp() override { slack.start(); }
+
+  SlackSink make_sink(MapConfig config) { return SlackSink(host, parse_settings(config), kToken); }
+  SlackSink make_sink() { return make_sink(config_for(slack.url())); }
+
+  sdk::SendResult send_with(Behaviour reply, const sdk::Message& m = hello()) {
+    slack.set_default(std::move(reply));
+    auto sink = make_sink();
+    return sink.send(m);
+  }
+
+  FakeHost host;
+  FakeSlack slack;
+};
+
+TEST_F(SlackSinkTest, PostsTheBodyWithTokenAndHeaders) {
+  auto sink = make_sink();
+  const auto m = hello();
+  const auto result = sink.send(m);
+  EXPECT_TRUE(result.delivered);
+  EXPECT_EQ(result.http_status, 200);
+  ASSERT_EQ(slack.count(), 1u);
+  const auto request = slack.requests().front();
+  EXPECT_EQ(request.method, "POST");
+  EXPECT_EQ(request.path, "/api/chat.postMessage");
+  EXPECT_EQ(request.body, m.payload);
+  EXPECT_EQ(request.authorization, std::string("Bearer ") + kToken);
+  EXPECT_EQ(request.content_type, "application/json; charset=utf-8");
+  EXPECT_EQ(request.headers.at("user-agent"), "slack-proxy/0.1");
+}
+
+TEST_F(SlackSinkTest, RewritesTheChannelAndKeepsEveryOtherField) {
+  auto sink = make_sink();
+  auto m = message("#asked-for",
+                   R"({"channel":"#asked-for","text":"hi","unfurl_links":false,)"
+                   R"("blocks":[{"type":"section","text":{"type":"mrkdwn","text":"*x*"}}],)"
+                   R"("custom_field":12})");
+  m.channel = "#override";
+  ASSERT_TRUE(sink.send(m).delivered);
+  ASSERT_EQ(slack.count(), 1u);
+  const auto request = slack.requests().front();
+  EXPECT_EQ(request.channel, "#override");
+  auto sent = Poco::JSON::Parser().parse(request.body).extract<Poco::JSON::Object::Ptr>();
+  EXPECT_EQ(sent->getValue<std::string>("text"), "hi");
+  EXPECT_FALSE(sent->getValue<bool>("unfurl_links"));
+  EXPECT_EQ(sent->getValue<int>("custom_field"), 12);
+  auto blocks = sent->getArray("blocks");
+  ASSERT_EQ(blocks->size(), 1u);
+  EXPECT_EQ(blocks->getObject(0)->getObject("text")->getValue<std::string>("text"), "*x*");
+  EXPECT_EQ(sent->size(), 5u);
+}
+
+TEST_F(SlackSinkTest, RejectsAPayloadThatIsNotJsonWithoutSending) {
+  const auto result = send_with(Behaviour::ok(), message("#a", "channel=%23a&text=hi"));
+  EXPECT_FALSE(result.delivered);
+  EXPECT_EQ(result.error, "invalid_payload");
+  EXPECT_EQ(slack.count(), 0u);
+}
+
+TEST_F(SlackSinkTest, MapsOkFalseToSlacksErrorCode) {
+  const auto result = send_with(Behaviour::error("channel_not_found"));
+  EXPECT_FALSE(result.delivered);
+  EXPECT_EQ(result.http_status, 200);
+  EXPECT_EQ(result.error, "channel_not_found");
+  EXPECT_FALSE(result.retry_after.has_value());
+  EXPECT_NE(result.detail.find("HTTP 200"), std::string::npos) << result.detail;
+  EXPECT_NE(result.detail.find("channel_not_found"), std::string::npos) << result.detail;
+}
+
+TEST_F(SlackSinkTest, MapsA429ToItsErrorAndRetryAfter) {
+  const auto result = send_with(Behaviour::rate_limited(7));
+  EXPECT_FALSE(result.delivered);
+  EXPECT_EQ(result.http_status, 429);
+  EXPECT_EQ(result.error, "ratelimited");
+  EXPECT_EQ(result.retry_after, std::chrono::milliseconds(7s));
+}
+
+TEST_F(SlackSinkTest, Assumes429WithoutBodyOrHeaderIsRateLimitedForOneSecond) {
+  Behaviour reply;
+  reply.status = 429;
+  reply.body = "";
+  const auto result = send_with(reply);
+  EXPECT_EQ(result.error, "rate_limited");
+  EXPECT_EQ(result.retry_after, std::chrono::milliseconds(1s));
+}
+
+TEST_F(SlackSinkTest, Maps503ToItsJsonError) {
+  const auto result = send_with(Behaviour::http_status(503));
+  EXPECT_FALSE(result.delivered);
+  EXPECT_EQ(result.http_status, 503);
+  EXPECT_EQ(result.error, "service_unavailable");
+  EXPECT_FALSE(result.retry_after.has_value());
+}
+
+TEST_F(SlackSinkTest, Keeps503sRetryAfter) {
+  auto reply = Behaviour::http_status(503);
+  reply.retry_after_seconds = 3;
+  EXPECT_EQ(send_with(reply).retry_after, std::chrono::milliseconds(3s));
+}
+
+TEST_F(SlackSinkTest, Maps5xxWithoutJsonToHttpStatus) {
+  Behaviour reply;
+  reply.status = 502;
+  reply.body = "<html>Bad Gateway</html>";
+  reply.content_type = "text/html";
+  const auto result = send_with(reply);
+  EXPECT_EQ(result.http_status, 502);
+  EXPECT_EQ(result.error, "http_502");
+}
+
+TEST_F(SlackSinkTest, MapsOther4xxToTheirCodeOrStatus) {
+  Behaviour webhook;
+  webhook.status = 404;
+  webhook.body = "channel_not_found";
+  webhook.content_type = "text/plain";
+  EXPECT_EQ(send_with(webhook).error, "channel_not_found");
+
+  Behaviour json;
+  json.status = 400;
+  json.body = R"({"ok":false,"error":"invalid_arguments"})";
+  EXPECT_EQ(send_with(json).error, "invalid_arguments");
+
+  Behaviour html;
+  html.status = 403;
+  html.body = "<html>Forbidden</html>";
+  const auto result = send_with(html);
+  EXPECT_EQ(result.http_status, 403);
+  EXPECT_EQ(result.error, "http_403");
+}
+
+TEST_F(SlackSinkTest, TreatsAPlainOkBodyAsDelivered) {
+  Behaviour webhook;
+  webhook.body = "ok";
+  webhook.content_type = "text/plain";
+  EXPECT_TRUE(send_with(webhook).delivered);
+}
+
+TEST_F(SlackSinkTest, MapsAnUnparsableReplyToBadResponse) {
+  Behaviour garbage;
+  garbage.body = "<html>captive portal</html>";
+  const auto result = send_with(garbage);
+  EXPECT_FALSE(result.delivered);
+  EXPECT_EQ(result.error, "bad_response");
+}
+
+TEST_F(SlackSinkTest, MapsASlowReplyToTimeout) {
+  slack.set_default(Behaviour::slow(5s));
+  auto sink = make_sink(config_for(slack.url()).set("timeout", Value{200ms}));
+  const auto result = sink.send(hello());
+  EXPECT_FALSE(result.delivered);
+  EXPECT_EQ(result.http_status, 0);
+  EXPECT_EQ(result.error, "timeout");
+}
+
+TEST_F(SlackSinkTest, RecoversAfterATimeout) {
+  slack.enqueue(Behaviour::slow(5s));
+  auto sink = make_sink(config_for(slack.url()).set("timeout", Value{200ms}));
+  EXPECT_EQ(sink.send(hello()).error, "timeout");
+  EXPECT_TRUE(sink.send(hello()).delivered);
+}
+
+TEST_F(SlackSinkTest, MapsARefusedConnectionToConnectionFailed) {
+  auto sink = make_sink(
+      config_for("http://127.0.0.1:" + std::to_string(closed_port()) + "/api/chat.postMessage"));
+  const auto result = sink.send(hello());
+  EXPECT_FALSE(result.delivered);
+  EXPECT_EQ(result.http_status, 0);
+  EXPECT_EQ(result.error, "connection_failed");
+  EXPECT_FALSE(result.detail.empty());
+}
+
+TEST_F(SlackSinkTest, MapsAFailedTlsHandshakeToTlsError) {
+  // The fake speaks plain HTTP, so a TLS client cannot complete a handshake.
+  auto sink = make_sink(config_for("https://127.0.0.1:" + std::to_string(slack.port()) +
+                                   "/api/chat.postMessage"));
+  const auto result = sink.send(hello());
+  EXPECT_FALSE(result.delivered);
+  EXPECT_EQ(result.error, "tls_error");
+}
+
+TEST_F(SlackSinkTest, NeverPutsTheTokenInDetailsOrLogs) {
+  Behaviour echo;
+  echo.status = 400;
+  echo.body = std::string("invalid token Bearer ") + kToken;
+  const auto result = send_with(echo);
+  EXPECT_EQ(result.detail.find(kToken), std::string::npos) << result.detail;
+  EXPECT_NE(result.detail.find("[redacted]"), std::string::npos) << result.detail;
+
+  auto refused = make_sink(
+      config_for("http://127.0.0.1:" + std::to_string(closed_port()) + "/api/chat.postMessage"));
+  EXPECT_EQ(refused.send(hello()).detail.find(kToken), std::string::npos);
+  EXPECT_FALSE(host.log.contains(kToken));
+}
+
+TEST_F(SlackSinkTest, RecordsTheRequestDuration) {
+  auto sink = make_sink();
+  sink.send(hello());
+  EXPECT_TRUE(host.stats.exists(kDurationMetric));
+}
+
+TEST_F(SlackSinkTest, DeliversConcurrentSendsFromManyThreads) {
+  auto sink = make_sink(config_for(slack.url()).set("max_connections", Value{std::int64_t{2}}));
+  constexpr int kThreads = 6;
+  constexpr int kPerThread = 10;
+  std::vector<int> delivered(kThreads, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        if (sink.send(hello("#c" + std::to_string(t))).delivered) ++delivered[t];
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(delivered[t], kPerThread) << "thread " << t;
+  EXPECT_EQ(slack.count(), static_cast<std::size_t>(kThreads * kPerThread));
+}
+
+}  // namespace
+}  // namespace slack_proxy::plugins::slack_sink
