@@ -196,6 +196,7 @@ class FakeSlack::Handler : public Poco::Net::HTTPRequestHandler {
       body = to_json(echo);
     }
     reply(response, behaviour.status, behaviour.content_type, body);
+    owner_.note_answered();
   }
 
  private:
@@ -316,8 +317,27 @@ bool FakeSlack::wait_for(std::size_t n, std::chrono::milliseconds timeout) const
 void FakeSlack::reset() {
   std::lock_guard lock(mutex_);
   requests_.clear();
+  answered_ = 0;
   rules_.clear();
   default_ = Behaviour::ok();
+}
+
+std::size_t FakeSlack::answered() const {
+  std::lock_guard lock(mutex_);
+  return answered_;
+}
+
+bool FakeSlack::wait_answered(std::size_t n, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mutex_);
+  return changed_.wait_for(lock, timeout, [&] { return answered_ >= n; });
+}
+
+void FakeSlack::note_answered() {
+  {
+    std::lock_guard lock(mutex_);
+    ++answered_;
+  }
+  changed_.notify_all();
 }
 
 void FakeSlack::on_request(std::function<void(const RecordedRequest&)> callback) {

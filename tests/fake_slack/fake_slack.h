@@ -84,6 +84,11 @@ class FakeSlack {
   bool wait_for(std::size_t n, std::chrono::milliseconds timeout) const;
   void reset();                                 // forget requests, rules and the default
 
+  // Replies completely written so far: a slow reply counts once it is sent,
+  // an abandoned one never. Tells "Slack answered" apart from "Slack was asked".
+  std::size_t answered() const;
+  bool wait_answered(std::size_t n, std::chrono::milliseconds timeout) const;
+
   // Called for every recorded request as it arrives, on a server thread (the
   // fake-slack binary prints from here). Set before start().
   void on_request(std::function<void(const RecordedRequest&)> callback);
@@ -99,6 +104,7 @@ class FakeSlack {
 
   // Records the request, picks its reply and returns it; serialized by mutex_.
   Behaviour admit(RecordedRequest request);
+  void note_answered();
   // Waits `delay` unless stop() comes first; false when stopped.
   bool wait_delay(std::chrono::milliseconds delay) const;
   std::string next_ts();
@@ -110,9 +116,10 @@ class FakeSlack {
   std::function<void(const RecordedRequest&)> on_request_;
 
   mutable std::mutex mutex_;
-  mutable std::condition_variable changed_;  // a request arrived, or stop()
+  mutable std::condition_variable changed_;  // a request arrived or was answered, or stop()
   bool stopping_ = false;
   std::vector<RecordedRequest> requests_;
+  std::size_t answered_ = 0;
   std::deque<Rule> rules_;
   Behaviour default_;
   std::uint64_t ts_counter_ = 0;

@@ -186,6 +186,20 @@ TEST_F(FakeSlackTest, StopAbandonsAPendingSlowReplyWithoutAnswering) {
   slack.stop();
   ASSERT_EQ(pending.wait_for(kDeadline), std::future_status::ready);
   EXPECT_THROW(pending.get(), Poco::Exception);
+  EXPECT_EQ(slack.answered(), 0u);
+}
+
+TEST_F(FakeSlackTest, AnsweredCountsRepliesOnceTheyAreSent) {
+  slack.enqueue(Behaviour::slow(60s), 1, "#slow");
+  auto pending = std::async(std::launch::async, [&] { return post_message("#slow"); });
+  ASSERT_TRUE(slack.wait_for(1, kDeadline));
+  post_message("#fast");
+  EXPECT_TRUE(slack.wait_answered(1, kDeadline));
+  EXPECT_EQ(slack.count(), 2u);
+  EXPECT_EQ(slack.answered(), 1u);
+  EXPECT_FALSE(slack.wait_answered(2, 0ms));
+  slack.stop();
+  ASSERT_EQ(pending.wait_for(kDeadline), std::future_status::ready);
 }
 
 TEST_F(FakeSlackTest, QueuedRulesApplyInOrderThenTheDefault) {
