@@ -1,0 +1,396 @@
+#include "dispatcher.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <slack_proxy/sdk/testing/fakes.h>
+#include <slack_proxy/sdk/testing/mocks.h>
+
+#include "executor.h"
+#include "metric_values.h"
+#include "queue/memory_queue.h"
+
+namespace slack_proxy {
+namespace {
+
+using namespace std::chrono_literals;
+using sdk::Message;
+using sdk::SendResult;
+using sdk::SteadyTime;
+using ::testing::_;
+using ::testing::ElementsAre;
+using ::testing::Field;
+using ::testing::Invoke;
+using ::testing::NiceMock;
+using ::testing::Return;
+using ::testing::UnorderedElementsAre;
+using test_support::metric_value;
+
+class DispatcherTest : public ::testing::Test {
+ protected:
+  DispatcherTest() {
+    pipeline->name = "default";
+    pipeline->sink = sink;
+    // Every send succeeds and is recorded, unless a test says otherwise.
+    ON_CALL(*sink, send(_)).WillByDefault(Invoke([this](const Message& m) {
+      sent.push_back(m.id);
+      return SendResult::ok();
+    }));
+  }
+
+  Dispatcher& dispatcher() {
+    if (!dispatcher_)
+      dispatcher_ = std::make_unique<Dispatcher>(
+          queue, std::vector<std::shared_ptr<Pipeline>>{pipeline}, clock, metrics,
+          test_support::null_logger(), executor);
+    return *dispatcher_;
+  }
+
+  void push(const std::string& id, const std::string& channel) {
+    Message m;
+    m.id = id;
+    m.pipeline = "default";
+    m.channel = channel;
+    m.original_channel = channel;
+    m.payload = R"({"channel":")" + channel + R"(","text":")" + id + R"("})";
+    ASSERT_EQ(queue.push(std::move(m)), Queue::PushStatus::Accepted);
+  }
+
+  // Rounds and sends until nothing is left to do at the current fake time.
+  void run_until_quiet() {
+    for (int i = 0; i < 100; ++i) {
+      dispatcher().run_once();
+      if (executor.pending() == 0) return;
+      executor.run_all();
+    }
+    FAIL() << "dispatcher still busy after 100 rounds";
+  }
+
+  double counter(const std::string& name, const std::string& channel) {
+    return metric_value(registry, name, {{"channel", channel}});
+  }
+
+  sdk::testing::FakeClock clock;
+  MemoryQueue queue{100};
+  prometheus::Registry registry;
+  CoreMetrics metrics{registry};
+  ManualExecutor executor;
+  std::shared_ptr<NiceMock<sdk::testing::MockSink>> sink =
+      std::make_shared<NiceMock<sdk::testing::MockSink>>();
+  std::shared_ptr<Pipeline> pipeline = std::make_shared<Pipeline>();
+  std::vector<std::string> sent;
+
+ private:
+  std::unique_ptr<Dispatcher> dispatcher_;
+};
+
+TEST_F(DispatcherTest, DeliversMessagesOfOneChannelInPushOrder) {
+  push("a1", "#a");
+  push("a2", "#a");
+  push("a3", "#a");
+
+  run_until_quiet();
+
+  EXPECT_THAT(sent, ElementsAre("a1", "a2", "a3"));
+}
+
+TEST_F(DispatcherTest, StartsOnlyOneSendPerChannelWhileOneIsPending) {
+  push("a1", "#a");
+  push("a2", "#a");
+
+  dispatcher().run_once();
+  ASSERT_EQ(executor.pending(), 1u);
+  dispatcher().run_once();  // a1 still in flight: a2 must wait
+  EXPECT_EQ(executor.pending(), 1u);
+
+  executor.run_one();  // a1 ends
+  EXPECT_THAT(sent, ElementsAre("a1"));
+  dispatcher().run_once();
+  EXPECT_EQ(executor.pending(), 1u);
+  executor.run_one();
+  EXPECT_THAT(sent, ElementsAre("a1", "a2"));
+}
+
+TEST_F(DispatcherTest, PendingSendOnOneChannelDoesNotHoldBackAnotherChannel) {
+  push("a1", "#a");
+  dispatcher().run_once();
+  ASSERT_EQ(executor.pending(), 1u);  // a1 hangs in the executor
+
+  push("b1", "#b");
+  dispatcher().run_once();
+
+  EXPECT_EQ(executor.pending(), 2u);
+  executor.run_all();
+  EXPECT_THAT(sent, UnorderedElementsAre("a1", "b1"));
+}
+
+TEST_F(DispatcherTest, ChannelWaitingOnItsLimiterDoesNotDelayAnotherAndSetsTheNextWakeUp) {
+  const SteadyTime slow_due = clock.now() + 3s;
+  auto limiter = std::make_shared<NiceMock<sdk::testing::MockRateLimiter>>();
+  ON_CALL(*limiter, next_send_time(_, _))
+      .WillByDefault(Invoke([slow_due](const Message& m, SteadyTime now) {
+        return m.channel == "#slow" ? slow_due : now;
+      }));
+  pipeline->limiters.push_back(limiter);
+  push("slow1", "#slow");
+  push("fast1", "#fast");
+
+  const SteadyTime next = dispatcher().run_once();
+
+  EXPECT_EQ(next, slow_due);
+  executor.run_all();
+  EXPECT_THAT(sent, ElementsAre("fast1"));
+}
+
+TEST_F(DispatcherTest, LimiterOnSendIsCalledOncePerSendAndNeverForDeniedMessages) {
+  auto limiter = std::make_shared<NiceMock<sdk::testing::MockRateLimiter>>();
+  ON_CALL(*limiter, next_send_time(_, _)).WillByDefault(Invoke([](const Message&, SteadyTime now) {
+    return now;
+  }));
+  auto guard = std::make_shared<NiceMock<sdk::testing::MockGuard>>();
+  ON_CALL(*guard, before_send(_, _)).WillByDefault(Invoke([](const Message& m, SteadyTime) {
+    return m.id == "denied" ? sdk::GuardVerdict::deny("test") : sdk::GuardVerdict::pass();
+  }));
+  pipeline->limiters.push_back(limiter);
+  pipeline->guards.push_back(guard);
+  EXPECT_CALL(*limiter, on_send(Field(&Message::id, "a1"), _)).Times(1);
+  EXPECT_CALL(*limiter, on_send(Field(&Message::id, "b1"), _)).Times(1);
+  EXPECT_CALL(*limiter, on_send(Field(&Message::id, "denied"), _)).Times(0);
+  push("a1", "#a");
+  push("denied", "#a");
+  push("b1", "#b");
+
+  run_until_quiet();
+
+  EXPECT_THAT(sent, UnorderedElementsAre("a1", "b1"));
+}
+
+TEST_F(DispatcherTest, TransientFailureIsResentExactlyWhenTheRetryPolicySays) {
+  auto retry = std::make_shared<NiceMock<sdk::testing::MockRetryPolicy>>();
+  std::vector<std::uint32_t> attempts_at_decision;
+  ON_CALL(*retry, decide(_, _)).WillByDefault(Invoke([&](const Message& m, const SendResult&) {
+    attempts_at_decision.push_back(m.attempts);
+    return sdk::RetryDecision::retry_after(5s, "transient");
+  }));
+  pipeline->retry = retry;
+  std::vector<std::uint32_t> attempts_at_send;
+  EXPECT_CALL(*sink, send(_))
+      .WillOnce(Invoke([&](const Message& m) {
+        attempts_at_send.push_back(m.attempts);
+        return SendResult::failed(429, "ratelimited");
+      }))
+      .WillOnce(Invoke([&](const Message& m) {
+        attempts_at_send.push_back(m.attempts);
+        return SendResult::ok();
+      }));
+  push("a1", "#a");
+
+  dispatcher().run_once();
+  executor.run_all();  // the first attempt fails
+  const SteadyTime failed_at = clock.now();
+  EXPECT_EQ(dispatcher().run_once(), failed_at + 5s);
+  EXPECT_EQ(executor.pending(), 0u);
+
+  clock.advance(5s - 1ms);
+  dispatcher().run_once();
+  EXPECT_EQ(executor.pending(), 0u) << "resent before the retry delay";
+
+  clock.advance(1ms);
+  dispatcher().run_once();
+  ASSERT_EQ(executor.pending(), 1u) << "not resent at the retry delay";
+  executor.run_all();
+  dispatcher().run_once();
+
+  EXPECT_THAT(attempts_at_send, ElementsAre(1u, 2u));
+  EXPECT_THAT(attempts_at_decision, ElementsAre(1u));
+  EXPECT_EQ(counter("slackproxy_requests_retried_total", "#a"), 1);
+  EXPECT_EQ(counter("slackproxy_requests_succeeded_total", "#a"), 1);
+  EXPECT_EQ(queue.size(), 0u);
+}
+
+TEST_F(DispatcherTest, GivingUpCountsFailedAcksTheMessageAndLetsTheNextOneProceed) {
+  auto retry = std::make_shared<NiceMock<sdk::testing::MockRetryPolicy>>();
+  ON_CALL(*retry, decide(_, _)).WillByDefault(Return(sdk::RetryDecision::give_up("permanent")));
+  pipeline->retry = retry;
+  EXPECT_CALL(*sink, send(Field(&Message::id, "a1")))
+      .WillOnce(Return(SendResult::failed(200, "channel_not_found")));
+  EXPECT_CALL(*sink, send(Field(&Message::id, "a2"))).WillOnce(Return(SendResult::ok()));
+  push("a1", "#a");
+  push("a2", "#a");
+
+  dispatcher().run_once();
+  executor.run_all();  // a1 fails
+  dispatcher().run_once();
+
+  EXPECT_EQ(counter("slackproxy_requests_failed_total", "#a"), 1);
+  EXPECT_EQ(queue.size(), 1u) << "a1 must be acked once given up";
+  EXPECT_EQ(executor.pending(), 1u) << "a2 must start once a1 is given up";
+  executor.run_all();
+  dispatcher().run_once();
+  EXPECT_EQ(counter("slackproxy_requests_succeeded_total", "#a"), 1);
+  EXPECT_EQ(queue.size(), 0u);
+}
+
+TEST_F(DispatcherTest, WithoutRetryPolicyTheFirstFailureGivesUp) {
+  EXPECT_CALL(*sink, send(_)).WillOnce(Return(SendResult::failed(503, "service_unavailable")));
+  push("a1", "#a");
+
+  run_until_quiet();
+
+  EXPECT_EQ(counter("slackproxy_requests_failed_total", "#a"), 1);
+  EXPECT_EQ(counter("slackproxy_requests_retried_total", "#a"), 0);
+  EXPECT_EQ(queue.size(), 0u);
+}
+
+TEST_F(DispatcherTest, GuardDenialSkipsTheSendCountsNotProcessedAndTheNextMessageProceeds) {
+  auto guard = std::make_shared<NiceMock<sdk::testing::MockGuard>>();
+  ON_CALL(*guard, before_send(_, _)).WillByDefault(Invoke([](const Message& m, SteadyTime) {
+    return m.id == "a1" ? sdk::GuardVerdict::deny("parked") : sdk::GuardVerdict::pass();
+  }));
+  pipeline->guards.push_back(guard);
+  push("a1", "#a");
+  push("a2", "#a");
+
+  dispatcher().run_once();
+
+  EXPECT_EQ(executor.pending(), 1u) << "a2 must start in the round that dropped a1";
+  executor.run_all();
+  EXPECT_THAT(sent, ElementsAre("a2"));
+  EXPECT_EQ(counter("slackproxy_requests_not_processed_total", "#a"), 1);
+}
+
+TEST_F(DispatcherTest, GuardAfterResultSeesTheSendResult) {
+  auto guard = std::make_shared<NiceMock<sdk::testing::MockGuard>>();
+  ON_CALL(*guard, before_send(_, _)).WillByDefault(Return(sdk::GuardVerdict::pass()));
+  pipeline->guards.push_back(guard);
+  EXPECT_CALL(*sink, send(_)).WillOnce(Return(SendResult::failed(200, "channel_not_found")));
+  EXPECT_CALL(*guard, after_result(Field(&Message::id, "a1"),
+                                   Field(&SendResult::error, "channel_not_found"), clock.now()))
+      .Times(1);
+  push("a1", "#a");
+
+  run_until_quiet();
+}
+
+TEST_F(DispatcherTest, SucceededMetricIsLabelledWithTheOriginalChannel) {
+  Message m;
+  m.id = "a1";
+  m.pipeline = "default";
+  m.channel = "#override";
+  m.original_channel = "#asked";
+  m.payload = R"({"channel":"#asked","text":"hi"})";
+  ASSERT_EQ(queue.push(std::move(m)), Queue::PushStatus::Accepted);
+
+  run_until_quiet();
+
+  EXPECT_EQ(counter("slackproxy_requests_succeeded_total", "#asked"), 1);
+  EXPECT_EQ(counter("slackproxy_requests_succeeded_total", "#override"), 0);
+}
+
+TEST_F(DispatcherTest, LanesOfIdleChannelsAreDropped) {
+  push("a1", "#a");
+  push("b1", "#b");
+  dispatcher().run_once();
+  EXPECT_EQ(dispatcher().backlog().size(), 2u);
+
+  executor.run_all();
+  dispatcher().run_once();
+
+  EXPECT_TRUE(dispatcher().backlog().empty());
+}
+
+TEST_F(DispatcherTest, WaitIdleReturnsTrueAtOnceWhenIdle) {
+  dispatcher().run_once();
+
+  EXPECT_TRUE(dispatcher().wait_idle(std::chrono::steady_clock::now() - 1s));
+}
+
+TEST_F(DispatcherTest, WaitIdleReturnsFalseAtTheDeadlineWhileASendIsPending) {
+  push("a1", "#a");
+  dispatcher().run_once();  // a1 held by the executor
+  const auto deadline = std::chrono::steady_clock::now() + 20ms;
+
+  EXPECT_FALSE(dispatcher().wait_idle(deadline));
+  EXPECT_GE(std::chrono::steady_clock::now(), deadline);
+}
+
+TEST_F(DispatcherTest, WaitIdleReturnsFalseWhileMessagesAreQueuedButNotTaken) {
+  dispatcher().run_once();
+  push("a1", "#a");
+
+  EXPECT_FALSE(dispatcher().wait_idle(std::chrono::steady_clock::now() - 1s));
+}
+
+// The real threads: start() must pick up pushes on its own and deliver all of
+// them through a pool, in order per channel.
+TEST(DispatcherThreadsTest, StartAndStopDeliverEveryMessageThroughAThreadPool) {
+  constexpr int kPerChannel = 20;
+  const std::vector<std::string> channels = {"#a", "#b", "#c"};
+  const std::size_t total = kPerChannel * channels.size();
+
+  sdk::testing::FakeClock clock;
+  MemoryQueue queue(total);
+  prometheus::Registry registry;
+  CoreMetrics metrics(registry);
+  auto sink = std::make_shared<NiceMock<sdk::testing::MockSink>>();
+  std::mutex mutex;
+  std::condition_variable all_sent;
+  std::map<std::string, std::vector<std::string>> sent_by_channel;
+  std::size_t sent = 0;
+  ON_CALL(*sink, send(_)).WillByDefault(Invoke([&](const Message& m) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      sent_by_channel[m.channel].push_back(m.id);
+      ++sent;
+    }
+    all_sent.notify_all();
+    return SendResult::ok();
+  }));
+  auto pipeline = std::make_shared<Pipeline>();
+  pipeline->name = "default";
+  pipeline->sink = sink;
+  ThreadPool pool(2);
+  Dispatcher dispatcher(queue, {pipeline}, clock, metrics, test_support::null_logger(), pool);
+
+  dispatcher.start();
+  std::map<std::string, std::vector<std::string>> expected;
+  for (int i = 0; i < kPerChannel; ++i) {
+    for (const auto& channel : channels) {
+      Message m;
+      m.id = channel + "-" + std::to_string(i);
+      m.pipeline = "default";
+      m.channel = m.original_channel = channel;
+      expected[channel].push_back(m.id);
+      EXPECT_EQ(queue.push(std::move(m)), Queue::PushStatus::Accepted);
+    }
+  }
+  bool all_delivered = false;
+  {
+    std::unique_lock<std::mutex> lock(mutex);
+    all_delivered = all_sent.wait_for(lock, 10s, [&] { return sent == total; });
+  }
+  const bool idle = dispatcher.wait_idle(std::chrono::steady_clock::now() + 10s);
+  // Drain the pool while the dispatcher still exists: a send still running
+  // reports back into it.
+  dispatcher.stop();
+  pool.shutdown();
+
+  EXPECT_TRUE(all_delivered) << "only " << sent << " of " << total << " messages were sent";
+  EXPECT_TRUE(idle);
+  EXPECT_EQ(sent_by_channel, expected);
+  EXPECT_EQ(queue.size(), 0u);
+  for (const auto& channel : channels)
+    EXPECT_EQ(metric_value(registry, "slackproxy_requests_succeeded_total", {{"channel", channel}}),
+              kPerChannel);
+}
+
+}  // namespace
+}  // namespace slack_proxy

@@ -1,0 +1,466 @@
+#include "ingress.h"
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <slack_proxy/sdk/testing/fakes.h>
+#include <slack_proxy/sdk/testing/mocks.h>
+
+#include "metric_values.h"
+#include "queue/memory_queue.h"
+
+namespace slack_proxy {
+namespace {
+
+using ::testing::_;
+using ::testing::Invoke;
+using ::testing::NiceMock;
+using ::testing::Return;
+using test_support::metric_value;
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+class FakeRequest final : public sdk::RequestView {
+ public:
+  FakeRequest(std::string method, std::string path) : method_(std::move(method)), path_(std::move(path)) {}
+  FakeRequest& with_header(const std::string& name, std::string value) {
+    headers_[lower(name)] = std::move(value);
+    return *this;
+  }
+  std::string_view method() const noexcept override { return method_; }
+  std::string_view path() const noexcept override { return path_; }
+  std::optional<std::string> header(std::string_view name) const noexcept override {
+    auto it = headers_.find(lower(name));
+    if (it == headers_.end()) return std::nullopt;
+    return it->second;
+  }
+  std::string remote_address() const noexcept override { return "127.0.0.1:40000"; }
+
+ private:
+  std::string method_;
+  std::string path_;
+  std::map<std::string, std::string> headers_;
+};
+
+Poco::JSON::Object::Ptr parse_object(const std::string& text) {
+  Poco::JSON::Parser parser;
+  return parser.parse(text).extract<Poco::JSON::Object::Ptr>();
+}
+
+std::optional<std::string> header_of(const HttpReply& reply, const std::string& name) {
+  for (const auto& [k, v] : reply.headers)
+    if (lower(k) == lower(name)) return v;
+  return std::nullopt;
+}
+
+constexpr const char* kJson = "application/json";
+
+class IngressTest : public ::testing::Test {
+ protected:
+  IngressTest() {
+    pipeline->name = "default";
+    pipeline->paths = {"/", "/api/chat.postMessage"};
+    pipeline->sink = std::make_shared<NiceMock<sdk::testing::MockSink>>();
+  }
+
+  Ingress& ingress() {
+    if (!ingress_)
+      ingress_ = std::make_unique<Ingress>(*queue, std::vector<std::shared_ptr<Pipeline>>{pipeline},
+                                           metrics, clock, test_support::null_logger(), options);
+    return *ingress_;
+  }
+
+  HttpReply send(const FakeRequest& request, const std::string& body,
+                 std::optional<std::uint64_t> content_length) {
+    std::istringstream in(body);
+    return ingress().handle(request, in, content_length);
+  }
+
+  // A POST with Content-Length, as most clients send it.
+  HttpReply post(const std::string& body, std::optional<std::string> content_type = kJson,
+                 const std::string& path = "/") {
+    FakeRequest request("POST", path);
+    if (content_type) request.with_header("Content-Type", *content_type);
+    return send(request, body, body.size());
+  }
+
+  // Checks the Slack-style error body and returns its error code.
+  static std::string error_of(const HttpReply& reply) {
+    Poco::JSON::Object::Ptr object;
+    try {
+      object = parse_object(reply.body);
+    } catch (const std::exception&) {
+      ADD_FAILURE() << "error body is not a JSON object: " << reply.body;
+      return {};
+    }
+    EXPECT_TRUE(object->has("ok"));
+    EXPECT_FALSE(object->optValue("ok", true)) << reply.body;
+    return object->optValue<std::string>("error", "");
+  }
+
+  double rejected(const std::string& error) {
+    return metric_value(registry, "slackproxy_requests_rejected_total", {{"error", error}});
+  }
+
+  std::vector<sdk::Message> queued() { return queue->take(100); }
+
+  sdk::testing::FakeClock clock;
+  std::unique_ptr<MemoryQueue> queue = std::make_unique<MemoryQueue>(10);
+  prometheus::Registry registry;
+  CoreMetrics metrics{registry};
+  IngressOptions options;
+  std::shared_ptr<Pipeline> pipeline = std::make_shared<Pipeline>();
+
+ private:
+  std::unique_ptr<Ingress> ingress_;
+};
+
+TEST_F(IngressTest, AcceptedMessageIsQueuedWithAllFields) {
+  const std::string body = R"({"channel":"#general","text":"deploy done"})";
+
+  const HttpReply reply = post(body);
+
+  EXPECT_EQ(reply.status, 200);
+  EXPECT_TRUE(parse_object(reply.body)->getValue<bool>("ok"));
+  const auto messages = queued();
+  ASSERT_EQ(messages.size(), 1u);
+  const sdk::Message& m = messages[0];
+  EXPECT_FALSE(m.id.empty());
+  EXPECT_EQ(m.pipeline, "default");
+  EXPECT_EQ(m.channel, "#general");
+  EXPECT_EQ(m.original_channel, "#general");
+  EXPECT_EQ(m.payload, body);
+  EXPECT_EQ(m.content_type, "application/json");
+  EXPECT_EQ(m.received_at, clock.wall_now());
+  EXPECT_EQ(m.enqueued_at, clock.now());
+  EXPECT_EQ(m.attempts, 0u);
+  EXPECT_EQ(metric_value(registry, "slackproxy_requests_received_total", {{"channel", "#general"}}),
+            1);
+}
+
+TEST_F(IngressTest, EachAcceptedMessageGetsItsOwnId) {
+  post(R"({"channel":"#a","text":"1"})");
+  post(R"({"channel":"#a","text":"2"})");
+
+  const auto messages = queued();
+  ASSERT_EQ(messages.size(), 2u);
+  EXPECT_NE(messages[0].id, messages[1].id);
+}
+
+TEST_F(IngressTest, UnknownFieldsAreKept) {
+  const std::string body =
+      R"({"channel":"#a","text":"hi","unfurl_links":false,"thread_ts":"1700000000.000100",)"
+      R"("blocks":[{"type":"section","text":{"type":"mrkdwn","text":"*hi*"}}]})";
+
+  ASSERT_EQ(post(body).status, 200);
+
+  const auto messages = queued();
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].payload, body);
+  auto payload = parse_object(messages[0].payload);
+  EXPECT_FALSE(payload->getValue<bool>("unfurl_links"));
+  EXPECT_EQ(payload->getValue<std::string>("thread_ts"), "1700000000.000100");
+  EXPECT_EQ(payload->getArray("blocks")->size(), 1u);
+}
+
+TEST_F(IngressTest, TokenFieldIsRemovedFromThePayload) {
+  ASSERT_EQ(post(R"({"channel":"#a","text":"hi","token":"xoxb-1-2-secret","unfurl_links":false})")
+                .status,
+            200);
+
+  const auto messages = queued();
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_THAT(messages[0].payload, ::testing::Not(::testing::HasSubstr("xoxb")));
+  auto payload = parse_object(messages[0].payload);
+  EXPECT_FALSE(payload->has("token"));
+  EXPECT_EQ(payload->getValue<std::string>("channel"), "#a");
+  EXPECT_EQ(payload->getValue<std::string>("text"), "hi");
+  EXPECT_FALSE(payload->getValue<bool>("unfurl_links"));
+}
+
+TEST_F(IngressTest, BodyThatIsNotAJsonObjectIsInvalidJson) {
+  for (const char* body : {"this is not json", R"([{"channel":"#a","text":"hi"}])", ""}) {
+    SCOPED_TRACE(body);
+    const HttpReply reply = post(body);
+    EXPECT_EQ(reply.status, 400);
+    EXPECT_EQ(error_of(reply), "invalid_json");
+  }
+  EXPECT_TRUE(queued().empty());
+}
+
+TEST_F(IngressTest, MissingEmptyOrNonStringChannelIsChannelNotSpecified) {
+  for (const char* body : {R"({"text":"hi"})", R"({"channel":"","text":"hi"})",
+                           R"({"channel":42,"text":"hi"})"}) {
+    SCOPED_TRACE(body);
+    const HttpReply reply = post(body);
+    EXPECT_EQ(reply.status, 400);
+    EXPECT_EQ(error_of(reply), "channel_not_specified");
+  }
+  EXPECT_TRUE(queued().empty());
+}
+
+TEST_F(IngressTest, NoTextBlocksOrAttachmentsIsNoText) {
+  for (const char* body : {R"({"channel":"#a"})", R"({"channel":"#a","text":""})",
+                           R"({"channel":"#a","text":"","blocks":[]})"}) {
+    SCOPED_TRACE(body);
+    const HttpReply reply = post(body);
+    EXPECT_EQ(reply.status, 400);
+    EXPECT_EQ(error_of(reply), "no_text");
+  }
+  EXPECT_TRUE(queued().empty());
+}
+
+TEST_F(IngressTest, BlocksOrAttachmentsAloneAreEnough) {
+  EXPECT_EQ(post(R"({"channel":"#a","blocks":[{"type":"divider"}]})").status, 200);
+  EXPECT_EQ(post(R"({"channel":"#a","attachments":[{"text":"x"}]})").status, 200);
+  EXPECT_EQ(queued().size(), 2u);
+}
+
+TEST_F(IngressTest, NonPostIsMethodNotAllowedWithAllowHeader) {
+  const HttpReply reply = send(FakeRequest("GET", "/"), "", std::nullopt);
+
+  EXPECT_EQ(reply.status, 405);
+  EXPECT_EQ(header_of(reply, "Allow"), "POST");
+  EXPECT_EQ(error_of(reply), "method_not_allowed");
+}
+
+TEST_F(IngressTest, UnknownPathIsNotFound) {
+  const HttpReply reply = post(R"({"channel":"#a","text":"hi"})", kJson, "/nowhere");
+
+  EXPECT_EQ(reply.status, 404);
+  EXPECT_EQ(error_of(reply), "not_found");
+  EXPECT_TRUE(queued().empty());
+}
+
+TEST_F(IngressTest, EveryPathOfThePipelineIsServed) {
+  EXPECT_EQ(post(R"({"channel":"#a","text":"hi"})", kJson, "/api/chat.postMessage").status, 200);
+  EXPECT_EQ(queued().size(), 1u);
+}
+
+TEST_F(IngressTest, FormEncodedAndMultipartAreUnsupportedMediaType) {
+  for (const char* type : {"application/x-www-form-urlencoded", "multipart/form-data; boundary=x"}) {
+    SCOPED_TRACE(type);
+    const HttpReply reply = post("channel=%23a&text=hi", type);
+    EXPECT_EQ(reply.status, 415);
+    EXPECT_EQ(error_of(reply), "unsupported_media_type");
+  }
+  EXPECT_TRUE(queued().empty());
+}
+
+TEST_F(IngressTest, JsonWithCharsetParameterIsAccepted) {
+  EXPECT_EQ(post(R"({"channel":"#a","text":"hi"})", "Application/JSON; charset=utf-8").status, 200);
+  EXPECT_EQ(queued().size(), 1u);
+}
+
+TEST_F(IngressTest, MissingContentTypeIsTreatedAsJson) {
+  EXPECT_EQ(post(R"({"channel":"#a","text":"hi"})", std::nullopt).status, 200);
+  EXPECT_EQ(queued().size(), 1u);
+}
+
+TEST_F(IngressTest, DeclaredContentLengthOverTheLimitIsTooLarge) {
+  options.max_body_bytes = 64;
+  const std::string body = R"({"channel":"#a","text":")" + std::string(100, 'x') + R"("})";
+
+  const HttpReply reply = post(body);
+
+  EXPECT_EQ(reply.status, 413);
+  EXPECT_EQ(error_of(reply), "request_too_large");
+  EXPECT_TRUE(queued().empty());
+}
+
+TEST_F(IngressTest, OversizeBodyWithoutContentLengthIsTooLarge) {
+  options.max_body_bytes = 64;
+  const std::string body = R"({"channel":"#a","text":")" + std::string(100, 'x') + R"("})";
+
+  const HttpReply reply = send(FakeRequest("POST", "/").with_header("Content-Type", kJson), body,
+                               std::nullopt);
+
+  EXPECT_EQ(reply.status, 413);
+  EXPECT_EQ(error_of(reply), "request_too_large");
+  EXPECT_TRUE(queued().empty());
+}
+
+TEST_F(IngressTest, BodyOfExactlyTheLimitWithoutContentLengthIsAccepted) {
+  const std::string body = R"({"channel":"#a","text":"hello"})";
+  options.max_body_bytes = body.size();
+
+  const HttpReply reply = send(FakeRequest("POST", "/").with_header("Content-Type", kJson), body,
+                               std::nullopt);
+
+  EXPECT_EQ(reply.status, 200);
+  const auto messages = queued();
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].payload, body);
+}
+
+TEST_F(IngressTest, FullQueueIsServiceUnavailableWithRetryAfterAndStoresNothing) {
+  queue = std::make_unique<MemoryQueue>(1);
+  ASSERT_EQ(post(R"({"channel":"#a","text":"1"})").status, 200);
+
+  const HttpReply reply = post(R"({"channel":"#a","text":"2"})");
+
+  EXPECT_EQ(reply.status, 503);
+  EXPECT_EQ(error_of(reply), "queue_full");
+  EXPECT_EQ(header_of(reply, "Retry-After"), std::to_string(options.retry_after.count()));
+  EXPECT_EQ(queue->size(), 1u);
+  EXPECT_EQ(metric_value(registry, "slackproxy_requests_received_total", {{"channel", "#a"}}), 1);
+}
+
+TEST_F(IngressTest, DrainingAnswersShuttingDownAndUnhealthy) {
+  ingress().set_draining(true);
+
+  const HttpReply reply = post(R"({"channel":"#a","text":"hi"})");
+  const HttpReply health = send(FakeRequest("GET", "/health"), "", std::nullopt);
+
+  EXPECT_EQ(reply.status, 503);
+  EXPECT_EQ(error_of(reply), "shutting_down");
+  EXPECT_EQ(health.status, 503);
+  EXPECT_TRUE(queued().empty());
+}
+
+TEST_F(IngressTest, HealthIsOk) {
+  const HttpReply reply = send(FakeRequest("GET", "/health"), "", std::nullopt);
+
+  EXPECT_EQ(reply.status, 200);
+  EXPECT_TRUE(parse_object(reply.body)->getValue<bool>("ok"));
+}
+
+TEST_F(IngressTest, QueryStringIsIgnoredForPathMatching) {
+  EXPECT_EQ(post(R"({"channel":"#a","text":"hi"})", kJson, "/?source=alertmanager").status, 200);
+  EXPECT_EQ(send(FakeRequest("GET", "/health?probe=1"), "", std::nullopt).status, 200);
+  EXPECT_EQ(queued().size(), 1u);
+}
+
+TEST_F(IngressTest, RouterRewriteIsAppliedBeforeQueueing) {
+  auto router = std::make_shared<NiceMock<sdk::testing::MockRouter>>();
+  ON_CALL(*router, route(_)).WillByDefault(Invoke([](sdk::Message& m) {
+    m.channel = "#override";
+    return sdk::RouteResult::ok();
+  }));
+  pipeline->routers.push_back(router);
+
+  ASSERT_EQ(post(R"({"channel":"#asked","text":"hi"})").status, 200);
+
+  const auto messages = queued();
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].channel, "#override");
+  EXPECT_EQ(messages[0].original_channel, "#asked");
+  EXPECT_EQ(metric_value(registry, "slackproxy_requests_received_total", {{"channel", "#asked"}}),
+            1);
+}
+
+TEST_F(IngressTest, RouterRejectionIsAnsweredWithItsStatusAndError) {
+  auto router = std::make_shared<NiceMock<sdk::testing::MockRouter>>();
+  ON_CALL(*router, route(_))
+      .WillByDefault(Return(sdk::RouteResult::reject(403, "restricted_action", "not here")));
+  pipeline->routers.push_back(router);
+
+  const HttpReply reply = post(R"({"channel":"#a","text":"hi"})");
+
+  EXPECT_EQ(reply.status, 403);
+  EXPECT_EQ(error_of(reply), "restricted_action");
+  EXPECT_TRUE(queued().empty());
+}
+
+TEST_F(IngressTest, AuthenticatorDenialIsAnsweredWithItsStatusAndError) {
+  auto auth = std::make_shared<NiceMock<sdk::testing::MockAuthenticator>>();
+  ON_CALL(*auth, authenticate(_)).WillByDefault(Return(sdk::AuthResult::deny(401, "invalid_auth")));
+  pipeline->authenticator = auth;
+
+  const HttpReply reply = post(R"({"channel":"#a","text":"hi"})");
+
+  EXPECT_EQ(reply.status, 401);
+  EXPECT_EQ(error_of(reply), "invalid_auth");
+  EXPECT_TRUE(queued().empty());
+}
+
+TEST_F(IngressTest, AuthenticatedCallerIsRecordedOnTheMessage) {
+  auto auth = std::make_shared<NiceMock<sdk::testing::MockAuthenticator>>();
+  ON_CALL(*auth, authenticate(_)).WillByDefault(Return(sdk::AuthResult::allow("team-alerts")));
+  pipeline->authenticator = auth;
+
+  ASSERT_EQ(post(R"({"channel":"#a","text":"hi"})").status, 200);
+
+  const auto messages = queued();
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].caller, "team-alerts");
+}
+
+TEST_F(IngressTest, ErrorBodyIsValidJsonEvenWhenTheDetailNeedsEscaping) {
+  auto router = std::make_shared<NiceMock<sdk::testing::MockRouter>>();
+  ON_CALL(*router, route(_))
+      .WillByDefault(Return(sdk::RouteResult::reject(
+          400, "invalid_channel", "channel \"#a\" has a \\ and a\nnewline and a \x01")));
+  pipeline->routers.push_back(router);
+
+  const HttpReply reply = post(R"({"channel":"#a","text":"hi"})");
+
+  EXPECT_EQ(error_of(reply), "invalid_channel");
+}
+
+TEST_F(IngressTest, EveryRejectionIsCountedByItsErrorCode) {
+  options.max_body_bytes = 64;
+  post("[]");
+  post(R"({"text":"hi"})");
+  post(R"({"channel":"#a"})");
+  post("a=b", "application/x-www-form-urlencoded");
+  post(R"({"channel":"#a","text":")" + std::string(100, 'x') + R"("})");
+  post(R"({"channel":"#a","text":"hi"})", kJson, "/nowhere");
+  send(FakeRequest("PUT", "/"), "", std::nullopt);
+
+  EXPECT_EQ(rejected("invalid_json"), 1);
+  EXPECT_EQ(rejected("channel_not_specified"), 1);
+  EXPECT_EQ(rejected("no_text"), 1);
+  EXPECT_EQ(rejected("unsupported_media_type"), 1);
+  EXPECT_EQ(rejected("request_too_large"), 1);
+  EXPECT_EQ(rejected("not_found"), 1);
+  EXPECT_EQ(rejected("method_not_allowed"), 1);
+}
+
+TEST_F(IngressTest, QueueFullAndShuttingDownAreCountedAsRejections) {
+  queue = std::make_unique<MemoryQueue>(1);
+  post(R"({"channel":"#a","text":"1"})");
+  post(R"({"channel":"#a","text":"2"})");
+  ingress().set_draining(true);
+  post(R"({"channel":"#a","text":"3"})");
+
+  EXPECT_EQ(rejected("queue_full"), 1);
+  EXPECT_EQ(rejected("shutting_down"), 1);
+}
+
+TEST_F(IngressTest, AuthenticatorAndRouterRejectionsAreCounted) {
+  auto auth = std::make_shared<NiceMock<sdk::testing::MockAuthenticator>>();
+  EXPECT_CALL(*auth, authenticate(_))
+      .WillOnce(Return(sdk::AuthResult::deny(401, "invalid_auth")))
+      .WillOnce(Return(sdk::AuthResult::allow("team")));
+  auto router = std::make_shared<NiceMock<sdk::testing::MockRouter>>();
+  ON_CALL(*router, route(_))
+      .WillByDefault(Return(sdk::RouteResult::reject(403, "restricted_action", "not here")));
+  pipeline->authenticator = auth;
+  pipeline->routers.push_back(router);
+
+  post(R"({"channel":"#a","text":"1"})");
+  post(R"({"channel":"#a","text":"2"})");
+
+  EXPECT_EQ(rejected("invalid_auth"), 1);
+  EXPECT_EQ(rejected("restricted_action"), 1);
+}
+
+}  // namespace
+}  // namespace slack_proxy
