@@ -10,7 +10,8 @@ using slack_proxy::plugins::channel_override::ChannelOverride;
 using slack_proxy::plugins::channel_override::parse_settings;
 
 constexpr sp_config_key kSchema[] = {
-    {"channel", SP_VALUE_STRING, nullptr, 1, "channel every message is sent to, e.g. \"#alerts-test\""},
+    {"channel", SP_VALUE_STRING, nullptr, 1,
+     "channel every message is sent to, e.g. \"#alerts-test\""},
 };
 
 std::unique_ptr<slack_proxy::sdk::Router> make(const slack_proxy::sdk::PluginContext& ctx) {

@@ -72,7 +72,8 @@ void DenyList::after_result(const sdk::Message& message, const sdk::SendResult& 
       [&] {
         if (result.delivered || errors_.find(result.error) == errors_.end()) return;
         const auto until = now + ttl_;
-        parked_.insert_or_assign(key_of(message), Parked{until, result.error, describe_channel(message)});
+        parked_.insert_or_assign(key_of(message),
+                                 Parked{until, result.error, describe_channel(message)});
         next_expiry_ = std::min(next_expiry_, until);
         publish_size();
         log_.warn("parking channel " + describe_channel(message) + " for " +

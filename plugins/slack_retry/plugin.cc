@@ -25,6 +25,7 @@ std::unique_ptr<slack_proxy::sdk::RetryPolicy> make(const slack_proxy::sdk::Plug
 
 }  // namespace
 
-SLACK_PROXY_PLUGIN(slack_proxy::sdk::RetryPolicy, "slack_retry",
-                   "Retries transient Slack errors with exponential backoff, gives up on permanent ones",
-                   kSchema, make)
+SLACK_PROXY_PLUGIN(
+    slack_proxy::sdk::RetryPolicy, "slack_retry",
+    "Retries transient Slack errors with exponential backoff, gives up on permanent ones", kSchema,
+    make)

@@ -95,8 +95,8 @@ sdk::RetryDecision SlackRetry::decide(const sdk::Message& message,
           return sdk::RetryDecision::give_up("permanent error " + code);
         }
         if (message.attempts > settings_.max_retries) {
-          return sdk::RetryDecision::give_up("retries exhausted after " +
-                                             std::to_string(message.attempts) + " attempts: " + code);
+          return sdk::RetryDecision::give_up(
+              "retries exhausted after " + std::to_string(message.attempts) + " attempts: " + code);
         }
         auto delay = backoff(message.attempts);
         // Slack may disable apps that keep sending while limited.

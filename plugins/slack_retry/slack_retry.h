@@ -40,7 +40,8 @@ class SlackRetry final : public sdk::RetryPolicy {
   // Fixed seed, so that tests see a reproducible sequence.
   SlackRetry(const Settings& settings, std::uint64_t seed);
 
-  sdk::RetryDecision decide(const sdk::Message& message, const sdk::SendResult& result) noexcept override;
+  sdk::RetryDecision decide(const sdk::Message& message,
+                            const sdk::SendResult& result) noexcept override;
 
  private:
   std::chrono::milliseconds backoff(std::uint32_t attempts);

@@ -152,13 +152,15 @@ Settings parse_settings(const sdk::ConfigView& config) {
 std::string read_token(const std::string& name) {
   const char* value = std::getenv(name.c_str());
   if (value == nullptr || *value == '\0') {
-    throw std::runtime_error("environment variable " + name +
-                             " is not set: export your Slack bot token (xoxb-...) or set token_env");
+    throw std::runtime_error(
+        "environment variable " + name +
+        " is not set: export your Slack bot token (xoxb-...) or set token_env");
   }
   // A stray newline or space would corrupt the Authorization header.
   if (has_control_or_space(value)) {
-    throw std::runtime_error("environment variable " + name +
-                             " contains whitespace or control characters: it must hold only the token");
+    throw std::runtime_error(
+        "environment variable " + name +
+        " contains whitespace or control characters: it must hold only the token");
   }
   return value;
 }
@@ -232,7 +234,8 @@ sdk::SendResult SlackSink::post(const std::string& body) {
   Session session = acquire();
   const auto no_reply = [&](std::string code, const Poco::Exception& e) {
     return sdk::SendResult::failed(
-        0, std::move(code), redacted("POST to " + endpoint.origin() + " failed: " + e.displayText()));
+        0, std::move(code),
+        redacted("POST to " + endpoint.origin() + " failed: " + e.displayText()));
   };
   try {
     session->sendRequest(request).write(body.data(), static_cast<std::streamsize>(body.size()));
@@ -302,12 +305,13 @@ SlackSink::Session SlackSink::acquire() {
   const Endpoint& endpoint = settings_.endpoint;
   Session session;
   if (endpoint.tls) {
-    session = std::make_unique<Poco::Net::HTTPSClientSession>(endpoint.host, endpoint.port,
-                                                              tls_context_);
+    session =
+        std::make_unique<Poco::Net::HTTPSClientSession>(endpoint.host, endpoint.port, tls_context_);
   } else {
     session = std::make_unique<Poco::Net::HTTPClientSession>(endpoint.host, endpoint.port);
   }
-  const Poco::Timespan timeout(std::chrono::duration_cast<std::chrono::microseconds>(settings_.timeout).count());
+  const Poco::Timespan timeout(
+      std::chrono::duration_cast<std::chrono::microseconds>(settings_.timeout).count());
   session->setTimeout(timeout, timeout, timeout);
   session->setKeepAlive(true);
   return session;

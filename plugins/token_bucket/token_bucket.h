@@ -17,8 +17,8 @@ namespace slack_proxy::plugins::token_bucket {
 enum class BucketKey { Global, Channel, Workspace };
 
 struct Settings {
-  double rate = 1.0;        // tokens per second
-  std::int64_t burst = 3;   // bucket capacity
+  double rate = 1.0;       // tokens per second
+  std::int64_t burst = 3;  // bucket capacity
   BucketKey key = BucketKey::Global;
 };
 
@@ -33,7 +33,8 @@ class TokenBucket final : public sdk::RateLimiter {
  public:
   explicit TokenBucket(const Settings& settings);
 
-  sdk::SteadyTime next_send_time(const sdk::Message& message, sdk::SteadyTime now) noexcept override;
+  sdk::SteadyTime next_send_time(const sdk::Message& message,
+                                 sdk::SteadyTime now) noexcept override;
   void on_send(const sdk::Message& message, sdk::SteadyTime now) noexcept override;
 
   // Buckets currently remembered; full ones may have been forgotten.

@@ -37,8 +37,10 @@ class DenyListTest : public ::testing::Test {
 };
 
 TEST(DenyListSettings, AcceptsTtlAndErrors) {
-  const auto s = parse_settings(
-      MapConfig().set("ttl", Value{5min}).set("errors", Value{Codes{"channel_not_found", "is_archived"}}));
+  const auto s =
+      parse_settings(MapConfig()
+                         .set("ttl", Value{5min})
+                         .set("errors", Value{Codes{"channel_not_found", "is_archived"}}));
   EXPECT_EQ(s.ttl, 5min);
   EXPECT_EQ(s.errors, (Codes{"channel_not_found", "is_archived"}));
 }
@@ -66,7 +68,8 @@ TEST_F(DenyListTest, ParksAChannelAfterChannelNotFound) {
   const auto verdict = guard.before_send(to("#gone"), now());
   EXPECT_FALSE(verdict.allow);
   EXPECT_EQ(verdict.reason, "channel parked after channel_not_found, 900 s left");
-  EXPECT_TRUE(host.log.contains("parking channel #gone for 900 s after Slack answered channel_not_found"));
+  EXPECT_TRUE(
+      host.log.contains("parking channel #gone for 900 s after Slack answered channel_not_found"));
 }
 
 TEST_F(DenyListTest, ReasonCountsDownTheTimeLeft) {
@@ -109,7 +112,8 @@ TEST_F(DenyListTest, ParksOnConfiguredErrorCodes) {
   guard.after_result(to("#old"), slack_error("is_archived"), now());
   guard.after_result(to("#hook"), slack_error("channel_is_archived"), now());
   guard.after_result(to("#gone"), slack_error("channel_not_found"), now());
-  EXPECT_EQ(guard.before_send(to("#old"), now()).reason, "channel parked after is_archived, 60 s left");
+  EXPECT_EQ(guard.before_send(to("#old"), now()).reason,
+            "channel parked after is_archived, 60 s left");
   EXPECT_FALSE(guard.before_send(to("#hook"), now()).allow);
   EXPECT_TRUE(guard.before_send(to("#gone"), now()).allow);
 }

@@ -58,7 +58,8 @@ TEST(SlackRetrySettings, AcceptsTheDefaults) {
 }
 
 TEST(SlackRetrySettings, AcceptsZeroRetriesAndNoJitter) {
-  const auto s = parse_settings(defaults().set("max_retries", Value{std::int64_t{0}}).set("jitter", Value{0.0}));
+  const auto s = parse_settings(
+      defaults().set("max_retries", Value{std::int64_t{0}}).set("jitter", Value{0.0}));
   EXPECT_EQ(s.max_retries, 0);
   EXPECT_EQ(s.jitter, 0.0);
 }
@@ -66,7 +67,8 @@ TEST(SlackRetrySettings, AcceptsZeroRetriesAndNoJitter) {
 TEST(SlackRetrySettings, RejectsMeaninglessValues) {
   EXPECT_THROW(parse_settings(defaults().set("max_retries", Value{std::int64_t{-1}})),
                std::invalid_argument);
-  EXPECT_THROW(parse_settings(defaults().set("initial_backoff", Value{0ms})), std::invalid_argument);
+  EXPECT_THROW(parse_settings(defaults().set("initial_backoff", Value{0ms})),
+               std::invalid_argument);
   EXPECT_THROW(parse_settings(defaults().set("max_backoff", Value{500ms})), std::invalid_argument);
   EXPECT_THROW(parse_settings(defaults().set("multiplier", Value{0.5})), std::invalid_argument);
   EXPECT_THROW(parse_settings(defaults().set("jitter", Value{-0.1})), std::invalid_argument);
@@ -94,10 +96,13 @@ TEST(SlackRetry, RetriesEverySlackTransientCode) {
 
 TEST(SlackRetry, RetriesHttp429AndEvery5xx) {
   SlackRetry policy(exact(), 1);
-  EXPECT_EQ(policy.decide(after_attempts(1), slack_error("rate_limited", 429)).action, Action::Retry);
+  EXPECT_EQ(policy.decide(after_attempts(1), slack_error("rate_limited", 429)).action,
+            Action::Retry);
   for (int status : {500, 502, 503, 504, 599}) {
-    EXPECT_EQ(policy.decide(after_attempts(1), slack_error("http_" + std::to_string(status), status)).action,
-              Action::Retry)
+    EXPECT_EQ(
+        policy.decide(after_attempts(1), slack_error("http_" + std::to_string(status), status))
+            .action,
+        Action::Retry)
         << status;
   }
 }
@@ -111,10 +116,10 @@ TEST(SlackRetry, RetriesTransportFailuresWithoutAReply) {
 
 TEST(SlackRetry, GivesUpOnPermanentCodes) {
   SlackRetry policy(exact(), 1);
-  for (const char* code : {"channel_not_found", "invalid_auth", "not_authed", "token_revoked",
-                           "missing_scope", "is_archived", "not_in_channel", "msg_too_long",
-                           "no_text", "invalid_blocks", "too_many_attachments", "some_new_code",
-                           "internal_error_in_sink"}) {
+  for (const char* code :
+       {"channel_not_found", "invalid_auth", "not_authed", "token_revoked", "missing_scope",
+        "is_archived", "not_in_channel", "msg_too_long", "no_text", "invalid_blocks",
+        "too_many_attachments", "some_new_code", "internal_error_in_sink"}) {
     const auto d = policy.decide(after_attempts(1), slack_error(code));
     EXPECT_EQ(d.action, Action::GiveUp) << code;
     EXPECT_EQ(d.reason, std::string("permanent error ") + code);
@@ -124,7 +129,8 @@ TEST(SlackRetry, GivesUpOnPermanentCodes) {
 TEST(SlackRetry, GivesUpOnOther4xx) {
   SlackRetry policy(exact(), 1);
   EXPECT_EQ(policy.decide(after_attempts(1), slack_error("http_404", 404)).action, Action::GiveUp);
-  EXPECT_EQ(policy.decide(after_attempts(1), slack_error("", 400)).reason, "permanent error http_400");
+  EXPECT_EQ(policy.decide(after_attempts(1), slack_error("", 400)).reason,
+            "permanent error http_400");
 }
 
 TEST(SlackRetry, RetriesInternalErrorsByDefault) {

@@ -19,10 +19,10 @@ namespace slack_proxy::plugins::slack_sink {
 namespace {
 
 using namespace std::chrono_literals;
-using slack_proxy::testing::Behaviour;
-using slack_proxy::testing::FakeSlack;
 using sdk::testing::FakeHost;
 using sdk::testing::MapConfig;
+using slack_proxy::testing::Behaviour;
+using slack_proxy::testing::FakeSlack;
 // Wrapped explicitly: MapConfig::set's int overload would otherwise capture
 // 64-bit integers by narrowing conversion.
 using Value = MapConfig::Value;
@@ -315,8 +315,8 @@ TEST_F(SlackSinkTest, MapsARefusedConnectionToConnectionFailed) {
 
 TEST_F(SlackSinkTest, MapsAFailedTlsHandshakeToTlsError) {
   // The fake speaks plain HTTP, so a TLS client cannot complete a handshake.
-  auto sink = make_sink(config_for("https://127.0.0.1:" + std::to_string(slack.port()) +
-                                   "/api/chat.postMessage"));
+  auto sink = make_sink(
+      config_for("https://127.0.0.1:" + std::to_string(slack.port()) + "/api/chat.postMessage"));
   const auto result = sink.send(hello());
   EXPECT_FALSE(result.delivered);
   EXPECT_EQ(result.error, "tls_error");
