@@ -56,9 +56,11 @@ PrometheusMetrics::Series& PrometheusMetrics::find_or_make(std::string_view name
       entry->help = std::string(help);
       entry->family = nullptr;
       it = families_.emplace(std::string(name), std::move(entry)).first;
-    } else if (it->second->type != type) {
-      log_->error("metric '{}' requested with two different types; the second use records nothing",
-                  name);
+    } else if (it->second->type != type || it->second->help != help) {
+      // Prometheus allows one type and one help text per name; two plugins
+      // disagreeing is a bug to surface, not to paper over.
+      log_->error("metric '{}' requested again with a different {}; this use records nothing", name,
+                  it->second->type != type ? "type" : "help text");
       return *noop_;
     }
     FamilyEntry& entry = *it->second;

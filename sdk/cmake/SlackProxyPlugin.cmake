@@ -62,7 +62,6 @@ function(slack_proxy_add_plugin)
   # Everything a plugin needs must be resolved at link time, not by whatever
   # the host happens to have loaded.
   target_link_options(${module} PRIVATE "LINKER:--no-undefined")
-  set_property(GLOBAL APPEND PROPERTY SLACK_PROXY_PLUGIN_TARGETS ${module})
 
   # Tests are built only when the project enabled GoogleTest.
   if(P_TESTS AND TARGET GTest::gtest_main)
