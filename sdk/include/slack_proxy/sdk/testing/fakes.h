@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -139,9 +140,15 @@ class MapConfig : public ConfigView {
     values_[std::move(key)] = std::move(v);
     return *this;
   }
-  MapConfig& set(std::string key, const char* v) { return set(std::move(key), std::string(v)); }
-  MapConfig& set(std::string key, int v) {
-    return set(std::move(key), static_cast<std::int64_t>(v));
+  MapConfig& set(std::string key, const char* v) { return set(std::move(key), Value(std::string(v))); }
+  // Exact overloads so that 0.5 stays a double and true stays a bool, and
+  // every integer type lands as an integer setting.
+  MapConfig& set(std::string key, double v) { return set(std::move(key), Value(v)); }
+  MapConfig& set(std::string key, bool v) { return set(std::move(key), Value(v)); }
+  template <typename T,
+            std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>, int> = 0>
+  MapConfig& set(std::string key, T v) {
+    return set(std::move(key), Value(static_cast<std::int64_t>(v)));
   }
 
   bool has(std::string_view key) const noexcept override {
