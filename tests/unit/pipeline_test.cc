@@ -1,0 +1,168 @@
+// validate_pipelines / build_pipelines: the shape rules and how problems are
+// reported, using the real default plugins from the build tree.
+#include "pipeline.h"
+
+#include <memory>
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <spdlog/sinks/null_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <slack_proxy/sdk/testing/fakes.h>
+
+#include "config/config.h"
+
+namespace slack_proxy {
+namespace {
+
+using ::testing::HasSubstr;
+
+const std::string kDefaultPluginDir = SP_DEFAULT_PLUGIN_DIR;
+
+config::ProxyConfig parse(const std::string& pipeline_tables) {
+  return config::parse_config("[[pipeline]]\nname = \"p\"\n" + pipeline_tables, "test.toml");
+}
+
+std::string validation_error(const config::ProxyConfig& cfg) {
+  PluginHost host({kDefaultPluginDir});
+  try {
+    validate_pipelines(cfg, host);
+  } catch (const config::ConfigError& e) {
+    return e.what();
+  }
+  return "(valid)";
+}
+
+TEST(PipelineTest, ValidPipelineWithEveryDefaultPluginPasses) {
+  auto cfg = parse(R"(
+[[pipeline.stage]]
+plugin = "channel_override"
+channel = "#x"
+[[pipeline.stage]]
+plugin = "token_bucket"
+[[pipeline.stage]]
+plugin = "deny_list"
+[[pipeline.stage]]
+plugin = "slack_retry"
+[[pipeline.stage]]
+plugin = "slack_sink"
+)");
+  EXPECT_EQ(validation_error(cfg), "(valid)");
+}
+
+TEST(PipelineTest, PipelineWithoutSinkIsRefused) {
+  auto cfg = parse("[[pipeline.stage]]\nplugin = \"token_bucket\"\n");
+  EXPECT_THAT(validation_error(cfg), HasSubstr("pipeline 'p' needs exactly one sink stage, has 0"));
+}
+
+TEST(PipelineTest, TwoSinksAreRefused) {
+  auto cfg = parse(R"(
+[[pipeline.stage]]
+plugin = "slack_sink"
+[[pipeline.stage]]
+plugin = "slack_sink"
+name = "second"
+)");
+  EXPECT_THAT(validation_error(cfg), HasSubstr("needs exactly one sink stage, has 2"));
+}
+
+TEST(PipelineTest, TwoRetryPoliciesAreRefused) {
+  auto cfg = parse(R"(
+[[pipeline.stage]]
+plugin = "slack_retry"
+[[pipeline.stage]]
+plugin = "slack_retry"
+name = "again"
+[[pipeline.stage]]
+plugin = "slack_sink"
+)");
+  EXPECT_THAT(validation_error(cfg), HasSubstr("2 retry policies; at most one is allowed"));
+}
+
+TEST(PipelineTest, UnknownPluginNamesPositionAndListsAvailable) {
+  auto cfg = parse("[[pipeline.stage]]\nplugin = \"no_such_plugin\"\n");
+  const std::string err = validation_error(cfg);
+  EXPECT_THAT(err, HasSubstr("test.toml:"));
+  EXPECT_THAT(err, HasSubstr("plugin 'no_such_plugin' not found"));
+  EXPECT_THAT(err, HasSubstr("slack_sink"));  // the list of what does exist
+}
+
+TEST(PipelineTest, BadStageSettingsAreReportedWithEveryOtherProblem) {
+  auto cfg = parse(R"(
+[[pipeline.stage]]
+plugin = "token_bucket"
+rat = 2
+[[pipeline.stage]]
+plugin = "slack_sink"
+timeout = 5
+)");
+  const std::string err = validation_error(cfg);
+  EXPECT_THAT(err, HasSubstr("unknown key 'rat'"));
+  EXPECT_THAT(err, HasSubstr("timeout"));
+}
+
+TEST(PipelineTest, FactoryRefusalNamesStageAndPosition) {
+  auto cfg = parse(R"(
+[[pipeline.stage]]
+plugin = "token_bucket"
+rate = -1.0
+[[pipeline.stage]]
+plugin = "slack_sink"
+)");
+  PluginHost host({kDefaultPluginDir});
+  sdk::testing::FakeHost fake;
+  auto log = spdlog::null_logger_mt("pipeline_test_factory");
+  try {
+    build_pipelines(cfg, host, log, fake.stats, fake.time);
+    FAIL() << "a negative rate was accepted";
+  } catch (const config::ConfigError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("test.toml:"));
+    EXPECT_THAT(e.what(), HasSubstr("token_bucket"));
+    EXPECT_THAT(e.what(), HasSubstr("rate"));
+  }
+}
+
+TEST(PipelineTest, BuildPutsEachStageInItsSlotInFileOrder) {
+  ::setenv("SP_PIPELINE_TEST_TOKEN", "xoxb-unit-test", 1);
+  auto cfg = parse(R"(
+paths = ["/a", "/b"]
+[[pipeline.stage]]
+plugin = "channel_override"
+channel = "#first"
+[[pipeline.stage]]
+plugin = "channel_override"
+name = "second"
+channel = "#second"
+[[pipeline.stage]]
+plugin = "token_bucket"
+[[pipeline.stage]]
+plugin = "deny_list"
+[[pipeline.stage]]
+plugin = "slack_sink"
+token_env = "SP_PIPELINE_TEST_TOKEN"
+)");
+  PluginHost host({kDefaultPluginDir});
+  sdk::testing::FakeHost fake;
+  auto log = spdlog::null_logger_mt("pipeline_test_build");
+  auto pipelines = build_pipelines(cfg, host, log, fake.stats, fake.time);
+  ASSERT_EQ(pipelines.size(), 1u);
+  const Pipeline& p = *pipelines[0];
+  EXPECT_EQ(p.name, "p");
+  EXPECT_EQ(p.paths, (std::vector<std::string>{"/a", "/b"}));
+  EXPECT_EQ(p.authenticator, nullptr);
+  ASSERT_EQ(p.routers.size(), 2u);
+  EXPECT_EQ(p.limiters.size(), 1u);
+  EXPECT_EQ(p.guards.size(), 1u);
+  EXPECT_NE(p.sink, nullptr);
+  EXPECT_EQ(p.retry, nullptr);
+  // Routers run in file order: the second override wins.
+  sdk::Message m;
+  m.channel = "#orig";
+  for (const auto& r : p.routers) ASSERT_TRUE(r->route(m).accepted);
+  EXPECT_EQ(m.channel, "#second");
+}
+
+}  // namespace
+}  // namespace slack_proxy
