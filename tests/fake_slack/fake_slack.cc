@@ -110,7 +110,11 @@ void reply(Poco::Net::HTTPServerResponse& response, int status, const std::strin
   response.setStatusAndReason(code, Poco::Net::HTTPResponse::getReasonForStatus(code));
   response.setContentType(content_type);
   response.setContentLength(static_cast<std::streamsize>(body.size()));
-  response.send() << body;
+  // Flushed here rather than when Poco destroys the stream, so that a reply
+  // counted as answered has really been handed to the socket.
+  std::ostream& out = response.send();
+  out << body;
+  out.flush();
 }
 
 }  // namespace

@@ -1,0 +1,463 @@
+#include "harness.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <Poco/Exception.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace slack_proxy::testing {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// Between two looks at something that has no event to wait on (a file, an
+// HTTP endpoint); every such loop is bounded by a deadline.
+constexpr auto kPollInterval = 20ms;
+
+std::string replace_all(std::string text, const std::string& from, const std::string& to) {
+  for (std::size_t at = text.find(from); at != std::string::npos;
+       at = text.find(from, at + to.size())) {
+    text.replace(at, from.size(), to);
+  }
+  return text;
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+int exit_code_of(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+// --- Prometheus text format -------------------------------------------------
+
+struct Series {
+  std::string name;
+  std::map<std::string, std::string> labels;
+  bool operator==(const Series&) const = default;
+};
+
+// Parses `name{label="value",...}` at the start of `text`; returns the series
+// and how many characters it used, or nullopt when malformed.
+std::optional<std::pair<Series, std::size_t>> parse_series(std::string_view text) {
+  Series s;
+  std::size_t i = 0;
+  while (i < text.size() && text[i] != '{' && text[i] != ' ' && text[i] != '\t') ++i;
+  s.name = std::string(text.substr(0, i));
+  if (s.name.empty()) return std::nullopt;
+  if (i == text.size() || text[i] != '{') return std::pair{s, i};
+  ++i;
+  while (true) {
+    while (i < text.size() && (text[i] == ',' || text[i] == ' ')) ++i;
+    if (i >= text.size()) return std::nullopt;
+    if (text[i] == '}') return std::pair{s, i + 1};
+    const std::size_t eq = text.find('=', i);
+    if (eq == std::string_view::npos || eq + 1 >= text.size() || text[eq + 1] != '"') {
+      return std::nullopt;
+    }
+    std::string key(text.substr(i, eq - i));
+    std::string value;
+    i = eq + 2;
+    for (; i < text.size() && text[i] != '"'; ++i) {
+      if (text[i] == '\\' && i + 1 < text.size()) {
+        ++i;
+        value += text[i] == 'n' ? '\n' : text[i];
+      } else {
+        value += text[i];
+      }
+    }
+    if (i >= text.size()) return std::nullopt;
+    ++i;  // closing quote
+    s.labels.emplace(std::move(key), std::move(value));
+  }
+}
+
+}  // namespace
+
+// ------------------------------------------------------------- basics --
+
+std::uint16_t free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error("socket: " + std::string(std::strerror(errno)));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    const std::string why = std::strerror(errno);
+    ::close(fd);
+    throw std::runtime_error("cannot find a free port: " + why);
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+TempDir::TempDir() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "slack-proxy-it-XXXXXX").string();
+  if (::mkdtemp(pattern.data()) == nullptr) {
+    throw std::runtime_error("mkdtemp: " + std::string(std::strerror(errno)));
+  }
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  if (::testing::Test::HasFailure()) {
+    std::fprintf(stderr, "kept %s for inspection\n", path_.c_str());
+    return;
+  }
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+std::filesystem::path TempDir::write(const std::string& name, const std::string& content) const {
+  const auto file = path_ / name;
+  std::ofstream out(file, std::ios::binary | std::ios::trunc);
+  out << content;
+  if (!out) throw std::runtime_error("cannot write " + file.string());
+  return file;
+}
+
+Environment default_environment() { return {std::string("SLACK_TOKEN=") + kTestToken}; }
+
+// -------------------------------------------------------- ChildProcess --
+
+ChildProcess::ChildProcess(const std::vector<std::string>& argv, const Environment& env,
+                           const std::filesystem::path& log_file)
+    : log_file_(log_file) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  std::vector<char*> envp;
+  for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+
+  posix_spawn_file_actions_t files;
+  posix_spawn_file_actions_init(&files);
+  posix_spawn_file_actions_addopen(&files, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&files, 1, log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0644);
+  posix_spawn_file_actions_adddup2(&files, 1, 2);
+  // The fake Slack's sockets must not stay open in the proxy after it stops.
+  posix_spawn_file_actions_addclosefrom_np(&files, 3);
+
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  sigset_t none;
+  sigemptyset(&none);
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGTERM);
+  sigaddset(&defaults, SIGINT);
+  sigaddset(&defaults, SIGPIPE);
+  posix_spawnattr_setsigmask(&attributes, &none);
+  posix_spawnattr_setsigdefault(&attributes, &defaults);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+  const int rc = posix_spawn(&pid_, args[0], &files, &attributes, args.data(), envp.data());
+  posix_spawn_file_actions_destroy(&files);
+  posix_spawnattr_destroy(&attributes);
+  if (rc != 0) throw std::runtime_error("cannot spawn " + argv[0] + ": " + std::strerror(rc));
+  // Lets wait_exit() block on the exit itself instead of polling for it.
+  pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
+}
+
+ChildProcess::~ChildProcess() {
+  if (!status_) {
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+  }
+  if (pidfd_ >= 0) ::close(pidfd_);
+}
+
+void ChildProcess::signal(int signal_number) {
+  if (!status_) ::kill(pid_, signal_number);
+}
+
+std::optional<int> ChildProcess::wait_exit(std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (!status_) {
+    int status = 0;
+    const pid_t done = ::waitpid(pid_, &status, WNOHANG);
+    if (done == pid_) {
+      status_ = exit_code_of(status);
+      break;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return std::nullopt;
+    if (pidfd_ >= 0) {
+      pollfd p{pidfd_, POLLIN, 0};
+      ::poll(&p, 1, static_cast<int>(left.count()));
+    } else {
+      std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(left, kPollInterval));
+    }
+  }
+  return status_;
+}
+
+bool ChildProcess::running() { return !wait_exit(0ms).has_value(); }
+
+std::string ChildProcess::output() const { return read_file(log_file_); }
+
+// ------------------------------------------------------------ commands --
+
+namespace {
+
+CommandResult run_in(const TempDir& dir, const std::vector<std::string>& args,
+                     const Environment& env) {
+  std::vector<std::string> argv{SP_PROXY_BINARY};
+  argv.insert(argv.end(), args.begin(), args.end());
+  ChildProcess child(argv, env, dir.path() / "output.log");
+  CommandResult result;
+  if (auto code = child.wait_exit(kDeadline)) result.exit_code = *code;
+  result.output = child.output();
+  return result;
+}
+
+}  // namespace
+
+CommandResult run_proxy_command(const std::vector<std::string>& args, const Environment& env) {
+  TempDir dir;
+  return run_in(dir, args, env);
+}
+
+CommandResult run_validate(const std::string& config_text) {
+  TempDir dir;
+  std::string text = replace_all(config_text, "@CONFIG_DIR@", dir.path().string());
+  // validate binds nothing, so any address will do.
+  text = replace_all(std::move(text), "@LISTEN@", "127.0.0.1:0");
+  text = replace_all(std::move(text), "@METRICS@", "127.0.0.1:0");
+  const auto file = dir.write("slack-proxy.toml", text);
+  return run_in(dir, {"validate", file.string()}, default_environment());
+}
+
+// ---------------------------------------------------------- ProxyConfig --
+
+std::string ProxyConfig::fast_retry_stages() {
+  return R"(
+[[pipeline.stage]]
+plugin = "deny_list"
+ttl = "15m"
+
+[[pipeline.stage]]
+plugin = "slack_retry"
+max_retries = 3
+initial_backoff = "50ms"
+max_backoff = "200ms"
+jitter = 0.0
+)";
+}
+
+std::string ProxyConfig::toml() const {
+  std::ostringstream t;
+  t << "[server]\n"
+    << "listen = \"@LISTEN@\"\n"
+    << "threads = 16\n"
+    << "max_body_bytes = " << max_body_bytes << "\n\n"
+    << "[metrics]\n"
+    << "listen = \"@METRICS@\"\n\n"
+    << "[queue]\n"
+    << "backend = \"memory\"\n"
+    << "capacity = " << queue_capacity << "\n"
+    << "retry_after = \"" << queue_retry_after << "\"\n\n"
+    << "[dispatcher]\n"
+    << "workers = " << workers << "\n"
+    << "shutdown_timeout = \"" << shutdown_timeout << "\"\n\n"
+    << "[log]\n"
+    << "level = \"" << log_level << "\"\n\n";
+  if (!plugin_paths.empty()) {
+    t << "[plugins]\npaths = [";
+    for (std::size_t i = 0; i < plugin_paths.size(); ++i) {
+      t << (i ? ", " : "") << '"' << plugin_paths[i] << '"';
+    }
+    t << "]\n\n";
+  }
+  t << "[[pipeline]]\n"
+    << "name = \"slack\"\n"
+    << "paths = [\"/\"]\n"
+    << stages << "\n"
+    << "[[pipeline.stage]]\n"
+    << "plugin = \"slack_sink\"\n"
+    << "url = \"" << slack_url << "\"\n"
+    << sink_settings << "\n";
+  return t.str();
+}
+
+// --------------------------------------------------------- ProxyProcess --
+
+ProxyProcess::ProxyProcess(std::string config_text, Environment env,
+                           std::vector<std::string> extra_args)
+    : config_template_(std::move(config_text)),
+      log_path_(dir_.path() / "proxy.log"),
+      env_(std::move(env)),
+      extra_args_(std::move(extra_args)) {
+  write_config();
+}
+
+void ProxyProcess::write_config() {
+  listen_port_ = free_port();
+  metrics_port_ = free_port();
+  std::string text = replace_all(config_template_, "@LISTEN@",
+                                 "127.0.0.1:" + std::to_string(listen_port_));
+  text = replace_all(std::move(text), "@METRICS@", "127.0.0.1:" + std::to_string(metrics_port_));
+  text = replace_all(std::move(text), "@CONFIG_DIR@", dir_.path().string());
+  config_path_ = dir_.write("slack-proxy.toml", text);
+}
+
+ProxyProcess::ProxyProcess(const ProxyConfig& config, Environment env)
+    : ProxyProcess(config.toml(), std::move(env)) {}
+
+void ProxyProcess::spawn() {
+  std::vector<std::string> argv{SP_PROXY_BINARY, "--config", config_path_.string()};
+  argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
+  child_ = std::make_unique<ChildProcess>(argv, env_, log_path_);
+}
+
+ChildProcess& ProxyProcess::child() {
+  if (!child_) throw std::logic_error("the proxy was never started");
+  return *child_;
+}
+
+::testing::AssertionResult ProxyProcess::start() {
+  spawn();
+  const auto deadline = Clock::now() + kStartupDeadline;
+  // free_port() can race with other processes on this shared machine.
+  int port_retries = 2;
+  while (Clock::now() < deadline) {
+    if (auto code = child_->wait_exit(0ms)) {
+      if (port_retries-- > 0 && log().find("already in use") != std::string::npos) {
+        write_config();
+        spawn();
+        continue;
+      }
+      return ::testing::AssertionFailure()
+             << "slack-proxy exited with " << *code << " before it was healthy; config "
+             << config_path_ << "; log:\n"
+             << log();
+    }
+    try {
+      HttpRequest health;
+      health.url = metrics_url("/health");
+      health.timeout = 500ms;
+      if (http_send(health).status == 200) return ::testing::AssertionSuccess();
+    } catch (const Poco::Exception&) {
+      // Not listening yet.
+    }
+    std::this_thread::sleep_for(kPollInterval);
+  }
+  return ::testing::AssertionFailure()
+         << "slack-proxy did not answer GET /health within " << kStartupDeadline.count()
+         << " ms; log:\n"
+         << log();
+}
+
+std::string ProxyProcess::log() const { return read_file(log_path_); }
+
+::testing::AssertionResult ProxyProcess::wait_for_log(const std::string& needle,
+                                                      std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (true) {
+    if (log().find(needle) != std::string::npos) return ::testing::AssertionSuccess();
+    if (Clock::now() >= deadline) break;
+    std::this_thread::sleep_for(kPollInterval);
+  }
+  return ::testing::AssertionFailure() << "the log never said \"" << needle << "\"; log:\n"
+                                       << log();
+}
+
+std::string ProxyProcess::url(const std::string& path) const {
+  return "http://127.0.0.1:" + std::to_string(listen_port_) + path;
+}
+
+std::string ProxyProcess::metrics_url(const std::string& path) const {
+  return "http://127.0.0.1:" + std::to_string(metrics_port_) + path;
+}
+
+HttpResponse ProxyProcess::post(const std::string& body, const std::string& path,
+                                const std::string& content_type) const {
+  return http_post(url(path), body, content_type);
+}
+
+HttpResponse ProxyProcess::get(const std::string& path) const { return http_get(url(path)); }
+
+std::string ProxyProcess::metrics() const { return http_get(metrics_url()).body; }
+
+::testing::AssertionResult ProxyProcess::wait_for_metric(const std::string& series,
+                                                         double expected,
+                                                         std::chrono::milliseconds timeout) const {
+  const auto deadline = Clock::now() + timeout;
+  std::optional<double> last;
+  while (true) {
+    try {
+      last = metric(metrics(), series);
+      if (*last == expected) return ::testing::AssertionSuccess();
+    } catch (const Poco::Exception&) {
+      // The metrics listener is briefly unavailable; look again.
+    }
+    if (Clock::now() >= deadline) break;
+    std::this_thread::sleep_for(kPollInterval);
+  }
+  auto failure = ::testing::AssertionFailure();
+  failure << series << " never became " << expected << " within " << timeout.count() << " ms; ";
+  if (last) {
+    failure << "last value " << *last;
+  } else {
+    failure << "metrics unreadable";
+  }
+  return failure << "; log:\n" << log();
+}
+
+// ------------------------------------------------------------- metrics --
+
+std::optional<double> find_metric(const std::string& text, const std::string& series) {
+  const auto wanted = parse_series(series);
+  if (!wanted) throw std::invalid_argument("malformed series: " + series);
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    const auto found = parse_series(line);
+    if (!found || !(found->first == wanted->first)) continue;
+    std::istringstream value(line.substr(found->second));
+    std::string token;
+    value >> token;
+    return std::stod(token);
+  }
+  return std::nullopt;
+}
+
+double metric(const std::string& text, const std::string& series) {
+  return find_metric(text, series).value_or(0.0);
+}
+
+std::string series(const std::string& name, const std::string& channel) {
+  return name + "{channel=\"" + channel + "\"}";
+}
+
+}  // namespace slack_proxy::testing

@@ -1,0 +1,175 @@
+// Runs the real slack-proxy binary for end-to-end tests: writes its config
+// into a fresh temporary directory, spawns it, waits until it is healthy,
+// talks HTTP to it, reads its metrics and log, signals it and reaps it.
+#ifndef SLACK_PROXY_TESTS_INTEGRATION_HARNESS_H
+#define SLACK_PROXY_TESTS_INTEGRATION_HARNESS_H
+
+#include <gtest/gtest.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "http_client.h"
+
+namespace slack_proxy::testing {
+
+// Handed to every proxy as SLACK_TOKEN; tests grep for it to prove it leaks
+// nowhere.
+inline constexpr const char* kTestToken = "xoxb-test-4242-integration-secret";
+
+// Only reached when something is broken; the suite stays fast when it works.
+inline constexpr std::chrono::milliseconds kStartupDeadline{10'000};
+inline constexpr std::chrono::milliseconds kDeadline{10'000};
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+std::uint16_t free_port();
+
+// A fresh directory under the system temp dir, removed on destruction
+// unless the current test failed (so its files can be inspected).
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path write(const std::string& name, const std::string& content) const;
+
+ private:
+  std::filesystem::path path_;
+};
+
+// "KEY=VALUE" entries; the child gets exactly these.
+using Environment = std::vector<std::string>;
+Environment default_environment();  // SLACK_TOKEN=kTestToken
+
+// A spawned process whose stdout and stderr go to one log file. Killed with
+// SIGKILL on destruction if still alive.
+class ChildProcess {
+ public:
+  ChildProcess(const std::vector<std::string>& argv, const Environment& env,
+               const std::filesystem::path& log_file);
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  void signal(int signal_number);
+  // Exit status once it exited within `timeout`: the exit code, or 128 + the
+  // signal that killed it. nullopt when it is still running.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout);
+  bool running();
+  std::string output() const;
+
+ private:
+  pid_t pid_ = -1;
+  int pidfd_ = -1;
+  std::optional<int> status_;
+  std::filesystem::path log_file_;
+};
+
+struct CommandResult {
+  int exit_code = -1;  // -1 when it did not finish in time (then it was killed)
+  std::string output;  // stdout and stderr, interleaved
+};
+
+// Runs the proxy binary with `args` to completion (bounded by kDeadline).
+CommandResult run_proxy_command(const std::vector<std::string>& args,
+                                const Environment& env = default_environment());
+
+// `slack-proxy validate <file>` on `config_text`, written to a temp file.
+// "@CONFIG_DIR@" in the text is replaced by that file's directory, "@LISTEN@"
+// and "@METRICS@" by 127.0.0.1:0.
+CommandResult run_validate(const std::string& config_text);
+
+// What most tests run: a pipeline on "/" whose last stage is slack_sink
+// pointing at `slack_url`, after `stages` (raw [[pipeline.stage]] tables).
+// Listen addresses are the placeholders ProxyProcess fills in.
+struct ProxyConfig {
+  std::string slack_url;
+  std::string stages = fast_retry_stages();
+  std::size_t queue_capacity = 1000;
+  std::string queue_retry_after = "5s";
+  std::size_t max_body_bytes = 1 << 20;
+  std::string shutdown_timeout = "5s";
+  int workers = 8;
+  std::string log_level = "info";
+  std::vector<std::string> plugin_paths;
+  std::string sink_settings;  // extra lines inside the slack_sink table
+
+  // Retries quickly, so transient-error tests stay fast; then the deny-list.
+  static std::string fast_retry_stages();
+  std::string toml() const;
+};
+
+// The proxy under test. The config text may use "@LISTEN@" and "@METRICS@"
+// (replaced by free 127.0.0.1 addresses) and "@CONFIG_DIR@".
+class ProxyProcess {
+ public:
+  explicit ProxyProcess(std::string config_text, Environment env = default_environment(),
+                        std::vector<std::string> extra_args = {});
+  explicit ProxyProcess(const ProxyConfig& config, Environment env = default_environment());
+
+  // Spawns it and waits until GET /health on the metrics listener answers
+  // 200; fails with the log when it does not within kStartupDeadline.
+  ::testing::AssertionResult start();
+  // Spawns it without waiting for health: for runs expected to fail.
+  void spawn();
+
+  void signal(int signal_number) { child().signal(signal_number); }
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout) {
+    return child().wait_exit(timeout);
+  }
+  std::string log() const;  // everything it wrote to stdout and stderr so far
+  // Waits until the log contains `needle`.
+  ::testing::AssertionResult wait_for_log(const std::string& needle,
+                                          std::chrono::milliseconds timeout = kDeadline);
+
+  std::string url(const std::string& path = "/") const;  // on the ingress listener
+  std::string metrics_url(const std::string& path = "/metrics") const;
+  HttpResponse post(const std::string& body, const std::string& path = "/",
+                    const std::string& content_type = "application/json") const;
+  HttpResponse get(const std::string& path) const;
+  std::string metrics() const;  // GET /metrics body
+  // Polls /metrics until `series` equals `expected` or `timeout` passes.
+  ::testing::AssertionResult wait_for_metric(const std::string& series, double expected,
+                                             std::chrono::milliseconds timeout = kDeadline) const;
+
+  const std::filesystem::path& config_path() const { return config_path_; }
+  const std::filesystem::path& log_path() const { return log_path_; }
+  std::uint16_t listen_port() const { return listen_port_; }
+
+ private:
+  ChildProcess& child();
+  // Picks fresh ports and writes the config file from the template.
+  void write_config();
+
+  TempDir dir_;
+  std::string config_template_;
+  std::uint16_t listen_port_ = 0;
+  std::uint16_t metrics_port_ = 0;
+  std::filesystem::path config_path_;
+  std::filesystem::path log_path_;
+  Environment env_;
+  std::vector<std::string> extra_args_;
+  std::unique_ptr<ChildProcess> child_;
+};
+
+// Value of one series in Prometheus text format, e.g.
+// metric(text, "slackproxy_requests_succeeded_total{channel=\"#a\"}").
+// Label order does not matter. nullopt when the series is absent.
+std::optional<double> find_metric(const std::string& text, const std::string& series);
+// Same, but an absent series counts as 0, as Prometheus treats an untouched counter.
+double metric(const std::string& text, const std::string& series);
+
+// `name{channel="<channel>"}`
+std::string series(const std::string& name, const std::string& channel);
+
+}  // namespace slack_proxy::testing
+
+#endif  // SLACK_PROXY_TESTS_INTEGRATION_HARNESS_H

@@ -1,0 +1,631 @@
+// The proxy end to end: the real binary, real TOML files, plugins loaded from
+// disk, and the fake Slack on the other side.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <Poco/Exception.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+
+#include <algorithm>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include <slack_proxy/sdk/abi.h>
+#include <slack_proxy/sdk/fingerprint.h>
+
+#include "fake_slack.h"
+#include "harness.h"
+
+namespace slack_proxy::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using std::chrono::milliseconds;
+
+constexpr const char* kReceived = "slackproxy_requests_received_total";
+constexpr const char* kFailed = "slackproxy_requests_failed_total";
+constexpr const char* kRetried = "slackproxy_requests_retried_total";
+constexpr const char* kSucceeded = "slackproxy_requests_succeeded_total";
+constexpr const char* kNotProcessed = "slackproxy_requests_not_processed_total";
+
+Poco::JSON::Object::Ptr parse_object(const std::string& text) {
+  Poco::JSON::Parser parser;
+  return parser.parse(text).extract<Poco::JSON::Object::Ptr>();
+}
+
+std::string canonical_json(const std::string& text) {
+  std::ostringstream out;
+  parse_object(text)->stringify(out);
+  return out.str();
+}
+
+std::string message(const std::string& channel, const std::string& text) {
+  return R"({"channel":")" + channel + R"(","text":")" + text + R"("})";
+}
+
+std::string error_of(const HttpResponse& r) { return parse_object(r.body)->getValue<std::string>("error"); }
+bool ok_of(const HttpResponse& r) { return parse_object(r.body)->getValue<bool>("ok"); }
+
+std::string text_of(const RecordedRequest& r) {
+  return parse_object(r.body)->getValue<std::string>("text");
+}
+
+std::vector<RecordedRequest> requests_to(const FakeSlack& slack, const std::string& channel) {
+  std::vector<RecordedRequest> matching;
+  for (auto& r : slack.requests())
+    if (r.channel == channel) matching.push_back(r);
+  return matching;
+}
+
+std::string stage(const std::string& plugin, const std::string& settings = {}) {
+  return "\n[[pipeline.stage]]\nplugin = \"" + plugin + "\"\n" + settings;
+}
+
+std::string host_abi() {
+  return std::to_string(SLACK_PROXY_ABI_MAJOR) + "." + std::to_string(SLACK_PROXY_ABI_MINOR);
+}
+
+// 1-based line of the first occurrence of `needle` in `text`.
+int line_of(const std::string& text, const std::string& needle) {
+  const auto at = text.find(needle);
+  return 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<long>(at), '\n'));
+}
+
+std::vector<std::string> non_empty_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (line.find_first_not_of(" \t\r") != std::string::npos) lines.push_back(line);
+  return lines;
+}
+
+// A fake Slack and a proxy pointed at it; the proxy dies before the fake.
+class ProxyTest : public ::testing::Test {
+ protected:
+  void SetUp() override { slack.start(); }
+
+  ProxyConfig config() const {
+    ProxyConfig c;
+    c.slack_url = slack.url();
+    return c;
+  }
+
+  ProxyProcess& start(const ProxyConfig& c) {
+    proxy = std::make_unique<ProxyProcess>(c);
+    auto started = proxy->start();
+    EXPECT_TRUE(started);
+    if (!started) throw std::runtime_error("slack-proxy did not start");
+    return *proxy;
+  }
+
+  FakeSlack slack;
+  std::unique_ptr<ProxyProcess> proxy;
+};
+
+// ------------------------------------------------------------ delivery --
+
+TEST_F(ProxyTest, DeliversWithBearerTokenAndJsonContentType) {
+  auto& p = start(config());
+  const HttpResponse r = p.post(message("#general", "hello"));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(ok_of(r));
+  ASSERT_TRUE(slack.wait_for(1, kDeadline));
+  const RecordedRequest got = slack.requests().front();
+  EXPECT_EQ(got.method, "POST");
+  EXPECT_EQ(got.path, "/api/chat.postMessage");
+  EXPECT_EQ(got.authorization, std::string("Bearer ") + kTestToken);
+  EXPECT_EQ(got.content_type, "application/json; charset=utf-8");
+  EXPECT_EQ(got.channel, "#general");
+}
+
+TEST_F(ProxyTest, ForwardsEveryFieldExceptTheTokenUnchanged) {
+  auto& p = start(config());
+  const std::string sent = R"({
+    "channel": "#general", "text": "hello", "unfurl_links": false, "mrkdwn": true,
+    "thread_ts": "1700000000.000100", "token": "xoxb-caller-secret",
+    "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "*hi*"}}],
+    "x_custom": {"nested": [1, 2.5, "three", null]}})";
+  ASSERT_EQ(p.post(sent).status, 200);
+  ASSERT_TRUE(slack.wait_for(1, kDeadline));
+  const std::string forwarded = slack.requests().front().body;
+
+  auto expected = parse_object(sent);
+  expected->remove("token");
+  std::ostringstream expected_text;
+  expected->stringify(expected_text);
+  EXPECT_EQ(canonical_json(forwarded), expected_text.str());
+  EXPECT_EQ(forwarded.find("xoxb-caller-secret"), std::string::npos);
+}
+
+TEST_F(ProxyTest, KeepsPerChannelOrder) {
+  auto& p = start(config());
+  for (int i = 1; i <= 5; ++i) ASSERT_EQ(p.post(message("#ordered", std::to_string(i))).status, 200);
+  ASSERT_TRUE(slack.wait_for(5, kDeadline));
+  const auto got = slack.requests();
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(text_of(got[i]), std::to_string(i + 1));
+}
+
+// -------------------------------------------------------------- ingress --
+
+// One proxy for all the requests it must refuse: nothing here is delivered.
+class IngressTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    slack_ = new FakeSlack();
+    slack_->start();
+    ProxyConfig c;
+    c.slack_url = slack_->url();
+    c.max_body_bytes = 1024;
+    proxy_ = new ProxyProcess(c);
+    auto started = proxy_->start();
+    if (!started) {
+      ADD_FAILURE() << started.message();
+      delete proxy_;
+      proxy_ = nullptr;
+    }
+  }
+  static void TearDownTestSuite() {
+    delete proxy_;
+    delete slack_;
+    proxy_ = nullptr;
+    slack_ = nullptr;
+  }
+  void SetUp() override {
+    if (proxy_ == nullptr) GTEST_SKIP() << "the proxy did not start";
+  }
+  void TearDown() override { EXPECT_EQ(slack_->count(), 0u) << "a refused request was delivered"; }
+
+  static ProxyProcess& proxy() { return *proxy_; }
+
+  static FakeSlack* slack_;
+  static ProxyProcess* proxy_;
+};
+FakeSlack* IngressTest::slack_ = nullptr;
+ProxyProcess* IngressTest::proxy_ = nullptr;
+
+TEST_F(IngressTest, RejectsABodyThatIsNotAJsonObjectWith400InvalidJson) {
+  for (const std::string body : {"{not json", "[1,2]", "\"text\""}) {
+    const HttpResponse r = proxy().post(body);
+    EXPECT_EQ(r.status, 400) << body;
+    EXPECT_FALSE(ok_of(r)) << body;
+    EXPECT_EQ(error_of(r), "invalid_json") << body;
+  }
+}
+
+TEST_F(IngressTest, RejectsAMissingChannelWith400ChannelNotSpecified) {
+  const HttpResponse r = proxy().post(R"({"text":"hello"})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_FALSE(ok_of(r));
+  EXPECT_EQ(error_of(r), "channel_not_specified");
+}
+
+TEST_F(IngressTest, RejectsAnEmptyChannelWith400ChannelNotSpecified) {
+  const HttpResponse r = proxy().post(R"({"channel":"","text":"hello"})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(error_of(r), "channel_not_specified");
+}
+
+TEST_F(IngressTest, RejectsAMessageWithoutTextBlocksOrAttachmentsWith400NoText) {
+  const HttpResponse r = proxy().post(R"({"channel":"#a","username":"bot"})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_FALSE(ok_of(r));
+  EXPECT_EQ(error_of(r), "no_text");
+}
+
+TEST_F(IngressTest, AnswersGetOnThePipelinePathWith405AllowPost) {
+  const HttpResponse r = proxy().get("/");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(r.header("allow"), "POST");
+  EXPECT_EQ(error_of(r), "method_not_allowed");
+}
+
+TEST_F(IngressTest, AnswersAnUnknownPathWith404NotFound) {
+  const HttpResponse r = proxy().post(message("#a", "x"), "/no/such/path");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(error_of(r), "not_found");
+}
+
+TEST_F(IngressTest, RejectsAFormEncodedBodyWith415) {
+  const HttpResponse r =
+      proxy().post("channel=%23a&text=hello", "/", "application/x-www-form-urlencoded");
+  EXPECT_EQ(r.status, 415);
+  EXPECT_EQ(error_of(r), "unsupported_media_type");
+}
+
+TEST_F(IngressTest, RejectsAMultipartBodyWith415) {
+  const std::string body =
+      "--XYZ\r\nContent-Disposition: form-data; name=\"channel\"\r\n\r\n#a\r\n--XYZ--\r\n";
+  const HttpResponse r = proxy().post(body, "/", "multipart/form-data; boundary=XYZ");
+  EXPECT_EQ(r.status, 415);
+  EXPECT_EQ(error_of(r), "unsupported_media_type");
+}
+
+TEST_F(IngressTest, RejectsABodyOverMaxBodyBytesWith413) {
+  const HttpResponse r = proxy().post(message("#a", std::string(4096, 'x')));
+  EXPECT_EQ(r.status, 413);
+  EXPECT_EQ(error_of(r), "request_too_large");
+}
+
+TEST_F(IngressTest, AnswersHealthWith200) {
+  EXPECT_EQ(proxy().get("/health").status, 200);
+  EXPECT_EQ(http_get(proxy().metrics_url("/health")).status, 200);
+}
+
+// ------------------------------------------------------------ queue full --
+
+TEST_F(ProxyTest, AnswersQueueFullWith503AndRetryAfter) {
+  ProxyConfig c = config();
+  c.queue_capacity = 2;
+  c.queue_retry_after = "5s";
+  // One token, then one per 1000 s: whatever follows the first message waits.
+  c.stages = stage("token_bucket", "rate = 0.001\nburst = 1\n") + ProxyConfig::fast_retry_stages();
+  auto& p = start(c);
+  ASSERT_EQ(p.post(message("#q", "spends the token")).status, 200);
+  ASSERT_TRUE(p.wait_for_metric(series(kSucceeded, "#q"), 1));
+
+  EXPECT_EQ(p.post(message("#q", "queued 1")).status, 200);
+  EXPECT_EQ(p.post(message("#q", "queued 2")).status, 200);
+  const HttpResponse full = p.post(message("#q", "one too many"));
+  EXPECT_EQ(full.status, 503);
+  EXPECT_FALSE(ok_of(full));
+  EXPECT_EQ(error_of(full), "queue_full");
+  EXPECT_EQ(full.header("retry-after"), "5");
+}
+
+// ---------------------------------------------------------------- pacing --
+
+TEST_F(ProxyTest, PacesABurstAtTheConfiguredRate) {
+  ProxyConfig c = config();
+  c.stages = stage("token_bucket", "rate = 10.0\nburst = 2\n") + ProxyConfig::fast_retry_stages();
+  auto& p = start(c);
+  for (int i = 1; i <= 6; ++i) ASSERT_EQ(p.post(message("#paced", std::to_string(i))).status, 200);
+  ASSERT_TRUE(slack.wait_for(6, kDeadline));
+  const auto got = slack.requests();
+  ASSERT_EQ(got.size(), 6u);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(text_of(got[i]), std::to_string(i + 1));
+  // Two go at once, then one per 100 ms: message k (1-based, k >= 3) cannot
+  // leave before (k - 2) refills after the first. Measured from the first
+  // arrival, so the tolerance only covers that first message's trip.
+  constexpr auto kTolerance = 20ms;
+  for (int k = 3; k <= 6; ++k) {
+    EXPECT_GE(got[k - 1].at - got[0].at, (k - 2) * 100ms - kTolerance) << "message " << k;
+  }
+}
+
+// ----------------------------------------------------- channel isolation --
+
+TEST_F(ProxyTest, ASlowChannelDoesNotDelayAnotherChannel) {
+  constexpr auto kSlowReply = 5s;
+  slack.enqueue(Behaviour::slow(kSlowReply), 1, "#slow");
+  auto& p = start(config());
+  ASSERT_EQ(p.post(message("#slow", "late")).status, 200);
+  ASSERT_TRUE(slack.wait_for(1, kDeadline));
+  ASSERT_EQ(p.post(message("#fast", "prompt")).status, 200);
+  ASSERT_TRUE(slack.wait_for(2, kDeadline));
+  const auto got = slack.requests();
+  ASSERT_EQ(got[0].channel, "#slow");
+  ASSERT_EQ(got[1].channel, "#fast");
+  // #fast reached Slack before the reply to #slow was even written.
+  EXPECT_LT(got[1].at - got[0].at, kSlowReply);
+  EXPECT_TRUE(p.wait_for_metric(series(kSucceeded, "#fast"), 1));
+}
+
+// ---------------------------------------------------------------- retries --
+
+TEST_F(ProxyTest, RetriesA503AndDeliversOnTheSecondAttempt) {
+  slack.enqueue(Behaviour::http_status(503));
+  auto& p = start(config());
+  ASSERT_EQ(p.post(message("#flaky", "again")).status, 200);
+  ASSERT_TRUE(p.wait_for_metric(series(kSucceeded, "#flaky"), 1));
+  const auto got = slack.requests();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].body, got[1].body);
+  const std::string m = p.metrics();
+  EXPECT_EQ(metric(m, series(kRetried, "#flaky")), 1);
+  EXPECT_EQ(metric(m, series(kFailed, "#flaky")), 0);
+}
+
+TEST_F(ProxyTest, WaitsAtLeastRetryAfterBeforeRetryingA429) {
+  slack.enqueue(Behaviour::rate_limited(1));
+  auto& p = start(config());
+  ASSERT_EQ(p.post(message("#limited", "patience")).status, 200);
+  ASSERT_TRUE(slack.wait_for(2, kDeadline));
+  const auto got = slack.requests();
+  // Small tolerance: the proxy may count from when it sent, which is a
+  // little before the fake recorded the arrival.
+  EXPECT_GE(got[1].at - got[0].at, 1s - 50ms);
+  EXPECT_TRUE(p.wait_for_metric(series(kSucceeded, "#limited"), 1));
+}
+
+TEST_F(ProxyTest, DoesNotRetryAPermanentError) {
+  slack.enqueue(Behaviour::error("invalid_auth"));
+  auto& p = start(config());
+  ASSERT_EQ(p.post(message("#perm", "no")).status, 200);
+  // Counted as failed only once the policy gave up, so no attempt follows.
+  ASSERT_TRUE(p.wait_for_metric(series(kFailed, "#perm"), 1));
+  EXPECT_EQ(slack.count(), 1u);
+  EXPECT_EQ(metric(p.metrics(), series(kRetried, "#perm")), 0);
+}
+
+// -------------------------------------------------------------- deny list --
+
+TEST_F(ProxyTest, ParksAChannelAfterChannelNotFoundAndLeavesOthersAlone) {
+  slack.enqueue(Behaviour::error("channel_not_found"), 1, "#dead");
+  auto& p = start(config());
+  ASSERT_EQ(p.post(message("#dead", "first")).status, 200);
+  ASSERT_TRUE(slack.wait_for(1, kDeadline));
+  ASSERT_TRUE(p.wait_for_metric(series(kFailed, "#dead"), 1));
+
+  ASSERT_EQ(p.post(message("#dead", "second")).status, 200);
+  ASSERT_EQ(p.post(message("#live", "still fine")).status, 200);
+  ASSERT_TRUE(p.wait_for_metric(series(kNotProcessed, "#dead"), 1));
+  ASSERT_TRUE(p.wait_for_metric(series(kSucceeded, "#live"), 1));
+  EXPECT_EQ(requests_to(slack, "#dead").size(), 1u);
+  EXPECT_EQ(requests_to(slack, "#live").size(), 1u);
+}
+
+// ------------------------------------------------------- channel override --
+
+TEST_F(ProxyTest, SendsToTheOverrideChannelButLabelsMetricsWithTheOriginal) {
+  ProxyConfig c = config();
+  c.stages = stage("channel_override", "channel = \"#override\"\n") + ProxyConfig::fast_retry_stages();
+  auto& p = start(c);
+  ASSERT_EQ(p.post(message("#orig", "redirected")).status, 200);
+  ASSERT_TRUE(slack.wait_for(1, kDeadline));
+  EXPECT_EQ(slack.requests().front().channel, "#override");
+  ASSERT_TRUE(p.wait_for_metric(series(kSucceeded, "#orig"), 1));
+  const std::string m = p.metrics();
+  EXPECT_EQ(metric(m, series(kReceived, "#orig")), 1);
+  EXPECT_EQ(m.find("channel=\"#override\""), std::string::npos) << m;
+}
+
+// ------------------------------------------------------------------ drain --
+
+TEST_F(ProxyTest, DrainsTheQueueOnSigtermAndRefusesNewMessages) {
+  slack.set_default(Behaviour::slow(300ms));
+  ProxyConfig c = config();
+  c.shutdown_timeout = "10s";
+  auto& p = start(c);
+  for (int i = 1; i <= 5; ++i) ASSERT_EQ(p.post(message("#drain", std::to_string(i))).status, 200);
+  ASSERT_TRUE(slack.wait_for(1, kDeadline));
+  p.signal(SIGTERM);
+
+  // Until the signal is handled a message may still be accepted (and then
+  // delivered too); after that, never.
+  std::optional<HttpResponse> refusal;
+  bool connection_refused = false;
+  const auto deadline = std::chrono::steady_clock::now() + kDeadline;
+  while (!refusal && !connection_refused && std::chrono::steady_clock::now() < deadline) {
+    try {
+      HttpResponse r = p.post(message("#late", "too late"));
+      if (r.status != 200) refusal = r;
+      else std::this_thread::sleep_for(10ms);
+    } catch (const Poco::Exception&) {
+      connection_refused = true;
+    }
+  }
+  ASSERT_TRUE(refusal || connection_refused) << "still accepting long after SIGTERM";
+  if (refusal) {
+    EXPECT_EQ(refusal->status, 503);
+    EXPECT_EQ(error_of(*refusal), "shutting_down");
+  }
+
+  const auto code = p.wait_exit(kDeadline);
+  ASSERT_TRUE(code.has_value()) << "still running " << kDeadline.count() << " ms after SIGTERM";
+  EXPECT_EQ(*code, 0) << p.log();
+  const auto drained = requests_to(slack, "#drain");
+  ASSERT_EQ(drained.size(), 5u);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(text_of(drained[i]), std::to_string(i + 1));
+  EXPECT_TRUE(slack.wait_answered(slack.count(), kDeadline));
+  EXPECT_FALSE(std::regex_search(p.log(), std::regex(R"(message\(s\) left)"))) << p.log();
+}
+
+TEST_F(ProxyTest, StopsDrainingAtShutdownTimeoutAndLogsWhatWasLeft) {
+  slack.set_default(Behaviour::slow(10s));
+  ProxyConfig c = config();
+  c.shutdown_timeout = "1s";
+  auto& p = start(c);
+  for (int i = 1; i <= 3; ++i) ASSERT_EQ(p.post(message("#stuck", std::to_string(i))).status, 200);
+  ASSERT_TRUE(slack.wait_for(1, kDeadline));
+  p.signal(SIGTERM);
+  const auto code = p.wait_exit(5s);
+  ASSERT_TRUE(code.has_value()) << "still running 5 s after SIGTERM with shutdown_timeout 1s; log:\n"
+                                << p.log();
+  EXPECT_EQ(*code, 0);
+  const std::string log = p.log();
+  std::smatch left;
+  ASSERT_TRUE(std::regex_search(log, left, std::regex(R"(([0-9]+) message\(s\) left)"))) << log;
+  // The first is stuck in Slack; the other two never left the queue.
+  const int count = std::stoi(left[1]);
+  EXPECT_GE(count, 2) << log;
+  EXPECT_LE(count, 3) << log;
+}
+
+// ----------------------------------------------------------------- plugins --
+
+class PluginRefusalTest : public ProxyTest {
+ protected:
+  ProxyConfig with_test_plugin(const std::string& plugin) const {
+    ProxyConfig c = config();
+    c.plugin_paths = {SP_TEST_PLUGIN_DIR};
+    c.stages = stage(plugin) + ProxyConfig::fast_retry_stages();
+    return c;
+  }
+  CommandResult start_expecting_failure(const ProxyConfig& c) {
+    proxy = std::make_unique<ProxyProcess>(c);
+    proxy->spawn();
+    CommandResult result;
+    if (auto code = proxy->wait_exit(kDeadline)) result.exit_code = *code;
+    result.output = proxy->log();
+    return result;
+  }
+};
+
+TEST_F(PluginRefusalTest, ValidateRefusesAPluginBuiltForAnotherAbiMajor) {
+  const CommandResult r = run_validate(with_test_plugin("bad_abi").toml());
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("bad_abi.so"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("99.0"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(host_abi()), std::string::npos) << r.output;
+}
+
+TEST_F(PluginRefusalTest, ValidateRefusesAPluginWithAnotherBuildFingerprint) {
+  const CommandResult r = run_validate(with_test_plugin("bad_fingerprint").toml());
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("bad_fingerprint.so"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("sdk-0.0.0;other-compiler"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(SLACK_PROXY_BUILD_FINGERPRINT), std::string::npos) << r.output;
+}
+
+TEST_F(PluginRefusalTest, StartupRefusesAPluginBuiltForAnotherAbiMajor) {
+  const CommandResult r = start_expecting_failure(with_test_plugin("bad_abi"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("bad_abi.so"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("99.0"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(host_abi()), std::string::npos) << r.output;
+}
+
+TEST_F(PluginRefusalTest, StartupRefusesAPluginWithAnotherBuildFingerprint) {
+  const CommandResult r = start_expecting_failure(with_test_plugin("bad_fingerprint"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("bad_fingerprint.so"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("sdk-0.0.0;other-compiler"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(SLACK_PROXY_BUILD_FINGERPRINT), std::string::npos) << r.output;
+}
+
+TEST_F(PluginRefusalTest, StartupReportsAThrowingFactoryCleanly) {
+  const CommandResult r = start_expecting_failure(with_test_plugin("throwing_router"));
+  // 2 is the documented start-up failure; a crash would be 128 + signal.
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("throwing_router"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("deliberate failure"), std::string::npos) << r.output;
+}
+
+// ------------------------------------------------------- start-up and CLI --
+
+TEST_F(ProxyTest, RefusesToStartWithoutSlackTokenInOneLineNamingIt) {
+  ProxyProcess p(config(), Environment{});
+  p.spawn();
+  const auto code = p.wait_exit(kDeadline);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 2);
+  const auto lines = non_empty_lines(p.log());
+  ASSERT_EQ(lines.size(), 1u) << p.log();
+  EXPECT_NE(lines[0].find("SLACK_TOKEN"), std::string::npos) << lines[0];
+}
+
+TEST_F(ProxyTest, ValidateAcceptsAGoodConfig) {
+  const CommandResult r = run_validate(config().toml());
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+TEST_F(ProxyTest, ValidateRejectsAnUnknownKeyWithFileLineAndAllowedKeys) {
+  std::string text = config().toml();
+  text.insert(text.find("[server]\n") + 9, "bogus_setting = 1\n");
+  const CommandResult r = run_validate(text);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("slack-proxy.toml:" + std::to_string(line_of(text, "bogus_setting"))),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("bogus_setting"), std::string::npos) << r.output;
+  for (const char* allowed : {"listen", "threads", "max_body_bytes"}) {
+    EXPECT_NE(r.output.find(allowed), std::string::npos) << allowed << " in\n" << r.output;
+  }
+}
+
+TEST_F(ProxyTest, ValidateRejectsAnUnknownStageSettingWithFileLineAndAllowedKeys) {
+  ProxyConfig c = config();
+  c.stages = stage("token_bucket", "rat = 1.0\n") + ProxyConfig::fast_retry_stages();
+  const std::string text = c.toml();
+  const CommandResult r = run_validate(text);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("slack-proxy.toml:" + std::to_string(line_of(text, "rat = "))),
+            std::string::npos)
+      << r.output;
+  for (const char* allowed : {"rate", "burst", "key"}) {
+    EXPECT_NE(r.output.find(allowed), std::string::npos) << allowed << " in\n" << r.output;
+  }
+}
+
+TEST(Cli, VersionExitsZeroAndNamesTheProgram) {
+  const CommandResult r = run_proxy_command({"--version"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.output.find("slack-proxy"), std::string::npos) << r.output;
+}
+
+TEST(Cli, HelpExitsZeroAndShowsUsage) {
+  const CommandResult r = run_proxy_command({"--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--config"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("validate"), std::string::npos) << r.output;
+}
+
+// ---------------------------------------------------------------- metrics --
+
+TEST_F(ProxyTest, CountsAMixedRunInEveryMetric) {
+  slack.enqueue(Behaviour::error("invalid_auth"), 1, "#bad");
+  slack.enqueue(Behaviour::http_status(503), 1, "#flaky");
+  slack.enqueue(Behaviour::error("channel_not_found"), 1, "#dead");
+  auto& p = start(config());
+  for (const auto& [channel, text] : std::vector<std::pair<std::string, std::string>>{
+           {"#ok", "1"}, {"#ok", "2"}, {"#bad", "3"}, {"#flaky", "4"}, {"#dead", "5"}}) {
+    ASSERT_EQ(p.post(message(channel, text)).status, 200);
+  }
+  ASSERT_TRUE(p.wait_for_metric(series(kFailed, "#dead"), 1));
+  ASSERT_EQ(p.post(message("#dead", "6")).status, 200);
+  ASSERT_TRUE(p.wait_for_metric(series(kNotProcessed, "#dead"), 1));
+  ASSERT_TRUE(p.wait_for_metric(series(kSucceeded, "#ok"), 2));
+  ASSERT_TRUE(p.wait_for_metric(series(kSucceeded, "#flaky"), 1));
+  ASSERT_TRUE(p.wait_for_metric(series(kFailed, "#bad"), 1));
+  ASSERT_TRUE(p.wait_for_metric("slackproxy_queue_size", 0));
+
+  const std::string m = p.metrics();
+  struct Row {
+    const char* channel;
+    double received, succeeded, failed, retried, not_processed;
+  };
+  for (const Row& row : {Row{"#ok", 2, 2, 0, 0, 0}, Row{"#bad", 1, 0, 1, 0, 0},
+                         Row{"#flaky", 1, 1, 0, 1, 0}, Row{"#dead", 2, 0, 1, 0, 1}}) {
+    EXPECT_EQ(metric(m, series(kReceived, row.channel)), row.received) << row.channel;
+    EXPECT_EQ(metric(m, series(kSucceeded, row.channel)), row.succeeded) << row.channel;
+    EXPECT_EQ(metric(m, series(kFailed, row.channel)), row.failed) << row.channel;
+    EXPECT_EQ(metric(m, series(kRetried, row.channel)), row.retried) << row.channel;
+    EXPECT_EQ(metric(m, series(kNotProcessed, row.channel)), row.not_processed) << row.channel;
+  }
+  EXPECT_TRUE(find_metric(m, "slackproxy_queue_size").has_value()) << m;
+}
+
+// ---------------------------------------------------------------- secrets --
+
+TEST_F(ProxyTest, NeverWritesTheTokenToItsLog) {
+  slack.enqueue(Behaviour::error("invalid_auth"), 1, "#perm");
+  slack.enqueue(Behaviour::http_status(503), 1, "#flaky");
+  ProxyConfig c = config();
+  c.log_level = "trace";
+  auto& p = start(c);
+  const std::string with_body_token =
+      R"({"channel":"#perm","text":"x","token":"xoxb-caller-secret-in-body"})";
+  HttpRequest request;
+  request.method = "POST";
+  request.url = p.url();
+  request.body = with_body_token;
+  request.content_type = "application/json";
+  request.headers = {{"Authorization", std::string("Bearer ") + kTestToken}};
+  ASSERT_EQ(http_send(request).status, 200);
+  ASSERT_EQ(p.post(message("#flaky", "y")).status, 200);
+  ASSERT_EQ(p.post(R"({"text":"no channel","token":"xoxb-caller-secret-in-body"})").status, 400);
+  ASSERT_TRUE(p.wait_for_metric(series(kFailed, "#perm"), 1));
+  ASSERT_TRUE(p.wait_for_metric(series(kSucceeded, "#flaky"), 1));
+  p.signal(SIGTERM);
+  ASSERT_TRUE(p.wait_exit(kDeadline).has_value());
+
+  const std::string log = p.log();
+  ASSERT_FALSE(log.empty());
+  EXPECT_EQ(log.find(kTestToken), std::string::npos) << log;
+  EXPECT_EQ(log.find("xoxb-caller-secret-in-body"), std::string::npos) << log;
+}
+
+}  // namespace
+}  // namespace slack_proxy::testing
