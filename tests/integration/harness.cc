@@ -345,6 +345,11 @@ ChildProcess& ProxyProcess::child() {
 }
 
 ::testing::AssertionResult ProxyProcess::start() {
+  // The proxy loads these from next to its binary; say so plainly when they
+  // were not built rather than fail with a plugin-not-found from the proxy.
+  if (!std::filesystem::exists(std::filesystem::path(SP_PLUGIN_DIR) / "slack_sink.so")) {
+    return ::testing::AssertionFailure() << "built-in plugins missing in " << SP_PLUGIN_DIR;
+  }
   spawn();
   const auto deadline = Clock::now() + kStartupDeadline;
   // free_port() can race with other processes on this shared machine.
