@@ -309,16 +309,23 @@ int run_proxy(const Options& o) {
             queue.size(), cfg.dispatcher.shutdown_timeout.count());
   const bool drained = dispatcher.wait_idle(deadline);
   dispatcher.stop();
-  workers.shutdown();  // lets in-flight sends finish (bounded by the sink timeout)
   if (drained) {
     log->info("drained: every accepted message was processed");
   } else {
-    const std::size_t left = queue.size();
-    log->warn("drain deadline passed: {} message(s) left undelivered and lost with the memory queue",
-              left);
+    log->warn("drain deadline passed: {} message(s) left undelivered ({} in flight), lost with the "
+              "memory queue",
+              queue.size(), dispatcher.in_flight());
     for (const auto& [lane, n] : dispatcher.backlog()) log->warn("  {}: {} message(s) left", lane, n);
   }
   if (metrics_server) metrics_server->stop();
+  // In-flight sends cannot be interrupted; the deadline is a promise, so do
+  // not wait for them (they would hold us up to the sink's timeout).
+  if (!workers.shutdown_until(deadline)) {
+    log->warn("stopped with {} send(s) still in flight; their outcome is unknown",
+              dispatcher.in_flight());
+    log->flush();
+    std::_Exit(kExitOk);
+  }
   log->info("stopped");
   log->flush();
   return kExitOk;

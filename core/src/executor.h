@@ -2,6 +2,7 @@
 // worker threads; tests use a ManualExecutor and decide when a send "ends".
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -44,6 +45,22 @@ class ThreadPool final : public Executor {
       if (t.joinable()) t.join();
   }
 
+  // Like shutdown(), but gives up at `deadline`: returns false (and joins
+  // nothing) if tasks are still running then. A blocking send cannot be
+  // interrupted, so the caller must then leave without destroying what
+  // those tasks use.
+  bool shutdown_until(std::chrono::steady_clock::time_point deadline) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      stopping_ = true;
+      cv_.notify_all();
+      if (!done_cv_.wait_until(lock, deadline, [&] { return tasks_.empty() && active_ == 0; }))
+        return false;
+    }
+    shutdown();
+    return true;
+  }
+
  private:
   void work() {
     for (;;) {
@@ -54,14 +71,22 @@ class ThreadPool final : public Executor {
         if (tasks_.empty()) return;
         task = std::move(tasks_.front());
         tasks_.pop_front();
+        ++active_;
       }
       task();
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        --active_;
+        if (tasks_.empty() && active_ == 0) done_cv_.notify_all();
+      }
     }
   }
 
   std::mutex mutex_;
   std::condition_variable cv_;
+  std::condition_variable done_cv_;
   std::deque<std::function<void()>> tasks_;
+  std::size_t active_ = 0;
   bool stopping_ = false;
   std::vector<std::thread> workers_;
 };
