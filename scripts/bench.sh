@@ -12,7 +12,7 @@ DURATION="${1:-10}"
 configure_and_build --bench
 BIN="$BUILD_DIR/bin"
 WORK="$(mktemp -d)"
-PROXY_PORT=18480 METRICS_PORT=18490 FAKE_PORT=18499 NGINX_PORT=18481
+PROXY_PORT=18480 METRICS_PORT=18490 FAKE_PORT=18499 NGINX_PORT=18481 NGINX_LOG_PORT=18482
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -73,8 +73,15 @@ events { worker_connections 1024; }
 http {
   access_log off;
   client_body_temp_path $WORK;
+  # Strict baseline: nothing but the reply.
   server {
     listen 127.0.0.1:$NGINX_PORT;
+    location / { default_type application/json; return 200 '{"ok":true}'; }
+  }
+  # Debian's stock behaviour: the same, with the default access log on.
+  server {
+    listen 127.0.0.1:$NGINX_LOG_PORT;
+    access_log $WORK/access.log;
     location / { default_type application/json; return 200 '{"ok":true}'; }
   }
 }
@@ -98,19 +105,22 @@ run_wrk() {  # url -> "req/s p99_ms"
 }
 
 read -r nginx_rps nginx_p99 < <(run_wrk "http://127.0.0.1:$NGINX_PORT/")
+read -r nginx_log_rps nginx_log_p99 < <(run_wrk "http://127.0.0.1:$NGINX_LOG_PORT/")
 read -r proxy_rps proxy_p99 < <(run_wrk "http://127.0.0.1:$PROXY_PORT/")
 rss_full=$(rss_kib "$proxy")
 queued=$(curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" | awk '/^slackproxy_queue_size/ {print $2}')
 
 ratio=$(awk -v a="$proxy_rps" -v b="$nginx_rps" 'BEGIN {printf "%.2f", a / b}')
+ratio_log=$(awk -v a="$proxy_rps" -v b="$nginx_log_rps" 'BEGIN {printf "%.2f", a / b}')
 per_msg=$(awk -v f="$rss_full" -v i="$rss_idle" -v q="$queued" 'BEGIN {printf "%.0f", (f - i) * 1024 / q}')
 cat <<OUT
 | target | req/s | p99 (ms) |
 |---|---|---|
-| nginx static return 200 | $nginx_rps | $nginx_p99 |
+| nginx static return 200, access log off | $nginx_rps | $nginx_p99 |
+| nginx static return 200, access log on (Debian default) | $nginx_log_rps | $nginx_log_p99 |
 | slack-proxy (memory queue) | $proxy_rps | $proxy_p99 |
 
-ratio slack-proxy / nginx: $ratio
+ratio slack-proxy / nginx: $ratio (access log off), $ratio_log (access log on)
 slack-proxy RSS: ${rss_idle} KiB idle, ${rss_full} KiB with $queued messages queued (~${per_msg} bytes per queued message)
 (wrk -t2 -c32 -d${DURATION}s, 200-byte JSON body, $(nproc) cores, $(date -u +%F))
 OUT
