@@ -9,6 +9,8 @@
 #include <Poco/Net/HTTPServerParams.h>
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/NetSSL.h>
+#include <Poco/Net/SecureServerSocket.h>
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/StreamCopier.h>
@@ -16,6 +18,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
 
@@ -27,6 +30,13 @@ namespace {
 // proxy's concurrent sends for a slow channel not to stall the others.
 constexpr int kServerThreads = 32;
 constexpr std::string_view kControlPrefix = "/_fake/";
+
+// Never undone: uninitializeSSL() while another user's sockets are alive
+// would pull OpenSSL out from under them.
+void initialize_ssl_once() {
+  static std::once_flag once;
+  std::call_once(once, [] { Poco::Net::initializeSSL(); });
+}
 
 std::string to_json(const Poco::Dynamic::Var& value) {
   std::ostringstream out;
@@ -59,6 +69,18 @@ std::string channel_of(const std::string& body) {
     // Not a JSON object: nothing to filter on.
   }
   return {};
+}
+
+Poco::Net::ServerSocket listening_socket(const Poco::Net::SocketAddress& address,
+                                         const std::optional<TlsFiles>& tls) {
+  constexpr int kBacklog = 64;
+  if (!tls) return Poco::Net::ServerSocket(address, kBacklog);
+  initialize_ssl_once();
+  // Clients are asked for no certificate of their own.
+  Poco::Net::Context::Ptr context =
+      new Poco::Net::Context(Poco::Net::Context::TLS_SERVER_USE, tls->private_key,
+                             tls->certificate, "", Poco::Net::Context::VERIFY_NONE);
+  return Poco::Net::SecureServerSocket(address, kBacklog, context);
 }
 
 struct ControlRule {
@@ -251,6 +273,9 @@ class FakeSlack::HandlerFactory : public Poco::Net::HTTPRequestHandlerFactory {
 
 FakeSlack::FakeSlack(std::uint16_t port) : requested_port_(port), default_(Behaviour::ok()) {}
 
+FakeSlack::FakeSlack(std::uint16_t port, TlsFiles tls)
+    : requested_port_(port), tls_(std::move(tls)), default_(Behaviour::ok()) {}
+
 FakeSlack::~FakeSlack() { stop(); }
 
 void FakeSlack::start() {
@@ -259,7 +284,8 @@ void FakeSlack::start() {
     std::lock_guard lock(mutex_);
     stopping_ = false;
   }
-  Poco::Net::ServerSocket socket(Poco::Net::SocketAddress("127.0.0.1", requested_port_));
+  Poco::Net::ServerSocket socket =
+      listening_socket(Poco::Net::SocketAddress("127.0.0.1", requested_port_), tls_);
   port_ = socket.address().port();
   started_at_ = std::chrono::steady_clock::now();
 
@@ -289,7 +315,8 @@ void FakeSlack::stop() {
 std::uint16_t FakeSlack::port() const { return port_; }
 
 std::string FakeSlack::url() const {
-  return "http://127.0.0.1:" + std::to_string(port_) + "/api/chat.postMessage";
+  const std::string origin = tls_ ? "https://localhost:" : "http://127.0.0.1:";
+  return origin + std::to_string(port_) + "/api/chat.postMessage";
 }
 
 void FakeSlack::set_default(Behaviour b) {

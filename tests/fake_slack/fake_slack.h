@@ -12,6 +12,11 @@
 //   GET  /_fake/requests  recorded requests as a JSON array (never the token)
 //   POST /_fake/reset     forget requests and rules
 // Control requests are not recorded.
+//
+// HTTPS mode: construct with TlsFiles (a certificate and key, e.g. from
+// test_certs.h) and the fake speaks only TLS on its port, control API
+// included. url() then names "localhost", the name test certificates carry,
+// so that a client checking host names can accept it.
 #ifndef SLACK_PROXY_TESTS_FAKE_SLACK_H
 #define SLACK_PROXY_TESTS_FAKE_SLACK_H
 
@@ -26,6 +31,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "test_certs.h"
 
 namespace Poco::Net {
 class HTTPServer;
@@ -63,6 +70,8 @@ struct Behaviour {
 class FakeSlack {
  public:
   explicit FakeSlack(std::uint16_t port = 0);  // 0 = ephemeral port on 127.0.0.1
+  // HTTPS mode. start() throws Poco::Exception when the files are unusable.
+  FakeSlack(std::uint16_t port, TlsFiles tls);
   ~FakeSlack();                                 // stops
   FakeSlack(const FakeSlack&) = delete;
   FakeSlack& operator=(const FakeSlack&) = delete;
@@ -72,7 +81,10 @@ class FakeSlack {
   // as a Slack that went away would.
   void stop();
   std::uint16_t port() const;
-  std::string url() const;                      // "http://127.0.0.1:<port>/api/chat.postMessage"
+  // "http://127.0.0.1:<port>/api/chat.postMessage", or in HTTPS mode
+  // "https://localhost:<port>/api/chat.postMessage".
+  std::string url() const;
+  bool tls() const { return tls_.has_value(); }
 
   void set_default(Behaviour b);                // reply used when no queued rule matches
   // The next `times` requests (only those whose JSON channel == `channel`, if non-empty) get `b`.
@@ -111,6 +123,7 @@ class FakeSlack {
   std::string requests_json() const;
 
   std::uint16_t requested_port_;
+  std::optional<TlsFiles> tls_;
   std::uint16_t port_ = 0;
   std::chrono::steady_clock::time_point started_at_;
   std::function<void(const RecordedRequest&)> on_request_;

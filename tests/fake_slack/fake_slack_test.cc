@@ -6,8 +6,11 @@
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
+#include <Poco/Net/SSLException.h>
 
+#include <filesystem>
 #include <future>
+#include <memory>
 
 #include "http_client.h"
 
@@ -361,6 +364,97 @@ TEST(FakeSlackLifecycle, RefusesConnectionsAfterStop) {
   const std::string url = slack.url();
   slack.stop();
   EXPECT_THROW(http_post(url, R"({"channel":"#a","text":"x"})"), Poco::Exception);
+}
+
+// ------------------------------------------------------------------ tls --
+
+TEST(TestCertificatesTest, WritesEveryFileAndRemovesThemWhenDestroyed) {
+  std::filesystem::path dir;
+  {
+    TestCertificates certs;
+    dir = certs.dir();
+    for (const TlsFiles& pair :
+         {certs.localhost(), certs.wrong_name(), certs.self_signed_localhost()}) {
+      EXPECT_TRUE(std::filesystem::is_regular_file(pair.certificate)) << pair.certificate;
+      EXPECT_TRUE(std::filesystem::is_regular_file(pair.private_key)) << pair.private_key;
+    }
+    EXPECT_TRUE(std::filesystem::is_regular_file(certs.ca_certificate()));
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir)) << dir;
+}
+
+class FakeSlackTlsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    try {
+      certs_ = std::make_unique<TestCertificates>();
+    } catch (const std::exception& e) {
+      certs_error_ = e.what();
+    }
+  }
+  static void TearDownTestSuite() { certs_.reset(); }
+  void SetUp() override {
+    ASSERT_TRUE(certs_) << "cannot make test certificates: " << certs_error_;
+    slack = std::make_unique<FakeSlack>(0, certs_->localhost());
+    slack->start();
+  }
+
+  HttpRequest post_to(const std::string& url, const std::string& trusted_ca) const {
+    HttpRequest request;
+    request.method = "POST";
+    request.url = url;
+    request.body = R"({"channel":"#tls","text":"hi"})";
+    request.content_type = "application/json; charset=utf-8";
+    request.ca_file = trusted_ca;
+    return request;
+  }
+
+  static inline std::unique_ptr<TestCertificates> certs_;
+  static inline std::string certs_error_;
+  std::unique_ptr<FakeSlack> slack;
+};
+
+TEST_F(FakeSlackTlsTest, NamesLocalhostInAnHttpsUrl) {
+  EXPECT_TRUE(slack->tls());
+  EXPECT_EQ(slack->url(),
+            "https://localhost:" + std::to_string(slack->port()) + "/api/chat.postMessage");
+}
+
+TEST_F(FakeSlackTlsTest, AnswersAndRecordsOverHttps) {
+  const HttpResponse r = http_send(post_to(slack->url(), certs_->ca_certificate()));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_TRUE(parse_object(r.body)->getValue<bool>("ok"));
+  ASSERT_EQ(slack->count(), 1u);
+  EXPECT_EQ(slack->requests().front().channel, "#tls");
+}
+
+TEST_F(FakeSlackTlsTest, ServesTheControlApiOverHttpsToo) {
+  HttpRequest request;
+  request.url = "https://localhost:" + std::to_string(slack->port()) + "/_fake/requests";
+  request.ca_file = certs_->ca_certificate();
+  const HttpResponse r = http_send(request);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "[]");
+}
+
+TEST_F(FakeSlackTlsTest, AnswersNoPlainHttp) {
+  const std::string plain = "http://127.0.0.1:" + std::to_string(slack->port()) + "/api/x";
+  EXPECT_THROW(http_send(post_to(plain, "")), Poco::Exception);
+  EXPECT_EQ(slack->count(), 0u);
+}
+
+TEST_F(FakeSlackTlsTest, KeepsServingAfterAClientRefusesItsCertificate) {
+  // Trusting only an unrelated self-signed certificate, the client refuses.
+  const std::string unrelated = certs_->self_signed_localhost().certificate;
+  EXPECT_THROW(http_send(post_to(slack->url(), unrelated)), Poco::Net::SSLException);
+  EXPECT_EQ(slack->count(), 0u);
+  EXPECT_EQ(http_send(post_to(slack->url(), certs_->ca_certificate())).status, 200);
+  EXPECT_EQ(slack->count(), 1u);
+}
+
+TEST(FakeSlackTlsLifecycle, StartFailsWithoutItsCertificate) {
+  FakeSlack slack(0, TlsFiles{"/nonexistent/cert.pem", "/nonexistent/key.pem"});
+  EXPECT_THROW(slack.start(), Poco::Exception);
 }
 
 }  // namespace

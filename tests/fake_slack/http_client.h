@@ -24,7 +24,11 @@ struct HttpResponse {
 
 struct HttpRequest {
   std::string method = "GET";
-  std::string url;  // "http://host:port/path"
+  std::string url;  // "http://host:port/path" or "https://..."
+  // For https: the CA certificates (PEM file) to trust; none are trusted
+  // otherwise. Chains are checked, host names are not (Poco skips the check
+  // for loopback names, which is all a test talks to).
+  std::string ca_file;
   std::string body;
   std::string content_type;  // sent only when non-empty
   std::map<std::string, std::string> headers;
