@@ -18,6 +18,8 @@ constexpr sp_config_key kSchema[] = {
     {"timeout", SP_VALUE_DURATION, "10s", 0, "limit for each of connect, send and receive"},
     {"max_connections", SP_VALUE_INTEGER, "8", 0, "keep-alive connections kept open for reuse"},
     {"user_agent", SP_VALUE_STRING, "slack-proxy/0.1", 0, "User-Agent header sent to Slack"},
+    {"ca_file", SP_VALUE_STRING, "", 0,
+     "PEM file of CA certificates to trust for https instead of the system store"},
 };
 
 std::unique_ptr<slack_proxy::sdk::Sink> make(const slack_proxy::sdk::PluginContext& ctx) {

@@ -2,6 +2,8 @@
 
 #include <charconv>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <optional>
 #include <sstream>
@@ -16,11 +18,17 @@
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/Net/HTTPSClientSession.h>
+#include <Poco/Net/IPAddress.h>
+#include <Poco/Net/InvalidCertificateHandler.h>
 #include <Poco/Net/NetException.h>
 #include <Poco/Net/NetSSL.h>
 #include <Poco/Net/SSLException.h>
+#include <Poco/Net/VerificationErrorArgs.h>
 #include <Poco/StreamCopier.h>
 #include <Poco/URI.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
 
 namespace slack_proxy::plugins::slack_sink {
 
@@ -107,6 +115,58 @@ void initialize_ssl_once() {
   std::call_once(once, [] { Poco::Net::initializeSSL(); });
 }
 
+// Why OpenSSL refused the peer's certificate in the last handshake on this
+// thread ("hostname mismatch", "self-signed certificate"), for the result's
+// detail: Poco's exception only says "certificate verify failed". The
+// handshake runs on the sending thread, inside post().
+thread_local std::string rejected_certificate;
+
+// Installed on the sink's own context so that a handler some other code put
+// in Poco's process-wide SSLManager (an accept-all one, say) never decides for
+// this sink.
+class RejectInvalidCertificate final : public Poco::Net::InvalidCertificateHandler {
+ public:
+  RejectInvalidCertificate() : InvalidCertificateHandler(/*handleErrorsOnServerSide=*/false) {}
+  void onInvalidCertificate(const void*, Poco::Net::VerificationErrorArgs& error) override {
+    error.setIgnoreError(false);
+    rejected_certificate = error.errorMessage();
+  }
+};
+
+// Poco checks the host name only after the handshake, and skips it for
+// loopback names (localhost, 127.0.0.1, anything resolving there) unless
+// VERIFY_STRICT. OpenSSL checks it inside the handshake, for every name,
+// before a byte of the request (and its token) is written.
+void require_host_name(Poco::Net::Context& context, const std::string& host) {
+  X509_VERIFY_PARAM* param = SSL_CTX_get0_param(context.sslContext());
+  X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+  Poco::Net::IPAddress address;
+  const int set = Poco::Net::IPAddress::tryParse(host, address)
+                      ? X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str())
+                      : X509_VERIFY_PARAM_set1_host(param, host.c_str(), host.size());
+  if (set != 1) throw std::runtime_error("cannot make TLS check the host name " + host);
+}
+
+// Trusts `ca_file` alone when set, else the system store; the server's chain
+// must lead to a trusted CA and its certificate must name `host`.
+Poco::Net::Context::Ptr client_context(const std::string& ca_file, const std::string& host) {
+  using Poco::Net::Context;
+  initialize_ssl_once();
+  Context::Ptr context;
+  try {
+    context = new Context(Context::TLS_CLIENT_USE, "", "", ca_file, Context::VERIFY_RELAXED, 9,
+                          /*loadDefaultCAs=*/ca_file.empty());
+  } catch (const Poco::Exception& e) {
+    if (ca_file.empty()) throw;
+    throw std::invalid_argument("ca_file \"" + ca_file +
+                                "\" holds no usable PEM CA certificate: " + e.displayText());
+  }
+  context->requireMinimumProtocol(Context::PROTO_TLSV1_2);
+  context->setInvalidCertificateHandler(new RejectInvalidCertificate);
+  require_host_name(*context, host);
+  return context;
+}
+
 void replace_all(std::string& text, std::string_view needle, std::string_view with) {
   if (needle.empty()) return;
   for (auto pos = text.find(needle); pos != std::string::npos;
@@ -146,6 +206,19 @@ Settings parse_settings(const sdk::ConfigView& config) {
   if (s.user_agent.empty() || has_control(s.user_agent)) {
     throw std::invalid_argument("user_agent must be non-empty text without control characters");
   }
+  s.ca_file = config.get_string("ca_file");
+  if (!s.ca_file.empty()) {
+    const std::string named = "ca_file \"" + s.ca_file + "\"";
+    std::error_code error;
+    const auto status = std::filesystem::status(s.ca_file, error);
+    if (!std::filesystem::exists(status)) throw std::invalid_argument(named + " does not exist");
+    if (!std::filesystem::is_regular_file(status)) {
+      throw std::invalid_argument(named + " is not a regular file (a PEM file of CA certificates)");
+    }
+    if (!std::ifstream(s.ca_file).is_open()) {
+      throw std::invalid_argument(named + " is not readable");
+    }
+  }
   return s;
 }
 
@@ -175,11 +248,7 @@ SlackSink::SlackSink(sdk::HostServices& host, Settings settings, std::string tok
       authorization_("Bearer " + token),
       token_(std::move(token)) {
   if (settings_.endpoint.tls) {
-    initialize_ssl_once();
-    tls_context_ = new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "",
-                                          Poco::Net::Context::VERIFY_RELAXED, 9,
-                                          /*loadDefaultCAs=*/true);
-    tls_context_->requireMinimumProtocol(Poco::Net::Context::PROTO_TLSV1_2);
+    tls_context_ = client_context(settings_.ca_file, settings_.endpoint.host);
   }
   idle_.reserve(settings_.max_connections);
   log_.info("delivering to " + settings_.endpoint.origin());
@@ -232,6 +301,7 @@ sdk::SendResult SlackSink::post(const std::string& body) {
   // Only released back to the pool after a clean exchange: after an error the
   // connection's state is unknown.
   Session session = acquire();
+  rejected_certificate.clear();
   const auto no_reply = [&](std::string code, const Poco::Exception& e) {
     return sdk::SendResult::failed(
         0, std::move(code),
@@ -284,7 +354,11 @@ sdk::SendResult SlackSink::post(const std::string& body) {
   } catch (const Poco::TimeoutException& e) {
     return no_reply("timeout", e);
   } catch (const Poco::Net::SSLException& e) {
-    return no_reply("tls_error", e);
+    auto result = no_reply("tls_error", e);
+    if (!rejected_certificate.empty()) {
+      result.detail += " (certificate rejected: " + rejected_certificate + ")";
+    }
+    return result;
   } catch (const Poco::Net::MessageException& e) {
     return no_reply("bad_response", e);
   } catch (const Poco::IOException& e) {

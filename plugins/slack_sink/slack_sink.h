@@ -35,6 +35,9 @@ struct Settings {
   std::chrono::milliseconds timeout{10000};
   std::size_t max_connections = 8;
   std::string user_agent = "slack-proxy/0.1";
+  // PEM file of the CAs trusted for https instead of the system store; ""
+  // means the system store.
+  std::string ca_file;
 };
 
 inline constexpr const char* kDurationMetric = "slackproxy_slack_request_duration_seconds";

@@ -1,5 +1,8 @@
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -7,6 +10,13 @@
 
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
+#include <Poco/Net/AcceptCertificateHandler.h>
+#include <Poco/Net/Context.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/HTTPSClientSession.h>
+#include <Poco/Net/RejectCertificateHandler.h>
+#include <Poco/Net/SSLManager.h>
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/SocketAddress.h>
 #include <gtest/gtest.h>
@@ -23,6 +33,8 @@ using sdk::testing::FakeHost;
 using sdk::testing::MapConfig;
 using slack_proxy::testing::Behaviour;
 using slack_proxy::testing::FakeSlack;
+using slack_proxy::testing::TestCertificates;
+using slack_proxy::testing::TlsFiles;
 // Wrapped explicitly: MapConfig::set's int overload would otherwise capture
 // 64-bit integers by narrowing conversion.
 using Value = MapConfig::Value;
@@ -35,7 +47,8 @@ MapConfig config_for(const std::string& url) {
       .set("token_env", "SLACK_TOKEN")
       .set("timeout", Value{10000ms})
       .set("max_connections", Value{std::int64_t{8}})
-      .set("user_agent", "slack-proxy/0.1");
+      .set("user_agent", "slack-proxy/0.1")
+      .set("ca_file", "");
 }
 
 sdk::Message message(const std::string& channel, const std::string& payload) {
@@ -72,6 +85,7 @@ TEST(SlackSinkSettings, AcceptsTheDefaults) {
   EXPECT_EQ(s.timeout, 10s);
   EXPECT_EQ(s.max_connections, 8u);
   EXPECT_EQ(s.user_agent, "slack-proxy/0.1");
+  EXPECT_EQ(s.ca_file, "");
 }
 
 TEST(SlackSinkSettings, AcceptsPlainHttpWithAPort) {
@@ -358,6 +372,204 @@ TEST_F(SlackSinkTest, DeliversConcurrentSendsFromManyThreads) {
   for (auto& thread : threads) thread.join();
   for (int t = 0; t < kThreads; ++t) EXPECT_EQ(delivered[t], kPerThread) << "thread " << t;
   EXPECT_EQ(slack.count(), static_cast<std::size_t>(kThreads * kPerThread));
+}
+
+// ----------------------------------------------------------------- tls --
+
+// What a ca_file error must say: the setting and the path, never the content.
+void expect_names_ca_file(const std::invalid_argument& e, const std::string& path,
+                          const std::string& problem) {
+  const std::string what = e.what();
+  EXPECT_NE(what.find("ca_file"), std::string::npos) << what;
+  EXPECT_NE(what.find(path), std::string::npos) << what;
+  EXPECT_NE(what.find(problem), std::string::npos) << what;
+}
+
+TEST(SlackSinkSettings, RejectsAMissingCaFileNamingTheSetting) {
+  const std::string missing = "/nonexistent/slack-proxy/ca.pem";
+  try {
+    parse_settings(config_for("https://slack.com/api/chat.postMessage").set("ca_file", missing));
+    FAIL() << "missing ca_file accepted";
+  } catch (const std::invalid_argument& e) {
+    expect_names_ca_file(e, missing, "does not exist");
+  }
+}
+
+TEST(SlackSinkSettings, RejectsACaFileThatIsADirectory) {
+  const std::string directory = std::filesystem::temp_directory_path().string();
+  try {
+    parse_settings(config_for("https://slack.com/api/chat.postMessage").set("ca_file", directory));
+    FAIL() << "directory accepted as ca_file";
+  } catch (const std::invalid_argument& e) {
+    expect_names_ca_file(e, directory, "not a regular file");
+  }
+}
+
+// Every test gets a fresh HTTPS fake Slack presenting the certificate it
+// names; the certificates are made once for the suite.
+class SlackSinkTlsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    try {
+      certs_ = std::make_unique<TestCertificates>();
+    } catch (const std::exception& e) {
+      certs_error_ = e.what();
+    }
+  }
+  static void TearDownTestSuite() { certs_.reset(); }
+  void SetUp() override { ASSERT_TRUE(certs_) << "cannot make test certificates: " << certs_error_; }
+
+  static const TestCertificates& certs() { return *certs_; }
+
+  // Starts an HTTPS fake Slack that presents `presented`.
+  static std::unique_ptr<FakeSlack> https_slack(TlsFiles presented) {
+    auto slack = std::make_unique<FakeSlack>(0, std::move(presented));
+    slack->start();
+    return slack;
+  }
+  static std::string url_at(const std::string& host, const FakeSlack& slack) {
+    return "https://" + host + ":" + std::to_string(slack.port()) + "/api/chat.postMessage";
+  }
+
+  SlackSink sink_trusting(const std::string& ca_file, const std::string& url) {
+    return SlackSink(host, parse_settings(config_for(url).set("ca_file", ca_file)), kToken);
+  }
+
+  // Asserts a refused handshake: no reply, and the request (with its token)
+  // never reached the server. The handshake fails before the request is
+  // written, so nothing can still be on its way to the fake.
+  static void expect_refused(const sdk::SendResult& result, const FakeSlack& slack) {
+    EXPECT_FALSE(result.delivered);
+    EXPECT_EQ(result.http_status, 0);
+    EXPECT_EQ(result.error, "tls_error") << result.detail;
+    EXPECT_EQ(result.detail.find(kToken), std::string::npos) << result.detail;
+    EXPECT_EQ(slack.count(), 0u);
+    EXPECT_EQ(slack.answered(), 0u);
+  }
+
+  FakeHost host;
+  static inline std::unique_ptr<TestCertificates> certs_;
+  static inline std::string certs_error_;
+};
+
+TEST_F(SlackSinkTlsTest, AcceptsAReadableCaFile) {
+  const auto s =
+      parse_settings(config_for("https://localhost/api").set("ca_file", certs().ca_certificate()));
+  EXPECT_EQ(s.ca_file, certs().ca_certificate());
+}
+
+TEST_F(SlackSinkTlsTest, RejectsACaFileWithoutCertificatesNamingTheSetting) {
+  // A private key is PEM too: the likeliest mix-up.
+  const std::string key = certs().localhost().private_key;
+  const auto settings = parse_settings(config_for("https://localhost/api").set("ca_file", key));
+  try {
+    SlackSink sink(host, settings, kToken);
+    FAIL() << "a key file accepted as ca_file";
+  } catch (const std::invalid_argument& e) {
+    expect_names_ca_file(e, key, "no usable PEM CA certificate");
+    EXPECT_EQ(std::string(e.what()).find("PRIVATE KEY"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(SlackSinkTlsTest, DeliversOverHttpsToAServerThatChainsToTheCaFile) {
+  auto slack = https_slack(certs().localhost());
+  ASSERT_EQ(slack->url().rfind("https://localhost:", 0), 0u) << slack->url();
+  auto sink = sink_trusting(certs().ca_certificate(), slack->url());
+  const auto m = hello();
+  const auto result = sink.send(m);
+  EXPECT_TRUE(result.delivered) << result.error << ": " << result.detail;
+  EXPECT_EQ(result.http_status, 200);
+  ASSERT_EQ(slack->count(), 1u);
+  const auto request = slack->requests().front();
+  EXPECT_EQ(request.method, "POST");
+  EXPECT_EQ(request.path, "/api/chat.postMessage");
+  EXPECT_EQ(request.body, m.payload);
+  EXPECT_EQ(request.authorization, std::string("Bearer ") + kToken);
+  EXPECT_EQ(request.content_type, "application/json; charset=utf-8");
+  EXPECT_EQ(request.headers.at("user-agent"), "slack-proxy/0.1");
+}
+
+TEST_F(SlackSinkTlsTest, KeepsDeliveringOnItsPooledTlsConnections) {
+  auto slack = https_slack(certs().localhost());
+  auto sink = sink_trusting(certs().ca_certificate(), slack->url());
+  for (int i = 0; i < 3; ++i) {
+    const auto result = sink.send(hello());
+    EXPECT_TRUE(result.delivered) << "send " << i << ": " << result.error << ": " << result.detail;
+  }
+  EXPECT_EQ(slack->count(), 3u);
+}
+
+TEST_F(SlackSinkTlsTest, RefusesAServerWhoseCertificateDoesNotChainToTheCaFile) {
+  auto slack = https_slack(certs().self_signed_localhost());
+  auto sink = sink_trusting(certs().ca_certificate(), slack->url());
+  const auto result = sink.send(hello());
+  expect_refused(result, *slack);
+  EXPECT_NE(result.detail.find("certificate rejected: self-signed"), std::string::npos)
+      << result.detail;
+}
+
+TEST_F(SlackSinkTlsTest, TrustsOnlyTheSystemStoreWithoutACaFile) {
+  auto slack = https_slack(certs().localhost());
+  auto sink = sink_trusting("", slack->url());
+  expect_refused(sink.send(hello()), *slack);
+}
+
+TEST_F(SlackSinkTlsTest, RefusesACertificateForAnotherHostName) {
+  // Signed by the trusted CA, for wrong.example: only the name is wrong.
+  auto slack = https_slack(certs().wrong_name());
+  auto sink = sink_trusting(certs().ca_certificate(), url_at("localhost", *slack));
+  const auto result = sink.send(hello());
+  expect_refused(result, *slack);
+  EXPECT_NE(result.detail.find("certificate rejected: hostname mismatch"), std::string::npos)
+      << result.detail;
+}
+
+TEST_F(SlackSinkTlsTest, DeliversToAnIpAddressTheCertificateNames) {
+  auto slack = https_slack(certs().localhost());  // carries IP:127.0.0.1
+  auto sink = sink_trusting(certs().ca_certificate(), url_at("127.0.0.1", *slack));
+  const auto result = sink.send(hello());
+  EXPECT_TRUE(result.delivered) << result.error << ": " << result.detail;
+}
+
+TEST_F(SlackSinkTlsTest, RefusesAnIpAddressTheCertificateDoesNotName) {
+  auto slack = https_slack(certs().wrong_name());
+  auto sink = sink_trusting(certs().ca_certificate(), url_at("127.0.0.1", *slack));
+  const auto result = sink.send(hello());
+  expect_refused(result, *slack);
+  EXPECT_NE(result.detail.find("certificate rejected: IP address mismatch"), std::string::npos)
+      << result.detail;
+}
+
+TEST_F(SlackSinkTlsTest, IgnoresAnAcceptAllCertificateHandlerInstalledProcessWide) {
+  // Another part of the process may configure Poco's SSLManager to accept
+  // any certificate; that must not reach the sink's own connections.
+  using Poco::Net::SSLManager;
+  SSLManager::instance().initializeClient(
+      nullptr, new Poco::Net::AcceptCertificateHandler(/*handleErrorsOnServerSide=*/false),
+      nullptr);
+  struct Restore {
+    ~Restore() {
+      SSLManager::instance().initializeClient(
+          nullptr, new Poco::Net::RejectCertificateHandler(/*handleErrorsOnServerSide=*/false),
+          nullptr);
+    }
+  } restore;
+  auto slack = https_slack(certs().self_signed_localhost());
+  auto sink = sink_trusting(certs().ca_certificate(), slack->url());
+  expect_refused(sink.send(hello()), *slack);
+
+  // The premise holds: a context without a handler of its own now accepts
+  // the same certificate (asked on the control API, which records nothing).
+  Poco::Net::Context::Ptr plain =
+      new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "", "", certs().ca_certificate(),
+                             Poco::Net::Context::VERIFY_RELAXED, 9, false);
+  Poco::Net::HTTPSClientSession session("localhost", slack->port(), plain);
+  Poco::Net::HTTPRequest request(Poco::Net::HTTPRequest::HTTP_GET, "/_fake/requests",
+                                 Poco::Net::HTTPMessage::HTTP_1_1);
+  session.sendRequest(request);
+  Poco::Net::HTTPResponse response;
+  session.receiveResponse(response);
+  EXPECT_EQ(response.getStatus(), Poco::Net::HTTPResponse::HTTP_OK);
 }
 
 }  // namespace
