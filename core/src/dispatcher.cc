@@ -32,8 +32,14 @@ std::string describe(const sdk::SendResult& r) {
 
 Dispatcher::Dispatcher(Queue& queue, std::vector<std::shared_ptr<Pipeline>> pipelines,
                        const sdk::Clock& clock, CoreMetrics& metrics,
-                       std::shared_ptr<spdlog::logger> log, Executor& executor)
-    : queue_(queue), clock_(clock), metrics_(metrics), log_(std::move(log)), executor_(executor) {
+                       std::shared_ptr<spdlog::logger> log, Executor& executor,
+                       std::size_t max_in_flight)
+    : queue_(queue),
+      clock_(clock),
+      metrics_(metrics),
+      log_(std::move(log)),
+      executor_(executor),
+      max_in_flight_(max_in_flight == 0 ? 1 : max_in_flight) {
   for (auto& p : pipelines) pipelines_.emplace(p->name, std::move(p));
 }
 
@@ -72,9 +78,13 @@ void Dispatcher::finish(Lane& lane, const char* outcome) {
 }
 
 void Dispatcher::apply(Completion c, sdk::SteadyTime now) {
+  if (started_ > 0) --started_;
   auto it = lanes_.find(c.lane);
   if (it == lanes_.end() || it->second.entries.empty() ||
       it->second.entries.front().message.id != c.id) {
+    // Cannot happen while a lane has one send at a time; if it ever does,
+    // free the lane rather than leave it waiting forever.
+    if (it != lanes_.end()) it->second.busy = false;
     log_->error("result for unknown message {} on lane {} ignored", c.id, c.lane);
     return;
   }
@@ -137,6 +147,7 @@ void Dispatcher::try_start(Lane& lane, sdk::SteadyTime now) {
     ++m.attempts;
     m.last_attempt_at = clock_.wall_now();
     lane.busy = true;
+    ++started_;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       ++in_flight_;
@@ -174,7 +185,10 @@ sdk::SteadyTime Dispatcher::run_once() {
   std::sort(due.begin(), due.end(), [](const Lane* a, const Lane* b) {
     return a->entries.front().seq < b->entries.front().seq;
   });
-  for (Lane* lane : due) try_start(*lane, now);
+  for (Lane* lane : due) {
+    if (started_ >= max_in_flight_) break;  // the rest stay due for the next round
+    try_start(*lane, now);
+  }
 
   sdk::SteadyTime next = sdk::SteadyTime::max();
   std::map<std::string, std::size_t> backlog;
@@ -184,7 +198,10 @@ sdk::SteadyTime Dispatcher::run_once() {
       it = lanes_.erase(it);  // idle channels cost nothing
       continue;
     }
-    if (!lane.busy) next = std::min(next, lane.ready_at);
+    // A due lane left waiting for a free worker is woken by that worker's
+    // completion, not by the clock.
+    if (!lane.busy && (lane.ready_at > now || started_ < max_in_flight_))
+      next = std::min(next, lane.ready_at);
     backlog[lane.key] = lane.entries.size();
     ++it;
   }

@@ -19,6 +19,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -40,9 +41,13 @@ namespace slack_proxy {
 
 class Dispatcher {
  public:
+  // `max_in_flight` should be the executor's worker count: a send is only
+  // started (and its rate-limit token only taken) when a worker is free to
+  // run it, so sends never pile up in the executor and leave in a burst.
   Dispatcher(Queue& queue, std::vector<std::shared_ptr<Pipeline>> pipelines,
              const sdk::Clock& clock, CoreMetrics& metrics, std::shared_ptr<spdlog::logger> log,
-             Executor& executor);
+             Executor& executor,
+             std::size_t max_in_flight = std::numeric_limits<std::size_t>::max());
   ~Dispatcher();
 
   Dispatcher(const Dispatcher&) = delete;
@@ -101,8 +106,11 @@ class Dispatcher {
   std::shared_ptr<spdlog::logger> log_;
   Executor& executor_;
 
+  const std::size_t max_in_flight_;
+
   // Owned by the scheduling thread (or the test calling run_once).
   std::unordered_map<std::string, Lane> lanes_;
+  std::size_t started_ = 0;  // sends started whose result is not applied yet
   std::uint64_t next_seq_ = 0;
 
   // Shared with workers.
