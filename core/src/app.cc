@@ -3,12 +3,15 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <map>
 #include <iostream>
 #include <memory>
 #include <optional>
 #include <sstream>
 
+#include <Poco/Exception.h>
 #include <Poco/Net/HTTPRequestHandler.h>
 #include <Poco/Net/HTTPRequestHandlerFactory.h>
 #include <Poco/Net/HTTPServer.h>
@@ -103,7 +106,11 @@ std::shared_ptr<spdlog::logger> make_logger(const std::string& level) {
 
 Poco::Net::ServerSocket bind(const config::ListenAddress& addr, int backlog) {
   Poco::Net::ServerSocket socket;
-  socket.bind(Poco::Net::SocketAddress(addr.host, addr.port), /*reuseAddress=*/true);
+  // SO_REUSEADDR lets a restart bind while old connections sit in TIME_WAIT.
+  // Not SO_REUSEPORT (Poco's default with reuseAddress): a second proxy on
+  // the same port must fail, not silently take half the traffic.
+  socket.bind(Poco::Net::SocketAddress(addr.host, addr.port), /*reuseAddress=*/true,
+              /*reusePort=*/false);
   socket.listen(backlog);
   return socket;
 }
@@ -215,6 +222,117 @@ sigset_t block_stop_signals() {
   return set;
 }
 
+// Logs what a drain left behind, largest lanes first, without one line per
+// channel: a storm can leave thousands.
+void log_leftovers(spdlog::logger& log, const std::map<std::string, std::size_t>& backlog) {
+  std::vector<std::pair<std::string, std::size_t>> lanes(backlog.begin(), backlog.end());
+  std::sort(lanes.begin(), lanes.end(),
+            [](const auto& a, const auto& b) { return a.second > b.second; });
+  constexpr std::size_t kShown = 10;
+  for (std::size_t i = 0; i < lanes.size() && i < kShown; ++i)
+    log.warn("  {}: {} message(s) left", lanes[i].first, lanes[i].second);
+  if (lanes.size() > kShown) log.warn("  ... and {} more channel(s)", lanes.size() - kShown);
+}
+
+// Runs the proxy until SIGTERM/SIGINT, then drains. Throws on start-up
+// failures; the caller turns them into exit code 2.
+int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>& log,
+          const sigset_t& stop_signals) {
+  PrometheusMetrics metrics(log);
+  CoreMetrics core_metrics(metrics.registry());
+  SystemClock clock;
+  PluginHost plugins(plugin_search_path(cfg));
+  std::vector<std::shared_ptr<Pipeline>> pipelines =
+      build_pipelines(cfg, plugins, log, metrics, clock);
+
+  MemoryQueue queue(cfg.queue.capacity);
+  const auto worker_count = static_cast<std::size_t>(cfg.dispatcher.workers);
+  ThreadPool workers(worker_count);
+  Dispatcher dispatcher(queue, pipelines, clock, core_metrics, log, workers, worker_count);
+
+  IngressOptions ingress_options;
+  ingress_options.max_body_bytes = cfg.server.max_body_bytes;
+  ingress_options.retry_after = std::chrono::duration_cast<std::chrono::seconds>(
+      cfg.queue.retry_after + std::chrono::milliseconds(999));
+  Ingress ingress(queue, pipelines, core_metrics, clock, log, ingress_options);
+
+  auto params = Poco::AutoPtr<Poco::Net::HTTPServerParams>(new Poco::Net::HTTPServerParams);
+  params->setMaxThreads(cfg.server.threads);
+  params->setMaxQueued(cfg.server.max_queued);
+  params->setKeepAlive(true);
+  params->setKeepAliveTimeout(Poco::Timespan(cfg.server.keep_alive_timeout.count() * 1000));
+  params->setMaxKeepAliveRequests(cfg.server.max_keep_alive_requests);
+  params->setTimeout(Poco::Timespan(cfg.server.read_timeout.count() * 1000));
+  params->setServerName("slack-proxy");
+
+  // Declared before the servers so that they are destroyed after them.
+  Poco::ThreadPool ingress_threads(std::min(2, cfg.server.threads), cfg.server.threads);
+  Poco::ThreadPool metrics_threads(1, 4);
+  auto server = std::make_unique<Poco::Net::HTTPServer>(
+      ingress.make_factory(), ingress_threads, bind(cfg.server.listen, cfg.server.max_queued),
+      params);
+  std::unique_ptr<Poco::Net::HTTPServer> metrics_server;
+  if (cfg.metrics.enabled) {
+    auto mparams = Poco::AutoPtr<Poco::Net::HTTPServerParams>(new Poco::Net::HTTPServerParams);
+    mparams->setMaxThreads(4);
+    mparams->setTimeout(Poco::Timespan(10, 0));
+    metrics_server = std::make_unique<Poco::Net::HTTPServer>(
+        new MetricsFactory(metrics,
+                           [&] { core_metrics.set_queue_size(static_cast<double>(queue.size())); }),
+        metrics_threads, bind(cfg.metrics.listen, 64), mparams);
+  }
+
+  dispatcher.start();
+  server->start();
+  if (metrics_server) metrics_server->start();
+  log->info("slack-proxy {} listening on {} (metrics {}), queue {} (capacity {}), {} worker(s)",
+            SLACK_PROXY_VERSION, cfg.server.listen.str(),
+            cfg.metrics.enabled ? cfg.metrics.listen.str() : std::string("off"),
+            cfg.queue.backend, cfg.queue.capacity, cfg.dispatcher.workers);
+  for (const auto& p : cfg.pipelines) log->info("pipeline {}", describe_pipeline(p));
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+
+  // Drain: refuse new work, deliver what was accepted, up to the deadline.
+  const auto deadline = std::chrono::steady_clock::now() + cfg.dispatcher.shutdown_timeout;
+  ingress.set_draining(true);  // open keep-alive connections now get 503
+  server->stop();              // and no new connection is accepted
+  log->info("received {}; draining {} message(s), deadline {} ms", strsignal(signal_number),
+            queue.size(), cfg.dispatcher.shutdown_timeout.count());
+  const bool drained = dispatcher.wait_idle(deadline);
+  dispatcher.stop();
+  if (drained) {
+    log->info("drained: every accepted message was processed");
+  } else {
+    log->warn("drain deadline passed: {} message(s) left undelivered ({} in flight), lost with the "
+              "memory queue",
+              queue.size(), dispatcher.in_flight());
+    log_leftovers(*log, dispatcher.backlog());
+  }
+
+  // Idle keep-alive clients would otherwise hold their threads (and us) until
+  // keep_alive_timeout; close them, and make sure no handler still runs
+  // before the ingress and the queue go away.
+  server->stopAll(true);
+  ingress_threads.joinAll();
+  if (metrics_server) {
+    metrics_server->stopAll(true);
+    metrics_threads.joinAll();
+  }
+  // In-flight sends cannot be interrupted; the deadline is a promise, so do
+  // not wait for them (they would hold us up to the sink's timeout).
+  if (!workers.shutdown_until(deadline)) {
+    log->warn("stopped with {} send(s) still in flight; their outcome is unknown",
+              dispatcher.in_flight());
+    log->flush();
+    std::_Exit(kExitOk);
+  }
+  log->info("stopped");
+  log->flush();
+  return kExitOk;
+}
+
 int run_proxy(const Options& o) {
   const sigset_t stop_signals = block_stop_signals();
 
@@ -232,103 +350,21 @@ int run_proxy(const Options& o) {
     return kExitStartup;
   }
   auto log = make_logger(level);
-
-  PrometheusMetrics metrics(log);
-  CoreMetrics core_metrics(metrics.registry());
-  SystemClock clock;
-  PluginHost plugins(plugin_search_path(cfg));
-
-  std::vector<std::shared_ptr<Pipeline>> pipelines;
-  try {
-    pipelines = build_pipelines(cfg, plugins, log, metrics, clock);
-  } catch (const std::exception& e) {
-    // One line per problem, the first of them enough to act on.
-    std::cerr << "slack-proxy: cannot start: " << e.what() << "\n";
+  // Config and plugin problems name their file and line; everything else (a
+  // port in use, no threads) says what failed. Poco's what() is only the
+  // exception's class name, so its message comes from displayText().
+  auto fail = [&](const std::string& why) {
+    log->error("cannot start: {}", why);
+    std::cerr << "slack-proxy: cannot start: " << why << "\n";
     return kExitStartup;
-  }
-
-  MemoryQueue queue(cfg.queue.capacity);
-  ThreadPool workers(static_cast<std::size_t>(cfg.dispatcher.workers));
-  Dispatcher dispatcher(queue, pipelines, clock, core_metrics, log, workers);
-
-  IngressOptions ingress_options;
-  ingress_options.max_body_bytes = cfg.server.max_body_bytes;
-  ingress_options.retry_after = std::chrono::duration_cast<std::chrono::seconds>(
-      cfg.queue.retry_after + std::chrono::milliseconds(999));
-  Ingress ingress(queue, pipelines, core_metrics, clock, log, ingress_options);
-
-  auto params = Poco::AutoPtr<Poco::Net::HTTPServerParams>(new Poco::Net::HTTPServerParams);
-  params->setMaxThreads(cfg.server.threads);
-  params->setMaxQueued(cfg.server.max_queued);
-  params->setKeepAlive(true);
-  params->setKeepAliveTimeout(Poco::Timespan(cfg.server.keep_alive_timeout.count() * 1000));
-  params->setMaxKeepAliveRequests(cfg.server.max_keep_alive_requests);
-  params->setTimeout(Poco::Timespan(cfg.server.read_timeout.count() * 1000));
-  params->setServerName("slack-proxy");
-
-  Poco::ThreadPool ingress_threads(2, cfg.server.threads);
-  Poco::ThreadPool metrics_threads(1, 4);
-  std::unique_ptr<Poco::Net::HTTPServer> server;
-  std::unique_ptr<Poco::Net::HTTPServer> metrics_server;
+  };
   try {
-    server = std::make_unique<Poco::Net::HTTPServer>(
-        ingress.make_factory(), ingress_threads, bind(cfg.server.listen, cfg.server.max_queued),
-        params);
-    if (cfg.metrics.enabled) {
-      auto mparams = Poco::AutoPtr<Poco::Net::HTTPServerParams>(new Poco::Net::HTTPServerParams);
-      mparams->setMaxThreads(4);
-      mparams->setTimeout(Poco::Timespan(10, 0));
-      metrics_server = std::make_unique<Poco::Net::HTTPServer>(
-          new MetricsFactory(metrics,
-                             [&] { core_metrics.set_queue_size(static_cast<double>(queue.size())); }),
-          metrics_threads, bind(cfg.metrics.listen, 64), mparams);
-    }
+    return serve(cfg, log, stop_signals);
+  } catch (const Poco::Exception& e) {
+    return fail(e.displayText());
   } catch (const std::exception& e) {
-    log->error("cannot listen: {}", e.what());
-    std::cerr << "slack-proxy: cannot start: cannot listen: " << e.what() << "\n";
-    return kExitStartup;
+    return fail(e.what());
   }
-
-  dispatcher.start();
-  server->start();
-  if (metrics_server) metrics_server->start();
-  log->info("slack-proxy {} listening on {} (metrics {}), queue {} (capacity {}), {} worker(s)",
-            SLACK_PROXY_VERSION, cfg.server.listen.str(),
-            cfg.metrics.enabled ? cfg.metrics.listen.str() : std::string("off"),
-            cfg.queue.backend, cfg.queue.capacity, cfg.dispatcher.workers);
-  for (const auto& p : cfg.pipelines) log->info("pipeline {}", describe_pipeline(p));
-
-  int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
-
-  // Drain: refuse new work, deliver what was accepted, up to the deadline.
-  const auto deadline = std::chrono::steady_clock::now() + cfg.dispatcher.shutdown_timeout;
-  ingress.set_draining(true);
-  server->stop();
-  log->info("received {}; draining {} message(s), deadline {} ms", strsignal(signal_number),
-            queue.size(), cfg.dispatcher.shutdown_timeout.count());
-  const bool drained = dispatcher.wait_idle(deadline);
-  dispatcher.stop();
-  if (drained) {
-    log->info("drained: every accepted message was processed");
-  } else {
-    log->warn("drain deadline passed: {} message(s) left undelivered ({} in flight), lost with the "
-              "memory queue",
-              queue.size(), dispatcher.in_flight());
-    for (const auto& [lane, n] : dispatcher.backlog()) log->warn("  {}: {} message(s) left", lane, n);
-  }
-  if (metrics_server) metrics_server->stop();
-  // In-flight sends cannot be interrupted; the deadline is a promise, so do
-  // not wait for them (they would hold us up to the sink's timeout).
-  if (!workers.shutdown_until(deadline)) {
-    log->warn("stopped with {} send(s) still in flight; their outcome is unknown",
-              dispatcher.in_flight());
-    log->flush();
-    std::_Exit(kExitOk);
-  }
-  log->info("stopped");
-  log->flush();
-  return kExitOk;
 }
 
 }  // namespace
