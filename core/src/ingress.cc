@@ -1,18 +1,24 @@
 #include "ingress.h"
 
+#include "json_text.h"
+#include "redact.h"
+
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cstdio>
 #include <random>
 #include <sstream>
 
 #include <Poco/Exception.h>
 #include <Poco/JSON/Object.h>
+#include <Poco/JSON/ParseHandler.h>
 #include <Poco/JSON/Parser.h>
 #include <Poco/JSON/Stringifier.h>
 #include <Poco/Net/HTTPRequestHandler.h>
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerResponse.h>
+#include <spdlog/fmt/fmt.h>
 
 namespace slack_proxy {
 namespace {
@@ -33,6 +39,40 @@ bool non_empty(const Poco::Dynamic::Var& v) {
 }
 
 constexpr std::string_view kOk = R"({"ok":true})";
+
+// A path fit for a log line: the first segment only (the rest of a webhook
+// style path is often a secret), without control characters.
+std::string loggable_path(std::string_view path) {
+  const auto second = path.find('/', 1);
+  std::string out;
+  for (char c : path.substr(0, second)) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+    out.push_back(c);
+  }
+  if (out.size() > 64) out.resize(64);
+  if (second != std::string_view::npos) out += "/...";
+  return out;
+}
+
+// The body without its top-level "token" member(s).
+std::string without_token(const std::string& raw) {
+  if (auto cut = remove_top_level_member(raw, "token")) {
+    // Confirm with the real parser: an escaped key ("tok\u0065n") is not cut.
+    try {
+      Poco::JSON::Parser parser;
+      auto check = parser.parse(*cut).extract<Poco::JSON::Object::Ptr>();
+      if (check && !check->has("token")) return *cut;
+    } catch (const std::exception&) {
+    }
+  }
+  // Fallback: re-serialize in the caller's member order.
+  Poco::JSON::Parser parser(new Poco::JSON::ParseHandler(true));
+  auto object = parser.parse(raw).extract<Poco::JSON::Object::Ptr>();
+  object->remove("token");
+  std::ostringstream out;
+  Poco::JSON::Stringifier::condense(object, out);
+  return out.str();
+}
 
 }  // namespace
 
@@ -92,11 +132,16 @@ std::string Ingress::next_id() {
   return id_prefix_ + "-" + std::to_string(counter_.fetch_add(1, std::memory_order_relaxed) + 1);
 }
 
-HttpReply Ingress::reject(const sdk::RequestView& request, int status, std::string_view error,
-                          std::string_view detail) {
+HttpReply Ingress::reject(const sdk::RequestView& request, std::string_view where, int status,
+                          std::string_view error, std::string_view detail) {
   metrics_.rejected(error);
-  log_->warn("{} {} from {}: {} {} ({})", request.method(), request.path(),
-             request.remote_address(), status, error, detail);
+  std::uint64_t suppressed = 0;
+  if (reject_log_.allow(clock_.now(), suppressed)) {
+    log_->warn("{} {} from {}: {} {} ({}){}", request.method(), where, request.remote_address(),
+               status, error, redact_secrets(detail),
+               suppressed == 0 ? std::string()
+                               : fmt::format("; {} similar line(s) suppressed", suppressed));
+  }
   HttpReply r;
   r.status = status;
   r.body = "{\"ok\":false,\"error\":\"" + json_escape(error) + "\",\"detail\":\"" +
@@ -104,8 +149,8 @@ HttpReply Ingress::reject(const sdk::RequestView& request, int status, std::stri
   return r;
 }
 
-HttpReply Ingress::handle(const sdk::RequestView& request, std::istream& body,
-                          std::optional<std::uint64_t> content_length) noexcept {
+HttpReply Ingress::handle(const sdk::RequestView& request, std::istream& body) noexcept {
+  std::string where = "(request)";
   try {
     const std::string_view path = path_only(request.path());
     if (path == "/health") {
@@ -120,30 +165,32 @@ HttpReply Ingress::handle(const sdk::RequestView& request, std::istream& body,
     }
     auto it = by_path_.find(std::string(path));
     if (it == by_path_.end()) {
-      auto r = reject(request, 404, "not_found", "no pipeline serves this path");
+      auto r = reject(request, loggable_path(path), 404, "not_found", "no pipeline serves this path");
       r.close = true;
       return r;
     }
+    where = "pipeline '" + it->second->name + "'";
     if (request.method() != "POST") {
-      auto r = reject(request, 405, "method_not_allowed", "use POST");
+      auto r = reject(request, where, 405, "method_not_allowed", "use POST");
       r.headers.emplace_back("Allow", "POST");
       r.close = true;
       return r;
     }
     if (draining_.load()) {
-      auto r = reject(request, 503, "shutting_down", "the proxy is draining; try another replica");
+      auto r = reject(request, where, 503, "shutting_down",
+                      "the proxy is draining; try another replica");
       r.headers.emplace_back("Retry-After", std::to_string(options_.retry_after.count()));
       r.close = true;
       return r;
     }
-    return handle_post(*it->second, request, body, content_length);
+    return handle_post(*it->second, request, body);
   } catch (const Poco::TimeoutException&) {
     // The client stopped sending mid-body; it holds a thread, so let it go.
-    auto r = reject(request, 408, "request_timeout", "the request body did not arrive in time");
+    auto r = reject(request, where, 408, "request_timeout", "the request body did not arrive in time");
     r.close = true;
     return r;
   } catch (const std::exception& e) {
-    log_->error("ingress failed on {} {}: {}", request.method(), request.path(), e.what());
+    log_->error("ingress failed on {} {}: {}", request.method(), where, redact_secrets(e.what()));
     HttpReply r;
     r.status = 500;
     r.body = R"({"ok":false,"error":"internal_error"})";
@@ -153,60 +200,80 @@ HttpReply Ingress::handle(const sdk::RequestView& request, std::istream& body,
 }
 
 HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView& request,
-                               std::istream& body, std::optional<std::uint64_t> content_length) {
+                               std::istream& body) {
+  const std::string where = "pipeline '" + pipeline.name + "'";
+  auto refuse = [&](int status, std::string_view error, const std::string& detail) {
+    return reject(request, where, status, error, detail);
+  };
+  // The body was not (fully) read: the connection cannot carry another request.
+  auto refuse_and_close = [&](int status, std::string_view error, const std::string& detail) {
+    auto r = refuse(status, error, detail);
+    r.close = true;
+    return r;
+  };
+
   std::string caller;
   if (pipeline.authenticator) {
     sdk::AuthResult auth = pipeline.authenticator->authenticate(request);
-    if (!auth.allowed) {
-      auto r = reject(request, auth.status, auth.error, "authentication failed");
-      r.close = true;
-      return r;
-    }
+    if (!auth.allowed) return refuse_and_close(auth.status, auth.error, "authentication failed");
     caller = std::move(auth.identity);
   }
 
   const std::string content_type = media_type(request.header("Content-Type").value_or(""));
   if (!content_type.empty() && content_type != "application/json") {
-    auto r = reject(request, 415, "unsupported_media_type",
-                    "send application/json (got " + content_type + ")");
-    r.close = true;
-    return r;
+    return refuse_and_close(415, "unsupported_media_type",
+                            "send application/json (got " + content_type + ")");
+  }
+
+  // Framing. Both headers at once is how requests are smuggled past proxies.
+  const auto length_header = request.header("Content-Length");
+  const bool chunked = request.header("Transfer-Encoding").has_value();
+  if (length_header && chunked) {
+    return refuse_and_close(400, "invalid_request",
+                            "Content-Length and Transfer-Encoding must not both be set");
+  }
+  std::optional<std::uint64_t> content_length;
+  if (length_header) {
+    std::uint64_t n = 0;
+    const std::string& v = *length_header;
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc() || end != v.data() + v.size() || v.empty())
+      return refuse_and_close(400, "invalid_request", "Content-Length is not a number");
+    content_length = n;
   }
 
   const std::size_t limit = options_.max_body_bytes;
   if (content_length && *content_length > limit) {
-    auto r = reject(request, 413, "request_too_large",
-                    "body is " + std::to_string(*content_length) + " bytes; the limit is " +
-                        std::to_string(limit));
-    r.close = true;
-    return r;
+    return refuse_and_close(413, "request_too_large",
+                            "body is " + std::to_string(*content_length) + " bytes; the limit is " +
+                                std::to_string(limit));
   }
-  // Read at most limit+1 bytes, so an undeclared (chunked) oversize body is
-  // refused without buffering all of it.
   std::string raw;
-  raw.resize(content_length ? static_cast<std::size_t>(*content_length) : 0);
   if (content_length) {
+    raw.resize(static_cast<std::size_t>(*content_length));
     body.read(raw.data(), static_cast<std::streamsize>(raw.size()));
     if (static_cast<std::uint64_t>(body.gcount()) < *content_length) {
       // istream turns the socket's read timeout (or a hang-up) into a
       // short read; either way the request is incomplete.
-      auto r = reject(request, 408, "request_timeout",
-                      "body ended after " + std::to_string(body.gcount()) + " of " +
-                          std::to_string(*content_length) + " bytes");
-      r.close = true;
-      return r;
+      return refuse_and_close(408, "request_timeout",
+                              "body ended after " + std::to_string(body.gcount()) + " of " +
+                                  std::to_string(*content_length) + " bytes");
     }
   } else {
+    // Chunked (or no body): read at most limit+1 bytes, so an oversize body
+    // is refused without buffering all of it.
     char buf[8192];
     while (body && raw.size() <= limit) {
       body.read(buf, sizeof(buf));
       raw.append(buf, static_cast<std::size_t>(body.gcount()));
     }
     if (raw.size() > limit) {
-      auto r = reject(request, 413, "request_too_large",
-                      "body exceeds the limit of " + std::to_string(limit) + " bytes");
-      r.close = true;
-      return r;
+      return refuse_and_close(413, "request_too_large",
+                              "body exceeds the limit of " + std::to_string(limit) + " bytes");
+    }
+    if (body.bad()) {
+      // A broken chunked encoding: whatever follows is not a request.
+      return refuse_and_close(400, "invalid_request", "the chunked body is malformed");
     }
   }
 
@@ -218,14 +285,14 @@ HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView&
       object = parsed.extract<Poco::JSON::Object::Ptr>();
   } catch (const std::exception&) {
   }
-  if (!object) return reject(request, 400, "invalid_json", "the body must be a JSON object");
+  if (!object) return refuse(400, "invalid_json", "the body must be a JSON object");
 
   const Poco::Dynamic::Var channel = object->get("channel");
   if (channel.isEmpty() || !channel.isString() || channel.extract<std::string>().empty())
-    return reject(request, 400, "channel_not_specified", "the 'channel' field is required");
+    return refuse(400, "channel_not_specified", "the 'channel' field is required");
   if (!non_empty(object->get("text")) && !non_empty(object->get("blocks")) &&
       !non_empty(object->get("attachments"))) {
-    return reject(request, 400, "no_text", "one of 'text', 'blocks' or 'attachments' is required");
+    return refuse(400, "no_text", "one of 'text', 'blocks' or 'attachments' is required");
   }
 
   sdk::Message m;
@@ -239,17 +306,15 @@ HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView&
   m.enqueued_at = clock_.now();
   if (object->has("token")) {
     // A credential is not message content: it is neither stored nor sent on.
-    object->remove("token");
-    std::ostringstream out;
-    Poco::JSON::Stringifier::condense(object, out);
-    m.payload = out.str();
+    // Cut it out of the text so every other byte goes on as sent.
+    m.payload = without_token(raw);
   } else {
     m.payload = std::move(raw);
   }
 
   for (const auto& router : pipeline.routers) {
     sdk::RouteResult routed = router->route(m);
-    if (!routed.accepted) return reject(request, routed.status, routed.error, routed.detail);
+    if (!routed.accepted) return refuse(routed.status, routed.error, routed.detail);
   }
 
   const std::string original = m.original_channel;
@@ -263,7 +328,7 @@ HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView&
       return r;
     }
     case Queue::PushStatus::Full: {
-      auto r = reject(request, 503, "queue_full",
+      auto r = refuse(503, "queue_full",
                       "the queue holds " + std::to_string(queue_.capacity()) +
                           " messages; retry later");
       r.headers.emplace_back("Retry-After", std::to_string(options_.retry_after.count()));
@@ -271,7 +336,7 @@ HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView&
     }
     case Queue::PushStatus::Unavailable:
     default: {
-      auto r = reject(request, 503, "queue_unavailable", "the queue cannot store messages now");
+      auto r = refuse(503, "queue_unavailable", "the queue cannot store messages now");
       r.headers.emplace_back("Retry-After", std::to_string(options_.retry_after.count()));
       return r;
     }
@@ -312,9 +377,7 @@ class IngressHandler final : public Poco::Net::HTTPRequestHandler {
   void handleRequest(Poco::Net::HTTPServerRequest& request,
                      Poco::Net::HTTPServerResponse& response) override {
     PocoRequestView view(request);
-    std::optional<std::uint64_t> length;
-    if (request.hasContentLength()) length = static_cast<std::uint64_t>(request.getContentLength64());
-    HttpReply reply = ingress_.handle(view, request.stream(), length);
+    HttpReply reply = ingress_.handle(view, request.stream());
     response.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(reply.status));
     for (const auto& [k, v] : reply.headers) response.set(k, v);
     response.setContentType(reply.content_type);

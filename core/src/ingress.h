@@ -20,6 +20,7 @@
 #include <slack_proxy/sdk/host.h>
 #include <slack_proxy/sdk/stages.h>
 
+#include "log_throttle.h"
 #include "metrics.h"
 #include "pipeline.h"
 #include "queue/queue.h"
@@ -44,9 +45,9 @@ class Ingress {
   Ingress(Queue& queue, std::vector<std::shared_ptr<Pipeline>> pipelines, CoreMetrics& metrics,
           const sdk::Clock& clock, std::shared_ptr<spdlog::logger> log, IngressOptions options);
 
-  // `content_length` is the declared length, if any. Never throws.
-  HttpReply handle(const sdk::RequestView& request, std::istream& body,
-                   std::optional<std::uint64_t> content_length) noexcept;
+  // Reads the body from `body` as framed by the request's headers
+  // (Content-Length, or chunked). Never throws.
+  HttpReply handle(const sdk::RequestView& request, std::istream& body) noexcept;
 
   // While draining, pipelines answer 503 shutting_down and /health 503.
   void set_draining(bool draining) { draining_.store(draining); }
@@ -56,9 +57,11 @@ class Ingress {
 
  private:
   HttpReply handle_post(const Pipeline& pipeline, const sdk::RequestView& request,
-                        std::istream& body, std::optional<std::uint64_t> content_length);
-  HttpReply reject(const sdk::RequestView& request, int status, std::string_view error,
-                   std::string_view detail);
+                        std::istream& body);
+  // An error reply, counted and (throttled) logged. `where` names the
+  // pipeline or a sanitised path: never the raw URI, which may hold secrets.
+  HttpReply reject(const sdk::RequestView& request, std::string_view where, int status,
+                   std::string_view error, std::string_view detail);
   std::string next_id();
 
   Queue& queue_;
@@ -69,6 +72,7 @@ class Ingress {
   std::shared_ptr<spdlog::logger> log_;
   IngressOptions options_;
   std::atomic<bool> draining_{false};
+  LogThrottle reject_log_{20};
   std::atomic<std::uint64_t> counter_{0};
   std::string id_prefix_;
 };

@@ -17,6 +17,8 @@
 #include <slack_proxy/sdk/testing/fakes.h>
 #include <slack_proxy/sdk/testing/mocks.h>
 
+#include <spdlog/sinks/ostream_sink.h>
+
 #include "metric_values.h"
 #include "queue/memory_queue.h"
 
@@ -82,14 +84,17 @@ class IngressTest : public ::testing::Test {
   Ingress& ingress() {
     if (!ingress_)
       ingress_ = std::make_unique<Ingress>(*queue, std::vector<std::shared_ptr<Pipeline>>{pipeline},
-                                           metrics, clock, test_support::null_logger(), options);
+                                           metrics, clock, log, options);
     return *ingress_;
   }
 
-  HttpReply send(const FakeRequest& request, const std::string& body,
+  // `content_length` becomes the Content-Length header; without it the
+  // body is read as a chunked one would be (to the end of the stream).
+  HttpReply send(FakeRequest request, const std::string& body,
                  std::optional<std::uint64_t> content_length) {
+    if (content_length) request.with_header("Content-Length", std::to_string(*content_length));
     std::istringstream in(body);
-    return ingress().handle(request, in, content_length);
+    return ingress().handle(request, in);
   }
 
   // A POST with Content-Length, as most clients send it.
@@ -125,6 +130,7 @@ class IngressTest : public ::testing::Test {
   prometheus::Registry registry;
   CoreMetrics metrics{registry};
   IngressOptions options;
+  std::shared_ptr<spdlog::logger> log = test_support::null_logger();
   std::shared_ptr<Pipeline> pipeline = std::make_shared<Pipeline>();
 
  private:
@@ -460,6 +466,100 @@ TEST_F(IngressTest, AuthenticatorAndRouterRejectionsAreCounted) {
 
   EXPECT_EQ(rejected("invalid_auth"), 1);
   EXPECT_EQ(rejected("restricted_action"), 1);
+}
+
+}  // namespace
+}  // namespace slack_proxy
+
+namespace slack_proxy {
+namespace {
+
+// Framing, byte-exactness and log hygiene.
+class IngressHardeningTest : public IngressTest {
+ protected:
+  IngressHardeningTest() {
+    log = std::make_shared<spdlog::logger>(
+        "hardening", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
+    log->set_level(spdlog::level::trace);
+  }
+  std::ostringstream log_text;
+};
+
+TEST_F(IngressHardeningTest, TokenFieldIsCutWithoutTouchingAnyOtherByte) {
+  const std::string body =
+      R"({"channel":"#a",  "text":"t", "n": 1.0, "big": 123456789.123456789, "token":"xoxb-9-9-x", "z":1, "a":2})";
+  ASSERT_EQ(post(body).status, 200);
+  const auto messages = queued();
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].payload,
+            R"({"channel":"#a",  "text":"t", "n": 1.0, "big": 123456789.123456789, "z":1, "a":2})");
+}
+
+TEST_F(IngressHardeningTest, TokenWrittenWithEscapesIsStillRemoved) {
+  ASSERT_EQ(post(R"({"channel":"#a","text":"t","tok\u0065n":"xoxb-9-9-x"})").status, 200);
+  const auto messages = queued();
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_THAT(messages[0].payload, ::testing::Not(::testing::HasSubstr("xoxb")));
+  EXPECT_FALSE(parse_object(messages[0].payload)->has("token"));
+}
+
+TEST_F(IngressHardeningTest, ContentLengthTogetherWithTransferEncodingIs400AndCloses) {
+  FakeRequest request("POST", "/");
+  request.with_header("Content-Type", "application/json")
+      .with_header("Transfer-Encoding", "chunked");
+  const HttpReply reply = send(request, R"({"channel":"#a","text":"x"})", 27);
+  EXPECT_EQ(reply.status, 400);
+  EXPECT_EQ(error_of(reply), "invalid_request");
+  EXPECT_TRUE(reply.close);
+  EXPECT_TRUE(queued().empty());
+}
+
+TEST_F(IngressHardeningTest, ContentLengthThatIsNotANumberIs400AndCloses) {
+  for (const char* bad : {"-5", "12abc", "", "99999999999999999999999"}) {
+    FakeRequest request("POST", "/");
+    request.with_header("Content-Type", "application/json").with_header("Content-Length", bad);
+    std::istringstream in(R"({"channel":"#a","text":"x"})");
+    const HttpReply reply = ingress().handle(request, in);
+    EXPECT_EQ(reply.status, 400) << "Content-Length: " << bad;
+    EXPECT_TRUE(reply.close) << "Content-Length: " << bad;
+  }
+}
+
+TEST_F(IngressHardeningTest, BrokenChunkedBodyIs400AndCloses) {
+  FakeRequest request("POST", "/");
+  request.with_header("Content-Type", "application/json")
+      .with_header("Transfer-Encoding", "chunked");
+  std::istringstream in(R"({"channel":"#a","text":"x"})");
+  in.setstate(std::ios::badbit);  // what Poco's chunked stream does on a framing error
+  const HttpReply reply = ingress().handle(request, in);
+  EXPECT_EQ(reply.status, 400);
+  EXPECT_TRUE(reply.close);
+  EXPECT_TRUE(queued().empty());
+}
+
+TEST_F(IngressHardeningTest, RejectionLogNeverContainsQueryStringOrDeepPath) {
+  FakeRequest unknown("POST", "/hooks/T000/B000/SECRETWEBHOOKPATH?token=xoxb-query-secret-999");
+  unknown.with_header("Content-Type", "application/json");
+  EXPECT_EQ(send(unknown, "{}", 2).status, 404);
+  FakeRequest known("GET", "/?token=xoxb-query-secret-999");
+  EXPECT_EQ(send(known, "", std::nullopt).status, 405);
+
+  const std::string text = log_text.str();
+  EXPECT_THAT(text, ::testing::HasSubstr("/hooks/..."));
+  EXPECT_THAT(text, ::testing::HasSubstr("pipeline 'default'"));
+  EXPECT_THAT(text, ::testing::Not(::testing::HasSubstr("SECRETWEBHOOKPATH")));
+  EXPECT_THAT(text, ::testing::Not(::testing::HasSubstr("query-secret")));
+}
+
+TEST_F(IngressHardeningTest, RejectionsAreLoggedAtMostTwentyTimesPerSecondButAllCounted) {
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(post("not json").status, 400);
+  const std::string first_second = log_text.str();
+  EXPECT_EQ(std::count(first_second.begin(), first_second.end(), '\n'), 20);
+  EXPECT_EQ(rejected("invalid_json"), 100);
+
+  clock.advance(std::chrono::seconds(1));
+  EXPECT_EQ(post("not json").status, 400);
+  EXPECT_THAT(log_text.str(), ::testing::HasSubstr("80 similar line(s) suppressed"));
 }
 
 }  // namespace

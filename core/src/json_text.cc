@@ -1,0 +1,112 @@
+#include "json_text.h"
+
+#include <vector>
+
+namespace slack_proxy {
+namespace {
+
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+std::size_t skip_space(std::string_view s, std::size_t i) {
+  while (i < s.size() && is_space(s[i])) ++i;
+  return i;
+}
+
+// s[i] == '"'; returns the index after the closing quote, or npos.
+std::size_t skip_string(std::string_view s, std::size_t i) {
+  for (++i; i < s.size(); ++i) {
+    if (s[i] == '\\') {
+      ++i;
+    } else if (s[i] == '"') {
+      return i + 1;
+    }
+  }
+  return std::string_view::npos;
+}
+
+// Returns the index after the value starting at s[i], or npos.
+std::size_t skip_value(std::string_view s, std::size_t i) {
+  if (i >= s.size()) return std::string_view::npos;
+  if (s[i] == '"') return skip_string(s, i);
+  if (s[i] == '{' || s[i] == '[') {
+    int depth = 0;
+    while (i < s.size()) {
+      const char c = s[i];
+      if (c == '"') {
+        i = skip_string(s, i);
+        if (i == std::string_view::npos) return i;
+        continue;
+      }
+      if (c == '{' || c == '[') ++depth;
+      if (c == '}' || c == ']') {
+        if (--depth == 0) return i + 1;
+      }
+      ++i;
+    }
+    return std::string_view::npos;
+  }
+  const std::size_t start = i;
+  while (i < s.size() && s[i] != ',' && s[i] != '}' && s[i] != ']' && !is_space(s[i])) ++i;
+  return i == start ? std::string_view::npos : i;
+}
+
+struct Member {
+  std::size_t key_begin;  // the key's opening quote
+  std::size_t value_end;  // just after the value
+  bool matches;
+};
+
+}  // namespace
+
+std::optional<std::string> remove_top_level_member(std::string_view json, std::string_view key) {
+  std::size_t i = skip_space(json, 0);
+  if (i >= json.size() || json[i] != '{') return std::nullopt;
+  std::vector<Member> members;
+  i = skip_space(json, i + 1);
+  if (i < json.size() && json[i] == '}') return std::nullopt;  // {}
+  for (;;) {
+    if (i >= json.size() || json[i] != '"') return std::nullopt;
+    const std::size_t key_begin = i;
+    const std::size_t key_end = skip_string(json, i);
+    if (key_end == std::string_view::npos) return std::nullopt;
+    const bool matches = json.substr(key_begin + 1, key_end - key_begin - 2) == key;
+    i = skip_space(json, key_end);
+    if (i >= json.size() || json[i] != ':') return std::nullopt;
+    i = skip_value(json, skip_space(json, i + 1));
+    if (i == std::string_view::npos) return std::nullopt;
+    members.push_back({key_begin, i, matches});
+    i = skip_space(json, i);
+    if (i < json.size() && json[i] == ',') {
+      i = skip_space(json, i + 1);
+      continue;
+    }
+    if (i < json.size() && json[i] == '}') break;
+    return std::nullopt;
+  }
+
+  bool any = false;
+  for (const auto& m : members) any = any || m.matches;
+  if (!any) return std::nullopt;
+
+  // Rebuild from the kept members' own text, joined by their original
+  // separators where possible.
+  std::string out(json.substr(0, members.front().key_begin));
+  bool first = true;
+  for (std::size_t k = 0; k < members.size(); ++k) {
+    if (members[k].matches) continue;
+    if (!first) out += ',';
+    // Keep the whitespace that preceded this member after its comma.
+    std::size_t begin = members[k].key_begin;
+    if (!first && k > 0) {
+      std::size_t ws = members[k].key_begin;
+      while (ws > 0 && is_space(json[ws - 1])) --ws;
+      begin = ws;
+    }
+    out.append(json.substr(begin, members[k].value_end - begin));
+    first = false;
+  }
+  out.append(json.substr(members.back().value_end));
+  return out;
+}
+
+}  // namespace slack_proxy

@@ -1,0 +1,18 @@
+// Edits on JSON text that keep every other byte as the caller sent it
+// (member order, number spelling, whitespace): re-serializing through a
+// parser would not.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace slack_proxy {
+
+// `json` with every top-level member named `key` removed, or nullopt when
+// `json` is not a well-formed object at the top level or no member is
+// spelled exactly `key` (a key written with escapes is not matched; callers
+// that must not miss one check the result with a real parser).
+std::optional<std::string> remove_top_level_member(std::string_view json, std::string_view key);
+
+}  // namespace slack_proxy

@@ -1,0 +1,46 @@
+#include "json_text.h"
+
+#include <gtest/gtest.h>
+
+namespace slack_proxy {
+namespace {
+
+TEST(RemoveTopLevelMemberTest, RemovesAMemberInTheMiddleKeepingEveryOtherByte) {
+  EXPECT_EQ(remove_top_level_member(R"({"a": 1.0, "token": "x", "b" : [1,2]})", "token"),
+            R"({"a": 1.0, "b" : [1,2]})");
+}
+
+TEST(RemoveTopLevelMemberTest, RemovesTheFirstAndTheLastMember) {
+  EXPECT_EQ(remove_top_level_member(R"({"token":"x","a":1})", "token"), R"({"a":1})");
+  EXPECT_EQ(remove_top_level_member(R"({"a":1,"token":"x"})", "token"), R"({"a":1})");
+}
+
+TEST(RemoveTopLevelMemberTest, RemovesTheOnlyMemberAndEveryDuplicate) {
+  EXPECT_EQ(remove_top_level_member(R"({"token":"x"})", "token"), R"({})");
+  EXPECT_EQ(remove_top_level_member(R"({"token":1,"a":2,"token":3})", "token"), R"({"a":2})");
+}
+
+TEST(RemoveTopLevelMemberTest, LeavesNestedMembersWithTheSameNameAlone) {
+  EXPECT_EQ(remove_top_level_member(R"({"a":{"token":"keep"},"token":"x"})", "token"),
+            R"({"a":{"token":"keep"}})");
+  EXPECT_EQ(remove_top_level_member(R"({"a":{"token":"keep"}})", "token"), std::nullopt);
+}
+
+TEST(RemoveTopLevelMemberTest, StringsWithBracesQuotesAndCommasDoNotConfuseIt) {
+  EXPECT_EQ(remove_top_level_member(R"({"t":"}{,\"]","token":"x","u":"[\\"})", "token"),
+            R"({"t":"}{,\"]","u":"[\\"})");
+}
+
+TEST(RemoveTopLevelMemberTest, RefusesWhatIsNotAWellFormedObject) {
+  for (const char* bad : {"", "[]", "{", R"({"token")", R"({"token":})", R"({"a":1 "token":2})",
+                          R"({"token":"unterminated})", R"({"a":[1,2})", "{}"}) {
+    EXPECT_EQ(remove_top_level_member(bad, "token"), std::nullopt) << bad;
+  }
+}
+
+TEST(RemoveTopLevelMemberTest, AnEscapedKeyIsNotMatched) {
+  EXPECT_EQ(remove_top_level_member(R"({"tok\u0065n":"x"})", "token"), std::nullopt);
+}
+
+}  // namespace
+}  // namespace slack_proxy
