@@ -353,8 +353,9 @@ int run_proxy(const Options& o) {
   // Config and plugin problems name their file and line; everything else (a
   // port in use, no threads) says what failed. Poco's what() is only the
   // exception's class name, so its message comes from displayText().
+  // The logger also writes to stderr: one line, not two.
   auto fail = [&](const std::string& why) {
-    log->error("cannot start: {}", why);
+    log->flush();
     std::cerr << "slack-proxy: cannot start: " << why << "\n";
     return kExitStartup;
   };
