@@ -2,6 +2,9 @@
 
 #include "config/stage_config.h"
 #include "host_services.h"
+#include "metrics.h"
+
+#include <spdlog/sinks/null_sink.h>
 
 namespace slack_proxy {
 namespace {
@@ -60,19 +63,46 @@ std::vector<CheckedStage> check_pipeline(const config::PipelineSpec& spec, Plugi
   return checked;
 }
 
-}  // namespace
-
-void validate_pipelines(const config::ProxyConfig& config, PluginHost& plugins) {
-  std::vector<std::string> errors;
-  for (const auto& spec : config.pipelines) check_pipeline(spec, plugins, errors);
-  if (!errors.empty()) throw config::ConfigError(std::move(errors));
+// Creates one stage into its slot of `pipeline`.
+void create_stage(Pipeline& pipeline, const LoadedPlugin& plugin,
+                  std::shared_ptr<sdk::HostServices> host,
+                  std::shared_ptr<const config::StageConfig> settings, const std::string& name,
+                  bool check_only) {
+  switch (plugin.descriptor->kind) {
+    case SP_STAGE_AUTHENTICATOR:
+      pipeline.authenticator =
+          PluginHost::create<sdk::Authenticator>(plugin, host, settings, name, check_only);
+      break;
+    case SP_STAGE_ROUTER:
+      pipeline.routers.push_back(
+          PluginHost::create<sdk::Router>(plugin, host, settings, name, check_only));
+      break;
+    case SP_STAGE_RATE_LIMITER:
+      pipeline.limiters.push_back(
+          PluginHost::create<sdk::RateLimiter>(plugin, host, settings, name, check_only));
+      break;
+    case SP_STAGE_GUARD:
+      pipeline.guards.push_back(
+          PluginHost::create<sdk::Guard>(plugin, host, settings, name, check_only));
+      break;
+    case SP_STAGE_SINK:
+      pipeline.sink = PluginHost::create<sdk::Sink>(plugin, host, settings, name, check_only);
+      break;
+    case SP_STAGE_RETRY_POLICY:
+      pipeline.retry =
+          PluginHost::create<sdk::RetryPolicy>(plugin, host, settings, name, check_only);
+      break;
+  }
 }
 
-std::vector<std::shared_ptr<Pipeline>> build_pipelines(const config::ProxyConfig& config,
-                                                       PluginHost& plugins,
-                                                       std::shared_ptr<spdlog::logger> log,
-                                                       sdk::Metrics& metrics,
-                                                       const sdk::Clock& clock) {
+// Loads, checks and creates every stage of every pipeline. With
+// `check_only`, each factory only judges its settings and every problem is
+// collected; otherwise the first factory refusal stops the build.
+std::vector<std::shared_ptr<Pipeline>> assemble(const config::ProxyConfig& config,
+                                                PluginHost& plugins,
+                                                const std::shared_ptr<spdlog::logger>& log,
+                                                sdk::Metrics& metrics, const sdk::Clock& clock,
+                                                bool check_only) {
   std::vector<std::string> errors;
   std::vector<std::vector<CheckedStage>> checked;
   for (const auto& spec : config.pipelines) checked.push_back(check_pipeline(spec, plugins, errors));
@@ -86,42 +116,38 @@ std::vector<std::shared_ptr<Pipeline>> build_pipelines(const config::ProxyConfig
     pipeline->paths = spec.paths;
     for (std::size_t i = 0; i < spec.stages.size(); ++i) {
       const auto& stage = spec.stages[i];
-      const LoadedPlugin& plugin = *checked[p][i].plugin;
       auto host = std::make_shared<StageHost>(log, spec.name + "/" + stage.name, metrics, clock);
-      auto settings = checked[p][i].settings;
       try {
-        switch (plugin.descriptor->kind) {
-          case SP_STAGE_AUTHENTICATOR:
-            pipeline->authenticator =
-                PluginHost::create<sdk::Authenticator>(plugin, host, settings, stage.name);
-            break;
-          case SP_STAGE_ROUTER:
-            pipeline->routers.push_back(
-                PluginHost::create<sdk::Router>(plugin, host, settings, stage.name));
-            break;
-          case SP_STAGE_RATE_LIMITER:
-            pipeline->limiters.push_back(
-                PluginHost::create<sdk::RateLimiter>(plugin, host, settings, stage.name));
-            break;
-          case SP_STAGE_GUARD:
-            pipeline->guards.push_back(
-                PluginHost::create<sdk::Guard>(plugin, host, settings, stage.name));
-            break;
-          case SP_STAGE_SINK:
-            pipeline->sink = PluginHost::create<sdk::Sink>(plugin, host, settings, stage.name);
-            break;
-          case SP_STAGE_RETRY_POLICY:
-            pipeline->retry =
-                PluginHost::create<sdk::RetryPolicy>(plugin, host, settings, stage.name);
-            break;
-        }
+        create_stage(*pipeline, *checked[p][i].plugin, std::move(host), checked[p][i].settings,
+                     stage.name, check_only);
       } catch (const PluginError& e) {
-        throw config::ConfigError({stage.where.str() + ": " + e.what()});
+        errors.push_back(stage.where.str() + ": " + e.what());
+        if (!check_only) throw config::ConfigError(std::move(errors));
       }
     }
     out.push_back(std::move(pipeline));
   }
+  if (!errors.empty()) throw config::ConfigError(std::move(errors));
   return out;
+}
+
+}  // namespace
+
+void validate_pipelines(const config::ProxyConfig& config, PluginHost& plugins) {
+  // Stages made only to be judged log nowhere and count nothing.
+  auto quiet = std::make_shared<spdlog::logger>("validate",
+                                                std::make_shared<spdlog::sinks::null_sink_mt>());
+  PrometheusMetrics metrics(quiet);
+  SystemClock clock;
+  assemble(config, plugins, quiet, metrics, clock, /*check_only=*/true);
+}
+
+std::vector<std::shared_ptr<Pipeline>> build_pipelines(const config::ProxyConfig& config,
+                                                       PluginHost& plugins,
+                                                       std::shared_ptr<spdlog::logger> log,
+                                                       sdk::Metrics& metrics,
+                                                       const sdk::Clock& clock) {
+  return assemble(config, plugins, log, metrics, clock, /*check_only=*/false);
 }
 
 }  // namespace slack_proxy

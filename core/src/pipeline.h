@@ -27,10 +27,12 @@ struct Pipeline {
   std::shared_ptr<sdk::RetryPolicy> retry;            // optional: none = no retries
 };
 
-// Checks every pipeline without creating a stage: each plugin loads and
-// passes the ABI checks, each stage's settings fit its plugin's schema, and
-// each pipeline has exactly one sink and at most one authenticator and one
-// retry policy. Throws config::ConfigError listing every problem.
+// Checks every pipeline as far as can be done without starting anything:
+// each plugin loads and passes the ABI checks, each stage's settings fit its
+// plugin's schema, each pipeline has exactly one sink and at most one
+// authenticator and one retry policy, and every factory accepts its settings
+// (created with SP_CREATE_CHECK_ONLY: no secrets read, nothing opened, then
+// destroyed). Throws config::ConfigError listing every problem.
 void validate_pipelines(const config::ProxyConfig& config, PluginHost& plugins);
 
 // Validates, then creates every stage. Throws config::ConfigError, naming

@@ -137,12 +137,14 @@ const LoadedPlugin& PluginHost::load(const std::string& name) {
 }
 
 sdk::Stage* PluginHost::create_raw(const LoadedPlugin& plugin, sdk::HostServices& host,
-                                   const sdk::ConfigView& config, const std::string& stage_name) {
+                                   const sdk::ConfigView& config, const std::string& stage_name,
+                                   bool check_only) {
   sp_create_args args{};
   args.struct_size = sizeof(args);
   args.host = &host;
   args.config = &config;
   args.stage_name = stage_name.c_str();
+  args.flags = check_only ? SP_CREATE_CHECK_ONLY : 0u;
   void* out = nullptr;
   char err[1024] = {0};
   const int rc = plugin.descriptor->create(&args, &out, err, sizeof(err));

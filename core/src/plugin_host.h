@@ -54,17 +54,20 @@ class PluginHost {
 
   // Creates a stage. The returned object keeps the library, the host
   // services and the config alive; it is destroyed inside the plugin.
+  // With `check_only`, the plugin only checks its settings (see
+  // SP_CREATE_CHECK_ONLY); the caller destroys the stage unused.
   template <typename Interface>
   static std::shared_ptr<Interface> create(const LoadedPlugin& plugin,
                                            std::shared_ptr<sdk::HostServices> host,
                                            std::shared_ptr<const sdk::ConfigView> config,
-                                           const std::string& stage_name) {
+                                           const std::string& stage_name,
+                                           bool check_only = false) {
     if (plugin.descriptor->kind != static_cast<sp_stage_kind>(Interface::kKind)) {
       throw PluginError("plugin '" + plugin.name + "' is a " +
                         stage_kind_name(plugin.descriptor->kind) + ", not a " +
                         stage_kind_name(static_cast<sp_stage_kind>(Interface::kKind)));
     }
-    sdk::Stage* base = create_raw(plugin, *host, *config, stage_name);
+    sdk::Stage* base = create_raw(plugin, *host, *config, stage_name, check_only);
     auto* typed = static_cast<Interface*>(base);
     auto destroy = plugin.descriptor->destroy;
     // The deleter holds the library: vtables and the destroy function live
@@ -76,7 +79,8 @@ class PluginHost {
 
  private:
   static sdk::Stage* create_raw(const LoadedPlugin& plugin, sdk::HostServices& host,
-                                const sdk::ConfigView& config, const std::string& stage_name);
+                                const sdk::ConfigView& config, const std::string& stage_name,
+                                bool check_only);
 
   std::vector<std::filesystem::path> dirs_;
   std::map<std::string, LoadedPlugin> loaded_;

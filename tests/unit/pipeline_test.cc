@@ -124,6 +124,42 @@ plugin = "slack_sink"
   }
 }
 
+TEST(PipelineTest, ValidateRunsEveryFactoryAndCollectsEachRefusal) {
+  auto cfg = parse(R"(
+[[pipeline.stage]]
+plugin = "token_bucket"
+rate = -1.0
+[[pipeline.stage]]
+plugin = "slack_retry"
+jitter = 2.0
+[[pipeline.stage]]
+plugin = "slack_sink"
+)");
+  const std::string err = validation_error(cfg);
+  EXPECT_THAT(err, HasSubstr("rate must be > 0"));
+  EXPECT_THAT(err, HasSubstr("jitter"));
+}
+
+TEST(PipelineTest, ValidateReadsNoSecrets) {
+  ::unsetenv("SP_PIPELINE_TEST_ABSENT_TOKEN");
+  auto cfg = parse(R"(
+[[pipeline.stage]]
+plugin = "slack_sink"
+token_env = "SP_PIPELINE_TEST_ABSENT_TOKEN"
+)");
+  EXPECT_EQ(validation_error(cfg), "(valid)");
+  // ... while starting for real needs the token.
+  PluginHost host({kDefaultPluginDir});
+  sdk::testing::FakeHost fake;
+  auto log = spdlog::null_logger_mt("pipeline_test_secrets");
+  try {
+    build_pipelines(cfg, host, log, fake.stats, fake.time);
+    FAIL() << "started without its token";
+  } catch (const config::ConfigError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("SP_PIPELINE_TEST_ABSENT_TOKEN is not set"));
+  }
+}
+
 TEST(PipelineTest, BuildPutsEachStageInItsSlotInFileOrder) {
   ::setenv("SP_PIPELINE_TEST_TOKEN", "xoxb-unit-test", 1);
   auto cfg = parse(R"(

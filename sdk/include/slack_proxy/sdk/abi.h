@@ -86,11 +86,18 @@ typedef struct sp_config_key {
  * valid for the whole life of the created stage:
  *   host   -> slack_proxy::sdk::HostServices*
  *   config -> const slack_proxy::sdk::ConfigView* */
+/* sp_create_args.flags */
+/* Only check the settings' meaning (`slack-proxy validate`): read no
+ * secrets, open no connections, start nothing. The stage is destroyed right
+ * after creation. */
+#define SP_CREATE_CHECK_ONLY 0x1u
+
 typedef struct sp_create_args {
   uint32_t struct_size;
   void* host;
   const void* config;
   const char* stage_name; /* the pipeline's name for this stage */
+  uint32_t flags;         /* SP_CREATE_* */
 } sp_create_args;
 
 /* Returns 0 and sets *out_stage to a slack_proxy::sdk::Stage* on success.

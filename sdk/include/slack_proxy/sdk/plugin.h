@@ -40,6 +40,10 @@ struct PluginContext {
   HostServices& host;
   const ConfigView& config;
   std::string_view stage_name;
+  // `slack-proxy validate` is asking: check every setting's meaning and
+  // throw on a bad one as usual, but read no secrets and open no
+  // connections. The stage is destroyed unused.
+  bool check_only = false;
 };
 
 namespace detail {
@@ -60,9 +64,12 @@ int create_stage(const sp_create_args* args, void** out_stage, char* err,
             args->config == nullptr) {
           throw std::invalid_argument("host passed no services or no config");
         }
+        const bool has_flags =
+            args->struct_size >= offsetof(sp_create_args, flags) + sizeof(args->flags);
         PluginContext ctx{*static_cast<HostServices*>(args->host),
                           *static_cast<const ConfigView*>(args->config),
-                          args->stage_name != nullptr ? args->stage_name : ""};
+                          args->stage_name != nullptr ? args->stage_name : "",
+                          has_flags && (args->flags & SP_CREATE_CHECK_ONLY) != 0};
         std::unique_ptr<Interface> stage = Factory(ctx);
         if (!stage) throw std::runtime_error("factory returned no stage");
         // Hand over as Stage* so that the host can static_cast back through
