@@ -341,7 +341,8 @@ INSTANTIATE_TEST_SUITE_P(Table, ValidDuration,
                                            DurationCase{"0.25s", 250ms}, DurationCase{"1.5m", 90s},
                                            DurationCase{"15m", 15min}, DurationCase{"2h", 2h},
                                            DurationCase{"0.5h", 30min}, DurationCase{"007s", 7s},
-                                           DurationCase{"1.000s", 1s}));
+                                           DurationCase{"1.000s", 1s},
+                                           DurationCase{"8760h", 8760h}));
 
 class InvalidDuration : public ::testing::TestWithParam<std::string> {};
 
@@ -359,7 +360,7 @@ INSTANTIATE_TEST_SUITE_P(Table, InvalidDuration,
                          ::testing::Values("", "10", "1.5", "s", "ms", "-1s", "+1s", "1 s", " 1s",
                                            "1s ", "1m30s", "1d", "1S", "1sec", ".5s", "1.s",
                                            "1..5s", "1.5ms", "0.0001s", "99999999999999999999h",
-                                           "9999999999999999h"));
+                                           "9999999999999999h", "8761h", "3000000h"));
 
 // ---------------------------------------------------------------- listen --
 

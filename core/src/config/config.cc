@@ -495,6 +495,8 @@ std::string_view type_name(const toml::node& node) {
   }
 }
 
+constexpr std::int64_t kMaxDurationMs = 365LL * 24 * 3'600'000;
+
 std::chrono::milliseconds parse_duration(std::string_view text) {
   auto fail = [&](std::string_view why) -> std::invalid_argument {
     return std::invalid_argument("\"" + std::string(text) + "\" " + std::string(why) + "; " +
@@ -538,6 +540,9 @@ std::chrono::milliseconds parse_duration(std::string_view text) {
   std::int64_t total = 0;
   if (__builtin_mul_overflow(mantissa, unit_ms, &total)) throw fail("is too large");
   if (total % scale != 0) throw fail("is not a whole number of milliseconds");
+  // Deadlines are computed as now + duration on a nanosecond clock, which
+  // overflows after ~292 years; a year is far beyond any sane setting.
+  if (total / scale > kMaxDurationMs) throw fail("is longer than the maximum of 8760h (365 days)");
   return std::chrono::milliseconds(total / scale);
 }
 

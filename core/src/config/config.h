@@ -121,8 +121,9 @@ ProxyConfig load_config(const std::string& path);
 // integer or decimal number immediately followed by exactly one unit: ms, s,
 // m or h. Rejected: bare numbers ("10"), signs, spaces, compound forms
 // ("1m30s"), and values that are not a whole number of milliseconds
-// ("1.5ms"). "0s" is valid; each setting decides its own minimum. Throws
-// std::invalid_argument naming the accepted forms.
+// ("1.5ms"), and anything longer than 365 days (deadlines are now + d on a
+// nanosecond clock). "0s" is valid; each setting decides its own minimum.
+// Throws std::invalid_argument naming the accepted forms.
 std::chrono::milliseconds parse_duration(std::string_view text);
 
 // A TOML value's type for messages: "string", "integer", "float", "array"...
