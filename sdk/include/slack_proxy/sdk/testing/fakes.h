@@ -79,16 +79,35 @@ class RecordingLogger : public Logger {
 // Metrics whose values can be read back by name and labels.
 class RecordingMetrics : public Metrics {
  public:
+  // Thread-safe like the host's: sinks record from several workers at once.
   struct Series : Counter, Gauge, Histogram {
-    double value = 0;                 // counter / gauge value, histogram sum
-    std::vector<double> observations; // histogram samples
-    void inc(double by) noexcept override { value += by; }
-    void set(double v) noexcept override { value = v; }
-    void add(double d) noexcept override { value += d; }
+    void inc(double by) noexcept override { add(by); }
+    void set(double v) noexcept override {
+      std::lock_guard<std::mutex> lock(mutex);
+      value = v;
+    }
+    void add(double d) noexcept override {
+      std::lock_guard<std::mutex> lock(mutex);
+      value += d;
+    }
     void observe(double v) noexcept override {
+      std::lock_guard<std::mutex> lock(mutex);
       value += v;
       observations.push_back(v);
     }
+    double get() const {
+      std::lock_guard<std::mutex> lock(mutex);
+      return value;
+    }
+    std::vector<double> samples() const {
+      std::lock_guard<std::mutex> lock(mutex);
+      return observations;
+    }
+
+   private:
+    mutable std::mutex mutex;
+    double value = 0;                  // counter / gauge value, histogram sum
+    std::vector<double> observations;  // histogram samples
   };
 
   Counter& counter(std::string_view name, std::string_view, const Labels& labels) noexcept override {
@@ -106,7 +125,7 @@ class RecordingMetrics : public Metrics {
   double value(std::string_view name, const Labels& labels = {}) const {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = series_.find(key(name, labels));
-    return it == series_.end() ? 0.0 : it->second->value;
+    return it == series_.end() ? 0.0 : it->second->get();
   }
   bool exists(std::string_view name, const Labels& labels = {}) const {
     std::lock_guard<std::mutex> lock(mutex_);
