@@ -1,5 +1,6 @@
 #include "slack_sink.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
 #include <filesystem>
@@ -11,6 +12,9 @@
 #include <string_view>
 #include <utility>
 
+#include <Poco/DateTime.h>
+#include <Poco/DateTimeFormat.h>
+#include <Poco/DateTimeParser.h>
 #include <Poco/Exception.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/ParseHandler.h>
@@ -36,6 +40,7 @@ namespace {
 
 constexpr std::size_t kDetailBodyBytes = 200;
 constexpr std::chrono::seconds kDefaultRetryAfter{1};
+constexpr std::chrono::hours kMaxRetryAfter{24};
 
 bool has_control_or_space(std::string_view text) {
   for (unsigned char c : text) {
@@ -98,16 +103,12 @@ std::optional<std::string> error_code_in(const std::string& body) {
   return std::nullopt;
 }
 
-// Integer seconds; anything else (absent is handled by the caller, an
-// HTTP-date, garbage) falls back to a short pause rather than none.
-std::chrono::milliseconds parse_retry_after(const std::string& value) {
-  long long seconds = 0;
-  const char* end = value.data() + value.size();
-  auto [ptr, ec] = std::from_chars(value.data(), end, seconds);
-  if (ec != std::errc() || ptr != end || seconds < 0 || seconds > 24 * 3600) {
-    return kDefaultRetryAfter;
-  }
-  return std::chrono::seconds(seconds);
+// Cheap stand-in for a parse when nothing needs rewriting: ingress only
+// queues JSON objects, so this catches corruption, not clever input.
+bool looks_like_object(std::string_view text) {
+  const auto first = text.find_first_not_of(" \t\r\n");
+  const auto last = text.find_last_not_of(" \t\r\n");
+  return first != std::string_view::npos && text[first] == '{' && text[last] == '}';
 }
 
 void initialize_ssl_once() {
@@ -176,6 +177,34 @@ void replace_all(std::string& text, std::string_view needle, std::string_view wi
 }
 
 }  // namespace
+
+// Retry-After as delta-seconds or as an HTTP-date (RFC 9110). Garbage falls
+// back to a short pause rather than none; an absurd value is capped rather
+// than shrunk, because waiting too little is what gets an app disabled.
+std::chrono::milliseconds parse_retry_after(const std::string& value, sdk::WallTime now) {
+  long long seconds = 0;
+  const char* end = value.data() + value.size();
+  auto [ptr, ec] = std::from_chars(value.data(), end, seconds);
+  if (ec == std::errc() && ptr == end && seconds >= 0) {
+    return std::min<std::chrono::milliseconds>(std::chrono::seconds(seconds), kMaxRetryAfter);
+  }
+  if (ec == std::errc::result_out_of_range) return kMaxRetryAfter;
+  // Poco's parser accepts nearly anything, so insist on the IMF-fixdate
+  // shape first: "Sun, 06 Nov 1994 08:49:37 GMT".
+  const bool date_shaped = value.size() == 29 && value.compare(3, 2, ", ") == 0 &&
+                           value.compare(value.size() - 4, 4, " GMT") == 0;
+  Poco::DateTime date;
+  int tzd = 0;
+  if (date_shaped &&
+      Poco::DateTimeParser::tryParse(Poco::DateTimeFormat::HTTP_FORMAT, value, date, tzd)) {
+    const auto at = std::chrono::system_clock::from_time_t(date.timestamp().epochTime()) -
+                    std::chrono::seconds(tzd);
+    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(at - now);
+    return std::clamp<std::chrono::milliseconds>(wait, std::chrono::milliseconds(0),
+                                                 kMaxRetryAfter);
+  }
+  return kDefaultRetryAfter;
+}
 
 std::string Endpoint::origin() const {
   return (tls ? "https://" : "http://") + host + ":" + std::to_string(port);
@@ -261,21 +290,31 @@ sdk::SendResult SlackSink::send(const sdk::Message& message) noexcept {
       [&] {
         std::string rewritten;
         const std::string* body = &message.payload;
-        try {
-          auto payload = parse_object(message.payload);
-          const bool rerouted = !message.channel.empty() &&
-                                (!payload->has("channel") ||
-                                 payload->getValue<std::string>("channel") != message.channel);
-          if (rerouted) {
-            payload->set("channel", message.channel);
-            std::ostringstream out;
-            payload->stringify(out);
-            rewritten = out.str();
-            body = &rewritten;
-          }
-        } catch (const Poco::Exception&) {
+        // Ingress took original_channel from this very payload: unless a
+        // router changed the channel there is nothing to rewrite, or parse.
+        const bool maybe_rerouted =
+            message.original_channel.empty() || message.channel != message.original_channel;
+        if (!maybe_rerouted && !looks_like_object(message.payload)) {
           return sdk::SendResult::failed(0, "invalid_payload",
                                          "message " + message.id + " is not a JSON object");
+        }
+        if (maybe_rerouted) {
+          try {
+            auto payload = parse_object(message.payload);
+            const bool rerouted = !message.channel.empty() &&
+                                  (!payload->has("channel") ||
+                                   payload->getValue<std::string>("channel") != message.channel);
+            if (rerouted) {
+              payload->set("channel", message.channel);
+              std::ostringstream out;
+              payload->stringify(out);
+              rewritten = out.str();
+              body = &rewritten;
+            }
+          } catch (const Poco::Exception&) {
+            return sdk::SendResult::failed(0, "invalid_payload",
+                                           "message " + message.id + " is not a JSON object");
+          }
         }
         const auto started = clock_.now();
         auto result = post(*body);
@@ -321,7 +360,8 @@ sdk::SendResult SlackSink::post(const std::string& body) {
         redacted("HTTP " + std::to_string(status) + " from " + endpoint.origin() + ": " +
                  reply.substr(0, kDetailBodyBytes));
     std::optional<std::chrono::milliseconds> retry_after;
-    if (response.has("Retry-After")) retry_after = parse_retry_after(response.get("Retry-After"));
+    if (response.has("Retry-After"))
+      retry_after = parse_retry_after(response.get("Retry-After"), clock_.wall_now());
 
     if (status >= 200 && status <= 299) {
       // Incoming webhooks answer a plain "ok".

@@ -50,6 +50,10 @@ Settings parse_settings(const sdk::ConfigView& config);
 // plausible header value.
 std::string read_token(const std::string& name);
 
+// How long a Retry-After header asks us to wait: delta-seconds or an
+// HTTP-date (relative to `now`); capped at 24 h; garbage means 1 s.
+std::chrono::milliseconds parse_retry_after(const std::string& value, sdk::WallTime now);
+
 class SlackSink final : public sdk::Sink {
  public:
   SlackSink(sdk::HostServices& host, Settings settings, std::string token);

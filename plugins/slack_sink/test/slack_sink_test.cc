@@ -574,3 +574,25 @@ TEST_F(SlackSinkTlsTest, IgnoresAnAcceptAllCertificateHandlerInstalledProcessWid
 
 }  // namespace
 }  // namespace slack_proxy::plugins::slack_sink
+
+namespace slack_proxy::plugins::slack_sink {
+namespace {
+
+TEST(ParseRetryAfterTest, ReadsDeltaSecondsAndHttpDatesAndCapsAbsurdValues) {
+  using std::chrono::hours;
+  using std::chrono::milliseconds;
+  using std::chrono::seconds;
+  // 2023-11-14T22:13:20Z
+  const sdk::WallTime now = std::chrono::system_clock::from_time_t(1'700'000'000);
+  EXPECT_EQ(parse_retry_after("0", now), milliseconds(0));
+  EXPECT_EQ(parse_retry_after("30", now), seconds(30));
+  EXPECT_EQ(parse_retry_after("Tue, 14 Nov 2023 22:14:20 GMT", now), seconds(60));
+  EXPECT_EQ(parse_retry_after("Tue, 14 Nov 2023 22:00:00 GMT", now), milliseconds(0));  // past
+  EXPECT_EQ(parse_retry_after("999999999", now), hours(24));
+  EXPECT_EQ(parse_retry_after("99999999999999999999999", now), hours(24));
+  EXPECT_EQ(parse_retry_after("soon", now), seconds(1));
+  EXPECT_EQ(parse_retry_after("-5", now), seconds(1));
+}
+
+}  // namespace
+}  // namespace slack_proxy::plugins::slack_sink
