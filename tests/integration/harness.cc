@@ -96,6 +96,14 @@ std::optional<std::pair<Series, std::size_t>> parse_series(std::string_view text
   }
 }
 
+// The value of a sample line whose series ends at `series_end`.
+double sample_value(const std::string& line, std::size_t series_end) {
+  std::istringstream value(line.substr(series_end));
+  std::string token;
+  value >> token;
+  return std::stod(token);
+}
+
 }  // namespace
 
 // ------------------------------------------------------------- basics --
@@ -247,14 +255,14 @@ CommandResult run_proxy_command(const std::vector<std::string>& args, const Envi
   return run_in(dir, args, env);
 }
 
-CommandResult run_validate(const std::string& config_text) {
+CommandResult run_validate(const std::string& config_text, const Environment& env) {
   TempDir dir;
   std::string text = replace_all(config_text, "@CONFIG_DIR@", dir.path().string());
   // validate binds nothing, so any address will do.
   text = replace_all(std::move(text), "@LISTEN@", "127.0.0.1:0");
   text = replace_all(std::move(text), "@METRICS@", "127.0.0.1:0");
   const auto file = dir.write("slack-proxy.toml", text);
-  return run_in(dir, {"validate", file.string()}, default_environment());
+  return run_in(dir, {"validate", file.string()}, env);
 }
 
 // ---------------------------------------------------------- ProxyConfig --
@@ -278,8 +286,9 @@ std::string ProxyConfig::toml() const {
   std::ostringstream t;
   t << "[server]\n"
     << "listen = \"@LISTEN@\"\n"
-    << "threads = 16\n"
-    << "max_body_bytes = " << max_body_bytes << "\n\n"
+    << "threads = " << threads << "\n"
+    << "max_body_bytes = " << max_body_bytes << "\n"
+    << server_settings << "\n"
     << "[metrics]\n"
     << "listen = \"@METRICS@\"\n\n"
     << "[queue]\n"
@@ -449,16 +458,26 @@ std::optional<double> find_metric(const std::string& text, const std::string& se
     if (line.empty() || line[0] == '#') continue;
     const auto found = parse_series(line);
     if (!found || !(found->first == wanted->first)) continue;
-    std::istringstream value(line.substr(found->second));
-    std::string token;
-    value >> token;
-    return std::stod(token);
+    return sample_value(line, found->second);
   }
   return std::nullopt;
 }
 
 double metric(const std::string& text, const std::string& series) {
   return find_metric(text, series).value_or(0.0);
+}
+
+double metric_sum(const std::string& text, const std::string& name) {
+  double sum = 0;
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    const auto found = parse_series(line);
+    if (!found || found->first.name != name) continue;
+    sum += sample_value(line, found->second);
+  }
+  return sum;
 }
 
 std::string series(const std::string& name, const std::string& channel) {

@@ -82,10 +82,11 @@ struct CommandResult {
 CommandResult run_proxy_command(const std::vector<std::string>& args,
                                 const Environment& env = default_environment());
 
-// `slack-proxy validate <file>` on `config_text`, written to a temp file.
-// "@CONFIG_DIR@" in the text is replaced by that file's directory, "@LISTEN@"
-// and "@METRICS@" by 127.0.0.1:0.
-CommandResult run_validate(const std::string& config_text);
+// `slack-proxy validate <file>` on `config_text`, written to a temp file
+// named slack-proxy.toml. "@CONFIG_DIR@" in the text is replaced by that
+// file's directory, "@LISTEN@" and "@METRICS@" by 127.0.0.1:0.
+CommandResult run_validate(const std::string& config_text,
+                           const Environment& env = default_environment());
 
 // What most tests run: a pipeline on "/" whose last stage is slack_sink
 // pointing at `slack_url`, after `stages` (raw [[pipeline.stage]] tables).
@@ -96,6 +97,8 @@ struct ProxyConfig {
   std::size_t queue_capacity = 1000;
   std::string queue_retry_after = "5s";
   std::size_t max_body_bytes = 1 << 20;
+  int threads = 16;
+  std::string server_settings;  // extra lines inside [server]
   std::string shutdown_timeout = "5s";
   int workers = 8;
   std::string log_level = "info";
@@ -166,6 +169,8 @@ class ProxyProcess {
 std::optional<double> find_metric(const std::string& text, const std::string& series);
 // Same, but an absent series counts as 0, as Prometheus treats an untouched counter.
 double metric(const std::string& text, const std::string& series);
+// Sum of every series of metric `name`, whatever their labels; 0 when none.
+double metric_sum(const std::string& text, const std::string& name);
 
 // `name{channel="<channel>"}`
 std::string series(const std::string& name, const std::string& channel);

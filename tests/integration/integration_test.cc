@@ -4,10 +4,7 @@
 #include <signal.h>
 
 #include <Poco/Exception.h>
-#include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
 
-#include <algorithm>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -15,8 +12,7 @@
 #include <slack_proxy/sdk/abi.h>
 #include <slack_proxy/sdk/fingerprint.h>
 
-#include "fake_slack.h"
-#include "harness.h"
+#include "proxy_test.h"
 
 namespace slack_proxy::testing {
 namespace {
@@ -24,29 +20,11 @@ namespace {
 using namespace std::chrono_literals;
 using std::chrono::milliseconds;
 
-constexpr const char* kReceived = "slackproxy_requests_received_total";
-constexpr const char* kFailed = "slackproxy_requests_failed_total";
-constexpr const char* kRetried = "slackproxy_requests_retried_total";
-constexpr const char* kSucceeded = "slackproxy_requests_succeeded_total";
-constexpr const char* kNotProcessed = "slackproxy_requests_not_processed_total";
-
-Poco::JSON::Object::Ptr parse_object(const std::string& text) {
-  Poco::JSON::Parser parser;
-  return parser.parse(text).extract<Poco::JSON::Object::Ptr>();
-}
-
 std::string canonical_json(const std::string& text) {
   std::ostringstream out;
   parse_object(text)->stringify(out);
   return out.str();
 }
-
-std::string message(const std::string& channel, const std::string& text) {
-  return R"({"channel":")" + channel + R"(","text":")" + text + R"("})";
-}
-
-std::string error_of(const HttpResponse& r) { return parse_object(r.body)->getValue<std::string>("error"); }
-bool ok_of(const HttpResponse& r) { return parse_object(r.body)->getValue<bool>("ok"); }
 
 std::string text_of(const RecordedRequest& r) {
   return parse_object(r.body)->getValue<std::string>("text");
@@ -59,50 +37,9 @@ std::vector<RecordedRequest> requests_to(const FakeSlack& slack, const std::stri
   return matching;
 }
 
-std::string stage(const std::string& plugin, const std::string& settings = {}) {
-  return "\n[[pipeline.stage]]\nplugin = \"" + plugin + "\"\n" + settings;
-}
-
 std::string host_abi() {
   return std::to_string(SLACK_PROXY_ABI_MAJOR) + "." + std::to_string(SLACK_PROXY_ABI_MINOR);
 }
-
-// 1-based line of the first occurrence of `needle` in `text`.
-int line_of(const std::string& text, const std::string& needle) {
-  const auto at = text.find(needle);
-  return 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<long>(at), '\n'));
-}
-
-std::vector<std::string> non_empty_lines(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);)
-    if (line.find_first_not_of(" \t\r") != std::string::npos) lines.push_back(line);
-  return lines;
-}
-
-// A fake Slack and a proxy pointed at it; the proxy dies before the fake.
-class ProxyTest : public ::testing::Test {
- protected:
-  void SetUp() override { slack.start(); }
-
-  ProxyConfig config() const {
-    ProxyConfig c;
-    c.slack_url = slack.url();
-    return c;
-  }
-
-  ProxyProcess& start(const ProxyConfig& c) {
-    proxy = std::make_unique<ProxyProcess>(c);
-    auto started = proxy->start();
-    EXPECT_TRUE(started);
-    if (!started) throw std::runtime_error("slack-proxy did not start");
-    return *proxy;
-  }
-
-  FakeSlack slack;
-  std::unique_ptr<ProxyProcess> proxy;
-};
 
 // ------------------------------------------------------------ delivery --
 

@@ -1,0 +1,88 @@
+// What the end-to-end test files share: message builders, reply readers and
+// the fixture that runs a proxy against a fake Slack.
+#ifndef SLACK_PROXY_TESTS_INTEGRATION_PROXY_TEST_H
+#define SLACK_PROXY_TESTS_INTEGRATION_PROXY_TEST_H
+
+#include <gtest/gtest.h>
+
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+
+#include <algorithm>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "fake_slack.h"
+#include "harness.h"
+
+namespace slack_proxy::testing {
+
+inline constexpr const char* kReceived = "slackproxy_requests_received_total";
+inline constexpr const char* kFailed = "slackproxy_requests_failed_total";
+inline constexpr const char* kRetried = "slackproxy_requests_retried_total";
+inline constexpr const char* kSucceeded = "slackproxy_requests_succeeded_total";
+inline constexpr const char* kNotProcessed = "slackproxy_requests_not_processed_total";
+
+inline Poco::JSON::Object::Ptr parse_object(const std::string& text) {
+  Poco::JSON::Parser parser;
+  return parser.parse(text).extract<Poco::JSON::Object::Ptr>();
+}
+
+// A chat.postMessage body; `text` must need no JSON escaping.
+inline std::string message(const std::string& channel, const std::string& text) {
+  return R"({"channel":")" + channel + R"(","text":")" + text + R"("})";
+}
+
+inline std::string error_of(const HttpResponse& r) {
+  return parse_object(r.body)->getValue<std::string>("error");
+}
+inline bool ok_of(const HttpResponse& r) { return parse_object(r.body)->getValue<bool>("ok"); }
+
+// A raw [[pipeline.stage]] table.
+inline std::string stage(const std::string& plugin, const std::string& settings = {}) {
+  return "\n[[pipeline.stage]]\nplugin = \"" + plugin + "\"\n" + settings;
+}
+
+// 1-based line of the first occurrence of `needle` in `text`.
+inline int line_of(const std::string& text, const std::string& needle) {
+  const auto at = text.find(needle);
+  return 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<long>(at), '\n'));
+}
+
+inline std::vector<std::string> non_empty_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (line.find_first_not_of(" \t\r") != std::string::npos) lines.push_back(line);
+  return lines;
+}
+
+// A fake Slack and a proxy pointed at it; the proxy dies before the fake.
+class ProxyTest : public ::testing::Test {
+ protected:
+  void SetUp() override { slack.start(); }
+
+  ProxyConfig config() const {
+    ProxyConfig c;
+    c.slack_url = slack.url();
+    return c;
+  }
+
+  ProxyProcess& start(const ProxyConfig& c) {
+    proxy = std::make_unique<ProxyProcess>(c);
+    auto started = proxy->start();
+    EXPECT_TRUE(started);
+    if (!started) throw std::runtime_error("slack-proxy did not start");
+    return *proxy;
+  }
+
+  FakeSlack slack;
+  std::unique_ptr<ProxyProcess> proxy;
+};
+
+}  // namespace slack_proxy::testing
+
+#endif  // SLACK_PROXY_TESTS_INTEGRATION_PROXY_TEST_H
