@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build pkg-config curl ca-certificates
+  build-essential cmake ninja-build pkg-config curl ca-certificates openssl
   libpoco-dev libboost-dev libspdlog-dev prometheus-cpp-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev
 )

@@ -8,12 +8,6 @@ namespace slack_proxy::plugins::deny_list {
 
 namespace {
 
-// The channel is the routed target: an override parks the channel that was
-// actually missing, not the one the caller named.
-std::string key_of(const sdk::Message& message) {
-  // A newline cannot occur in a workspace name, so keys cannot collide.
-  return message.workspace + '\n' + message.channel;
-}
 
 std::string describe_channel(const sdk::Message& message) {
   if (message.workspace.empty()) return message.channel;
@@ -55,7 +49,7 @@ sdk::GuardVerdict DenyList::before_send(const sdk::Message& message, sdk::Steady
   return sdk::guarded(
       [&] {
         drop_expired(now);
-        auto it = parked_.find(key_of(message));
+        auto it = parked_.find(sdk::channel_key(message));
         if (it == parked_.end()) return sdk::GuardVerdict::pass();
         return sdk::GuardVerdict::deny("channel parked after " + it->second.error + ", " +
                                        std::to_string(seconds_rounded_up(it->second.until - now)) +
@@ -72,7 +66,7 @@ void DenyList::after_result(const sdk::Message& message, const sdk::SendResult& 
       [&] {
         if (result.delivered || errors_.find(result.error) == errors_.end()) return;
         const auto until = now + ttl_;
-        parked_.insert_or_assign(key_of(message),
+        parked_.insert_or_assign(sdk::channel_key(message),
                                  Parked{until, result.error, describe_channel(message)});
         next_expiry_ = std::min(next_expiry_, until);
         publish_size();

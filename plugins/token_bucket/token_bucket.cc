@@ -73,8 +73,7 @@ std::string TokenBucket::key_of(const sdk::Message& message) const {
     case BucketKey::Workspace:
       return message.workspace;
     case BucketKey::Channel:
-      // A newline cannot occur in a workspace name, so keys cannot collide.
-      return message.workspace + '\n' + message.channel;
+      return sdk::channel_key(message);
   }
   return {};
 }

@@ -50,6 +50,11 @@ function(slack_proxy_add_plugin)
     target_include_directories(${logic} INTERFACE ${CMAKE_CURRENT_SOURCE_DIR})
   endif()
 
+  # This project's own layering check (see plugins/CMakeLists.txt), when present.
+  if(TARGET sp_plugin_layering)
+    add_dependencies(${logic} sp_plugin_layering)
+  endif()
+
   set(module sp_${P_NAME}_plugin)
   add_library(${module} MODULE ${P_REGISTRATION})
   target_link_libraries(${module} PRIVATE ${logic})

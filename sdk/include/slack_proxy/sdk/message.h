@@ -64,6 +64,18 @@ struct Message {
   SteadyTime enqueued_at{};
 };
 
+// One key per Slack channel across workspaces, for stages that keep state per
+// channel (buckets, deny-lists). Uses the routed `channel`: the target that
+// is actually paced or missing. A newline cannot occur in a workspace name,
+// so two keys never collide.
+inline std::string channel_key(const Message& message) {
+  std::string key;
+  key.reserve(message.workspace.size() + 1 + message.channel.size());
+  key.append(message.workspace).push_back('\n');
+  key.append(message.channel);
+  return key;
+}
+
 }  // namespace slack_proxy::sdk
 
 #endif  // SLACK_PROXY_SDK_MESSAGE_H

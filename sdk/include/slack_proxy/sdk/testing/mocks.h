@@ -1,5 +1,7 @@
 // GoogleMock mocks of every SDK interface, for plugin authors and for the
-// host's own tests. Include from test code only (needs gmock).
+// host's own tests. Include from test code only (needs gmock). For most
+// tests the fakes in fakes.h (FakeHost, MapConfig) are simpler; mock what
+// you need to assert calls on.
 #ifndef SLACK_PROXY_SDK_TESTING_MOCKS_H
 #define SLACK_PROXY_SDK_TESTING_MOCKS_H
 
@@ -20,6 +22,54 @@ class MockLogger : public Logger {
  public:
   MOCK_METHOD(bool, enabled, (LogLevel), (const, noexcept, override));
   MOCK_METHOD(void, log, (LogLevel, std::string_view), (noexcept, override));
+};
+
+class MockCounter : public Counter {
+ public:
+  MOCK_METHOD(void, inc, (double), (noexcept, override));
+};
+
+class MockGauge : public Gauge {
+ public:
+  MOCK_METHOD(void, set, (double), (noexcept, override));
+  MOCK_METHOD(void, add, (double), (noexcept, override));
+};
+
+class MockHistogram : public Histogram {
+ public:
+  MOCK_METHOD(void, observe, (double), (noexcept, override));
+};
+
+class MockMetrics : public Metrics {
+ public:
+  MOCK_METHOD(Counter&, counter, (std::string_view, std::string_view, const Labels&),
+              (noexcept, override));
+  MOCK_METHOD(Gauge&, gauge, (std::string_view, std::string_view, const Labels&),
+              (noexcept, override));
+  MOCK_METHOD(Histogram&, histogram,
+              (std::string_view, std::string_view, const std::vector<double>&, const Labels&),
+              (noexcept, override));
+};
+
+class MockConfigView : public ConfigView {
+ public:
+  MOCK_METHOD(bool, has, (std::string_view), (const, noexcept, override));
+  MOCK_METHOD(std::string, get_string, (std::string_view), (const, noexcept, override));
+  MOCK_METHOD(std::int64_t, get_integer, (std::string_view), (const, noexcept, override));
+  MOCK_METHOD(double, get_number, (std::string_view), (const, noexcept, override));
+  MOCK_METHOD(bool, get_boolean, (std::string_view), (const, noexcept, override));
+  MOCK_METHOD(std::chrono::milliseconds, get_duration, (std::string_view),
+              (const, noexcept, override));
+  MOCK_METHOD(std::vector<std::string>, get_string_list, (std::string_view),
+              (const, noexcept, override));
+  MOCK_METHOD(std::string, source_of, (std::string_view), (const, noexcept, override));
+};
+
+class MockHostServices : public HostServices {
+ public:
+  MOCK_METHOD(Logger&, logger, (), (noexcept, override));
+  MOCK_METHOD(Metrics&, metrics, (), (noexcept, override));
+  MOCK_METHOD(const Clock&, clock, (), (noexcept, override));
 };
 
 class MockAuthenticator : public Authenticator {

@@ -1,7 +1,8 @@
 # Fails when a plugin source reaches past the SDK: every quoted #include must
 # resolve inside the plugin's own folder (tests may also use the fake Slack),
 # and every <slack_proxy/...> include must be an SDK header.
-#   cmake -DROOT=<source dir> -P tests/layering.cmake
+#   cmake -DROOT=<source dir> -P plugins/check_layering.cmake
+# Runs on every build, before any plugin is compiled, and as a CTest.
 file(GLOB_RECURSE sources LIST_DIRECTORIES false
   "${ROOT}/plugins/*.h" "${ROOT}/plugins/*.hpp" "${ROOT}/plugins/*.cc" "${ROOT}/plugins/*.cpp")
 set(violations "")
