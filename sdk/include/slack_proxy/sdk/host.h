@@ -23,7 +23,7 @@ namespace slack_proxy::sdk {
 // ---------------------------------------------------------------- clock --
 
 // The source of time for pacing, backoff and TTLs. Tests pass a fake one
-// (sdk/testing/fake_clock.h) and move it by hand.
+// (FakeClock in sdk/testing/fakes.h) and move it by hand.
 class Clock {
  public:
   virtual ~Clock() = default;
