@@ -126,6 +126,36 @@ ControlRule control_rule_from_json(const std::string& text) {
   return rule;
 }
 
+// Reads POST /_fake/limits (see fake_slack.h); unknown keys are refused so
+// that a typo does not silently leave a limit at its default.
+Limits limits_from_json(const std::string& text) {
+  Poco::JSON::Parser parser;
+  auto json = parser.parse(text).extract<Poco::JSON::Object::Ptr>();
+  if (!json) throw std::invalid_argument("expected a JSON object");
+  Limits limits;
+  for (const auto& [key, value] : *json) {
+    if (key == "channel_rate") {
+      limits.channel_rate = value.convert<double>();
+    } else if (key == "channel_burst") {
+      limits.channel_burst = value.convert<int>();
+    } else if (key == "workspace_per_minute") {
+      limits.workspace_per_minute = value.convert<double>();
+    } else if (key == "workspace_burst") {
+      limits.workspace_burst = value.convert<int>();
+    } else if (key == "retry_after") {
+      limits.retry_after_seconds = value.convert<int>();
+    } else if (key == "jitter_tolerance_ms") {
+      limits.jitter_tolerance = std::chrono::milliseconds(value.convert<int>());
+    } else {
+      throw std::invalid_argument("unknown key \"" + key +
+                                  "\"; allowed: channel_rate, channel_burst, "
+                                  "workspace_per_minute, workspace_burst, retry_after, "
+                                  "jitter_tolerance_ms");
+    }
+  }
+  return limits;
+}
+
 void reply(Poco::Net::HTTPServerResponse& response, int status, const std::string& content_type,
            const std::string& body) {
   const auto code = static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status);
@@ -205,6 +235,13 @@ class FakeSlack::Handler : public Poco::Net::HTTPRequestHandler {
     recorded.channel = channel_of(recorded.body);
     const std::string channel = recorded.channel;
 
+    if (const auto retry_after = owner_.over_limits(channel, recorded.at)) {
+      const Behaviour limited = Behaviour::rate_limited(*retry_after);
+      response.set("Retry-After", std::to_string(*retry_after));
+      reply(response, limited.status, limited.content_type, limited.body);
+      return;
+    }
+
     const Behaviour behaviour = owner_.admit(std::move(recorded));
     if (behaviour.delay.count() > 0 && !owner_.wait_delay(behaviour.delay)) {
       response.setKeepAlive(false);
@@ -239,6 +276,11 @@ class FakeSlack::Handler : public Poco::Net::HTTPRequestHandler {
         ControlRule rule = control_rule_from_json(body);
         owner_.enqueue(std::move(rule.behaviour), rule.times, std::move(rule.channel));
         reply(response, 200, json, R"({"ok":true})");
+      } else if (command == "limits" && method == "POST") {
+        owner_.enforce_limits(limits_from_json(body));
+        reply(response, 200, json, R"({"ok":true})");
+      } else if (command == "stats" && method == "GET") {
+        reply(response, 200, json, owner_.stats_json());
       } else if (command == "default" && method == "POST") {
         owner_.set_default(control_rule_from_json(body).behaviour);
         reply(response, 200, json, R"({"ok":true})");
@@ -351,6 +393,31 @@ void FakeSlack::reset() {
   answered_ = 0;
   rules_.clear();
   default_ = Behaviour::ok();
+  rate_limited_ = 0;
+  if (limiter_) {
+    const Limits limits = limiter_->limits();  // emplace destroys the old one first
+    limiter_.emplace(limits);
+  }
+}
+
+void FakeSlack::enforce_limits(const Limits& limits) {
+  SlackLimiter limiter(limits);  // validates before anything changes
+  std::lock_guard lock(mutex_);
+  limiter_.emplace(std::move(limiter));
+}
+
+std::size_t FakeSlack::rate_limited() const {
+  std::lock_guard lock(mutex_);
+  return rate_limited_;
+}
+
+std::optional<int> FakeSlack::over_limits(const std::string& channel,
+                                          std::chrono::steady_clock::time_point at) {
+  std::lock_guard lock(mutex_);
+  if (!limiter_) return std::nullopt;
+  auto retry_after = limiter_->admit(channel, at);
+  if (retry_after) ++rate_limited_;
+  return retry_after;
 }
 
 std::size_t FakeSlack::answered() const {
@@ -424,6 +491,14 @@ std::string FakeSlack::requests_json() const {
     list.add(item);
   }
   return to_json(list);
+}
+
+std::string FakeSlack::stats_json() const {
+  std::lock_guard lock(mutex_);
+  Poco::JSON::Object stats;
+  stats.set("delivered", static_cast<std::uint64_t>(requests_.size()));
+  stats.set("rate_limited", static_cast<std::uint64_t>(rate_limited_));
+  return to_json(stats);
 }
 
 }  // namespace slack_proxy::testing

@@ -11,6 +11,12 @@
 //   POST /_fake/default   same JSON, replaces the default reply
 //   GET  /_fake/requests  recorded requests as a JSON array (never the token)
 //   POST /_fake/reset     forget requests and rules
+//   POST /_fake/limits    {"channel_rate":1,"channel_burst":3,
+//                          "workspace_per_minute":600,"workspace_burst":10,
+//                          "retry_after":2,"jitter_tolerance_ms":0}
+//                         enforce Slack-like rate limits (see enforce_limits);
+//                         omitted keys take Limits' defaults
+//   GET  /_fake/stats     {"delivered":N,"rate_limited":N}
 // Control requests are not recorded.
 //
 // HTTPS mode: construct with TlsFiles (a certificate and key, e.g. from
@@ -32,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "slack_limits.h"
 #include "test_certs.h"
 
 namespace Poco::Net {
@@ -94,7 +101,18 @@ class FakeSlack {
   std::size_t count() const;
   // Blocks until count() >= n or timeout passes; returns count() >= n.
   bool wait_for(std::size_t n, std::chrono::milliseconds timeout) const;
-  void reset();                                 // forget requests, rules and the default
+  // Forgets requests, rules, the default and the rate-limited count; limits
+  // stay enforced, with every bucket full again.
+  void reset();
+
+  // From now on, like Slack: a request over its channel's or the workspace's
+  // limit (keyed by its JSON "channel"; the fake is one workspace) gets 429
+  // with Retry-After and {"ok":false,"error":"ratelimited"} before any rule
+  // or the default applies. It is counted in rate_limited() and nothing else:
+  // neither recorded, nor answered(), nor seen by on_request. Throws
+  // std::invalid_argument for limits that make no sense.
+  void enforce_limits(const Limits& limits);
+  std::size_t rate_limited() const;
 
   // Replies completely written so far: a slow reply counts once it is sent,
   // an abandoned one never. Tells "Slack answered" apart from "Slack was asked".
@@ -114,6 +132,10 @@ class FakeSlack {
     std::string channel;
   };
 
+  // The Retry-After for a request over the limits (taking its tokens when
+  // it is not), or nullopt; serialized by mutex_.
+  std::optional<int> over_limits(const std::string& channel,
+                                 std::chrono::steady_clock::time_point at);
   // Records the request, picks its reply and returns it; serialized by mutex_.
   Behaviour admit(RecordedRequest request);
   void note_answered();
@@ -121,6 +143,7 @@ class FakeSlack {
   bool wait_delay(std::chrono::milliseconds delay) const;
   std::string next_ts();
   std::string requests_json() const;
+  std::string stats_json() const;
 
   std::uint16_t requested_port_;
   std::optional<TlsFiles> tls_;
@@ -136,6 +159,8 @@ class FakeSlack {
   std::deque<Rule> rules_;
   Behaviour default_;
   std::uint64_t ts_counter_ = 0;
+  std::optional<SlackLimiter> limiter_;
+  std::size_t rate_limited_ = 0;
 
   std::unique_ptr<Poco::ThreadPool> pool_;
   std::unique_ptr<Poco::Net::HTTPServer> server_;

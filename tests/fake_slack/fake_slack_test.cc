@@ -8,6 +8,8 @@
 #include <Poco/JSON/Parser.h>
 #include <Poco/Net/SSLException.h>
 
+#include <atomic>
+#include <cmath>
 #include <filesystem>
 #include <future>
 #include <memory>
@@ -344,6 +346,268 @@ TEST_F(FakeSlackTest, ControlResetForgetsRequestsAndRules) {
   ASSERT_EQ(http_post(control_url("reset"), "").status, 200);
   EXPECT_EQ(slack.count(), 0u);
   EXPECT_TRUE(parse_object(post_message("#a").body)->getValue<bool>("ok"));
+}
+
+// ---------------------------------------------------------- rate limits --
+
+// The limiter alone, on a made-up timeline: no clock is read.
+class SlackLimiterTest : public ::testing::Test {
+ protected:
+  static Limits channel_only(double rate, int burst) {
+    Limits l;
+    l.channel_rate = rate;
+    l.channel_burst = burst;
+    l.workspace_per_minute = 0;
+    return l;
+  }
+  static Limits workspace_only(double per_minute, int burst) {
+    Limits l;
+    l.channel_rate = 0;
+    l.workspace_per_minute = per_minute;
+    l.workspace_burst = burst;
+    return l;
+  }
+  const SlackLimiter::Time t0 = SlackLimiter::Time{} + 1000s;
+};
+
+TEST_F(SlackLimiterTest, AdmitsAFullBurstAtOnceThenRefusesTheNext) {
+  SlackLimiter limiter(channel_only(1, 3));
+  EXPECT_EQ(limiter.admit("#a", t0), std::nullopt);
+  EXPECT_EQ(limiter.admit("#a", t0), std::nullopt);
+  EXPECT_EQ(limiter.admit("#a", t0), std::nullopt);
+  EXPECT_NE(limiter.admit("#a", t0), std::nullopt);
+}
+
+TEST_F(SlackLimiterTest, RefillsOneTokenPerIntervalExactlyOnTime) {
+  SlackLimiter limiter(channel_only(2, 1));  // one token per 500 ms
+  ASSERT_EQ(limiter.admit("#a", t0), std::nullopt);
+  EXPECT_NE(limiter.admit("#a", t0 + 499ms), std::nullopt);
+  EXPECT_EQ(limiter.admit("#a", t0 + 500ms), std::nullopt);
+  EXPECT_NE(limiter.admit("#a", t0 + 999ms), std::nullopt);
+  EXPECT_EQ(limiter.admit("#a", t0 + 1000ms), std::nullopt);
+}
+
+TEST_F(SlackLimiterTest, ARefusedRequestTakesNoToken) {
+  SlackLimiter limiter(channel_only(1, 1));
+  ASSERT_EQ(limiter.admit("#a", t0), std::nullopt);
+  for (int i = 0; i < 5; ++i) ASSERT_NE(limiter.admit("#a", t0 + 500ms), std::nullopt);
+  EXPECT_EQ(limiter.admit("#a", t0 + 1s), std::nullopt);
+}
+
+TEST_F(SlackLimiterTest, ABucketRefillsNoFurtherThanItsBurst) {
+  SlackLimiter limiter(channel_only(1, 2));
+  ASSERT_EQ(limiter.admit("#a", t0), std::nullopt);
+  const auto later = t0 + 1h;
+  EXPECT_EQ(limiter.admit("#a", later), std::nullopt);
+  EXPECT_EQ(limiter.admit("#a", later), std::nullopt);
+  EXPECT_NE(limiter.admit("#a", later), std::nullopt);
+}
+
+TEST_F(SlackLimiterTest, EachChannelHasItsOwnBucket) {
+  SlackLimiter limiter(channel_only(1, 1));
+  ASSERT_EQ(limiter.admit("#a", t0), std::nullopt);
+  ASSERT_NE(limiter.admit("#a", t0), std::nullopt);
+  EXPECT_EQ(limiter.admit("#b", t0), std::nullopt);
+}
+
+TEST_F(SlackLimiterTest, TheWorkspaceBucketIsSharedByEveryChannel) {
+  SlackLimiter limiter(workspace_only(60, 2));  // one token per second
+  ASSERT_EQ(limiter.admit("#a", t0), std::nullopt);
+  ASSERT_EQ(limiter.admit("#b", t0), std::nullopt);
+  EXPECT_NE(limiter.admit("#c", t0), std::nullopt);
+  EXPECT_EQ(limiter.admit("#c", t0 + 1s), std::nullopt);
+}
+
+TEST_F(SlackLimiterTest, ARequestNeedsATokenFromBothBucketsAndTakesBoth) {
+  Limits limits;
+  limits.channel_rate = 1;
+  limits.channel_burst = 1;
+  limits.workspace_per_minute = 60;
+  limits.workspace_burst = 2;
+  SlackLimiter limiter(limits);
+  ASSERT_EQ(limiter.admit("#a", t0), std::nullopt);
+  // #a's bucket is empty: refused although the workspace has a token left...
+  ASSERT_NE(limiter.admit("#a", t0), std::nullopt);
+  // ...which the refusal did not take: #b gets it.
+  ASSERT_EQ(limiter.admit("#b", t0), std::nullopt);
+  // Now the workspace is empty, though #c's own bucket is full.
+  EXPECT_NE(limiter.admit("#c", t0), std::nullopt);
+}
+
+TEST_F(SlackLimiterTest, RetryAfterIsTheWaitForBothTokensRoundedUp) {
+  Limits limits;
+  limits.channel_rate = 0.4;  // one token per 2.5 s
+  limits.channel_burst = 1;
+  limits.workspace_per_minute = 60;
+  limits.workspace_burst = 1;
+  SlackLimiter limiter(limits);
+  ASSERT_EQ(limiter.admit("#a", t0), std::nullopt);
+  EXPECT_EQ(limiter.wait("#a", t0), 2500ms);
+  EXPECT_EQ(limiter.admit("#a", t0), 3);
+  // #b waits only for the workspace: 1 s, then 0.2 s.
+  EXPECT_EQ(limiter.admit("#b", t0), 1);
+  EXPECT_EQ(limiter.admit("#b", t0 + 800ms), 1);  // 200 ms is still 1 s at least
+  EXPECT_EQ(limiter.wait("#b", t0 + 1s), 0ns);
+}
+
+TEST_F(SlackLimiterTest, AFixedRetryAfterReplacesTheComputedOne) {
+  Limits limits = channel_only(1, 1);
+  limits.retry_after_seconds = 30;
+  SlackLimiter limiter(limits);
+  ASSERT_EQ(limiter.admit("#a", t0), std::nullopt);
+  EXPECT_EQ(limiter.admit("#a", t0), 30);
+}
+
+TEST_F(SlackLimiterTest, JitterToleranceAdmitsSlightlyEarlyRequestsOnly) {
+  Limits limits = channel_only(1, 1);
+  limits.jitter_tolerance = 50ms;
+  SlackLimiter limiter(limits);
+  ASSERT_EQ(limiter.admit("#a", t0), std::nullopt);
+  EXPECT_NE(limiter.admit("#a", t0 + 949ms), std::nullopt);
+  EXPECT_EQ(limiter.admit("#a", t0 + 950ms), std::nullopt);
+  // The early request took the token due at t0 + 1 s, so the next is due at
+  // t0 + 2 s, not 1 s after it arrived: tolerance never raises the rate.
+  EXPECT_NE(limiter.admit("#a", t0 + 1949ms), std::nullopt);
+  EXPECT_EQ(limiter.admit("#a", t0 + 1950ms), std::nullopt);
+}
+
+TEST_F(SlackLimiterTest, ZeroRatesLiftEveryLimit) {
+  SlackLimiter limiter(workspace_only(0, 1));
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(limiter.admit("#a", t0), std::nullopt);
+}
+
+TEST_F(SlackLimiterTest, SustainedRateOverAMinuteIsTheConfiguredOne) {
+  SlackLimiter limiter(workspace_only(600, 10));
+  int admitted = 0;
+  // Asking every millisecond for a minute: the burst, then 10 per second.
+  for (auto t = t0; t < t0 + 60s; t += 1ms) admitted += limiter.admit("#a", t) ? 0 : 1;
+  EXPECT_EQ(admitted, 10 + 600 - 1);  // the 600th refill lands exactly at t0 + 60 s
+}
+
+TEST_F(SlackLimiterTest, RejectsLimitsThatMakeNoSense) {
+  EXPECT_THROW(SlackLimiter(channel_only(1, 0)), std::invalid_argument);
+  EXPECT_THROW(SlackLimiter(workspace_only(600, 0)), std::invalid_argument);
+  EXPECT_THROW(SlackLimiter(channel_only(std::nan(""), 1)), std::invalid_argument);
+  EXPECT_THROW(SlackLimiter(channel_only(1e-9, 3)), std::invalid_argument);
+  Limits fixed = channel_only(1, 1);
+  fixed.retry_after_seconds = 0;
+  EXPECT_THROW(SlackLimiter{fixed}, std::invalid_argument);
+  // A zero rate needs no burst: that limit is off.
+  EXPECT_NO_THROW(SlackLimiter(channel_only(0, 0)));
+}
+
+// The fake with limits on. Rates so low that no refill can happen during a
+// test keep these independent of the real clock they run on.
+class FakeSlackLimitsTest : public FakeSlackTest {
+ protected:
+  static Limits two_per_channel() {
+    Limits l;
+    l.channel_rate = 0.001;
+    l.channel_burst = 2;
+    l.workspace_per_minute = 0;
+    return l;
+  }
+};
+
+TEST_F(FakeSlackLimitsTest, OverTheLimitAnswers429RatelimitedWithRetryAfter) {
+  slack.enforce_limits(two_per_channel());
+  EXPECT_EQ(post_message("#a").status, 200);
+  EXPECT_EQ(post_message("#a").status, 200);
+  const HttpResponse r = post_message("#a");
+  EXPECT_EQ(r.status, 429);
+  ASSERT_TRUE(r.header("retry-after"));
+  EXPECT_GE(std::stoi(*r.header("retry-after")), 999);  // the time to the next token
+  EXPECT_EQ(r.header("content-type"), "application/json; charset=utf-8");
+  auto body = parse_object(r.body);
+  EXPECT_FALSE(body->getValue<bool>("ok"));
+  EXPECT_EQ(body->getValue<std::string>("error"), "ratelimited");
+}
+
+TEST_F(FakeSlackLimitsTest, ARateLimitedRequestIsCountedAndNothingElse) {
+  std::atomic<int> seen{0};
+  FakeSlack observed;
+  observed.on_request([&](const RecordedRequest&) { ++seen; });
+  observed.start();
+  observed.enforce_limits(two_per_channel());
+  for (int i = 0; i < 3; ++i) http_post(observed.url(), R"({"channel":"#a","text":"x"})");
+  EXPECT_EQ(observed.rate_limited(), 1u);
+  EXPECT_EQ(observed.count(), 2u);
+  EXPECT_EQ(observed.answered(), 2u);
+  EXPECT_EQ(seen.load(), 2);
+}
+
+TEST_F(FakeSlackLimitsTest, LimitsApplyBeforeScriptedRules) {
+  slack.enforce_limits(two_per_channel());
+  post_message("#a");
+  post_message("#a");
+  slack.enqueue(Behaviour::error("invalid_auth"));
+  EXPECT_EQ(post_message("#a").status, 429);
+  // The rule is still there for the next admitted request.
+  EXPECT_EQ(parse_object(post_message("#b").body)->getValue<std::string>("error"),
+            "invalid_auth");
+}
+
+TEST_F(FakeSlackLimitsTest, AnotherChannelIsNotLimitedByABusyOne) {
+  slack.enforce_limits(two_per_channel());
+  post_message("#busy");
+  post_message("#busy");
+  ASSERT_EQ(post_message("#busy").status, 429);
+  EXPECT_EQ(post_message("#quiet").status, 200);
+}
+
+TEST_F(FakeSlackLimitsTest, ResetRefillsTheBucketsAndKeepsTheLimits) {
+  slack.enforce_limits(two_per_channel());
+  post_message("#a");
+  post_message("#a");
+  ASSERT_EQ(post_message("#a").status, 429);
+  slack.reset();
+  EXPECT_EQ(slack.rate_limited(), 0u);
+  EXPECT_EQ(post_message("#a").status, 200);
+  EXPECT_EQ(post_message("#a").status, 200);
+  EXPECT_EQ(post_message("#a").status, 429);
+}
+
+TEST_F(FakeSlackLimitsTest, EnforceLimitsRefusesNonsenseAndKeepsServing) {
+  Limits bad;
+  bad.channel_burst = 0;
+  EXPECT_THROW(slack.enforce_limits(bad), std::invalid_argument);
+  EXPECT_EQ(post_message("#a").status, 200);
+}
+
+TEST_F(FakeSlackLimitsTest, ControlLimitsAndStats) {
+  ASSERT_EQ(http_post(control_url("limits"),
+                      R"({"channel_rate":0.001,"channel_burst":1,"workspace_per_minute":0,)"
+                      R"("retry_after":7})")
+                .status,
+            200);
+  EXPECT_EQ(post_message("#a").status, 200);
+  const HttpResponse limited = post_message("#a");
+  EXPECT_EQ(limited.status, 429);
+  EXPECT_EQ(limited.header("retry-after"), "7");
+  const HttpResponse stats = http_get(control_url("stats"));
+  ASSERT_EQ(stats.status, 200);
+  auto body = parse_object(stats.body);
+  EXPECT_EQ(body->getValue<int>("delivered"), 1);
+  EXPECT_EQ(body->getValue<int>("rate_limited"), 1);
+}
+
+TEST_F(FakeSlackLimitsTest, ControlWorkspaceLimitIsSharedAcrossChannels) {
+  ASSERT_EQ(http_post(control_url("limits"),
+                      R"({"channel_rate":0,"workspace_per_minute":0.06,"workspace_burst":2})")
+                .status,
+            200);
+  EXPECT_EQ(post_message("#a").status, 200);
+  EXPECT_EQ(post_message("#b").status, 200);
+  EXPECT_EQ(post_message("#c").status, 429);
+}
+
+TEST_F(FakeSlackLimitsTest, ControlLimitsRefusesUnknownKeysAndBadValues) {
+  const HttpResponse typo = http_post(control_url("limits"), R"({"chanel_rate":1})");
+  EXPECT_EQ(typo.status, 400);
+  EXPECT_NE(typo.body.find("chanel_rate"), std::string::npos);
+  EXPECT_EQ(http_post(control_url("limits"), R"({"channel_burst":0})").status, 400);
+  // Nothing was enforced.
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(post_message("#a").status, 200);
 }
 
 TEST(FakeSlackLifecycle, ListensOnTheRequestedPortAndReportsItInTheUrl) {

@@ -3,14 +3,20 @@
 // fake_slack.h).
 //
 //   fake-slack [--port N] [--tls-cert FILE --tls-key FILE] [--quiet]
+//              [--channel-rate R --channel-burst B --workspace-per-minute W
+//               --workspace-burst B --retry-after S --jitter-tolerance-ms MS]
 #include <Poco/Exception.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
+#include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -26,8 +32,18 @@ void usage(std::ostream& out) {
          "  --tls-cert FILE   speak HTTPS only, presenting this PEM certificate (chain)\n"
          "  --tls-key FILE    its unencrypted PEM private key; needs --tls-cert\n"
          "  --quiet           do not print received messages\n"
+         "  Rate limits like Slack's (any of these turns them on; the others take the\n"
+         "  defaults shown; a rate of 0 lifts that limit). Over a limit: 429 with\n"
+         "  Retry-After, not recorded.\n"
+         "  --channel-rate R           messages per second per channel (1)\n"
+         "  --channel-burst B          per-channel burst (3)\n"
+         "  --workspace-per-minute W   messages per minute for the workspace (600)\n"
+         "  --workspace-burst B        workspace burst (10)\n"
+         "  --retry-after S            fixed Retry-After (default: time to the next token)\n"
+         "  --jitter-tolerance-ms MS   admit requests this early (0)\n"
          "  Control API: POST /_fake/enqueue, POST /_fake/default, GET /_fake/requests,\n"
-         "  POST /_fake/reset (see tests/fake_slack/fake_slack.h).\n";
+         "  POST /_fake/reset, POST /_fake/limits, GET /_fake/stats\n"
+         "  (see tests/fake_slack/fake_slack.h).\n";
 }
 
 std::string text_of(const std::string& body) {
@@ -41,15 +57,47 @@ std::string text_of(const std::string& body) {
   return {};
 }
 
+// A whole-string number, or nullopt; atoi's silent 0 would lift a limit.
+std::optional<double> number(const char* text) {
+  char* end = nullptr;
+  errno = 0;
+  const double value = std::strtod(text, &end);
+  if (errno != 0 || end == text || *end != '\0') return std::nullopt;
+  return value;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int port = 0;
   bool quiet = false;
   slack_proxy::testing::TlsFiles tls;
+  std::optional<slack_proxy::testing::Limits> limits;
+  // Each limit flag: where its value goes once parsed.
+  const std::map<std::string_view, std::function<void(slack_proxy::testing::Limits&, double)>>
+      limit_flags = {
+          {"--channel-rate", [](auto& l, double v) { l.channel_rate = v; }},
+          {"--channel-burst", [](auto& l, double v) { l.channel_burst = static_cast<int>(v); }},
+          {"--workspace-per-minute", [](auto& l, double v) { l.workspace_per_minute = v; }},
+          {"--workspace-burst",
+           [](auto& l, double v) { l.workspace_burst = static_cast<int>(v); }},
+          {"--retry-after", [](auto& l, double v) { l.retry_after_seconds = static_cast<int>(v); }},
+          {"--jitter-tolerance-ms",
+           [](auto& l, double v) {
+             l.jitter_tolerance = std::chrono::milliseconds(static_cast<int>(v));
+           }},
+      };
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
-    if (arg == "--port" && i + 1 < argc) {
+    if (auto flag = limit_flags.find(arg); flag != limit_flags.end() && i + 1 < argc) {
+      const auto value = number(argv[++i]);
+      if (!value) {
+        std::cerr << "fake-slack: " << arg << " needs a number, got '" << argv[i] << "'\n";
+        return 2;
+      }
+      if (!limits) limits.emplace();
+      flag->second(*limits, *value);
+    } else if (arg == "--port" && i + 1 < argc) {
       port = std::atoi(argv[++i]);
     } else if (arg == "--tls-cert" && i + 1 < argc) {
       tls.certificate = argv[++i];
@@ -87,6 +135,14 @@ int main(int argc, char** argv) {
   slack_proxy::testing::FakeSlack slack =
       https ? slack_proxy::testing::FakeSlack(static_cast<std::uint16_t>(port), std::move(tls))
             : slack_proxy::testing::FakeSlack(static_cast<std::uint16_t>(port));
+  if (limits) {
+    try {
+      slack.enforce_limits(*limits);
+    } catch (const std::invalid_argument& e) {
+      std::cerr << "fake-slack: " << e.what() << "\n";
+      return 2;
+    }
+  }
   if (!quiet) {
     slack.on_request([](const slack_proxy::testing::RecordedRequest& r) {
       const std::string text = text_of(r.body);
