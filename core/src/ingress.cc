@@ -1,6 +1,6 @@
 #include "ingress.h"
 
-#include "json_text.h"
+#include "chat_message.h"
 #include "redact.h"
 
 #include <algorithm>
@@ -28,16 +28,6 @@ std::string_view path_only(std::string_view uri) {
   return q == std::string_view::npos ? uri : uri.substr(0, q);
 }
 
-bool non_empty(const Poco::Dynamic::Var& v) {
-  if (v.isEmpty()) return false;
-  if (v.isString()) return !v.extract<std::string>().empty();
-  if (v.type() == typeid(Poco::JSON::Array::Ptr)) {
-    auto a = v.extract<Poco::JSON::Array::Ptr>();
-    return a && a->size() > 0;
-  }
-  return false;
-}
-
 constexpr std::string_view kOk = R"({"ok":true})";
 
 // A path fit for a log line: the first segment only (the rest of a webhook
@@ -52,26 +42,6 @@ std::string loggable_path(std::string_view path) {
   if (out.size() > 64) out.resize(64);
   if (second != std::string_view::npos) out += "/...";
   return out;
-}
-
-// The body without its top-level "token" member(s).
-std::string without_token(const std::string& raw) {
-  if (auto cut = remove_top_level_member(raw, "token")) {
-    // Confirm with the real parser: an escaped key ("tok\u0065n") is not cut.
-    try {
-      Poco::JSON::Parser parser;
-      auto check = parser.parse(*cut).extract<Poco::JSON::Object::Ptr>();
-      if (check && !check->has("token")) return *cut;
-    } catch (const std::exception&) {
-    }
-  }
-  // Fallback: re-serialize in the caller's member order.
-  Poco::JSON::Parser parser(new Poco::JSON::ParseHandler(true));
-  auto object = parser.parse(raw).extract<Poco::JSON::Object::Ptr>();
-  object->remove("token");
-  std::ostringstream out;
-  Poco::JSON::Stringifier::condense(object, out);
-  return out.str();
 }
 
 }  // namespace
@@ -119,8 +89,16 @@ Ingress::Ingress(Queue& queue, std::vector<std::shared_ptr<Pipeline>> pipelines,
       clock_(clock),
       log_(std::move(log)),
       options_(options) {
-  for (const auto& p : pipelines_)
-    for (const auto& path : p->paths) by_path_[path] = p.get();
+  for (const auto& p : pipelines_) {
+    for (const auto& path : p->paths) {
+      if (path.size() >= 2 && path.compare(path.size() - 2, 2, "/*") == 0)
+        by_prefix_.emplace_back(path.substr(0, path.size() - 1), p.get());  // keeps the '/'
+      else
+        by_path_[path] = p.get();
+    }
+  }
+  std::sort(by_prefix_.begin(), by_prefix_.end(),
+            [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
   // Ids must not collide across restarts (a durable queue keeps old ones).
   std::random_device rd;
   char buf[16];
@@ -132,11 +110,20 @@ std::string Ingress::next_id() {
   return id_prefix_ + "-" + std::to_string(counter_.fetch_add(1, std::memory_order_relaxed) + 1);
 }
 
-HttpReply Ingress::reject(const sdk::RequestView& request, std::string_view where, int status,
+const Pipeline* Ingress::find(std::string_view path) const {
+  if (auto it = by_path_.find(std::string(path)); it != by_path_.end()) return it->second;
+  for (const auto& [prefix, pipeline] : by_prefix_)
+    if (path.size() > prefix.size() && path.compare(0, prefix.size(), prefix) == 0) return pipeline;
+  return nullptr;
+}
+
+HttpReply Ingress::reject(const sdk::RequestView& request, const Pipeline* pipeline, int status,
                           std::string_view error, std::string_view detail) {
   metrics_.rejected(error);
   std::uint64_t suppressed = 0;
   if (reject_log_.allow(clock_.now(), suppressed)) {
+    const std::string where = pipeline != nullptr ? "pipeline '" + pipeline->name + "'"
+                                                  : loggable_path(path_only(request.path()));
     log_->warn("{} {} from {}: {} {} ({}){}", request.method(), where, request.remote_address(),
                status, error, redact_secrets(detail),
                suppressed == 0 ? std::string()
@@ -144,13 +131,19 @@ HttpReply Ingress::reject(const sdk::RequestView& request, std::string_view wher
   }
   HttpReply r;
   r.status = status;
-  r.body = "{\"ok\":false,\"error\":\"" + json_escape(error) + "\",\"detail\":\"" +
-           json_escape(detail) + "\"}";
+  if (pipeline != nullptr && pipeline->webhook_style) {
+    // Incoming webhooks answer errors with the bare code as text.
+    r.content_type = "text/plain; charset=utf-8";
+    r.body = std::string(error);
+  } else {
+    r.body = "{\"ok\":false,\"error\":\"" + json_escape(error) + "\",\"detail\":\"" +
+             json_escape(detail) + "\"}";
+  }
   return r;
 }
 
 HttpReply Ingress::handle(const sdk::RequestView& request, std::istream& body) noexcept {
-  std::string where = "(request)";
+  const Pipeline* pipeline = nullptr;
   try {
     const std::string_view path = path_only(request.path());
     if (path == "/health") {
@@ -163,27 +156,26 @@ HttpReply Ingress::handle(const sdk::RequestView& request, std::istream& body) n
       }
       return r;
     }
-    auto it = by_path_.find(std::string(path));
-    if (it == by_path_.end()) {
-      auto r = reject(request, loggable_path(path), 404, "not_found", "no pipeline serves this path");
+    pipeline = find(path);
+    if (pipeline == nullptr) {
+      auto r = reject(request, nullptr, 404, "not_found", "no pipeline serves this path");
       r.close = true;
       return r;
     }
-    where = "pipeline '" + it->second->name + "'";
     if (request.method() != "POST") {
-      auto r = reject(request, where, 405, "method_not_allowed", "use POST");
+      auto r = reject(request, pipeline, 405, "method_not_allowed", "use POST");
       r.headers.emplace_back("Allow", "POST");
       r.close = true;
       return r;
     }
     if (draining_.load()) {
-      auto r = reject(request, where, 503, "shutting_down",
+      auto r = reject(request, pipeline, 503, "shutting_down",
                       "the proxy is draining; try another replica");
       r.headers.emplace_back("Retry-After", std::to_string(options_.retry_after.count()));
       r.close = true;
       return r;
     }
-    HttpReply reply = handle_post(*it->second, request, body);
+    HttpReply reply = handle_post(*pipeline, request, body);
     // Poco 1.11 reads a malformed chunk-size line as the end of the body, so
     // we cannot know where a chunked request really ended: never read
     // another request from that connection (real clients send
@@ -192,11 +184,14 @@ HttpReply Ingress::handle(const sdk::RequestView& request, std::istream& body) n
     return reply;
   } catch (const Poco::TimeoutException&) {
     // The client stopped sending mid-body; it holds a thread, so let it go.
-    auto r = reject(request, where, 408, "request_timeout", "the request body did not arrive in time");
+    auto r = reject(request, pipeline, 408, "request_timeout",
+                    "the request body did not arrive in time");
     r.close = true;
     return r;
   } catch (const std::exception& e) {
-    log_->error("ingress failed on {} {}: {}", request.method(), where, redact_secrets(e.what()));
+    log_->error("ingress failed on {} {}: {}", request.method(),
+                pipeline != nullptr ? pipeline->name : std::string("(no pipeline)"),
+                redact_secrets(e.what()));
     HttpReply r;
     r.status = 500;
     r.body = R"({"ok":false,"error":"internal_error"})";
@@ -207,9 +202,8 @@ HttpReply Ingress::handle(const sdk::RequestView& request, std::istream& body) n
 
 HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView& request,
                                std::istream& body) {
-  const std::string where = "pipeline '" + pipeline.name + "'";
   auto refuse = [&](int status, std::string_view error, const std::string& detail) {
-    return reject(request, where, status, error, detail);
+    return reject(request, &pipeline, status, error, detail);
   };
   // The body was not (fully) read: the connection cannot carry another request.
   auto refuse_and_close = [&](int status, std::string_view error, const std::string& detail) {
@@ -226,9 +220,13 @@ HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView&
   }
 
   const std::string content_type = media_type(request.header("Content-Type").value_or(""));
-  if (!content_type.empty() && content_type != "application/json") {
+  BodyFormat format = BodyFormat::Json;
+  if (content_type == "application/x-www-form-urlencoded") {
+    format = BodyFormat::Form;  // what the official SDKs send
+  } else if (!content_type.empty() && content_type != "application/json") {
     return refuse_and_close(415, "unsupported_media_type",
-                            "send application/json (got " + content_type + ")");
+                            "send application/json or application/x-www-form-urlencoded (got " +
+                                content_type + ")");
   }
 
   // Framing. Both headers at once is how requests are smuggled past proxies.
@@ -283,40 +281,37 @@ HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView&
     }
   }
 
-  Poco::JSON::Object::Ptr object;
-  try {
-    Poco::JSON::Parser parser;
-    Poco::Dynamic::Var parsed = parser.parse(raw);
-    if (parsed.type() == typeid(Poco::JSON::Object::Ptr))
-      object = parsed.extract<Poco::JSON::Object::Ptr>();
-  } catch (const std::exception&) {
-  }
-  if (!object) return refuse(400, "invalid_json", "the body must be a JSON object");
-
-  const Poco::Dynamic::Var channel = object->get("channel");
-  if (channel.isEmpty() || !channel.isString() || channel.extract<std::string>().empty())
-    return refuse(400, "channel_not_specified", "the 'channel' field is required");
-  if (!non_empty(object->get("text")) && !non_empty(object->get("blocks")) &&
-      !non_empty(object->get("attachments"))) {
-    return refuse(400, "no_text", "one of 'text', 'blocks' or 'attachments' is required");
-  }
+  DecodeOptions decode_options;
+  decode_options.webhook_style = pipeline.webhook_style;
+  decode_options.default_channel = pipeline.default_channel;
+  auto decoded = decode_chat_message(std::move(raw), format, decode_options);
+  if (auto* error = std::get_if<DecodeError>(&decoded))
+    return refuse(error->status, error->error, error->detail);
+  ChatMessage& chat = std::get<ChatMessage>(decoded);
 
   sdk::Message m;
+  if (pipeline.caller_token) {
+    // Slack's own precedence: the Authorization header, then the body's field.
+    std::string token = chat.caller_token;
+    if (auto auth = request.header("Authorization"); auth && auth->rfind("Bearer ", 0) == 0)
+      token = auth->substr(7);
+    if (token.empty()) {
+      auto r = refuse(401, "not_authed",
+                      "this pipeline delivers with the caller's token: send Authorization: Bearer");
+      r.headers.emplace_back("WWW-Authenticate", "Bearer");
+      return r;
+    }
+    m.delivery_token = std::move(token);
+  }
   m.id = next_id();
   m.pipeline = pipeline.name;
-  m.channel = channel.extract<std::string>();
+  m.channel = std::move(chat.channel);
   m.original_channel = m.channel;
   m.content_type = "application/json";
   m.caller = std::move(caller);
   m.received_at = clock_.wall_now();
   m.enqueued_at = clock_.now();
-  if (object->has("token")) {
-    // A credential is not message content: it is neither stored nor sent on.
-    // Cut it out of the text so every other byte goes on as sent.
-    m.payload = without_token(raw);
-  } else {
-    m.payload = std::move(raw);
-  }
+  m.payload = std::move(chat.payload);
 
   for (const auto& router : pipeline.routers) {
     sdk::RouteResult routed = router->route(m);
@@ -329,7 +324,12 @@ HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView&
     case Queue::PushStatus::Accepted: {
       metrics_.received(original);
       HttpReply r;
-      r.body = std::string(kOk);
+      if (pipeline.webhook_style) {
+        r.content_type = "text/plain; charset=utf-8";
+        r.body = "ok";  // exactly what Slack's incoming webhooks answer
+      } else {
+        r.body = std::string(kOk);
+      }
       log_->debug("accepted message {} for {}", id, original);
       return r;
     }

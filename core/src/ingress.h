@@ -58,15 +58,19 @@ class Ingress {
  private:
   HttpReply handle_post(const Pipeline& pipeline, const sdk::RequestView& request,
                         std::istream& body);
-  // An error reply, counted and (throttled) logged. `where` names the
-  // pipeline or a sanitised path: never the raw URI, which may hold secrets.
-  HttpReply reject(const sdk::RequestView& request, std::string_view where, int status,
+  // An error reply in the pipeline's style, counted and (throttled) logged
+  // with the pipeline's name or, without one, a sanitised path: never the
+  // raw URI, which may hold secrets.
+  HttpReply reject(const sdk::RequestView& request, const Pipeline* pipeline, int status,
                    std::string_view error, std::string_view detail);
+  // The pipeline serving `path`: exact paths first, then the longest "/x/*".
+  const Pipeline* find(std::string_view path) const;
   std::string next_id();
 
   Queue& queue_;
   std::vector<std::shared_ptr<Pipeline>> pipelines_;
   std::unordered_map<std::string, const Pipeline*> by_path_;
+  std::vector<std::pair<std::string, const Pipeline*>> by_prefix_;  // longest first
   CoreMetrics& metrics_;
   const sdk::Clock& clock_;
   std::shared_ptr<spdlog::logger> log_;

@@ -114,6 +114,10 @@ std::vector<std::shared_ptr<Pipeline>> assemble(const config::ProxyConfig& confi
     auto pipeline = std::make_shared<Pipeline>();
     pipeline->name = spec.name;
     pipeline->paths = spec.paths;
+    pipeline->webhook_style = spec.style == "webhook";
+    pipeline->default_channel = spec.default_channel;
+    pipeline->caller_token = spec.delivery_token == "caller";
+    pipeline->pause_workspace_on_429 = spec.rate_limit_scope == "workspace";
     for (std::size_t i = 0; i < spec.stages.size(); ++i) {
       const auto& stage = spec.stages[i];
       auto host = std::make_shared<StageHost>(log, spec.name + "/" + stage.name, metrics, clock);

@@ -19,6 +19,10 @@ namespace slack_proxy {
 struct Pipeline {
   std::string name;
   std::vector<std::string> paths;
+  bool webhook_style = false;          // replies like an incoming webhook
+  std::string default_channel;         // when a request names none
+  bool caller_token = false;           // deliver with the caller's token
+  bool pause_workspace_on_429 = true;  // else only the channel
   std::shared_ptr<sdk::Authenticator> authenticator;  // optional
   std::vector<std::shared_ptr<sdk::Router>> routers;  // in file order
   std::vector<std::shared_ptr<sdk::RateLimiter>> limiters;

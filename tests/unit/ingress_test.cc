@@ -259,8 +259,8 @@ TEST_F(IngressTest, EveryPathOfThePipelineIsServed) {
   EXPECT_EQ(queued().size(), 1u);
 }
 
-TEST_F(IngressTest, FormEncodedAndMultipartAreUnsupportedMediaType) {
-  for (const char* type : {"application/x-www-form-urlencoded", "multipart/form-data; boundary=x"}) {
+TEST_F(IngressTest, MultipartAndOtherMediaTypesAreUnsupported) {
+  for (const char* type : {"multipart/form-data; boundary=x", "text/plain"}) {
     SCOPED_TRACE(type);
     const HttpReply reply = post("channel=%23a&text=hi", type);
     EXPECT_EQ(reply.status, 415);
@@ -425,7 +425,7 @@ TEST_F(IngressTest, EveryRejectionIsCountedByItsErrorCode) {
   post("[]");
   post(R"({"text":"hi"})");
   post(R"({"channel":"#a"})");
-  post("a=b", "application/x-www-form-urlencoded");
+  post("a=b", "multipart/form-data; boundary=x");
   post(R"({"channel":"#a","text":")" + std::string(100, 'x') + R"("})");
   post(R"({"channel":"#a","text":"hi"})", kJson, "/nowhere");
   send(FakeRequest("PUT", "/"), "", std::nullopt);
@@ -560,6 +560,95 @@ TEST_F(IngressHardeningTest, RejectionsAreLoggedAtMostTwentyTimesPerSecondButAll
   clock.advance(std::chrono::seconds(1));
   EXPECT_EQ(post("not json").status, 400);
   EXPECT_THAT(log_text.str(), ::testing::HasSubstr("80 similar line(s) suppressed"));
+}
+
+}  // namespace
+}  // namespace slack_proxy
+
+namespace slack_proxy {
+namespace {
+
+// What issue #3 added: the official SDKs' form bodies, webhook-style
+// pipelines, default channels and the caller's own token.
+class IngressCompatibilityTest : public IngressTest {};
+
+TEST_F(IngressCompatibilityTest, FormBodyBecomesJsonWithStructuredFieldsAndBooleans) {
+  const std::string form =
+      "channel=%23a&text=hello+world&unfurl_links=false&thread_ts=1700000000.000100&"
+      "blocks=%5B%7B%22type%22%3A%22divider%22%7D%5D&token=xoxb-form-secret";
+  const HttpReply reply = post(form, "application/x-www-form-urlencoded", "/api/chat.postMessage");
+  ASSERT_EQ(reply.status, 200) << reply.body;
+  EXPECT_EQ(reply.body, R"({"ok":true})");
+  const auto messages = queued();
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].channel, "#a");
+  EXPECT_EQ(messages[0].payload,
+            R"({"channel":"#a","text":"hello world","unfurl_links":false,)"
+            R"("thread_ts":"1700000000.000100","blocks":[{"type":"divider"}]})");
+  EXPECT_TRUE(messages[0].delivery_token.empty());  // the pipeline delivers with its own
+}
+
+TEST_F(IngressCompatibilityTest, FormBodyWithBlocksThatDoNotParseIsInvalidBlocksFormat) {
+  const HttpReply reply = post("channel=%23a&blocks=%5Bnot-json", "application/x-www-form-urlencoded");
+  EXPECT_EQ(reply.status, 400);
+  EXPECT_EQ(error_of(reply), "invalid_blocks_format");
+  EXPECT_TRUE(queued().empty());
+}
+
+TEST_F(IngressCompatibilityTest, PrefixPathServesEverythingBelowIt) {
+  pipeline->paths = {"/services/*"};
+  EXPECT_EQ(post(R"({"channel":"#a","text":"x"})", kJson, "/services/T0/B0/secret").status, 200);
+  EXPECT_EQ(post(R"({"channel":"#a","text":"x"})", kJson, "/services/").status, 404);
+  EXPECT_EQ(post(R"({"channel":"#a","text":"x"})", kJson, "/servicesX/a").status, 404);
+}
+
+TEST_F(IngressCompatibilityTest, WebhookStyleAnswersPlainOkAndPlainErrorCodes) {
+  pipeline->webhook_style = true;
+  pipeline->default_channel = "#hooked";
+  const HttpReply ok = post(R"({"text":"from a webhook"})");
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_EQ(ok.body, "ok");
+  EXPECT_THAT(ok.content_type, ::testing::HasSubstr("text/plain"));
+  const auto messages = queued();
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].channel, "#hooked");
+  EXPECT_EQ(parse_object(messages[0].payload)->getValue<std::string>("channel"), "#hooked");
+
+  const HttpReply bad = post(R"({"channel":"#x"})");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(bad.body, "no_text");
+}
+
+TEST_F(IngressCompatibilityTest, WebhookStyleTakesALegacyPayloadFormField) {
+  pipeline->webhook_style = true;
+  const HttpReply reply =
+      post("payload=%7B%22channel%22%3A%22%23a%22%2C%22text%22%3A%22hi%22%7D",
+           "application/x-www-form-urlencoded");
+  EXPECT_EQ(reply.status, 200) << reply.body;
+  const auto messages = queued();
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].payload, R"({"channel":"#a","text":"hi"})");
+}
+
+TEST_F(IngressCompatibilityTest, CallerTokenPipelineCarriesTheBearerTokenAndNeverThePayload) {
+  pipeline->caller_token = true;
+  FakeRequest request("POST", "/");
+  request.with_header("Content-Type", "application/json")
+      .with_header("Authorization", "Bearer xoxb-caller-1");
+  const std::string body = R"({"channel":"#a","text":"x","token":"xoxb-field-2"})";
+  ASSERT_EQ(send(request, body, body.size()).status, 200);
+  const auto messages = queued();
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].delivery_token, "xoxb-caller-1");  // the header wins, as at Slack
+  EXPECT_THAT(messages[0].payload, ::testing::Not(::testing::HasSubstr("xoxb")));
+}
+
+TEST_F(IngressCompatibilityTest, CallerTokenPipelineWithoutAnyTokenIsNotAuthed) {
+  pipeline->caller_token = true;
+  const HttpReply reply = post(R"({"channel":"#a","text":"x"})");
+  EXPECT_EQ(reply.status, 401);
+  EXPECT_EQ(error_of(reply), "not_authed");
+  EXPECT_TRUE(queued().empty());
 }
 
 }  // namespace

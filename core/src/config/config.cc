@@ -407,7 +407,13 @@ void read_pipelines(Problems& problems, toml::table& doc, std::vector<PipelineSp
     PipelineSpec pipeline;
     pipeline.where = problems.where(table.source());
     std::string label = "pipeline #" + std::to_string(i + 1);
-    Section s(problems, table, "[[pipeline]]", {"name", "paths", "stage"});
+    Section s(problems, table, "[[pipeline]]",
+              {"name", "paths", "stage", "style", "default_channel", "delivery_token",
+               "rate_limit_scope"});
+    s.choice("style", pipeline.style, {"api", "webhook"});
+    s.choice("delivery_token", pipeline.delivery_token, {"proxy", "caller"});
+    s.choice("rate_limit_scope", pipeline.rate_limit_scope, {"workspace", "channel"});
+    if (const auto* channel = s.string("default_channel")) pipeline.default_channel = channel->get();
 
     if (const auto* name = s.string("name")) {
       if (!is_name(name->get(), true)) {
@@ -442,6 +448,14 @@ void read_pipelines(Problems& problems, toml::table& doc, std::vector<PipelineSp
       for (const auto* path : *paths) {
         if (path->get().empty() || path->get().front() != '/') {
           problems.at(path->source(), label + ": path \"" + path->get() + "\" must start with \"/\"");
+          continue;
+        }
+        const auto star = path->get().find('*');
+        if (star != std::string::npos &&
+            (star != path->get().size() - 1 || path->get().size() < 2 ||
+             path->get()[star - 1] != '/')) {
+          problems.at(path->source(), label + ": path \"" + path->get() +
+                                          "\": '*' may only end a path, after a '/' (\"/services/*\")");
           continue;
         }
         claim(path->get(), path->source());

@@ -94,7 +94,20 @@ struct StageSpec {
 // One [[pipeline]] table.
 struct PipelineSpec {
   std::string name;                  // required, unique
-  std::vector<std::string> paths;    // ingress paths, default ["/"]; unique across pipelines
+  // Ingress paths, default ["/"]; unique across pipelines. One ending in
+  // "/*" serves every path below it ("/services/*").
+  std::vector<std::string> paths;
+  // "api": replies like chat.postMessage (JSON); "webhook": like an
+  // incoming webhook (200 "ok", errors as plain-text codes).
+  std::string style = "api";
+  // Used when a request names no channel (a webhook is bound to one).
+  std::string default_channel;
+  // Which Slack token delivers: the sink's own ("proxy") or the one the
+  // caller sent ("caller": Authorization: Bearer or a token field).
+  std::string delivery_token = "proxy";
+  // What a 429's Retry-After pauses: every channel of the workspace (Slack's
+  // limit is per method and workspace) or only the channel that got it.
+  std::string rate_limit_scope = "workspace";
   std::vector<StageSpec> stages;     // in file order; at least one
   SourceRef where;
 };

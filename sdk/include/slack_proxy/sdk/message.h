@@ -53,6 +53,12 @@ struct Message {
   // telling the sink which token alias to use. Never holds secrets.
   std::map<std::string, std::string> attributes;
 
+  // SECRET. The caller's own Slack token, set only when the pipeline says
+  // `delivery_token = "caller"`; a sink then delivers with it instead of
+  // its own. Never log it, never put it in an error, a metric or a record
+  // meant for humans.
+  std::string delivery_token;
+
   // Delivery attempts made so far (0 until the first send).
   std::uint32_t attempts = 0;
 

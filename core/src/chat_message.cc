@@ -1,0 +1,231 @@
+#include "chat_message.h"
+
+#include <algorithm>
+#include <array>
+#include <sstream>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/ParseHandler.h>
+#include <Poco/JSON/Parser.h>
+#include <Poco/JSON/Stringifier.h>
+#include <Poco/URI.h>
+
+#include "json_text.h"
+
+namespace slack_proxy {
+namespace {
+
+using Poco::JSON::Array;
+using Poco::JSON::Object;
+
+// Fields Slack documents as JSON-encoded strings in form bodies, and the
+// error it gives when one does not parse.
+struct JsonField {
+  std::string_view name;
+  std::string_view error;
+};
+constexpr std::array<JsonField, 3> kJsonFields = {{
+    {"blocks", "invalid_blocks_format"},
+    {"attachments", "invalid_attachments"},
+    {"metadata", "invalid_metadata"},
+}};
+
+// chat.postMessage's boolean arguments, which a form body can only send as text.
+constexpr std::array<std::string_view, 6> kBooleanFields = {
+    "unfurl_links", "unfurl_media", "mrkdwn", "link_names", "as_user", "reply_broadcast"};
+
+// Keeps the caller's member order when the payload has to be rewritten.
+Poco::Dynamic::Var parse_ordered(const std::string& text) {
+  Poco::JSON::Parser parser(new Poco::JSON::ParseHandler(true));
+  return parser.parse(text);
+}
+
+Object::Ptr as_object(const Poco::Dynamic::Var& v) {
+  return v.type() == typeid(Object::Ptr) ? v.extract<Object::Ptr>() : Object::Ptr();
+}
+
+Array::Ptr as_array(const Poco::Dynamic::Var& v) {
+  return v.type() == typeid(Array::Ptr) ? v.extract<Array::Ptr>() : Array::Ptr();
+}
+
+bool non_empty(const Poco::Dynamic::Var& v) {
+  if (v.isEmpty()) return false;
+  if (v.isString()) return !v.extract<std::string>().empty();
+  if (auto a = as_array(v)) return a->size() > 0;
+  return false;
+}
+
+std::vector<std::pair<std::string, std::string>> parse_form(const std::string& body) {
+  std::vector<std::pair<std::string, std::string>> fields;
+  std::size_t start = 0;
+  while (start <= body.size()) {
+    std::size_t end = body.find('&', start);
+    if (end == std::string::npos) end = body.size();
+    const std::string_view pair(body.data() + start, end - start);
+    if (!pair.empty()) {
+      const std::size_t eq = pair.find('=');
+      // '+' is a space in a form body (a literal plus arrives as %2B). Poco
+      // 1.11 ignores its plusAsSpace flag, so do it before decoding.
+      auto decode = [](std::string_view encoded) {
+        std::string text(encoded), decoded;
+        std::replace(text.begin(), text.end(), '+', ' ');
+        Poco::URI::decode(text, decoded);
+        return decoded;
+      };
+      std::string key = decode(pair.substr(0, eq));
+      std::string value = eq != std::string_view::npos ? decode(pair.substr(eq + 1)) : "";
+      fields.emplace_back(std::move(key), std::move(value));
+    }
+    start = end + 1;
+  }
+  return fields;
+}
+
+DecodeError bad(std::string error, std::string detail) {
+  return {400, std::move(error), std::move(detail)};
+}
+
+}  // namespace
+
+std::size_t utf8_length(std::string_view text) {
+  std::size_t n = 0;
+  for (unsigned char c : text) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+std::variant<ChatMessage, DecodeError> decode_chat_message(std::string body,
+                                                           BodyFormat format,
+                                                           const DecodeOptions& options) {
+  Object::Ptr object;
+  bool rewrite = false;  // the payload must be serialized from `object`
+
+  if (format == BodyFormat::Json) {
+    try {
+      object = as_object(parse_ordered(body));
+    } catch (const std::exception&) {
+    }
+    if (!object) return bad("invalid_json", "the body must be a JSON object");
+  } else {
+    auto fields = parse_form(body);
+    if (options.webhook_style && fields.size() == 1 && fields[0].first == "payload") {
+      try {
+        object = as_object(parse_ordered(fields[0].second));
+      } catch (const std::exception&) {
+      }
+      if (!object) return bad("invalid_payload", "the payload field must be a JSON object");
+    } else {
+      object = new Object(Poco::JSON_PRESERVE_KEY_ORDER);
+      for (auto& [key, value] : fields) {
+        const bool flag =
+            std::find(kBooleanFields.begin(), kBooleanFields.end(), key) != kBooleanFields.end();
+        if (flag && (value == "true" || value == "1")) {
+          object->set(key, true);
+        } else if (flag && (value == "false" || value == "0")) {
+          object->set(key, false);
+        } else {
+          object->set(key, std::move(value));
+        }
+      }
+    }
+    rewrite = true;
+  }
+
+  // Structured fields sent as JSON text (always so in a form body, and some
+  // JSON clients do it too) are forwarded as JSON.
+  for (const auto& field : kJsonFields) {
+    const std::string name(field.name);
+    const auto value = object->get(name);
+    if (!value.isString()) continue;
+    const std::string text = value.extract<std::string>();
+    Poco::Dynamic::Var parsed;
+    try {
+      parsed = parse_ordered(text);
+    } catch (const std::exception&) {
+      return bad(std::string(field.error), "'" + name + "' is not valid JSON");
+    }
+    object->set(name, parsed);
+    rewrite = true;
+  }
+
+  ChatMessage out;
+  if (object->has("token")) {
+    const auto token = object->get("token");
+    if (token.isString()) out.caller_token = token.extract<std::string>();
+  }
+
+  const auto channel = object->get("channel");
+  if (channel.isString()) out.channel = channel.extract<std::string>();
+  if (out.channel.empty() && !options.default_channel.empty()) {
+    out.channel = options.default_channel;
+    object->set("channel", out.channel);
+    rewrite = true;
+  }
+  if (out.channel.empty()) return bad("channel_not_specified", "the 'channel' field is required");
+
+  const auto text = object->get("text");
+  const auto blocks = object->get("blocks");
+  const auto attachments = object->get("attachments");
+  // Shape first, so that a malformed `blocks` is reported as such.
+  if (!blocks.isEmpty() && !as_array(blocks))
+    return bad("invalid_blocks_format", "'blocks' must be an array of blocks");
+  if (!attachments.isEmpty() && !as_array(attachments))
+    return bad("invalid_attachments", "'attachments' must be an array");
+  if (!non_empty(text) && !non_empty(blocks) && !non_empty(attachments))
+    return bad("no_text", "one of 'text', 'blocks' or 'attachments' is required");
+  if (text.isString()) {
+    const std::string& t = text.extract<std::string>();
+    if (t.size() > kMaxTextCharacters && utf8_length(t) > kMaxTextCharacters) {
+      return bad("msg_too_long", "text is " + std::to_string(utf8_length(t)) +
+                                     " characters; Slack's limit is " +
+                                     std::to_string(kMaxTextCharacters));
+    }
+  }
+  if (auto list = as_array(blocks)) {
+    if (list->size() > kMaxBlocks) {
+      return bad("invalid_blocks", std::to_string(list->size()) +
+                                       " blocks; Slack allows at most " + std::to_string(kMaxBlocks));
+    }
+  }
+  if (auto list = as_array(attachments)) {
+    if (list->size() > kMaxAttachments) {
+      return bad("too_many_attachments", std::to_string(list->size()) +
+                                             " attachments; Slack allows at most " +
+                                             std::to_string(kMaxAttachments));
+    }
+  }
+
+  if (rewrite) {
+    // A credential is not message content: it is neither stored nor sent on.
+    object->remove("token");
+    std::ostringstream serialized;
+    Poco::JSON::Stringifier::condense(object, serialized);
+    out.payload = serialized.str();
+  } else if (object->has("token")) {
+    // Cut it out of the text so every other byte goes on as sent; an escaped
+    // key ("tok\u0065n") is caught by the parser check and re-serialized.
+    auto cut = remove_top_level_member(body, "token");
+    Object::Ptr check;
+    if (cut) {
+      try {
+        check = as_object(parse_ordered(*cut));
+      } catch (const std::exception&) {
+      }
+    }
+    if (check && !check->has("token")) {
+      out.payload = std::move(*cut);
+    } else {
+      object->remove("token");
+      std::ostringstream serialized;
+      Poco::JSON::Stringifier::condense(object, serialized);
+      out.payload = serialized.str();
+    }
+  } else {
+    out.payload = std::move(body);
+  }
+  return out;
+}
+
+}  // namespace slack_proxy

@@ -1,0 +1,53 @@
+// What a caller sent, turned into the chat.postMessage JSON that will be
+// queued and forwarded, with Slack's own rules applied up front so that
+// nothing is queued that Slack would refuse for its shape or size.
+//
+// Pure functions of the body: no HTTP, no queue. The ingress calls them;
+// tests (and fuzzers) can too.
+#pragma once
+
+#include <string>
+#include <variant>
+
+namespace slack_proxy {
+
+enum class BodyFormat { Json, Form };
+
+// Slack's documented limits (chat.postMessage).
+inline constexpr std::size_t kMaxTextCharacters = 40'000;
+inline constexpr std::size_t kMaxBlocks = 50;
+inline constexpr std::size_t kMaxAttachments = 100;
+
+struct ChatMessage {
+  std::string payload;       // JSON object to forward; never contains `token`
+  std::string channel;       // where it goes (the body's, or the default)
+  std::string caller_token;  // SECRET: a `token` field the body carried, if any
+};
+
+struct DecodeError {
+  int status;          // HTTP status to answer
+  std::string error;   // Slack's code: no_text, msg_too_long, invalid_blocks_format, ...
+  std::string detail;  // one human sentence, no secrets
+};
+
+struct DecodeOptions {
+  // A form body that is a single `payload` field holds the JSON (legacy
+  // incoming webhooks).
+  bool webhook_style = false;
+  // Used, and written into the payload, when the body names no channel.
+  std::string default_channel;
+};
+
+// JSON: every byte is kept unless something must change (a token field is
+// cut out; blocks/attachments/metadata sent as JSON strings become JSON; a
+// default channel is added). Form (the official SDKs' encoding): every
+// field becomes a JSON string, except blocks/attachments/metadata (JSON
+// inside the field) and Slack's boolean flags (unfurl_links, mrkdwn, ...).
+std::variant<ChatMessage, DecodeError> decode_chat_message(std::string body,
+                                                           BodyFormat format,
+                                                           const DecodeOptions& options);
+
+// Number of Unicode code points in UTF-8 text (invalid bytes count as one).
+std::size_t utf8_length(std::string_view text);
+
+}  // namespace slack_proxy
