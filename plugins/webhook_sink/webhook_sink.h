@@ -1,0 +1,53 @@
+// Delivers messages to a Slack incoming webhook
+// (https://hooks.slack.com/services/T.../B.../...). The URL is the
+// credential: only its scheme, host and port are ever shown.
+#ifndef SLACK_PROXY_PLUGINS_WEBHOOK_SINK_H
+#define SLACK_PROXY_PLUGINS_WEBHOOK_SINK_H
+
+#include <memory>
+#include <string>
+
+#include <slack_proxy/sdk/host.h>
+#include <slack_proxy/sdk/plugin.h>
+#include <slack_proxy/sdk/stages.h>
+#include <slack_sink/slack_poster.h>
+
+namespace slack_proxy::plugins::webhook_sink {
+
+struct Settings {
+  // Set from `url` when it is given; otherwise the URL is read from `url_env`
+  // when the sink is made.
+  slack_sink::HttpSettings http;
+  bool url_from_env = true;
+  std::string url_env = "SLACK_WEBHOOK_URL";
+};
+
+// Throws std::invalid_argument when a value makes no sense; never repeats
+// the URL.
+Settings parse_settings(const sdk::ConfigView& config);
+
+// Where the webhook URL in environment variable `name` points. Throws
+// std::runtime_error with one line that names the variable, never its value,
+// when it is unset, empty or not an http(s) URL.
+slack_sink::Endpoint read_url(const std::string& name);
+
+class WebhookSink final : public sdk::Sink {
+ public:
+  // Treats the endpoint's path as the secret it is, whatever `settings` says.
+  WebhookSink(sdk::HostServices& host, slack_sink::HttpSettings settings);
+
+  // Thread-safe: the dispatcher sends for different channels concurrently.
+  sdk::SendResult send(const sdk::Message& message) noexcept override;
+
+ private:
+  slack_sink::SlackPoster poster_;
+};
+
+// The plugin's factory. In check-only mode the environment is not read: the
+// sink is built against a stand-in URL so that the other settings are still
+// checked, and it is never used.
+std::unique_ptr<sdk::Sink> make_webhook_sink(const sdk::PluginContext& ctx);
+
+}  // namespace slack_proxy::plugins::webhook_sink
+
+#endif  // SLACK_PROXY_PLUGINS_WEBHOOK_SINK_H
