@@ -131,6 +131,13 @@ HttpReply Ingress::reject(const sdk::RequestView& request, const Pipeline* pipel
   }
   HttpReply r;
   r.status = status;
+  // On a Web API path, answer as Slack's Web API does: a message or auth
+  // error is HTTP 200 with ok:false. The official SDKs treat any other
+  // status as a transport failure and retry it for half an hour.
+  if (pipeline != nullptr && !pipeline->webhook_style && (status == 400 || status == 401) &&
+      path_only(request.path()).rfind("/api/", 0) == 0) {
+    r.status = 200;
+  }
   if (pipeline != nullptr && pipeline->webhook_style) {
     // Incoming webhooks answer errors with the bare code as text.
     r.content_type = "text/plain; charset=utf-8";

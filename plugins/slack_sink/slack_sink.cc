@@ -84,7 +84,9 @@ sdk::SendResult SlackSink::send(const sdk::Message& message) noexcept {
                                            "message " + message.id + " is not a JSON object");
           }
         }
-        return poster_.post(*body, token_);
+        // A pipeline with delivery_token = "caller" hands us the caller's own.
+        return poster_.post(*body,
+                            message.delivery_token.empty() ? token_ : message.delivery_token);
       },
       [&](std::string_view what) {
         return sdk::SendResult::failed(

@@ -309,7 +309,7 @@ std::string ProxyConfig::toml() const {
   }
   t << "[[pipeline]]\n"
     << "name = \"slack\"\n"
-    << "paths = [\"/\"]\n"
+    << "paths = [\"/\", \"/api/chat.postMessage\"]\n"
     << stages << "\n"
     << "[[pipeline.stage]]\n"
     << "plugin = \"slack_sink\"\n"

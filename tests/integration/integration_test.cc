@@ -57,6 +57,20 @@ TEST_F(ProxyTest, DeliversWithBearerTokenAndJsonContentType) {
   EXPECT_EQ(got.channel, "#general");
 }
 
+TEST_F(ProxyTest, DeliversAFormEncodedBodyAsJson) {
+  auto& p = start(config());
+  const HttpResponse r = p.post(
+      "channel=%23general&text=hello+there&unfurl_links=false&"
+      "attachments=%5B%7B%22text%22%3A%22a%22%7D%5D",
+      "/api/chat.postMessage", "application/x-www-form-urlencoded");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(ok_of(r));
+  ASSERT_TRUE(slack.wait_for(1, kDeadline));
+  EXPECT_EQ(slack.requests().front().body,
+            R"({"channel":"#general","text":"hello there","unfurl_links":false,)"
+            R"("attachments":[{"text":"a"}]})");
+}
+
 TEST_F(ProxyTest, ForwardsEveryFieldExceptTheTokenUnchanged) {
   auto& p = start(config());
   const std::string sent = R"({
@@ -164,10 +178,12 @@ TEST_F(IngressTest, AnswersAnUnknownPathWith404NotFound) {
   EXPECT_EQ(error_of(r), "not_found");
 }
 
-TEST_F(IngressTest, AcceptsAFormEncodedBodyAsTheOfficialSdksSendIt) {
-  const HttpResponse r =
-      proxy().post("channel=%23a&text=hello", "/", "application/x-www-form-urlencoded");
-  EXPECT_EQ(r.status, 200) << r.body;
+TEST_F(IngressTest, AnswersAMessageErrorOnTheWebApiPathLikeSlack200OkFalse) {
+  // Slack's Web API answers message errors with HTTP 200 and ok:false, and
+  // the official SDKs retry anything else for half an hour.
+  const HttpResponse r = proxy().post(R"({"channel":"#a"})", "/api/chat.postMessage");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(error_of(r), "no_text");
 }
 
 TEST_F(IngressTest, RejectsAMultipartBodyWith415) {

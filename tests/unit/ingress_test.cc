@@ -643,6 +643,19 @@ TEST_F(IngressCompatibilityTest, CallerTokenPipelineCarriesTheBearerTokenAndNeve
   EXPECT_THAT(messages[0].payload, ::testing::Not(::testing::HasSubstr("xoxb")));
 }
 
+TEST_F(IngressCompatibilityTest, WebApiPathAnswersMessageErrorsWith200OkFalseLikeSlack) {
+  options.max_body_bytes = 64;
+  const HttpReply api = post(R"({"channel":"#a"})", kJson, "/api/chat.postMessage");
+  EXPECT_EQ(api.status, 200);
+  EXPECT_EQ(error_of(api), "no_text");
+  const HttpReply root = post(R"({"channel":"#a"})", kJson, "/");
+  EXPECT_EQ(root.status, 400);
+  EXPECT_EQ(error_of(root), "no_text");
+  // Transport-level refusals keep their status on every path.
+  const std::string big = R"({"channel":"#a","text":")" + std::string(100, 'x') + R"("})";
+  EXPECT_EQ(post(big, kJson, "/api/chat.postMessage").status, 413);
+}
+
 TEST_F(IngressCompatibilityTest, CallerTokenPipelineWithoutAnyTokenIsNotAuthed) {
   pipeline->caller_token = true;
   const HttpReply reply = post(R"({"channel":"#a","text":"x"})");

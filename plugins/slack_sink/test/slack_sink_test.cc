@@ -208,6 +208,15 @@ TEST_F(SlackSinkTest, RewritesTheChannelAndKeepsEveryOtherField) {
   EXPECT_EQ(sent->size(), 5u);
 }
 
+TEST_F(SlackSinkTest, DeliversWithTheCallersTokenWhenTheMessageCarriesOne) {
+  auto m = message("#a", R"({"channel":"#a","text":"hi"})");
+  m.delivery_token = "xoxb-the-callers-own";
+  const auto result = send_with(Behaviour::ok(), m);
+  EXPECT_TRUE(result.delivered);
+  ASSERT_EQ(slack.count(), 1u);
+  EXPECT_EQ(slack.requests().front().authorization, "Bearer xoxb-the-callers-own");
+}
+
 TEST_F(SlackSinkTest, RejectsAPayloadThatIsNotJsonWithoutSending) {
   const auto result = send_with(Behaviour::ok(), message("#a", "channel=%23a&text=hi"));
   EXPECT_FALSE(result.delivered);
