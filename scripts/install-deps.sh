@@ -8,7 +8,10 @@ packages=(
   build-essential cmake ninja-build pkg-config curl ca-certificates openssl
   libpoco-dev libboost-dev libspdlog-dev prometheus-cpp-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev
+  prometheus-alertmanager
 )
+# The real Slack SDKs run on Node.js (18 or newer); keep one already there.
+command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(wrk nginx-light)
 fi
