@@ -90,7 +90,7 @@ void usage(std::ostream& out) {
  The proxy's pacing (default: the same as the fake's):
   --faster                     per channel 5x the fake's rate, no workspace bucket:
                                delivery then relies on 429s and Retry-After
-  --proxy-channel-rate R, --proxy-channel-burst B,
+  --proxy-channel-rate R (0 = no channel bucket), --proxy-channel-burst B,
   --proxy-workspace-per-minute W (0 = no workspace bucket), --proxy-workspace-burst B
   --proxy-config-extra TOML    lines added to the [[pipeline]] table, e.g.
                                'rate_limit_scope = "channel"'
@@ -291,9 +291,12 @@ std::string proxy_config(const Options& o, const std::string& slack_url) {
     << "[dispatcher]\nworkers = " << o.workers << "\nshutdown_timeout = \"5s\"\n\n"
     << "[log]\nlevel = \"" << o.log_level << "\"\n\n"
     << "[[pipeline]]\nname = \"storm\"\npaths = [\"/\"]\n"
-    << o.pipeline_extra << "\n"
-    << "[[pipeline.stage]]\nplugin = \"token_bucket\"\nname = \"per_channel\"\nkey = \"channel\"\n"
-    << "rate = " << o.proxy.channel_rate << "\nburst = " << o.proxy.channel_burst << "\n\n";
+    << o.pipeline_extra << "\n";
+  if (o.proxy.channel_rate > 0) {
+    t << "[[pipeline.stage]]\nplugin = \"token_bucket\"\nname = \"per_channel\"\n"
+      << "key = \"channel\"\nrate = " << o.proxy.channel_rate
+      << "\nburst = " << o.proxy.channel_burst << "\n\n";
+  }
   if (o.proxy.workspace_per_minute > 0) {
     t << "[[pipeline.stage]]\nplugin = \"token_bucket\"\nname = \"per_workspace\"\n"
       << "key = \"workspace\"\nrate = " << o.proxy.workspace_per_minute / 60.0
