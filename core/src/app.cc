@@ -278,7 +278,10 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
     mparams->setTimeout(Poco::Timespan(10, 0));
     metrics_server = std::make_unique<Poco::Net::HTTPServer>(
         new MetricsFactory(metrics,
-                           [&] { core_metrics.set_queue_size(static_cast<double>(queue.size())); }),
+                           [&] {
+                             core_metrics.set_queue_size(static_cast<double>(queue.size()));
+                             core_metrics.set_channel_depths(dispatcher.channel_depths());
+                           }),
         metrics_threads, bind(cfg.metrics.listen, 64), mparams);
   }
 

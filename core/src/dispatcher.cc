@@ -21,6 +21,15 @@ std::string lane_key(const sdk::Message& m) {
   return key;
 }
 
+// Slack's rate limit for chat.postMessage covers the whole workspace.
+std::string workspace_key(const sdk::Message& m) { return m.pipeline + "/" + m.workspace; }
+
+constexpr auto kDefaultRetryAfter = std::chrono::seconds(1);
+
+double seconds_between(sdk::SteadyTime from, sdk::SteadyTime to) {
+  return std::chrono::duration<double>(to - from).count();
+}
+
 std::string describe(const sdk::SendResult& r) {
   std::string s = r.error.empty() ? "no error code" : r.error;
   if (r.http_status != 0) s += " (HTTP " + std::to_string(r.http_status) + ")";
@@ -97,7 +106,28 @@ void Dispatcher::apply(Completion c, sdk::SteadyTime now) {
 
   if (c.result.delivered) {
     metrics_.succeeded(m.original_channel);
+    metrics_.delivery_latency(seconds_between(m.enqueued_at, now));
     finish(lane, "delivered");
+    return;
+  }
+
+  if (c.result.http_status == 429) {
+    // Slack says "not now", not "this failed": wait exactly as long as it
+    // asks, then send the same message again, without spending its retry
+    // budget. The pause covers every channel of the workspace by default,
+    // because that is the scope of Slack's limit.
+    const auto wait = c.result.retry_after.value_or(kDefaultRetryAfter);
+    const sdk::SteadyTime until = now + wait;
+    --m.attempts;
+    metrics_.rate_limited(m.original_channel);
+    if (p.pause_workspace_on_429) {
+      auto& paused = paused_until_[workspace_key(m)];
+      paused = std::max(paused, until);
+    }
+    lane.ready_at = std::max(lane.ready_at, until);
+    log_->warn("Slack rate-limited message {} to {}; {} waits {} ms", m.id, m.channel,
+               p.pause_workspace_on_429 ? "the workspace" : "the channel",
+               std::chrono::duration_cast<std::chrono::milliseconds>(wait).count());
     return;
   }
 
@@ -123,6 +153,14 @@ void Dispatcher::try_start(Lane& lane, sdk::SteadyTime now) {
   while (!lane.entries.empty()) {
     sdk::Message& m = lane.entries.front().message;
 
+    if (auto paused = paused_until_.find(workspace_key(m)); paused != paused_until_.end()) {
+      if (paused->second > now) {
+        lane.ready_at = paused->second;
+        return;
+      }
+      paused_until_.erase(paused);
+    }
+
     bool denied = false;
     for (const auto& guard : p.guards) {
       const sdk::GuardVerdict v = guard->before_send(m, now);
@@ -144,6 +182,8 @@ void Dispatcher::try_start(Lane& lane, sdk::SteadyTime now) {
     }
     for (const auto& limiter : p.limiters) limiter->on_send(m, now);
 
+    if (m.attempts == 0 && m.last_attempt_at == sdk::WallTime{})
+      metrics_.queue_wait(seconds_between(m.enqueued_at, now));
     ++m.attempts;
     m.last_attempt_at = clock_.wall_now();
     lane.busy = true;
@@ -192,6 +232,7 @@ sdk::SteadyTime Dispatcher::run_once() {
 
   sdk::SteadyTime next = sdk::SteadyTime::max();
   std::map<std::string, std::size_t> backlog;
+  std::map<std::string, std::size_t> depths;
   for (auto it = lanes_.begin(); it != lanes_.end();) {
     Lane& lane = it->second;
     if (lane.entries.empty() && !lane.busy) {
@@ -203,11 +244,13 @@ sdk::SteadyTime Dispatcher::run_once() {
     if (!lane.busy && (lane.ready_at > now || started_ < max_in_flight_))
       next = std::min(next, lane.ready_at);
     backlog[lane.key] = lane.entries.size();
+    depths[lane.entries.front().message.channel] += lane.entries.size();
     ++it;
   }
   {
     std::lock_guard<std::mutex> lock(mutex_);
     backlog_ = std::move(backlog);
+    channel_depths_ = std::move(depths);
     if (backlog_.empty() && in_flight_ == 0 && completions_.empty() && queue_.size() == 0)
       idle_cv_.notify_all();
   }
@@ -259,6 +302,11 @@ bool Dispatcher::wait_idle(std::chrono::steady_clock::time_point deadline) {
 std::map<std::string, std::size_t> Dispatcher::backlog() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return backlog_;
+}
+
+std::map<std::string, std::size_t> Dispatcher::channel_depths() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return channel_depths_;
 }
 
 std::size_t Dispatcher::in_flight() const {

@@ -73,6 +73,8 @@ class Dispatcher {
 
   // Messages held in lanes (waiting or in flight), per lane key. For logs.
   std::map<std::string, std::size_t> backlog() const;
+  // The same, per delivery channel (summed over pipelines). For metrics.
+  std::map<std::string, std::size_t> channel_depths() const;
   std::size_t in_flight() const;
 
  private:
@@ -111,6 +113,8 @@ class Dispatcher {
   // Owned by the scheduling thread (or the test calling run_once).
   std::unordered_map<std::string, Lane> lanes_;
   std::size_t started_ = 0;  // sends started whose result is not applied yet
+  // Workspaces Slack told to wait (429 + Retry-After), by pipeline/workspace.
+  std::unordered_map<std::string, sdk::SteadyTime> paused_until_;
   std::uint64_t next_seq_ = 0;
 
   // Shared with workers.
@@ -119,6 +123,7 @@ class Dispatcher {
   std::condition_variable idle_cv_;
   std::vector<Completion> completions_;
   std::map<std::string, std::size_t> backlog_;  // refreshed each round
+  std::map<std::string, std::size_t> channel_depths_;
   std::size_t in_flight_ = 0;
   bool stopping_ = false;
   std::atomic<bool> wake_pending_{false};

@@ -5,6 +5,11 @@
 #include <prometheus/text_serializer.h>
 
 namespace slack_proxy {
+namespace {
+// Seconds: from "immediately" to "Slack was down for ten minutes".
+const prometheus::Histogram::BucketBoundaries kLatencyBuckets = {
+    0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600};
+}  // namespace
 
 // One series handed to a plugin; forwards to prometheus-cpp (or nowhere).
 struct PrometheusMetrics::Series final : sdk::Counter, sdk::Gauge, sdk::Histogram {
@@ -146,10 +151,45 @@ CoreMetrics::CoreMetrics(prometheus::Registry& registry)
                     .Name("slackproxy_requests_rejected_total")
                     .Help("Requests refused at ingress, by error code (queue_full, no_text, ...)")
                     .Register(registry)),
+      rate_limited_(prometheus::BuildCounter()
+                        .Name("slackproxy_rate_limited_total")
+                        .Help("429 answers from Slack; the scope waits Retry-After")
+                        .Register(registry)),
       queue_size_(&prometheus::BuildGauge()
                        .Name("slackproxy_queue_size")
                        .Help("Messages queued or in flight")
                        .Register(registry)
-                       .Add({})) {}
+                       .Add({})),
+      queue_wait_(&prometheus::BuildHistogram()
+                       .Name("slackproxy_queue_wait_seconds")
+                       .Help("Time from acceptance to the first delivery attempt")
+                       .Register(registry)
+                       .Add({}, kLatencyBuckets)),
+      delivery_latency_(&prometheus::BuildHistogram()
+                             .Name("slackproxy_delivery_latency_seconds")
+                             .Help("Time from acceptance to Slack's ok")
+                             .Register(registry)
+                             .Add({}, kLatencyBuckets)),
+      channel_depth_(prometheus::BuildGauge()
+                         .Name("slackproxy_channel_queue_depth")
+                         .Help("Messages waiting or in flight, per delivery channel")
+                         .Register(registry)) {}
+
+void CoreMetrics::set_channel_depths(const std::map<std::string, std::size_t>& depths) {
+  std::lock_guard<std::mutex> lock(depth_mutex_);
+  for (auto it = depth_series_.begin(); it != depth_series_.end();) {
+    if (depths.count(it->first) == 0) {
+      channel_depth_.Remove(it->second);
+      it = depth_series_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (const auto& [channel, n] : depths) {
+    auto& gauge = depth_series_[channel];
+    if (gauge == nullptr) gauge = &channel_depth_.Add({{"channel", channel}});
+    gauge->Set(static_cast<double>(n));
+  }
+}
 
 }  // namespace slack_proxy

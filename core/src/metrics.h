@@ -69,6 +69,15 @@ class CoreMetrics {
     rejected_.Add({{"error", std::string(error)}}).Increment();
   }
   void set_queue_size(double n) { queue_size_->Set(n); }
+  // Slack answered 429 (the message waits; its retry budget is untouched).
+  void rate_limited(const std::string& channel) { counter(rate_limited_, channel).Increment(); }
+  // From acceptance to the first delivery attempt, in seconds.
+  void queue_wait(double seconds) { queue_wait_->Observe(seconds); }
+  // From acceptance to Slack's ok, in seconds.
+  void delivery_latency(double seconds) { delivery_latency_->Observe(seconds); }
+  // Messages waiting per delivery channel; channels no longer listed are
+  // removed, so idle channels leave no series behind.
+  void set_channel_depths(const std::map<std::string, std::size_t>& depths);
 
  private:
   prometheus::Counter& counter(prometheus::Family<prometheus::Counter>& family,
@@ -81,7 +90,13 @@ class CoreMetrics {
   prometheus::Family<prometheus::Counter>& succeeded_;
   prometheus::Family<prometheus::Counter>& not_processed_;
   prometheus::Family<prometheus::Counter>& rejected_;
+  prometheus::Family<prometheus::Counter>& rate_limited_;
   prometheus::Gauge* queue_size_;
+  prometheus::Histogram* queue_wait_;
+  prometheus::Histogram* delivery_latency_;
+  prometheus::Family<prometheus::Gauge>& channel_depth_;
+  std::mutex depth_mutex_;
+  std::map<std::string, prometheus::Gauge*> depth_series_;
 };
 
 }  // namespace slack_proxy

@@ -185,7 +185,7 @@ TEST_F(DispatcherTest, TransientFailureIsResentExactlyWhenTheRetryPolicySays) {
   EXPECT_CALL(*sink, send(_))
       .WillOnce(Invoke([&](const Message& m) {
         attempts_at_send.push_back(m.attempts);
-        return SendResult::failed(429, "ratelimited");
+        return SendResult::failed(503, "service_unavailable");
       }))
       .WillOnce(Invoke([&](const Message& m) {
         attempts_at_send.push_back(m.attempts);
@@ -390,6 +390,132 @@ TEST(DispatcherThreadsTest, StartAndStopDeliverEveryMessageThroughAThreadPool) {
   for (const auto& channel : channels)
     EXPECT_EQ(metric_value(registry, "slackproxy_requests_succeeded_total", {{"channel", channel}}),
               kPerChannel);
+}
+
+}  // namespace
+}  // namespace slack_proxy
+
+namespace slack_proxy {
+namespace {
+
+// Slack's 429: the scope waits exactly Retry-After, the message keeps its
+// place and its retry budget.
+class DispatcherRateLimitTest : public DispatcherTest {
+ protected:
+  static SendResult rate_limited(std::chrono::milliseconds retry_after) {
+    SendResult r = SendResult::failed(429, "ratelimited");
+    r.retry_after = retry_after;
+    return r;
+  }
+  void push_in(const std::string& id, const std::string& channel, const std::string& workspace) {
+    Message m;
+    m.id = id;
+    m.pipeline = "default";
+    m.workspace = workspace;
+    m.channel = channel;
+    m.original_channel = channel;
+    m.payload = R"({"channel":")" + channel + R"(","text":"x"})";
+    ASSERT_EQ(queue.push(std::move(m)), Queue::PushStatus::Accepted);
+  }
+};
+
+TEST_F(DispatcherRateLimitTest, A429PausesEveryChannelOfTheWorkspaceForExactlyRetryAfter) {
+  std::vector<std::string> order;
+  bool limited = false;
+  ON_CALL(*sink, send(_)).WillByDefault(Invoke([&](const Message& m) {
+    order.push_back(m.id);
+    if (!limited) {
+      limited = true;
+      return rate_limited(3s);
+    }
+    return SendResult::ok();
+  }));
+  push_in("a1", "#a", "T1");
+  dispatcher().run_once();
+  executor.run_all();  // a1 gets 429
+  push_in("b1", "#b", "T1");  // same workspace, another channel
+  push_in("c1", "#c", "T2");  // another workspace
+  const SteadyTime limited_at = clock.now();
+  EXPECT_EQ(dispatcher().run_once(), limited_at + 3s);
+  executor.run_all();
+  dispatcher().run_once();
+  EXPECT_THAT(order, ElementsAre("a1", "c1")) << "only the other workspace may send";
+
+  clock.advance(3s - 1ms);
+  run_until_quiet();
+  EXPECT_THAT(order, ElementsAre("a1", "c1")) << "sent before Retry-After passed";
+
+  clock.advance(1ms);
+  run_until_quiet();
+  EXPECT_THAT(order, ElementsAre("a1", "c1", "a1", "b1"));  // a1 keeps its place in #a
+  EXPECT_EQ(counter("slackproxy_rate_limited_total", "#a"), 1);
+  EXPECT_EQ(counter("slackproxy_requests_retried_total", "#a"), 0);
+  EXPECT_EQ(counter("slackproxy_requests_succeeded_total", "#a"), 1);
+  EXPECT_EQ(queue.size(), 0u);
+}
+
+TEST_F(DispatcherRateLimitTest, WithChannelScopeOnlyThatChannelWaits) {
+  pipeline->pause_workspace_on_429 = false;
+  std::vector<std::string> order;
+  bool limited = false;
+  ON_CALL(*sink, send(_)).WillByDefault(Invoke([&](const Message& m) {
+    order.push_back(m.id);
+    if (!limited) {
+      limited = true;
+      return rate_limited(3s);
+    }
+    return SendResult::ok();
+  }));
+  push_in("a1", "#a", "T1");
+  dispatcher().run_once();
+  executor.run_all();
+  push_in("b1", "#b", "T1");
+  run_until_quiet();
+  EXPECT_THAT(order, ElementsAre("a1", "b1"));
+  clock.advance(3s);
+  run_until_quiet();
+  EXPECT_THAT(order, ElementsAre("a1", "b1", "a1"));
+}
+
+TEST_F(DispatcherRateLimitTest, A429NeitherConsultsTheRetryPolicyNorSpendsTheRetryBudget) {
+  auto retry = std::make_shared<NiceMock<sdk::testing::MockRetryPolicy>>();
+  EXPECT_CALL(*retry, decide(_, _)).Times(0);
+  pipeline->retry = retry;
+  std::vector<std::uint32_t> attempts_at_send;
+  int calls = 0;
+  ON_CALL(*sink, send(_)).WillByDefault(Invoke([&](const Message& m) {
+    attempts_at_send.push_back(m.attempts);
+    return ++calls <= 3 ? rate_limited(1s) : SendResult::ok();
+  }));
+  push_in("a1", "#a", "");
+  for (int i = 0; i < 4; ++i) {
+    run_until_quiet();
+    clock.advance(1s);
+  }
+  EXPECT_THAT(attempts_at_send, ElementsAre(1u, 1u, 1u, 1u));
+  EXPECT_EQ(counter("slackproxy_rate_limited_total", "#a"), 3);
+  EXPECT_EQ(counter("slackproxy_requests_succeeded_total", "#a"), 1);
+}
+
+TEST_F(DispatcherRateLimitTest, A429WithoutRetryAfterWaitsOneSecond) {
+  int calls = 0;
+  ON_CALL(*sink, send(_)).WillByDefault(Invoke([&](const Message&) {
+    return ++calls == 1 ? SendResult::failed(429, "ratelimited") : SendResult::ok();
+  }));
+  push_in("a1", "#a", "");
+  dispatcher().run_once();
+  executor.run_all();
+  EXPECT_EQ(dispatcher().run_once(), clock.now() + 1s);
+}
+
+TEST_F(DispatcherRateLimitTest, ChannelDepthsCountWaitingMessagesPerChannel) {
+  ON_CALL(*sink, send(_)).WillByDefault(Return(rate_limited(60s)));
+  push_in("a1", "#a", "");
+  push_in("a2", "#a", "");
+  push_in("b1", "#b", "T9");
+  run_until_quiet();
+  EXPECT_EQ(dispatcher().channel_depths(),
+            (std::map<std::string, std::size_t>{{"#a", 2}, {"#b", 1}}));
 }
 
 }  // namespace
