@@ -559,17 +559,22 @@ TEST(ConfigTest, ShippedDefaultConfigLoads) {
   const auto& slack = config.pipelines[0];
   EXPECT_EQ(slack.name, "slack");
   EXPECT_THAT(slack.paths, ElementsAre("/", "/api/chat.postMessage"));
-  ASSERT_EQ(slack.stages.size(), 4u);
+  EXPECT_EQ(slack.style, "api");
+  EXPECT_EQ(slack.delivery_token, "proxy");
+  EXPECT_EQ(slack.rate_limit_scope, "workspace");
+  ASSERT_EQ(slack.stages.size(), 5u);
   EXPECT_EQ(slack.stages[0].plugin, "token_bucket");
-  EXPECT_EQ(slack.stages[0].settings["key"].value<std::string>(), "global");
-  EXPECT_EQ(slack.stages[1].plugin, "deny_list");
-  EXPECT_EQ(slack.stages[1].settings["ttl"].value<std::string>(), "15m");
-  EXPECT_EQ(slack.stages[2].plugin, "slack_retry");
-  EXPECT_EQ(slack.stages[2].settings["initial_backoff"].value<std::string>(), "1s");
-  EXPECT_EQ(slack.stages[3].plugin, "slack_sink");
-  EXPECT_EQ(slack.stages[3].settings["url"].value<std::string>(),
+  EXPECT_EQ(slack.stages[0].settings["key"].value<std::string>(), "channel");
+  EXPECT_EQ(slack.stages[1].plugin, "token_bucket");
+  EXPECT_EQ(slack.stages[1].settings["key"].value<std::string>(), "workspace");
+  EXPECT_EQ(slack.stages[2].plugin, "deny_list");
+  EXPECT_EQ(slack.stages[2].settings["ttl"].value<std::string>(), "15m");
+  EXPECT_EQ(slack.stages[3].plugin, "slack_retry");
+  EXPECT_EQ(slack.stages[3].settings["initial_backoff"].value<std::string>(), "1s");
+  EXPECT_EQ(slack.stages[4].plugin, "slack_sink");
+  EXPECT_EQ(slack.stages[4].settings["url"].value<std::string>(),
             "https://slack.com/api/chat.postMessage");
-  EXPECT_EQ(slack.stages[3].settings["token_env"].value<std::string>(), "SLACK_TOKEN");
+  EXPECT_EQ(slack.stages[4].settings["token_env"].value<std::string>(), "SLACK_TOKEN");
 }
 
 TEST(ConfigTest, ShippedDemoConfigLoads) {
@@ -577,12 +582,13 @@ TEST(ConfigTest, ShippedDemoConfigLoads) {
   ASSERT_EQ(config.pipelines.size(), 1u);
   const auto& slack = config.pipelines[0];
   EXPECT_EQ(slack.name, "slack");
-  ASSERT_EQ(slack.stages.size(), 4u);
+  ASSERT_EQ(slack.stages.size(), 5u);
   EXPECT_EQ(slack.stages[0].settings["key"].value<std::string>(), "channel");
-  EXPECT_EQ(slack.stages[2].settings["initial_backoff"].value<std::string>(), "500ms");
-  EXPECT_EQ(slack.stages[3].settings["url"].value<std::string>(),
+  EXPECT_EQ(slack.stages[1].settings["key"].value<std::string>(), "workspace");
+  EXPECT_EQ(slack.stages[3].settings["initial_backoff"].value<std::string>(), "500ms");
+  EXPECT_EQ(slack.stages[4].settings["url"].value<std::string>(),
             "http://127.0.0.1:8099/api/chat.postMessage");
-  EXPECT_EQ(slack.stages[3].settings["token_env"].value<std::string>(), "SLACK_TOKEN");
+  EXPECT_EQ(slack.stages[4].settings["token_env"].value<std::string>(), "SLACK_TOKEN");
 }
 
 }  // namespace
