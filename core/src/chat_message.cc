@@ -103,11 +103,18 @@ std::variant<ChatMessage, DecodeError> decode_chat_message(std::string body,
   bool rewrite = false;  // the payload must be serialized from `object`
 
   if (format == BodyFormat::Json) {
+    // Most bodies go on untouched, so validate with the plain parser; the
+    // order-keeping one is used only if the payload must be rewritten.
     try {
-      object = as_object(parse_ordered(body));
+      Poco::JSON::Parser parser;
+      object = as_object(parser.parse(body));
     } catch (const std::exception&) {
     }
     if (!object) return bad("invalid_json", "the body must be a JSON object");
+    bool must_rewrite = object->get("channel").isEmpty() && !options.default_channel.empty();
+    for (const auto& field : kJsonFields)
+      must_rewrite = must_rewrite || object->get(std::string(field.name)).isString();
+    if (must_rewrite) object = as_object(parse_ordered(body));
   } else {
     auto fields = parse_form(body);
     if (options.webhook_style && fields.size() == 1 && fields[0].first == "payload") {
@@ -137,7 +144,7 @@ std::variant<ChatMessage, DecodeError> decode_chat_message(std::string body,
   // JSON clients do it too) are forwarded as JSON.
   for (const auto& field : kJsonFields) {
     const std::string name(field.name);
-    const auto value = object->get(name);
+    const auto& value = object->get(name);
     if (!value.isString()) continue;
     const std::string text = value.extract<std::string>();
     Poco::Dynamic::Var parsed;
@@ -152,12 +159,12 @@ std::variant<ChatMessage, DecodeError> decode_chat_message(std::string body,
 
   ChatMessage out;
   if (object->has("token")) {
-    const auto token = object->get("token");
+    const auto& token = object->get("token");
     if (token.isString()) out.caller_token = token.extract<std::string>();
   }
 
-  const auto channel = object->get("channel");
-  if (channel.isString()) out.channel = channel.extract<std::string>();
+  if (const auto& channel = object->get("channel"); channel.isString())
+    out.channel = channel.extract<std::string>();
   if (out.channel.empty() && !options.default_channel.empty()) {
     out.channel = options.default_channel;
     object->set("channel", out.channel);
@@ -165,9 +172,9 @@ std::variant<ChatMessage, DecodeError> decode_chat_message(std::string body,
   }
   if (out.channel.empty()) return bad("channel_not_specified", "the 'channel' field is required");
 
-  const auto text = object->get("text");
-  const auto blocks = object->get("blocks");
-  const auto attachments = object->get("attachments");
+  const auto& text = object->get("text");
+  const auto& blocks = object->get("blocks");
+  const auto& attachments = object->get("attachments");
   // Shape first, so that a malformed `blocks` is reported as such.
   if (!blocks.isEmpty() && !as_array(blocks))
     return bad("invalid_blocks_format", "'blocks' must be an array of blocks");

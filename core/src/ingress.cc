@@ -365,9 +365,9 @@ class PocoRequestView final : public sdk::RequestView {
   std::string_view path() const noexcept override { return r_.getURI(); }
   std::optional<std::string> header(std::string_view name) const noexcept override {
     try {
-      const std::string n(name);
-      if (!r_.has(n)) return std::nullopt;
-      return r_.get(n);
+      const auto it = r_.find(std::string(name));  // one case-insensitive lookup
+      if (it == r_.end()) return std::nullopt;
+      return it->second;
     } catch (...) {
       return std::nullopt;
     }
