@@ -38,9 +38,9 @@ Sending 6 messages to two channels (paced at 1/s per channel, burst 3)...
 MSG
 for i in 1 2 3; do
   for ch in '#alerts' '#deploys'; do
-    curl -sS -X POST http://127.0.0.1:8080/ -H 'Content-Type: application/json' \
-      -d "{\"channel\":\"$ch\",\"text\":\"demo message $i\",\"unfurl_links\":false}"
-    echo
+    reply=$(curl -sS -X POST http://127.0.0.1:8080/ -H 'Content-Type: application/json' \
+      -d "{\"channel\":\"$ch\",\"text\":\"demo message $i\",\"unfurl_links\":false}")
+    printf 'sent to %-9s -> proxy answered %s\n' "$ch" "$reply"
   done
 done
 cat <<'MSG'
