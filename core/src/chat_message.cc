@@ -77,7 +77,7 @@ std::vector<std::pair<std::string, std::string>> parse_form(const std::string& b
       };
       std::string key = decode(pair.substr(0, eq));
       std::string value = eq != std::string_view::npos ? decode(pair.substr(eq + 1)) : "";
-      fields.emplace_back(std::move(key), std::move(value));
+      if (!key.empty()) fields.emplace_back(std::move(key), std::move(value));  // "=x" says nothing
     }
     start = end + 1;
   }
@@ -116,7 +116,14 @@ std::variant<ChatMessage, DecodeError> decode_chat_message(std::string body,
       must_rewrite = must_rewrite || object->get(std::string(field.name)).isString();
     if (must_rewrite) object = as_object(parse_ordered(body));
   } else {
-    auto fields = parse_form(body);
+    std::vector<std::pair<std::string, std::string>> fields;
+    try {
+      fields = parse_form(body);
+    } catch (const std::exception&) {
+      // A stray '%' ("100%"): a client error, not ours, and never a 5xx
+      // (Alertmanager and the SDKs would resend it for half an hour).
+      return bad("invalid_form_data", "the form body is not valid URL encoding");
+    }
     if (options.webhook_style && fields.size() == 1 && fields[0].first == "payload") {
       try {
         object = as_object(parse_ordered(fields[0].second));

@@ -10,7 +10,10 @@
 #include <random>
 #include <sstream>
 
+#include <Poco/DigestEngine.h>
 #include <Poco/Exception.h>
+#include <Poco/SHA2Engine.h>
+#include <Poco/String.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/ParseHandler.h>
 #include <Poco/JSON/Parser.h>
@@ -104,6 +107,17 @@ Ingress::Ingress(Queue& queue, std::vector<std::shared_ptr<Pipeline>> pipelines,
   char buf[16];
   std::snprintf(buf, sizeof(buf), "%08x", rd());
   id_prefix_ = buf;
+  for (int i = 0; i < 8; ++i) {
+    const auto word = rd();
+    tenant_salt_.append(reinterpret_cast<const char*>(&word), sizeof(word));
+  }
+}
+
+std::string Ingress::tenant_of(const std::string& token) const {
+  Poco::SHA2Engine sha(Poco::SHA2Engine::SHA_256);
+  sha.update(tenant_salt_);
+  sha.update(token);
+  return "caller-" + Poco::DigestEngine::digestToHex(sha.digest()).substr(0, 16);
 }
 
 std::string Ingress::next_id() {
@@ -298,16 +312,21 @@ HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView&
 
   sdk::Message m;
   if (pipeline.caller_token) {
-    // Slack's own precedence: the Authorization header, then the body's field.
+    // Slack's own precedence: the Authorization header, then the body's
+    // field. The scheme is case-insensitive (RFC 9110); an empty one says nothing.
     std::string token = chat.caller_token;
-    if (auto auth = request.header("Authorization"); auth && auth->rfind("Bearer ", 0) == 0)
-      token = auth->substr(7);
+    if (auto auth = request.header("Authorization");
+        auth && auth->size() > 7 && Poco::icompare(auth->substr(0, 7), "bearer ") == 0) {
+      std::string bearer = Poco::trim(auth->substr(7));
+      if (!bearer.empty()) token = std::move(bearer);
+    }
     if (token.empty()) {
       auto r = refuse(401, "not_authed",
                       "this pipeline delivers with the caller's token: send Authorization: Bearer");
       r.headers.emplace_back("WWW-Authenticate", "Bearer");
       return r;
     }
+    m.workspace = tenant_of(token);
     m.delivery_token = std::move(token);
   }
   m.id = next_id();

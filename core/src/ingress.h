@@ -66,6 +66,10 @@ class Ingress {
   // The pipeline serving `path`: exact paths first, then the longest "/x/*".
   const Pipeline* find(std::string_view path) const;
   std::string next_id();
+  // A stable, non-reversible name for the tenant behind a caller's token,
+  // used as its workspace so that tenants never share buckets, 429 pauses
+  // or deny-list entries. Salted per process: never the token itself.
+  std::string tenant_of(const std::string& token) const;
 
   Queue& queue_;
   std::vector<std::shared_ptr<Pipeline>> pipelines_;
@@ -79,6 +83,7 @@ class Ingress {
   LogThrottle reject_log_{20};
   std::atomic<std::uint64_t> counter_{0};
   std::string id_prefix_;
+  std::string tenant_salt_;
 };
 
 // "application/json; charset=utf-8" -> "application/json" (lower-cased).

@@ -117,6 +117,19 @@ TEST(ChatMessageTest, WebhookPayloadFieldThatIsNotJsonIsInvalidPayload) {
   EXPECT_EQ(error_of("payload=%7Bnope", BodyFormat::Form, options).error, "invalid_payload");
 }
 
+TEST(ChatMessageTest, FormWithABrokenPercentEscapeIsInvalidFormDataNotAServerError) {
+  for (const char* body : {"channel=%23a&text=100%", "channel=%23a&text=%zz", "channel=%2"}) {
+    const auto e = error_of(body, BodyFormat::Form);
+    EXPECT_EQ(e.status, 400) << body;
+    EXPECT_EQ(e.error, "invalid_form_data") << body;
+  }
+}
+
+TEST(ChatMessageTest, FormFieldsWithoutANameAreDroppedAndTheLastRepeatWins) {
+  const auto m = accepted("=orphan&channel=%23a&text=first&text=second&flag", BodyFormat::Form);
+  EXPECT_EQ(m.payload, R"({"channel":"#a","text":"second","flag":""})");
+}
+
 TEST(ChatMessageTest, Utf8LengthCountsCodePoints) {
   EXPECT_EQ(utf8_length(""), 0u);
   EXPECT_EQ(utf8_length("abc"), 3u);

@@ -656,6 +656,48 @@ TEST_F(IngressCompatibilityTest, WebApiPathAnswersMessageErrorsWith200OkFalseLik
   EXPECT_EQ(post(big, kJson, "/api/chat.postMessage").status, 413);
 }
 
+TEST_F(IngressCompatibilityTest, EachCallerTokenIsItsOwnWorkspaceNamedWithoutTheToken) {
+  pipeline->caller_token = true;
+  auto post_as = [&](const std::string& authorization) {
+    FakeRequest request("POST", "/");
+    request.with_header("Content-Type", "application/json")
+        .with_header("Authorization", authorization);
+    const std::string body = R"({"channel":"#a","text":"x"})";
+    EXPECT_EQ(send(request, body, body.size()).status, 200);
+  };
+  post_as("Bearer xoxb-tenant-one");
+  post_as("bearer xoxb-tenant-one");  // the scheme is case-insensitive
+  post_as("Bearer xoxb-tenant-two");
+  const auto messages = queued();
+  ASSERT_EQ(messages.size(), 3u);
+  EXPECT_EQ(messages[0].workspace, messages[1].workspace);
+  EXPECT_NE(messages[0].workspace, messages[2].workspace);
+  for (const auto& m : messages) {
+    EXPECT_FALSE(m.workspace.empty());
+    EXPECT_THAT(m.workspace, ::testing::Not(::testing::HasSubstr("xoxb")));
+    EXPECT_THAT(m.workspace, ::testing::Not(::testing::HasSubstr("tenant")));
+  }
+}
+
+TEST_F(IngressCompatibilityTest, AnEmptyBearerHeaderFallsBackToTheBodysToken) {
+  pipeline->caller_token = true;
+  FakeRequest request("POST", "/");
+  request.with_header("Content-Type", "application/json").with_header("Authorization", "Bearer ");
+  const std::string body = R"({"channel":"#a","text":"x","token":"xoxb-from-body"})";
+  ASSERT_EQ(send(request, body, body.size()).status, 200);
+  const auto messages = queued();
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].delivery_token, "xoxb-from-body");
+}
+
+TEST_F(IngressCompatibilityTest, ABrokenFormBodyOnTheWebApiPathIs200OkFalseNot500) {
+  const HttpReply reply =
+      post("channel=%23a&text=100%", "application/x-www-form-urlencoded", "/api/chat.postMessage");
+  EXPECT_EQ(reply.status, 200);
+  EXPECT_EQ(error_of(reply), "invalid_form_data");
+  EXPECT_EQ(rejected("invalid_form_data"), 1);
+}
+
 TEST_F(IngressCompatibilityTest, CallerTokenPipelineWithoutAnyTokenIsNotAuthed) {
   pipeline->caller_token = true;
   const HttpReply reply = post(R"({"channel":"#a","text":"x"})");
