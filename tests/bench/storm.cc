@@ -3,13 +3,16 @@
 // Retry-After when exceeded). N channels x M messages are POSTed as fast as
 // possible; the bench then waits until the fake has every accepted message
 // and reports what was lost or duplicated, how many 429s the fake sent, and
-// the drain time against the least the fake's limits allow.
+// the drain time against the least the fake's limits allow, and how many
+// requests arrived while a 429's Retry-After should have paused the
+// workspace (FakeSlack::early_after_429).
 //
 //   storm-bench [--channels 20] [--messages 10] [--faster] ...   (--help)
 //
 // Exit status: 0 all delivered (and within --max-429 / --max-ratio when
-// given), 1 messages lost or refused, 3 a budget exceeded, 2 bad usage or
-// the proxy did not start.
+// given), 1 messages lost or refused, 3 a budget exceeded (in --faster mode
+// also: any request early after a 429), 2 bad usage or the proxy did not
+// start.
 #include <Poco/Exception.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
@@ -89,7 +92,8 @@ void usage(std::ostream& out) {
   --jitter-tolerance-ms MS     admit requests this early, as a real limiter would (25)
  The proxy's pacing (default: the same as the fake's):
   --faster                     per channel 5x the fake's rate, no workspace bucket:
-                               delivery then relies on 429s and Retry-After
+                               delivery then relies on 429s and Retry-After, and
+                               any request early after a 429 fails the run
   --proxy-channel-rate R (0 = no channel bucket), --proxy-channel-burst B,
   --proxy-workspace-per-minute W (0 = no workspace bucket), --proxy-workspace-burst B
   --proxy-config-extra TOML    lines added to the [[pipeline]] table, e.g.
@@ -443,6 +447,7 @@ int main(int argc, char** argv) {
   const long lost = accepted - delivered;
   const long duplicates = static_cast<long>(deliveries.duplicates());
   const long rate_limited = static_cast<long>(slack.rate_limited());
+  const long early = static_cast<long>(slack.early_after_429());
   const auto last = deliveries.last_new_at();
   const Seconds drain = last ? Seconds(*last - first_post) : Seconds(0);
   const double ratio = minimum.total().count() > 0 ? drain / minimum.total() : 0;
@@ -460,6 +465,9 @@ int main(int argc, char** argv) {
               queue_empty ? "" : "  (the proxy's queue never emptied: more may follow)");
   std::printf("  429s       %ld sent by the fake; the proxy counted %.0f\n", rate_limited,
               metric_sum(metrics, "slackproxy_rate_limited_total"));
+  std::printf("  early      %ld request(s) arrived inside a 429's Retry-After (after %lld ms "
+              "in-flight grace)\n",
+              early, static_cast<long long>(kInFlightGrace.count()));
   std::printf("  drain      %.3f s (first POST -> last new delivery)\n", drain.count());
   std::printf("  minimum    %.3f s (channel %.3f s, workspace %.3f s, less %.3f s tolerance)\n",
               minimum.total().count(), minimum.channel.count(), minimum.workspace.count(),
@@ -471,9 +479,9 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "RESULT channels=%d messages=%d faster=%d accepted=%ld delivered=%ld lost=%ld "
-      "duplicates=%ld rate_limited=%ld drain_s=%.3f min_s=%.3f ratio=%.3f\n",
+      "duplicates=%ld rate_limited=%ld early_after_429=%ld drain_s=%.3f min_s=%.3f ratio=%.3f\n",
       o.channels, o.messages, o.faster ? 1 : 0, accepted, delivered, lost, duplicates, rate_limited,
-      drain.count(), minimum.total().count(), ratio);
+      early, drain.count(), minimum.total().count(), ratio);
 
   if (lost > 0 || accepted < total) {
     std::fprintf(stderr, "storm-bench: FAIL: %ld lost, %ld refused; end of the proxy's log:\n%s\n",
@@ -483,6 +491,12 @@ int main(int argc, char** argv) {
   if (o.max_rate_limited && rate_limited > *o.max_rate_limited) {
     std::fprintf(stderr, "storm-bench: FAIL: %ld 429s, at most %ld allowed\n", rate_limited,
                  *o.max_rate_limited);
+    return 3;
+  }
+  if (o.faster && early > 0) {
+    std::fprintf(stderr,
+                 "storm-bench: FAIL: %ld request(s) arrived before a 429's Retry-After had passed\n",
+                 early);
     return 3;
   }
   if (o.max_ratio && minimum.total().count() > 0 && ratio > *o.max_ratio) {

@@ -13,6 +13,7 @@
 #include <Poco/Net/SecureServerSocket.h>
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/SocketAddress.h>
+#include <Poco/SHA2Engine.h>
 #include <Poco/StreamCopier.h>
 #include <Poco/ThreadPool.h>
 
@@ -69,6 +70,12 @@ std::string channel_of(const std::string& body) {
     // Not a JSON object: nothing to filter on.
   }
   return {};
+}
+
+std::string sha256_hex(const std::string& text) {
+  Poco::SHA2Engine engine(Poco::SHA2Engine::SHA_256);
+  engine.update(text);
+  return Poco::DigestEngine::digestToHex(engine.digest());
 }
 
 Poco::Net::ServerSocket listening_socket(const Poco::Net::SocketAddress& address,
@@ -238,6 +245,9 @@ class FakeSlack::Handler : public Poco::Net::HTTPRequestHandler {
     if (const auto retry_after = owner_.over_limits(channel, recorded.at)) {
       const Behaviour limited = Behaviour::rate_limited(*retry_after);
       response.set("Retry-After", std::to_string(*retry_after));
+      // Noted before the reply is written, so that whoever reads it finds it
+      // recorded; the in-flight grace absorbs the write.
+      owner_.note_rate_limit_answered(*retry_after);
       reply(response, limited.status, limited.content_type, limited.body);
       return;
     }
@@ -394,6 +404,8 @@ void FakeSlack::reset() {
   rules_.clear();
   default_ = Behaviour::ok();
   rate_limited_ = 0;
+  limited_arrivals_.clear();
+  rate_limit_answers_.clear();
   if (limiter_) {
     const Limits limits = limiter_->limits();  // emplace destroys the old one first
     limiter_.emplace(limits);
@@ -415,9 +427,38 @@ std::optional<int> FakeSlack::over_limits(const std::string& channel,
                                           std::chrono::steady_clock::time_point at) {
   std::lock_guard lock(mutex_);
   if (!limiter_) return std::nullopt;
+  limited_arrivals_.push_back(at);
   auto retry_after = limiter_->admit(channel, at);
   if (retry_after) ++rate_limited_;
   return retry_after;
+}
+
+void FakeSlack::note_rate_limit_answered(int retry_after_seconds) {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(mutex_);
+  rate_limit_answers_.push_back(RateLimitAnswer{kFakeWorkspace, now, retry_after_seconds});
+}
+
+std::vector<RateLimitAnswer> FakeSlack::rate_limit_answers() const {
+  std::lock_guard lock(mutex_);
+  return rate_limit_answers_;
+}
+
+std::size_t FakeSlack::early_after_429() const {
+  std::lock_guard lock(mutex_);
+  return early_after_429_locked();
+}
+
+std::size_t FakeSlack::early_after_429_locked() const {
+  return static_cast<std::size_t>(
+      std::count_if(limited_arrivals_.begin(), limited_arrivals_.end(), [&](auto at) {
+        return std::any_of(rate_limit_answers_.begin(), rate_limit_answers_.end(),
+                           [&](const RateLimitAnswer& a) {
+                             return at >= a.answered_at + kInFlightGrace &&
+                                    at < a.answered_at + std::chrono::seconds(
+                                                             a.retry_after_seconds);
+                           });
+      }));
 }
 
 std::size_t FakeSlack::answered() const {
@@ -485,7 +526,10 @@ std::string FakeSlack::requests_json() const {
     item.set("channel", r.channel);
     item.set("body", r.body);
     // The control API is readable by anyone on the port: never echo the token.
+    // A hash lets a test check which token delivered without the fake
+    // echoing it.
     item.set("authorization_present", !r.authorization.empty());
+    item.set("authorization_sha256", r.authorization.empty() ? "" : sha256_hex(r.authorization));
     item.set("at_ms", std::chrono::duration_cast<std::chrono::milliseconds>(r.at - started_at_)
                           .count());
     list.add(item);
@@ -498,6 +542,7 @@ std::string FakeSlack::stats_json() const {
   Poco::JSON::Object stats;
   stats.set("delivered", static_cast<std::uint64_t>(requests_.size()));
   stats.set("rate_limited", static_cast<std::uint64_t>(rate_limited_));
+  stats.set("early_after_429", static_cast<std::uint64_t>(early_after_429_locked()));
   return to_json(stats);
 }
 

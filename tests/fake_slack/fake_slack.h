@@ -16,7 +16,7 @@
 //                          "retry_after":2,"jitter_tolerance_ms":0}
 //                         enforce Slack-like rate limits (see enforce_limits);
 //                         omitted keys take Limits' defaults
-//   GET  /_fake/stats     {"delivered":N,"rate_limited":N}
+//   GET  /_fake/stats     {"delivered":N,"rate_limited":N,"early_after_429":N}
 // Control requests are not recorded.
 //
 // HTTPS mode: construct with TlsFiles (a certificate and key, e.g. from
@@ -56,6 +56,21 @@ struct RecordedRequest {
   std::string channel;  // "channel" field of a JSON body, "" if none
   std::chrono::steady_clock::time_point at;    // when it arrived
 };
+
+// A 429 the fake answered in rate-limit mode, and the pause it asked for.
+struct RateLimitAnswer {
+  std::string workspace;  // always kFakeWorkspace: the fake is one workspace
+  std::chrono::steady_clock::time_point answered_at;  // as the reply was written
+  int retry_after_seconds = 0;
+};
+
+inline constexpr const char* kFakeWorkspace = "T_FAKE";
+
+// Requests arriving this soon after a 429 was answered are taken to have
+// been sent before the proxy could read it (other workers' requests already
+// on the wire), so they do not count as ignoring it. Generous next to
+// loopback latency, small next to a Retry-After of at least 1 s.
+inline constexpr std::chrono::milliseconds kInFlightGrace{50};
 
 struct Behaviour {
   int status = 200;
@@ -113,6 +128,11 @@ class FakeSlack {
   // std::invalid_argument for limits that make no sense.
   void enforce_limits(const Limits& limits);
   std::size_t rate_limited() const;
+  std::vector<RateLimitAnswer> rate_limit_answers() const;
+  // Requests (admitted or refused) that arrived inside some 429's pause, in
+  // [answered_at + kInFlightGrace, answered_at + Retry-After): a sender that
+  // honours Retry-After for the workspace sends none. Each counted once.
+  std::size_t early_after_429() const;
 
   // Replies completely written so far: a slow reply counts once it is sent,
   // an abandoned one never. Tells "Slack answered" apart from "Slack was asked".
@@ -144,6 +164,8 @@ class FakeSlack {
   std::string next_ts();
   std::string requests_json() const;
   std::string stats_json() const;
+  std::size_t early_after_429_locked() const;
+  void note_rate_limit_answered(int retry_after_seconds);
 
   std::uint16_t requested_port_;
   std::optional<TlsFiles> tls_;
@@ -161,6 +183,10 @@ class FakeSlack {
   std::uint64_t ts_counter_ = 0;
   std::optional<SlackLimiter> limiter_;
   std::size_t rate_limited_ = 0;
+  // Arrival of every API request while limits are enforced, and each 429
+  // the limiter answered: what early_after_429() is computed from.
+  std::vector<std::chrono::steady_clock::time_point> limited_arrivals_;
+  std::vector<RateLimitAnswer> rate_limit_answers_;
 
   std::unique_ptr<Poco::ThreadPool> pool_;
   std::unique_ptr<Poco::Net::HTTPServer> server_;

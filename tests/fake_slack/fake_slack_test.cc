@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <future>
 #include <memory>
+#include <thread>
 
 #include "http_client.h"
 
@@ -330,8 +331,12 @@ TEST_F(FakeSlackTest, ControlRequestsListsRequestsWithoutTheToken) {
   EXPECT_EQ(first->getValue<std::string>("channel"), "#a");
   EXPECT_EQ(first->getValue<std::string>("body"), R"({"channel":"#a","text":"hello"})");
   EXPECT_TRUE(first->getValue<bool>("authorization_present"));
+  // sha256("Bearer xoxb-test-secret"), as `printf %s ... | sha256sum` gives it.
+  EXPECT_EQ(first->getValue<std::string>("authorization_sha256"),
+            "b543ce282c64dd17b0a8dbce71e685d4c1b348c245446ef79845b1254a032d13");
   EXPECT_GE(first->getValue<std::int64_t>("at_ms"), 0);
   EXPECT_FALSE(list->getObject(1)->getValue<bool>("authorization_present"));
+  EXPECT_EQ(list->getObject(1)->getValue<std::string>("authorization_sha256"), "");
 }
 
 TEST_F(FakeSlackTest, ControlRequestsAreNotRecorded) {
@@ -532,6 +537,8 @@ TEST_F(FakeSlackLimitsTest, ARateLimitedRequestIsCountedAndNothingElse) {
   for (int i = 0; i < 3; ++i) http_post(observed.url(), R"({"channel":"#a","text":"x"})");
   EXPECT_EQ(observed.rate_limited(), 1u);
   EXPECT_EQ(observed.count(), 2u);
+  // A reply is counted just after it is written: the client may be faster.
+  EXPECT_TRUE(observed.wait_answered(2, kDeadline));
   EXPECT_EQ(observed.answered(), 2u);
   EXPECT_EQ(seen.load(), 2);
 }
@@ -589,6 +596,62 @@ TEST_F(FakeSlackLimitsTest, ControlLimitsAndStats) {
   auto body = parse_object(stats.body);
   EXPECT_EQ(body->getValue<int>("delivered"), 1);
   EXPECT_EQ(body->getValue<int>("rate_limited"), 1);
+}
+
+// Waits for the steady clock itself: the fake judges arrivals by it.
+void wait_until(std::chrono::steady_clock::time_point when) {
+  while (std::chrono::steady_clock::now() < when) std::this_thread::sleep_until(when);
+}
+
+class FakeSlackEarlyTest : public FakeSlackLimitsTest {
+ protected:
+  // #a has one token in a very long while; #b is never limited, so that a
+  // request inside the pause is admitted and still counts as early.
+  void refuse_one(int retry_after) {
+    Limits limits = two_per_channel();
+    limits.channel_burst = 1;
+    limits.retry_after_seconds = retry_after;
+    slack.enforce_limits(limits);
+    ASSERT_EQ(post_message("#a").status, 200);
+    ASSERT_EQ(post_message("#a").status, 429);
+  }
+};
+
+TEST_F(FakeSlackEarlyTest, RecordsEach429WithItsWorkspaceAnswerTimeAndRetryAfter) {
+  const auto before = std::chrono::steady_clock::now();
+  refuse_one(7);
+  const auto after = std::chrono::steady_clock::now();
+  const auto answers = slack.rate_limit_answers();
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].workspace, kFakeWorkspace);
+  EXPECT_EQ(answers[0].retry_after_seconds, 7);
+  EXPECT_GE(answers[0].answered_at, before);
+  EXPECT_LE(answers[0].answered_at, after);
+}
+
+TEST_F(FakeSlackEarlyTest, ARequestArrivingInsideThePauseIsEarlyEvenForAnotherChannel) {
+  refuse_one(60);
+  wait_until(slack.rate_limit_answers().at(0).answered_at + kInFlightGrace);
+  EXPECT_EQ(post_message("#b").status, 200);
+  EXPECT_EQ(slack.early_after_429(), 1u);
+  const HttpResponse stats = http_get(control_url("stats"));
+  EXPECT_EQ(parse_object(stats.body)->getValue<int>("early_after_429"), 1);
+}
+
+TEST_F(FakeSlackEarlyTest, ARequestAfterThePauseIsNotEarly) {
+  refuse_one(1);
+  wait_until(slack.rate_limit_answers().at(0).answered_at + 1s);
+  EXPECT_EQ(post_message("#b").status, 200);
+  EXPECT_EQ(slack.early_after_429(), 0u);
+}
+
+TEST_F(FakeSlackEarlyTest, ResetForgetsThePauses) {
+  refuse_one(60);
+  slack.reset();
+  EXPECT_TRUE(slack.rate_limit_answers().empty());
+  wait_until(std::chrono::steady_clock::now() + kInFlightGrace);
+  post_message("#b");
+  EXPECT_EQ(slack.early_after_429(), 0u);
 }
 
 TEST_F(FakeSlackLimitsTest, ControlWorkspaceLimitIsSharedAcrossChannels) {
