@@ -118,7 +118,8 @@ class FakeSlack {
   get url() { return `${this.base}/api/chat.postMessage`; }
 
   // What the fake received, oldest first: {method, path, channel, body,
-  // authorization_present, at_ms}, with `json` added: the parsed body.
+  // authorization_present, authorization_sha256 (hex, "" when absent), at_ms},
+  // with `json` added: the parsed body.
   async requests() {
     const reply = await fetch(`${this.base}/_fake/requests`);
     if (!reply.ok) throw new Error(`GET /_fake/requests answered ${reply.status}`);

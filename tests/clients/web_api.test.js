@@ -5,12 +5,18 @@
 'use strict';
 
 const assert = require('node:assert/strict');
+const { createHash } = require('node:crypto');
 const { after, before, beforeEach, describe, test } = require('node:test');
 const { ErrorCode, LogLevel, WebClient } = require('@slack/web-api');
 
 const { FakeSlack, PROXY_TOKEN, SlackProxy, rejection, stage } = require('./harness');
 
 const CLIENT_TOKEN = 'xoxb-client-test';
+
+// The fake reports a hash of the Authorization header it got, never the header.
+function sha256Hex(text) {
+  return createHash('sha256').update(text).digest('hex');
+}
 
 function webClient(proxy, retryConfig) {
   return new WebClient(CLIENT_TOKEN, {
@@ -59,6 +65,11 @@ describe('WebClient chat.postMessage through the proxy', () => {
     assert.equal(received.path, '/api/chat.postMessage');
     assert.equal(received.channel, '#web-api-text');
     assert.equal(received.authorization_present, true);
+    // The default delivery_token = "proxy": the proxy's token delivers, not the caller's.
+    assert.equal(received.authorization_sha256, sha256Hex(`Bearer ${PROXY_TOKEN}`),
+      "Slack received the proxy's own token");
+    assert.notEqual(received.authorization_sha256, sha256Hex(`Bearer ${CLIENT_TOKEN}`),
+      "Slack did not receive the caller's token");
     assert.deepEqual(received.json, { channel: '#web-api-text', text: 'hello from the SDK' });
     assert.ok(!received.body.includes(CLIENT_TOKEN), 'the caller token is not forwarded');
     assert.ok(!received.body.includes(PROXY_TOKEN), 'the proxy token is not in the body');

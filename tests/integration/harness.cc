@@ -310,6 +310,7 @@ std::string ProxyConfig::toml() const {
   t << "[[pipeline]]\n"
     << "name = \"slack\"\n"
     << "paths = [\"/\", \"/api/chat.postMessage\"]\n"
+    << pipeline_settings << "\n"
     << stages << "\n"
     << "[[pipeline.stage]]\n"
     << "plugin = \"slack_sink\"\n"

@@ -104,6 +104,7 @@ struct ProxyConfig {
   std::string log_level = "info";
   std::vector<std::string> plugin_paths;
   std::string sink_settings;  // extra lines inside the slack_sink table
+  std::string pipeline_settings;  // extra keys of the [[pipeline]] table itself
 
   // Retries quickly, so transient-error tests stay fast; then the deny-list.
   static std::string fast_retry_stages();
