@@ -38,12 +38,12 @@ for run in $(seq "$RUNS"); do
 done
 
 echo
-echo "| case | accepted | delivered | lost | duplicates | 429s | drain (s) | minimum (s) | ratio |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| case | accepted | delivered | lost | duplicates | 429s | early after 429 | drain (s) | minimum (s) | ratio |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 for r in "${results[@]}"; do
   name="${r%% *}"
   field() { grep -o "$1=[^ ]*" <<<"$r" | cut -d= -f2; }
   echo "| $name | $(field accepted) | $(field delivered) | $(field lost) | $(field duplicates)" \
-       "| $(field rate_limited) | $(field drain_s) | $(field min_s) | $(field ratio) |"
+       "| $(field rate_limited) | $(field early_after_429) | $(field drain_s) | $(field min_s) | $(field ratio) |"
 done
 exit $status
