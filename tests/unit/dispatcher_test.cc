@@ -417,19 +417,19 @@ class DispatcherRateLimitTest : public DispatcherTest {
     m.payload = R"({"channel":")" + channel + R"(","text":"x"})";
     ASSERT_EQ(queue.push(std::move(m)), Queue::PushStatus::Accepted);
   }
+  // The first send gets 429 with `retry_after`, every later one ok; `order`
+  // records the ids sent.
+  void answer_first_send_with_429(std::chrono::milliseconds retry_after) {
+    ON_CALL(*sink, send(_)).WillByDefault(Invoke([this, retry_after](const Message& m) {
+      order.push_back(m.id);
+      return order.size() == 1 ? rate_limited(retry_after) : SendResult::ok();
+    }));
+  }
+  std::vector<std::string> order;
 };
 
 TEST_F(DispatcherRateLimitTest, A429PausesEveryChannelOfTheWorkspaceForExactlyRetryAfter) {
-  std::vector<std::string> order;
-  bool limited = false;
-  ON_CALL(*sink, send(_)).WillByDefault(Invoke([&](const Message& m) {
-    order.push_back(m.id);
-    if (!limited) {
-      limited = true;
-      return rate_limited(3s);
-    }
-    return SendResult::ok();
-  }));
+  answer_first_send_with_429(3s);
   push_in("a1", "#a", "T1");
   dispatcher().run_once();
   executor.run_all();  // a1 gets 429
@@ -456,16 +456,7 @@ TEST_F(DispatcherRateLimitTest, A429PausesEveryChannelOfTheWorkspaceForExactlyRe
 
 TEST_F(DispatcherRateLimitTest, WithChannelScopeOnlyThatChannelWaits) {
   pipeline->pause_workspace_on_429 = false;
-  std::vector<std::string> order;
-  bool limited = false;
-  ON_CALL(*sink, send(_)).WillByDefault(Invoke([&](const Message& m) {
-    order.push_back(m.id);
-    if (!limited) {
-      limited = true;
-      return rate_limited(3s);
-    }
-    return SendResult::ok();
-  }));
+  answer_first_send_with_429(3s);
   push_in("a1", "#a", "T1");
   dispatcher().run_once();
   executor.run_all();
