@@ -211,15 +211,8 @@ std::variant<ChatMessage, DecodeError> decode_chat_message(std::string body,
     }
   }
 
-  if (rewrite) {
-    // A credential is not message content: it is neither stored nor sent on.
-    object->remove("token");
-    std::ostringstream serialized;
-    Poco::JSON::Stringifier::condense(object, serialized);
-    out.payload = serialized.str();
-  } else if (object->has("token")) {
-    // Cut it out of the text so every other byte goes on as sent; an escaped
-    // key ("tok\u0065n") is caught by the parser check and re-serialized.
+  if (!rewrite && object->has("token")) {
+    // Cut it out of the text so every other byte goes on as sent.
     auto cut = remove_top_level_member(body, "token");
     Object::Ptr check;
     if (cut) {
@@ -230,12 +223,19 @@ std::variant<ChatMessage, DecodeError> decode_chat_message(std::string body,
     }
     if (check && !check->has("token")) {
       out.payload = std::move(*cut);
-    } else {
-      object->remove("token");
-      std::ostringstream serialized;
-      Poco::JSON::Stringifier::condense(object, serialized);
-      out.payload = serialized.str();
+      return out;
     }
+    // An escaped key ("tok\u0065n") is not cut: re-serialize instead, in
+    // the caller's member order.
+    object = as_object(parse_ordered(body));
+    rewrite = true;
+  }
+  if (rewrite) {
+    // A credential is not message content: it is neither stored nor sent on.
+    object->remove("token");
+    std::ostringstream serialized;
+    Poco::JSON::Stringifier::condense(object, serialized);
+    out.payload = serialized.str();
   } else {
     out.payload = std::move(body);
   }

@@ -102,6 +102,12 @@ TEST(ChatMessageTest, TokenFieldIsReturnedAsTheCallerTokenAndNeverForwarded) {
   EXPECT_EQ(form.payload, R"({"channel":"#a","text":"x"})");
 }
 
+TEST(ChatMessageTest, AnEscapedTokenKeyIsRemovedKeepingTheCallersMemberOrder) {
+  const auto m = accepted(R"({"z":1,"channel":"#a","tok\u0065n":"xoxb-3","text":"x","b":2})");
+  EXPECT_EQ(m.caller_token, "xoxb-3");
+  EXPECT_EQ(m.payload, R"({"z":1,"channel":"#a","text":"x","b":2})");
+}
+
 TEST(ChatMessageTest, DefaultChannelIsUsedOnlyWhenTheBodyNamesNone) {
   DecodeOptions options;
   options.default_channel = "#default";
