@@ -196,12 +196,13 @@ HttpReply Ingress::handle(const sdk::RequestView& request, std::istream& body) n
       r.close = true;
       return r;
     }
-    HttpReply reply = handle_post(*pipeline, request, body);
+      const bool chunked = request.header("Transfer-Encoding").has_value();
+    HttpReply reply = handle_post(*pipeline, request, body, chunked);
     // Poco 1.11 reads a malformed chunk-size line as the end of the body, so
     // we cannot know where a chunked request really ended: never read
     // another request from that connection (real clients send
     // Content-Length; the cost is a reconnect for the rare one that does not).
-    if (request.header("Transfer-Encoding")) reply.close = true;
+    if (chunked) reply.close = true;
     return reply;
   } catch (const Poco::TimeoutException&) {
     // The client stopped sending mid-body; it holds a thread, so let it go.
@@ -222,7 +223,7 @@ HttpReply Ingress::handle(const sdk::RequestView& request, std::istream& body) n
 }
 
 HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView& request,
-                               std::istream& body) {
+                               std::istream& body, bool chunked) {
   auto refuse = [&](int status, std::string_view error, const std::string& detail) {
     return reject(request, &pipeline, status, error, detail);
   };
@@ -252,7 +253,6 @@ HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView&
 
   // Framing. Both headers at once is how requests are smuggled past proxies.
   const auto length_header = request.header("Content-Length");
-  const bool chunked = request.header("Transfer-Encoding").has_value();
   if (length_header && chunked) {
     return refuse_and_close(400, "invalid_request",
                             "Content-Length and Transfer-Encoding must not both be set");

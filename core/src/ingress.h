@@ -57,7 +57,7 @@ class Ingress {
 
  private:
   HttpReply handle_post(const Pipeline& pipeline, const sdk::RequestView& request,
-                        std::istream& body);
+                        std::istream& body, bool chunked);
   // An error reply in the pipeline's style, counted and (throttled) logged
   // with the pipeline's name or, without one, a sanitised path: never the
   // raw URI, which may hold secrets.
