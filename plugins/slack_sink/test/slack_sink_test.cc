@@ -35,8 +35,6 @@ using slack_proxy::testing::Behaviour;
 using slack_proxy::testing::FakeSlack;
 using slack_proxy::testing::TestCertificates;
 using slack_proxy::testing::TlsFiles;
-// Wrapped explicitly: MapConfig::set's int overload would otherwise capture
-// 64-bit integers by narrowing conversion.
 using Value = MapConfig::Value;
 
 constexpr const char* kToken = "xoxb-test-0123456789-secret";
