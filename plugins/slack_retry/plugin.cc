@@ -17,15 +17,19 @@ constexpr sp_config_key kSchema[] = {
     {"jitter", SP_VALUE_NUMBER, "0.2", 0, "random spread of each delay, 0..1 (0.2 = +/-20%)"},
     {"retry_internal_error", SP_VALUE_BOOLEAN, "true", 0,
      "retry Slack internal_error/fatal_error; may post duplicates, Slack may have succeeded"},
+    {"max_age", SP_VALUE_DURATION, "24h", 0,
+     "outage errors (no reply, 5xx, service_unavailable, ...) ignore max_retries and are "
+     "retried until the message is this old"},
 };
 
 std::unique_ptr<slack_proxy::sdk::RetryPolicy> make(const slack_proxy::sdk::PluginContext& ctx) {
-  return std::make_unique<SlackRetry>(parse_settings(ctx.config));
+  return std::make_unique<SlackRetry>(parse_settings(ctx.config), ctx.host.clock());
 }
 
 }  // namespace
 
 SLACK_PROXY_PLUGIN(
     slack_proxy::sdk::RetryPolicy, "slack_retry",
-    "Retries transient Slack errors with exponential backoff, gives up on permanent ones", kSchema,
-    make)
+    "Retries transient Slack errors with exponential backoff (outages until max_age), gives up "
+    "on permanent ones",
+    kSchema, make)

@@ -7,17 +7,20 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace slack_proxy::plugins::slack_retry {
 
 namespace {
 
-constexpr std::array<std::string_view, 6> kTransientCodes = {
-    "ratelimited",         "rate_limited",    "message_limit_exceeded",
-    "service_unavailable", "request_timeout", "team_added_to_org",
-};
+// The message's own trouble: retried while max_retries allows.
+constexpr std::array<std::string_view, 4> kTransientCodes = {
+    "ratelimited", "rate_limited", "message_limit_exceeded", "team_added_to_org"};
+// Slack saying it is down or slow: an outage, retried until max_age.
+constexpr std::array<std::string_view, 2> kOutageCodes = {"service_unavailable",
+                                                          "request_timeout"};
 constexpr std::array<std::string_view, 2> kMaybeSucceededCodes = {"internal_error", "fatal_error"};
-// Codes a sink reports when no HTTP reply arrived.
+// Codes a sink reports when no HTTP reply arrived: an outage too.
 constexpr std::array<std::string_view, 4> kTransportCodes = {"connection_failed", "timeout",
                                                              "tls_error", "bad_response"};
 
@@ -48,6 +51,7 @@ Settings parse_settings(const sdk::ConfigView& config) {
   s.multiplier = config.get_number("multiplier");
   s.jitter = config.get_number("jitter");
   s.retry_internal_error = config.get_boolean("retry_internal_error");
+  s.max_age = config.get_duration("max_age");
 
   if (s.max_retries < 0) {
     throw std::invalid_argument("max_retries must be >= 0, got " + std::to_string(s.max_retries));
@@ -67,47 +71,84 @@ Settings parse_settings(const sdk::ConfigView& config) {
   if (!(s.jitter >= 0 && s.jitter <= 1)) {
     throw std::invalid_argument("jitter must be between 0 and 1, got " + shortest(s.jitter));
   }
+  if (s.max_age <= std::chrono::milliseconds::zero()) {
+    throw std::invalid_argument("max_age must be > 0, got " + std::to_string(s.max_age.count()) +
+                                "ms");
+  }
   return s;
 }
 
-bool is_transient(const sdk::SendResult& result, bool retry_internal_error) {
+ErrorClass classify(const sdk::SendResult& result, bool retry_internal_error) {
   // Checked before the status so that a 500 carrying internal_error also
   // honours the duplicate-avoiding choice.
-  if (contains(kMaybeSucceededCodes, result.error)) return retry_internal_error;
-  if (result.http_status == 429 || (result.http_status >= 500 && result.http_status <= 599)) {
-    return true;
+  if (contains(kMaybeSucceededCodes, result.error)) {
+    return retry_internal_error ? ErrorClass::Outage : ErrorClass::Permanent;
   }
-  if (contains(kTransientCodes, result.error)) return true;
-  return result.http_status == 0 && contains(kTransportCodes, result.error);
+  if (result.http_status >= 500 && result.http_status <= 599) return ErrorClass::Outage;
+  if (result.http_status == 429) return ErrorClass::Transient;
+  if (contains(kOutageCodes, result.error)) return ErrorClass::Outage;
+  if (contains(kTransientCodes, result.error)) return ErrorClass::Transient;
+  if (result.http_status == 0 && contains(kTransportCodes, result.error)) {
+    return ErrorClass::Outage;
+  }
+  return ErrorClass::Permanent;
 }
 
-SlackRetry::SlackRetry(const Settings& settings) : SlackRetry(settings, std::random_device{}()) {}
+std::string describe_duration(std::chrono::milliseconds d) {
+  const auto ms = d.count();
+  if (ms != 0 && ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
+  if (ms != 0 && ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
+  if (ms != 0 && ms % 1'000 == 0) return std::to_string(ms / 1'000) + "s";
+  return std::to_string(ms) + "ms";
+}
 
-SlackRetry::SlackRetry(const Settings& settings, std::uint64_t seed)
-    : settings_(settings), random_(seed) {}
+SlackRetry::SlackRetry(const Settings& settings, const sdk::Clock& clock)
+    : SlackRetry(settings, clock, std::random_device{}()) {}
+
+SlackRetry::SlackRetry(const Settings& settings, const sdk::Clock& clock, std::uint64_t seed)
+    : settings_(settings), clock_(clock), random_(seed) {}
 
 sdk::RetryDecision SlackRetry::decide(const sdk::Message& message,
                                       const sdk::SendResult& result) noexcept {
   return sdk::guarded(
       [&] {
         const std::string code = code_of(result);
-        if (!is_transient(result, settings_.retry_internal_error)) {
+        const std::string attempt = std::to_string(message.attempts);
+        const ErrorClass kind = classify(result, settings_.retry_internal_error);
+        if (kind == ErrorClass::Permanent) {
           return sdk::RetryDecision::give_up("permanent error " + code);
         }
-        if (message.attempts > settings_.max_retries) {
-          return sdk::RetryDecision::give_up(
-              "retries exhausted after " + std::to_string(message.attempts) + " attempts: " + code);
+        // Without an arrival time the age is unknown; the retry budget is
+        // then the only bound left.
+        if (kind == ErrorClass::Outage && message.received_at != sdk::WallTime{}) {
+          const std::string max_age = describe_duration(settings_.max_age);
+          if (clock_.wall_now() - message.received_at > settings_.max_age) {
+            return sdk::RetryDecision::give_up("outage outlasted max_age (" + max_age +
+                                               "); last error: " + code);
+          }
+          return retry(message, result,
+                       "outage error " + code + ", retry " + attempt +
+                           ", retried until the message is " + max_age + " old");
         }
-        auto delay = backoff(message.attempts);
-        // Slack may disable apps that keep sending while limited.
-        if (result.retry_after) delay = std::max(delay, *result.retry_after);
-        return sdk::RetryDecision::retry_after(
-            delay, "transient error " + code + ", retry " + std::to_string(message.attempts) +
-                       " of " + std::to_string(settings_.max_retries));
+        if (message.attempts > settings_.max_retries) {
+          return sdk::RetryDecision::give_up("retries exhausted after " + attempt +
+                                             " attempts: " + code);
+        }
+        return retry(message, result,
+                     "transient error " + code + ", retry " + attempt + " of " +
+                         std::to_string(settings_.max_retries));
       },
       [](std::string_view what) {
         return sdk::RetryDecision::give_up("retry policy failed: " + std::string(what));
       });
+}
+
+sdk::RetryDecision SlackRetry::retry(const sdk::Message& message, const sdk::SendResult& result,
+                                     std::string why) {
+  auto delay = backoff(message.attempts);
+  // Slack may disable apps that keep sending while limited.
+  if (result.retry_after) delay = std::max(delay, *result.retry_after);
+  return sdk::RetryDecision::retry_after(delay, std::move(why));
 }
 
 std::chrono::milliseconds SlackRetry::backoff(std::uint32_t attempts) {

@@ -1,11 +1,17 @@
 // What a failed send to Slack means: retry later with exponential backoff,
 // or give up, following Slack's published transient/permanent error codes.
+//
+// An outage (Slack or the network down) is not the message's fault, so it
+// does not spend the message's retry budget: such a message is retried
+// until it is `max_age` old. A long outage must not turn every queued
+// message into a dead letter.
 #ifndef SLACK_PROXY_PLUGINS_SLACK_RETRY_H
 #define SLACK_PROXY_PLUGINS_SLACK_RETRY_H
 
 #include <chrono>
 #include <cstdint>
 #include <random>
+#include <string>
 
 #include <slack_proxy/sdk/host.h>
 #include <slack_proxy/sdk/stages.h>
@@ -21,24 +27,40 @@ struct Settings {
   // Slack says `internal_error` and `fatal_error` mean "some aspect of the
   // operation may have succeeded": retrying them can post a duplicate.
   bool retry_internal_error = true;
+  // Outage errors are retried, whatever max_retries says, until the message
+  // is this old (host wall clock minus Message::received_at).
+  std::chrono::milliseconds max_age{std::chrono::hours(24)};
 };
 
 // Throws std::invalid_argument when a value makes no sense.
 Settings parse_settings(const sdk::ConfigView& config);
 
-// True when trying again may succeed: Slack's transient codes (ratelimited,
-// rate_limited, message_limit_exceeded, service_unavailable, request_timeout,
-// team_added_to_org), internal_error/fatal_error when `retry_internal_error`,
-// HTTP 429 and 5xx, and transport failures with no reply (connection_failed,
-// timeout, tls_error, bad_response). Everything else is permanent.
-bool is_transient(const sdk::SendResult& result, bool retry_internal_error);
+enum class ErrorClass {
+  // Trying again cannot help: given up at once.
+  Permanent,
+  // The message's own trouble that may pass (ratelimited, rate_limited,
+  // message_limit_exceeded, team_added_to_org, HTTP 429): retried while
+  // attempts remain under max_retries.
+  Transient,
+  // The service's trouble, not the message's: transport failures with no
+  // reply (connection_failed, timeout, tls_error, bad_response), HTTP 5xx,
+  // service_unavailable, request_timeout, and internal_error/fatal_error when
+  // `retry_internal_error`. Retried until the message is max_age old.
+  Outage,
+};
+
+ErrorClass classify(const sdk::SendResult& result, bool retry_internal_error);
+
+// "24h", "90m", "30s", "1500ms": the largest unit that states `d` exactly.
+std::string describe_duration(std::chrono::milliseconds d);
 
 class SlackRetry final : public sdk::RetryPolicy {
  public:
+  // `clock` (the host's) tells a message's age; it must outlive the policy.
   // Jitter seeded from std::random_device.
-  explicit SlackRetry(const Settings& settings);
+  SlackRetry(const Settings& settings, const sdk::Clock& clock);
   // Fixed seed, so that tests see a reproducible sequence.
-  SlackRetry(const Settings& settings, std::uint64_t seed);
+  SlackRetry(const Settings& settings, const sdk::Clock& clock, std::uint64_t seed);
 
   sdk::RetryDecision decide(const sdk::Message& message,
                             const sdk::SendResult& result) noexcept override;
@@ -46,7 +68,11 @@ class SlackRetry final : public sdk::RetryPolicy {
  private:
   std::chrono::milliseconds backoff(std::uint32_t attempts);
 
+  sdk::RetryDecision retry(const sdk::Message& message, const sdk::SendResult& result,
+                           std::string why);
+
   Settings settings_;
+  const sdk::Clock& clock_;
   std::mt19937_64 random_;
 };
 

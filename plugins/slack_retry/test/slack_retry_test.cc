@@ -14,6 +14,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using Action = sdk::RetryDecision::Action;
+using sdk::testing::FakeClock;
 using sdk::testing::MapConfig;
 // Wrapped explicitly: MapConfig::set's int overload would otherwise capture
 // doubles, bools and 64-bit integers by narrowing conversion.
@@ -26,10 +27,18 @@ Settings exact(std::int64_t max_retries = 3) {
   return s;
 }
 
+// The clock every policy below reads; it never moves unless a test moves it.
+const FakeClock& idle_clock() {
+  static const FakeClock clock;
+  return clock;
+}
+
+// A message that arrived just now, by `idle_clock()`.
 sdk::Message after_attempts(std::uint32_t attempts) {
   sdk::Message m;
   m.channel = "#a";
   m.attempts = attempts;
+  m.received_at = idle_clock().wall_now();
   return m;
 }
 
@@ -44,7 +53,8 @@ MapConfig defaults() {
       .set("max_backoff", Value{60000ms})
       .set("multiplier", Value{2.0})
       .set("jitter", Value{0.2})
-      .set("retry_internal_error", Value{true});
+      .set("retry_internal_error", Value{true})
+      .set("max_age", Value{std::chrono::milliseconds(24h)});
 }
 
 TEST(SlackRetrySettings, AcceptsTheDefaults) {
@@ -55,6 +65,7 @@ TEST(SlackRetrySettings, AcceptsTheDefaults) {
   EXPECT_DOUBLE_EQ(s.multiplier, 2.0);
   EXPECT_DOUBLE_EQ(s.jitter, 0.2);
   EXPECT_TRUE(s.retry_internal_error);
+  EXPECT_EQ(s.max_age, 24h);
 }
 
 TEST(SlackRetrySettings, AcceptsZeroRetriesAndNoJitter) {
@@ -73,6 +84,17 @@ TEST(SlackRetrySettings, RejectsMeaninglessValues) {
   EXPECT_THROW(parse_settings(defaults().set("multiplier", Value{0.5})), std::invalid_argument);
   EXPECT_THROW(parse_settings(defaults().set("jitter", Value{-0.1})), std::invalid_argument);
   EXPECT_THROW(parse_settings(defaults().set("jitter", Value{1.5})), std::invalid_argument);
+  EXPECT_THROW(parse_settings(defaults().set("max_age", Value{0ms})), std::invalid_argument);
+  EXPECT_THROW(parse_settings(defaults().set("max_age", Value{-1000ms})), std::invalid_argument);
+}
+
+TEST(SlackRetrySettings, NamesANonPositiveMaxAge) {
+  try {
+    parse_settings(defaults().set("max_age", Value{0ms}));
+    FAIL() << "max_age 0 accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "max_age must be > 0, got 0ms");
+  }
 }
 
 TEST(SlackRetrySettings, NamesTheValueInTheRejection) {
@@ -85,7 +107,7 @@ TEST(SlackRetrySettings, NamesTheValueInTheRejection) {
 }
 
 TEST(SlackRetry, RetriesEverySlackTransientCode) {
-  SlackRetry policy(exact(), 1);
+  SlackRetry policy(exact(), idle_clock(), 1);
   for (const char* code : {"ratelimited", "rate_limited", "message_limit_exceeded",
                            "service_unavailable", "request_timeout", "team_added_to_org"}) {
     const auto d = policy.decide(after_attempts(1), slack_error(code));
@@ -95,7 +117,7 @@ TEST(SlackRetry, RetriesEverySlackTransientCode) {
 }
 
 TEST(SlackRetry, RetriesHttp429AndEvery5xx) {
-  SlackRetry policy(exact(), 1);
+  SlackRetry policy(exact(), idle_clock(), 1);
   EXPECT_EQ(policy.decide(after_attempts(1), slack_error("rate_limited", 429)).action,
             Action::Retry);
   for (int status : {500, 502, 503, 504, 599}) {
@@ -108,14 +130,14 @@ TEST(SlackRetry, RetriesHttp429AndEvery5xx) {
 }
 
 TEST(SlackRetry, RetriesTransportFailuresWithoutAReply) {
-  SlackRetry policy(exact(), 1);
+  SlackRetry policy(exact(), idle_clock(), 1);
   for (const char* code : {"connection_failed", "timeout", "tls_error", "bad_response"}) {
     EXPECT_EQ(policy.decide(after_attempts(1), slack_error(code, 0)).action, Action::Retry) << code;
   }
 }
 
 TEST(SlackRetry, GivesUpOnPermanentCodes) {
-  SlackRetry policy(exact(), 1);
+  SlackRetry policy(exact(), idle_clock(), 1);
   for (const char* code :
        {"channel_not_found", "invalid_auth", "not_authed", "token_revoked", "missing_scope",
         "is_archived", "not_in_channel", "msg_too_long", "no_text", "invalid_blocks",
@@ -127,14 +149,14 @@ TEST(SlackRetry, GivesUpOnPermanentCodes) {
 }
 
 TEST(SlackRetry, GivesUpOnOther4xx) {
-  SlackRetry policy(exact(), 1);
+  SlackRetry policy(exact(), idle_clock(), 1);
   EXPECT_EQ(policy.decide(after_attempts(1), slack_error("http_404", 404)).action, Action::GiveUp);
   EXPECT_EQ(policy.decide(after_attempts(1), slack_error("", 400)).reason,
             "permanent error http_400");
 }
 
 TEST(SlackRetry, RetriesInternalErrorsByDefault) {
-  SlackRetry policy(exact(), 1);
+  SlackRetry policy(exact(), idle_clock(), 1);
   EXPECT_EQ(policy.decide(after_attempts(1), slack_error("internal_error")).action, Action::Retry);
   EXPECT_EQ(policy.decide(after_attempts(1), slack_error("fatal_error")).action, Action::Retry);
 }
@@ -142,7 +164,7 @@ TEST(SlackRetry, RetriesInternalErrorsByDefault) {
 TEST(SlackRetry, GivesUpOnInternalErrorsWhenTheyMayHaveBeenPosted) {
   auto settings = exact();
   settings.retry_internal_error = false;
-  SlackRetry policy(settings, 1);
+  SlackRetry policy(settings, idle_clock(), 1);
   EXPECT_EQ(policy.decide(after_attempts(1), slack_error("internal_error")).reason,
             "permanent error internal_error");
   EXPECT_EQ(policy.decide(after_attempts(1), slack_error("fatal_error")).action, Action::GiveUp);
@@ -157,7 +179,7 @@ TEST(SlackRetry, BackoffGrowsByTheMultiplierAndIsCapped) {
   settings.initial_backoff = 1s;
   settings.multiplier = 3;
   settings.max_backoff = 30s;
-  SlackRetry policy(settings, 1);
+  SlackRetry policy(settings, idle_clock(), 1);
   const auto delay = [&](std::uint32_t attempts) {
     return policy.decide(after_attempts(attempts), slack_error("ratelimited")).delay;
   };
@@ -171,19 +193,19 @@ TEST(SlackRetry, BackoffGrowsByTheMultiplierAndIsCapped) {
 
 TEST(SlackRetry, HugeAttemptCountsStayAtTheCap) {
   auto settings = exact(std::numeric_limits<std::uint32_t>::max());
-  SlackRetry policy(settings, 1);
+  SlackRetry policy(settings, idle_clock(), 1);
   EXPECT_EQ(policy.decide(after_attempts(5000), slack_error("ratelimited")).delay, 60s);
 }
 
 TEST(SlackRetry, NeverRetriesSoonerThanRetryAfter) {
-  SlackRetry policy(exact(), 1);
+  SlackRetry policy(exact(), idle_clock(), 1);
   auto limited = slack_error("rate_limited", 429);
   limited.retry_after = 30s;
   EXPECT_EQ(policy.decide(after_attempts(1), limited).delay, 30s);
 }
 
 TEST(SlackRetry, KeepsTheLongerBackoffWhenRetryAfterIsShorter) {
-  SlackRetry policy(exact(), 1);
+  SlackRetry policy(exact(), idle_clock(), 1);
   auto limited = slack_error("rate_limited", 429);
   limited.retry_after = 1s;
   EXPECT_EQ(policy.decide(after_attempts(3), limited).delay, 4s);
@@ -191,7 +213,7 @@ TEST(SlackRetry, KeepsTheLongerBackoffWhenRetryAfterIsShorter) {
 
 TEST(SlackRetry, RetryAfterIsAFloorEvenWithJitter) {
   Settings settings;  // jitter 0.2
-  SlackRetry policy(settings, 7);
+  SlackRetry policy(settings, idle_clock(), 7);
   auto limited = slack_error("rate_limited", 429);
   limited.retry_after = 1s;
   for (int i = 0; i < 1000; ++i) {
@@ -200,23 +222,23 @@ TEST(SlackRetry, RetryAfterIsAFloorEvenWithJitter) {
 }
 
 TEST(SlackRetry, RetriesUpToMaxRetriesThenGivesUp) {
-  SlackRetry policy(exact(3), 1);
+  SlackRetry policy(exact(3), idle_clock(), 1);
   EXPECT_EQ(policy.decide(after_attempts(3), slack_error("ratelimited")).action, Action::Retry);
   const auto d = policy.decide(after_attempts(4), slack_error("ratelimited"));
   EXPECT_EQ(d.action, Action::GiveUp);
   EXPECT_EQ(d.reason, "retries exhausted after 4 attempts: ratelimited");
 }
 
-TEST(SlackRetry, ZeroRetriesGivesUpAfterTheFirstAttempt) {
-  SlackRetry policy(exact(0), 1);
-  EXPECT_EQ(policy.decide(after_attempts(1), slack_error("timeout", 0)).action, Action::GiveUp);
+TEST(SlackRetry, ZeroRetriesGivesUpOnATransientErrorAfterTheFirstAttempt) {
+  SlackRetry policy(exact(0), idle_clock(), 1);
+  EXPECT_EQ(policy.decide(after_attempts(1), slack_error("ratelimited")).action, Action::GiveUp);
 }
 
 TEST(SlackRetry, JitterStaysWithinItsBoundsAndActuallyVaries) {
   Settings settings;
   settings.initial_backoff = 10s;
   settings.jitter = 0.2;
-  SlackRetry policy(settings, 42);
+  SlackRetry policy(settings, idle_clock(), 42);
   auto lowest = std::chrono::milliseconds::max();
   auto highest = std::chrono::milliseconds::min();
   for (int i = 0; i < 10'000; ++i) {
@@ -233,11 +255,183 @@ TEST(SlackRetry, JitterStaysWithinItsBoundsAndActuallyVaries) {
 
 TEST(SlackRetry, SameSeedGivesTheSameDelays) {
   Settings settings;
-  SlackRetry a(settings, 99), b(settings, 99);
+  SlackRetry a(settings, idle_clock(), 99), b(settings, idle_clock(), 99);
   for (int i = 0; i < 100; ++i) {
     EXPECT_EQ(a.decide(after_attempts(2), slack_error("timeout", 0)).delay,
               b.decide(after_attempts(2), slack_error("timeout", 0)).delay);
   }
+}
+
+// ------------------------------------------------ outages and max_age --
+
+sdk::SendResult http_status(int status) { return sdk::SendResult::failed(status, ""); }
+
+TEST(SlackRetryClassify, ServerErrorsAndMissingRepliesAreOutages) {
+  for (int status : {500, 502, 503, 504, 599}) {
+    EXPECT_EQ(classify(http_status(status), true), ErrorClass::Outage) << status;
+    EXPECT_EQ(classify(slack_error("ratelimited", status), true), ErrorClass::Outage) << status;
+  }
+  for (const char* code : {"connection_failed", "timeout", "tls_error", "bad_response"}) {
+    EXPECT_EQ(classify(slack_error(code, 0), true), ErrorClass::Outage) << code;
+  }
+  EXPECT_EQ(classify(slack_error("service_unavailable"), true), ErrorClass::Outage);
+  EXPECT_EQ(classify(slack_error("request_timeout"), true), ErrorClass::Outage);
+}
+
+TEST(SlackRetryClassify, InternalErrorsAreOutagesOnlyWhenRetried) {
+  for (const char* code : {"internal_error", "fatal_error"}) {
+    EXPECT_EQ(classify(slack_error(code), true), ErrorClass::Outage) << code;
+    EXPECT_EQ(classify(slack_error(code), false), ErrorClass::Permanent) << code;
+    EXPECT_EQ(classify(slack_error(code, 500), false), ErrorClass::Permanent) << code;
+  }
+}
+
+TEST(SlackRetryClassify, MessageLevelTroubleIsTransientNotAnOutage) {
+  for (const char* code :
+       {"ratelimited", "rate_limited", "message_limit_exceeded", "team_added_to_org"}) {
+    EXPECT_EQ(classify(slack_error(code), true), ErrorClass::Transient) << code;
+  }
+  EXPECT_EQ(classify(http_status(429), true), ErrorClass::Transient);
+}
+
+TEST(SlackRetryClassify, TransportCodesInsideAReplyArePermanent) {
+  // A reply did arrive, so "timeout" here is an unknown Slack code, not ours.
+  EXPECT_EQ(classify(slack_error("timeout", 200), true), ErrorClass::Permanent);
+  EXPECT_EQ(classify(slack_error("channel_not_found"), true), ErrorClass::Permanent);
+}
+
+TEST(SlackRetryDurations, UseTheLargestExactUnit) {
+  EXPECT_EQ(describe_duration(24h), "24h");
+  EXPECT_EQ(describe_duration(90min), "90m");
+  EXPECT_EQ(describe_duration(30s), "30s");
+  EXPECT_EQ(describe_duration(1500ms), "1500ms");
+  EXPECT_EQ(describe_duration(0ms), "0ms");
+}
+
+// Policies here read the FakeHost's clock, which each test moves by hand.
+class SlackRetryOutage : public ::testing::Test {
+ protected:
+  SlackRetry make(Settings settings, std::uint64_t seed = 1) {
+    return SlackRetry(settings, host.clock(), seed);
+  }
+  // Arrived now; `attempts` already failed.
+  sdk::Message arrived_now(std::uint32_t attempts) {
+    sdk::Message m;
+    m.channel = "#a";
+    m.attempts = attempts;
+    m.received_at = host.clock().wall_now();
+    return m;
+  }
+  sdk::testing::FakeHost host;
+};
+
+TEST_F(SlackRetryOutage, AtAttempt50StillRetriesWithTheDelayCappedAtMaxBackoff) {
+  auto settings = exact(3);
+  settings.max_backoff = 45s;
+  auto policy = make(settings);
+  const sdk::SendResult outages[] = {slack_error("service_unavailable"),
+                                     slack_error("connection_failed", 0), http_status(503)};
+  for (const auto& result : outages) {
+    const auto d = policy.decide(arrived_now(50), result);
+    EXPECT_EQ(d.action, Action::Retry) << result.error << result.http_status;
+    EXPECT_EQ(d.delay, 45s) << result.error << result.http_status;
+  }
+}
+
+TEST_F(SlackRetryOutage, JitteredDelaysStayWithinJitterOfMaxBackoff) {
+  Settings settings;  // jitter 0.2, max_backoff 60s, max_retries 3
+  auto policy = make(settings, 5);
+  for (int i = 0; i < 1000; ++i) {
+    const auto d = policy.decide(arrived_now(50), slack_error("timeout", 0));
+    ASSERT_EQ(d.action, Action::Retry);
+    ASSERT_GE(d.delay, 48s);
+    ASSERT_LE(d.delay, 72s);
+  }
+}
+
+TEST_F(SlackRetryOutage, IgnoresAZeroRetryBudget) {
+  auto policy = make(exact(0));
+  EXPECT_EQ(policy.decide(arrived_now(1), slack_error("timeout", 0)).action, Action::Retry);
+  EXPECT_EQ(policy.decide(arrived_now(1000), http_status(502)).action, Action::Retry);
+}
+
+TEST_F(SlackRetryOutage, GivesUpOnceOlderThanMaxAgeAndNotBefore) {
+  auto policy = make(exact(3));  // max_age 24h
+  const auto message = arrived_now(7);
+  const auto outage = slack_error("service_unavailable");
+  host.time.advance(24h - 1ms);
+  EXPECT_EQ(policy.decide(message, outage).action, Action::Retry);
+  host.time.advance(1ms);  // exactly max_age: not older yet
+  EXPECT_EQ(policy.decide(message, outage).action, Action::Retry);
+  host.time.advance(1ms);
+  const auto d = policy.decide(message, outage);
+  EXPECT_EQ(d.action, Action::GiveUp);
+  EXPECT_EQ(d.reason, "outage outlasted max_age (24h); last error: service_unavailable");
+}
+
+TEST_F(SlackRetryOutage, HonoursAConfiguredMaxAge) {
+  auto settings = exact(3);
+  settings.max_age = 90min;
+  auto policy = make(settings);
+  const auto message = arrived_now(2);
+  host.time.advance(90min);
+  EXPECT_EQ(policy.decide(message, http_status(500)).action, Action::Retry);
+  host.time.advance(1s);
+  EXPECT_EQ(policy.decide(message, http_status(500)).reason,
+            "outage outlasted max_age (90m); last error: http_500");
+}
+
+TEST_F(SlackRetryOutage, GiveUpReasonNamesTheLastError) {
+  auto policy = make(exact(3));
+  const auto message = arrived_now(400);
+  host.time.advance(25h);
+  EXPECT_EQ(policy.decide(message, slack_error("connection_failed", 0)).reason,
+            "outage outlasted max_age (24h); last error: connection_failed");
+  EXPECT_EQ(policy.decide(message, http_status(504)).reason,
+            "outage outlasted max_age (24h); last error: http_504");
+  EXPECT_EQ(policy.decide(message, slack_error("internal_error")).reason,
+            "outage outlasted max_age (24h); last error: internal_error");
+}
+
+TEST_F(SlackRetryOutage, RetryReasonSaysTheAgeIsTheLimit) {
+  auto policy = make(exact(3));
+  EXPECT_EQ(policy.decide(arrived_now(50), slack_error("request_timeout")).reason,
+            "outage error request_timeout, retry 50, retried until the message is 24h old");
+}
+
+TEST_F(SlackRetryOutage, NonOutageTransientErrorsStillStopAtMaxRetries) {
+  auto policy = make(exact(3));
+  for (const char* code : {"team_added_to_org", "message_limit_exceeded", "ratelimited"}) {
+    EXPECT_EQ(policy.decide(arrived_now(3), slack_error(code)).action, Action::Retry) << code;
+    const auto d = policy.decide(arrived_now(4), slack_error(code));
+    EXPECT_EQ(d.action, Action::GiveUp) << code;
+    EXPECT_EQ(d.reason, std::string("retries exhausted after 4 attempts: ") + code);
+  }
+}
+
+TEST_F(SlackRetryOutage, PermanentErrorsAreUnchanged) {
+  auto policy = make(exact(3));
+  const auto d = policy.decide(arrived_now(1), slack_error("channel_not_found"));
+  EXPECT_EQ(d.action, Action::GiveUp);
+  EXPECT_EQ(d.reason, "permanent error channel_not_found");
+}
+
+TEST_F(SlackRetryOutage, RetryAfterIsStillAFloor) {
+  auto policy = make(exact(3));  // max_backoff 60s
+  auto unavailable = http_status(503);
+  unavailable.retry_after = 120s;
+  EXPECT_EQ(policy.decide(arrived_now(50), unavailable).delay, 120s);
+}
+
+TEST_F(SlackRetryOutage, WithoutAnArrivalTimeTheRetryBudgetApplies) {
+  auto policy = make(exact(3));
+  auto unknown_age = arrived_now(4);
+  unknown_age.received_at = {};
+  const auto d = policy.decide(unknown_age, slack_error("service_unavailable"));
+  EXPECT_EQ(d.action, Action::GiveUp);
+  EXPECT_EQ(d.reason, "retries exhausted after 4 attempts: service_unavailable");
+  unknown_age.attempts = 3;
+  EXPECT_EQ(policy.decide(unknown_age, slack_error("service_unavailable")).action, Action::Retry);
 }
 
 }  // namespace
