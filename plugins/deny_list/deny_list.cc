@@ -8,6 +8,10 @@ namespace slack_proxy::plugins::deny_list {
 
 namespace {
 
+bool replayed_by_operator(const sdk::Message& message) {
+  auto it = message.attributes.find(sdk::kReplayedAttribute);
+  return it != message.attributes.end() && it->second == "true";
+}
 
 std::string describe_channel(const sdk::Message& message) {
   if (message.workspace.empty()) return message.channel;
@@ -51,6 +55,14 @@ sdk::GuardVerdict DenyList::before_send(const sdk::Message& message, sdk::Steady
         drop_expired(now);
         auto it = parked_.find(sdk::channel_key(message));
         if (it == parked_.end()) return sdk::GuardVerdict::pass();
+        // The operator who replayed it says the channel exists now; its
+        // result parks the channel again or clears it (after_result).
+        if (replayed_by_operator(message)) {
+          log_.info("channel " + it->second.channel + " is parked after " + it->second.error +
+                    ", but message " + message.id +
+                    " was replayed by an operator: letting it through as a probe");
+          return sdk::GuardVerdict::pass();
+        }
         return sdk::GuardVerdict::deny("channel parked after " + it->second.error + ", " +
                                        std::to_string(seconds_rounded_up(it->second.until - now)) +
                                        " s left");
@@ -64,7 +76,16 @@ void DenyList::after_result(const sdk::Message& message, const sdk::SendResult& 
                             sdk::SteadyTime now) noexcept {
   sdk::guarded(
       [&] {
-        if (result.delivered || errors_.find(result.error) == errors_.end()) return;
+        if (result.delivered) {
+          // Slack took it, so the channel exists: whatever parked it is over.
+          if (parked_.erase(sdk::channel_key(message)) != 0) {
+            publish_size();
+            log_.info("channel " + describe_channel(message) +
+                      " is no longer parked: a message to it was delivered");
+          }
+          return;
+        }
+        if (errors_.find(result.error) == errors_.end()) return;
         const auto until = now + ttl_;
         parked_.insert_or_assign(sdk::channel_key(message),
                                  Parked{until, result.error, describe_channel(message)});

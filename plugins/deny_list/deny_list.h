@@ -1,6 +1,8 @@
 // Parks a channel after Slack said it does not exist (or is archived), so
 // that messages for it are dropped instead of spending rate budget and
-// retries on a channel that cannot receive them.
+// retries on a channel that cannot receive them. A message an operator
+// replayed (sdk::kReplayedAttribute) passes a parked channel as a probe, and
+// any delivery to a parked channel un-parks it.
 #ifndef SLACK_PROXY_PLUGINS_DENY_LIST_H
 #define SLACK_PROXY_PLUGINS_DENY_LIST_H
 

@@ -27,7 +27,23 @@ sdk::Message to(const std::string& channel, const std::string& workspace = "") {
   return m;
 }
 
+// As the dead-letter replay leaves it: marked, attempts reset.
+sdk::Message replayed_to(const std::string& channel, const std::string& workspace = "") {
+  auto m = to(channel, workspace);
+  m.id = "m-42";
+  m.attributes[sdk::kReplayedAttribute] = "true";
+  return m;
+}
+
 sdk::SendResult slack_error(const std::string& code) { return sdk::SendResult::failed(200, code); }
+
+bool logged_at(const sdk::testing::RecordingLogger& log, sdk::LogLevel level,
+               const std::string& needle) {
+  for (const auto& line : log.lines()) {
+    if (line.level == level && line.text.find(needle) != std::string::npos) return true;
+  }
+  return false;
+}
 
 class DenyListTest : public ::testing::Test {
  protected:
@@ -162,6 +178,81 @@ TEST_F(DenyListTest, GaugeCountsParkedChannelsAndDropsExpiredOnes) {
   host.time.advance(5s);
   guard.before_send(to("#unrelated"), now());
   EXPECT_EQ(host.stats.value(kSizeMetric), 0);
+}
+
+// ------------------------------------------- operator replays as probes --
+
+TEST_F(DenyListTest, ReplayedMessagePassesAParkedChannelAsAProbe) {
+  auto guard = make();
+  guard.after_result(to("#gone"), slack_error("channel_not_found"), now());
+  EXPECT_TRUE(guard.before_send(replayed_to("#gone"), now()).allow);
+  EXPECT_TRUE(logged_at(host.log, sdk::LogLevel::Info,
+                        "channel #gone is parked after channel_not_found, but message m-42 was "
+                        "replayed by an operator: letting it through as a probe"));
+  // Letting the probe through decides nothing yet: its result will.
+  EXPECT_EQ(guard.parked_count(), 1u);
+  EXPECT_FALSE(guard.before_send(to("#gone"), now()).allow);
+}
+
+TEST_F(DenyListTest, OnlyAReplayMarkedTrueIsAProbe) {
+  auto guard = make();
+  guard.after_result(to("#gone"), slack_error("channel_not_found"), now());
+  auto not_replayed = replayed_to("#gone");
+  not_replayed.attributes[sdk::kReplayedAttribute] = "false";
+  EXPECT_FALSE(guard.before_send(not_replayed, now()).allow);
+  EXPECT_FALSE(host.log.contains("probe"));
+}
+
+TEST_F(DenyListTest, ReplayedMessageToAnUnparkedChannelIsNoProbe) {
+  auto guard = make();
+  EXPECT_TRUE(guard.before_send(replayed_to("#fine"), now()).allow);
+  EXPECT_FALSE(host.log.contains("probe"));
+}
+
+TEST_F(DenyListTest, ProbeFailingWithChannelNotFoundParksTheChannelAgain) {
+  auto guard = make({10s, {"channel_not_found"}});
+  guard.after_result(to("#gone"), slack_error("channel_not_found"), now());
+  host.time.advance(8s);
+  const auto probe = replayed_to("#gone");
+  ASSERT_TRUE(guard.before_send(probe, now()).allow);
+  guard.after_result(probe, slack_error("channel_not_found"), now());
+  // Parked for a full ttl from the probe's failure, not from the first one.
+  host.time.advance(8s);
+  EXPECT_EQ(guard.before_send(to("#gone"), now()).reason,
+            "channel parked after channel_not_found, 2 s left");
+  EXPECT_EQ(host.stats.value(kSizeMetric), 1);
+}
+
+TEST_F(DenyListTest, DeliveredProbeUnparksTheChannel) {
+  auto guard = make();
+  guard.after_result(to("#back", "team-1"), slack_error("channel_not_found"), now());
+  ASSERT_EQ(host.stats.value(kSizeMetric), 1);
+  const auto probe = replayed_to("#back", "team-1");
+  ASSERT_TRUE(guard.before_send(probe, now()).allow);
+  guard.after_result(probe, sdk::SendResult::ok(), now());
+  EXPECT_EQ(guard.parked_count(), 0u);
+  EXPECT_EQ(host.stats.value(kSizeMetric), 0);
+  EXPECT_TRUE(guard.before_send(to("#back", "team-1"), now()).allow);
+  EXPECT_TRUE(logged_at(host.log, sdk::LogLevel::Info,
+                        "channel #back (workspace team-1) is no longer parked: a message to it "
+                        "was delivered"));
+}
+
+TEST_F(DenyListTest, AnyDeliveryToAParkedChannelUnparksIt) {
+  auto guard = make();
+  guard.after_result(to("#back"), slack_error("channel_not_found"), now());
+  guard.after_result(to("#back"), sdk::SendResult::ok(), now());
+  EXPECT_TRUE(guard.before_send(to("#back"), now()).allow);
+  EXPECT_EQ(guard.parked_count(), 0u);
+}
+
+TEST_F(DenyListTest, DeliveryElsewhereLeavesAParkedChannelParked) {
+  auto guard = make();
+  guard.after_result(to("#gone", "team-1"), slack_error("channel_not_found"), now());
+  guard.after_result(to("#other", "team-1"), sdk::SendResult::ok(), now());
+  guard.after_result(to("#gone", "team-2"), sdk::SendResult::ok(), now());
+  EXPECT_FALSE(guard.before_send(to("#gone", "team-1"), now()).allow);
+  EXPECT_EQ(host.stats.value(kSizeMetric), 1);
 }
 
 }  // namespace
