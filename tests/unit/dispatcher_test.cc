@@ -61,7 +61,7 @@ class DispatcherTest : public ::testing::Test {
     m.channel = channel;
     m.original_channel = channel;
     m.payload = R"({"channel":")" + channel + R"(","text":")" + id + R"("})";
-    ASSERT_EQ(queue.push(std::move(m)), Queue::PushStatus::Accepted);
+    ASSERT_EQ(queue.push(std::move(m)).status, Queue::PushStatus::Accepted);
   }
 
   // Rounds and sends until nothing is left to do at the current fake time.
@@ -287,7 +287,7 @@ TEST_F(DispatcherTest, SucceededMetricIsLabelledWithTheOriginalChannel) {
   m.channel = "#override";
   m.original_channel = "#asked";
   m.payload = R"({"channel":"#asked","text":"hi"})";
-  ASSERT_EQ(queue.push(std::move(m)), Queue::PushStatus::Accepted);
+  ASSERT_EQ(queue.push(std::move(m)).status, Queue::PushStatus::Accepted);
 
   run_until_quiet();
 
@@ -369,7 +369,7 @@ TEST(DispatcherThreadsTest, StartAndStopDeliverEveryMessageThroughAThreadPool) {
       m.pipeline = "default";
       m.channel = m.original_channel = channel;
       expected[channel].push_back(m.id);
-      EXPECT_EQ(queue.push(std::move(m)), Queue::PushStatus::Accepted);
+      EXPECT_EQ(queue.push(std::move(m)).status, Queue::PushStatus::Accepted);
     }
   }
   bool all_delivered = false;
@@ -415,7 +415,7 @@ class DispatcherRateLimitTest : public DispatcherTest {
     m.channel = channel;
     m.original_channel = channel;
     m.payload = R"({"channel":")" + channel + R"(","text":"x"})";
-    ASSERT_EQ(queue.push(std::move(m)), Queue::PushStatus::Accepted);
+    ASSERT_EQ(queue.push(std::move(m)).status, Queue::PushStatus::Accepted);
   }
   // The first send gets 429 with `retry_after`, every later one ok; `order`
   // records the ids sent.

@@ -31,12 +31,12 @@ std::vector<std::string> ids(const std::vector<sdk::Message>& messages) {
 TEST(MemoryQueueTest, CapacityNAcceptsExactlyNMessages) {
   MemoryQueue queue(3);
 
-  EXPECT_EQ(queue.push(message("1")), Queue::PushStatus::Accepted);
-  EXPECT_EQ(queue.push(message("2")), Queue::PushStatus::Accepted);
-  EXPECT_EQ(queue.push(message("3")), Queue::PushStatus::Accepted);
-  EXPECT_EQ(queue.push(message("4")), Queue::PushStatus::Full);
+  EXPECT_EQ(queue.push(message("1")).status, Queue::PushStatus::Accepted);
+  EXPECT_EQ(queue.push(message("2")).status, Queue::PushStatus::Accepted);
+  EXPECT_EQ(queue.push(message("3")).status, Queue::PushStatus::Accepted);
+  EXPECT_EQ(queue.push(message("4")).status, Queue::PushStatus::Full);
   EXPECT_EQ(queue.size(), 3u);
-  EXPECT_EQ(queue.capacity(), 3u);
+  EXPECT_EQ(queue.limits().max_messages, 3u);
 }
 
 TEST(MemoryQueueTest, LeasedMessagesCountUntilAcked) {
@@ -46,11 +46,11 @@ TEST(MemoryQueueTest, LeasedMessagesCountUntilAcked) {
 
   ASSERT_EQ(queue.take(10).size(), 2u);
   EXPECT_EQ(queue.size(), 2u);
-  EXPECT_EQ(queue.push(message("3")), Queue::PushStatus::Full);
+  EXPECT_EQ(queue.push(message("3")).status, Queue::PushStatus::Full);
 
   queue.ack("1");
   EXPECT_EQ(queue.size(), 1u);
-  EXPECT_EQ(queue.push(message("3")), Queue::PushStatus::Accepted);
+  EXPECT_EQ(queue.push(message("3")).status, Queue::PushStatus::Accepted);
 }
 
 TEST(MemoryQueueTest, TakePreservesPushOrderAndRespectsMax) {
@@ -75,7 +75,7 @@ TEST(MemoryQueueTest, ConcurrentPushesNeverExceedCapacity) {
     threads.emplace_back([&, t] {
       start.arrive_and_wait();  // all threads race for the same slots
       for (int i = 0; i < kPushesPerThread; ++i) {
-        if (queue.push(message(std::to_string(t) + "-" + std::to_string(i))) ==
+        if (queue.push(message(std::to_string(t) + "-" + std::to_string(i))).status ==
             Queue::PushStatus::Accepted)
           ++accepted;
       }

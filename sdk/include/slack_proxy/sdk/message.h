@@ -70,6 +70,11 @@ struct Message {
   SteadyTime enqueued_at{};
 };
 
+// Set (to "true") in `attributes` on a message an operator replayed from the
+// dead-letter store. Guards that park a channel (a deny-list) let such a
+// message through as a probe: the operator says the channel exists now.
+inline constexpr const char* kReplayedAttribute = "slack_proxy.replayed";
+
 // One key per Slack channel across workspaces, for stages that keep state per
 // channel (buckets, deny-lists). Uses the routed `channel`: the target that
 // is actually paced or missing. A newline cannot occur in a workspace name,
