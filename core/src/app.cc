@@ -33,7 +33,10 @@
 #include "metrics.h"
 #include "pipeline.h"
 #include "plugin_host.h"
+#include "admin_api.h"
 #include "queue/memory_queue.h"
+#include "queue/sqlite_queue.h"
+#include "queue/token_seal.h"
 
 namespace slack_proxy {
 namespace {
@@ -115,15 +118,24 @@ Poco::Net::ServerSocket bind(const config::ListenAddress& addr, int backlog) {
   return socket;
 }
 
-// Serves GET /metrics (Prometheus text) and GET /health.
+ // Serves GET /metrics (Prometheus text), GET /health and the admin API.
 class MetricsHandler final : public Poco::Net::HTTPRequestHandler {
  public:
-  MetricsHandler(PrometheusMetrics& metrics, std::function<void()> refresh)
-      : metrics_(metrics), refresh_(std::move(refresh)) {}
+  MetricsHandler(PrometheusMetrics& metrics, std::function<void()> refresh, AdminApi* admin)
+      : metrics_(metrics), refresh_(std::move(refresh)), admin_(admin) {}
   void handleRequest(Poco::Net::HTTPServerRequest& req,
                      Poco::Net::HTTPServerResponse& resp) override {
     std::string body;
     const std::string path = req.getURI().substr(0, req.getURI().find('?'));
+    if (admin_ != nullptr && AdminApi::handles(path)) {
+      HttpReply reply = admin_->handle(req.getMethod(), req.getURI());
+      resp.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(reply.status));
+      for (const auto& [k, v] : reply.headers) resp.set(k, v);
+      resp.setContentType(reply.content_type);
+      resp.setContentLength(static_cast<std::streamsize>(reply.body.size()));
+      resp.send().write(reply.body.data(), static_cast<std::streamsize>(reply.body.size()));
+      return;
+    }
     if (path == "/metrics" && (req.getMethod() == "GET" || req.getMethod() == "HEAD")) {
       refresh_();
       body = metrics_.serialize();
@@ -143,21 +155,60 @@ class MetricsHandler final : public Poco::Net::HTTPRequestHandler {
  private:
   PrometheusMetrics& metrics_;
   std::function<void()> refresh_;
+  AdminApi* admin_;
 };
 
 class MetricsFactory final : public Poco::Net::HTTPRequestHandlerFactory {
  public:
-  MetricsFactory(PrometheusMetrics& metrics, std::function<void()> refresh)
-      : metrics_(metrics), refresh_(std::move(refresh)) {}
+  MetricsFactory(PrometheusMetrics& metrics, std::function<void()> refresh, AdminApi* admin)
+      : metrics_(metrics), refresh_(std::move(refresh)), admin_(admin) {}
   Poco::Net::HTTPRequestHandler* createRequestHandler(
       const Poco::Net::HTTPServerRequest&) override {
-    return new MetricsHandler(metrics_, refresh_);
+    return new MetricsHandler(metrics_, refresh_, admin_);
   }
 
  private:
   PrometheusMetrics& metrics_;
   std::function<void()> refresh_;
+  AdminApi* admin_;
 };
+
+// The configured queue backend, opened (and, for SQLite, recovered).
+std::unique_ptr<Queue> open_queue(const config::ProxyConfig& cfg, const sdk::Clock& clock,
+                                  const std::shared_ptr<spdlog::logger>& log) {
+  QueueLimits limits;
+  limits.max_messages = cfg.queue.capacity;
+  limits.max_bytes = cfg.queue.max_bytes;
+  limits.dedup_window = cfg.queue.dedup_window;
+  if (cfg.queue.backend == "memory")
+    return std::make_unique<MemoryQueue>(limits, clock, cfg.queue.max_dead_letters);
+
+  SqliteQueueOptions o;
+  o.path = cfg.queue.path;
+  o.limits = limits;
+  o.sync = cfg.queue.sync == "normal" ? SqliteQueueOptions::Sync::Normal
+                                      : SqliteQueueOptions::Sync::Full;
+  o.max_dead_letters = cfg.queue.max_dead_letters;
+  const bool caller_tokens = std::any_of(cfg.pipelines.begin(), cfg.pipelines.end(),
+                                         [](const auto& p) { return p.delivery_token == "caller"; });
+  if (caller_tokens) {
+    const char* key = std::getenv(cfg.queue.token_key_env.c_str());
+    if (key != nullptr && *key != '\0') {
+      try {
+        o.sealer = std::make_shared<TokenSealer>(TokenSealer::from_hex(key));
+      } catch (const std::exception& e) {
+        throw std::runtime_error("$" + cfg.queue.token_key_env + ": " + e.what());
+      }
+    } else {
+      o.sealer = std::make_shared<TokenSealer>(TokenSealer::random());
+      log->warn("${} is not set: callers' tokens are sealed in the queue with a key that dies "
+                "with this process, so caller-token messages left at exit are dead-lettered "
+                "as token_unavailable on the next start",
+                cfg.queue.token_key_env);
+    }
+  }
+  return std::make_unique<SqliteQueue>(std::move(o), clock, log);
+}
 
 std::string describe_pipeline(const config::PipelineSpec& p) {
   std::string s = "'" + p.name + "' on";
@@ -245,7 +296,13 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
   std::vector<std::shared_ptr<Pipeline>> pipelines =
       build_pipelines(cfg, plugins, log, metrics, clock);
 
-  MemoryQueue queue(cfg.queue.capacity);
+  std::unique_ptr<Queue> queue_owner = open_queue(cfg, clock, log);
+  Queue& queue = *queue_owner;
+  if (cfg.queue.backend == "sqlite") {
+    log->info("queue: {} (sync {}): recovered {} message(s); {} dead letter(s) stored",
+              cfg.queue.path, cfg.queue.sync, queue.recovered(), queue.dead_letters().count());
+  }
+  AdminApi admin(queue, log);
   const auto worker_count = static_cast<std::size_t>(cfg.dispatcher.workers);
   ThreadPool workers(worker_count);
   Dispatcher dispatcher(queue, pipelines, clock, core_metrics, log, workers, worker_count);
@@ -280,8 +337,12 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
         new MetricsFactory(metrics,
                            [&] {
                              core_metrics.set_queue_size(static_cast<double>(queue.size()));
+                             core_metrics.set_queue_bytes(static_cast<double>(queue.bytes()));
+                             core_metrics.set_dead_letters(
+                                 static_cast<double>(queue.dead_letters().count()));
                              core_metrics.set_channel_depths(dispatcher.channel_depths());
-                           }),
+                           },
+                           &admin),
         metrics_threads, bind(cfg.metrics.listen, 64), mparams);
   }
 
@@ -308,9 +369,10 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
   if (drained) {
     log->info("drained: every accepted message was processed");
   } else {
-    log->warn("drain deadline passed: {} message(s) left undelivered ({} in flight), lost with the "
-              "memory queue",
-              queue.size(), dispatcher.in_flight());
+    log->warn("drain deadline passed: {} message(s) left undelivered ({} in flight), {}",
+              queue.size(), dispatcher.in_flight(),
+              cfg.queue.backend == "memory" ? "lost with the memory queue"
+                                            : "kept in the queue for the next start");
     log_leftovers(*log, dispatcher.backlog());
   }
 
@@ -325,9 +387,13 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
   }
   // In-flight sends cannot be interrupted; the deadline is a promise, so do
   // not wait for them (they would hold us up to the sink's timeout).
-  if (!workers.shutdown_until(deadline)) {
-    log->warn("stopped with {} send(s) still in flight; their outcome is unknown",
-              dispatcher.in_flight());
+  const bool sends_done = workers.shutdown_until(deadline);
+  // Records every outcome the dispatcher reported; what is left stays queued.
+  queue.close();
+  if (!sends_done) {
+    log->warn("stopped with {} send(s) still in flight; their outcome is unknown{}",
+              dispatcher.in_flight(),
+              cfg.queue.backend == "memory" ? "" : " (they are sent again after the restart)");
     log->flush();
     std::_Exit(kExitOk);
   }

@@ -172,6 +172,8 @@ std::variant<ChatMessage, DecodeError> decode_chat_message(std::string body,
 
   if (const auto& channel = object->get("channel"); channel.isString())
     out.channel = channel.extract<std::string>();
+  if (const auto& id = object->get("client_msg_id"); id.isString())
+    out.client_msg_id = id.extract<std::string>();
   if (out.channel.empty() && !options.default_channel.empty()) {
     out.channel = options.default_channel;
     object->set("channel", out.channel);

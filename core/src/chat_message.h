@@ -22,6 +22,7 @@ struct ChatMessage {
   std::string payload;       // JSON object to forward; never contains `token`
   std::string channel;       // where it goes (the body's, or the default)
   std::string caller_token;  // SECRET: a `token` field the body carried, if any
+  std::string client_msg_id;  // Slack's client_msg_id, if any: a dedup key
 };
 
 struct DecodeError {

@@ -62,9 +62,11 @@ void Dispatcher::intake() {
       if (pipeline == pipelines_.end()) {
         // Only possible if a backend hands back a message from an older
         // configuration; it cannot be delivered, so it is counted and logged.
-        log_->error("message {} names unknown pipeline '{}'; dropped", message.id, message.pipeline);
+        log_->error("message {} names unknown pipeline '{}'; dead-lettered", message.id,
+                    message.pipeline);
         metrics_.failed(message.original_channel);
-        queue_.ack(message.id);
+        bury(std::move(message), DeadLetterKind::Failed, "unknown_pipeline",
+             "no pipeline of this name in the configuration", 0);
         continue;
       }
       std::string key = lane_key(message);
@@ -84,6 +86,27 @@ void Dispatcher::finish(Lane& lane, const char* outcome) {
   log_->debug("message {} to {}: {}", m.id, m.channel, outcome);
   queue_.ack(m.id);
   lane.entries.pop_front();
+}
+
+void Dispatcher::bury(sdk::Message message, DeadLetterKind kind, std::string error,
+                      std::string reason, int http_status) {
+  metrics_.dead_lettered(message.original_channel, to_string(kind));
+  DeadLetter letter;
+  letter.message = std::move(message);
+  letter.kind = kind;
+  letter.error = std::move(error);
+  letter.reason = std::move(reason);
+  letter.http_status = http_status;
+  letter.dead_at = clock_.wall_now();
+  queue_.dead_letter(std::move(letter));
+}
+
+void Dispatcher::finish_dead(Lane& lane, DeadLetterKind kind, std::string error,
+                             std::string reason, int http_status) {
+  sdk::Message m = std::move(lane.entries.front().message);
+  lane.entries.pop_front();
+  log_->debug("message {} to {}: dead-lettered ({})", m.id, m.channel, to_string(kind));
+  bury(std::move(m), kind, std::move(error), std::move(reason), http_status);
 }
 
 void Dispatcher::apply(Completion c, sdk::SteadyTime now) {
@@ -143,9 +166,16 @@ void Dispatcher::apply(Completion c, sdk::SteadyTime now) {
   metrics_.failed(m.original_channel);
   // The full request, so an operator can resend it by hand. The ingress
   // already removed any token field; redact_secrets is the second line.
-  log_->error("message {} to {} failed after {} attempt(s): {}; {}; request: {}", m.id, m.channel,
-              m.attempts, describe(c.result), decision.reason, redact_secrets(m.payload));
-  finish(lane, "failed");
+  // The dead-letter store keeps the request for a replay; the log says
+  // where it went. The ingress already removed any token field.
+  log_->error("message {} to {} failed after {} attempt(s): {}; {}; kept as a dead letter", m.id,
+              m.channel, m.attempts, describe(c.result), decision.reason);
+  std::string code = c.result.error.empty() && c.result.http_status != 0
+                         ? "http_" + std::to_string(c.result.http_status)
+                         : c.result.error;
+  if (code.empty()) code = "unknown_error";
+  finish_dead(lane, DeadLetterKind::Failed, std::move(code), decision.reason,
+              c.result.http_status);
 }
 
 void Dispatcher::try_start(Lane& lane, sdk::SteadyTime now) {
@@ -166,13 +196,27 @@ void Dispatcher::try_start(Lane& lane, sdk::SteadyTime now) {
       const sdk::GuardVerdict v = guard->before_send(m, now);
       if (!v.allow) {
         metrics_.not_processed(m.original_channel);
-        log_->info("message {} to {} not sent: {}", m.id, m.channel, v.reason);
-        finish(lane, "not processed");
+        log_->info("message {} to {} not sent: {}; kept as a dead letter", m.id, m.channel,
+                   v.reason);
+        finish_dead(lane, DeadLetterKind::NotProcessed, "denied",
+                    v.reason, 0);
         denied = true;
         break;
       }
     }
     if (denied) continue;
+
+    if (p.caller_token && m.delivery_token.empty()) {
+      // The caller's token did not survive (a replay of a message queued by
+      // an older process without a sealing key): never deliver it with the
+      // proxy's own token instead.
+      metrics_.failed(m.original_channel);
+      log_->error("message {} to {} has no caller token to deliver with; kept as a dead letter",
+                  m.id, m.channel);
+      finish_dead(lane, DeadLetterKind::Failed, "token_unavailable",
+                  "the caller's token is no longer available; the caller must send it again", 0);
+      continue;
+    }
 
     sdk::SteadyTime due = now;
     for (const auto& limiter : p.limiters) due = std::max(due, limiter->next_send_time(m, now));

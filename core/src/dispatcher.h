@@ -99,6 +99,11 @@ class Dispatcher {
   void apply(Completion c, sdk::SteadyTime now);
   void try_start(Lane& lane, sdk::SteadyTime now);
   void finish(Lane& lane, const char* outcome);
+  // Moves the lane's head (or a message never laned) to the dead letters.
+  void finish_dead(Lane& lane, DeadLetterKind kind, std::string error, std::string reason,
+                   int http_status);
+  void bury(sdk::Message message, DeadLetterKind kind, std::string error, std::string reason,
+            int http_status);
   void loop();
 
   Queue& queue_;

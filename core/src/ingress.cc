@@ -104,8 +104,8 @@ Ingress::Ingress(Queue& queue, std::vector<std::shared_ptr<Pipeline>> pipelines,
             [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
   // Ids must not collide across restarts (a durable queue keeps old ones).
   std::random_device rd;
-  char buf[16];
-  std::snprintf(buf, sizeof(buf), "%08x", rd());
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "%08x%08x", rd(), rd());
   id_prefix_ = buf;
   for (int i = 0; i < 8; ++i) {
     const auto word = rd();
@@ -118,6 +118,20 @@ std::string Ingress::tenant_of(const std::string& token) const {
   sha.update(tenant_salt_);
   sha.update(token);
   return "caller-" + Poco::DigestEngine::digestToHex(sha.digest()).substr(0, 16);
+}
+
+std::string Ingress::dedup_key(const Pipeline& pipeline, const sdk::Message& m,
+                               const std::string& key) const {
+  // Scoped so that two callers (or workspaces, or pipelines) using the same
+  // key never suppress each other's messages, and hashed so that a stored
+  // key is small and says nothing about the caller.
+  Poco::SHA2Engine sha(Poco::SHA2Engine::SHA_256);
+  for (const std::string* part : {&pipeline.name, &m.workspace, &m.caller, &key}) {
+    const std::uint64_t n = part->size();
+    sha.update(&n, sizeof(n));
+    sha.update(*part);
+  }
+  return Poco::DigestEngine::digestToHex(sha.digest());
 }
 
 std::string Ingress::next_id() {
@@ -344,11 +358,28 @@ HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView&
     if (!routed.accepted) return refuse(routed.status, routed.error, routed.detail);
   }
 
+  // Slack's own dedup field, or the HTTP convention; the header wins.
+  Queue::PushOptions push_options;
+  std::string idempotency = chat.client_msg_id;
+  if (auto header = request.header("Idempotency-Key"); header && !header->empty())
+    idempotency = std::move(*header);
+  if (!idempotency.empty()) push_options.dedup_key = dedup_key(pipeline, m, idempotency);
+
   const std::string original = m.original_channel;
   const std::string id = m.id;
-  switch (queue_.push(std::move(m))) {
-    case Queue::PushStatus::Accepted: {
-      metrics_.received(original);
+  const Queue::PushResult pushed = queue_.push(std::move(m), push_options);
+  switch (pushed.status) {
+    case Queue::PushStatus::Accepted:
+    case Queue::PushStatus::Duplicate: {
+      if (pushed.status == Queue::PushStatus::Accepted) {
+        metrics_.received(original);
+        log_->debug("accepted message {} for {}", id, original);
+      } else {
+        // Already queued (or delivered) within the dedup window: the caller
+        // is told "done", exactly as the first time.
+        metrics_.duplicate(original);
+        log_->info("duplicate request for {} within the dedup window; not queued again", original);
+      }
       HttpReply r;
       if (pipeline.webhook_style) {
         r.content_type = "text/plain; charset=utf-8";
@@ -356,19 +387,19 @@ HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView&
       } else {
         r.body = std::string(kOk);
       }
-      log_->debug("accepted message {} for {}", id, original);
       return r;
     }
     case Queue::PushStatus::Full: {
-      auto r = refuse(503, "queue_full",
-                      "the queue holds " + std::to_string(queue_.capacity()) +
-                          " messages; retry later");
+      auto r = refuse(503, "queue_full", pushed.detail + "; retry later");
       r.headers.emplace_back("Retry-After", std::to_string(options_.retry_after.count()));
       return r;
     }
     case Queue::PushStatus::Unavailable:
     default: {
-      auto r = refuse(503, "queue_unavailable", "the queue cannot store messages now");
+      // The storage's own words go to the log only (paths, errno text).
+      log_->error("queue cannot store message for {}: {}", original, pushed.detail);
+      auto r = refuse(503, "queue_unavailable",
+                      "the queue cannot store messages right now (see the proxy's log); retry later");
       r.headers.emplace_back("Retry-After", std::to_string(options_.retry_after.count()));
       return r;
     }

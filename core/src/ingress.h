@@ -81,6 +81,9 @@ class Ingress {
   IngressOptions options_;
   std::atomic<bool> draining_{false};
   LogThrottle reject_log_{20};
+  std::string dedup_key(const Pipeline& pipeline, const sdk::Message& m,
+                        const std::string& key) const;
+
   std::atomic<std::uint64_t> counter_{0};
   std::string id_prefix_;
   std::string tenant_salt_;

@@ -173,7 +173,27 @@ CoreMetrics::CoreMetrics(prometheus::Registry& registry)
       channel_depth_(prometheus::BuildGauge()
                          .Name("slackproxy_channel_queue_depth")
                          .Help("Messages waiting or in flight, per delivery channel")
-                         .Register(registry)) {}
+                         .Register(registry)),
+      duplicates_(prometheus::BuildCounter()
+                      .Name("slackproxy_requests_duplicate_total")
+                      .Help("Requests whose Idempotency-Key or client_msg_id was seen within "
+                            "the dedup window; answered ok, not queued again")
+                      .Register(registry)),
+      dead_lettered_(prometheus::BuildCounter()
+                         .Name("slackproxy_dead_lettered_total")
+                         .Help("Messages moved to the dead-letter store, by requested channel "
+                               "and kind (failed, not_processed)")
+                         .Register(registry)),
+      queue_bytes_(&prometheus::BuildGauge()
+                        .Name("slackproxy_queue_bytes")
+                        .Help("Payload bytes queued or in flight")
+                        .Register(registry)
+                        .Add({})),
+      dead_letters_(&prometheus::BuildGauge()
+                         .Name("slackproxy_dead_letters")
+                         .Help("Messages in the dead-letter store")
+                         .Register(registry)
+                         .Add({})) {}
 
 void CoreMetrics::set_channel_depths(const std::map<std::string, std::size_t>& depths) {
   std::lock_guard<std::mutex> lock(depth_mutex_);

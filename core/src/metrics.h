@@ -69,6 +69,12 @@ class CoreMetrics {
     rejected_.Add({{"error", std::string(error)}}).Increment();
   }
   void set_queue_size(double n) { queue_size_->Set(n); }
+  void set_queue_bytes(double n) { queue_bytes_->Set(n); }
+  void set_dead_letters(double n) { dead_letters_->Set(n); }
+  void duplicate(const std::string& channel) { counter(duplicates_, channel).Increment(); }
+  void dead_lettered(const std::string& channel, std::string_view kind) {
+    dead_lettered_.Add({{"channel", channel}, {"kind", std::string(kind)}}).Increment();
+  }
   // Slack answered 429 (the message waits; its retry budget is untouched).
   void rate_limited(const std::string& channel) { counter(rate_limited_, channel).Increment(); }
   // From acceptance to the first delivery attempt, in seconds.
@@ -95,6 +101,10 @@ class CoreMetrics {
   prometheus::Histogram* queue_wait_;
   prometheus::Histogram* delivery_latency_;
   prometheus::Family<prometheus::Gauge>& channel_depth_;
+  prometheus::Family<prometheus::Counter>& duplicates_;
+  prometheus::Family<prometheus::Counter>& dead_lettered_;
+  prometheus::Gauge* queue_bytes_;
+  prometheus::Gauge* dead_letters_;
   std::mutex depth_mutex_;
   std::map<std::string, prometheus::Gauge*> depth_series_;
 };

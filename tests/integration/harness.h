@@ -94,7 +94,9 @@ CommandResult run_validate(const std::string& config_text,
 struct ProxyConfig {
   std::string slack_url;
   std::string stages = fast_retry_stages();
+  std::string queue_backend = "memory";  // "sqlite": set `path` in queue_settings
   std::size_t queue_capacity = 1000;
+  std::string queue_settings;  // extra lines inside [queue]
   std::string queue_retry_after = "5s";
   std::size_t max_body_bytes = 1 << 20;
   int threads = 16;

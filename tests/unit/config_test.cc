@@ -154,9 +154,14 @@ TEST(ConfigTest, MissingSectionsKeepDefaults) {
   EXPECT_EQ(config.server.max_keep_alive_requests, 10000);
   EXPECT_TRUE(config.metrics.enabled);
   EXPECT_EQ(config.metrics.listen.str(), "127.0.0.1:9090");
-  EXPECT_EQ(config.queue.backend, "memory");
+  EXPECT_EQ(config.queue.backend, "sqlite");
+  EXPECT_EQ(config.queue.path, "state/queue.db");
+  EXPECT_EQ(config.queue.sync, "full");
   EXPECT_EQ(config.queue.capacity, 10000u);
+  EXPECT_EQ(config.queue.max_bytes, 64u << 20);
   EXPECT_EQ(config.queue.retry_after, 5s);
+  EXPECT_EQ(config.queue.dedup_window, 10min);
+  EXPECT_EQ(config.queue.max_dead_letters, 100000u);
   EXPECT_EQ(config.dispatcher.workers, 8);
   EXPECT_EQ(config.dispatcher.shutdown_timeout, 30s);
   EXPECT_EQ(config.log.level, "info");
@@ -208,7 +213,7 @@ INSTANTIATE_TEST_SUITE_P(
         UnknownKeyCase{with_pipeline("[metrics]\nbogus = 1\n"),
                        "unknown key 'bogus' in [metrics]; allowed: enabled, listen"},
         UnknownKeyCase{with_pipeline("[queue]\nbogus = 1\n"),
-                       "unknown key 'bogus' in [queue]; allowed: backend, capacity, retry_after"},
+                       "unknown key 'bogus' in [queue]; allowed: backend, path, sync, capacity, max_bytes, retry_after, dedup_window, max_dead_letters, token_key_env"},
         UnknownKeyCase{with_pipeline("[dispatcher]\nbogus = 1\n"),
                        "unknown key 'bogus' in [dispatcher]; allowed: workers, shutdown_timeout"},
         UnknownKeyCase{with_pipeline("[log]\nbogus = 1\n"),
@@ -264,7 +269,7 @@ TEST(ConfigTest, ZeroShutdownTimeoutIsAllowed) {
 
 TEST(ConfigTest, UnsupportedChoiceNamesAllowedValues) {
   EXPECT_EQ(error_of(with_pipeline("[queue]\nbackend = \"redis\"\n")),
-            "cfg.toml:2:11: [queue] backend 'redis' is not supported; allowed: memory");
+            "cfg.toml:2:11: [queue] backend 'redis' is not supported; allowed: sqlite, memory");
   EXPECT_EQ(error_of(with_pipeline("[log]\nlevel = \"verbose\"\n")),
             "cfg.toml:2:9: [log] level 'verbose' is not supported; allowed: trace, debug, info, warn, error");
 }

@@ -286,11 +286,25 @@ void read_metrics(Problems& problems, const toml::table& doc, MetricsConfig& met
 void read_queue(Problems& problems, const toml::table& doc, QueueConfig& queue) {
   const auto* table = host_table(problems, doc, "queue");
   if (table == nullptr) return;
-  Section s(problems, *table, "[queue]", {"backend", "capacity", "retry_after"});
-  s.choice("backend", queue.backend, {"memory"});
+  Section s(problems, *table, "[queue]",
+            {"backend", "path", "sync", "capacity", "max_bytes", "retry_after", "dedup_window",
+             "max_dead_letters", "token_key_env"});
+  s.choice("backend", queue.backend, {"sqlite", "memory"});
+  if (const auto* path = s.string("path")) {
+    if (path->get().empty()) {
+      problems.at(path->source(), "[queue] path must not be empty");
+    } else {
+      queue.path = path->get();
+    }
+  }
+  s.choice("sync", queue.sync, {"full", "normal"});
   s.integer("capacity", queue.capacity, 1);
+  s.integer("max_bytes", queue.max_bytes, 1024);
   // Retry-After is sent in whole seconds, so less than 1s cannot be expressed.
   s.duration("retry_after", queue.retry_after, std::chrono::seconds(1));
+  s.duration("dedup_window", queue.dedup_window, std::chrono::milliseconds(0));
+  s.integer("max_dead_letters", queue.max_dead_letters, 1);
+  if (const auto* env = s.string("token_key_env")) queue.token_key_env = env->get();
 }
 
 void read_dispatcher(Problems& problems, const toml::table& doc, DispatcherConfig& dispatcher) {

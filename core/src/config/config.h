@@ -58,9 +58,25 @@ struct MetricsConfig {                      // [metrics]
 };
 
 struct QueueConfig {                        // [queue]
-  std::string backend = "memory";           // only "memory" for now
+  // "sqlite": durable (a 200 means on disk); "memory": faster, and lost on
+  // a crash or restart.
+  std::string backend = "sqlite";
+  // The SQLite database; a relative path is relative to the working
+  // directory. Its directory is created if missing.
+  std::string path = "state/queue.db";
+  // "full": fsync every group commit; "normal": no fsync (a process crash
+  // loses nothing, a power cut may lose the last commits).
+  std::string sync = "full";
   std::size_t capacity = 10'000;            // messages, queued + in flight
+  std::size_t max_bytes = 64 << 20;         // payload bytes, queued + in flight
   std::chrono::milliseconds retry_after{5'000};  // Retry-After on 503 queue_full
+  // A repeated Idempotency-Key / client_msg_id within this window is
+  // answered 200 and not queued again; "0s" turns deduplication off.
+  std::chrono::milliseconds dedup_window{600'000};
+  std::size_t max_dead_letters = 100'000;   // beyond it the oldest are deleted
+  // Environment variable holding the key (64 hex digits) that seals callers'
+  // tokens in the database (delivery_token = "caller" only).
+  std::string token_key_env = "SLACK_PROXY_QUEUE_KEY";
 };
 
 struct DispatcherConfig {                   // [dispatcher]
