@@ -8,9 +8,11 @@
 // dead-letters those messages with error "token_unavailable").
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace slack_proxy {
 
