@@ -509,5 +509,116 @@ TEST_F(DispatcherRateLimitTest, ChannelDepthsCountWaitingMessagesPerChannel) {
             (std::map<std::string, std::size_t>{{"#a", 2}, {"#b", 1}}));
 }
 
+
+// ---- outcomes that are not deliveries become dead letters ----------------
+
+TEST_F(DispatcherTest, GivingUpMovesTheMessageToTheDeadLettersWithItsLastError) {
+  auto retry = std::make_shared<NiceMock<sdk::testing::MockRetryPolicy>>();
+  ON_CALL(*retry, decide(_, _))
+      .WillByDefault(Return(sdk::RetryDecision::give_up("permanent error")));
+  pipeline->retry = retry;
+  EXPECT_CALL(*sink, send(_))
+      .WillOnce(Return(SendResult::failed(200, "channel_not_found", "no such channel")));
+  push("a1", "#a");
+
+  run_until_quiet();
+
+  EXPECT_EQ(queue.size(), 0u);
+  auto letter = queue.dead_letters().get("a1");
+  ASSERT_TRUE(letter.has_value());
+  EXPECT_EQ(letter->kind, DeadLetterKind::Failed);
+  EXPECT_EQ(letter->error, "channel_not_found");
+  EXPECT_EQ(letter->reason, "permanent error");
+  EXPECT_EQ(letter->http_status, 200);
+  EXPECT_EQ(letter->message.attempts, 1u);
+  EXPECT_EQ(letter->message.payload, R"({"channel":"#a","text":"a1"})");
+  EXPECT_EQ(letter->dead_at, clock.wall_now());
+  EXPECT_EQ(counter("slackproxy_requests_failed_total", "#a"), 1);
+  EXPECT_EQ(metric_value(registry, "slackproxy_dead_lettered_total",
+                         {{"channel", "#a"}, {"kind", "failed"}}),
+            1);
+}
+
+TEST_F(DispatcherTest, AFailureWithoutAnErrorCodeIsRecordedByItsHttpStatus) {
+  EXPECT_CALL(*sink, send(_)).WillOnce(Return(SendResult::failed(502, "")));
+  push("a1", "#a");  // no retry policy: gives up at once
+
+  run_until_quiet();
+
+  auto letter = queue.dead_letters().get("a1");
+  ASSERT_TRUE(letter.has_value());
+  EXPECT_EQ(letter->error, "http_502");
+}
+
+TEST_F(DispatcherTest, ADeniedMessageIsKeptAsNotProcessed) {
+  auto guard = std::make_shared<NiceMock<sdk::testing::MockGuard>>();
+  ON_CALL(*guard, before_send(_, _))
+      .WillByDefault(Return(sdk::GuardVerdict::deny("channel is deny-listed")));
+  pipeline->guards.push_back(guard);
+  EXPECT_CALL(*sink, send(_)).Times(0);
+  push("a1", "#a");
+
+  run_until_quiet();
+
+  EXPECT_EQ(queue.size(), 0u);
+  auto letter = queue.dead_letters().get("a1");
+  ASSERT_TRUE(letter.has_value());
+  EXPECT_EQ(letter->kind, DeadLetterKind::NotProcessed);
+  EXPECT_EQ(letter->error, "denied");
+  EXPECT_EQ(letter->reason, "channel is deny-listed");
+  EXPECT_EQ(letter->message.attempts, 0u);
+  EXPECT_EQ(counter("slackproxy_requests_not_processed_total", "#a"), 1);
+}
+
+TEST_F(DispatcherTest, ACallerTokenMessageWithoutItsTokenIsNeverSentWithTheProxysToken) {
+  pipeline->caller_token = true;
+  EXPECT_CALL(*sink, send(_)).Times(0);
+  push("a1", "#a");  // no delivery_token: as after a restart without the sealing key
+
+  run_until_quiet();
+
+  auto letter = queue.dead_letters().get("a1");
+  ASSERT_TRUE(letter.has_value());
+  EXPECT_EQ(letter->error, "token_unavailable");
+  EXPECT_EQ(queue.size(), 0u);
+}
+
+TEST_F(DispatcherTest, AMessageOfAnUnknownPipelineBecomesADeadLetter) {
+  Message m;
+  m.id = "lost";
+  m.pipeline = "removed-from-config";
+  m.channel = "#a";
+  m.original_channel = "#a";
+  ASSERT_EQ(queue.push(std::move(m)).status, Queue::PushStatus::Accepted);
+
+  run_until_quiet();
+
+  auto letter = queue.dead_letters().get("lost");
+  ASSERT_TRUE(letter.has_value());
+  EXPECT_EQ(letter->error, "unknown_pipeline");
+  EXPECT_EQ(queue.size(), 0u);
+}
+
+TEST_F(DispatcherTest, AReplayedDeadLetterIsDeliveredAgain) {
+  EXPECT_CALL(*sink, send(_))
+      .WillOnce(Return(SendResult::failed(200, "channel_not_found")))
+      .WillOnce(Invoke([this](const Message& m) {
+        sent.push_back(m.id);
+        EXPECT_EQ(m.attempts, 1u);  // the replay starts afresh
+        EXPECT_EQ(m.attributes.at(sdk::kReplayedAttribute), "true");
+        return SendResult::ok();
+      }));
+  push("a1", "#a");
+  run_until_quiet();
+  ASSERT_EQ(queue.dead_letters().count(), 1u);
+
+  ASSERT_EQ(queue.dead_letters().replay("a1"), DeadLetterStore::ReplayStatus::Replayed);
+  run_until_quiet();
+
+  EXPECT_THAT(sent, ElementsAre("a1"));
+  EXPECT_EQ(queue.dead_letters().count(), 0u);
+  EXPECT_EQ(queue.size(), 0u);
+}
+
 }  // namespace
 }  // namespace slack_proxy
