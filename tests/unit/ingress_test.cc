@@ -81,6 +81,11 @@ class IngressTest : public ::testing::Test {
     pipeline->sink = std::make_shared<NiceMock<sdk::testing::MockSink>>();
   }
 
+  // Builds the ingress over these pipelines instead of the default one.
+  void ingress_with(std::vector<std::shared_ptr<Pipeline>> pipelines) {
+    ingress_ = std::make_unique<Ingress>(*queue, std::move(pipelines), metrics, clock, log, options);
+  }
+
   Ingress& ingress() {
     if (!ingress_)
       ingress_ = std::make_unique<Ingress>(*queue, std::vector<std::shared_ptr<Pipeline>>{pipeline},
@@ -133,7 +138,6 @@ class IngressTest : public ::testing::Test {
   std::shared_ptr<spdlog::logger> log = test_support::null_logger();
   std::shared_ptr<Pipeline> pipeline = std::make_shared<Pipeline>();
 
- private:
   std::unique_ptr<Ingress> ingress_;
 };
 
@@ -704,6 +708,119 @@ TEST_F(IngressCompatibilityTest, CallerTokenPipelineWithoutAnyTokenIsNotAuthed) 
   EXPECT_EQ(reply.status, 401);
   EXPECT_EQ(error_of(reply), "not_authed");
   EXPECT_TRUE(queued().empty());
+}
+
+
+// ---- deduplication and storage failures (issue 4) ------------------------
+
+class DedupIngressTest : public IngressTest {
+ protected:
+  DedupIngressTest() {
+    QueueLimits limits;
+    limits.max_messages = 10;
+    limits.dedup_window = std::chrono::minutes(10);
+    queue = std::make_unique<MemoryQueue>(limits, clock);
+  }
+  HttpReply post_with_key(const std::string& body, const std::string& key) {
+    FakeRequest request("POST", "/");
+    request.with_header("Content-Type", kJson);
+    request.with_header("Idempotency-Key", key);
+    return send(request, body, body.size());
+  }
+  double duplicates(const std::string& channel) {
+    return metric_value(registry, "slackproxy_requests_duplicate_total", {{"channel", channel}});
+  }
+};
+
+TEST_F(DedupIngressTest, ARepeatedIdempotencyKeyIsAnsweredOkAndNotQueuedAgain) {
+  const std::string body = R"({"channel":"#a","text":"disk full"})";
+
+  const HttpReply first = post_with_key(body, "alert-42");
+  const HttpReply second = post_with_key(body, "alert-42");
+
+  EXPECT_EQ(first.status, 200);
+  EXPECT_EQ(second.status, 200);
+  EXPECT_EQ(second.body, first.body);
+  EXPECT_EQ(queued().size(), 1u);
+  EXPECT_EQ(duplicates("#a"), 1);
+}
+
+TEST_F(DedupIngressTest, SlacksClientMsgIdDeduplicatesToo) {
+  const std::string body = R"({"channel":"#a","text":"x","client_msg_id":"c-1"})";
+
+  EXPECT_EQ(post(body).status, 200);
+  EXPECT_EQ(post(body).status, 200);
+  EXPECT_EQ(post(R"({"channel":"#a","text":"x","client_msg_id":"c-2"})").status, 200);
+
+  EXPECT_EQ(queued().size(), 2u);
+}
+
+TEST_F(DedupIngressTest, TheHeaderWinsOverTheBodysClientMsgId) {
+  EXPECT_EQ(post_with_key(R"({"channel":"#a","text":"x","client_msg_id":"c-1"})", "k").status, 200);
+  // Same client_msg_id, another header key: a different request.
+  EXPECT_EQ(post_with_key(R"({"channel":"#a","text":"x","client_msg_id":"c-1"})", "k2").status, 200);
+
+  EXPECT_EQ(queued().size(), 2u);
+}
+
+TEST_F(DedupIngressTest, TheSameKeyAfterTheWindowIsANewMessage) {
+  const std::string body = R"({"channel":"#a","text":"x"})";
+  ASSERT_EQ(post_with_key(body, "k").status, 200);
+
+  clock.advance(std::chrono::minutes(10) + std::chrono::milliseconds(1));
+  ASSERT_EQ(post_with_key(body, "k").status, 200);
+
+  EXPECT_EQ(queued().size(), 2u);
+}
+
+TEST_F(DedupIngressTest, KeysAreScopedPerPipeline) {
+  auto other = std::make_shared<Pipeline>();
+  other->name = "other";
+  other->paths = {"/other"};
+  other->sink = pipeline->sink;
+  ingress_with({pipeline, other});
+  const std::string body = R"({"channel":"#a","text":"x"})";
+
+  FakeRequest to_other("POST", "/other");
+  to_other.with_header("Content-Type", kJson).with_header("Idempotency-Key", "k");
+  ASSERT_EQ(post_with_key(body, "k").status, 200);
+  ASSERT_EQ(send(to_other, body, body.size()).status, 200);
+
+  EXPECT_EQ(queued().size(), 2u);
+}
+
+// A queue whose storage is broken (disk full, I/O error).
+class BrokenQueue final : public Queue {
+ public:
+  using Queue::push;
+  PushResult push(sdk::Message, const PushOptions&) override {
+    return {PushStatus::Unavailable, "disk I/O error writing /var/lib/secret-path/queue.db"};
+  }
+  std::vector<sdk::Message> take(std::size_t) override { return {}; }
+  void ack(const std::string&) override {}
+  void dead_letter(DeadLetter) override {}
+  std::size_t size() const override { return 0; }
+  std::size_t bytes() const override { return 0; }
+  QueueLimits limits() const override { return {}; }
+  DeadLetterStore& dead_letters() override { return inner_.dead_letters(); }
+  void on_push(std::function<void()>) override {}
+
+ private:
+  MemoryQueue inner_{1};
+};
+
+TEST_F(IngressTest, AStorageFailureIs503WithRetryAfterAndNoInternalDetail) {
+  BrokenQueue broken;
+  ingress_ = std::make_unique<Ingress>(broken, std::vector<std::shared_ptr<Pipeline>>{pipeline},
+                                       metrics, clock, log, options);
+
+  const HttpReply reply = post(R"({"channel":"#a","text":"x"})");
+
+  EXPECT_EQ(reply.status, 503);
+  EXPECT_EQ(error_of(reply), "queue_unavailable");
+  EXPECT_TRUE(header_of(reply, "Retry-After").has_value());
+  EXPECT_EQ(reply.body.find("secret-path"), std::string::npos) << reply.body;
+  EXPECT_EQ(rejected("queue_unavailable"), 1);
 }
 
 }  // namespace
