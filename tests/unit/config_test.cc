@@ -558,8 +558,18 @@ TEST(ConfigTest, ShippedDefaultConfigLoads) {
   const auto config = load_config(SLACK_PROXY_SOURCE_DIR "/config/slack-proxy.toml");
   EXPECT_EQ(config.server.listen.str(), "0.0.0.0:8080");
   EXPECT_EQ(config.metrics.listen.str(), "127.0.0.1:9090");
-  EXPECT_EQ(config.queue.backend, "memory");
-  EXPECT_EQ(config.queue.capacity, 10000u);
+  // The shipped file states every [queue] default, and states it right.
+  const config::ProxyConfig defaults;
+  EXPECT_EQ(config.queue.backend, "sqlite");
+  EXPECT_EQ(config.queue.backend, defaults.queue.backend);
+  EXPECT_EQ(config.queue.path, defaults.queue.path);
+  EXPECT_EQ(config.queue.sync, defaults.queue.sync);
+  EXPECT_EQ(config.queue.capacity, defaults.queue.capacity);
+  EXPECT_EQ(config.queue.max_bytes, defaults.queue.max_bytes);
+  EXPECT_EQ(config.queue.retry_after, defaults.queue.retry_after);
+  EXPECT_EQ(config.queue.dedup_window, defaults.queue.dedup_window);
+  EXPECT_EQ(config.queue.max_dead_letters, defaults.queue.max_dead_letters);
+  EXPECT_EQ(config.queue.token_key_env, defaults.queue.token_key_env);
   ASSERT_EQ(config.pipelines.size(), 1u);
   const auto& slack = config.pipelines[0];
   EXPECT_EQ(slack.name, "slack");
