@@ -83,11 +83,13 @@ class DeadLetterStore {
   // sdk::kReplayedAttribute set. They keep their id and their place behind
   // what is already queued. Capacity limits apply: replay_matching stops at
   // the first message that does not fit and reports how many moved.
-  enum class ReplayStatus { Replayed, NotFound, Full, Unavailable };
+  // TokenUnavailable: the message needs a caller's token that can no longer
+  // be opened (sealed under another key); it stays a dead letter.
+  enum class ReplayStatus { Replayed, NotFound, Full, Unavailable, TokenUnavailable };
   virtual ReplayStatus replay(const std::string& id) = 0;
   struct ReplayCount {
     std::size_t replayed = 0;
-    std::size_t left = 0;  // matched but not replayed (queue full or unavailable)
+    std::size_t left = 0;  // matched but not replayed (queue full, unavailable, no token)
   };
   virtual ReplayCount replay_matching(const DeadLetterFilter& filter) = 0;
 };
@@ -126,6 +128,8 @@ class Queue {
   // until ack() or dead_letter().
   virtual std::vector<sdk::Message> take(std::size_t max) = 0;
 
+  // ack() and dead_letter() apply to messages handed out by take().
+  //
   // Delivered (or otherwise finished without a record): it leaves the queue
   // for good. May be made durable lazily: after a crash an acked message can
   // be delivered once more, never lost.
@@ -147,9 +151,10 @@ class Queue {
 
   virtual DeadLetterStore& dead_letters() = 0;
 
-  // Called (from the pushing thread, or the admin thread for a replay) after
-  // messages become available to take(), so the consumer can wake up
-  // instead of polling. Set once, before use.
+  // Called after messages become available to take(), so the consumer can
+  // wake up instead of polling: from the pushing thread (memory) or the
+  // backend's writer thread (SQLite), possibly after push() returned. Set
+  // once, before use.
   virtual void on_push(std::function<void()> listener) = 0;
 
   // Makes every recorded outcome durable and refuses further pushes

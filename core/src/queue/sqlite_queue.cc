@@ -453,7 +453,9 @@ void SqliteQueue::dead_letter(DeadLetter letter) {
   try {
     op.sealed = seal(letter.message.delivery_token);
   } catch (const std::exception&) {
-    op.sealed.clear();  // replay will then report token_unavailable
+    // Not sealable: the record keeps no token, and the dispatcher refuses
+    // to deliver a caller-token message without one (token_unavailable).
+    op.sealed.clear();
   }
   // The record's columns need only these; the body carries the rest.
   letter.message.payload.clear();
@@ -797,6 +799,15 @@ DeadLetterStore::ReplayStatus SqliteQueue::replay(const std::string& id) {
         auto d = read_dead(s.get());
         s.reset();
         if (!d) throw QueueError("the dead letter's record cannot be decoded");
+        std::optional<std::string> token;
+        if (!d->sealed.empty()) {
+          if (options_.sealer) token = options_.sealer->open(d->sealed);
+          if (!token) {
+            // Never hand out a caller's message without the caller's token.
+            status = ReplayStatus::TokenUnavailable;
+            return;
+          }
+        }
         {
           std::lock_guard<std::mutex> lock(mutex_);
           if (closed_) {
@@ -816,10 +827,7 @@ DeadLetterStore::ReplayStatus SqliteQueue::replay(const std::string& id) {
             .bind_blob(3, encode_message(mv.message)).bind_blob(4, d->sealed).run();
         Stmt del(db.raw(), "DELETE FROM dead_letters WHERE seq=?");
         del.bind(1, d->seq).run();
-        if (!d->sealed.empty()) {
-          auto token = options_.sealer ? options_.sealer->open(d->sealed) : std::nullopt;
-          if (token) mv.message.delivery_token = std::move(*token);
-        }
+        if (token) mv.message.delivery_token = std::move(*token);
         status = ReplayStatus::Replayed;
       },
       [&] {
