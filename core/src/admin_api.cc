@@ -1,18 +1,510 @@
-// Placeholder until the admin API lands (see admin_api.h).
 #include "admin_api.h"
 
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <initializer_list>
+#include <optional>
+#include <string_view>
+#include <utility>
+#include <vector>
+
 namespace slack_proxy {
+
+namespace {
+
+constexpr std::size_t kDefaultLimit = 50;
+constexpr std::size_t kMaxLimit = 1000;
+// With a 503: the queue drains (or the disk recovers) on its own, so a
+// script can simply try again.
+constexpr const char* kRetryAfterSeconds = "5";
+
+// Appends `text` as a JSON string literal. Valid UTF-8 is kept as is; a byte
+// that does not start a valid sequence becomes U+FFFD, so the reply is
+// always valid JSON whatever a stored payload holds.
+void append_json_string(std::string& out, std::string_view text) {
+  out.push_back('"');
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+  const auto continuation = [&](std::size_t i, unsigned char lo, unsigned char hi) {
+    return i < text.size() && byte(i) >= lo && byte(i) <= hi;
+  };
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const unsigned char c = byte(i);
+    if (c < 0x80) {
+      switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\t': out += "\\t"; break;
+        case '\b': out += "\\b"; break;
+        case '\f': out += "\\f"; break;
+        default:
+          if (c < 0x20) {
+            char buf[8];
+            std::snprintf(buf, sizeof(buf), "\\u%04x", static_cast<unsigned>(c));
+            out += buf;
+          } else {
+            out.push_back(static_cast<char>(c));
+          }
+      }
+      ++i;
+      continue;
+    }
+    // The well-formed sequences of RFC 3629 (no overlongs, no surrogates,
+    // nothing above U+10FFFF): the first continuation byte's range depends
+    // on the lead byte, the others are 80..BF.
+    std::size_t length = 0;
+    if (c >= 0xC2 && c <= 0xDF) {
+      length = continuation(i + 1, 0x80, 0xBF) ? 2 : 0;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      const unsigned char lo = c == 0xE0 ? 0xA0 : 0x80;
+      const unsigned char hi = c == 0xED ? 0x9F : 0xBF;
+      length = continuation(i + 1, lo, hi) && continuation(i + 2, 0x80, 0xBF) ? 3 : 0;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      const unsigned char lo = c == 0xF0 ? 0x90 : 0x80;
+      const unsigned char hi = c == 0xF4 ? 0x8F : 0xBF;
+      length = continuation(i + 1, lo, hi) && continuation(i + 2, 0x80, 0xBF) &&
+                       continuation(i + 3, 0x80, 0xBF)
+                   ? 4
+                   : 0;
+    }
+    if (length == 0) {
+      out += "\\ufffd";
+      ++i;
+    } else {
+      out.append(text.substr(i, length));
+      i += length;
+    }
+  }
+  out.push_back('"');
+}
+
+// RFC 3339, UTC, milliseconds: "2026-11-27T21:00:00.123Z"; null for the
+// epoch, which the store uses for "never" (e.g. no attempt yet).
+void append_time(std::string& out, sdk::WallTime t) {
+  using namespace std::chrono;
+  if (t.time_since_epoch().count() == 0) {
+    out += "null";
+    return;
+  }
+  const auto ms = floor<milliseconds>(t);
+  const auto day = floor<days>(ms);
+  const year_month_day date{day};
+  const hh_mm_ss time{ms - day};
+  char buf[48];
+  std::snprintf(buf, sizeof(buf), "\"%04d-%02u-%02uT%02d:%02d:%02d.%03dZ\"",
+                static_cast<int>(date.year()), static_cast<unsigned>(date.month()),
+                static_cast<unsigned>(date.day()), static_cast<int>(time.hours().count()),
+                static_cast<int>(time.minutes().count()),
+                static_cast<int>(time.seconds().count()),
+                static_cast<int>(time.subseconds().count()));
+  out += buf;
+}
+
+void append_member(std::string& out, std::string_view key, std::string_view value) {
+  append_json_string(out, key);
+  out.push_back(':');
+  append_json_string(out, value);
+  out.push_back(',');
+}
+
+template <typename Number>
+void append_number(std::string& out, std::string_view key, Number value) {
+  append_json_string(out, key);
+  out.push_back(':');
+  out += std::to_string(value);
+  out.push_back(',');
+}
+
+void append_time_member(std::string& out, std::string_view key, sdk::WallTime value) {
+  append_json_string(out, key);
+  out.push_back(':');
+  append_time(out, value);
+  out.push_back(',');
+}
+
+// One record. The delivery token is never written, whatever the store
+// returned: it is a secret, and the record is for humans.
+void append_record(std::string& out, const DeadLetter& d, bool with_payload) {
+  const sdk::Message& m = d.message;
+  out.push_back('{');
+  append_member(out, "id", m.id);
+  append_member(out, "pipeline", m.pipeline);
+  append_member(out, "channel", m.channel);
+  append_member(out, "original_channel", m.original_channel);
+  append_member(out, "workspace", m.workspace);
+  append_member(out, "caller", m.caller);
+  append_member(out, "kind", to_string(d.kind));
+  append_member(out, "error", d.error);
+  append_member(out, "reason", d.reason);
+  append_number(out, "http_status", d.http_status);
+  append_number(out, "attempts", m.attempts);
+  append_time_member(out, "received_at", m.received_at);
+  append_time_member(out, "last_attempt_at", m.last_attempt_at);
+  append_time_member(out, "dead_at", d.dead_at);
+  if (with_payload) append_member(out, "payload", m.payload);
+  out.back() = '}';  // replaces the last member's comma
+}
+
+HttpReply json_reply(int status, std::string body) {
+  HttpReply r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+HttpReply error_reply(int status, std::string_view error, std::string_view detail = {}) {
+  std::string body = R"({"ok":false,"error":)";
+  append_json_string(body, error);
+  if (!detail.empty()) {
+    body += R"(,"detail":)";
+    append_json_string(body, detail);
+  }
+  body.push_back('}');
+  HttpReply r = json_reply(status, std::move(body));
+  if (status == 503) r.headers.emplace_back("Retry-After", kRetryAfterSeconds);
+  return r;
+}
+
+HttpReply not_found() { return error_reply(404, "not_found"); }
+
+HttpReply invalid_arguments(std::string_view detail) {
+  return error_reply(400, "invalid_arguments", detail);
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// %XX-decodes `text`; nullopt on a '%' not followed by two hex digits. In a
+// query, '+' means a space (HTML form encoding); in a path it is itself.
+std::optional<std::string> percent_decode(std::string_view text, bool plus_is_space) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%') {
+      if (i + 2 >= text.size()) return std::nullopt;
+      const int hi = hex_value(text[i + 1]);
+      const int lo = hex_value(text[i + 2]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      out.push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else if (text[i] == '+' && plus_is_space) {
+      out.push_back(' ');
+    } else {
+      out.push_back(text[i]);
+    }
+  }
+  return out;
+}
+
+enum class Route {
+  Queue,           // /admin/queue
+  DeadLetters,     // /admin/dead-letters
+  ReplayMatching,  // /admin/dead-letters/replay
+  DeadLetter,      // /admin/dead-letters/{id}
+  ReplayOne,       // /admin/dead-letters/{id}/replay
+};
+
+// The methods a route answers, as sent in the 405's Allow header.
+const char* allowed_methods(Route route) {
+  switch (route) {
+    case Route::Queue: return "GET";
+    case Route::DeadLetters: return "GET, DELETE";
+    case Route::ReplayMatching: return "POST";
+    case Route::DeadLetter: return "GET, DELETE";
+    case Route::ReplayOne: return "POST";
+  }
+  return "";
+}
+
+bool allows(Route route, const std::string& method) {
+  switch (route) {
+    case Route::Queue: return method == "GET";
+    case Route::DeadLetters: return method == "GET" || method == "DELETE";
+    case Route::ReplayMatching: return method == "POST";
+    case Route::DeadLetter: return method == "GET" || method == "DELETE";
+    case Route::ReplayOne: return method == "POST";
+  }
+  return false;
+}
+
+struct Target {
+  Route route;
+  std::string id_segment;  // still %-encoded
+};
+
+// Which route `path` names; nullopt for any other path under /admin/.
+// "replay" is never an id (ids are "<hex>-<n>"), so /admin/dead-letters/replay
+// is always the bulk replay.
+std::optional<Target> resolve(std::string_view path) {
+  constexpr std::string_view kPrefix = "/admin/";
+  if (path.substr(0, kPrefix.size()) != kPrefix) return std::nullopt;
+  path.remove_prefix(kPrefix.size());
+  std::vector<std::string_view> segments;
+  while (true) {
+    const auto slash = path.find('/');
+    segments.push_back(path.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash + 1);
+  }
+  if (segments.size() == 1 && segments[0] == "queue") return Target{Route::Queue, {}};
+  if (segments.empty() || segments[0] != "dead-letters") return std::nullopt;
+  if (segments.size() == 1) return Target{Route::DeadLetters, {}};
+  if (segments[1].empty()) return std::nullopt;
+  if (segments.size() == 2) {
+    if (segments[1] == "replay") return Target{Route::ReplayMatching, {}};
+    return Target{Route::DeadLetter, std::string(segments[1])};
+  }
+  if (segments.size() == 3 && segments[2] == "replay")
+    return Target{Route::ReplayOne, std::string(segments[1])};
+  return std::nullopt;
+}
+
+struct QueryParams {
+  std::vector<std::pair<std::string, std::string>> items;  // decoded, in order
+  const std::string* find(std::string_view key) const {
+    for (const auto& [k, v] : items)
+      if (k == key) return &v;
+    return nullptr;
+  }
+};
+
+// Parses and checks a query string against the parameters a route takes.
+// Returns the 400 to send, if any.
+std::optional<HttpReply> parse_query(std::string_view query,
+                                     std::initializer_list<std::string_view> allowed,
+                                     QueryParams& out) {
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (pair.empty()) continue;  // "a=1&&b=2", a trailing '&'
+    const auto eq = pair.find('=');
+    auto key = percent_decode(pair.substr(0, eq), true);
+    auto value = percent_decode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1),
+                                true);
+    if (!key || !value) return invalid_arguments("malformed %-encoding in the query string");
+    bool known = false;
+    for (std::string_view a : allowed) known = known || a == *key;
+    if (!known) return invalid_arguments("unknown query parameter '" + *key + "'");
+    if (out.find(*key) != nullptr)
+      return invalid_arguments("query parameter '" + *key + "' given more than once");
+    out.items.emplace_back(std::move(*key), std::move(*value));
+  }
+  return std::nullopt;
+}
+
+// channel, error and kind; an empty value is no filter, as in DeadLetterFilter.
+std::optional<HttpReply> parse_filter(const QueryParams& q, DeadLetterFilter& filter) {
+  if (const auto* v = q.find("channel")) filter.channel = *v;
+  if (const auto* v = q.find("error")) filter.error = *v;
+  if (const auto* v = q.find("kind"); v != nullptr && !v->empty()) {
+    filter.kind = dead_letter_kind_from(*v);
+    if (!filter.kind)
+      return error_reply(400, "invalid_kind", "kind must be failed or not_processed");
+  }
+  return std::nullopt;
+}
+
+bool has_filter(const DeadLetterFilter& f) {
+  return !f.channel.empty() || !f.error.empty() || f.kind.has_value();
+}
+
+// A bulk replay or delete names what it touches: a filter, or all=true
+// (alone, so that "all" always means every record).
+std::optional<HttpReply> parse_bulk_filter(const QueryParams& q, DeadLetterFilter& filter) {
+  if (auto error = parse_filter(q, filter)) return error;
+  const std::string* all = q.find("all");
+  if (all != nullptr && *all != "true" && *all != "false")
+    return invalid_arguments("all must be true or false");
+  const bool everything = all != nullptr && *all == "true";
+  if (everything && has_filter(filter))
+    return invalid_arguments("all=true cannot be combined with channel, error or kind");
+  if (!everything && !has_filter(filter))
+    return error_reply(400, "filter_required",
+                       "name channel, error or kind, or pass all=true to touch every dead letter");
+  return std::nullopt;
+}
+
+// "1".."1000"; anything else (empty, signs, spaces, too large) is refused.
+std::optional<std::size_t> parse_limit(const std::string& text) {
+  if (text.empty() || text.size() > 4) return std::nullopt;
+  std::size_t n = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + static_cast<std::size_t>(c - '0');
+  }
+  if (n < 1 || n > kMaxLimit) return std::nullopt;
+  return n;
+}
+
+// For the log: "channel=#x, kind=failed", or "all". Control characters in
+// a value (a %0A in the query) become '?', so a log line stays one line.
+std::string describe(const DeadLetterFilter& f) {
+  std::string out;
+  const auto add = [&](std::string_view key, std::string_view value) {
+    if (!out.empty()) out += ", ";
+    out.append(key).push_back('=');
+    for (char c : value) out.push_back(static_cast<unsigned char>(c) < 0x20 || c == 0x7f ? '?' : c);
+  };
+  if (!f.channel.empty()) add("channel", f.channel);
+  if (!f.error.empty()) add("error", f.error);
+  if (f.kind) add("kind", to_string(*f.kind));
+  return out.empty() ? "all" : out;
+}
+
+}  // namespace
 
 AdminApi::AdminApi(Queue& queue, std::shared_ptr<spdlog::logger> log)
     : queue_(queue), log_(std::move(log)) {}
 
 bool AdminApi::handles(const std::string& path) { return path.rfind("/admin/", 0) == 0; }
 
-HttpReply AdminApi::handle(const std::string&, const std::string&) {
-  HttpReply r;
-  r.status = 501;
-  r.body = R"({"ok":false,"error":"not_implemented"})";
-  return r;
+HttpReply AdminApi::handle(const std::string& method, const std::string& uri) {
+  const auto question = uri.find('?');
+  const std::string path = uri.substr(0, question);
+  const std::string_view query =
+      question == std::string::npos ? std::string_view{} : std::string_view(uri).substr(question + 1);
+  try {
+    const auto target = resolve(path);
+    if (!target) return not_found();
+    if (!allows(target->route, method)) {
+      HttpReply r = error_reply(405, "method_not_allowed");
+      r.headers.emplace_back("Allow", allowed_methods(target->route));
+      return r;
+    }
+    std::string id;
+    if (!target->id_segment.empty()) {
+      auto decoded = percent_decode(target->id_segment, false);
+      if (!decoded) return invalid_arguments("malformed %-encoding in the id");
+      id = std::move(*decoded);
+    }
+
+    DeadLetterStore& store = queue_.dead_letters();
+    QueryParams q;
+    switch (target->route) {
+      case Route::Queue: {
+        if (auto error = parse_query(query, {}, q)) return std::move(*error);
+        const QueueLimits limits = queue_.limits();
+        std::string body = R"({"ok":true,)";
+        append_number(body, "size", queue_.size());
+        append_number(body, "bytes", queue_.bytes());
+        append_number(body, "max_messages", limits.max_messages);
+        append_number(body, "max_bytes", limits.max_bytes);
+        append_number(body, "dead_letters", store.count());
+        body.back() = '}';
+        return json_reply(200, std::move(body));
+      }
+
+      case Route::DeadLetters:
+        if (method == "GET") {
+          if (auto error = parse_query(query, {"channel", "error", "kind", "after", "limit"}, q))
+            return std::move(*error);
+          DeadLetterFilter filter;
+          if (auto error = parse_filter(q, filter)) return std::move(*error);
+          std::size_t limit = kDefaultLimit;
+          if (const auto* v = q.find("limit")) {
+            const auto parsed = parse_limit(*v);
+            if (!parsed)
+              return error_reply(400, "invalid_limit",
+                                 "limit must be a whole number from 1 to " +
+                                     std::to_string(kMaxLimit));
+            limit = *parsed;
+          }
+          const std::string* after = q.find("after");
+          const DeadLetterPage page = store.list(filter, after ? *after : std::string{}, limit);
+          const std::size_t total = store.count();
+          std::string body = R"({"ok":true,"dead_letters":[)";
+          for (const auto& d : page.items) {
+            append_record(body, d, false);
+            body.push_back(',');
+          }
+          if (!page.items.empty()) body.pop_back();
+          body += "],";
+          if (!page.next_after.empty()) append_member(body, "next_after", page.next_after);
+          append_number(body, "total", total);
+          body.back() = '}';
+          return json_reply(200, std::move(body));
+        } else {
+          if (auto error = parse_query(query, {"channel", "error", "kind", "all"}, q))
+            return std::move(*error);
+          DeadLetterFilter filter;
+          if (auto error = parse_bulk_filter(q, filter)) return std::move(*error);
+          const std::size_t deleted = store.remove_matching(filter);
+          log_->info("admin: deleted {} dead letter(s) ({})", deleted, describe(filter));
+          return json_reply(200, R"({"ok":true,"deleted":)" + std::to_string(deleted) + "}");
+        }
+
+      case Route::ReplayMatching: {
+        if (auto error = parse_query(query, {"channel", "error", "kind", "all"}, q))
+          return std::move(*error);
+        DeadLetterFilter filter;
+        if (auto error = parse_bulk_filter(q, filter)) return std::move(*error);
+        const auto n = store.replay_matching(filter);
+        if (n.left == 0) {
+          log_->info("admin: replayed {} dead letter(s) ({})", n.replayed, describe(filter));
+        } else {
+          log_->warn(
+              "admin: replayed {} dead letter(s) ({}); {} left: the queue is full or unavailable",
+              n.replayed, describe(filter), n.left);
+        }
+        return json_reply(200, R"({"ok":true,"replayed":)" + std::to_string(n.replayed) +
+                                   R"(,"left":)" + std::to_string(n.left) + "}");
+      }
+
+      case Route::DeadLetter:
+        if (auto error = parse_query(query, {}, q)) return std::move(*error);
+        if (method == "GET") {
+          const auto letter = store.get(id);
+          if (!letter) return not_found();
+          std::string body = R"({"ok":true,"dead_letter":)";
+          append_record(body, *letter, true);
+          body.push_back('}');
+          return json_reply(200, std::move(body));
+        } else {
+          if (!store.remove(id)) return not_found();
+          log_->info("admin: deleted dead letter {}", id);
+          return json_reply(200, R"({"ok":true,"deleted":1})");
+        }
+
+      case Route::ReplayOne: {
+        if (auto error = parse_query(query, {}, q)) return std::move(*error);
+        switch (store.replay(id)) {
+          case DeadLetterStore::ReplayStatus::Replayed:
+            log_->info("admin: replayed dead letter {}", id);
+            return json_reply(200, R"({"ok":true,"replayed":1})");
+          case DeadLetterStore::ReplayStatus::NotFound:
+            return not_found();
+          case DeadLetterStore::ReplayStatus::Full:
+            log_->warn("admin: dead letter {} not replayed: the queue is full", id);
+            return error_reply(503, "queue_full");
+          case DeadLetterStore::ReplayStatus::Unavailable:
+            log_->warn("admin: dead letter {} not replayed: the queue is unavailable", id);
+            return error_reply(503, "queue_unavailable");
+          case DeadLetterStore::ReplayStatus::TokenUnavailable:
+            // The caller's token was sealed under another key: replaying it
+            // could only fail again. The caller must send the message anew.
+            log_->warn("admin: dead letter {} not replayed: its caller token cannot be opened", id);
+            return error_reply(409, "token_unavailable");
+        }
+        return error_reply(503, "queue_unavailable");
+      }
+    }
+    return not_found();
+  } catch (const std::exception& e) {
+    // The store's text (paths, SQLite's words) is for the operator's log,
+    // not for whoever can reach the listener.
+    log_->error("admin: {} {} failed: {}", method, path, e.what());
+  } catch (...) {
+    log_->error("admin: {} {} failed: unknown error", method, path);
+  }
+  return error_reply(503, "queue_unavailable");
 }
 
 }  // namespace slack_proxy

@@ -11,9 +11,19 @@
 //   GET    /admin/queue                                               size, bytes, limits
 //
 // Replies are Slack-style JSON: {"ok":true,...} or {"ok":false,"error":"..."}
-// with a 4xx/5xx status. `kind` is "failed" or "not_processed"; `limit`
-// defaults to 50, at most 1000. A bulk replay or delete needs a filter or
-// all=true, so an empty query never touches every record by accident.
+// with a 4xx/5xx status (400 invalid_arguments, invalid_kind, invalid_limit,
+// filter_required; 404 not_found; 405 method_not_allowed with Allow; 503
+// queue_full or queue_unavailable with Retry-After). `kind` is "failed" or
+// "not_processed"; `limit` defaults to 50, at most 1000; `total` in a list
+// is every dead letter stored, not only the matching ones. A bulk replay or
+// delete needs a filter or all=true (alone), so an empty query never touches
+// every record by accident. Query values and ids are %-decoded ("#" is
+// %23); an unknown or repeated query parameter is a 400 naming it.
+//
+// Records carry no delivery token, ever; only the single-record GET carries
+// the payload. A store that throws (the SQLite backend's QueueError) becomes
+// 503 queue_unavailable, with the exception's text in the log only.
+// Replays and deletes are logged at info (warn when the queue has no room).
 #pragma once
 
 #include <memory>
@@ -33,8 +43,10 @@ class AdminApi {
   // True when `path` (without the query) belongs to this API.
   static bool handles(const std::string& path);
 
-  // `uri` is the request target with its query string; `body` is unused
-  // today (filters travel in the query).
+  // `uri` is the request target with its query string; the request body is
+  // not read (filters travel in the query). Never throws. Safe to call from
+  // several listener threads at once: it keeps no state, and the store
+  // locks.
   HttpReply handle(const std::string& method, const std::string& uri);
 
  private:
