@@ -451,7 +451,8 @@ HttpReply AdminApi::handle(const std::string& method, const std::string& uri) {
           log_->info("admin: replayed {} dead letter(s) ({})", n.replayed, describe(filter));
         } else {
           log_->warn(
-              "admin: replayed {} dead letter(s) ({}); {} left: the queue is full or unavailable",
+              "admin: replayed {} dead letter(s) ({}); {} left: the queue is full or "
+              "unavailable, or a caller's token cannot be opened",
               n.replayed, describe(filter), n.left);
         }
         return json_reply(200, R"({"ok":true,"replayed":)" + std::to_string(n.replayed) +

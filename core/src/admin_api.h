@@ -12,9 +12,10 @@
 //
 // Replies are Slack-style JSON: {"ok":true,...} or {"ok":false,"error":"..."}
 // with a 4xx/5xx status (400 invalid_arguments, invalid_kind, invalid_limit,
-// filter_required; 404 not_found; 405 method_not_allowed with Allow; 503
-// queue_full or queue_unavailable with Retry-After). `kind` is "failed" or
-// "not_processed"; `limit` defaults to 50, at most 1000; `total` in a list
+// filter_required; 404 not_found; 405 method_not_allowed with Allow; 409
+// token_unavailable when a replay needs a caller's token that can no longer
+// be opened; 503 queue_full or queue_unavailable with Retry-After). `kind` is
+// "failed" or "not_processed"; `limit` defaults to 50, at most 1000; `total` in a list
 // is every dead letter stored, not only the matching ones. A bulk replay or
 // delete needs a filter or all=true (alone), so an empty query never touches
 // every record by accident. Query values and ids are %-decoded ("#" is

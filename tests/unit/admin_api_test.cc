@@ -178,6 +178,36 @@ class ThrowingQueue final : public Queue, private DeadLetterStore {
   ReplayCount replay_matching(const DeadLetterFilter&) override { throw QueueError(kWhy); }
 };
 
+// A store whose replays answer what the test says: for outcomes the memory
+// backend cannot produce (it keeps tokens in memory, so never loses one).
+class ScriptedReplayQueue final : public Queue, private DeadLetterStore {
+ public:
+  ReplayStatus replay_status = ReplayStatus::Replayed;
+  ReplayCount replay_count;
+
+  using Queue::push;
+  PushResult push(sdk::Message, const PushOptions&) override { return {}; }
+  std::vector<sdk::Message> take(std::size_t) override { return {}; }
+  void ack(const std::string&) override {}
+  void dead_letter(DeadLetter) override {}
+  std::size_t size() const override { return 0; }
+  std::size_t bytes() const override { return 0; }
+  QueueLimits limits() const override { return {}; }
+  DeadLetterStore& dead_letters() override { return *this; }
+  void on_push(std::function<void()>) override {}
+
+ private:
+  DeadLetterPage list(const DeadLetterFilter&, const std::string&, std::size_t) override {
+    return {};
+  }
+  std::optional<DeadLetter> get(const std::string&) override { return std::nullopt; }
+  std::size_t count() override { return 0; }
+  bool remove(const std::string&) override { return false; }
+  std::size_t remove_matching(const DeadLetterFilter&) override { return 0; }
+  ReplayStatus replay(const std::string&) override { return replay_status; }
+  ReplayCount replay_matching(const DeadLetterFilter&) override { return replay_count; }
+};
+
 TEST(AdminApi, HandlesOnlyPathsUnderAdmin) {
   EXPECT_TRUE(AdminApi::handles("/admin/dead-letters"));
   EXPECT_TRUE(AdminApi::handles("/admin/queue"));
@@ -439,6 +469,37 @@ TEST(AdminApi, ReplayOneIntoAClosedQueueIsQueueUnavailableWithRetryAfter) {
   EXPECT_EQ(parse(reply.body)->getValue<std::string>("error"), "queue_unavailable");
   EXPECT_EQ(header(reply, "Retry-After"), "5");
   EXPECT_EQ(h.queue.dead_letters().count(), 1u);
+}
+
+TEST(AdminApi, ReplayOneWhoseCallerTokenCannotBeOpenedIsTokenUnavailableWithoutRetryAfter) {
+  ScriptedReplayQueue queue;
+  queue.replay_status = DeadLetterStore::ReplayStatus::TokenUnavailable;
+  std::ostringstream log_text;
+  AdminApi api(queue, std::make_shared<spdlog::logger>(
+                          "admin", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text)));
+
+  const HttpReply reply = api.handle("POST", "/admin/dead-letters/sealed-1/replay");
+
+  EXPECT_EQ(reply.status, 409);
+  EXPECT_EQ(parse(reply.body)->getValue<std::string>("error"), "token_unavailable");
+  EXPECT_EQ(header(reply, "Retry-After"), "");  // trying again cannot help
+  EXPECT_THAT(log_text.str(), HasSubstr("dead letter sealed-1 not replayed"));
+}
+
+TEST(AdminApi, ReplayMatchingReportsWhatTheStoreLeft) {
+  ScriptedReplayQueue queue;
+  queue.replay_count = {.replayed = 4, .left = 2};
+  std::ostringstream log_text;
+  AdminApi api(queue, std::make_shared<spdlog::logger>(
+                          "admin", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text)));
+
+  const HttpReply reply = api.handle("POST", "/admin/dead-letters/replay?error=token_unavailable");
+
+  EXPECT_EQ(reply.status, 200);
+  EXPECT_EQ(parse(reply.body)->getValue<int>("replayed"), 4);
+  EXPECT_EQ(parse(reply.body)->getValue<int>("left"), 2);
+  EXPECT_THAT(log_text.str(),
+              HasSubstr("admin: replayed 4 dead letter(s) (error=token_unavailable); 2 left"));
 }
 
 TEST(AdminApi, ReplayMatchingMovesOnlyTheMatchesAndLogsTheCount) {
