@@ -54,9 +54,11 @@ Settings parse_settings(const sdk::ConfigView& config) {
     settings.key = BucketKey::Channel;
   } else if (key == "workspace") {
     settings.key = BucketKey::Workspace;
+  } else if (key == "client") {
+    settings.key = BucketKey::Client;
   } else {
-    throw std::invalid_argument("key must be one of global, channel, workspace; got \"" + key +
-                                "\"");
+    throw std::invalid_argument("key must be one of global, channel, workspace, client; got \"" +
+                                key + "\"");
   }
   return settings;
 }
@@ -74,6 +76,9 @@ std::string TokenBucket::key_of(const sdk::Message& message) const {
       return message.workspace;
     case BucketKey::Channel:
       return sdk::channel_key(message);
+    case BucketKey::Client:
+      // The authenticator's identity; callers without one share a bucket.
+      return message.caller;
   }
   return {};
 }

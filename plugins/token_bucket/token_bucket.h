@@ -1,5 +1,6 @@
 // Paces delivery with a token bucket: up to `burst` messages at once, then
-// `rate` per second, per key (everything, a channel, or a workspace).
+// `rate` per second, per key (everything, a channel, a workspace, or a
+// caller).
 #ifndef SLACK_PROXY_PLUGINS_TOKEN_BUCKET_H
 #define SLACK_PROXY_PLUGINS_TOKEN_BUCKET_H
 
@@ -14,7 +15,7 @@
 
 namespace slack_proxy::plugins::token_bucket {
 
-enum class BucketKey { Global, Channel, Workspace };
+enum class BucketKey { Global, Channel, Workspace, Client };
 
 struct Settings {
   double rate = 1.0;       // tokens per second

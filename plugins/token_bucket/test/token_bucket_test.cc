@@ -32,6 +32,13 @@ sdk::SteadyTime send_when_allowed(TokenBucket& bucket, FakeClock& clock, const s
   return at;
 }
 
+sdk::Message from(const std::string& caller, const std::string& channel = "#a",
+                  const std::string& workspace = "") {
+  sdk::Message m = to(channel, workspace);
+  m.caller = caller;
+  return m;
+}
+
 MapConfig settings_config(double rate, int burst, const char* key) {
   return MapConfig()
       .set("rate", Value{rate})
@@ -46,6 +53,7 @@ TEST(TokenBucketSettings, AcceptsValidValues) {
   EXPECT_EQ(s.key, BucketKey::Channel);
   EXPECT_EQ(parse_settings(settings_config(1, 1, "global")).key, BucketKey::Global);
   EXPECT_EQ(parse_settings(settings_config(1, 1, "workspace")).key, BucketKey::Workspace);
+  EXPECT_EQ(parse_settings(settings_config(1, 1, "client")).key, BucketKey::Client);
 }
 
 TEST(TokenBucketSettings, AcceptsAnIntegerRate) {
@@ -71,8 +79,13 @@ TEST(TokenBucketSettings, RejectsBurstBelowOne) {
   EXPECT_THROW(parse_settings(settings_config(1, -5, "global")), std::invalid_argument);
 }
 
-TEST(TokenBucketSettings, RejectsUnknownKey) {
-  EXPECT_THROW(parse_settings(settings_config(1, 3, "user")), std::invalid_argument);
+TEST(TokenBucketSettings, RejectsUnknownKeyNamingTheAllowedOnes) {
+  try {
+    parse_settings(settings_config(1, 3, "user"));
+    FAIL() << "unknown key accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "key must be one of global, channel, workspace, client; got \"user\"");
+  }
 }
 
 TEST(TokenBucketSettings, RejectsARefillWindowThatWouldOverflow) {
@@ -160,6 +173,35 @@ TEST(TokenBucket, WorkspaceKeySharesABucketAcrossChannelsOfOneWorkspace) {
   bucket.on_send(to("#a", "team-1"), clock.now());
   EXPECT_EQ(bucket.next_send_time(to("#b", "team-1"), clock.now()), clock.now() + 1s);
   EXPECT_EQ(bucket.next_send_time(to("#a", "team-2"), clock.now()), clock.now());
+}
+
+TEST(TokenBucket, ClientKeyGivesEachCallerItsOwnBucket) {
+  FakeClock clock;
+  TokenBucket bucket({1.0, 2, BucketKey::Client});
+  const auto start = clock.now();
+  // A noisy caller drains its own bucket...
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(send_when_allowed(bucket, clock, from("noisy")), start);
+  EXPECT_EQ(bucket.next_send_time(from("noisy"), clock.now()), start + 1s);
+  // ...and the quiet one still has its whole burst.
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(send_when_allowed(bucket, clock, from("quiet")), start);
+  EXPECT_EQ(bucket.next_send_time(from("quiet"), clock.now()), start + 1s);
+}
+
+TEST(TokenBucket, ClientKeySharesOneBucketAcrossChannelsAndWorkspacesOfACaller) {
+  FakeClock clock;
+  TokenBucket bucket({1.0, 1, BucketKey::Client});
+  bucket.on_send(from("team-a", "#a", "acme"), clock.now());
+  EXPECT_EQ(bucket.next_send_time(from("team-a", "#b", "acme"), clock.now()), clock.now() + 1s);
+  EXPECT_EQ(bucket.next_send_time(from("team-a", "#a", "beta"), clock.now()), clock.now() + 1s);
+  EXPECT_EQ(bucket.next_send_time(from("team-b", "#a", "acme"), clock.now()), clock.now());
+}
+
+TEST(TokenBucket, ClientKeyPutsCallersWithoutAnIdentityInOneSharedBucket) {
+  FakeClock clock;
+  TokenBucket bucket({1.0, 1, BucketKey::Client});
+  bucket.on_send(from("", "#a"), clock.now());
+  EXPECT_EQ(bucket.next_send_time(from("", "#b"), clock.now()), clock.now() + 1s);
+  EXPECT_EQ(bucket.next_send_time(from("team-a", "#a"), clock.now()), clock.now());
 }
 
 TEST(TokenBucket, ForgetsFullBucketsSoManyChannelsDoNotGrowMemory) {
