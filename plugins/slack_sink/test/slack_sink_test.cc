@@ -8,6 +8,8 @@
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 #include <Poco/Net/AcceptCertificateHandler.h>
@@ -21,6 +23,7 @@
 #include <Poco/Net/SocketAddress.h>
 #include <gtest/gtest.h>
 #include <slack_proxy/sdk/testing/fakes.h>
+#include <slack_sink/secret_file.h>
 
 #include "fake_slack.h"
 #include "slack_sink.h"
@@ -43,6 +46,9 @@ MapConfig config_for(const std::string& url) {
   return MapConfig()
       .set("url", url)
       .set("token_env", "SLACK_TOKEN")
+      .set("token_file", "")
+      .set("workspace_tokens", Value{std::vector<std::string>{}})
+      .set("workspace_token_files", Value{std::vector<std::string>{}})
       .set("timeout", Value{10000ms})
       .set("max_connections", Value{std::int64_t{8}})
       .set("user_agent", "slack-proxy/0.1")
@@ -599,6 +605,413 @@ TEST(ParseRetryAfterTest, ReadsDeltaSecondsAndHttpDatesAndCapsAbsurdValues) {
   EXPECT_EQ(parse_retry_after("99999999999999999999999", now), hours(24));
   EXPECT_EQ(parse_retry_after("soon", now), seconds(1));
   EXPECT_EQ(parse_retry_after("-5", now), seconds(1));
+}
+
+}  // namespace
+}  // namespace slack_proxy::plugins::slack_sink
+
+// ------------------------------------------------- tokens per workspace --
+
+namespace slack_proxy::plugins::slack_sink {
+namespace {
+
+using namespace std::chrono_literals;
+using sdk::testing::FakeHost;
+using sdk::testing::MapConfig;
+using slack_proxy::testing::FakeSlack;
+using Value = MapConfig::Value;
+using List = std::vector<std::string>;
+
+// Distinctive, so that a leak anywhere is found by a plain search.
+constexpr const char* kDefaultToken = "xoxb-default-7f3a9c-secret";
+constexpr const char* kAcmeToken = "xoxb-acme-51d2e8-secret";
+constexpr const char* kBetaToken = "xoxb-beta-0c94b7-secret";
+constexpr const char* kCallerToken = "xoxp-caller-e6a1f0-secret";
+
+MapConfig sink_config(const std::string& url) {
+  return MapConfig()
+      .set("url", url)
+      .set("token_env", "SP_SINK_WS_DEFAULT")
+      .set("token_file", "")
+      .set("workspace_tokens", Value{List{}})
+      .set("workspace_token_files", Value{List{}})
+      .set("timeout", Value{10000ms})
+      .set("max_connections", Value{std::int64_t{8}})
+      .set("user_agent", "slack-proxy/0.1")
+      .set("ca_file", "");
+}
+
+MapConfig sink_config() { return sink_config("https://slack.com/api/chat.postMessage"); }
+
+sdk::Message to_workspace(const std::string& workspace, const std::string& channel = "#general") {
+  sdk::Message m;
+  m.id = "m-" + workspace;
+  m.channel = channel;
+  m.original_channel = channel;
+  m.workspace = workspace;
+  m.payload = R"({"channel":")" + channel + R"(","text":"hello"})";
+  m.content_type = "application/json";
+  return m;
+}
+
+// Sets an environment variable for one test and removes it afterwards.
+class ScopedEnv {
+ public:
+  ScopedEnv(std::string name, const std::string& value) : name_(std::move(name)) {
+    ::setenv(name_.c_str(), value.c_str(), 1);
+  }
+  ~ScopedEnv() { ::unsetenv(name_.c_str()); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string name_;
+};
+
+// A file with the given content for one test, removed afterwards.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& content) {
+    std::string pattern = (std::filesystem::temp_directory_path() / "sp_sink_test_XXXXXX").string();
+    const int fd = ::mkstemp(pattern.data());
+    if (fd < 0) throw std::runtime_error("mkstemp failed");
+    ::close(fd);
+    path_ = pattern;
+    std::ofstream(path_, std::ios::binary) << content;
+  }
+  ~TempFile() { std::filesystem::remove(path_); }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::unique_ptr<sdk::Sink> make(FakeHost& host, const MapConfig& config, bool check_only = false) {
+  return make_slack_sink(sdk::PluginContext{host, config, "slack", check_only});
+}
+
+// What the factory refused with; "" when it accepted.
+std::string refusal(FakeHost& host, const MapConfig& config, bool check_only = false) {
+  try {
+    make(host, config, check_only);
+    return {};
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+}
+
+std::string settings_refusal(const MapConfig& config) {
+  try {
+    parse_settings(config);
+    return {};
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+}
+
+void expect_no_token_in(const std::string& text) {
+  for (const char* token : {kDefaultToken, kAcmeToken, kBetaToken, kCallerToken}) {
+    EXPECT_EQ(text.find(token), std::string::npos) << text;
+  }
+  EXPECT_EQ(text.find("xox"), std::string::npos) << text;
+}
+
+void expect_no_token_logged(const FakeHost& host) {
+  for (const auto& line : host.log.lines()) expect_no_token_in(line.text);
+}
+
+// ------------------------------------------------------------ settings --
+
+TEST(SlackSinkWorkspaceSettings, ReadsSourcesFromBothLists) {
+  const auto s = parse_settings(sink_config()
+                                    .set("workspace_tokens", Value{List{"acme=ACME_TOKEN"}})
+                                    .set("workspace_token_files",
+                                         Value{List{" beta = /run/secrets/beta "}}));
+  ASSERT_EQ(s.workspace_tokens.size(), 2u);
+  EXPECT_EQ(s.workspace_tokens[0].workspace, "acme");
+  EXPECT_EQ(s.workspace_tokens[0].kind, WorkspaceTokenSource::Kind::Env);
+  EXPECT_EQ(s.workspace_tokens[0].source, "ACME_TOKEN");
+  EXPECT_EQ(s.workspace_tokens[0].setting, "workspace_tokens[0]");
+  EXPECT_EQ(s.workspace_tokens[1].workspace, "beta");
+  EXPECT_EQ(s.workspace_tokens[1].kind, WorkspaceTokenSource::Kind::File);
+  EXPECT_EQ(s.workspace_tokens[1].source, "/run/secrets/beta");
+  EXPECT_EQ(s.workspace_tokens[1].setting, "workspace_token_files[0]");
+}
+
+TEST(SlackSinkWorkspaceSettings, RefusesMalformedEntriesNamingTheEntry) {
+  struct Case {
+    const char* key;
+    std::string entry;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {"workspace_tokens", "ACME_TOKEN", "workspace_tokens[1] \"ACME_TOKEN\" has no '='"},
+      {"workspace_tokens", "=ACME_TOKEN", "workspace \"\" is not a name"},
+      {"workspace_tokens", "ac me=ACME_TOKEN", "workspace \"ac me\" is not a name"},
+      {"workspace_tokens", "caller-1=ACME_TOKEN", "prefix reserved"},
+      {"workspace_tokens", "acme=", "workspace_tokens[1] must name an environment variable"},
+      {"workspace_tokens", "acme=A B", "workspace_tokens[1] must name an environment variable"},
+      {"workspace_token_files", "acme=", "workspace_token_files[1] \"acme=\" names no file"},
+      {"workspace_token_files", "/run/secrets/acme", "has no '='"},
+  };
+  for (const auto& c : cases) {
+    const List entries = {"other=OTHER_TOKEN", c.entry};
+    const std::string why = settings_refusal(sink_config().set(c.key, Value{entries}));
+    EXPECT_NE(why.find(c.expected), std::string::npos) << c.entry << " -> " << why;
+  }
+}
+
+TEST(SlackSinkWorkspaceSettings, RefusesAPastedTokenWithoutRepeatingIt) {
+  const std::vector<std::pair<std::string, std::string>> pasted = {
+      {"workspace_tokens", std::string("acme=") + kAcmeToken},
+      {"workspace_tokens", kAcmeToken},
+      {"workspace_token_files", std::string("acme=") + kAcmeToken},
+  };
+  for (const auto& [key, entry] : pasted) {
+    const std::string why = settings_refusal(sink_config().set(key, Value{List{entry}}));
+    EXPECT_NE(why.find(key + "[0] looks like it holds a Slack token"), std::string::npos) << why;
+    expect_no_token_in(why);
+  }
+  const std::string why = settings_refusal(sink_config().set("token_env", kDefaultToken));
+  EXPECT_NE(why.find("token_env looks like a Slack token"), std::string::npos) << why;
+  expect_no_token_in(why);
+}
+
+TEST(SlackSinkWorkspaceSettings, RefusesAWorkspaceGivenTwice) {
+  EXPECT_EQ(settings_refusal(sink_config()
+                                 .set("workspace_tokens", Value{List{"acme=A_TOKEN"}})
+                                 .set("workspace_token_files", Value{List{"acme=/x"}})),
+            "workspace \"acme\" has two tokens: workspace_tokens[0] and "
+            "workspace_token_files[0]");
+  EXPECT_NE(settings_refusal(
+                sink_config().set("workspace_tokens", Value{List{"acme=A_TOKEN", "acme=B_TOKEN"}}))
+                .find("has two tokens"),
+            std::string::npos);
+}
+
+// ---------------------------------------------------------- token file --
+
+TEST(SlackSinkTokenFile, ReadsTheTokenTrimmed) {
+  TempFile file(std::string("\n  ") + kDefaultToken + "\r\n");
+  EXPECT_EQ(read_token_file("token_file", file.path()), kDefaultToken);
+}
+
+TEST(SlackSinkTokenFile, RefusesMissingEmptyOrDirectoryNamingThePath) {
+  const std::string missing = "/nonexistent/slack-proxy/token";
+  try {
+    read_token_file("token_file", missing);
+    FAIL() << "missing file accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()), "token_file \"" + missing + "\" does not exist");
+  }
+  TempFile blank(" \n\t\n");
+  try {
+    read_token_file("token_file", blank.path());
+    FAIL() << "blank file accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "token_file \"" + blank.path() +
+                  "\" is empty: it must hold the Slack bot token (xoxb-...)");
+  }
+  const std::string directory = std::filesystem::temp_directory_path().string();
+  try {
+    read_token_file("token_file", directory);
+    FAIL() << "directory accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("is not a regular file"), std::string::npos) << e.what();
+  }
+}
+
+TEST(SlackSinkTokenFile, RefusesMoreThanATokenWithoutShowingIt) {
+  TempFile two_lines(std::string(kDefaultToken) + "\n" + kAcmeToken + "\n");
+  try {
+    read_token_file("token_file", two_lines.path());
+    FAIL() << "two tokens accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("whitespace or control characters inside the token"),
+              std::string::npos)
+        << e.what();
+    expect_no_token_in(e.what());
+  }
+  TempFile huge(std::string(kMaxSecretFileBytes + 1, 'x'));
+  try {
+    read_token_file("token_file", huge.path());
+    FAIL() << "huge file accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("is larger than 64 KiB"), std::string::npos) << e.what();
+  }
+}
+
+// ------------------------------------------------------------- factory --
+
+class SlackSinkFactoryTest : public ::testing::Test {
+ protected:
+  void SetUp() override { slack.start(); }
+
+  // Posts one message through `sink` and returns the Authorization it carried.
+  std::string authorization_of(sdk::Sink& sink, const sdk::Message& m) {
+    const std::size_t before = slack.count();
+    const auto result = sink.send(m);
+    EXPECT_TRUE(result.delivered) << result.error << ": " << result.detail;
+    if (slack.count() != before + 1) return "NOT SENT";
+    return slack.requests().back().authorization;
+  }
+
+  FakeHost host;
+  FakeSlack slack;
+};
+
+TEST_F(SlackSinkFactoryTest, ReadsTheDefaultTokenFromTokenEnv) {
+  ScopedEnv token("SP_SINK_WS_DEFAULT", kDefaultToken);
+  auto sink = make(host, sink_config(slack.url()));
+  EXPECT_EQ(authorization_of(*sink, to_workspace("")), std::string("Bearer ") + kDefaultToken);
+}
+
+TEST_F(SlackSinkFactoryTest, TokenFileWinsOverTokenEnv) {
+  TempFile file(std::string(kAcmeToken) + "\n");
+  // Set: ignored. Unset: not needed.
+  {
+    ScopedEnv token("SP_SINK_WS_DEFAULT", kDefaultToken);
+    auto sink = make(host, sink_config(slack.url()).set("token_file", file.path()));
+    EXPECT_EQ(authorization_of(*sink, to_workspace("")), std::string("Bearer ") + kAcmeToken);
+  }
+  ::unsetenv("SP_SINK_WS_DEFAULT");
+  auto sink = make(host, sink_config(slack.url()).set("token_file", file.path()));
+  EXPECT_EQ(authorization_of(*sink, to_workspace("")), std::string("Bearer ") + kAcmeToken);
+  EXPECT_TRUE(host.log.contains("default token from token_file \"" + file.path() + "\""));
+}
+
+TEST_F(SlackSinkFactoryTest, RefusesAMissingWorkspaceVariableNamingItNotAToken) {
+  ScopedEnv token("SP_SINK_WS_DEFAULT", kDefaultToken);
+  ScopedEnv acme("SP_SINK_WS_ACME", kAcmeToken);
+  ::unsetenv("SP_SINK_WS_BETA");
+  const List sources = {"acme=SP_SINK_WS_ACME", "beta=SP_SINK_WS_BETA"};
+  const std::string why =
+      refusal(host, sink_config(slack.url()).set("workspace_tokens", Value{sources}));
+  EXPECT_EQ(why,
+            "environment variable SP_SINK_WS_BETA is not set: export workspace beta's Slack bot "
+            "token (xoxb-...) or fix workspace_tokens[1]");
+}
+
+TEST_F(SlackSinkFactoryTest, RefusesAMissingWorkspaceTokenFileNamingThePath) {
+  ScopedEnv token("SP_SINK_WS_DEFAULT", kDefaultToken);
+  const std::string missing = "/nonexistent/slack-proxy/beta-token";
+  const std::string why =
+      refusal(host, sink_config(slack.url())
+                        .set("workspace_token_files", Value{List{"beta=" + missing}}));
+  EXPECT_EQ(why, "workspace_token_files[0] (workspace beta) \"" + missing + "\" does not exist");
+}
+
+TEST_F(SlackSinkFactoryTest, RefusesAMissingDefaultTokenFileNamingThePath) {
+  ScopedEnv token("SP_SINK_WS_DEFAULT", kDefaultToken);
+  EXPECT_EQ(refusal(host, sink_config(slack.url()).set("token_file", "/nonexistent/sp/token")),
+            "token_file \"/nonexistent/sp/token\" does not exist");
+}
+
+TEST_F(SlackSinkFactoryTest, CheckOnlyReadsNoEnvironmentAndNoFile) {
+  ::unsetenv("SP_SINK_WS_DEFAULT");
+  ::unsetenv("SP_SINK_WS_ACME");
+  const auto config =
+      sink_config(slack.url())
+          .set("token_file", "/nonexistent/sp/token")
+          .set("workspace_tokens", Value{List{"acme=SP_SINK_WS_ACME"}})
+          .set("workspace_token_files", Value{List{"beta=/nonexistent/sp/beta-token"}});
+  // The real factory reads them, and fails on the first.
+  ASSERT_NE(refusal(host, config), "");
+  EXPECT_EQ(refusal(host, config, /*check_only=*/true), "");
+  EXPECT_EQ(refusal(host, sink_config(slack.url()), /*check_only=*/true), "");
+}
+
+TEST_F(SlackSinkFactoryTest, CheckOnlyStillJudgesTheSettings) {
+  EXPECT_NE(refusal(host, sink_config(slack.url()).set("workspace_tokens", Value{List{"acme"}}),
+                    /*check_only=*/true),
+            "");
+  EXPECT_NE(refusal(host, sink_config("ftp://slack.com/x"), /*check_only=*/true), "");
+}
+
+// ---------------------------------------------------------------- send --
+
+class SlackSinkWorkspaceTest : public SlackSinkFactoryTest {
+ protected:
+  void SetUp() override {
+    SlackSinkFactoryTest::SetUp();
+    beta_file = std::make_unique<TempFile>(std::string(kBetaToken) + "\n");
+    sink = make(host, sink_config(slack.url())
+                          .set("workspace_tokens", Value{List{"acme=SP_SINK_WS_ACME"}})
+                          .set("workspace_token_files", Value{List{"beta=" + beta_file->path()}}));
+  }
+
+  ScopedEnv default_token{"SP_SINK_WS_DEFAULT", kDefaultToken};
+  ScopedEnv acme_token{"SP_SINK_WS_ACME", kAcmeToken};
+  std::unique_ptr<TempFile> beta_file;
+  std::unique_ptr<sdk::Sink> sink;
+};
+
+TEST_F(SlackSinkWorkspaceTest, DeliversEachWorkspaceWithItsOwnToken) {
+  EXPECT_EQ(authorization_of(*sink, to_workspace("acme")), std::string("Bearer ") + kAcmeToken);
+  EXPECT_EQ(authorization_of(*sink, to_workspace("beta")), std::string("Bearer ") + kBetaToken);
+  EXPECT_EQ(authorization_of(*sink, to_workspace("acme", "#ops")),
+            std::string("Bearer ") + kAcmeToken);
+  EXPECT_EQ(slack.count(), 3u);
+}
+
+TEST_F(SlackSinkWorkspaceTest, UsesTheDefaultTokenWithoutAWorkspace) {
+  EXPECT_EQ(authorization_of(*sink, to_workspace("")), std::string("Bearer ") + kDefaultToken);
+}
+
+TEST_F(SlackSinkWorkspaceTest, TheCallersTokenWinsOverTheWorkspaceToken) {
+  for (const std::string workspace : {"acme", "beta", "", "unmapped", "caller-0123456789abcdef"}) {
+    auto m = to_workspace(workspace);
+    m.delivery_token = kCallerToken;
+    EXPECT_EQ(authorization_of(*sink, m), std::string("Bearer ") + kCallerToken) << workspace;
+  }
+}
+
+TEST_F(SlackSinkWorkspaceTest, ACallerTenantWithoutItsTokenFallsBackToTheDefault) {
+  EXPECT_EQ(authorization_of(*sink, to_workspace("caller-0123456789abcdef")),
+            std::string("Bearer ") + kDefaultToken);
+}
+
+TEST_F(SlackSinkWorkspaceTest, FailsAnUnknownWorkspaceWithoutSendingAndLogsItOnce) {
+  const auto first = sink->send(to_workspace("gamma"));
+  const auto again = sink->send(to_workspace("gamma", "#other"));
+  for (const auto& result : {first, again}) {
+    EXPECT_FALSE(result.delivered);
+    EXPECT_EQ(result.http_status, 0);
+    EXPECT_EQ(result.error, kNoTokenForWorkspace);
+    EXPECT_NE(result.detail.find("workspace \"gamma\""), std::string::npos) << result.detail;
+    EXPECT_FALSE(result.retry_after.has_value());
+  }
+  EXPECT_EQ(slack.count(), 0u);
+  EXPECT_EQ(slack.answered(), 0u);
+  int warnings = 0;
+  for (const auto& line : host.log.lines()) {
+    if (line.level == sdk::LogLevel::Warn &&
+        line.text.find("workspace \"gamma\" has no token") != std::string::npos) {
+      ++warnings;
+    }
+  }
+  EXPECT_EQ(warnings, 1);
+}
+
+TEST_F(SlackSinkWorkspaceTest, NeverLogsOrReportsAnyToken) {
+  slack_proxy::testing::Behaviour echo;
+  echo.status = 400;
+  echo.body = std::string("bad tokens ") + kAcmeToken + " " + kBetaToken;
+  slack.set_default(echo);
+  std::vector<sdk::SendResult> results;
+  for (const std::string workspace : {"acme", "beta", "", "gamma"}) {
+    results.push_back(sink->send(to_workspace(workspace)));
+  }
+  for (const auto& result : results) expect_no_token_in(result.detail);
+  // The log names where tokens come from, never what they are.
+  EXPECT_TRUE(
+      host.log.contains("workspace \"acme\" token from environment variable SP_SINK_WS_ACME"));
+  EXPECT_TRUE(
+      host.log.contains("workspace \"beta\" token from file \"" + beta_file->path() + "\""));
+  expect_no_token_logged(host);
 }
 
 }  // namespace
