@@ -5,6 +5,8 @@
 #include <string_view>
 #include <utility>
 
+#include <slack_sink/secret_file.h>
+
 namespace slack_proxy::plugins::webhook_sink {
 
 namespace {
@@ -23,6 +25,10 @@ Endpoint webhook_endpoint(const std::string& url) {
   return slack_sink::parse_endpoint(url);
 }
 
+// A webhook URL pasted where a path or a variable name belongs: it must not
+// be repeated in the error that follows.
+bool looks_like_url(std::string_view text) { return text.find("://") != std::string_view::npos; }
+
 slack_sink::HttpSettings secret_path(slack_sink::HttpSettings settings) {
   settings.path_is_secret = true;
   return settings;
@@ -34,9 +40,35 @@ Settings parse_settings(const sdk::ConfigView& config) {
   Settings s;
   s.http = slack_sink::parse_http_settings(config);
   const std::string url = config.get_string("url");
-  s.url_from_env = url.empty();
-  if (!s.url_from_env) s.http.endpoint = webhook_endpoint(url);
+  s.url_file = config.get_string("url_file");
+  if (!url.empty() && !s.url_file.empty()) {
+    throw std::invalid_argument("url and url_file are both set: set only one of them");
+  }
+  if (!url.empty()) {
+    s.url_source = Settings::UrlSource::Setting;
+    s.http.endpoint = webhook_endpoint(url);
+  } else if (!s.url_file.empty()) {
+    s.url_source = Settings::UrlSource::File;
+    if (looks_like_url(s.url_file)) {
+      throw std::invalid_argument(
+          "url_file looks like a URL: give the path of a file that holds the webhook URL, never "
+          "the URL itself");
+    }
+    for (unsigned char c : s.url_file) {
+      if (c < 0x20 || c == 0x7f) {
+        throw std::invalid_argument("url_file contains control characters");
+      }
+    }
+  } else {
+    s.url_source = Settings::UrlSource::Env;
+  }
   s.url_env = config.get_string("url_env");
+  // Checked before check_variable_name, which would repeat it.
+  if (looks_like_url(s.url_env)) {
+    throw std::invalid_argument(
+        "url_env looks like a URL: give the name of the environment variable that holds the "
+        "webhook URL, or put the URL in url");
+  }
   slack_sink::check_variable_name("url_env", s.url_env);
   return s;
 }
@@ -53,6 +85,17 @@ Endpoint read_url(const std::string& name) {
   } catch (const std::invalid_argument& e) {
     throw std::runtime_error("environment variable " + name +
                              " does not hold a usable webhook URL: " + e.what());
+  }
+}
+
+Endpoint read_url_file(const std::string& path) {
+  const std::string url = slack_sink::read_secret_file(
+      "url_file", path, "the incoming-webhook URL (https://hooks.slack.com/services/...)");
+  try {
+    return webhook_endpoint(url);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error("url_file \"" + path +
+                             "\" does not hold a usable webhook URL: " + e.what());
   }
 }
 
@@ -83,10 +126,15 @@ sdk::SendResult WebhookSink::send(const sdk::Message& message) noexcept {
 
 std::unique_ptr<sdk::Sink> make_webhook_sink(const sdk::PluginContext& ctx) {
   Settings settings = parse_settings(ctx.config);
-  if (settings.url_from_env) {
+  if (settings.url_source != Settings::UrlSource::Setting) {
     // `validate` checks settings, not secrets: the URL is one, and CI has none.
-    settings.http.endpoint =
-        ctx.check_only ? slack_sink::parse_endpoint(kStandInUrl) : read_url(settings.url_env);
+    if (ctx.check_only) {
+      settings.http.endpoint = slack_sink::parse_endpoint(kStandInUrl);
+    } else if (settings.url_source == Settings::UrlSource::File) {
+      settings.http.endpoint = read_url_file(settings.url_file);
+    } else {
+      settings.http.endpoint = read_url(settings.url_env);
+    }
   }
   return std::make_unique<WebhookSink>(ctx.host, std::move(settings.http));
 }

@@ -15,21 +15,33 @@
 namespace slack_proxy::plugins::webhook_sink {
 
 struct Settings {
-  // Set from `url` when it is given; otherwise the URL is read from `url_env`
-  // when the sink is made.
+  // Where the URL comes from: `url` itself, else the file `url_file`, else
+  // the variable `url_env` names (which has a default). Setting both `url`
+  // and `url_file` is refused.
+  enum class UrlSource { Setting, File, Env };
+
+  // The endpoint is set from `url` when that is given; otherwise it is read
+  // from the file or the variable when the sink is made.
   slack_sink::HttpSettings http;
-  bool url_from_env = true;
+  UrlSource url_source = UrlSource::Env;
+  std::string url_file;
   std::string url_env = "SLACK_WEBHOOK_URL";
 };
 
 // Throws std::invalid_argument when a value makes no sense; never repeats
-// the URL.
+// the URL. Reads no environment and no file.
 Settings parse_settings(const sdk::ConfigView& config);
 
 // Where the webhook URL in environment variable `name` points. Throws
 // std::runtime_error with one line that names the variable, never its value,
 // when it is unset, empty or not an http(s) URL.
 slack_sink::Endpoint read_url(const std::string& name);
+
+// Where the webhook URL in file `path` (trimmed) points. Throws
+// std::runtime_error with one line that names url_file and the path, never
+// the content, when the file is missing, unreadable, empty or does not hold
+// an http(s) URL.
+slack_sink::Endpoint read_url_file(const std::string& path);
 
 class WebhookSink final : public sdk::Sink {
  public:
@@ -43,9 +55,9 @@ class WebhookSink final : public sdk::Sink {
   slack_sink::SlackPoster poster_;
 };
 
-// The plugin's factory. In check-only mode the environment is not read: the
-// sink is built against a stand-in URL so that the other settings are still
-// checked, and it is never used.
+// The plugin's factory. In check-only mode neither the environment nor
+// url_file is read: the sink is built against a stand-in URL so that the
+// other settings are still checked, and it is never used.
 std::unique_ptr<sdk::Sink> make_webhook_sink(const sdk::PluginContext& ctx);
 
 }  // namespace slack_proxy::plugins::webhook_sink

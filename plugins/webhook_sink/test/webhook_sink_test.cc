@@ -1,10 +1,14 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/SocketAddress.h>
@@ -32,6 +36,7 @@ constexpr const char* kSecretToken = "zQ9xWebhookSecretToken";
 MapConfig config_for(const std::string& url, const std::string& url_env = "SP_WEBHOOK_TEST_URL") {
   return MapConfig()
       .set("url", url)
+      .set("url_file", "")
       .set("url_env", url_env)
       .set("timeout", Value{10000ms})
       .set("max_connections", Value{std::int64_t{4}})
@@ -85,6 +90,26 @@ class ScopedEnv {
   std::string name_;
 };
 
+// A file with the given content for one test, removed afterwards.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& content) {
+    std::string pattern = (std::filesystem::temp_directory_path() / "sp_hook_test_XXXXXX").string();
+    const int fd = ::mkstemp(pattern.data());
+    if (fd < 0) throw std::runtime_error("mkstemp failed");
+    ::close(fd);
+    path_ = pattern;
+    std::ofstream(path_, std::ios::binary) << content;
+  }
+  ~TempFile() { std::filesystem::remove(path_); }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 std::unique_ptr<sdk::Sink> make(FakeHost& host, const MapConfig& config, bool check_only = false) {
   return make_webhook_sink(sdk::PluginContext{host, config, "webhook", check_only});
 }
@@ -103,7 +128,7 @@ std::string refusal(FakeHost& host, const MapConfig& config, bool check_only = f
 
 TEST(WebhookSinkSettings, TakesTheUrlAndTheSharedHttpSettings) {
   const auto s = parse_settings(config_for("https://hooks.slack.com/services/T0/B0/xyz"));
-  EXPECT_FALSE(s.url_from_env);
+  EXPECT_EQ(s.url_source, Settings::UrlSource::Setting);
   EXPECT_TRUE(s.http.endpoint.tls);
   EXPECT_EQ(s.http.endpoint.host, "hooks.slack.com");
   EXPECT_EQ(s.http.endpoint.port, 443);
@@ -115,8 +140,38 @@ TEST(WebhookSinkSettings, TakesTheUrlAndTheSharedHttpSettings) {
 
 TEST(WebhookSinkSettings, LeavesTheUrlToTheEnvironmentWhenItIsEmpty) {
   const auto s = parse_settings(config_for("", "MY_HOOK"));
-  EXPECT_TRUE(s.url_from_env);
+  EXPECT_EQ(s.url_source, Settings::UrlSource::Env);
   EXPECT_EQ(s.url_env, "MY_HOOK");
+}
+
+TEST(WebhookSinkSettings, LeavesTheUrlToUrlFileWhenItIsSet) {
+  const auto s = parse_settings(config_for("").set("url_file", "/run/secrets/hook"));
+  EXPECT_EQ(s.url_source, Settings::UrlSource::File);
+  EXPECT_EQ(s.url_file, "/run/secrets/hook");
+}
+
+TEST(WebhookSinkSettings, RefusesUrlAndUrlFileTogether) {
+  try {
+    parse_settings(config_for(std::string("https://hooks.slack.com") + kSecretPath)
+                       .set("url_file", "/run/secrets/hook"));
+    FAIL() << "url and url_file accepted together";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_EQ(std::string(e.what()), "url and url_file are both set: set only one of them");
+  }
+}
+
+TEST(WebhookSinkSettings, RefusesAUrlPastedAsFileOrVariableWithoutRepeatingIt) {
+  const std::string url = std::string("https://hooks.slack.com") + kSecretPath;
+  for (const char* key : {"url_file", "url_env"}) {
+    try {
+      parse_settings(config_for("").set(key, url));
+      FAIL() << key << " accepted a URL";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_EQ(std::string(e.what()).rfind(std::string(key) + " looks like a URL", 0), 0u)
+          << e.what();
+      EXPECT_EQ(std::string(e.what()).find(kSecretToken), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(WebhookSinkSettings, RejectsANonHttpUrlWithoutRepeatingIt) {
@@ -191,6 +246,70 @@ TEST(WebhookSinkFactory, RefusesAVariableThatIsNotAWebhookUrlWithoutShowingIt) {
     EXPECT_EQ(why.find(kSecretToken), std::string::npos) << why;
     EXPECT_EQ(why.find('\n'), std::string::npos) << why;
   }
+}
+
+TEST(WebhookSinkFactory, TakesTheUrlFromUrlFileTrimmed) {
+  FakeSlack slack;
+  slack.start();
+  slack.set_default(plain(200, "ok"));
+  TempFile file(webhook_url(slack) + "\n");
+  FakeHost host;
+  auto sink = make(host, config_for("").set("url_file", file.path()));
+  EXPECT_TRUE(sink->send(hello()).delivered);
+  ASSERT_EQ(slack.count(), 1u);
+  EXPECT_EQ(slack.requests().front().path, kSecretPath);
+  EXPECT_FALSE(host.log.contains(kSecretToken));
+  EXPECT_FALSE(host.log.contains("/services/"));
+}
+
+TEST(WebhookSinkFactory, UrlFileWinsOverUrlEnv) {
+  FakeSlack from_file;
+  FakeSlack from_env;
+  from_file.start();
+  from_env.start();
+  from_file.set_default(plain(200, "ok"));
+  TempFile file(webhook_url(from_file));
+  ScopedEnv env("SP_WEBHOOK_TEST_IGNORED", webhook_url(from_env));
+  FakeHost host;
+  auto sink =
+      make(host, config_for("", "SP_WEBHOOK_TEST_IGNORED").set("url_file", file.path()));
+  EXPECT_TRUE(sink->send(hello()).delivered);
+  EXPECT_EQ(from_file.count(), 1u);
+  EXPECT_EQ(from_env.count(), 0u);
+}
+
+TEST(WebhookSinkFactory, RefusesAMissingOrEmptyUrlFileNamingThePath) {
+  FakeHost host;
+  const std::string missing = "/nonexistent/slack-proxy/hook";
+  EXPECT_EQ(refusal(host, config_for("").set("url_file", missing)),
+            "url_file \"" + missing + "\" does not exist");
+  TempFile blank("\n");
+  EXPECT_EQ(refusal(host, config_for("").set("url_file", blank.path())),
+            "url_file \"" + blank.path() +
+                "\" is empty: it must hold the incoming-webhook URL "
+                "(https://hooks.slack.com/services/...)");
+}
+
+TEST(WebhookSinkFactory, RefusesAUrlFileThatIsNotAWebhookUrlWithoutShowingIt) {
+  FakeHost host;
+  for (const std::string& content :
+       {std::string("ftp://hooks.slack.com") + kSecretPath,
+        std::string("https://hooks.slack.com") + kSecretPath + "\nsecond line " + kSecretToken,
+        std::string("hooks.slack.com") + kSecretPath}) {
+    TempFile file(content);
+    const std::string why = refusal(host, config_for("").set("url_file", file.path()));
+    EXPECT_NE(why.find("url_file \"" + file.path() + "\""), std::string::npos) << why;
+    EXPECT_EQ(why.find(kSecretToken), std::string::npos) << why;
+    EXPECT_EQ(why.find("T0SECRET1"), std::string::npos) << why;
+    EXPECT_EQ(why.find('\n'), std::string::npos) << why;
+  }
+}
+
+TEST(WebhookSinkFactory, CheckOnlyDoesNotReadUrlFile) {
+  FakeHost host;
+  const auto config = config_for("").set("url_file", "/nonexistent/slack-proxy/hook");
+  ASSERT_NE(refusal(host, config), "");
+  EXPECT_EQ(refusal(host, config, /*check_only=*/true), "");
 }
 
 TEST(WebhookSinkFactory, CheckOnlyDoesNotReadTheEnvironment) {
