@@ -129,6 +129,10 @@ class MetricsHandler final : public Poco::Net::HTTPRequestHandler {
     const std::string path = req.getURI().substr(0, req.getURI().find('?'));
     if (admin_ != nullptr && AdminApi::handles(path)) {
       HttpReply reply = admin_->handle(req.getMethod(), req.getURI());
+      // The admin API takes no body; one sent anyway is not read, so the
+      // connection cannot be reused safely.
+      if (req.hasContentLength() ? req.getContentLength() > 0 : req.getChunkedTransferEncoding())
+        resp.setKeepAlive(false);
       resp.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(reply.status));
       for (const auto& [k, v] : reply.headers) resp.set(k, v);
       resp.setContentType(reply.content_type);

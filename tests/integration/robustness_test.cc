@@ -162,7 +162,7 @@ std::string chunked(const std::string& body) {
 
 // ------------------------------------------------------------- secrets --
 
-TEST_F(ProxyTest, LogsAPermanentErrorWithTheRequestButNeverATokenInIt) {
+TEST_F(ProxyTest, APermanentErrorIsLoggedAndKeptAsADeadLetterButNeverATokenInEither) {
   slack.enqueue(Behaviour::error("invalid_auth"), 1, "#perm");
   ProxyConfig c = config();
   c.log_level = "trace";
@@ -177,13 +177,33 @@ TEST_F(ProxyTest, LogsAPermanentErrorWithTheRequestButNeverATokenInIt) {
   request.headers = {{"Authorization", std::string("Bearer ") + kTestToken}};
   ASSERT_EQ(http_send(request).status, 200);
   ASSERT_TRUE(p.wait_for_metric(series(kFailed, "#perm"), 1));
-  ASSERT_TRUE(p.wait_for_log("permanent-payload-7731"));
+  ASSERT_TRUE(p.wait_for_log("kept as a dead letter"));
 
   const std::string log = p.log();
-  const std::regex failure_line("invalid_auth.*permanent-payload-7731");
+  const std::regex failure_line("to #perm failed .*invalid_auth.*kept as a dead letter");
   EXPECT_EQ(count_lines_matching(log, failure_line), 1u) << log;
   EXPECT_EQ(log.find(kTestToken), std::string::npos) << "SLACK_TOKEN in the log";
   EXPECT_EQ(log.find("xoxb-caller-secret-perm"), std::string::npos) << "the caller's token in the log";
+
+  // The request itself is kept for a replay, without the token field.
+  HttpRequest list;
+  list.url = p.metrics_url("/admin/dead-letters?channel=%23perm");
+  const HttpResponse listed = http_send(list);
+  ASSERT_EQ(listed.status, 200) << listed.body;
+  const std::smatch id = [&] {
+    std::smatch m;
+    std::regex_search(listed.body, m, std::regex(R"re("id":"([^"]+)")re"));
+    return m;
+  }();
+  ASSERT_FALSE(id.empty()) << listed.body;
+  HttpRequest show;
+  show.url = p.metrics_url("/admin/dead-letters/" + id[1].str());
+  const HttpResponse shown = http_send(show);
+  ASSERT_EQ(shown.status, 200) << shown.body;
+  EXPECT_NE(shown.body.find("permanent-payload-7731"), std::string::npos) << shown.body;
+  EXPECT_NE(shown.body.find("invalid_auth"), std::string::npos) << shown.body;
+  EXPECT_EQ(shown.body.find("xoxb-caller-secret-perm"), std::string::npos) << shown.body;
+  EXPECT_EQ(shown.body.find(kTestToken), std::string::npos) << shown.body;
 }
 
 TEST_F(ProxyTest, NeverLogsAQueryStringOrTheRestOfAnUnknownPath) {
