@@ -47,7 +47,6 @@ CREATE TABLE IF NOT EXISTS dedup (
 constexpr auto kRetryOutcomesAfter = std::chrono::milliseconds(500);
 // Expired dedup keys are purged from the database this often.
 constexpr auto kDedupPurgeEvery = std::chrono::seconds(60);
-constexpr std::size_t kMaxRememberedFailures = 1024;
 constexpr std::size_t kReplayPage = 256;
 
 std::string_view blob_view(sqlite3_stmt* s, int col) {
@@ -413,13 +412,13 @@ Queue::PushResult SqliteQueue::push(sdk::Message message, const PushOptions& opt
   op.seq = next_seq_++;
   ++reserved_;
   reserved_bytes_ += payload;
-  const std::uint64_t batch = next_batch_;
+  // Wait for this batch only: the writer wakes exactly its waiters, not
+  // every pusher (a broadcast to all of them cost more than the commit).
+  const std::shared_ptr<BatchWait> wait = open_batch_;
   ops_.push_back(std::move(op));
   work_cv_.notify_one();
-  done_cv_.wait(lock, [&] { return finished_batch_ >= batch; });
-  for (const auto& [failed, error] : failed_batches_) {
-    if (failed == batch) return {PushStatus::Unavailable, error};
-  }
+  wait->cv.wait(lock, [&] { return wait->done; });
+  if (!wait->error.empty()) return {PushStatus::Unavailable, wait->error};
   return {PushStatus::Accepted, {}};
 }
 
@@ -518,7 +517,7 @@ void SqliteQueue::writer_loop() {
   std::size_t retrying = 0;  // ops_ entries put back after a failed commit
   for (;;) {
     std::vector<Op> ops;
-    std::uint64_t batch = 0;
+    std::shared_ptr<BatchWait> batch;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       if (retrying > 0) {
@@ -531,7 +530,7 @@ void SqliteQueue::writer_loop() {
       }
       if (ops_.empty() && stop_writer_) return;
       ops.swap(ops_);
-      batch = next_batch_++;
+      batch = std::exchange(open_batch_, std::make_shared<BatchWait>());
     }
 
     std::vector<Op> txns;
@@ -560,15 +559,12 @@ void SqliteQueue::writer_loop() {
           retry.push_back(std::move(op));  // outcomes are never dropped
         }
       }
-      if (!error.empty()) {
-        failed_batches_.emplace_back(batch, error);
-        while (failed_batches_.size() > kMaxRememberedFailures) failed_batches_.pop_front();
-      }
-      finished_batch_ = batch;
+      batch->error = error;
+      batch->done = true;
       retrying = retry.size();
       for (auto& op : retry) ops_.push_back(std::move(op));
     }
-    done_cv_.notify_all();
+    batch->cv.notify_all();
     if (!error.empty()) {
       log_->error("queue database {}: commit of {} operation(s) failed: {}", options_.path,
                   ops.size(), error);

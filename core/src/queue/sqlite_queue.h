@@ -135,11 +135,15 @@ class SqliteQueue final : public Queue, private DeadLetterStore {
 
   mutable std::mutex mutex_;
   std::condition_variable work_cv_;
-  std::condition_variable done_cv_;
+  std::condition_variable done_cv_;      // admin transactions finished
   std::vector<Op> ops_;                  // waiting for the next commit
-  std::uint64_t next_batch_ = 1;         // the batch ops_ will commit as
-  std::uint64_t finished_batch_ = 0;     // last batch done (committed or not)
-  std::deque<std::pair<std::uint64_t, std::string>> failed_batches_;  // recent failures
+  // The pushers of one group commit wait on its own condition variable.
+  struct BatchWait {
+    std::condition_variable cv;
+    bool done = false;
+    std::string error;  // empty when the batch committed
+  };
+  std::shared_ptr<BatchWait> open_batch_ = std::make_shared<BatchWait>();  // ops_'s batch
   std::deque<sdk::Message> ready_;       // committed, not yet taken
   // Committed and not yet finished (ready or leased): id -> (row, bytes).
   std::unordered_map<std::string, std::pair<std::int64_t, std::size_t>> rows_;
