@@ -9,6 +9,10 @@
 #include <utility>
 #include <vector>
 
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <Poco/String.h>
+
 namespace slack_proxy {
 
 namespace {
@@ -365,6 +369,46 @@ AdminApi::AdminApi(Queue& queue, std::shared_ptr<spdlog::logger> log)
     : queue_(queue), log_(std::move(log)) {}
 
 bool AdminApi::handles(const std::string& path) { return path.rfind("/admin/", 0) == 0; }
+
+namespace {
+std::string sha256(std::string_view text) {
+  std::string digest(SHA256_DIGEST_LENGTH, '\0');
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(),
+         reinterpret_cast<unsigned char*>(digest.data()));
+  return digest;
+}
+}  // namespace
+
+void AdminApi::set_key(const std::string& key) { key_digest_ = key.empty() ? "" : sha256(key); }
+
+std::optional<HttpReply> AdminApi::refuse_unauthorized(
+    const std::optional<std::string>& authorization) const {
+  if (key_digest_.empty()) {
+    return error_reply(403, "admin_disabled",
+                       "the admin API is off: start the proxy with an admin key ([admin] key_env "
+                       "or key_file)");
+  }
+  std::string presented;
+  if (authorization && authorization->size() > 7 &&
+      Poco::icompare(authorization->substr(0, 7), "bearer ") == 0)
+    presented = Poco::trim(authorization->substr(7));
+  if (presented.empty()) {
+    HttpReply r = error_reply(401, "not_authed", "send Authorization: Bearer <admin key>");
+    r.headers.emplace_back("WWW-Authenticate", R"(Bearer realm="slack-proxy-admin")");
+    return r;
+  }
+  // Digests have a fixed length, so the comparison's time says nothing
+  // about the key.
+  const std::string digest = sha256(presented);
+  if (CRYPTO_memcmp(digest.data(), key_digest_.data(), digest.size()) != 0) {
+    log_->warn("admin: request with a wrong admin key refused");
+    HttpReply r = error_reply(401, "invalid_auth", "the admin key is wrong");
+    r.headers.emplace_back("WWW-Authenticate",
+                           R"(Bearer realm="slack-proxy-admin", error="invalid_token")");
+    return r;
+  }
+  return std::nullopt;
+}
 
 HttpReply AdminApi::handle(const std::string& method, const std::string& uri) {
   const auto question = uri.find('?');

@@ -28,6 +28,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <spdlog/logger.h>
@@ -50,8 +51,18 @@ class AdminApi {
   // locks.
   HttpReply handle(const std::string& method, const std::string& uri);
 
+  // Every admin request must carry `Authorization: Bearer <admin key>`.
+  // Set the key once, before serving; only its SHA-256 is kept. Without a
+  // key the API is off: every request gets 403 admin_disabled.
+  void set_key(const std::string& key);
+  // nullopt when `authorization` (the header's value, if any) carries the
+  // key; otherwise the refusal to send (401 not_authed / invalid_auth with
+  // WWW-Authenticate, or 403 admin_disabled). Compares in constant time.
+  std::optional<HttpReply> refuse_unauthorized(const std::optional<std::string>& authorization) const;
+
  private:
   Queue& queue_;
+  std::string key_digest_;  // SHA-256 of the admin key; empty: API off
   std::shared_ptr<spdlog::logger> log_;
 };
 

@@ -179,6 +179,11 @@ CoreMetrics::CoreMetrics(prometheus::Registry& registry)
                       .Help("Requests whose Idempotency-Key or client_msg_id was seen within "
                             "the dedup window; answered ok, not queued again")
                       .Register(registry)),
+      client_requests_(prometheus::BuildCounter()
+                           .Name("slackproxy_client_requests_total")
+                           .Help("Requests of authenticated callers, by client name and outcome "
+                                 "(accepted, duplicate or the error code)")
+                           .Register(registry)),
       dead_lettered_(prometheus::BuildCounter()
                          .Name("slackproxy_dead_lettered_total")
                          .Help("Messages moved to the dead-letter store, by requested channel "

@@ -72,6 +72,11 @@ class CoreMetrics {
   void set_queue_bytes(double n) { queue_bytes_->Set(n); }
   void set_dead_letters(double n) { dead_letters_->Set(n); }
   void duplicate(const std::string& channel) { counter(duplicates_, channel).Increment(); }
+  // Requests of an authenticated caller (its configured name), by outcome:
+  // accepted, duplicate, or the error code it was refused with.
+  void client_request(const std::string& client, std::string_view outcome) {
+    client_requests_.Add({{"client", client}, {"outcome", std::string(outcome)}}).Increment();
+  }
   void dead_lettered(const std::string& channel, std::string_view kind) {
     dead_lettered_.Add({{"channel", channel}, {"kind", std::string(kind)}}).Increment();
   }
@@ -102,6 +107,7 @@ class CoreMetrics {
   prometheus::Histogram* delivery_latency_;
   prometheus::Family<prometheus::Gauge>& channel_depth_;
   prometheus::Family<prometheus::Counter>& duplicates_;
+  prometheus::Family<prometheus::Counter>& client_requests_;
   prometheus::Family<prometheus::Counter>& dead_lettered_;
   prometheus::Gauge* queue_bytes_;
   prometheus::Gauge* dead_letters_;

@@ -735,4 +735,41 @@ TEST(AdminApi, DeliveryTokenNeverAppearsInAnyReplyOrLogLine) {
 }
 
 }  // namespace
+
+// -- the admin key
+
+TEST(AdminApiKey, WithoutAKeyTheApiIsOff) {
+  Harness h;
+  const auto refused = h.api.refuse_unauthorized(std::string("Bearer anything-at-all-1234"));
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ(refused->status, 403);
+  EXPECT_NE(refused->body.find("admin_disabled"), std::string::npos);
+}
+
+TEST(AdminApiKey, TheRightKeyPassesAnyOtherIs401WithWwwAuthenticate) {
+  Harness h;
+  const std::string key = "admin-key-unit-test-4f1c9a";
+  h.api.set_key(key);
+
+  EXPECT_FALSE(h.api.refuse_unauthorized("Bearer " + key).has_value());
+  EXPECT_FALSE(h.api.refuse_unauthorized("bearer  " + key + " ").has_value());  // scheme, spaces
+
+  const auto missing = h.api.refuse_unauthorized(std::nullopt);
+  ASSERT_TRUE(missing.has_value());
+  EXPECT_EQ(missing->status, 401);
+  EXPECT_NE(missing->body.find("not_authed"), std::string::npos);
+  const auto wrong = h.api.refuse_unauthorized("Bearer " + key + "x");
+  ASSERT_TRUE(wrong.has_value());
+  EXPECT_EQ(wrong->status, 401);
+  EXPECT_NE(wrong->body.find("invalid_auth"), std::string::npos);
+  for (const auto* reply : {&*missing, &*wrong}) {
+    bool has_challenge = false;
+    for (const auto& [name, value] : reply->headers)
+      if (name == "WWW-Authenticate" && value.rfind("Bearer", 0) == 0) has_challenge = true;
+    EXPECT_TRUE(has_challenge);
+    EXPECT_EQ(reply->body.find(key), std::string::npos);
+  }
+  EXPECT_EQ(h.log_text.str().find(key), std::string::npos);
+}
+
 }  // namespace slack_proxy
