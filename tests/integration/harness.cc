@@ -12,6 +12,7 @@
 
 #include <Poco/Exception.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -19,6 +20,7 @@
 #include <map>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
 
 namespace slack_proxy::testing {
@@ -104,7 +106,38 @@ double sample_value(const std::string& line, std::size_t series_end) {
   return std::stod(token);
 }
 
+// What ASan, LSan and UBSan print when they find something (UBSan:
+// "file:line:col: runtime error: ...").
+constexpr std::string_view kSanitizerMarkers[] = {
+    "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", ": runtime error: "};
+
+// The sanitizers read their options from the environment, and a child gets
+// only the environment a test hands it: pass the test's own on, so that the
+// proxy runs with the same options (and leak suppressions) as the tests.
+Environment with_sanitizer_options(Environment env) {
+  for (const char* name : {"ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS"}) {
+    const char* value = std::getenv(name);
+    if (value == nullptr) continue;
+    const std::string prefix = std::string(name) + "=";
+    const bool set_by_test = std::any_of(env.begin(), env.end(), [&](const std::string& e) {
+      return e.rfind(prefix, 0) == 0;
+    });
+    if (!set_by_test) env.push_back(prefix + value);
+  }
+  return env;
+}
+
 }  // namespace
+
+std::optional<std::string> sanitizer_report(const std::string& output) {
+  std::size_t first = std::string::npos;
+  for (std::string_view marker : kSanitizerMarkers) first = std::min(first, output.find(marker));
+  if (first == std::string::npos) return std::nullopt;
+  // From the start of the report's line: enough for the stack, not a whole log.
+  const std::size_t line = output.rfind('\n', first);
+  const std::size_t from = line == std::string::npos ? 0 : line + 1;
+  return output.substr(from, 8000);
+}
 
 // ------------------------------------------------------------- basics --
 
@@ -157,12 +190,13 @@ Environment default_environment() { return {std::string("SLACK_TOKEN=") + kTestT
 
 ChildProcess::ChildProcess(const std::vector<std::string>& argv, const Environment& env,
                            const std::filesystem::path& log_file)
-    : log_file_(log_file) {
+    : program_(argv.at(0)), log_file_(log_file) {
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  const Environment full_env = with_sanitizer_options(env);
   std::vector<char*> envp;
-  for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
+  for (const auto& e : full_env) envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
 
   posix_spawn_file_actions_t files;
@@ -202,6 +236,12 @@ ChildProcess::~ChildProcess() {
     ::waitpid(pid_, &status, 0);
   }
   if (pidfd_ >= 0) ::close(pidfd_);
+  // A sanitizer report fails the test even when the test itself saw nothing
+  // wrong (a leak reported at exit, UB on a thread the test never asked about).
+  if (auto report = sanitizer_report(output())) {
+    ADD_FAILURE() << program_ << " reported a sanitizer error (log " << log_file_ << "):\n"
+                  << *report;
+  }
 }
 
 void ChildProcess::signal(int signal_number) {

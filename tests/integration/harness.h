@@ -45,12 +45,19 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-// "KEY=VALUE" entries; the child gets exactly these.
+// "KEY=VALUE" entries; the child gets exactly these (and the sanitizers'
+// options, see ChildProcess).
 using Environment = std::vector<std::string>;
 Environment default_environment();  // SLACK_TOKEN=kTestToken
 
+// The first sanitizer report (ASan, LSan, UBSan) in a process's output and
+// what follows it, or nullopt when there is none.
+std::optional<std::string> sanitizer_report(const std::string& output);
+
 // A spawned process whose stdout and stderr go to one log file. Killed with
-// SIGKILL on destruction if still alive.
+// SIGKILL on destruction if still alive. It also gets the test's own
+// ASAN_OPTIONS, LSAN_OPTIONS and UBSAN_OPTIONS, and a sanitizer report in its
+// output fails the current test when it is destroyed.
 class ChildProcess {
  public:
   ChildProcess(const std::vector<std::string>& argv, const Environment& env,
@@ -67,6 +74,7 @@ class ChildProcess {
   std::string output() const;
 
  private:
+  std::string program_;
   pid_t pid_ = -1;
   int pidfd_ = -1;
   std::optional<int> status_;
