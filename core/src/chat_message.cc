@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <optional>
 #include <sstream>
 #include <string_view>
 #include <utility>
@@ -37,9 +38,15 @@ constexpr std::array<JsonField, 3> kJsonFields = {{
 constexpr std::array<std::string_view, 6> kBooleanFields = {
     "unfurl_links", "unfurl_media", "mrkdwn", "link_names", "as_user", "reply_broadcast"};
 
+// Poco's parser has a depth limit of its own (128); ours, checked before
+// parsing, must be the one that decides.
+std::size_t parser_depth(std::size_t max_json_depth) { return max_json_depth + 1; }
+
 // Keeps the caller's member order when the payload has to be rewritten.
-Poco::Dynamic::Var parse_ordered(const std::string& text) {
+// Only for text whose depth was checked.
+Poco::Dynamic::Var parse_ordered(const std::string& text, std::size_t max_json_depth) {
   Poco::JSON::Parser parser(new Poco::JSON::ParseHandler(true));
+  parser.setDepth(parser_depth(max_json_depth));
   return parser.parse(text);
 }
 
@@ -88,6 +95,26 @@ DecodeError bad(std::string error, std::string detail) {
   return {400, std::move(error), std::move(detail)};
 }
 
+std::string too_deep(std::string_view what, std::size_t max_json_depth) {
+  return std::string(what) + " nests arrays and objects deeper than " +
+         std::to_string(max_json_depth) + " levels";
+}
+
+// Decoded form fields must be UTF-8 too; a bad name is not repeated (the
+// error body is JSON, which must stay UTF-8).
+std::optional<DecodeError> check_form_utf8(
+    const std::vector<std::pair<std::string, std::string>>& fields) {
+  for (const auto& [key, value] : fields) {
+    if (invalid_utf8_at(key) != std::string_view::npos)
+      return bad("invalid_utf8", "a form field name is not valid UTF-8");
+    if (const auto at = invalid_utf8_at(value); at != std::string_view::npos) {
+      return bad("invalid_utf8", "form field '" + key + "' is not valid UTF-8 (decoded byte " +
+                                     std::to_string(at) + ")");
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::size_t utf8_length(std::string_view text) {
@@ -96,17 +123,81 @@ std::size_t utf8_length(std::string_view text) {
   return n;
 }
 
+std::size_t invalid_utf8_at(std::string_view text) {
+  const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
+  const std::size_t size = text.size();
+  auto continuation = [&](std::size_t i) { return i < size && (bytes[i] & 0xC0) == 0x80; };
+  std::size_t i = 0;
+  while (i < size) {
+    const unsigned char c = bytes[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    // The second byte's range is what rules out overlong forms (E0, F0),
+    // surrogates (ED) and code points above U+10FFFF (F4); RFC 3629 table.
+    std::size_t length = 0;
+    unsigned char low = 0x80, high = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+      length = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      length = 3;
+      if (c == 0xE0) low = 0xA0;
+      if (c == 0xED) high = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      length = 4;
+      if (c == 0xF0) low = 0x90;
+      if (c == 0xF4) high = 0x8F;
+    } else {
+      return i;  // a continuation byte without a lead, C0/C1 (overlong), F5..FF
+    }
+    if (i + 1 >= size || bytes[i + 1] < low || bytes[i + 1] > high) return i;
+    for (std::size_t k = 2; k < length; ++k)
+      if (!continuation(i + k)) return i;
+    i += length;
+  }
+  return std::string_view::npos;
+}
+
+bool json_nests_deeper_than(std::string_view json, std::size_t max_depth) {
+  std::size_t depth = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < json.size(); ++i) {
+    const char c = json[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;  // whatever is escaped, it neither ends the string nor nests
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return true;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
+
 std::variant<ChatMessage, DecodeError> decode_chat_message(std::string body,
                                                            BodyFormat format,
                                                            const DecodeOptions& options) {
   Object::Ptr object;
   bool rewrite = false;  // the payload must be serialized from `object`
+  const std::size_t max_depth = options.max_json_depth;
 
   if (format == BodyFormat::Json) {
+    if (const auto at = invalid_utf8_at(body); at != std::string_view::npos)
+      return bad("invalid_utf8", "the body is not valid UTF-8 (byte " + std::to_string(at) + ")");
+    if (json_nests_deeper_than(body, max_depth))
+      return bad("invalid_json", too_deep("the body", max_depth));
     // Most bodies go on untouched, so validate with the plain parser; the
     // order-keeping one is used only if the payload must be rewritten.
     try {
       Poco::JSON::Parser parser;
+      parser.setDepth(parser_depth(max_depth));
       object = as_object(parser.parse(body));
     } catch (const std::exception&) {
     }
@@ -114,7 +205,7 @@ std::variant<ChatMessage, DecodeError> decode_chat_message(std::string body,
     bool must_rewrite = object->get("channel").isEmpty() && !options.default_channel.empty();
     for (const auto& field : kJsonFields)
       must_rewrite = must_rewrite || object->get(std::string(field.name)).isString();
-    if (must_rewrite) object = as_object(parse_ordered(body));
+    if (must_rewrite) object = as_object(parse_ordered(body, max_depth));
   } else {
     std::vector<std::pair<std::string, std::string>> fields;
     try {
@@ -124,9 +215,12 @@ std::variant<ChatMessage, DecodeError> decode_chat_message(std::string body,
       // (Alertmanager and the SDKs would resend it for half an hour).
       return bad("invalid_form_data", "the form body is not valid URL encoding");
     }
+    if (auto error = check_form_utf8(fields)) return std::move(*error);
     if (options.webhook_style && fields.size() == 1 && fields[0].first == "payload") {
+      if (json_nests_deeper_than(fields[0].second, max_depth))
+        return bad("invalid_payload", too_deep("the payload field", max_depth));
       try {
-        object = as_object(parse_ordered(fields[0].second));
+        object = as_object(parse_ordered(fields[0].second, max_depth));
       } catch (const std::exception&) {
       }
       if (!object) return bad("invalid_payload", "the payload field must be a JSON object");
@@ -154,9 +248,11 @@ std::variant<ChatMessage, DecodeError> decode_chat_message(std::string body,
     const auto& value = object->get(name);
     if (!value.isString()) continue;
     const std::string text = value.extract<std::string>();
+    if (json_nests_deeper_than(text, max_depth))
+      return bad(std::string(field.error), too_deep("'" + name + "'", max_depth));
     Poco::Dynamic::Var parsed;
     try {
-      parsed = parse_ordered(text);
+      parsed = parse_ordered(text, max_depth);
     } catch (const std::exception&) {
       return bad(std::string(field.error), "'" + name + "' is not valid JSON");
     }
@@ -219,7 +315,7 @@ std::variant<ChatMessage, DecodeError> decode_chat_message(std::string body,
     Object::Ptr check;
     if (cut) {
       try {
-        check = as_object(parse_ordered(*cut));
+        check = as_object(parse_ordered(*cut, max_depth));
       } catch (const std::exception&) {
       }
     }
@@ -229,7 +325,7 @@ std::variant<ChatMessage, DecodeError> decode_chat_message(std::string body,
     }
     // An escaped key ("tok\u0065n") is not cut: re-serialize instead, in
     // the caller's member order.
-    object = as_object(parse_ordered(body));
+    object = as_object(parse_ordered(body, max_depth));
     rewrite = true;
   }
   if (rewrite) {

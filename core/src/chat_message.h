@@ -6,7 +6,9 @@
 // tests (and fuzzers) can too.
 #pragma once
 
+#include <cstddef>
 #include <string>
+#include <string_view>
 #include <variant>
 
 namespace slack_proxy {
@@ -37,8 +39,17 @@ struct DecodeOptions {
   bool webhook_style = false;
   // Used, and written into the payload, when the body names no channel.
   std::string default_channel;
+  // Deepest nesting of arrays and objects accepted in JSON (the body, a
+  // webhook `payload` field, blocks/attachments/metadata sent as JSON text).
+  // Checked by a scan before any parser sees the text: a recursive parser
+  // (and the destructor of what it built) would overflow the stack first.
+  std::size_t max_json_depth = 64;
 };
 
+// Every body must be UTF-8 (JSON requires it; Slack stores text as UTF-8):
+// a JSON body, or any decoded form field, that is not is refused with
+// 400 invalid_utf8 before it is parsed.
+//
 // JSON: every byte is kept unless something must change (a token field is
 // cut out; blocks/attachments/metadata sent as JSON strings become JSON; a
 // default channel is added). Form (the official SDKs' encoding): every
@@ -50,5 +61,15 @@ std::variant<ChatMessage, DecodeError> decode_chat_message(std::string body,
 
 // Number of Unicode code points in UTF-8 text (invalid bytes count as one).
 std::size_t utf8_length(std::string_view text);
+
+// Offset of the first byte that is not part of well-formed UTF-8 (RFC 3629:
+// no overlong forms, no surrogates, nothing above U+10FFFF, no truncated
+// sequence), or npos when all of `text` is.
+std::size_t invalid_utf8_at(std::string_view text);
+
+// True when arrays and objects in JSON text nest deeper than `max_depth`
+// ("[]" is depth 1). Brackets inside strings do not count. Linear, no
+// allocation, and meaningful for malformed text too: it only bounds depth.
+bool json_nests_deeper_than(std::string_view json, std::size_t max_depth);
 
 }  // namespace slack_proxy
