@@ -186,7 +186,9 @@ TEST(ConfigTest, EmptySectionsKeepDefaults) {
 TEST(ConfigTest, UnknownKeyNamesPositionAndAllowedKeys) {
   EXPECT_EQ(error_of(with_pipeline("[server]\nthread = 4\n")),
             "cfg.toml:2:1: unknown key 'thread' in [server]; allowed: listen, threads, max_queued, "
-            "max_body_bytes, read_timeout, keep_alive_timeout, max_keep_alive_requests");
+            "max_body_bytes, read_timeout, keep_alive_timeout, max_keep_alive_requests, "
+            "max_header_fields, max_header_bytes, max_json_depth, tls_cert, tls_key, "
+            "tls_min_version");
 }
 
 TEST(ConfigTest, UnknownTopLevelTableNamesAllowedTables) {
@@ -260,6 +262,86 @@ TEST(ConfigTest, OutOfRangeValuesSayTheRange) {
   EXPECT_THAT(error_of(with_pipeline("[server]\nlisten = \"0.0.0.0:70000\"\n")),
               HasSubstr("[server] listen must be \"host:port\" or \"[ipv6]:port\" with port 0..65535, "
                         "got \"0.0.0.0:70000\""));
+}
+
+TEST(ConfigTest, ServerLimitsAndTlsHaveTheirDocumentedDefaults) {
+  const auto config = parse(kMinimalPipeline);
+  EXPECT_EQ(config.server.max_header_fields, 100);
+  EXPECT_EQ(config.server.max_header_bytes, 65536u);
+  EXPECT_EQ(config.server.max_json_depth, 64u);
+  EXPECT_EQ(config.server.tls_cert, "");
+  EXPECT_EQ(config.server.tls_key, "");
+  EXPECT_EQ(config.server.tls_min_version, "1.2");
+}
+
+TEST(ConfigTest, ServerLimitsAndTlsKeysAreRead) {
+  const auto config = parse(with_pipeline(R"([server]
+max_header_fields = 20
+max_header_bytes = 8192
+max_json_depth = 16
+tls_cert = "certs/proxy.pem"
+tls_key = "/etc/slack-proxy/proxy.key"
+tls_min_version = "1.3"
+)"));
+  EXPECT_EQ(config.server.max_header_fields, 20);
+  EXPECT_EQ(config.server.max_header_bytes, 8192u);
+  EXPECT_EQ(config.server.max_json_depth, 16u);
+  // Kept as written: relative to the working directory, like [queue] path.
+  EXPECT_EQ(config.server.tls_cert, "certs/proxy.pem");
+  EXPECT_EQ(config.server.tls_key, "/etc/slack-proxy/proxy.key");
+  EXPECT_EQ(config.server.tls_min_version, "1.3");
+}
+
+TEST(ConfigTest, TlsCertAndKeyAreBothSetOrNeither) {
+  EXPECT_EQ(error_of(with_pipeline("[server]\ntls_cert = \"c.pem\"\n")),
+            "cfg.toml:2:12: [server] tls_cert needs tls_key too: TLS takes a certificate and its "
+            "private key (set both, or neither for plain HTTP)");
+  EXPECT_EQ(error_of(with_pipeline("[server]\ntls_key = \"k.pem\"\n")),
+            "cfg.toml:2:11: [server] tls_key needs tls_cert too: TLS takes a certificate and its "
+            "private key (set both, or neither for plain HTTP)");
+  EXPECT_NO_THROW(parse(with_pipeline("[server]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n")));
+  EXPECT_NO_THROW(parse(with_pipeline("[server]\n")));
+}
+
+TEST(ConfigTest, TlsMinVersionIsOneTwoOrOneThreeAndOnlyWithTls) {
+  EXPECT_EQ(error_of(with_pipeline(
+                "[server]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\ntls_min_version = \"1.1\"\n")),
+            "cfg.toml:4:19: [server] tls_min_version '1.1' is not supported; allowed: 1.2, 1.3");
+  EXPECT_EQ(error_of(with_pipeline("[server]\ntls_min_version = \"1.3\"\n")),
+            "cfg.toml:2:19: [server] tls_min_version is set but TLS is off: set tls_cert and "
+            "tls_key, or remove it");
+}
+
+TEST(ConfigTest, EmptyTlsPathsAreRejected) {
+  EXPECT_EQ(errors_of(with_pipeline("[server]\ntls_cert = \"\"\ntls_key = \"\"\n")),
+            (std::vector<std::string>{"cfg.toml:2:12: [server] tls_cert must not be empty",
+                                      "cfg.toml:3:11: [server] tls_key must not be empty"}));
+}
+
+TEST(ConfigTest, ServerLimitRangesAreChecked) {
+  EXPECT_EQ(error_of(with_pipeline("[server]\nmax_header_fields = 0\n")),
+            "cfg.toml:2:21: [server] max_header_fields must be between 1 and 10000, got 0");
+  EXPECT_EQ(error_of(with_pipeline("[server]\nmax_header_bytes = 1000\n")),
+            "cfg.toml:2:20: [server] max_header_bytes must be between 1024 and 16777216, got 1000");
+  EXPECT_EQ(error_of(with_pipeline("[server]\nmax_json_depth = 0\n")),
+            "cfg.toml:2:18: [server] max_json_depth must be between 1 and 512, got 0");
+  EXPECT_EQ(error_of(with_pipeline("[server]\nmax_json_depth = 513\n")),
+            "cfg.toml:2:18: [server] max_json_depth must be between 1 and 512, got 513");
+}
+
+TEST(ConfigTest, ShippedDefaultConfigStatesTheServerDefaults) {
+  const auto config = load_config(SLACK_PROXY_SOURCE_DIR "/config/slack-proxy.toml");
+  const ServerConfig defaults;
+  EXPECT_EQ(config.server.threads, defaults.threads);
+  EXPECT_EQ(config.server.max_queued, defaults.max_queued);
+  EXPECT_EQ(config.server.max_body_bytes, defaults.max_body_bytes);
+  EXPECT_EQ(config.server.read_timeout, defaults.read_timeout);
+  EXPECT_EQ(config.server.keep_alive_timeout, defaults.keep_alive_timeout);
+  EXPECT_EQ(config.server.max_keep_alive_requests, defaults.max_keep_alive_requests);
+  EXPECT_EQ(config.server.max_header_fields, defaults.max_header_fields);
+  EXPECT_EQ(config.server.max_header_bytes, defaults.max_header_bytes);
+  EXPECT_EQ(config.server.max_json_depth, defaults.max_json_depth);
+  EXPECT_EQ(config.server.tls_cert, "");  // plain HTTP unless configured
 }
 
 TEST(ConfigTest, ZeroShutdownTimeoutIsAllowed) {

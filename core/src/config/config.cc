@@ -264,7 +264,8 @@ void read_server(Problems& problems, const toml::table& doc, ServerConfig& serve
   if (table == nullptr) return;
   Section s(problems, *table, "[server]",
             {"listen", "threads", "max_queued", "max_body_bytes", "read_timeout",
-             "keep_alive_timeout", "max_keep_alive_requests"});
+             "keep_alive_timeout", "max_keep_alive_requests", "max_header_fields",
+             "max_header_bytes", "max_json_depth", "tls_cert", "tls_key", "tls_min_version"});
   constexpr std::int64_t kIntMax = std::numeric_limits<int>::max();
   s.listen("listen", server.listen);
   s.integer("threads", server.threads, 1, kIntMax);
@@ -273,6 +274,33 @@ void read_server(Problems& problems, const toml::table& doc, ServerConfig& serve
   s.duration("read_timeout", server.read_timeout, std::chrono::milliseconds(1));
   s.duration("keep_alive_timeout", server.keep_alive_timeout, std::chrono::milliseconds(1));
   s.integer("max_keep_alive_requests", server.max_keep_alive_requests, 1, kIntMax);
+  s.integer("max_header_fields", server.max_header_fields, 1, 10'000);
+  s.integer("max_header_bytes", server.max_header_bytes, 1024, 16 << 20);
+  s.integer("max_json_depth", server.max_json_depth, 1, 512);
+  // Paths are only checked for shape here; the files are read at start-up
+  // (`validate` reads no secrets, and a key is one).
+  auto path = [&](std::string_view key, std::string& out) {
+    const auto* value = s.string(key);
+    if (value == nullptr) return;
+    if (value->get().empty()) return s.invalid(*value, key, "must not be empty");
+    out = value->get();
+  };
+  path("tls_cert", server.tls_cert);
+  path("tls_key", server.tls_key);
+  s.choice("tls_min_version", server.tls_min_version, {"1.2", "1.3"});
+  const auto* cert = s.find("tls_cert");
+  const auto* key = s.find("tls_key");
+  if ((cert == nullptr) != (key == nullptr)) {
+    const auto& given = cert != nullptr ? *cert : *key;
+    s.invalid(given, cert != nullptr ? "tls_cert" : "tls_key",
+              "needs " + std::string(cert != nullptr ? "tls_key" : "tls_cert") +
+                  " too: TLS takes a certificate and its private key (set both, or neither "
+                  "for plain HTTP)");
+  }
+  if (const auto* version = s.find("tls_min_version"); version && cert == nullptr && key == nullptr) {
+    s.invalid(*version, "tls_min_version",
+              "is set but TLS is off: set tls_cert and tls_key, or remove it");
+  }
 }
 
 void read_metrics(Problems& problems, const toml::table& doc, MetricsConfig& metrics) {

@@ -50,6 +50,17 @@ struct ServerConfig {                       // [server]
   std::chrono::milliseconds read_timeout{10'000};        // per socket read
   std::chrono::milliseconds keep_alive_timeout{15'000};  // idle keep-alive connection
   int max_keep_alive_requests = 10'000;     // then the connection is closed
+  // The request head (request line and header fields): more fields, or more
+  // bytes, get 431. Poco also caps a field name at 256 bytes, a value at
+  // 8192 and the URI at 16384, which no setting changes.
+  int max_header_fields = 100;
+  std::size_t max_header_bytes = 64 << 10;
+  std::size_t max_json_depth = 64;          // deeper JSON gets 400 invalid_json
+  // TLS on the ingress listener: PEM files, both or neither (empty: plain
+  // HTTP). Relative paths are relative to the working directory.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_min_version = "1.2";      // "1.2" or "1.3"
 };
 
 struct MetricsConfig {                      // [metrics]
