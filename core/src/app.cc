@@ -18,6 +18,7 @@
 #include <Poco/Net/HTTPServerParams.h>
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/SecureServerSocket.h>
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/ThreadPool.h>
 #include <boost/dll/runtime_symbol_info.hpp>
@@ -107,8 +108,11 @@ std::shared_ptr<spdlog::logger> make_logger(const std::string& level) {
   return log;
 }
 
-Poco::Net::ServerSocket bind(const config::ListenAddress& addr, int backlog) {
-  Poco::Net::ServerSocket socket;
+// With `tls`, a TLS listener (the handshake happens on the connection's thread).
+Poco::Net::ServerSocket bind(const config::ListenAddress& addr, int backlog,
+                             Poco::Net::Context::Ptr tls = nullptr) {
+  Poco::Net::ServerSocket socket =
+      tls ? Poco::Net::SecureServerSocket(tls) : Poco::Net::ServerSocket();
   // SO_REUSEADDR lets a restart bind while old connections sit in TIME_WAIT.
   // Not SO_REUSEPORT (Poco's default with reuseAddress): a second proxy on
   // the same port must fail, not silently take half the traffic.
@@ -313,25 +317,33 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
 
   IngressOptions ingress_options;
   ingress_options.max_body_bytes = cfg.server.max_body_bytes;
+  ingress_options.max_json_depth = cfg.server.max_json_depth;
   ingress_options.retry_after = std::chrono::duration_cast<std::chrono::seconds>(
       cfg.queue.retry_after + std::chrono::milliseconds(999));
   Ingress ingress(queue, pipelines, core_metrics, clock, log, ingress_options);
 
-  auto params = Poco::AutoPtr<Poco::Net::HTTPServerParams>(new Poco::Net::HTTPServerParams);
-  params->setMaxThreads(cfg.server.threads);
-  params->setMaxQueued(cfg.server.max_queued);
-  params->setKeepAlive(true);
-  params->setKeepAliveTimeout(Poco::Timespan(cfg.server.keep_alive_timeout.count() * 1000));
-  params->setMaxKeepAliveRequests(cfg.server.max_keep_alive_requests);
-  params->setTimeout(Poco::Timespan(cfg.server.read_timeout.count() * 1000));
-  params->setServerName("slack-proxy");
+  ServerOptions server_options;
+  server_options.threads = cfg.server.threads;
+  server_options.max_queued = cfg.server.max_queued;
+  server_options.read_timeout = cfg.server.read_timeout;
+  server_options.keep_alive_timeout = cfg.server.keep_alive_timeout;
+  server_options.max_keep_alive_requests = cfg.server.max_keep_alive_requests;
+  server_options.max_header_fields = cfg.server.max_header_fields;
+  server_options.max_header_bytes = cfg.server.max_header_bytes;
+  Poco::Net::Context::Ptr tls;
+  if (!cfg.server.tls_cert.empty()) {
+    tls = make_tls_server_context(cfg.server.tls_cert, cfg.server.tls_key,
+                                  cfg.server.tls_min_version);
+    log->info("ingress speaks TLS (at least {}) with certificate {}", cfg.server.tls_min_version,
+              cfg.server.tls_cert);
+  }
 
   // Declared before the servers so that they are destroyed after them.
   Poco::ThreadPool ingress_threads(std::min(2, cfg.server.threads), cfg.server.threads);
   Poco::ThreadPool metrics_threads(1, 4);
-  auto server = std::make_unique<Poco::Net::HTTPServer>(
-      ingress.make_factory(), ingress_threads, bind(cfg.server.listen, cfg.server.max_queued),
-      params);
+  auto server = std::make_unique<IngressServer>(
+      ingress, ingress_threads, bind(cfg.server.listen, cfg.server.max_queued, tls),
+      server_options, log);
   std::unique_ptr<Poco::Net::HTTPServer> metrics_server;
   if (cfg.metrics.enabled) {
     auto mparams = Poco::AutoPtr<Poco::Net::HTTPServerParams>(new Poco::Net::HTTPServerParams);
@@ -383,7 +395,7 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
   // Idle keep-alive clients would otherwise hold their threads (and us) until
   // keep_alive_timeout; close them, and make sure no handler still runs
   // before the ingress and the queue go away.
-  server->stopAll(true);
+  server->stop_all();
   ingress_threads.joinAll();
   if (metrics_server) {
     metrics_server->stopAll(true);

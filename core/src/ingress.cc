@@ -3,12 +3,22 @@
 #include "chat_message.h"
 #include "redact.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
+#include <condition_variable>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <mutex>
 #include <random>
 #include <sstream>
+#include <thread>
+#include <tuple>
+#include <unordered_set>
 
 #include <Poco/DigestEngine.h>
 #include <Poco/Exception.h>
@@ -18,9 +28,22 @@
 #include <Poco/JSON/ParseHandler.h>
 #include <Poco/JSON/Parser.h>
 #include <Poco/JSON/Stringifier.h>
-#include <Poco/Net/HTTPRequestHandler.h>
-#include <Poco/Net/HTTPServerRequest.h>
-#include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/HTTPChunkedStream.h>
+#include <Poco/Net/HTTPFixedLengthStream.h>
+#include <Poco/Net/HTTPHeaderStream.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPServerParams.h>
+#include <Poco/Net/HTTPServerResponseImpl.h>
+#include <Poco/Net/HTTPServerSession.h>
+#include <Poco/Net/MessageHeader.h>
+#include <Poco/Net/NetException.h>
+#include <Poco/Net/NetSSL.h>
+#include <Poco/Net/StreamSocket.h>
+#include <Poco/Net/TCPServerConnection.h>
+#include <Poco/Net/TCPServerConnectionFactory.h>
+#include <Poco/Timespan.h>
+#include <Poco/Timestamp.h>
+#include <openssl/ssl.h>
 #include <spdlog/fmt/fmt.h>
 
 namespace slack_proxy {
@@ -177,12 +200,35 @@ HttpReply Ingress::reject(const sdk::RequestView& request, const Pipeline* pipel
   return r;
 }
 
-HttpReply Ingress::handle(const sdk::RequestView& request, std::istream& body) noexcept {
+HttpReply Ingress::refuse_head(const std::string& remote_address, int status,
+                               std::string_view error, std::string_view detail) {
+  metrics_.rejected(error);
+  std::uint64_t suppressed = 0;
+  if (reject_log_.allow(clock_.now(), suppressed)) {
+    log_->warn("request from {}: {} {} ({}){}", remote_address, status, error, detail,
+               suppressed == 0 ? std::string()
+                               : fmt::format("; {} similar line(s) suppressed", suppressed));
+  }
+  HttpReply r;
+  r.status = status;
+  r.body = "{\"ok\":false,\"error\":\"" + json_escape(error) + "\",\"detail\":\"" +
+           json_escape(detail) + "\"}";
+  r.close = true;
+  return r;
+}
+
+HttpReply Ingress::handle(const sdk::RequestView& request, std::istream& body,
+                          ReadDeadline* deadline) noexcept {
   const Pipeline* pipeline = nullptr;
   try {
     const std::string_view path = path_only(request.path());
     if (path == "/health") {
       HttpReply r;
+      // It reads no body: one sent anyway must not be read as the next
+      // request (that is how requests are smuggled past a front proxy).
+      const auto length = request.header("Content-Length");
+      r.close = request.header("Transfer-Encoding").has_value() ||
+                (length.has_value() && *length != "0");
       if (draining_.load()) {
         r.status = 503;
         r.body = R"({"ok":false,"error":"shutting_down"})";
@@ -211,7 +257,7 @@ HttpReply Ingress::handle(const sdk::RequestView& request, std::istream& body) n
       return r;
     }
       const bool chunked = request.header("Transfer-Encoding").has_value();
-    HttpReply reply = handle_post(*pipeline, request, body, chunked);
+    HttpReply reply = handle_post(*pipeline, request, body, chunked, deadline);
     // Poco 1.11 reads a malformed chunk-size line as the end of the body, so
     // we cannot know where a chunked request really ended: never read
     // another request from that connection (real clients send
@@ -225,6 +271,13 @@ HttpReply Ingress::handle(const sdk::RequestView& request, std::istream& body) n
     r.close = true;
     return r;
   } catch (const std::exception& e) {
+    if (deadline != nullptr && !deadline->stop()) {
+      // Cut off mid-body (over TLS that surfaces as an error, not a short read).
+      auto r = reject(request, pipeline, 408, "request_timeout",
+                      "the request did not arrive within read_timeout");
+      r.close = true;
+      return r;
+    }
     log_->error("ingress failed on {} {}: {}", request.method(),
                 pipeline != nullptr ? pipeline->name : std::string("(no pipeline)"),
                 redact_secrets(e.what()));
@@ -237,7 +290,7 @@ HttpReply Ingress::handle(const sdk::RequestView& request, std::istream& body) n
 }
 
 HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView& request,
-                               std::istream& body, bool chunked) {
+                               std::istream& body, bool chunked, ReadDeadline* deadline) {
   auto refuse = [&](int status, std::string_view error, const std::string& detail) {
     return reject(request, &pipeline, status, error, detail);
   };
@@ -287,10 +340,15 @@ HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView&
                             "body is " + std::to_string(*content_length) + " bytes; the limit is " +
                                 std::to_string(limit));
   }
+  // The connection shuts a late request's socket for reading, which ends
+  // the body early: whatever was read is not the whole request.
+  auto late = [&] { return deadline != nullptr && !deadline->stop(); };
+  constexpr std::string_view kLate = "the request did not arrive within read_timeout";
   std::string raw;
   if (content_length) {
     raw.resize(static_cast<std::size_t>(*content_length));
     body.read(raw.data(), static_cast<std::streamsize>(raw.size()));
+    if (late()) return refuse_and_close(408, "request_timeout", std::string(kLate));
     if (static_cast<std::uint64_t>(body.gcount()) < *content_length) {
       // istream turns the socket's read timeout (or a hang-up) into a
       // short read; either way the request is incomplete.
@@ -303,9 +361,12 @@ HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView&
     // is refused without buffering all of it.
     char buf[8192];
     while (body && raw.size() <= limit) {
-      body.read(buf, sizeof(buf));
+      // No more than the limit needs: istream::read waits for all it asks
+      // for, and a client that stops past the limit must still get its 413.
+      body.read(buf, static_cast<std::streamsize>(std::min(sizeof(buf), limit + 1 - raw.size())));
       raw.append(buf, static_cast<std::size_t>(body.gcount()));
     }
+    if (late()) return refuse_and_close(408, "request_timeout", std::string(kLate));
     if (raw.size() > limit) {
       return refuse_and_close(413, "request_too_large",
                               "body exceeds the limit of " + std::to_string(limit) + " bytes");
@@ -319,6 +380,7 @@ HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView&
   DecodeOptions decode_options;
   decode_options.webhook_style = pipeline.webhook_style;
   decode_options.default_channel = pipeline.default_channel;
+  decode_options.max_json_depth = options_.max_json_depth;
   auto decoded = decode_chat_message(std::move(raw), format, decode_options);
   if (auto* error = std::get_if<DecodeError>(&decoded))
     return refuse(error->status, error->error, error->detail);
@@ -408,65 +470,539 @@ HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView&
 
 namespace {
 
-class PocoRequestView final : public sdk::RequestView {
+using SteadyClock = std::chrono::steady_clock;
+
+// A request head as Poco parsed it, seen through the SDK's RequestView.
+class HeadView final : public sdk::RequestView {
  public:
-  explicit PocoRequestView(Poco::Net::HTTPServerRequest& r) : r_(r) {}
-  std::string_view method() const noexcept override { return r_.getMethod(); }
-  std::string_view path() const noexcept override { return r_.getURI(); }
+  HeadView(const Poco::Net::HTTPRequest& head, const std::string& remote)
+      : head_(head), remote_(remote) {}
+  std::string_view method() const noexcept override { return head_.getMethod(); }
+  std::string_view path() const noexcept override { return head_.getURI(); }
   std::optional<std::string> header(std::string_view name) const noexcept override {
     try {
-      const auto it = r_.find(std::string(name));  // one case-insensitive lookup
-      if (it == r_.end()) return std::nullopt;
+      const auto it = head_.find(std::string(name));  // one case-insensitive lookup
+      if (it == head_.end()) return std::nullopt;
       return it->second;
     } catch (...) {
       return std::nullopt;
     }
   }
-  std::string remote_address() const noexcept override {
+  std::string remote_address() const noexcept override { return remote_; }
+
+ private:
+  const Poco::Net::HTTPRequest& head_;
+  const std::string& remote_;
+};
+
+// Hands the request head through to Poco's parser and ends it (EOF) after
+// `limit` bytes, so that no head, however it is spread over lines and
+// fields, costs more than that. It takes only what Poco's line reader
+// (HTTPHeaderInputStream) already holds, a line at most, and that reader
+// never reads past the head, so the body stays unread.
+class HeadLimitBuf final : public std::streambuf {
+ public:
+  HeadLimitBuf(std::streambuf& source, std::size_t limit) : source_(source), limit_(limit) {}
+  bool exceeded() const { return exceeded_; }
+  bool source_ended() const { return source_ended_; }
+
+ protected:
+  int_type underflow() override {
+    if (gptr() < egptr()) return traits_type::to_int_type(*gptr());
+    if (count_ >= limit_) {
+      exceeded_ = true;
+      return traits_type::eof();
+    }
+    const auto room = static_cast<std::streamsize>(std::min(sizeof(buffer_), limit_ - count_));
+    // One byte makes the source read its next line if it has none.
+    const int_type first = source_.sbumpc();
+    if (traits_type::eq_int_type(first, traits_type::eof())) {
+      source_ended_ = true;
+      return first;
+    }
+    buffer_[0] = traits_type::to_char_type(first);
+    std::streamsize n = 1;
+    if (const std::streamsize held = source_.in_avail(); held > 0 && room > 1)
+      n += source_.sgetn(buffer_ + 1, std::min(held, room - 1));
+    count_ += static_cast<std::size_t>(n);
+    setg(buffer_, buffer_, buffer_ + n);
+    return first;
+  }
+
+ private:
+  std::streambuf& source_;
+  std::size_t limit_;
+  std::size_t count_ = 0;
+  char buffer_[1024];
+  bool exceeded_ = false;
+  bool source_ended_ = false;
+};
+
+// A non-negative decimal Content-Length, or nullopt.
+std::optional<std::uint64_t> content_length_of(const Poco::Net::HTTPRequest& head) {
+  const auto it = head.find(Poco::Net::HTTPMessage::CONTENT_LENGTH);
+  if (it == head.end()) return std::nullopt;
+  std::uint64_t n = 0;
+  const std::string& v = it->second;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (v.empty() || ec != std::errc() || end != v.data() + v.size()) return std::nullopt;
+  return n;
+}
+
+// The body as framed by the head. RFC 9112: a request with neither
+// Content-Length nor Transfer-Encoding has no body (Poco's server would read
+// to the end of the connection). An unusable Content-Length gets an empty
+// stream: the ingress refuses it before reading.
+std::unique_ptr<std::istream> body_stream(const Poco::Net::HTTPRequest& head,
+                                          Poco::Net::HTTPServerSession& session) {
+  if (head.getChunkedTransferEncoding())
+    return std::make_unique<Poco::Net::HTTPChunkedInputStream>(session);
+  const auto length = content_length_of(head);
+  return std::make_unique<Poco::Net::HTTPFixedLengthInputStream>(
+      session, static_cast<Poco::Net::HTTPFixedLengthStreamBuf::ContentLength>(length.value_or(0)));
+}
+
+}  // namespace
+
+// Every open connection, and the one thread that enforces their deadlines.
+// A late connection's socket is shut for reading (::shutdown on its
+// descriptor, which wakes a blocked read with end-of-stream, plain or TLS)
+// so that its own thread notices, answers 408 if it still can, and closes.
+// Descriptors are only touched under the mutex, while their connection is
+// registered, i.e. before it closes them.
+class IngressServer::Connections {
+ public:
+  struct Live {
+    int fd = -1;
+    SteadyClock::time_point deadline = SteadyClock::time_point::max();
+    bool fired = false;  // its deadline passed and its reading side was shut
+  };
+
+  Connections() : watchdog_([this] { watch(); }) {}
+  ~Connections() {
+    {
+      std::lock_guard lock(mutex_);
+      quit_ = true;
+    }
+    changed_.notify_all();
+    watchdog_.join();
+  }
+
+  // False once the server is stopping: the connection should just close.
+  bool add(Live& live) {
+    std::lock_guard lock(mutex_);
+    if (stopped_) return false;
+    live_.insert(&live);
+    return true;
+  }
+  void remove(Live& live) {
+    std::lock_guard lock(mutex_);
+    live_.erase(&live);
+  }
+  bool stopped() {
+    std::lock_guard lock(mutex_);
+    return stopped_;
+  }
+
+  void arm(Live& live, SteadyClock::time_point deadline) {
+    bool wake = false;
+    {
+      std::lock_guard lock(mutex_);
+      live.deadline = deadline;
+      live.fired = false;
+      // Under steady load the watchdog already sleeps until an earlier
+      // deadline; only an earlier one than that needs it awake.
+      wake = deadline < wake_at_;
+    }
+    if (wake) changed_.notify_one();
+  }
+  // Stops the clock; false when it had already fired.
+  bool disarm(Live& live) {
+    std::lock_guard lock(mutex_);
+    live.deadline = SteadyClock::time_point::max();
+    return !live.fired;
+  }
+  bool fired(Live& live) {
+    std::lock_guard lock(mutex_);
+    return live.fired;
+  }
+
+  void stop_all() {
+    std::lock_guard lock(mutex_);
+    stopped_ = true;
+    for (Live* live : live_) ::shutdown(live->fd, SHUT_RDWR);
+  }
+
+ private:
+  void watch() {
+    std::unique_lock lock(mutex_);
+    while (!quit_) {
+      const auto now = SteadyClock::now();
+      auto next = SteadyClock::time_point::max();
+      for (Live* live : live_) {
+        if (live->deadline <= now) {
+          ::shutdown(live->fd, SHUT_RD);
+          live->fired = true;
+          live->deadline = SteadyClock::time_point::max();
+        } else {
+          next = std::min(next, live->deadline);
+        }
+      }
+      wake_at_ = next;
+      if (next == SteadyClock::time_point::max()) {
+        changed_.wait(lock);
+      } else {
+        changed_.wait_until(lock, next);
+      }
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::unordered_set<Live*> live_;
+  SteadyClock::time_point wake_at_ = SteadyClock::time_point::max();
+  bool stopped_ = false;
+  bool quit_ = false;
+  std::thread watchdog_;  // last: it uses everything above
+};
+
+namespace {
+
+using Live = IngressServer::Connections::Live;
+
+// Tells the ingress whether the body came in time.
+class ConnectionDeadline final : public ReadDeadline {
+ public:
+  ConnectionDeadline(IngressServer::Connections& connections, Live& live)
+      : connections_(connections), live_(live) {}
+  bool stop() noexcept override {
+    if (!result_) result_ = connections_.disarm(live_);
+    return *result_;
+  }
+
+ private:
+  IngressServer::Connections& connections_;
+  Live& live_;
+  std::optional<bool> result_;
+};
+
+// Poco 1.11's fixed limits on a request head (private in MessageHeader and
+// HTTPRequest).
+constexpr std::size_t kMaxFieldNameBytes = 256;
+constexpr std::size_t kMaxFieldValueBytes = 8192;
+constexpr std::size_t kMaxUriBytes = 16384;
+
+// What a head Poco could not read means, as (status, error, detail). The
+// texts are Poco's fixed messages; nothing the client sent is repeated.
+std::tuple<int, std::string_view, std::string> classify_head_error(
+    const Poco::Net::MessageException& e, const ServerOptions& options) {
+  const std::string& what = e.message();
+  if (what.find("Too many header fields") != std::string::npos) {
+    return {431, "headers_too_large",
+            "more than " + std::to_string(options.max_header_fields) + " header fields"};
+  }
+  if (what.find("Field name too long") != std::string::npos) {
+    return {431, "headers_too_large",
+            "a header field name is longer than " +
+                std::to_string(kMaxFieldNameBytes) + " bytes"};
+  }
+  if (what.find("Field value too long") != std::string::npos) {
+    return {431, "headers_too_large",
+            "a header field value is longer than " +
+                std::to_string(kMaxFieldValueBytes) +
+                " bytes (or has a stray CR)"};
+  }
+  if (what.find("URI invalid or too long") != std::string::npos) {
+    return {414, "uri_too_long",
+            "the request URI is longer than " +
+                std::to_string(kMaxUriBytes) + " bytes"};
+  }
+  return {400, "invalid_request", "malformed request head: " + what};
+}
+
+class IngressConnection final : public Poco::Net::TCPServerConnection {
+ public:
+  IngressConnection(const Poco::Net::StreamSocket& socket, Ingress& ingress,
+                    IngressServer::Connections& connections,
+                    const Poco::AutoPtr<Poco::Net::HTTPServerParams>& params,
+                    const ServerOptions& options, spdlog::logger& log)
+      : TCPServerConnection(socket),
+        ingress_(ingress),
+        connections_(connections),
+        params_(params),
+        options_(options),
+        log_(log) {}
+
+  void run() override {
+    Live live;
+    live.fd = socket().impl()->sockfd();
+    if (!connections_.add(live)) return;
+    // Before the socket closes: the watchdog must never touch a descriptor
+    // that may already belong to another connection.
+    struct Unregister {
+      IngressServer::Connections& connections;
+      Live& live;
+      ~Unregister() { connections.remove(live); }
+    } unregister{connections_, live};
     try {
-      return r_.clientAddress().toString();
-    } catch (...) {
-      return "?";
+      serve(live);
+    } catch (const Poco::Exception& e) {
+      // Resets, timeouts, failed TLS handshakes (a plain-HTTP client on a
+      // TLS port): nobody is left to answer.
+      log_.debug("connection from {} ended: {}", remote_, e.displayText());
+    } catch (const std::exception& e) {
+      log_.debug("connection from {} ended: {}", remote_, e.what());
     }
   }
 
  private:
-  Poco::Net::HTTPServerRequest& r_;
-};
+  void serve(Live& live) {
+    Poco::Net::HTTPServerSession session(socket(), params_);
+    remote_ = session.clientAddress().toString();
+    try {
+      serve(session, live);
+    } catch (const Poco::Exception&) {
+      // Streams turn a socket error into "Error reading ..."; the session
+      // kept the real one (a reset, a TLS handshake failure).
+      if (session.networkException() != nullptr) session.networkException()->rethrow();
+      throw;
+    }
+  }
 
-class IngressHandler final : public Poco::Net::HTTPRequestHandler {
- public:
-  explicit IngressHandler(Ingress& ingress) : ingress_(ingress) {}
-  void handleRequest(Poco::Net::HTTPServerRequest& request,
-                     Poco::Net::HTTPServerResponse& response) override {
-    PocoRequestView view(request);
-    HttpReply reply = ingress_.handle(view, request.stream());
+  void serve(Poco::Net::HTTPServerSession& session, Live& live) {
+    while (!connections_.stopped() && session.hasMoreRequests()) {
+      // From the request's first byte (hasMoreRequests saw it) to its last.
+      connections_.arm(live, SteadyClock::now() + options_.read_timeout);
+
+      Poco::Net::HTTPRequest head;
+      head.setFieldLimit(options_.max_header_fields);
+      Poco::Net::HTTPHeaderInputStream lines(session);
+      HeadLimitBuf limited(*lines.rdbuf(), options_.max_header_bytes);
+      std::istream head_stream(&limited);
+      std::optional<HttpReply> refused;
+      try {
+        head.read(head_stream);
+      } catch (const Poco::Net::NoMessageException&) {
+        return;  // the client closed before another request
+      } catch (const Poco::Net::MessageException& e) {
+        const auto [status, error, detail] = classify_head_error(e, options_);
+        refused = ingress_.refuse_head(remote_, status, error, detail);
+      }
+      // In that order: a head cut off by the deadline or the byte limit
+      // often parses "fine", short of what was sent.
+      if (connections_.fired(live)) {
+        refused = ingress_.refuse_head(remote_, 408, "request_timeout",
+                                       "the request head did not arrive within read_timeout");
+      } else if (limited.exceeded()) {
+        refused = ingress_.refuse_head(
+            remote_, 431, "headers_too_large",
+            "the request head is larger than " + std::to_string(options_.max_header_bytes) +
+                " bytes");
+      } else if (limited.source_ended()) {
+        return;  // the client hung up mid-head: nobody to answer
+      }
+      if (refused) {
+        connections_.disarm(live);
+        send_and_close(session, *refused, !connections_.fired(live));
+        return;
+      }
+
+      auto body = body_stream(head, session);
+      Poco::Net::HTTPServerResponseImpl response(session);
+      response.setDate(Poco::Timestamp());
+      response.setVersion(head.getVersion());
+      response.setKeepAlive(params_->getKeepAlive() && head.getKeepAlive() &&
+                            session.canKeepAlive());
+      // Invite the body only when it may be read (Poco's server always does).
+      const auto length = content_length_of(head);
+      if (head.getExpectContinue() &&
+          (!length || *length <= ingress_.options().max_body_bytes)) {
+        response.sendContinue();
+      }
+      HeadView view(head, remote_);
+      ConnectionDeadline deadline(connections_, live);
+      HttpReply reply = ingress_.handle(view, *body, &deadline);
+      const bool in_time = deadline.stop();
+      if (!in_time) reply.close = true;
+      write(response, reply, head.getMethod() == Poco::Net::HTTPRequest::HTTP_HEAD);
+      if (reply.close) {
+        if (in_time && refused_unread(reply)) linger();
+        return;
+      }
+      session.setKeepAlive(response.getKeepAlive());
+    }
+  }
+
+  static void write(Poco::Net::HTTPServerResponseImpl& response, const HttpReply& reply,
+                    bool head_only) {
     response.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(reply.status));
     for (const auto& [k, v] : reply.headers) response.set(k, v);
     response.setContentType(reply.content_type);
     response.setContentLength(static_cast<std::streamsize>(reply.body.size()));
     if (reply.close) response.setKeepAlive(false);
-    response.send().write(reply.body.data(), static_cast<std::streamsize>(reply.body.size()));
+    std::ostream& out = response.send();
+    if (!head_only) out.write(reply.body.data(), static_cast<std::streamsize>(reply.body.size()));
+    out.flush();
   }
 
- private:
+  void send_and_close(Poco::Net::HTTPServerSession& session, const HttpReply& reply,
+                      bool linger_after) {
+    Poco::Net::HTTPServerResponseImpl response(session);
+    response.setDate(Poco::Timestamp());
+    response.setVersion(Poco::Net::HTTPMessage::HTTP_1_1);
+    write(response, reply, false);
+    if (linger_after) linger();
+  }
+
+  // Refused for its size before all of it was read: the client is likely
+  // still sending.
+  static bool refused_unread(const HttpReply& reply) {
+    return reply.status == 413 || reply.status == 414 || reply.status == 431;
+  }
+
+  // After refusing a request it did not read, the server stops sending and
+  // reads (and drops) what is still coming for a moment before closing:
+  // closing with unread bytes makes the kernel send a reset, which can
+  // destroy the answer before the client has read it. Bounded in time and
+  // bytes, so a client cannot hold the thread with it.
+  void linger() {
+    try {
+      auto& socket = this->socket();
+      socket.shutdownSend();
+      const auto until = SteadyClock::now() + std::min<std::chrono::milliseconds>(
+                                                  options_.read_timeout, std::chrono::seconds(2));
+      socket.setReceiveTimeout(Poco::Timespan(0, 200'000));
+      char sink[16384];
+      std::size_t dropped = 0;
+      while (dropped < (1u << 20) && SteadyClock::now() < until) {
+        const int n = socket.receiveBytes(sink, sizeof(sink));
+        if (n <= 0) break;
+        dropped += static_cast<std::size_t>(n);
+      }
+    } catch (...) {
+      // A timeout or a reset: either way, done.
+    }
+  }
+
   Ingress& ingress_;
+  IngressServer::Connections& connections_;
+  Poco::AutoPtr<Poco::Net::HTTPServerParams> params_;
+  const ServerOptions& options_;
+  spdlog::logger& log_;
+  std::string remote_ = "?";
 };
 
-class IngressFactory final : public Poco::Net::HTTPRequestHandlerFactory {
+class IngressConnectionFactory final : public Poco::Net::TCPServerConnectionFactory {
  public:
-  explicit IngressFactory(Ingress& ingress) : ingress_(ingress) {}
-  Poco::Net::HTTPRequestHandler* createRequestHandler(
-      const Poco::Net::HTTPServerRequest&) override {
-    return new IngressHandler(ingress_);
+  IngressConnectionFactory(Ingress& ingress, std::shared_ptr<IngressServer::Connections> connections,
+                           Poco::AutoPtr<Poco::Net::HTTPServerParams> params, ServerOptions options,
+                           std::shared_ptr<spdlog::logger> log)
+      : ingress_(ingress),
+        connections_(std::move(connections)),
+        params_(std::move(params)),
+        options_(options),
+        log_(std::move(log)) {}
+  Poco::Net::TCPServerConnection* createConnection(const Poco::Net::StreamSocket& socket) override {
+    return new IngressConnection(socket, ingress_, *connections_, params_, options_, *log_);
   }
 
  private:
   Ingress& ingress_;
+  std::shared_ptr<IngressServer::Connections> connections_;
+  Poco::AutoPtr<Poco::Net::HTTPServerParams> params_;
+  ServerOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
 };
+
+// Reads a whole (small) file; the error names the path and the reason.
+std::string read_pem(const std::string& key, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw std::runtime_error("[server] " + key + " \"" + path + "\": cannot read it: " +
+                             std::strerror(errno));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) {
+    throw std::runtime_error("[server] " + key + " \"" + path + "\": cannot read it: " +
+                             std::strerror(errno));
+  }
+  return text.str();
+}
 
 }  // namespace
 
-Poco::Net::HTTPRequestHandlerFactory* Ingress::make_factory() { return new IngressFactory(*this); }
+IngressServer::IngressServer(Ingress& ingress, Poco::ThreadPool& threads,
+                             const Poco::Net::ServerSocket& socket, const ServerOptions& options,
+                             std::shared_ptr<spdlog::logger> log)
+    : connections_(std::make_shared<Connections>()) {
+  Poco::AutoPtr<Poco::Net::HTTPServerParams> params(new Poco::Net::HTTPServerParams);
+  params->setMaxThreads(options.threads);
+  params->setMaxQueued(options.max_queued);
+  params->setKeepAlive(true);
+  params->setKeepAliveTimeout(Poco::Timespan(
+      std::chrono::duration_cast<std::chrono::microseconds>(options.keep_alive_timeout).count()));
+  params->setMaxKeepAliveRequests(options.max_keep_alive_requests);
+  // Per read (and the first request's wait); the deadline covers the whole.
+  params->setTimeout(Poco::Timespan(
+      std::chrono::duration_cast<std::chrono::microseconds>(options.read_timeout).count()));
+  params->setServerName("slack-proxy");
+  server_ = std::make_unique<Poco::Net::TCPServer>(
+      new IngressConnectionFactory(ingress, connections_, params, options, std::move(log)), threads,
+      socket, params);
+}
+
+IngressServer::~IngressServer() {
+  // The pool's threads are joined by its owner; stopping here keeps any
+  // connection from starting after the ingress is gone.
+  stop_all();
+}
+
+void IngressServer::start() { server_->start(); }
+
+void IngressServer::stop() { server_->stop(); }
+
+void IngressServer::stop_all() {
+  server_->stop();
+  connections_->stop_all();
+}
+
+Poco::Net::Context::Ptr make_tls_server_context(const std::string& cert, const std::string& key,
+                                                const std::string& min_version) {
+  // Read first, so that a missing or unreadable file is reported as such
+  // (OpenSSL's own error names neither the file nor the reason).
+  const std::string cert_text = read_pem("tls_cert", cert);
+  const std::string key_text = read_pem("tls_key", key);
+  if (cert_text.find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+    throw std::runtime_error("[server] tls_cert \"" + cert + "\": no PEM certificate in it");
+  if (key_text.find("PRIVATE KEY-----") == std::string::npos)
+    throw std::runtime_error("[server] tls_key \"" + key + "\": no PEM private key in it");
+
+  static std::once_flag ssl;
+  std::call_once(ssl, [] { Poco::Net::initializeSSL(); });
+  Poco::Net::Context::Params params;
+  params.privateKeyFile = key;
+  params.certificateFile = cert;
+  params.verificationMode = Poco::Net::Context::VERIFY_NONE;  // no client certificates
+  params.loadDefaultCAs = false;
+  // TLS 1.2 suites with forward secrecy and AEAD only (1.3's are all fine).
+  params.cipherList = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!MD5:!DSS";
+  Poco::Net::Context::Ptr context;
+  try {
+    context = new Poco::Net::Context(Poco::Net::Context::TLS_SERVER_USE, params);
+  } catch (const Poco::Exception& e) {
+    throw std::runtime_error("[server] tls_cert \"" + cert + "\" / tls_key \"" + key +
+                             "\": cannot be used: " + e.displayText());
+  }
+  if (SSL_CTX_check_private_key(context->sslContext()) != 1) {
+    throw std::runtime_error("[server] tls_key \"" + key +
+                             "\" is not the private key of the certificate in tls_cert \"" + cert +
+                             "\"");
+  }
+  context->requireMinimumProtocol(min_version == "1.3" ? Poco::Net::Context::PROTO_TLSV1_3
+                                                       : Poco::Net::Context::PROTO_TLSV1_2);
+  context->enableSessionCache(false);
+  return context;
+}
 
 }  // namespace slack_proxy

@@ -1,7 +1,7 @@
 // HTTP ingress: turns a request into a queued message or a Slack-style error.
 //
 // handle() holds all the rules and knows nothing about Poco, so unit tests
-// drive it directly; make_factory() adapts it to Poco's HTTPServer.
+// drive it directly; IngressServer reads requests off the socket for it.
 #pragma once
 
 #include <atomic>
@@ -14,7 +14,10 @@
 #include <utility>
 #include <vector>
 
-#include <Poco/Net/HTTPRequestHandlerFactory.h>
+#include <Poco/Net/Context.h>
+#include <Poco/Net/ServerSocket.h>
+#include <Poco/Net/TCPServer.h>
+#include <Poco/ThreadPool.h>
 #include <spdlog/logger.h>
 
 #include <slack_proxy/sdk/host.h>
@@ -29,7 +32,20 @@ namespace slack_proxy {
 
 struct IngressOptions {
   std::size_t max_body_bytes = 1 << 20;
+  std::size_t max_json_depth = 64;      // deeper JSON is 400 invalid_json
   std::chrono::seconds retry_after{5};  // sent with 503 queue_full / shutting_down
+};
+
+// How long a request may take to arrive, kept by the connection reading it
+// (IngressServer): a client that trickles its head or body in below any
+// per-read timeout still cannot hold a thread for longer.
+class ReadDeadline {
+ public:
+  virtual ~ReadDeadline() = default;
+  // Stops the clock; the ingress calls it once the body is in. False when
+  // the deadline passed first: the connection was cut off, so what was read
+  // may be incomplete. Later calls give the same answer.
+  virtual bool stop() noexcept = 0;
 };
 
 struct HttpReply {
@@ -46,18 +62,26 @@ class Ingress {
           const sdk::Clock& clock, std::shared_ptr<spdlog::logger> log, IngressOptions options);
 
   // Reads the body from `body` as framed by the request's headers
-  // (Content-Length, or chunked). Never throws.
-  HttpReply handle(const sdk::RequestView& request, std::istream& body) noexcept;
+  // (Content-Length, or chunked), within `deadline` when one is given: a
+  // request cut off by it is 408 request_timeout. Never throws.
+  HttpReply handle(const sdk::RequestView& request, std::istream& body,
+                   ReadDeadline* deadline = nullptr) noexcept;
+
+  // A request whose head could not be read (too large, malformed, too
+  // slow): counted and logged like any refusal, with no path or pipeline
+  // to name. Always closes the connection.
+  HttpReply refuse_head(const std::string& remote_address, int status, std::string_view error,
+                        std::string_view detail);
+
+  const IngressOptions& options() const { return options_; }
 
   // While draining, pipelines answer 503 shutting_down and /health 503.
   void set_draining(bool draining) { draining_.store(draining); }
 
-  // A factory for Poco's HTTPServer (which takes ownership).
-  Poco::Net::HTTPRequestHandlerFactory* make_factory();
 
  private:
   HttpReply handle_post(const Pipeline& pipeline, const sdk::RequestView& request,
-                        std::istream& body, bool chunked);
+                        std::istream& body, bool chunked, ReadDeadline* deadline);
   // An error reply in the pipeline's style, counted and (throttled) logged
   // with the pipeline's name or, without one, a sanitised path: never the
   // raw URI, which may hold secrets.
@@ -88,6 +112,60 @@ class Ingress {
   std::string id_prefix_;
   std::string tenant_salt_;
 };
+
+struct ServerOptions {
+  int threads = 64;       // connections served at once
+  int max_queued = 256;   // accepted connections waiting for a thread
+  // A request's head and body must arrive within this, counted from its
+  // first byte (also the longest a new connection may stay silent).
+  std::chrono::milliseconds read_timeout{10'000};
+  std::chrono::milliseconds keep_alive_timeout{15'000};  // idle between requests
+  int max_keep_alive_requests = 10'000;
+  // The request head: more fields, or more bytes (request line included),
+  // is 431 headers_too_large. Poco's own fixed limits: a field name 256
+  // bytes, a value 8192, the URI 16384 (414 uri_too_long).
+  int max_header_fields = 100;
+  std::size_t max_header_bytes = 64 << 10;
+};
+
+// The ingress's HTTP/1.1 server. Poco's HTTPServer reads the request head
+// before any code of ours runs, so it can neither bound it (field count,
+// bytes) nor answer a bad one with more than a bare 400, and it times out
+// single reads only. This is Poco's TCPServer (its thread pool, queue and
+// acceptor) with a connection loop of our own: head limits answered 431 /
+// 414 / 400 in the Slack style, counted and logged; a whole-request
+// deadline enforced by one watchdog thread that shuts a late connection's
+// reading side; keep-alive as before. TLS when `socket` is a
+// SecureServerSocket (the handshake runs on the connection's thread, within
+// read_timeout).
+class IngressServer {
+ public:
+  IngressServer(Ingress& ingress, Poco::ThreadPool& threads, const Poco::Net::ServerSocket& socket,
+                const ServerOptions& options, std::shared_ptr<spdlog::logger> log);
+  ~IngressServer();
+  IngressServer(const IngressServer&) = delete;
+  IngressServer& operator=(const IngressServer&) = delete;
+
+  void start();
+  // Stops accepting; connections already open keep being served.
+  void stop();
+  // Stops accepting and aborts every open connection (each handler still
+  // returns before its thread goes back to the pool).
+  void stop_all();
+
+  class Connections;  // the open connections and their deadlines
+
+ private:
+  std::shared_ptr<Connections> connections_;
+  std::unique_ptr<Poco::Net::TCPServer> server_;
+};
+
+// The TLS context of the ingress listener: `cert` and `key` are PEM files
+// (the chain may follow the certificate), `min_version` "1.2" or "1.3".
+// Throws std::runtime_error naming the file that cannot be read or used,
+// never its contents.
+Poco::Net::Context::Ptr make_tls_server_context(const std::string& cert, const std::string& key,
+                                                const std::string& min_version);
 
 // "application/json; charset=utf-8" -> "application/json" (lower-cased).
 std::string media_type(std::string_view content_type);

@@ -1,11 +1,18 @@
 // The proxy end to end where it used to go wrong: secrets in logs, log levels,
-// shutdown with idle clients, broken HTTP framing, start-up failures, bounded
-// log output, and the cap on sends in flight.
+// shutdown with idle clients, broken HTTP framing, hostile input (oversize
+// heads and bodies, slow clients, deep JSON, bad UTF-8), TLS, start-up
+// failures, bounded log output, and the cap on sends in flight.
 #include <gtest/gtest.h>
 #include <signal.h>
 
 #include <Poco/Exception.h>
+#include <Poco/Net/Context.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/HTTPSClientSession.h>
 #include <Poco/Net/NetException.h>
+#include <Poco/Net/NetSSL.h>
+#include <Poco/Net/RejectCertificateHandler.h>
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/Net/StreamSocket.h>
 #include <Poco/Timespan.h>
@@ -17,8 +24,10 @@
 #include <mutex>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "proxy_test.h"
+#include "test_certs.h"
 
 namespace slack_proxy::testing {
 namespace {
@@ -414,6 +423,384 @@ TEST_F(ProxyTest, ThrottlesRejectionLinesButCountsEveryRejection) {
   EXPECT_LE(lines, static_cast<std::size_t>(kLinesPerSecond * seconds_touched))
       << "over " << seconds_touched << " second(s); log:\n"
       << p.log();
+}
+
+// ------------------------------------------------------- hostile input --
+
+// A POST head with `extra` header lines (each ending in CRLF) before the
+// framing, for `body`.
+std::string head_with(const std::string& extra, const std::string& body) {
+  return "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" + extra +
+         "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+}
+
+// Checks a refusal of the head: status, Slack-style error, Connection:
+// close and the connection really closed, a log line, the counter, and
+// nothing queued; then that the proxy still serves.
+void expect_head_refused(ProxyProcess& p, RawConnection& client, int status,
+                         const std::string& error, const std::string& detail_part) {
+  const auto reply = client.read_response();
+  ASSERT_TRUE(reply.has_value()) << "no answer; log:\n" << p.log();
+  EXPECT_EQ(reply->status, status) << reply->body;
+  const auto object = parse_object(reply->body);
+  EXPECT_FALSE(object->getValue<bool>("ok"));
+  EXPECT_EQ(object->getValue<std::string>("error"), error);
+  EXPECT_NE(object->getValue<std::string>("detail").find(detail_part), std::string::npos)
+      << reply->body;
+  EXPECT_EQ(reply->headers.count("connection") ? reply->headers.at("connection") : "", "Close");
+  EXPECT_TRUE(client.wait_closed()) << "the connection stayed open";
+  EXPECT_TRUE(p.wait_for_log(std::to_string(status) + " " + error));
+  EXPECT_TRUE(p.wait_for_metric(rejected(error), 1));
+  EXPECT_EQ(metric_sum(p.metrics(), kReceived), 0);
+  EXPECT_EQ(p.post(message("#after", "still serving")).status, 200);
+}
+
+TEST_F(ProxyTest, TwoHundredHeaderFieldsAre431AndTheConnectionIsClosed) {
+  auto& p = start(config());
+  RawConnection client(p.listen_port());
+  std::string fields;
+  for (int i = 0; i < 200; ++i) fields += "X-Field-" + std::to_string(i) + ": v\r\n";
+  const std::string body = message("#headers", "x");
+  client.send(head_with(fields, body) + body);
+  expect_head_refused(p, client, 431, "headers_too_large", "more than 100 header fields");
+}
+
+TEST_F(ProxyTest, AHundredKilobyteHeaderIs431AndTheConnectionIsClosed) {
+  auto& p = start(config());
+  RawConnection client(p.listen_port());
+  const std::string body = message("#headers", "x");
+  client.send(head_with("X-Big: " + std::string(100'000, 'a') + "\r\n", body) + body);
+  expect_head_refused(p, client, 431, "headers_too_large", "longer than 8192 bytes");
+}
+
+TEST_F(ProxyTest, MaxHeaderFieldsIsConfigurable) {
+  ProxyConfig c = config();
+  c.server_settings = "max_header_fields = 10\n";
+  auto& p = start(c);
+  // Host, Content-Type and Content-Length are three of them.
+  std::string seven;
+  for (int i = 0; i < 7; ++i) seven += "X-Field-" + std::to_string(i) + ": v\r\n";
+  const std::string body = message("#headers", "x");
+  RawConnection ten(p.listen_port());
+  ten.send(head_with(seven, body) + body);
+  const auto ok = ten.read_response();
+  ASSERT_TRUE(ok.has_value());
+  EXPECT_EQ(ok->status, 200) << ok->body;
+
+  RawConnection eleven(p.listen_port());
+  eleven.send(head_with(seven + "X-One-More: v\r\n", body) + body);
+  const auto refused = eleven.read_response();
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ(refused->status, 431) << refused->body;
+  EXPECT_NE(refused->body.find("more than 10 header fields"), std::string::npos) << refused->body;
+}
+
+TEST_F(ProxyTest, AHeadOverMaxHeaderBytesIs431EvenWhenEachFieldIsSmall) {
+  ProxyConfig c = config();
+  c.server_settings = "max_header_bytes = 4096\n";
+  auto& p = start(c);
+  std::string fields;
+  for (int i = 0; i < 10; ++i) fields += "X-Field-" + std::to_string(i) + ": " + std::string(1000, 'v') + "\r\n";
+  const std::string body = message("#headers", "x");
+  RawConnection client(p.listen_port());
+  client.send(head_with(fields, body) + body);
+  expect_head_refused(p, client, 431, "headers_too_large", "larger than 4096 bytes");
+}
+
+TEST_F(ProxyTest, AUriOverPocosLimitIs414) {
+  auto& p = start(config());
+  const std::string body = message("#uri", "x");
+  RawConnection client(p.listen_port());
+  client.send("POST /" + std::string(20'000, 'u') +
+              " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: " +
+              std::to_string(body.size()) + "\r\n\r\n" + body);
+  expect_head_refused(p, client, 414, "uri_too_long", "longer than 16384 bytes");
+}
+
+TEST_F(ProxyTest, ABodyOverTheLimitIs413BeforeItIsReadWithContentLengthOrChunked) {
+  ProxyConfig c = config();
+  c.max_body_bytes = 1024;
+  auto& p = start(c);
+
+  // Declared too large: answered on the head alone, while the body is unsent.
+  RawConnection declared(p.listen_port());
+  declared.send(post_head("Content-Length: 10485760\r\n"));
+  const auto by_length = declared.read_response();
+  ASSERT_TRUE(by_length.has_value());
+  EXPECT_EQ(by_length->status, 413) << by_length->body;
+  EXPECT_EQ(parse_object(by_length->body)->getValue<std::string>("error"), "request_too_large");
+  EXPECT_TRUE(declared.wait_closed());
+
+  // Chunked: refused once the limit is passed; the rest is never read.
+  RawConnection chunks(p.listen_port());
+  const std::string text(4000, 'x');
+  chunks.send(post_head("Transfer-Encoding: chunked\r\n") +
+              chunked(message("#big", text)).substr(0, 3000));
+  const auto by_chunks = chunks.read_response();
+  ASSERT_TRUE(by_chunks.has_value());
+  EXPECT_EQ(by_chunks->status, 413) << by_chunks->body;
+  EXPECT_EQ(parse_object(by_chunks->body)->getValue<std::string>("error"), "request_too_large");
+  EXPECT_TRUE(chunks.wait_closed());
+
+  EXPECT_TRUE(p.wait_for_metric(rejected("request_too_large"), 2));
+  EXPECT_EQ(metric_sum(p.metrics(), kReceived), 0);
+  EXPECT_EQ(slack.count(), 0u);
+}
+
+TEST_F(ProxyTest, APostWithoutContentLengthHasNoBodyAndTheConnectionStaysUsable) {
+  auto& p = start(config());
+  RawConnection client(p.listen_port());
+  // RFC 9112: no Content-Length and no Transfer-Encoding is an empty body,
+  // answered at once (not after waiting read_timeout for the connection to end).
+  client.send(post_head(""));
+  const auto empty = client.read_response(2s);
+  ASSERT_TRUE(empty.has_value()) << "no prompt answer";
+  EXPECT_EQ(empty->status, 400) << empty->body;
+  EXPECT_EQ(parse_object(empty->body)->getValue<std::string>("error"), "invalid_json");
+
+  const std::string body = message("#keepalive", "second request, same connection");
+  client.send(post_head("Content-Length: " + std::to_string(body.size()) + "\r\n") + body);
+  const auto ok = client.read_response();
+  ASSERT_TRUE(ok.has_value());
+  EXPECT_EQ(ok->status, 200) << ok->body;
+  EXPECT_TRUE(p.wait_for_metric(series(kReceived, "#keepalive"), 1));
+}
+
+TEST_F(ProxyTest, ExpectContinueIsAnsweredOnlyWhenTheBodyMayBeRead) {
+  ProxyConfig c = config();
+  c.max_body_bytes = 1024;
+  auto& p = start(c);
+  const std::string body = message("#continue", "after 100");
+  RawConnection client(p.listen_port());
+  client.send(post_head("Expect: 100-continue\r\nContent-Length: " + std::to_string(body.size()) +
+                        "\r\n"));
+  const auto go_on = client.read_response();
+  ASSERT_TRUE(go_on.has_value());
+  EXPECT_EQ(go_on->status, 100);
+  client.send(body);
+  const auto ok = client.read_response();
+  ASSERT_TRUE(ok.has_value());
+  EXPECT_EQ(ok->status, 200) << ok->body;
+
+  RawConnection too_big(p.listen_port());
+  too_big.send(post_head("Expect: 100-continue\r\nContent-Length: 4096\r\n"));
+  const auto refused = too_big.read_response();
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ(refused->status, 413) << "a 100 Continue invites a body that will not be read";
+}
+
+TEST_F(ProxyTest, AHundredThousandNestedArraysAre400InvalidJsonAndTheProxyLives) {
+  auto& p = start(config());
+  const std::string deep = R"({"channel":"#deep","text":"x","d":)" + std::string(100'000, '[') +
+                           std::string(100'000, ']') + "}";
+  const HttpResponse r = p.post(deep);
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(error_of(r), "invalid_json");
+  EXPECT_NE(r.body.find("deeper than 64 levels"), std::string::npos) << r.body;
+  EXPECT_EQ(p.get("/health").status, 200);
+  EXPECT_EQ(p.post(message("#after", "fine")).status, 200);
+}
+
+TEST_F(ProxyTest, InvalidUtf8Is400InvalidUtf8) {
+  auto& p = start(config());
+  const HttpResponse json = p.post("{\"channel\":\"#u\",\"text\":\"\xC0\xAF\"}");
+  EXPECT_EQ(json.status, 400) << json.body;
+  EXPECT_EQ(error_of(json), "invalid_utf8");
+  const HttpResponse form =
+      p.post("channel=%23u&text=%ED%A0%80", "/", "application/x-www-form-urlencoded");
+  EXPECT_EQ(form.status, 400) << form.body;
+  EXPECT_EQ(error_of(form), "invalid_utf8");
+  EXPECT_EQ(p.post(message("#u", "caf\xC3\xA9")).status, 200);
+  EXPECT_TRUE(p.wait_for_metric(rejected("invalid_utf8"), 2));
+}
+
+// ---------------------------------------------------------- slow clients --
+
+// Sends `bytes` one at a time, `every` apart, until the proxy closes the
+// connection; returns how long that took from the first byte (nullopt when
+// all was sent and the connection is still open).
+std::optional<std::chrono::milliseconds> trickle(RawConnection& client, const std::string& bytes,
+                                                 std::chrono::milliseconds every = 100ms) {
+  const auto start = Clock::now();
+  for (char byte : bytes) {
+    try {
+      client.send(std::string(1, byte));
+    } catch (const Poco::Exception&) {
+      // Reset: closed, and then some.
+      return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+    }
+    if (client.wait_closed(every))
+      return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+  }
+  return std::nullopt;
+}
+
+// The proxy cut off a trickling client: after read_timeout (not a moment
+// before), not long after it, with a 408.
+void expect_cut_off_by_read_timeout(const std::optional<std::chrono::milliseconds>& after,
+                                    const RawConnection& client,
+                                    std::chrono::milliseconds read_timeout) {
+  ASSERT_TRUE(after.has_value()) << "the slow client was never cut off";
+  EXPECT_GE(*after, read_timeout - 150ms);
+  EXPECT_LT(*after, read_timeout + 2s);
+  EXPECT_NE(client.unread().find("HTTP/1.1 408"), std::string::npos) << client.unread();
+  EXPECT_NE(client.unread().find("\"request_timeout\""), std::string::npos) << client.unread();
+}
+
+TEST_F(ProxyTest, AClientTricklingItsHeadIsCutOffAfterReadTimeout) {
+  ProxyConfig c = config();
+  c.server_settings = "read_timeout = \"1s\"\n";
+  auto& p = start(c);
+  const std::string body = message("#slow", "head");
+  RawConnection client(p.listen_port());
+  // A byte every 100 ms: every read is quick, the head takes ~10 s.
+  const auto after = trickle(client, post_head("Content-Length: " + std::to_string(body.size()) +
+                                               "\r\nX-Padding: " + std::string(40, 'p') + "\r\n"));
+  expect_cut_off_by_read_timeout(after, client, 1s);
+  EXPECT_TRUE(p.wait_for_metric(rejected("request_timeout"), 1));
+  EXPECT_EQ(slack.count(), 0u);
+}
+
+TEST_F(ProxyTest, AClientTricklingItsBodyIsCutOffAfterReadTimeout) {
+  ProxyConfig c = config();
+  c.server_settings = "read_timeout = \"1s\"\n";
+  auto& p = start(c);
+  const std::string body = message("#slow", std::string(100, 'b'));
+  RawConnection client(p.listen_port());
+  client.send(post_head("Content-Length: " + std::to_string(body.size()) + "\r\n"));
+  const auto after = trickle(client, body);
+  expect_cut_off_by_read_timeout(after, client, 1s);
+  EXPECT_TRUE(p.wait_for_metric(rejected("request_timeout"), 1));
+  EXPECT_EQ(metric_sum(p.metrics(), kReceived), 0);
+}
+
+TEST_F(ProxyTest, SlowClientsHoldingEveryThreadAreCutOffAndTheNextRequestIsServed) {
+  ProxyConfig c = config();
+  c.threads = 2;
+  c.server_settings = "read_timeout = \"1s\"\n";
+  auto& p = start(c);
+  const std::string head = post_head("Content-Length: 100\r\nX-Padding: " +
+                                     std::string(60, 'p') + "\r\n");
+  // Both connect before the normal client, so they take the two threads
+  // and it waits in the queue behind them.
+  RawConnection slow_a(p.listen_port());
+  RawConnection slow_b(p.listen_port());
+  std::optional<std::chrono::milliseconds> cut_a, cut_b;
+  auto run = [&](RawConnection& client, std::optional<std::chrono::milliseconds>& cut) {
+    cut = trickle(client, head);
+  };
+  std::thread a(run, std::ref(slow_a), std::ref(cut_a));
+  std::thread b(run, std::ref(slow_b), std::ref(cut_b));
+
+  HttpRequest normal;
+  normal.method = "POST";
+  normal.url = p.url();
+  normal.content_type = "application/json";
+  normal.body = message("#normal", "served");
+  normal.timeout = 10s;
+  const auto sent = Clock::now();
+  const HttpResponse r = http_send(normal);
+  const auto waited = Clock::now() - sent;
+  a.join();
+  b.join();
+
+  EXPECT_EQ(r.status, 200) << r.body;
+  expect_cut_off_by_read_timeout(cut_a, slow_a, 1s);
+  expect_cut_off_by_read_timeout(cut_b, slow_b, 1s);
+  // It really waited for a thread (served in milliseconds otherwise): the
+  // slow clients did hold both, until read_timeout freed one.
+  EXPECT_GE(waited, 700ms);
+  EXPECT_TRUE(p.wait_for_metric(series(kSucceeded, "#normal"), 1));
+}
+
+// ----------------------------------------------------------------- TLS --
+
+// The proxy with TLS on its ingress, using these files.
+ProxyConfig tls_config(ProxyConfig c, const TlsFiles& files, const std::string& extra = "") {
+  c.server_settings = "tls_cert = \"" + files.certificate + "\"\ntls_key = \"" +
+                      files.private_key + "\"\n" + extra;
+  return c;
+}
+
+std::string https_url(const ProxyProcess& p) {
+  return "https://127.0.0.1:" + std::to_string(p.listen_port()) + "/";
+}
+
+TEST_F(ProxyTest, ServesHttpsWithTheConfiguredCertificateAndRefusesPlainHttp) {
+  TestCertificates certs;
+  auto& p = start(tls_config(config(), certs.localhost()));
+  HttpRequest request;
+  request.method = "POST";
+  request.url = https_url(p);
+  request.ca_file = certs.ca_certificate();
+  request.content_type = "application/json";
+  request.body = message("#tls", "over https");
+  const HttpResponse r = http_send(request);
+  EXPECT_EQ(r.status, 200) << r.body;
+  ASSERT_TRUE(slack.wait_for(1, kDeadline));
+  EXPECT_NE(slack.requests().at(0).body.find("over https"), std::string::npos);
+
+  // Plain HTTP to the TLS port: the handshake fails and nothing is answered.
+  RawConnection plain(p.listen_port());
+  const std::string body = message("#plain", "x");
+  plain.send(post_head("Content-Length: " + std::to_string(body.size()) + "\r\n") + body);
+  EXPECT_TRUE(plain.wait_closed()) << "the connection stayed open";
+  EXPECT_EQ(plain.unread().find("HTTP/1."), std::string::npos) << plain.unread();
+
+  // A client that trusts no such CA is refused too, and HTTPS still works after both.
+  HttpRequest untrusted = request;
+  untrusted.ca_file = "";
+  EXPECT_THROW(http_send(untrusted), Poco::Exception);
+  EXPECT_EQ(http_send(request).status, 200);
+  EXPECT_TRUE(p.wait_for_metric(series(kSucceeded, "#tls"), 2));
+  EXPECT_EQ(metric(p.metrics(), series(kReceived, "#plain")), 0);
+}
+
+TEST_F(ProxyTest, TlsMinVersionOneThreeRefusesATlsOneTwoClient) {
+  Poco::Net::initializeSSL();
+  TestCertificates certs;
+  auto& p = start(tls_config(config(), certs.localhost(), "tls_min_version = \"1.3\"\n"));
+  auto session_with = [&](bool allow_13) {
+    Poco::Net::Context::Ptr context = new Poco::Net::Context(
+        Poco::Net::Context::TLS_CLIENT_USE, "", "", certs.ca_certificate(),
+        Poco::Net::Context::VERIFY_RELAXED, 9, false);
+    context->setInvalidCertificateHandler(new Poco::Net::RejectCertificateHandler(false));
+    if (!allow_13) context->disableProtocols(Poco::Net::Context::PROTO_TLSV1_3);
+    Poco::Net::HTTPSClientSession session("127.0.0.1", p.listen_port(), context);
+    session.setTimeout(Poco::Timespan(5, 0));
+    Poco::Net::HTTPRequest request(Poco::Net::HTTPRequest::HTTP_GET, "/health",
+                                   Poco::Net::HTTPMessage::HTTP_1_1);
+    session.sendRequest(request);
+    Poco::Net::HTTPResponse response;
+    session.receiveResponse(response);
+    return static_cast<int>(response.getStatus());
+  };
+  EXPECT_EQ(session_with(true), 200);
+  EXPECT_THROW(session_with(false), Poco::Exception);
+}
+
+TEST_F(ProxyTest, AnUnreadableCertificateOrKeyStopsStartupNamingThePath) {
+  TestCertificates certs;
+  const std::string missing = (certs.dir() / "missing-cert.pem").string();
+  ProxyProcess p(tls_config(config(), {missing, certs.localhost().private_key}).toml());
+  p.spawn();
+  const auto code = p.wait_exit(kDeadline);
+  ASSERT_TRUE(code.has_value()) << "still running; log:\n" << p.log();
+  EXPECT_EQ(*code, 2);
+  EXPECT_NE(p.log().find("[server] tls_cert \"" + missing + "\": cannot read it: No such file"),
+            std::string::npos)
+      << p.log();
+
+  // A key that is not the certificate's.
+  ProxyProcess mismatch(
+      tls_config(config(), {certs.localhost().certificate, certs.wrong_name().private_key}).toml());
+  mismatch.spawn();
+  const auto mismatch_code = mismatch.wait_exit(kDeadline);
+  ASSERT_TRUE(mismatch_code.has_value()) << "still running; log:\n" << mismatch.log();
+  EXPECT_EQ(*mismatch_code, 2);
+  EXPECT_NE(mismatch.log().find(certs.wrong_name().private_key), std::string::npos)
+      << mismatch.log();
+  EXPECT_EQ(mismatch.log().find("PRIVATE KEY-----"), std::string::npos) << "key material in the log";
 }
 
 // --------------------------------------------------------- concurrency --

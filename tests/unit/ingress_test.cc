@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -821,6 +822,179 @@ TEST_F(IngressTest, AStorageFailureIs503WithRetryAfterAndNoInternalDetail) {
   EXPECT_TRUE(header_of(reply, "Retry-After").has_value());
   EXPECT_EQ(reply.body.find("secret-path"), std::string::npos) << reply.body;
   EXPECT_EQ(rejected("queue_unavailable"), 1);
+}
+
+// ------------------------------------------------------- hostile input --
+
+// A deadline as the connection keeps it: passed or not, and how often the
+// ingress stopped it.
+class FakeDeadline final : public ReadDeadline {
+ public:
+  explicit FakeDeadline(bool passed) : passed_(passed) {}
+  bool stop() noexcept override {
+    ++stops_;
+    return !passed_;
+  }
+  int stops() const { return stops_; }
+
+ private:
+  bool passed_;
+  int stops_ = 0;
+};
+
+// A body whose reading fails the way a broken TLS connection does: with an
+// exception from the stream, not a short read.
+class ThrowingBuf final : public std::streambuf {
+ protected:
+  int_type underflow() override { throw std::runtime_error("SSL connection unexpectedly closed"); }
+};
+
+class IngressLimitsTest : public IngressTest {
+ protected:
+  IngressLimitsTest() {
+    log = std::make_shared<spdlog::logger>(
+        "limits", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
+  }
+  FakeRequest json_post(const std::string& path = "/") {
+    FakeRequest request("POST", path);
+    request.with_header("Content-Type", kJson);
+    return request;
+  }
+  std::ostringstream log_text;
+};
+
+TEST_F(IngressLimitsTest, ADeclaredContentLengthOverTheLimitIs413WithoutReadingTheBody) {
+  options.max_body_bytes = 1024;
+  const std::string body(1 << 20, 'x');
+  std::istringstream in(body);
+  const HttpReply reply =
+      ingress().handle(json_post().with_header("Content-Length", std::to_string(body.size())), in);
+  EXPECT_EQ(reply.status, 413);
+  EXPECT_EQ(error_of(reply), "request_too_large");
+  EXPECT_TRUE(reply.close);
+  EXPECT_EQ(in.tellg(), 0) << "the body was read";
+  EXPECT_TRUE(queued().empty());
+}
+
+TEST_F(IngressLimitsTest, AChunkedBodyOverTheLimitIs413AfterReadingOneByteMoreThanTheLimit) {
+  options.max_body_bytes = 1024;
+  std::istringstream in(std::string(1 << 20, 'x'));  // as Poco's chunked stream hands it over
+  const HttpReply reply =
+      ingress().handle(json_post().with_header("Transfer-Encoding", "chunked"), in);
+  EXPECT_EQ(reply.status, 413);
+  EXPECT_EQ(error_of(reply), "request_too_large");
+  EXPECT_TRUE(reply.close);
+  EXPECT_EQ(in.tellg(), 1025) << "read more of the body than the limit needs";
+  EXPECT_TRUE(queued().empty());
+}
+
+TEST_F(IngressLimitsTest, ABodyCutOffByTheDeadlineIs408AndClosesWithContentLengthOrChunked) {
+  const std::string body = R"({"channel":"#a","text":"x"})";
+  for (const bool chunked : {false, true}) {
+    FakeDeadline deadline(/*passed=*/true);
+    FakeRequest request = json_post();
+    if (chunked) {
+      request.with_header("Transfer-Encoding", "chunked");
+    } else {
+      request.with_header("Content-Length", std::to_string(body.size()));
+    }
+    std::istringstream in(body);  // complete or not: the deadline decides
+    const HttpReply reply = ingress().handle(request, in, &deadline);
+    EXPECT_EQ(reply.status, 408) << "chunked: " << chunked;
+    EXPECT_EQ(error_of(reply), "request_timeout");
+    EXPECT_TRUE(reply.close);
+    EXPECT_GE(deadline.stops(), 1);
+  }
+  EXPECT_TRUE(queued().empty());
+  EXPECT_EQ(rejected("request_timeout"), 2);
+}
+
+TEST_F(IngressLimitsTest, TheDeadlineIsStoppedOnceTheBodyIsInAndTheMessageAccepted) {
+  FakeDeadline deadline(/*passed=*/false);
+  const std::string body = R"({"channel":"#a","text":"x"})";
+  std::istringstream in(body);
+  const HttpReply reply = ingress().handle(
+      json_post().with_header("Content-Length", std::to_string(body.size())), in, &deadline);
+  EXPECT_EQ(reply.status, 200) << reply.body;
+  EXPECT_GE(deadline.stops(), 1);
+  EXPECT_EQ(queued().size(), 1u);
+}
+
+TEST_F(IngressLimitsTest, AStreamErrorAfterTheDeadlineIs408AndWithoutItA500) {
+  ThrowingBuf buf;
+  std::istream in(&buf);
+  in.exceptions(std::ios::badbit);  // as a stream that rethrows its device's errors
+  FakeDeadline passed(/*passed=*/true);
+  const HttpReply late = ingress().handle(json_post().with_header("Content-Length", "10"), in, &passed);
+  EXPECT_EQ(late.status, 408);
+  EXPECT_EQ(error_of(late), "request_timeout");
+  EXPECT_TRUE(late.close);
+
+  std::istream again(&buf);
+  again.exceptions(std::ios::badbit);
+  FakeDeadline in_time(/*passed=*/false);
+  const HttpReply broken =
+      ingress().handle(json_post().with_header("Content-Length", "10"), again, &in_time);
+  EXPECT_EQ(broken.status, 500);
+  EXPECT_TRUE(broken.close);
+}
+
+TEST_F(IngressLimitsTest, InvalidUtf8Is400InvalidUtf8AndOnTheWebApiPath200OkFalse) {
+  const std::string body = "{\"channel\":\"#a\",\"text\":\"\xED\xA0\x80\"}";  // a surrogate
+  const HttpReply reply = post(body);
+  EXPECT_EQ(reply.status, 400);
+  EXPECT_EQ(error_of(reply), "invalid_utf8");
+  const HttpReply api = post(body, kJson, "/api/chat.postMessage");
+  EXPECT_EQ(api.status, 200);
+  EXPECT_EQ(error_of(api), "invalid_utf8");
+  const HttpReply form = post("channel=%23a&text=%C0%AF", "application/x-www-form-urlencoded");
+  EXPECT_EQ(form.status, 400);
+  EXPECT_EQ(error_of(form), "invalid_utf8");
+  EXPECT_TRUE(queued().empty());
+  EXPECT_EQ(rejected("invalid_utf8"), 3);
+}
+
+TEST_F(IngressLimitsTest, JsonDeeperThanMaxJsonDepthIs400InvalidJsonSayingSo) {
+  options.max_json_depth = 8;
+  const auto nested = [](int depth) {
+    return R"({"channel":"#a","text":"x","d":)" + std::string(depth - 1, '[') +
+           std::string(depth - 1, ']') + "}";
+  };
+  EXPECT_EQ(post(nested(8)).status, 200);
+  const HttpReply reply = post(nested(9));
+  EXPECT_EQ(reply.status, 400);
+  EXPECT_EQ(error_of(reply), "invalid_json");
+  EXPECT_THAT(reply.body, ::testing::HasSubstr("deeper than 8 levels"));
+  EXPECT_EQ(queued().size(), 1u);
+}
+
+TEST_F(IngressLimitsTest, HealthWithABodyClosesTheConnectionSoTheBodyIsNeverARequest) {
+  std::istringstream none("");
+  FakeRequest plain("GET", "/health");
+  EXPECT_FALSE(ingress().handle(plain, none).close);
+  const std::string smuggled = "POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
+  std::istringstream in(smuggled);
+  FakeRequest with_body("POST", "/health");
+  with_body.with_header("Content-Length", std::to_string(smuggled.size()));
+  const HttpReply reply = ingress().handle(with_body, in);
+  EXPECT_EQ(reply.status, 200);
+  EXPECT_TRUE(reply.close);
+  FakeRequest chunked("POST", "/health");
+  chunked.with_header("Transfer-Encoding", "chunked");
+  EXPECT_TRUE(ingress().handle(chunked, in).close);
+}
+
+TEST_F(IngressLimitsTest, ARefusedHeadIsCountedLoggedWithTheAddressAndClosed) {
+  const HttpReply reply =
+      ingress().refuse_head("192.0.2.7:4242", 431, "headers_too_large", "more than 100 header fields");
+  EXPECT_EQ(reply.status, 431);
+  EXPECT_EQ(error_of(reply), "headers_too_large");
+  EXPECT_EQ(parse_object(reply.body)->getValue<std::string>("detail"), "more than 100 header fields");
+  EXPECT_TRUE(reply.close);
+  EXPECT_EQ(rejected("headers_too_large"), 1);
+  EXPECT_THAT(log_text.str(), ::testing::HasSubstr(
+                                  "request from 192.0.2.7:4242: 431 headers_too_large (more than "
+                                  "100 header fields)"));
 }
 
 }  // namespace
