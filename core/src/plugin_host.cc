@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <set>
 
@@ -83,8 +84,13 @@ void PluginHost::check_descriptor(const sp_plugin_descriptor* d, const std::stri
     throw PluginError(path + ": plugin calls itself '" + name + "' but its file is named '" +
                       expected_name + ".so'");
   }
-  if (d->kind < SP_STAGE_AUTHENTICATOR || d->kind > SP_STAGE_RETRY_POLICY) {
-    throw PluginError(path + ": unknown stage kind " + std::to_string(static_cast<int>(d->kind)));
+  // The kind comes from a foreign binary: read its bytes as an integer, since
+  // loading an out-of-range value as the enum is itself undefined behaviour.
+  std::int32_t kind = 0;
+  static_assert(sizeof(d->kind) == sizeof(kind));
+  std::memcpy(&kind, &d->kind, sizeof(kind));
+  if (kind < SP_STAGE_AUTHENTICATOR || kind > SP_STAGE_RETRY_POLICY) {
+    throw PluginError(path + ": unknown stage kind " + std::to_string(kind));
   }
   if (d->create == nullptr || d->destroy == nullptr) {
     throw PluginError(path + ": plugin has no create or destroy function");
