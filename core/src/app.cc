@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <map>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -132,7 +133,11 @@ class MetricsHandler final : public Poco::Net::HTTPRequestHandler {
     std::string body;
     const std::string path = req.getURI().substr(0, req.getURI().find('?'));
     if (admin_ != nullptr && AdminApi::handles(path)) {
-      HttpReply reply = admin_->handle(req.getMethod(), req.getURI());
+      std::optional<std::string> authorization;
+      if (req.has("Authorization")) authorization = req.get("Authorization");
+      std::optional<HttpReply> refused = admin_->refuse_unauthorized(authorization);
+      HttpReply reply =
+          refused ? std::move(*refused) : admin_->handle(req.getMethod(), req.getURI());
       // The admin API takes no body; one sent anyway is not read, so the
       // connection cannot be reused safely.
       if (req.hasContentLength() ? req.getContentLength() > 0 : req.getChunkedTransferEncoding())
@@ -180,6 +185,30 @@ class MetricsFactory final : public Poco::Net::HTTPRequestHandlerFactory {
   std::function<void()> refresh_;
   AdminApi* admin_;
 };
+
+// The admin key from [admin] key_file or key_env; empty when neither is set.
+// Never echoes the key.
+std::string load_admin_key(const config::AdminConfig& admin) {
+  std::string key;
+  std::string source;
+  if (!admin.key_file.empty()) {
+    std::ifstream in(admin.key_file, std::ios::binary);
+    if (!in) throw std::runtime_error("[admin] key_file " + admin.key_file + ": cannot read it");
+    std::ostringstream text;
+    text << in.rdbuf();
+    key = text.str();
+    source = "[admin] key_file " + admin.key_file;
+  } else if (!admin.key_env.empty()) {
+    if (const char* env = std::getenv(admin.key_env.c_str())) key = env;
+    source = "$" + admin.key_env;
+  }
+  const auto first = key.find_first_not_of(" \t\r\n");
+  const auto last = key.find_last_not_of(" \t\r\n");
+  key = first == std::string::npos ? std::string() : key.substr(first, last - first + 1);
+  if (!key.empty() && key.size() < 16)
+    throw std::runtime_error(source + ": the admin key must be at least 16 characters");
+  return key;
+}
 
 // The configured queue backend, opened (and, for SQLite, recovered).
 std::unique_ptr<Queue> open_queue(const config::ProxyConfig& cfg, const sdk::Clock& clock,
@@ -311,6 +340,11 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
               cfg.queue.path, cfg.queue.sync, queue.recovered(), queue.dead_letters().count());
   }
   AdminApi admin(queue, log);
+  if (const std::string key = load_admin_key(cfg.admin); !key.empty()) {
+    admin.set_key(key);
+  } else if (cfg.metrics.enabled) {
+    log->warn("admin API is off: no admin key (set ${} or [admin] key_file)", cfg.admin.key_env);
+  }
   const auto worker_count = static_cast<std::size_t>(cfg.dispatcher.workers);
   ThreadPool workers(worker_count);
   Dispatcher dispatcher(queue, pipelines, clock, core_metrics, log, workers, worker_count);

@@ -95,6 +95,7 @@ HttpResponse admin(const ProxyProcess& p, const std::string& method, const std::
   HttpRequest request;
   request.method = method;
   request.url = p.metrics_url(target);
+  request.headers = {{"Authorization", std::string("Bearer ") + kAdminKey}};
   return http_send(request);
 }
 

@@ -184,7 +184,10 @@ std::filesystem::path TempDir::write(const std::string& name, const std::string&
   return file;
 }
 
-Environment default_environment() { return {std::string("SLACK_TOKEN=") + kTestToken}; }
+Environment default_environment() {
+  return {std::string("SLACK_TOKEN=") + kTestToken,
+          std::string("SLACK_PROXY_ADMIN_KEY=") + kAdminKey};
+}
 
 // -------------------------------------------------------- ChildProcess --
 

@@ -22,6 +22,8 @@ namespace slack_proxy::testing {
 // Handed to every proxy as SLACK_TOKEN; tests grep for it to prove it leaks
 // nowhere.
 inline constexpr const char* kTestToken = "xoxb-test-4242-integration-secret";
+// The admin API's key in every test proxy's environment (SLACK_PROXY_ADMIN_KEY).
+inline constexpr const char* kAdminKey = "admin-key-test-9d2f7c41e0b8";
 
 // Only reached when something is broken; the suite stays fast when it works.
 inline constexpr std::chrono::milliseconds kStartupDeadline{10'000};
@@ -48,7 +50,7 @@ class TempDir {
 // "KEY=VALUE" entries; the child gets exactly these (and the sanitizers'
 // options, see ChildProcess).
 using Environment = std::vector<std::string>;
-Environment default_environment();  // SLACK_TOKEN=kTestToken
+Environment default_environment();  // SLACK_TOKEN=kTestToken, SLACK_PROXY_ADMIN_KEY=kAdminKey
 
 // The first sanitizer report (ASan, LSan, UBSan) in a process's output and
 // what follows it, or nullopt when there is none.

@@ -197,6 +197,7 @@ TEST_F(ProxyTest, APermanentErrorIsLoggedAndKeptAsADeadLetterButNeverATokenInEit
   // The request itself is kept for a replay, without the token field.
   HttpRequest list;
   list.url = p.metrics_url("/admin/dead-letters?channel=%23perm");
+  list.headers = {{"Authorization", std::string("Bearer ") + kAdminKey}};
   const HttpResponse listed = http_send(list);
   ASSERT_EQ(listed.status, 200) << listed.body;
   const std::smatch id = [&] {
@@ -207,6 +208,7 @@ TEST_F(ProxyTest, APermanentErrorIsLoggedAndKeptAsADeadLetterButNeverATokenInEit
   ASSERT_FALSE(id.empty()) << listed.body;
   HttpRequest show;
   show.url = p.metrics_url("/admin/dead-letters/" + id[1].str());
+  show.headers = {{"Authorization", std::string("Bearer ") + kAdminKey}};
   const HttpResponse shown = http_send(show);
   ASSERT_EQ(shown.status, 200) << shown.body;
   EXPECT_NE(shown.body.find("permanent-payload-7731"), std::string::npos) << shown.body;

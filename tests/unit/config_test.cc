@@ -195,7 +195,7 @@ TEST(ConfigTest, UnknownTopLevelTableNamesAllowedTables) {
   EXPECT_THAT(error_of(with_pipeline("[serverr]\nthreads = 4\n")),
               AllOf(StartsWith("cfg.toml:1:"),
                     HasSubstr("unknown key 'serverr' at the top level; allowed: server, metrics, "
-                              "queue, dispatcher, log, plugins, pipeline")));
+                              "admin, queue, dispatcher, log, plugins, pipeline")));
 }
 
 struct UnknownKeyCase {
@@ -213,7 +213,9 @@ INSTANTIATE_TEST_SUITE_P(
     EveryHostTable, UnknownKeyInHostTable,
     ::testing::Values(
         UnknownKeyCase{with_pipeline("[metrics]\nbogus = 1\n"),
-                       "unknown key 'bogus' in [metrics]; allowed: enabled, listen"},
+                       "unknown key 'bogus' in [metrics]; allowed: enabled, listen, public"},
+        UnknownKeyCase{with_pipeline("[admin]\nbogus = 1\n"),
+                       "unknown key 'bogus' in [admin]; allowed: key_env, key_file"},
         UnknownKeyCase{with_pipeline("[queue]\nbogus = 1\n"),
                        "unknown key 'bogus' in [queue]; allowed: backend, path, sync, capacity, max_bytes, retry_after, dedup_window, max_dead_letters, token_key_env"},
         UnknownKeyCase{with_pipeline("[dispatcher]\nbogus = 1\n"),
@@ -689,4 +691,30 @@ TEST(ConfigTest, ShippedDemoConfigLoads) {
 }
 
 }  // namespace
+
+// ---------------------------------------------- admin and listener exposure --
+
+TEST(ConfigTest, AdminKeySourcesDefaultToTheEnvironment) {
+  const auto config = parse(with_pipeline(""));
+  EXPECT_EQ(config.admin.key_env, "SLACK_PROXY_ADMIN_KEY");
+  EXPECT_EQ(config.admin.key_file, "");
+  const auto set = parse(with_pipeline("[admin]\nkey_file = \"/run/secrets/admin\"\n"));
+  EXPECT_EQ(set.admin.key_file, "/run/secrets/admin");
+}
+
+TEST(ConfigTest, APublicMetricsListenerMustBeAskedFor) {
+  EXPECT_THAT(error_of(with_pipeline("[metrics]\nlisten = \"0.0.0.0:9090\"\n")),
+              HasSubstr("is not a loopback address"));
+  const auto config =
+      parse(with_pipeline("[metrics]\nlisten = \"0.0.0.0:9090\"\npublic = true\n"));
+  EXPECT_TRUE(config.metrics.public_listener);
+  for (const char* loopback : {"127.0.0.1:9090", "127.0.0.2:1", "localhost:9090", "[::1]:9090"}) {
+    EXPECT_NO_THROW(parse(with_pipeline(std::string("[metrics]\nlisten = \"") + loopback + "\"\n")))
+        << loopback;
+  }
+  // A disabled listener exposes nothing.
+  EXPECT_NO_THROW(
+      parse(with_pipeline("[metrics]\nenabled = false\nlisten = \"0.0.0.0:9090\"\n")));
+}
+
 }  // namespace slack_proxy::config

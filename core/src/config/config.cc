@@ -73,6 +73,10 @@ std::optional<ListenAddress> parse_listen(std::string_view text) {
   return ListenAddress{std::string(host), static_cast<std::uint16_t>(number)};
 }
 
+bool is_loopback(std::string_view host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
 bool is_name(std::string_view s, bool allow_upper_and_dash) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [&](char c) {
     if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_') return true;
@@ -306,9 +310,27 @@ void read_server(Problems& problems, const toml::table& doc, ServerConfig& serve
 void read_metrics(Problems& problems, const toml::table& doc, MetricsConfig& metrics) {
   const auto* table = host_table(problems, doc, "metrics");
   if (table == nullptr) return;
-  Section s(problems, *table, "[metrics]", {"enabled", "listen"});
+  Section s(problems, *table, "[metrics]", {"enabled", "listen", "public"});
   s.boolean("enabled", metrics.enabled);
   s.listen("listen", metrics.listen);
+  s.boolean("public", metrics.public_listener);
+  // Metrics name every channel and client, and the admin API lives here:
+  // leaving loopback is a decision, not a default.
+  if (metrics.enabled && !metrics.public_listener && !is_loopback(metrics.listen.host)) {
+    const auto* node = table->get("listen");
+    problems.at(node ? node->source() : table->source(),
+                "[metrics] listen \"" + metrics.listen.str() +
+                    "\" is not a loopback address; the metrics and admin listener stays on "
+                    "loopback unless you also set public = true");
+  }
+}
+
+void read_admin(Problems& problems, const toml::table& doc, AdminConfig& admin) {
+  const auto* table = host_table(problems, doc, "admin");
+  if (table == nullptr) return;
+  Section s(problems, *table, "[admin]", {"key_env", "key_file"});
+  if (const auto* env = s.string("key_env")) admin.key_env = env->get();
+  if (const auto* file = s.string("key_file")) admin.key_file = file->get();
 }
 
 void read_queue(Problems& problems, const toml::table& doc, QueueConfig& queue) {
@@ -615,9 +637,11 @@ ProxyConfig parse_config(std::string_view text, const std::string& source_name) 
   ProxyConfig config;
   config.file = source_name;
   reject_unknown_keys(problems, doc, "at the top level",
-                      {"server", "metrics", "queue", "dispatcher", "log", "plugins", "pipeline"});
+                      {"server", "metrics", "admin", "queue", "dispatcher", "log", "plugins",
+                       "pipeline"});
   read_server(problems, doc, config.server);
   read_metrics(problems, doc, config.metrics);
+  read_admin(problems, doc, config.admin);
   read_queue(problems, doc, config.queue);
   read_dispatcher(problems, doc, config.dispatcher);
   read_log(problems, doc, config.log);

@@ -63,9 +63,19 @@ struct ServerConfig {                       // [server]
   std::string tls_min_version = "1.2";      // "1.2" or "1.3"
 };
 
-struct MetricsConfig {                      // [metrics]
+struct MetricsConfig {                      // [metrics] (also serves the admin API)
   bool enabled = true;
   ListenAddress listen{"127.0.0.1", 9090};  // listen = "127.0.0.1:9090"
+  // A non-loopback `listen` is refused unless this is true.
+  bool public_listener = false;             // public = false
+};
+
+struct AdminConfig {                        // [admin]
+  // The admin API (dead letters, ...) needs `Authorization: Bearer <key>`;
+  // the key comes from this environment variable or file (file wins).
+  // Without a key the admin API is off (403 admin_disabled).
+  std::string key_env = "SLACK_PROXY_ADMIN_KEY";
+  std::string key_file;
 };
 
 struct QueueConfig {                        // [queue]
@@ -143,6 +153,7 @@ struct ProxyConfig {
   std::string file;                  // path it was loaded from ("<string>" for parse_config)
   ServerConfig server;
   MetricsConfig metrics;
+  AdminConfig admin;
   QueueConfig queue;
   DispatcherConfig dispatcher;
   LogConfig log;
