@@ -291,7 +291,9 @@ HttpReply Ingress::handle(const sdk::RequestView& request, std::istream& body,
 
 HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView& request,
                                std::istream& body, bool chunked, ReadDeadline* deadline) {
+  std::string caller;  // the authenticated identity, once known
   auto refuse = [&](int status, std::string_view error, const std::string& detail) {
+    if (!caller.empty()) metrics_.client_request(caller, error);
     return reject(request, &pipeline, status, error, detail);
   };
   // The body was not (fully) read: the connection cannot carry another request.
@@ -301,10 +303,14 @@ HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView&
     return r;
   };
 
-  std::string caller;
   if (pipeline.authenticator) {
     sdk::AuthResult auth = pipeline.authenticator->authenticate(request);
-    if (!auth.allowed) return refuse_and_close(auth.status, auth.error, "authentication failed");
+    if (!auth.allowed) {
+      auto r = refuse_and_close(auth.status, auth.error, "authentication failed");
+      if (auth.status == 401)  // RFC 9110: a 401 names the scheme it wants
+        r.headers.emplace_back("WWW-Authenticate", R"(Bearer realm="slack-proxy")");
+      return r;
+    }
     caller = std::move(auth.identity);
   }
 
@@ -390,9 +396,12 @@ HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView&
   if (pipeline.caller_token) {
     // Slack's own precedence: the Authorization header, then the body's
     // field. The scheme is case-insensitive (RFC 9110); an empty one says nothing.
+    // With an authenticator, Authorization holds the key for this proxy, which
+    // must never travel on to Slack: the Slack token then comes from the body.
     std::string token = chat.caller_token;
     if (auto auth = request.header("Authorization");
-        auth && auth->size() > 7 && Poco::icompare(auth->substr(0, 7), "bearer ") == 0) {
+        !pipeline.authenticator && auth && auth->size() > 7 &&
+        Poco::icompare(auth->substr(0, 7), "bearer ") == 0) {
       std::string bearer = Poco::trim(auth->substr(7));
       if (!bearer.empty()) token = std::move(bearer);
     }
@@ -410,7 +419,7 @@ HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView&
   m.channel = std::move(chat.channel);
   m.original_channel = m.channel;
   m.content_type = "application/json";
-  m.caller = std::move(caller);
+  m.caller = caller;  // a copy: refusals below still count under the caller's name
   m.received_at = clock_.wall_now();
   m.enqueued_at = clock_.now();
   m.payload = std::move(chat.payload);
@@ -429,13 +438,15 @@ HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView&
 
   const std::string original = m.original_channel;
   const std::string id = m.id;
+  const std::string m_caller = m.caller;
   const Queue::PushResult pushed = queue_.push(std::move(m), push_options);
   switch (pushed.status) {
     case Queue::PushStatus::Accepted:
     case Queue::PushStatus::Duplicate: {
       if (pushed.status == Queue::PushStatus::Accepted) {
         metrics_.received(original);
-        log_->debug("accepted message {} for {}", id, original);
+        log_->debug("accepted message {} for {}{}{}", id, original, m_caller.empty() ? "" : " from ",
+                    m_caller);
       } else {
         // Already queued (or delivered) within the dedup window: the caller
         // is told "done", exactly as the first time.
@@ -443,6 +454,10 @@ HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView&
         log_->info("duplicate request for {} within the dedup window; not queued again", original);
       }
       HttpReply r;
+      if (!m_caller.empty())
+        metrics_.client_request(m_caller, pushed.status == Queue::PushStatus::Accepted
+                                              ? std::string_view("accepted")
+                                              : std::string_view("duplicate"));
       if (pipeline.webhook_style) {
         r.content_type = "text/plain; charset=utf-8";
         r.body = "ok";  // exactly what Slack's incoming webhooks answer

@@ -398,7 +398,45 @@ TEST_F(IngressTest, AuthenticatorDenialIsAnsweredWithItsStatusAndError) {
 
   EXPECT_EQ(reply.status, 401);
   EXPECT_EQ(error_of(reply), "invalid_auth");
+  EXPECT_EQ(header_of(reply, "WWW-Authenticate").value_or(""), R"(Bearer realm="slack-proxy")");
   EXPECT_TRUE(queued().empty());
+}
+
+TEST_F(IngressTest, EveryOutcomeOfAnAuthenticatedCallerIsCountedUnderItsName) {
+  auto auth = std::make_shared<NiceMock<sdk::testing::MockAuthenticator>>();
+  ON_CALL(*auth, authenticate(_)).WillByDefault(Return(sdk::AuthResult::allow("team-a")));
+  pipeline->authenticator = auth;
+
+  ASSERT_EQ(post(R"({"channel":"#a","text":"hi"})").status, 200);
+  ASSERT_EQ(post(R"({"channel":"#a"})").status, 400);
+
+  auto client = [&](const std::string& outcome) {
+    return metric_value(registry, "slackproxy_client_requests_total",
+                        {{"client", "team-a"}, {"outcome", outcome}});
+  };
+  EXPECT_EQ(client("accepted"), 1);
+  EXPECT_EQ(client("no_text"), 1);
+}
+
+TEST_F(IngressTest, WithAnAuthenticatorTheProxyKeyIsNeverUsedAsTheCallersSlackToken) {
+  auto auth = std::make_shared<NiceMock<sdk::testing::MockAuthenticator>>();
+  ON_CALL(*auth, authenticate(_)).WillByDefault(Return(sdk::AuthResult::allow("team-a")));
+  pipeline->authenticator = auth;
+  pipeline->caller_token = true;
+
+  FakeRequest with_key_only("POST", "/");
+  with_key_only.with_header("Content-Type", kJson)
+      .with_header("Authorization", "Bearer proxy-key-not-for-slack-1234");
+  const std::string no_token = R"({"channel":"#a","text":"hi"})";
+  const HttpReply refused = send(with_key_only, no_token, no_token.size());
+  EXPECT_EQ(refused.status, 401);
+  EXPECT_EQ(error_of(refused), "not_authed");
+
+  const std::string body_token = R"({"channel":"#a","text":"hi","token":"xoxb-callers-own"})";
+  ASSERT_EQ(send(with_key_only, body_token, body_token.size()).status, 200);
+  const auto messages = queued();
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].delivery_token, "xoxb-callers-own");
 }
 
 TEST_F(IngressTest, AuthenticatedCallerIsRecordedOnTheMessage) {
