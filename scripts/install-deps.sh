@@ -9,6 +9,7 @@ packages=(
   libpoco-dev libboost-dev libspdlog-dev prometheus-cpp-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev
   prometheus-alertmanager
+  clang libclang-rt-14-dev   # libFuzzer for the fuzz targets (scripts/fuzz.sh)
 )
 # The real Slack SDKs run on Node.js (18 or newer); keep one already there.
 command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)

@@ -327,7 +327,7 @@ void log_leftovers(spdlog::logger& log, const std::map<std::string, std::size_t>
 int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>& log,
           const sigset_t& stop_signals) {
   PrometheusMetrics metrics(log);
-  CoreMetrics core_metrics(metrics.registry());
+  CoreMetrics core_metrics(metrics.registry(), cfg.metrics.max_channel_labels);
   SystemClock clock;
   PluginHost plugins(plugin_search_path(cfg));
   std::vector<std::shared_ptr<Pipeline>> pipelines =

@@ -126,7 +126,7 @@ std::string PrometheusMetrics::serialize() const {
   return out.str();
 }
 
-CoreMetrics::CoreMetrics(prometheus::Registry& registry)
+CoreMetrics::CoreMetrics(prometheus::Registry& registry, std::size_t max_channel_labels)
     : received_(prometheus::BuildCounter()
                     .Name("slackproxy_requests_received_total")
                     .Help("Messages accepted by the ingress, by requested channel")
@@ -198,7 +198,18 @@ CoreMetrics::CoreMetrics(prometheus::Registry& registry)
                          .Name("slackproxy_dead_letters")
                          .Help("Messages in the dead-letter store")
                          .Register(registry)
-                         .Add({})) {}
+                         .Add({})),
+      max_channel_labels_(max_channel_labels) {}
+
+std::string CoreMetrics::label(const std::string& channel) {
+  std::lock_guard<std::mutex> lock(labels_mutex_);
+  if (labels_.count(channel) != 0) return channel;
+  if (labels_.size() < max_channel_labels_) {
+    labels_.insert(channel);
+    return channel;
+  }
+  return kOtherChannel;
+}
 
 void CoreMetrics::set_channel_depths(const std::map<std::string, std::size_t>& depths) {
   std::lock_guard<std::mutex> lock(depth_mutex_);

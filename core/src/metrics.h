@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_set>
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
@@ -54,9 +55,15 @@ class PrometheusMetrics final : public sdk::Metrics {
 
 // The proxy's own counters, labelled by the channel the caller asked for.
 // Same names as fortio/slack-proxy so existing dashboards keep working.
+//
+// Callers choose channel names, so the label is capped: the first
+// `max_channel_labels` distinct channels get their own series, every later
+// one is counted under "_other" (and logged once), so a hostile caller
+// cannot grow the registry without bound.
 class CoreMetrics {
  public:
-  explicit CoreMetrics(prometheus::Registry& registry);
+  static constexpr const char* kOtherChannel = "_other";
+  explicit CoreMetrics(prometheus::Registry& registry, std::size_t max_channel_labels = 1000);
 
   void received(const std::string& channel) { counter(received_, channel).Increment(); }
   void failed(const std::string& channel) { counter(failed_, channel).Increment(); }
@@ -78,7 +85,7 @@ class CoreMetrics {
     client_requests_.Add({{"client", client}, {"outcome", std::string(outcome)}}).Increment();
   }
   void dead_lettered(const std::string& channel, std::string_view kind) {
-    dead_lettered_.Add({{"channel", channel}, {"kind", std::string(kind)}}).Increment();
+    dead_lettered_.Add({{"channel", label(channel)}, {"kind", std::string(kind)}}).Increment();
   }
   // Slack answered 429 (the message waits; its retry budget is untouched).
   void rate_limited(const std::string& channel) { counter(rate_limited_, channel).Increment(); }
@@ -93,7 +100,7 @@ class CoreMetrics {
  private:
   prometheus::Counter& counter(prometheus::Family<prometheus::Counter>& family,
                                const std::string& channel) {
-    return family.Add({{"channel", channel}});
+    return family.Add({{"channel", label(channel)}});
   }
   prometheus::Family<prometheus::Counter>& received_;
   prometheus::Family<prometheus::Counter>& failed_;
@@ -111,6 +118,11 @@ class CoreMetrics {
   prometheus::Family<prometheus::Counter>& dead_lettered_;
   prometheus::Gauge* queue_bytes_;
   prometheus::Gauge* dead_letters_;
+  // The label for `channel`: itself while under the cap, else kOtherChannel.
+  std::string label(const std::string& channel);
+  const std::size_t max_channel_labels_;
+  std::mutex labels_mutex_;
+  std::unordered_set<std::string> labels_;
   std::mutex depth_mutex_;
   std::map<std::string, prometheus::Gauge*> depth_series_;
 };

@@ -213,7 +213,7 @@ INSTANTIATE_TEST_SUITE_P(
     EveryHostTable, UnknownKeyInHostTable,
     ::testing::Values(
         UnknownKeyCase{with_pipeline("[metrics]\nbogus = 1\n"),
-                       "unknown key 'bogus' in [metrics]; allowed: enabled, listen, public"},
+                       "unknown key 'bogus' in [metrics]; allowed: enabled, listen, public, max_channel_labels"},
         UnknownKeyCase{with_pipeline("[admin]\nbogus = 1\n"),
                        "unknown key 'bogus' in [admin]; allowed: key_env, key_file"},
         UnknownKeyCase{with_pipeline("[queue]\nbogus = 1\n"),

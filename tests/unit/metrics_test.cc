@@ -123,4 +123,35 @@ TEST(CoreMetricsTest, RejectionsAreCountedByErrorCode) {
 }
 
 }  // namespace
+
+TEST(CoreMetricsTest, ChannelLabelsAreCappedSoCallersCannotGrowTheRegistry) {
+  prometheus::Registry registry;
+  CoreMetrics metrics(registry, /*max_channel_labels=*/2);
+
+  metrics.received("#a");
+  metrics.received("#b");
+  metrics.received("#c");          // over the cap
+  metrics.failed("#d");            // over the cap, another family
+  metrics.received("#a");          // known channels keep their own series
+  metrics.dead_lettered("#e", "failed");
+
+  using test_support::metric_value;
+  EXPECT_EQ(metric_value(registry, "slackproxy_requests_received_total", {{"channel", "#a"}}), 2);
+  EXPECT_EQ(metric_value(registry, "slackproxy_requests_received_total", {{"channel", "#b"}}), 1);
+  EXPECT_EQ(metric_value(registry, "slackproxy_requests_received_total", {{"channel", "_other"}}), 1);
+  EXPECT_EQ(metric_value(registry, "slackproxy_requests_failed_total", {{"channel", "_other"}}), 1);
+  EXPECT_EQ(metric_value(registry, "slackproxy_dead_lettered_total",
+                         {{"channel", "_other"}, {"kind", "failed"}}),
+            1);
+  for (const auto& family : registry.Collect()) {
+    for (const auto& m : family.metric) {
+      for (const auto& l : m.label) {
+        if (l.name == "channel") {
+          EXPECT_TRUE(l.value == "#a" || l.value == "#b" || l.value == "_other") << l.value;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace slack_proxy

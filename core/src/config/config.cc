@@ -310,8 +310,10 @@ void read_server(Problems& problems, const toml::table& doc, ServerConfig& serve
 void read_metrics(Problems& problems, const toml::table& doc, MetricsConfig& metrics) {
   const auto* table = host_table(problems, doc, "metrics");
   if (table == nullptr) return;
-  Section s(problems, *table, "[metrics]", {"enabled", "listen", "public"});
+  Section s(problems, *table, "[metrics]",
+            {"enabled", "listen", "public", "max_channel_labels"});
   s.boolean("enabled", metrics.enabled);
+  s.integer("max_channel_labels", metrics.max_channel_labels, 1);
   s.listen("listen", metrics.listen);
   s.boolean("public", metrics.public_listener);
   // Metrics name every channel and client, and the admin API lives here:

@@ -68,6 +68,8 @@ struct MetricsConfig {                      // [metrics] (also serves the admin 
   ListenAddress listen{"127.0.0.1", 9090};  // listen = "127.0.0.1:9090"
   // A non-loopback `listen` is refused unless this is true.
   bool public_listener = false;             // public = false
+  // Distinct `channel` label values; later channels count under "_other".
+  std::size_t max_channel_labels = 1000;
 };
 
 struct AdminConfig {                        // [admin]
