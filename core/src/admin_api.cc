@@ -1,5 +1,7 @@
 #include "admin_api.h"
 
+#include "json_text.h"
+
 #include <chrono>
 #include <cstdio>
 #include <exception>
@@ -23,67 +25,6 @@ constexpr std::size_t kMaxLimit = 1000;
 // script can simply try again.
 constexpr const char* kRetryAfterSeconds = "5";
 
-// Appends `text` as a JSON string literal. Valid UTF-8 is kept as is; a byte
-// that does not start a valid sequence becomes U+FFFD, so the reply is
-// always valid JSON whatever a stored payload holds.
-void append_json_string(std::string& out, std::string_view text) {
-  out.push_back('"');
-  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
-  const auto continuation = [&](std::size_t i, unsigned char lo, unsigned char hi) {
-    return i < text.size() && byte(i) >= lo && byte(i) <= hi;
-  };
-  std::size_t i = 0;
-  while (i < text.size()) {
-    const unsigned char c = byte(i);
-    if (c < 0x80) {
-      switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        case '\b': out += "\\b"; break;
-        case '\f': out += "\\f"; break;
-        default:
-          if (c < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof(buf), "\\u%04x", static_cast<unsigned>(c));
-            out += buf;
-          } else {
-            out.push_back(static_cast<char>(c));
-          }
-      }
-      ++i;
-      continue;
-    }
-    // The well-formed sequences of RFC 3629 (no overlongs, no surrogates,
-    // nothing above U+10FFFF): the first continuation byte's range depends
-    // on the lead byte, the others are 80..BF.
-    std::size_t length = 0;
-    if (c >= 0xC2 && c <= 0xDF) {
-      length = continuation(i + 1, 0x80, 0xBF) ? 2 : 0;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      const unsigned char lo = c == 0xE0 ? 0xA0 : 0x80;
-      const unsigned char hi = c == 0xED ? 0x9F : 0xBF;
-      length = continuation(i + 1, lo, hi) && continuation(i + 2, 0x80, 0xBF) ? 3 : 0;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      const unsigned char lo = c == 0xF0 ? 0x90 : 0x80;
-      const unsigned char hi = c == 0xF4 ? 0x8F : 0xBF;
-      length = continuation(i + 1, lo, hi) && continuation(i + 2, 0x80, 0xBF) &&
-                       continuation(i + 3, 0x80, 0xBF)
-                   ? 4
-                   : 0;
-    }
-    if (length == 0) {
-      out += "\\ufffd";
-      ++i;
-    } else {
-      out.append(text.substr(i, length));
-      i += length;
-    }
-  }
-  out.push_back('"');
-}
 
 // RFC 3339, UTC, milliseconds: "2026-11-27T21:00:00.123Z"; null for the
 // epoch, which the store uses for "never" (e.g. no attempt yet).

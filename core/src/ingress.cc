@@ -1,5 +1,7 @@
 #include "ingress.h"
 
+#include "json_text.h"
+
 #include "chat_message.h"
 #include "redact.h"
 
@@ -49,6 +51,16 @@
 namespace slack_proxy {
 namespace {
 
+// {"ok":false,"error":...,"detail":...}: Slack's shape, always valid JSON.
+std::string error_body(std::string_view error, std::string_view detail) {
+  std::string body = "{\"ok\":false,\"error\":";
+  append_json_string(body, error);
+  body += ",\"detail\":";
+  append_json_string(body, detail);
+  body += "}";
+  return body;
+}
+
 std::string_view path_only(std::string_view uri) {
   const auto q = uri.find_first_of("?#");
   return q == std::string_view::npos ? uri : uri.substr(0, q);
@@ -83,28 +95,6 @@ std::string media_type(std::string_view content_type) {
   return out;
 }
 
-std::string json_escape(std::string_view text) {
-  std::string out;
-  out.reserve(text.size() + 8);
-  for (char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
-  return out;
-}
 
 Ingress::Ingress(Queue& queue, std::vector<std::shared_ptr<Pipeline>> pipelines,
                  CoreMetrics& metrics, const sdk::Clock& clock,
@@ -194,8 +184,7 @@ HttpReply Ingress::reject(const sdk::RequestView& request, const Pipeline* pipel
     r.content_type = "text/plain; charset=utf-8";
     r.body = std::string(error);
   } else {
-    r.body = "{\"ok\":false,\"error\":\"" + json_escape(error) + "\",\"detail\":\"" +
-             json_escape(detail) + "\"}";
+    r.body = error_body(error, detail);
   }
   return r;
 }
@@ -211,8 +200,7 @@ HttpReply Ingress::refuse_head(const std::string& remote_address, int status,
   }
   HttpReply r;
   r.status = status;
-  r.body = "{\"ok\":false,\"error\":\"" + json_escape(error) + "\",\"detail\":\"" +
-           json_escape(detail) + "\"}";
+  r.body = error_body(error, detail);
   r.close = true;
   return r;
 }

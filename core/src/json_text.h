@@ -15,4 +15,9 @@ namespace slack_proxy {
 // that must not miss one check the result with a real parser).
 std::optional<std::string> remove_top_level_member(std::string_view json, std::string_view key);
 
+// Appends `text` as a JSON string literal (quotes included). Valid UTF-8 is
+// kept as is; a byte that does not start a valid sequence becomes U+FFFD, so
+// the result is always valid JSON whatever `text` holds.
+void append_json_string(std::string& out, std::string_view text);
+
 }  // namespace slack_proxy
