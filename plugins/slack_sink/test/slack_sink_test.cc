@@ -21,6 +21,7 @@
 #include <Poco/Net/SSLManager.h>
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/SocketAddress.h>
+#include <Poco/Net/StreamSocket.h>
 #include <gtest/gtest.h>
 #include <slack_proxy/sdk/testing/fakes.h>
 #include <slack_sink/secret_file.h>
@@ -341,10 +342,25 @@ TEST_F(SlackSinkTest, MapsARefusedConnectionToConnectionFailed) {
 }
 
 TEST_F(SlackSinkTest, MapsAFailedTlsHandshakeToTlsError) {
-  // The fake speaks plain HTTP, so a TLS client cannot complete a handshake.
-  auto sink = make_sink(
-      config_for("https://127.0.0.1:" + std::to_string(slack.port()) + "/api/chat.postMessage"));
+  // A peer that answers the ClientHello with plain HTTP at once and hangs
+  // up, so the handshake fails without waiting on any timeout (an HTTP
+  // server waiting for a request line can make this a race under a slow,
+  // sanitized build).
+  Poco::Net::ServerSocket plain(Poco::Net::SocketAddress("127.0.0.1", 0));
+  std::thread peer([&plain] {
+    try {
+      Poco::Net::StreamSocket s = plain.acceptConnection();
+      const std::string reply = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+      s.sendBytes(reply.data(), static_cast<int>(reply.size()));
+      s.shutdown();
+      s.close();
+    } catch (...) {
+    }
+  });
+  auto sink = make_sink(config_for("https://127.0.0.1:" + std::to_string(plain.address().port()) +
+                                   "/api/chat.postMessage"));
   const auto result = sink.send(hello());
+  peer.join();
   EXPECT_FALSE(result.delivered);
   EXPECT_EQ(result.error, "tls_error");
 }
