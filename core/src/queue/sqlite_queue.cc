@@ -401,11 +401,21 @@ Queue::PushResult SqliteQueue::push(sdk::Message message, const PushOptions& opt
   if (closed_) return {PushStatus::Unavailable, "the queue is closed"};
   const auto now = clock_.wall_now();
   const bool dedup = dedup_.enabled() && !options.dedup_key.empty();
-  if (dedup && dedup_.seen(options.dedup_key, now)) return {PushStatus::Duplicate, {}};
+  if (dedup && dedup_.seen(options.dedup_key, now)) {
+    const auto pending = pending_keys_.find(options.dedup_key);
+    if (pending == pending_keys_.end()) return {PushStatus::Duplicate, {}};
+    // The first copy is still being committed: answer as it will be
+    // answered, never "ok" for a message that may not get stored.
+    const std::shared_ptr<BatchWait> first = pending->second;
+    first->cv.wait(lock, [&] { return first->done; });
+    if (first->error.empty()) return {PushStatus::Duplicate, {}};
+    return {PushStatus::Unavailable, first->error};
+  }
   if (std::string limit = over_limit(payload); !limit.empty())
     return {PushStatus::Full, std::move(limit)};
   if (dedup) {
     dedup_.remember(options.dedup_key, now);
+    pending_keys_[options.dedup_key] = open_batch_;
     op.dedup_key = options.dedup_key;
     op.dedup_expires_ms = to_unix_ms(now + dedup_.window());
   }
@@ -555,6 +565,7 @@ void SqliteQueue::writer_loop() {
           } else if (!op.dedup_key.empty()) {
             dedup_.forget(op.dedup_key);
           }
+          if (!op.dedup_key.empty()) pending_keys_.erase(op.dedup_key);
         } else if (!error.empty() && !closed_) {
           retry.push_back(std::move(op));  // outcomes are never dropped
         }
@@ -581,14 +592,22 @@ void SqliteQueue::writer_loop() {
         db_->rollback();
         txn_error = e.what();
         if (txn_error.empty()) txn_error = "unknown error";
+      } catch (...) {
+        db_->rollback();
+        txn_error = "unknown error";
       }
       {
         std::lock_guard<std::mutex> lock(mutex_);
-        if (txn_error.empty()) {
-          if (t.after) t.after();
-        } else if (t.failed) {
-          t.failed(txn_error);
+        // Nothing may escape the writer thread: its caller waits for one of
+        // these two to run.
+        try {
+          if (txn_error.empty() && t.after) t.after();
+        } catch (const std::exception& e) {
+          txn_error = std::string("after the commit: ") + e.what();
+        } catch (...) {
+          txn_error = "after the commit: unknown error";
         }
+        if (!txn_error.empty() && t.failed) t.failed(txn_error);
       }
       done_cv_.notify_all();
     }
@@ -632,7 +651,7 @@ void SqliteQueue::writer_loop() {
 }
 
 bool SqliteQueue::run_txn(std::function<void(Db&)> txn, std::function<void()> after,
-                          std::string* error) {
+                          std::string* error, std::function<void()> on_fail) {
   auto done = std::make_shared<bool>(false);
   auto failure = std::make_shared<std::string>();
   Op op;
@@ -642,7 +661,8 @@ bool SqliteQueue::run_txn(std::function<void(Db&)> txn, std::function<void()> af
     if (after) after();
     *done = true;
   };
-  op.failed = [done, failure](const std::string& why) {
+  op.failed = [done, failure, on_fail = std::move(on_fail)](const std::string& why) {
+    if (on_fail) on_fail();  // runs under the queue's lock, like `after`
     *failure = why;
     *done = true;
   };
@@ -704,11 +724,12 @@ DeadLetterPage SqliteQueue::list(const DeadLetterFilter& filter, const std::stri
           sql += "seq>(SELECT seq FROM dead_letters WHERE id=?)";
           args.push_back(after);
         }
-        sql += " ORDER BY seq LIMIT ?";
+        // No SQL LIMIT: an undecodable row is skipped, and must not use up
+        // the page (SQLite steps lazily, so this still reads ~limit rows).
+        sql += " ORDER BY seq";
         Stmt s(db.raw(), sql.c_str());
         int i = 1;
         for (const auto& a : args) s.bind_text(i++, a);
-        s.bind(i, static_cast<std::int64_t>(limit) + 1);
         while (s.step()) {
           auto d = read_dead(s.get());
           if (!d) continue;
@@ -787,6 +808,14 @@ DeadLetterStore::ReplayStatus SqliteQueue::replay(const std::string& id) {
     sdk::Message message;
   };
   std::vector<Moved> moved;
+  std::size_t reserved_payload = 0;  // counted in reserved_* while the txn runs
+  bool reserved = false;
+  const auto release = [&] {
+    if (!reserved) return;
+    --reserved_;
+    reserved_bytes_ -= reserved_payload;
+    reserved = false;
+  };
   const bool ok = run_txn(
       [&](Db& db) {
         Stmt s(db.raw(), (std::string(kDeadColumns) + " WHERE id=?").c_str());
@@ -815,6 +844,12 @@ DeadLetterStore::ReplayStatus SqliteQueue::replay(const std::string& id) {
             return;
           }
           d->letter.message.delivery_token.clear();
+          // Take the slot now, as push() does, so a racing push cannot
+          // take it too.
+          reserved_payload = d->letter.message.payload.size();
+          ++reserved_;
+          reserved_bytes_ += reserved_payload;
+          reserved = true;
           moved.push_back(Moved{next_seq_++, std::move(d->letter.message)});
         }
         Moved& mv = moved.back();
@@ -827,6 +862,7 @@ DeadLetterStore::ReplayStatus SqliteQueue::replay(const std::string& id) {
         status = ReplayStatus::Replayed;
       },
       [&] {
+        release();
         for (auto& mv : moved) {
           rows_.emplace(mv.message.id, std::make_pair(mv.seq, mv.message.payload.size()));
           bytes_ += mv.message.payload.size();
@@ -834,7 +870,7 @@ DeadLetterStore::ReplayStatus SqliteQueue::replay(const std::string& id) {
           if (dead_count_ > 0) --dead_count_;
         }
       },
-      &error);
+      &error, release);
   if (!ok) {
     log_->error("replaying dead letter {} failed: {}", id, error);
     return ReplayStatus::Unavailable;
@@ -844,29 +880,39 @@ DeadLetterStore::ReplayStatus SqliteQueue::replay(const std::string& id) {
 }
 
 DeadLetterStore::ReplayCount SqliteQueue::replay_matching(const DeadLetterFilter& filter) {
-  ReplayCount n;
+  // The matching ids first: a replayed message that fails again comes back
+  // as a new dead letter that matches too, and must not be replayed again
+  // in the same call.
+  std::vector<std::string> ids;
   std::string after;
-  for (;;) {
+  do {
     DeadLetterPage page = list(filter, after, kReplayPage);
-    for (const auto& d : page.items) {
-      if (n.left > 0) {
-        ++n.left;
-        continue;
-      }
-      switch (replay(d.message.id)) {
-        case ReplayStatus::Replayed:
-          ++n.replayed;
-          break;
-        case ReplayStatus::NotFound:
-          break;  // deleted meanwhile
-        default:
-          ++n.left;
-      }
+    for (auto& d : page.items) ids.push_back(std::move(d.message.id));
+    after = std::move(page.next_after);
+  } while (!after.empty());
+
+  ReplayCount n;
+  bool stopped = false;  // the queue is full or unavailable: count the rest
+  for (const auto& id : ids) {
+    if (stopped) {
+      ++n.left;
+      continue;
     }
-    if (page.next_after.empty()) break;
-    // Replayed records are gone; continue after the last one still there.
-    after = n.left > 0 ? page.next_after : std::string();
-    if (after.empty() && page.items.empty()) break;
+    switch (replay(id)) {
+      case ReplayStatus::Replayed:
+        ++n.replayed;
+        break;
+      case ReplayStatus::NotFound:
+        break;  // deleted meanwhile
+      case ReplayStatus::TokenUnavailable:
+        ++n.left;  // this one can never be replayed; the others still can
+        break;
+      case ReplayStatus::Full:
+      case ReplayStatus::Unavailable:
+        ++n.left;
+        stopped = true;
+        break;
+    }
   }
   return n;
 }

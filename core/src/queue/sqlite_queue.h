@@ -123,7 +123,9 @@ class SqliteQueue final : public Queue, private DeadLetterStore {
   std::string commit(std::vector<Op>& ops);
   // Runs `txn` on the writer thread in a transaction of its own and waits.
   // Returns false (and sets *error) if it threw or did not commit.
-  bool run_txn(std::function<void(Db&)> txn, std::function<void()> after, std::string* error);
+  // `after` (on success) and `on_fail` run under mutex_ on the writer thread.
+  bool run_txn(std::function<void(Db&)> txn, std::function<void()> after, std::string* error,
+               std::function<void()> on_fail = {});
   std::string over_limit(std::size_t payload_bytes) const;  // holding mutex_
   std::string seal(const std::string& token) const;
   void wake_consumer();
@@ -144,6 +146,9 @@ class SqliteQueue final : public Queue, private DeadLetterStore {
     std::string error;  // empty when the batch committed
   };
   std::shared_ptr<BatchWait> open_batch_ = std::make_shared<BatchWait>();  // ops_'s batch
+  // Dedup keys whose push has not committed yet, and the batch it is in: a
+  // repeat waits for that batch instead of being told "ok" too early.
+  std::unordered_map<std::string, std::shared_ptr<BatchWait>> pending_keys_;
   std::deque<sdk::Message> ready_;       // committed, not yet taken
   // Committed and not yet finished (ready or leased): id -> (row, bytes).
   std::unordered_map<std::string, std::pair<std::int64_t, std::size_t>> rows_;
