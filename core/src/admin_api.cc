@@ -2,6 +2,7 @@
 
 #include "json_text.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <exception>
@@ -369,6 +370,12 @@ HttpReply AdminApi::handle(const std::string& method, const std::string& uri) {
       auto decoded = percent_decode(target->id_segment, false);
       if (!decoded) return invalid_arguments("malformed %-encoding in the id");
       id = std::move(*decoded);
+      // Ids are printable; one with a control character (a %0A) names no
+      // record, and must not reach the log where it could forge a line.
+      if (std::any_of(id.begin(), id.end(), [](char c) {
+            return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+          }))
+        return not_found();
     }
 
     DeadLetterStore& store = queue_.dead_letters();
