@@ -1,6 +1,7 @@
 #include "admin_api.h"
 
 #include "json_text.h"
+#include "hex.h"
 
 #include <algorithm>
 #include <chrono>
@@ -118,13 +119,6 @@ HttpReply not_found() { return error_reply(404, "not_found"); }
 
 HttpReply invalid_arguments(std::string_view detail) {
   return error_reply(400, "invalid_arguments", detail);
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 // %XX-decodes `text`; nullopt on a '%' not followed by two hex digits. In a

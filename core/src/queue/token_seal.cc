@@ -1,4 +1,5 @@
 #include "queue/token_seal.h"
+#include "hex.h"
 
 #include <climits>
 #include <cstddef>
@@ -31,13 +32,6 @@ const unsigned char* bytes(std::string_view s) { return reinterpret_cast<const u
 [[noreturn]] void seal_failed(const char* step) {
   ERR_clear_error();
   throw std::runtime_error(std::string("token seal: ") + step + " failed");
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 }  // namespace
