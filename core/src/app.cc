@@ -39,6 +39,7 @@
 #include "queue/memory_queue.h"
 #include "queue/sqlite_queue.h"
 #include "queue/token_seal.h"
+#include "server_params.h"
 
 namespace slack_proxy {
 namespace {
@@ -383,6 +384,7 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
     auto mparams = Poco::AutoPtr<Poco::Net::HTTPServerParams>(new Poco::Net::HTTPServerParams);
     mparams->setMaxThreads(4);
     mparams->setTimeout(Poco::Timespan(10, 0));
+    bound_idle_thread_wait(*mparams);
     metrics_server = std::make_unique<Poco::Net::HTTPServer>(
         new MetricsFactory(metrics,
                            [&] {

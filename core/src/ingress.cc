@@ -4,6 +4,7 @@
 
 #include "chat_message.h"
 #include "redact.h"
+#include "server_params.h"
 
 #include <sys/socket.h>
 
@@ -950,6 +951,7 @@ IngressServer::IngressServer(Ingress& ingress, Poco::ThreadPool& threads,
   params->setTimeout(Poco::Timespan(
       std::chrono::duration_cast<std::chrono::microseconds>(options.read_timeout).count()));
   params->setServerName("slack-proxy");
+  bound_idle_thread_wait(*params);
   server_ = std::make_unique<Poco::Net::TCPServer>(
       new IngressConnectionFactory(ingress, connections_, params, options, std::move(log)), threads,
       socket, params);
