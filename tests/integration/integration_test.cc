@@ -112,7 +112,7 @@ class IngressTest : public ::testing::Test {
     proxy_ = new ProxyProcess(c);
     auto started = proxy_->start();
     if (!started) {
-      ADD_FAILURE() << started.message();
+      start_failure_ = started.message();
       delete proxy_;
       proxy_ = nullptr;
     }
@@ -123,8 +123,10 @@ class IngressTest : public ::testing::Test {
     proxy_ = nullptr;
     slack_ = nullptr;
   }
+  // Fails every test (never skips: CTest counts a skip as a pass) when the
+  // shared proxy could not start, each with the reason.
   void SetUp() override {
-    if (proxy_ == nullptr) GTEST_SKIP() << "the proxy did not start";
+    ASSERT_NE(proxy_, nullptr) << "the shared proxy did not start: " << start_failure_;
   }
   void TearDown() override { EXPECT_EQ(slack_->count(), 0u) << "a refused request was delivered"; }
 
@@ -132,6 +134,7 @@ class IngressTest : public ::testing::Test {
 
   static FakeSlack* slack_;
   static ProxyProcess* proxy_;
+  static inline std::string start_failure_;
 };
 FakeSlack* IngressTest::slack_ = nullptr;
 ProxyProcess* IngressTest::proxy_ = nullptr;
