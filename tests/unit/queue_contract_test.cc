@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <fstream>
 #include <latch>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -119,9 +120,12 @@ class QueueFactory {
   // Like reopen(), but the new queue holds another token key, as after a
   // restart with a random per-process key.
   virtual Queue& reopen_with_another_token_key() = 0;
+  // How many dead letters the stores opened from now on keep.
+  void set_max_dead_letters(std::size_t n) { max_dead_letters_ = n; }
 
  protected:
   FakeClock& clock_;
+  std::size_t max_dead_letters_ = 1000;
 };
 
 class MemoryFactory final : public QueueFactory {
@@ -129,7 +133,7 @@ class MemoryFactory final : public QueueFactory {
   using QueueFactory::QueueFactory;
   bool durable() const override { return false; }
   Queue& open(QueueLimits limits) override {
-    queue_ = std::make_unique<MemoryQueue>(limits, clock_, 1000);
+    queue_ = std::make_unique<MemoryQueue>(limits, clock_, max_dead_letters_);
     return *queue_;
   }
   Queue& reopen() override { throw std::logic_error("a memory queue cannot be reopened"); }
@@ -147,6 +151,7 @@ class SqliteFactory final : public QueueFactory {
   Queue& open(QueueLimits limits) override {
     options_.path = (dir_.path() / "queue.db").string();
     options_.limits = limits;
+    options_.max_dead_letters = max_dead_letters_;
     options_.sealer = std::make_shared<TokenSealer>(TokenSealer::from_hex(kTokenKeyHex));
     return start();
   }
@@ -660,6 +665,52 @@ TEST_P(QueueContractTest, DeliveryTokenIsNeverShownButAReplayStillCarriesIt) {
   auto out = q.take(1);
   ASSERT_EQ(out.size(), 1u);
   EXPECT_TRUE(out[0].delivery_token == kCallerToken) << "the replayed message lost its token";
+}
+
+// -- the dead-letter cap
+
+// Waits until the store holds `n` dead letters. A backend may trim after it
+// recorded the one over the cap (SQLite trims on its writer thread, after the
+// commit), so the count can be over for a moment, never for long.
+::testing::AssertionResult wait_for_dead_count(DeadLetterStore& store, std::size_t n) {
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  std::size_t last = store.count();
+  while (last != n) {
+    if (std::chrono::steady_clock::now() >= deadline)
+      return ::testing::AssertionFailure() << "the store holds " << last << ", not " << n;
+    std::this_thread::sleep_for(1ms);
+    last = store.count();
+  }
+  return ::testing::AssertionSuccess();
+}
+
+TEST_P(QueueContractTest, DeadLettersBeyondTheCapPushOutTheOldestFirst) {
+  factory_->set_max_dead_letters(3);
+  Queue& q = open();
+  for (const char* id : {"1", "2", "3", "4", "5"})
+    ASSERT_EQ(q.push(message(id)).status, PushStatus::Accepted);
+  std::map<std::string, sdk::Message> leased;
+  for (auto& m : q.take(10)) leased.emplace(m.id, std::move(m));
+  ASSERT_EQ(leased.size(), 5u);
+
+  // Dead in another order than pushed: "oldest" is the oldest dead letter.
+  for (const char* id : {"2", "4", "1", "5", "3"}) {
+    q.dead_letter(letter_for(leased.at(id), "invalid_auth", DeadLetterKind::Failed,
+                             clock_.wall_now()));
+    clock_.advance(1s);
+  }
+  auto& store = q.dead_letters();
+  ASSERT_TRUE(wait_for_dead_count(store, 3));
+  EXPECT_THAT(ids(store.list({}, "", 10)), ElementsAre("1", "5", "3"));
+  EXPECT_FALSE(store.get("2").has_value());
+  EXPECT_FALSE(store.get("4").has_value());
+  EXPECT_EQ(q.size(), 0u);
+
+  // Every later one pushes out the oldest left.
+  make_dead(q, message("6"), "channel_not_found");
+  ASSERT_TRUE(wait_for_dead_count(store, 3));
+  EXPECT_THAT(ids(store.list({}, "", 10)), ElementsAre("5", "3", "6"));
+  EXPECT_FALSE(store.get("1").has_value());
 }
 
 // -- recovery (durable backends)
