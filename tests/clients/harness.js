@@ -141,6 +141,70 @@ class FakeSlack {
   stop() { return this.child.stop(); }
 }
 
+// `name{k="v",...}` as Prometheus writes it, for messages.
+function seriesName(name, labels) {
+  const pairs = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  return pairs.length ? `${name}{${pairs.join(',')}}` : name;
+}
+
+// The labels of a series line's `{...}` part, unescaped.
+function parseLabels(text) {
+  const labels = {};
+  for (const [, key, raw] of (text ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
+    labels[key] = raw.replace(/\\(.)/g, (_, c) => (c === 'n' ? '\n' : c));
+  }
+  return labels;
+}
+
+function sameLabels(a, b) {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
+}
+
+// The value of the series `name` with exactly `labels` in Prometheus text
+// format, or undefined when there is none.
+function seriesValue(text, name, labels) {
+  for (const line of text.split('\n')) {
+    const match = line.match(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/);
+    if (!match || match[1] !== name) continue;
+    if (sameLabels(parseLabels(match[2]), labels)) return Number(match[3]);
+  }
+  return undefined;
+}
+
+function familyExported(text, name) {
+  return text.split('\n').some((line) => line.startsWith(`# TYPE ${name} `));
+}
+
+// The families README.md's "## Metrics" table documents, read at run time
+// as the C++ harness reads them (tests/integration/harness.cc), where an
+// end-to-end test proves the binary exports each one.
+let documented;
+function documentedFamilies() {
+  if (documented) return documented;
+  const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
+  documented = new Set();
+  let inSection = false;
+  for (const line of readme.split('\n')) {
+    if (line.startsWith('## ')) {
+      inSection = line === '## Metrics';
+    } else if (inSection) {
+      const row = line.match(/^\| `([a-z_:][a-z0-9_:]*)/);
+      if (row) documented.add(row[1]);
+    }
+  }
+  if (documented.size === 0) throw new Error('README.md has no "## Metrics" table');
+  return documented;
+}
+
+// Why an absent series may read as 0: prometheus-cpp prints nothing, not
+// even `# TYPE`, for a family with no series yet (a counter by channel
+// before its first count). So its family must be in the scrape, or be one
+// README.md documents; a renamed metric is neither.
+function zeroWhenAbsent(text, name) {
+  return familyExported(text, name) || documentedFamilies().has(name);
+}
+
 // Stages as raw TOML, appended to a [[pipeline]] table.
 function stage(plugin, settings = '') {
   return `\n[[pipeline.stage]]\nplugin = "${plugin}"\n${settings}`;
@@ -241,21 +305,58 @@ class SlackProxy {
     });
   }
 
-  // Value of one series, e.g. metric('slackproxy_requests_succeeded_total', '#a');
-  // 0 when absent, as Prometheus treats an untouched counter.
-  async metric(name, channel) {
-    const text = await (await fetch(this.metricsUrl())).text();
-    for (const line of text.split('\n')) {
-      if (!line.startsWith(`${name}{`)) continue;
-      if (!line.includes(`channel="${channel}"`)) continue;
-      return Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-    return 0;
+  async scrape() {
+    const reply = await fetch(this.metricsUrl());
+    if (!reply.ok) throw new Error(`GET /metrics answered ${reply.status}`);
+    return reply.text();
   }
 
-  async waitForMetric(name, channel, expected) {
-    await waitFor(`${name}{channel="${channel}"} == ${expected}`,
-      async () => (await this.metric(name, channel)) === expected);
+  // Value of one series, e.g. metric('slackproxy_requests_succeeded_total',
+  // { channel: '#a' }). Throws when the series is absent: a renamed or
+  // unexported metric must fail a test, not read as 0.
+  async metric(name, labels = {}) {
+    const text = await this.scrape();
+    const value = seriesValue(text, name, labels);
+    if (value === undefined) {
+      throw new Error(`${seriesName(name, labels)} is not exported by the proxy`);
+    }
+    return value;
+  }
+
+  // A counter's value, where an absent series reads 0 only as
+  // zeroWhenAbsent allows; otherwise it throws.
+  async counter(name, labels = {}) {
+    const text = await this.scrape();
+    const value = seriesValue(text, name, labels);
+    if (value !== undefined) return value;
+    if (zeroWhenAbsent(text, name)) return 0;
+    throw new Error(`${seriesName(name, labels)} is not exported, nor is its family documented`);
+  }
+
+  // Whether the series has the value `expected`. An expected 0 also holds
+  // for an absent series as zeroWhenAbsent allows.
+  async metricIs(name, labels, expected) {
+    const text = await this.scrape();
+    const value = seriesValue(text, name, labels);
+    if (value !== undefined) return value === expected;
+    return expected === 0 && zeroWhenAbsent(text, name);
+  }
+
+  async waitForMetric(name, labels, expected) {
+    await waitFor(`${seriesName(name, labels)} == ${expected}`,
+      () => this.metricIs(name, labels, expected));
+  }
+
+  // Resolves once the proxy has recorded the outcome of every message it
+  // accepted for `channel`: exactly `count` received, `count` succeeded and
+  // nothing queued or in flight. A message leaves the queue only after its
+  // outcome is recorded, so from then on no send of it, first or repeated,
+  // can still reach the fake Slack: what the fake holds is final.
+  async waitSettled(channel, count) {
+    await waitFor(`${count} message(s) for ${channel} received and succeeded, queue empty`,
+      async () => (await this.metricIs('slackproxy_requests_received_total', { channel }, count))
+        && (await this.metricIs('slackproxy_requests_succeeded_total', { channel }, count))
+        && (await this.metricIs('slackproxy_queue_size', {}, 0)));
   }
 
   // Stops it and removes its files; the log stays in memory for a failure message.

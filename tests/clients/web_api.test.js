@@ -45,10 +45,21 @@ describe('WebClient chat.postMessage through the proxy', () => {
 
   beforeEach(() => slack.reset());
 
-  async function onlyRequest() {
-    const [received, ...rest] = await slack.waitForRequests(1);
+  // The one request the fake got for `channel`, counted only once the proxy
+  // has recorded the message's outcome: a late duplicate (a retry of a send
+  // that did arrive) would come before that, and is caught here.
+  async function onlyRequest(channel) {
+    await proxy.waitSettled(channel, 1);
+    const [received, ...rest] = await slack.requests();
     assert.deepEqual(rest, [], 'exactly one message reaches Slack');
     return received;
+  }
+
+  // Nothing of `channel` was queued: the proxy counted no message for it and,
+  // with its queue empty, has nothing left that could still reach Slack.
+  async function nothingQueued(channel) {
+    await proxy.waitForMetric('slackproxy_queue_size', {}, 0);
+    await proxy.waitForMetric('slackproxy_requests_received_total', { channel }, 0);
   }
 
   test('text arrives as JSON; a token in the form body is not forwarded', async () => {
@@ -60,7 +71,7 @@ describe('WebClient chat.postMessage through the proxy', () => {
     });
     assert.equal(result.ok, true);
 
-    const received = await onlyRequest();
+    const received = await onlyRequest('#web-api-text');
     assert.equal(received.method, 'POST');
     assert.equal(received.path, '/api/chat.postMessage');
     assert.equal(received.channel, '#web-api-text');
@@ -99,7 +110,7 @@ describe('WebClient chat.postMessage through the proxy', () => {
     });
     assert.equal(result.ok, true);
 
-    const received = await onlyRequest();
+    const received = await onlyRequest('#web-api-blocks');
     assert.equal(received.channel, '#web-api-blocks');
     assert.equal(received.json.text, 'Deploy finished');
     assert.deepEqual(received.json.blocks, blocks);
@@ -126,7 +137,7 @@ describe('WebClient chat.postMessage through the proxy', () => {
     const result = await client.chat.postMessage({ channel: '#web-api-attachments', attachments });
     assert.equal(result.ok, true);
 
-    const received = await onlyRequest();
+    const received = await onlyRequest('#web-api-attachments');
     assert.equal(received.channel, '#web-api-attachments');
     assert.deepEqual(received.json.attachments, attachments);
     assert.equal('text' in received.json, false, 'no text was sent, none is invented');
@@ -141,7 +152,7 @@ describe('WebClient chat.postMessage through the proxy', () => {
     });
     assert.equal(result.ok, true);
 
-    const received = await onlyRequest();
+    const received = await onlyRequest('#web-api-thread');
     assert.deepEqual(received.json, {
       channel: '#web-api-thread',
       text: 'a reply in the thread',
@@ -159,6 +170,7 @@ describe('WebClient chat.postMessage through the proxy', () => {
     assert.equal(error.code, ErrorCode.PlatformError, `${error.code}: ${error.message}`);
     assert.equal(error.data.ok, false);
     assert.equal(error.data.error, 'no_text');
+    await nothingQueued('#web-api-empty');
     assert.deepEqual(await slack.requests(), [], 'nothing reaches Slack');
   });
 });
@@ -187,7 +199,7 @@ describe('WebClient and a full proxy queue', () => {
     const client = webClient(proxy);
     const channel = '#web-api-full';
     assert.equal((await client.chat.postMessage({ channel, text: 'spends the token' })).ok, true);
-    await proxy.waitForMetric('slackproxy_requests_succeeded_total', channel, 1);
+    await proxy.waitForMetric('slackproxy_requests_succeeded_total', { channel }, 1);
     assert.equal((await client.chat.postMessage({ channel, text: 'fills the queue' })).ok, true);
 
     const error = await rejection(client.chat.postMessage({ channel, text: 'one too many' }));
@@ -196,6 +208,10 @@ describe('WebClient and a full proxy queue', () => {
     assert.equal(error.headers['retry-after'], '5');
     assert.equal(error.body.ok, false);
     assert.equal(error.body.error, 'queue_full');
+    // The third was refused, not queued: two received, one still waiting on
+    // the bucket, so only the first can have reached Slack.
+    assert.equal(await proxy.metric('slackproxy_requests_received_total', { channel }), 2);
+    assert.equal(await proxy.metric('slackproxy_queue_size'), 1);
     assert.equal((await slack.requests()).length, 1, 'only the first message reached Slack');
   });
 });

@@ -43,7 +43,10 @@ describe('IncomingWebhook through the proxy', () => {
     const result = await webhook.send({ text: 'Build failed', blocks });
     assert.deepEqual(result, { text: 'ok' });
 
-    const [received, ...rest] = await slack.waitForRequests(1);
+    // Counted once the proxy has recorded the message's outcome, so a late
+    // duplicate would be among what the fake holds.
+    await proxy.waitSettled(WEBHOOK_CHANNEL, 1);
+    const [received, ...rest] = await slack.requests();
     assert.deepEqual(rest, [], 'exactly one message reaches Slack');
     assert.equal(received.path, '/api/chat.postMessage');
     assert.equal(received.channel, WEBHOOK_CHANNEL);
@@ -54,10 +57,16 @@ describe('IncomingWebhook through the proxy', () => {
   });
 
   test('a payload without text or blocks gets 400 and the plain-text code no_text', async () => {
+    const received = () => proxy.counter('slackproxy_requests_received_total',
+      { channel: WEBHOOK_CHANNEL });
+    const receivedBefore = await received();
     const error = await rejection(webhook.send({ username: 'nobody' }));
     assert.equal(error.code, ErrorCode.HTTPError, `${error.code}: ${error.message}`);
     assert.equal(error.statusCode, 400);
     assert.equal(error.body, 'no_text');
+    // Not queued: nothing for the channel was counted and nothing is left to send.
+    await proxy.waitForMetric('slackproxy_queue_size', {}, 0);
+    assert.equal(await received(), receivedBefore, 'the proxy queued nothing');
     assert.deepEqual(await slack.requests(), [], 'nothing reaches Slack');
   });
 });
