@@ -4,6 +4,20 @@
 #   SLACK_TOKEN=xoxb-... scripts/run.sh          config/slack-proxy.toml, real Slack
 #   scripts/run.sh --demo                        bundled fake Slack, no account needed
 #   scripts/run.sh -- --log-level debug          extra arguments go to slack-proxy
+#
+# Environment:
+#   BUILD_DIR=DIR             build (or find the binaries) in DIR (default: build)
+#   SLACK_PROXY_NO_BUILD=1    do not install, configure or build anything: run the
+#                             binaries already in $BUILD_DIR/bin (tests use this, so
+#                             that a run never reconfigures the build under test)
+# The demo's ports (all on this machine; the defaults match config/demo.toml):
+#   DEMO_PORT=8080            the proxy's ingress
+#   DEMO_METRICS_PORT=9090    its metrics and admin listener
+#   DEMO_FAKE_PORT=8099       the fake Slack
+# The demo runs until Ctrl-C or SIGTERM; then, and whenever it fails, it stops
+# the proxy (which drains its queue first) and the fake Slack, and exits with
+# the proxy's exit status. Its queue is ./state/demo-queue.db (relative to the
+# working directory).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
@@ -11,43 +25,103 @@ demo=0
 if [[ "${1:-}" == "--demo" ]]; then demo=1; shift; fi
 [[ "${1:-}" == "--" ]] && shift
 
-configure_and_build
+if [[ "${SLACK_PROXY_NO_BUILD:-0}" != 1 ]]; then configure_and_build; fi
 BIN="$BUILD_DIR/bin"
+for binary in slack-proxy fake-slack; do
+  if [[ ! -x "$BIN/$binary" ]]; then
+    echo "run.sh: $BIN/$binary is missing (build it, or unset SLACK_PROXY_NO_BUILD)" >&2
+    exit 1
+  fi
+done
 
 if [[ $demo -eq 0 ]]; then
   exec "$BIN/slack-proxy" --config "$ROOT/config/slack-proxy.toml" "$@"
 fi
 
-# Demo: the fake Slack prints every message it receives.
-"$BIN/fake-slack" --port 8099 &
-fake=$!
-export SLACK_TOKEN="xoxb-demo-not-a-real-token"
-"$BIN/slack-proxy" --config "$ROOT/config/demo.toml" "$@" &
-proxy=$!
-trap 'kill $proxy 2>/dev/null; wait $proxy 2>/dev/null; kill $fake 2>/dev/null' EXIT INT TERM
+# ------------------------------------------------------------------ demo --
+port="${DEMO_PORT:-8080}"
+metrics_port="${DEMO_METRICS_PORT:-9090}"
+fake_port="${DEMO_FAKE_PORT:-8099}"
+proxy_url="http://127.0.0.1:$port"
 
-for _ in $(seq 100); do
-  curl -fsS http://127.0.0.1:8080/health >/dev/null 2>&1 && break
-  sleep 0.1
+fake=""
+proxy=""
+work="$(mktemp -d)"
+# Stops whatever was started, proxy first (it drains into the fake), and
+# exits with the proxy's status: on Ctrl-C, SIGTERM, an error or a normal end.
+stop_demo() {
+  local status=$?
+  trap - EXIT INT TERM
+  if [[ -n "$proxy" ]] && kill -0 "$proxy" 2>/dev/null; then
+    kill -TERM "$proxy" 2>/dev/null || true
+    status=0
+    wait "$proxy" || status=$?
+  fi
+  if [[ -n "$fake" ]] && kill -0 "$fake" 2>/dev/null; then
+    kill -TERM "$fake" 2>/dev/null || true
+    wait "$fake" || true
+  fi
+  rm -rf "$work"
+  exit "$status"
+}
+trap stop_demo EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# config/demo.toml with the demo's ports; each address must be there, so a
+# change to that file cannot leave the demo on a port nobody checks.
+config="$work/demo.toml"
+sed -e "s/\"0\.0\.0\.0:8080\"/\"0.0.0.0:$port\"/" \
+    -e "s/\"127\.0\.0\.1:9090\"/\"127.0.0.1:$metrics_port\"/" \
+    -e "s#http://127\.0\.0\.1:8099/#http://127.0.0.1:$fake_port/#" \
+    "$ROOT/config/demo.toml" >"$config"
+for address in "0.0.0.0:$port" "127.0.0.1:$metrics_port" "127.0.0.1:$fake_port/"; do
+  if ! grep -q "$address" "$config"; then
+    echo "run.sh: config/demo.toml no longer has the demo's addresses (8080, 9090, 8099)" >&2
+    exit 1
+  fi
 done
-cat <<'MSG'
 
-slack-proxy demo: the proxy listens on :8080, the fake Slack on :8099 prints
-what it receives, metrics are on http://127.0.0.1:9090/metrics.
+# Polls `url` until it answers 2xx while process `pid` lives; fails otherwise.
+wait_healthy() {  # name, pid, url
+  for _ in $(seq 100); do
+    if ! kill -0 "$2" 2>/dev/null; then
+      echo "run.sh: $1 exited before it was ready" >&2
+      return 1
+    fi
+    curl -fsS "$3" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "run.sh: $1 did not answer $3 within 10 s" >&2
+  return 1
+}
+
+# The fake Slack prints every message it receives.
+"$BIN/fake-slack" --port "$fake_port" &
+fake=$!
+wait_healthy "fake-slack" "$fake" "http://127.0.0.1:$fake_port/_fake/stats"
+SLACK_TOKEN="xoxb-demo-not-a-real-token" "$BIN/slack-proxy" --config "$config" "$@" &
+proxy=$!
+wait_healthy "slack-proxy" "$proxy" "$proxy_url/health"
+
+cat <<MSG
+
+slack-proxy demo: the proxy listens on :$port, the fake Slack on :$fake_port prints
+what it receives, metrics are on http://127.0.0.1:$metrics_port/metrics.
 Sending 6 messages to two channels (paced at 1/s per channel, burst 3)...
 MSG
 for i in 1 2 3; do
   for ch in '#alerts' '#deploys'; do
-    reply=$(curl -sS -X POST http://127.0.0.1:8080/ -H 'Content-Type: application/json' \
+    reply=$(curl -sS -X POST "$proxy_url/" -H 'Content-Type: application/json' \
       -d "{\"channel\":\"$ch\",\"text\":\"demo message $i\",\"unfurl_links\":false}")
     printf 'sent to %-9s -> proxy answered %s\n' "$ch" "$reply"
   done
 done
-cat <<'MSG'
+cat <<MSG
 
 Try your own:
-  curl -X POST http://127.0.0.1:8080/ -H 'Content-Type: application/json' \
+  curl -X POST $proxy_url/ -H 'Content-Type: application/json' \\
        -d '{"channel":"#alerts","text":"hello"}'
 Press Ctrl-C to stop (the proxy drains its queue first).
 MSG
-wait $proxy
+wait "$proxy"
