@@ -9,9 +9,7 @@
 #include <Poco/Exception.h>
 #include <Poco/JSON/Array.h>
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <optional>
 #include <sstream>
@@ -181,27 +179,14 @@ TEST_F(AlertmanagerTest, WebhookStyleQueueFullIs503WithRetryAfterSoAlertmanagerR
 
 // ------------------------------------------------- the real Alertmanager --
 
-// Debian's package names the binary prometheus-alertmanager; upstream's
-// tarball names it alertmanager.
-std::optional<std::filesystem::path> find_alertmanager() {
-  const char* path = std::getenv("PATH");
-  std::istringstream dirs(path != nullptr ? path : "/usr/bin:/bin");
-  for (std::string dir; std::getline(dirs, dir, ':');) {
-    for (const char* name : {"prometheus-alertmanager", "alertmanager"}) {
-      const auto candidate = std::filesystem::path(dir) / name;
-      if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-    }
-  }
-  return std::nullopt;
-}
-
 // Alertmanager dispatches on its own schedule; even with group_wait 0s give
 // it room on a loaded machine.
 constexpr auto kAlertmanagerDeadline = 60s;
 
 TEST_F(AlertmanagerTest, RealAlertmanagerDeliversAnAlertThroughTheWebhookPipeline) {
-  const auto binary = find_alertmanager();
-  if (!binary) GTEST_SKIP() << "prometheus-alertmanager is not installed (apt package)";
+  // Debian's package names the binary prometheus-alertmanager; upstream's
+  // tarball names it alertmanager.
+  SP_REQUIRE_TOOL(binary, "prometheus-alertmanager", "prometheus-alertmanager", "alertmanager");
   auto& p = start_with_webhook(config());
 
   TempDir dir;
@@ -226,7 +211,7 @@ TEST_F(AlertmanagerTest, RealAlertmanagerDeliversAnAlertThroughTheWebhookPipelin
                     "    channel: '#alertmanager'\n"
                     "    title: '{{ .CommonLabels.alertname }} on {{ .CommonLabels.instance }}'\n"
                     "    text: '{{ .CommonAnnotations.summary }}'\n");
-  ChildProcess alertmanager({binary->string(), "--config.file=" + config_file.string(),
+  ChildProcess alertmanager({binary.string(), "--config.file=" + config_file.string(),
                              "--storage.path=" + (dir.path() / "data").string(),
                              "--web.listen-address=127.0.0.1:" + std::to_string(port),
                              // An empty address turns clustering (gossip on 9094) off.

@@ -293,6 +293,34 @@ CommandResult run_in(const TempDir& dir, const std::vector<std::string>& args,
 
 }  // namespace
 
+// --------------------------------------------------- external programs --
+
+std::optional<std::filesystem::path> find_program(const std::vector<std::string>& names) {
+  const char* path = std::getenv("PATH");
+  for (const auto& name : names) {
+    std::istringstream dirs(path != nullptr ? path : "/usr/bin:/bin");
+    for (std::string dir; std::getline(dirs, dir, ':');) {
+      const auto candidate = std::filesystem::path(dir.empty() ? "." : dir) / name;
+      if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    }
+  }
+  return std::nullopt;
+}
+
+bool every_tool_required() {
+  const char* value = std::getenv("SLACK_PROXY_REQUIRE_ALL");
+  return value != nullptr && std::string_view(value) == "1";
+}
+
+std::string missing_tool(const std::string& package, const std::vector<std::string>& names) {
+  std::string listed;
+  for (const auto& name : names) listed += (listed.empty() ? "" : " or ") + name;
+  return listed + " is not on PATH (Debian package " + package +
+         ", scripts/install-deps.sh installs it)" +
+         (every_tool_required() ? "; SLACK_PROXY_REQUIRE_ALL=1 makes that a failure"
+                                : "; skipped here, a failure under SLACK_PROXY_REQUIRE_ALL=1");
+}
+
 CommandResult run_proxy_command(const std::vector<std::string>& args, const Environment& env) {
   TempDir dir;
   return run_in(dir, args, env);

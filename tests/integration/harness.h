@@ -88,6 +88,29 @@ struct CommandResult {
   std::string output;  // stdout and stderr, interleaved
 };
 
+// --- external programs --------------------------------------------------------
+// A test that needs a program this repository does not build (Alertmanager,
+// promtool) starts with
+//   SP_REQUIRE_TOOL(var, "debian-package", "name", "other-name");
+// which declares `const std::filesystem::path var`, the first of the names found
+// on PATH. When none is installed the test is skipped on a developer's
+// machine, but fails when SLACK_PROXY_REQUIRE_ALL=1 is set: scripts/test.sh
+// (CI) sets it, so a missing dependency there is a failure, never a skip
+// that passes. scripts/install-deps.sh installs every such package.
+
+std::optional<std::filesystem::path> find_program(const std::vector<std::string>& names);
+bool every_tool_required();  // SLACK_PROXY_REQUIRE_ALL=1
+std::string missing_tool(const std::string& package, const std::vector<std::string>& names);
+
+#define SP_REQUIRE_TOOL(var, package, ...)                                                    \
+  const auto var##_found = ::slack_proxy::testing::find_program({__VA_ARGS__});              \
+  if (!var##_found) {                                                                       \
+    if (::slack_proxy::testing::every_tool_required())                                       \
+      GTEST_FAIL() << ::slack_proxy::testing::missing_tool(package, {__VA_ARGS__});          \
+    GTEST_SKIP() << ::slack_proxy::testing::missing_tool(package, {__VA_ARGS__});            \
+  }                                                                                          \
+  const std::filesystem::path var = *var##_found
+
 // Runs the proxy binary with `args` to completion (bounded by kDeadline).
 CommandResult run_proxy_command(const std::vector<std::string>& args,
                                 const Environment& env = default_environment());
