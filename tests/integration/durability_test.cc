@@ -285,7 +285,7 @@ TEST_F(OutageTest, NothingLostOrderKeptNoDeadLetters) {
 
   const std::string m = p.metrics();
   EXPECT_EQ(find_metric(m, kDeadLetters), 0.0) << m;
-  EXPECT_EQ(metric_sum(m, kFailed), 0) << m;
+  EXPECT_TRUE(family_sums_to_zero(m, kFailed));
   EXPECT_GT(metric_sum(m, kRetried), 0) << m;
 }
 
@@ -389,7 +389,7 @@ TEST_P(DedupTest, DifferentIdempotencyKeysAreDeliveredTwice) {
   EXPECT_EQ(post_with_key(body, "key-2").status, 200);
   EXPECT_EQ(texts_after_sentinel("#dedup"),
             (std::vector<std::string>{"twice", "twice", "sentinel"}));
-  EXPECT_EQ(metric(p.metrics(), series(kDuplicates, "#dedup")), 0);
+  EXPECT_TRUE(metric_is_zero(p.metrics(), series(kDuplicates, "#dedup")));
 }
 
 INSTANTIATE_TEST_SUITE_P(, DedupTest, ::testing::Values("memory", "sqlite"), backend_name);

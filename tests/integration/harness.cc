@@ -106,6 +106,41 @@ double sample_value(const std::string& line, std::size_t series_end) {
   return std::stod(token);
 }
 
+// The rows of the "## Metrics" section's table: "| `name{a,b}` | meaning |".
+std::vector<DocumentedFamily> parse_metrics_table(const std::string& readme,
+                                                  const std::string& where) {
+  std::vector<DocumentedFamily> families;
+  std::istringstream lines(readme);
+  bool in_section = false;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("## ", 0) == 0) {
+      in_section = line == "## Metrics";
+      continue;
+    }
+    if (!in_section || line.rfind("| `", 0) != 0) continue;
+    const std::size_t open = 3;
+    const std::size_t close = line.find('`', open);
+    const std::size_t bar = line.find('|', close);
+    if (close == std::string::npos || bar == std::string::npos) {
+      throw std::runtime_error(where + ": malformed metrics table row: " + line);
+    }
+    const std::string cell = line.substr(open, close - open);
+    DocumentedFamily f;
+    const std::size_t brace = cell.find('{');
+    f.name = cell.substr(0, brace);
+    if (brace != std::string::npos) {
+      std::istringstream labels(cell.substr(brace + 1, cell.find('}') - brace - 1));
+      for (std::string label; std::getline(labels, label, ',');) f.labels.push_back(label);
+    }
+    f.meaning = line.substr(bar + 1);
+    f.meaning = f.meaning.substr(0, f.meaning.rfind('|'));
+    f.histogram = f.meaning.find("(histogram)") != std::string::npos;
+    families.push_back(std::move(f));
+  }
+  if (families.empty()) throw std::runtime_error(where + " has no \"## Metrics\" table");
+  return families;
+}
+
 // What ASan, LSan and UBSan print when they find something (UBSan:
 // "file:line:col: runtime error: ...").
 constexpr std::string_view kSanitizerMarkers[] = {
@@ -499,11 +534,13 @@ std::string ProxyProcess::metrics() const { return http_get(metrics_url()).body;
                                                          double expected,
                                                          std::chrono::milliseconds timeout) const {
   const auto deadline = Clock::now() + timeout;
+  std::optional<std::string> scrape;
   std::optional<double> last;
   while (true) {
     try {
-      last = metric(metrics(), series);
-      if (*last == expected) return ::testing::AssertionSuccess();
+      scrape = metrics();
+      last = find_metric(*scrape, series);
+      if (last == expected) return ::testing::AssertionSuccess();
     } catch (const Poco::Exception&) {
       // The metrics listener is briefly unavailable; look again.
     }
@@ -514,6 +551,8 @@ std::string ProxyProcess::metrics() const { return http_get(metrics_url()).body;
   failure << series << " never became " << expected << " within " << timeout.count() << " ms; ";
   if (last) {
     failure << "last value " << *last;
+  } else if (scrape) {
+    failure << "it is not exposed; last scrape:\n" << *scrape;
   } else {
     failure << "metrics unreadable";
   }
@@ -537,10 +576,19 @@ std::optional<double> find_metric(const std::string& text, const std::string& se
 }
 
 double metric(const std::string& text, const std::string& series) {
-  return find_metric(text, series).value_or(0.0);
+  if (auto value = find_metric(text, series)) return *value;
+  throw MetricAbsent(series + " is not exposed; scrape:\n" + text);
+}
+
+bool family_exposed(const std::string& text, const std::string& name) {
+  const std::string type_line = "# TYPE " + name + " ";
+  return text.rfind(type_line, 0) == 0 || text.find("\n" + type_line) != std::string::npos;
 }
 
 double metric_sum(const std::string& text, const std::string& name) {
+  if (!family_exposed(text, name)) {
+    throw MetricAbsent("metric family " + name + " is not exposed; scrape:\n" + text);
+  }
   double sum = 0;
   std::istringstream lines(text);
   std::string line;
@@ -551,6 +599,91 @@ double metric_sum(const std::string& text, const std::string& name) {
     sum += sample_value(line, found->second);
   }
   return sum;
+}
+
+namespace {
+
+// The family a series name belongs to: a histogram's _bucket, _sum and
+// _count belong to the histogram's name.
+std::vector<std::string> families_of(const std::string& series_name) {
+  std::vector<std::string> names{series_name};
+  for (std::string_view suffix : {"_bucket", "_sum", "_count"}) {
+    if (series_name.size() > suffix.size() && series_name.ends_with(suffix)) {
+      names.push_back(series_name.substr(0, series_name.size() - suffix.size()));
+    }
+  }
+  return names;
+}
+
+bool documented(const std::string& family) {
+  const auto& all = documented_metric_families();
+  return std::any_of(all.begin(), all.end(),
+                     [&](const DocumentedFamily& f) { return f.name == family; });
+}
+
+// Why an absent series of `series_name` may read as zero, or nullopt.
+std::optional<std::string> known_family(const std::string& text, const std::string& series_name) {
+  for (const auto& family : families_of(series_name)) {
+    if (family_exposed(text, family)) return "family " + family + " is exposed";
+    if (documented(family)) {
+      return "family " + family + " is documented in README.md (and has no series yet)";
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+::testing::AssertionResult metric_is_zero(const std::string& text, const std::string& series) {
+  if (const auto value = find_metric(text, series)) {
+    if (*value == 0) return ::testing::AssertionSuccess() << series << " is 0";
+    return ::testing::AssertionFailure() << series << " is " << *value << ", not 0";
+  }
+  const std::string name = parse_series(series)->first.name;
+  if (auto why = known_family(text, name)) {
+    return ::testing::AssertionSuccess() << series << " has no series; " << *why;
+  }
+  return ::testing::AssertionFailure()
+         << series << " is not exposed, and " << name
+         << " is neither a family in the scrape nor in README.md's metrics table; scrape:\n"
+         << text;
+}
+
+::testing::AssertionResult metric_equals(const std::string& text, const std::string& series,
+                                         double expected) {
+  if (expected == 0) return metric_is_zero(text, series);
+  const auto value = find_metric(text, series);
+  if (value == expected) return ::testing::AssertionSuccess();
+  auto failure = ::testing::AssertionFailure() << series << " is ";
+  if (value) return failure << *value << ", not " << expected;
+  return failure << "not exposed (expected " << expected << "); scrape:\n" << text;
+}
+
+::testing::AssertionResult family_sums_to_zero(const std::string& text, const std::string& name) {
+  if (family_exposed(text, name)) {
+    const double sum = metric_sum(text, name);
+    if (sum == 0) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "the series of " << name << " sum to " << sum
+                                         << ", not 0; scrape:\n"
+                                         << text;
+  }
+  if (documented(name)) return ::testing::AssertionSuccess() << name << " has no series yet";
+  return ::testing::AssertionFailure()
+         << name << " is neither a family in the scrape nor in README.md's metrics table; scrape:\n"
+         << text;
+}
+
+const std::vector<DocumentedFamily>& documented_metric_families() {
+  static const std::vector<DocumentedFamily> families = [] {
+#ifdef SP_SOURCE_DIR
+    const std::filesystem::path readme = std::filesystem::path(SP_SOURCE_DIR) / "README.md";
+#else
+    const std::filesystem::path readme;
+    throw std::runtime_error("this binary was built without SP_SOURCE_DIR: no README.md to read");
+#endif
+    return parse_metrics_table(read_file(readme), readme.string());
+  }();
+  return families;
 }
 
 std::string series(const std::string& name, const std::string& channel) {

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -175,7 +176,8 @@ class ProxyProcess {
                     const std::string& content_type = "application/json") const;
   HttpResponse get(const std::string& path) const;
   std::string metrics() const;  // GET /metrics body
-  // Polls /metrics until `series` equals `expected` or `timeout` passes.
+  // Polls /metrics until `series` is exposed and equals `expected`, or
+  // `timeout` passes. An absent series equals nothing, not even 0.
   ::testing::AssertionResult wait_for_metric(const std::string& series, double expected,
                                              std::chrono::milliseconds timeout = kDeadline) const;
 
@@ -199,14 +201,58 @@ class ProxyProcess {
   std::unique_ptr<ChildProcess> child_;
 };
 
+// --- metrics ----------------------------------------------------------------
+// A metric that is not exposed is not zero: a renamed series must fail the
+// tests that read it, never pass an `== 0` check. So metric() and
+// metric_sum() throw MetricAbsent (which fails the test, naming the series
+// and showing the scrape), and an expected zero is written metric_is_zero()
+// or family_sums_to_zero().
+//
+// prometheus-cpp (1.0) prints nothing at all, not even `# TYPE`, for a
+// family that has no series yet, and a labelled family (a counter by
+// channel) gets its first series on first use. So "zero" for a series that
+// is absent means: its family is in this scrape, or it is one of the
+// families README.md's "## Metrics" table documents (which
+// MetricsFamiliesTest proves the real binary exports, by name, type and
+// labels, after real traffic). A family that is neither fails.
+
+struct MetricAbsent : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // Value of one series in Prometheus text format, e.g.
-// metric(text, "slackproxy_requests_succeeded_total{channel=\"#a\"}").
+// find_metric(text, "slackproxy_requests_succeeded_total{channel=\"#a\"}").
 // Label order does not matter. nullopt when the series is absent.
 std::optional<double> find_metric(const std::string& text, const std::string& series);
-// Same, but an absent series counts as 0, as Prometheus treats an untouched counter.
+// The value of a series that must be exposed; throws MetricAbsent if not.
 double metric(const std::string& text, const std::string& series);
-// Sum of every series of metric `name`, whatever their labels; 0 when none.
+// Sum of every series of family `name`, whatever their labels; throws
+// MetricAbsent unless the family is in the scrape (its `# TYPE` line).
 double metric_sum(const std::string& text, const std::string& name);
+// Whether the scrape has family `name`'s `# TYPE` line.
+bool family_exposed(const std::string& text, const std::string& name);
+
+// Passes when `series` is exposed with value 0, or is absent while its
+// family is exposed or documented (see above).
+::testing::AssertionResult metric_is_zero(const std::string& text, const std::string& series);
+// Passes when `series` is exposed with value `expected`; for 0, as metric_is_zero.
+::testing::AssertionResult metric_equals(const std::string& text, const std::string& series,
+                                         double expected);
+// Passes when family `name` is exposed and its series sum to 0, or it has no
+// series and is documented.
+::testing::AssertionResult family_sums_to_zero(const std::string& text, const std::string& name);
+
+// A row of README.md's "## Metrics" table: `name{label,...}` and whether its
+// meaning says "(histogram)".
+struct DocumentedFamily {
+  std::string name;
+  std::vector<std::string> labels;
+  bool histogram = false;
+  std::string meaning;
+};
+// Read from README.md at run time, so tests and table cannot drift; throws
+// std::runtime_error when the table cannot be found.
+const std::vector<DocumentedFamily>& documented_metric_families();
 
 // `name{channel="<channel>"}`
 std::string series(const std::string& name, const std::string& channel);

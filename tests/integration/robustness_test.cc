@@ -313,8 +313,8 @@ TEST_F(ProxyTest, AnswersAMalformedChunkedBody400AndClosesTheConnection) {
   EXPECT_EQ(p.get("/health").status, 200);
   const std::string m = p.metrics();
   EXPECT_EQ(metric(m, rejected(error)), 1) << m;
-  EXPECT_EQ(metric_sum(m, kReceived), 0) << m;
-  EXPECT_EQ(metric(m, "slackproxy_queue_size"), 0) << m;
+  EXPECT_TRUE(family_sums_to_zero(m, kReceived));
+  EXPECT_TRUE(metric_is_zero(m, "slackproxy_queue_size"));
   EXPECT_EQ(slack.count(), 0u);
 }
 
@@ -331,7 +331,7 @@ TEST_F(ProxyTest, AnswersContentLengthWithTransferEncoding400AndClosesTheConnect
   EXPECT_EQ(parse_object(reply->body)->getValue<std::string>("error"), "invalid_request");
   EXPECT_TRUE(client.wait_closed()) << "the connection stayed open";
   EXPECT_EQ(client.unread(), "") << "the body was answered as a request";
-  EXPECT_EQ(metric_sum(p.metrics(), kReceived), 0);
+  EXPECT_TRUE(family_sums_to_zero(p.metrics(), kReceived));
   EXPECT_EQ(slack.count(), 0u);
 }
 
@@ -453,7 +453,7 @@ void expect_head_refused(ProxyProcess& p, RawConnection& client, int status,
   EXPECT_TRUE(client.wait_closed()) << "the connection stayed open";
   EXPECT_TRUE(p.wait_for_log(std::to_string(status) + " " + error));
   EXPECT_TRUE(p.wait_for_metric(rejected(error), 1));
-  EXPECT_EQ(metric_sum(p.metrics(), kReceived), 0);
+  EXPECT_TRUE(family_sums_to_zero(p.metrics(), kReceived));
   EXPECT_EQ(p.post(message("#after", "still serving")).status, 200);
 }
 
@@ -545,7 +545,7 @@ TEST_F(ProxyTest, ABodyOverTheLimitIs413BeforeItIsReadWithContentLengthOrChunked
   EXPECT_TRUE(chunks.wait_closed());
 
   EXPECT_TRUE(p.wait_for_metric(rejected("request_too_large"), 2));
-  EXPECT_EQ(metric_sum(p.metrics(), kReceived), 0);
+  EXPECT_TRUE(family_sums_to_zero(p.metrics(), kReceived));
   EXPECT_EQ(slack.count(), 0u);
 }
 
@@ -673,7 +673,7 @@ TEST_F(ProxyTest, AClientTricklingItsBodyIsCutOffAfterReadTimeout) {
   const auto after = trickle(client, body);
   expect_cut_off_by_read_timeout(after, client, 1s);
   EXPECT_TRUE(p.wait_for_metric(rejected("request_timeout"), 1));
-  EXPECT_EQ(metric_sum(p.metrics(), kReceived), 0);
+  EXPECT_TRUE(family_sums_to_zero(p.metrics(), kReceived));
 }
 
 TEST_F(ProxyTest, SlowClientsHoldingEveryThreadAreCutOffAndTheNextRequestIsServed) {
@@ -755,7 +755,7 @@ TEST_F(ProxyTest, ServesHttpsWithTheConfiguredCertificateAndRefusesPlainHttp) {
   EXPECT_THROW(http_send(untrusted), Poco::Exception);
   EXPECT_EQ(http_send(request).status, 200);
   EXPECT_TRUE(p.wait_for_metric(series(kSucceeded, "#tls"), 2));
-  EXPECT_EQ(metric(p.metrics(), series(kReceived, "#plain")), 0);
+  EXPECT_TRUE(metric_is_zero(p.metrics(), series(kReceived, "#plain")));
 }
 
 TEST_F(ProxyTest, TlsMinVersionOneThreeRefusesATlsOneTwoClient) {
