@@ -55,6 +55,17 @@ int exit_code_of(int status) {
   return -1;
 }
 
+// The end of a log, enough to see why a process ended as it did.
+std::string last_lines(const std::string& text, int lines) {
+  std::size_t at = text.size();
+  for (int n = 0; at > 0 && n <= lines; ++n) {
+    const std::size_t newline = text.rfind('\n', at - 1);
+    if (newline == std::string::npos) return text;
+    at = newline;
+  }
+  return text.substr(at + 1);
+}
+
 // --- Prometheus text format -------------------------------------------------
 
 struct Series {
@@ -268,11 +279,7 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const Environme
 }
 
 ChildProcess::~ChildProcess() {
-  if (!status_) {
-    ::kill(pid_, SIGKILL);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-  }
+  if (!status_) stop();
   if (pidfd_ >= 0) ::close(pidfd_);
   // A sanitizer report fails the test even when the test itself saw nothing
   // wrong (a leak reported at exit, UB on a thread the test never asked about).
@@ -280,6 +287,33 @@ ChildProcess::~ChildProcess() {
     ADD_FAILURE() << program_ << " reported a sanitizer error (log " << log_file_ << "):\n"
                   << *report;
   }
+}
+
+void ChildProcess::stop() {
+  ::kill(pid_, SIGTERM);
+  const auto code = wait_exit(kStopDeadline);
+  if (code == 0) return;
+  if (!code) kill_hard();
+  auto failure = ::testing::AssertionFailure();
+  if (code) {
+    failure << program_ << " exited with " << *code << " after SIGTERM";
+  } else {
+    failure << program_ << " was still running " << kStopDeadline.count()
+            << " ms after SIGTERM, so it was killed with SIGKILL";
+  }
+  ADD_FAILURE() << failure.message() << " (log " << log_file_ << "); it ended with:\n"
+                << last_lines(output(), 30);
+}
+
+int ChildProcess::kill_hard() {
+  if (!status_) {
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    status_ = exit_code_of(status);
+  }
+  return *status_;
 }
 
 void ChildProcess::signal(int signal_number) {
@@ -321,7 +355,11 @@ CommandResult run_in(const TempDir& dir, const std::vector<std::string>& args,
   argv.insert(argv.end(), args.begin(), args.end());
   ChildProcess child(argv, env, dir.path() / "output.log");
   CommandResult result;
-  if (auto code = child.wait_exit(kDeadline)) result.exit_code = *code;
+  if (auto code = child.wait_exit(kDeadline)) {
+    result.exit_code = *code;
+  } else {
+    child.kill_hard();  // a hung command: exit_code -1 fails the test that ran it
+  }
   result.output = child.output();
   return result;
 }

@@ -57,10 +57,20 @@ Environment default_environment();  // SLACK_TOKEN=kTestToken, SLACK_PROXY_ADMIN
 // what follows it, or nullopt when there is none.
 std::optional<std::string> sanitizer_report(const std::string& output);
 
-// A spawned process whose stdout and stderr go to one log file. Killed with
-// SIGKILL on destruction if still alive. It also gets the test's own
-// ASAN_OPTIONS, LSAN_OPTIONS and UBSAN_OPTIONS, and a sanitizer report in its
-// output fails the current test when it is destroyed.
+// How long a child still running when it is destroyed has to exit after
+// SIGTERM. A proxy drains for at most its shutdown_timeout first.
+inline constexpr std::chrono::milliseconds kStopDeadline{15'000};
+
+// A spawned process whose stdout and stderr go to one log file. It also gets
+// the test's own ASAN_OPTIONS, LSAN_OPTIONS and UBSAN_OPTIONS.
+//
+// Destroyed while still running, it is ended as in production, with SIGTERM,
+// so that it runs its shutdown and LeakSanitizer its leak check; it fails the
+// current test if it does not exit 0 within kStopDeadline (then it is killed
+// with SIGKILL). A test that expects another ending says so by reaping the
+// child itself (wait_exit: then the exit status is the test's to check) or,
+// for kill -9, with kill_hard(). Either way, a sanitizer report in its output
+// fails the current test.
 class ChildProcess {
  public:
   ChildProcess(const std::vector<std::string>& argv, const Environment& env,
@@ -73,10 +83,16 @@ class ChildProcess {
   // Exit status once it exited within `timeout`: the exit code, or 128 + the
   // signal that killed it. nullopt when it is still running.
   std::optional<int> wait_exit(std::chrono::milliseconds timeout);
+  // SIGKILL and reap, for tests about a crash; returns the exit status.
+  int kill_hard();
   bool running();
   std::string output() const;
+  const std::filesystem::path& log_file() const { return log_file_; }
 
  private:
+  // The destructor's SIGTERM and wait; fails the test when the exit is not 0.
+  void stop();
+
   std::string program_;
   pid_t pid_ = -1;
   int pidfd_ = -1;
@@ -135,7 +151,10 @@ struct ProxyConfig {
   std::size_t max_body_bytes = 1 << 20;
   int threads = 16;
   std::string server_settings;  // extra lines inside [server]
-  std::string shutdown_timeout = "5s";
+  // Short: every proxy ends with SIGTERM (see ChildProcess), and one whose
+  // messages are stuck (a paused bucket, a slow or failing Slack) drains
+  // until this deadline. A test about draining sets its own.
+  std::string shutdown_timeout = "1s";
   int workers = 8;
   std::string log_level = "info";
   std::vector<std::string> plugin_paths;
@@ -165,6 +184,7 @@ class ProxyProcess {
   std::optional<int> wait_exit(std::chrono::milliseconds timeout) {
     return child().wait_exit(timeout);
   }
+  int kill_hard() { return child().kill_hard(); }
   std::string log() const;  // everything it wrote to stdout and stderr so far
   // Waits until the log contains `needle`.
   ::testing::AssertionResult wait_for_log(const std::string& needle,
