@@ -3,10 +3,15 @@
 # slack-proxy, delivered to a fake Slack that enforces Slack's limits (1/s per
 # channel with burst 3, 600/min per workspace with burst 10) and answers 429
 # with Retry-After beyond them. Two cases:
-#   matched  the proxy paces with the same limits: must lose nothing, get no
-#            429 and drain within 10% of the theoretical minimum;
+#   matched  the proxy paces with the same limits: must get no 429 and drain
+#            within 10% of the theoretical minimum;
 #   faster   the proxy paces 5/s per channel with no workspace bucket: must
-#            still lose nothing, by honouring Retry-After.
+#            honour Retry-After (nothing sent inside a 429's pause) and still
+#            drain within 10% of the minimum (measured 1.004-1.005; a 429
+#            near the end can cost a whole 1 s Retry-After, 1.053, and 1.10
+#            leaves room for that and scheduling delay, not for a second one).
+# Both must lose nothing, deliver nothing twice, leave the proxy's queue empty
+# and count (slackproxy_rate_limited_total) exactly the 429s the fake sent.
 #
 #   scripts/storm.sh [RUNS]       each case RUNS times (default 1)
 #   BUILD_DIR=build-x scripts/storm.sh   build and run somewhere else
@@ -34,7 +39,7 @@ run_case() {  # name, extra args...
 }
 for run in $(seq "$RUNS"); do
   run_case "matched" --max-429 0 --max-ratio 1.10
-  run_case "faster" --faster
+  run_case "faster" --faster --max-ratio 1.10
 done
 
 echo

@@ -10,9 +10,10 @@
 //   storm-bench [--channels 20] [--messages 10] [--faster] ...   (--help)
 //
 // Exit status: 0 all delivered (and within --max-429 / --max-ratio when
-// given), 1 messages lost or refused, 3 a budget exceeded (in --faster mode
-// also: any request early after a 429), 2 bad usage or the proxy did not
-// start.
+// given); 1 messages lost, refused or delivered twice, the proxy's queue not
+// empty at the end, or slackproxy_rate_limited_total not equal to the 429s
+// the fake sent; 3 a budget exceeded (in --faster mode also: any request
+// early after a 429); 2 bad usage or the proxy did not start.
 #include <Poco/Exception.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
@@ -21,6 +22,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
@@ -371,8 +373,37 @@ std::string limits_text(double channel_rate, int channel_burst, double per_minut
   return out.str();
 }
 
+constexpr const char* kRateLimitedFamily = "slackproxy_rate_limited_total";
+
+// The proxy's count of Slack's 429s, summed over channels; nullopt when the
+// family is not in the scrape (prometheus-cpp prints nothing for a family
+// that has no series yet, as after a storm without 429s).
+std::optional<long> proxy_rate_limited(const std::string& metrics) {
+  if (!family_exposed(metrics, kRateLimitedFamily)) return std::nullopt;
+  return std::lround(metric_sum(metrics, kRateLimitedFamily));
+}
+
+// Whether the proxy counted exactly the 429s the fake sent. When the fake
+// sent none, zero is read the harness's way (family_sums_to_zero: exposed
+// and summing to 0, or without series but documented in README.md), never
+// from an absent name alone.
+::testing::AssertionResult rate_limited_counts_agree(const std::string& metrics, long fake_sent) {
+  if (fake_sent == 0) return family_sums_to_zero(metrics, kRateLimitedFamily);
+  const auto counted = proxy_rate_limited(metrics);
+  if (!counted) {
+    return ::testing::AssertionFailure() << kRateLimitedFamily << " is not exposed, but the fake sent "
+                                         << fake_sent << " 429s";
+  }
+  if (*counted != fake_sent) {
+    return ::testing::AssertionFailure() << "the fake sent " << fake_sent
+                                         << " 429s but the proxy counted " << *counted;
+  }
+  return ::testing::AssertionSuccess();
+}
+
 // The last `lines` lines of `text`.
 std::string tail(const std::string& text, int lines) {
+  if (text.empty()) return "(empty)";
   std::size_t at = text.size();
   for (int n = 0; at > 0 && n <= lines; ++n) {
     const std::size_t newline = text.rfind('\n', at - 1);
@@ -463,8 +494,10 @@ int main(int argc, char** argv) {
   std::printf("  lost       %ld\n", lost);
   std::printf("  duplicates %ld%s\n", duplicates,
               queue_empty ? "" : "  (the proxy's queue never emptied: more may follow)");
-  std::printf("  429s       %ld sent by the fake; the proxy counted %.0f\n", rate_limited,
-              metric_sum(metrics, "slackproxy_rate_limited_total"));
+  const std::optional<long> proxy_counted = proxy_rate_limited(metrics);
+  std::printf("  429s       %ld sent by the fake; the proxy counted %s\n", rate_limited,
+              proxy_counted ? std::to_string(*proxy_counted).c_str()
+                            : "none (no series)");
   std::printf("  early      %ld request(s) arrived inside a 429's Retry-After (after %lld ms "
               "in-flight grace)\n",
               early, static_cast<long long>(kInFlightGrace.count()));
@@ -483,26 +516,42 @@ int main(int argc, char** argv) {
       o.channels, o.messages, o.faster ? 1 : 0, accepted, delivered, lost, duplicates, rate_limited,
       early, drain.count(), minimum.total().count(), ratio);
 
+  // Correctness first (exit 1), then the budgets (exit 3); every failure is
+  // printed, so one run shows all that went wrong.
+  int status = 0;
+  const auto fail = [&](int code, const std::string& why) {
+    std::fprintf(stderr, "storm-bench: FAIL: %s\n", why.c_str());
+    if (status == 0 || code < status) status = code;
+  };
   if (lost > 0 || accepted < total) {
-    std::fprintf(stderr, "storm-bench: FAIL: %ld lost, %ld refused; end of the proxy's log:\n%s\n",
-                 lost, total - accepted, tail(proxy.log(), 40).c_str());
-    return 1;
+    fail(1, std::to_string(lost) + " lost, " + std::to_string(total - accepted) + " refused");
+  }
+  if (!queue_empty) {
+    fail(1, "the proxy's queue never emptied (slackproxy_queue_size still above 0 10 s after "
+            "the wait for deliveries ended)");
+  }
+  if (duplicates > 0) fail(1, std::to_string(duplicates) + " message(s) delivered more than once");
+  if (metrics.empty()) {
+    fail(1, "the proxy's /metrics could not be read, so its 429 count cannot be checked");
+  } else if (const auto agree = rate_limited_counts_agree(metrics, rate_limited); !agree) {
+    fail(1, agree.message());
   }
   if (o.max_rate_limited && rate_limited > *o.max_rate_limited) {
-    std::fprintf(stderr, "storm-bench: FAIL: %ld 429s, at most %ld allowed\n", rate_limited,
-                 *o.max_rate_limited);
-    return 3;
+    fail(3, std::to_string(rate_limited) + " 429s, at most " +
+                std::to_string(*o.max_rate_limited) + " allowed");
   }
   if (o.faster && early > 0) {
-    std::fprintf(stderr,
-                 "storm-bench: FAIL: %ld request(s) arrived before a 429's Retry-After had passed\n",
-                 early);
-    return 3;
+    fail(3, std::to_string(early) + " request(s) arrived before a 429's Retry-After had passed");
   }
   if (o.max_ratio && minimum.total().count() > 0 && ratio > *o.max_ratio) {
-    std::fprintf(stderr, "storm-bench: FAIL: drain took %.3f x the minimum, at most %.3f allowed\n",
-                 ratio, *o.max_ratio);
-    return 3;
+    char why[128];
+    std::snprintf(why, sizeof why, "drain took %.3f x the minimum, at most %.3f allowed", ratio,
+                  *o.max_ratio);
+    fail(3, why);
   }
-  return 0;
+  if (status == 1) {
+    std::fprintf(stderr, "storm-bench: end of the proxy's log:\n%s\n",
+                 tail(proxy.log(), 40).c_str());
+  }
+  return status;
 }
