@@ -8,7 +8,8 @@ packages=(
   build-essential cmake ninja-build pkg-config curl ca-certificates openssl
   libpoco-dev libboost-dev libspdlog-dev prometheus-cpp-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev
-  prometheus-alertmanager
+  python3                    # scripts/test.sh reads CTest's JUnit report for skips
+  prometheus-alertmanager prometheus   # the real Alertmanager; promtool (metrics check)
   clang libclang-rt-14-dev   # libFuzzer for the fuzz targets (scripts/fuzz.sh)
 )
 # The real Slack SDKs run on Node.js (18 or newer); keep one already there.
