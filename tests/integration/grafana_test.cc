@@ -2,9 +2,11 @@
 // sends, the Authorization: Bearer it carries, and the replies it counts as
 // delivered.
 //
-// Source: grafana/alerting, receivers/slack/v1/slack.go at commit 0fca94bf
-// (the notifier Grafana 11/12 run; the older receivers/slack/slack.go at
-// 0025eb4f builds the same body). What it sends: json.Marshal of a message
+// Source: grafana/alerting (the Go module grafana/grafana's unified alerting
+// imports), receivers/slack/v1/slack.go at commit 0fca94bf and its
+// config.go (defaults: username "Grafana", the default title and text
+// templates, color #D63232 when firing); the older receivers/slack/slack.go
+// at 0025eb4f builds the same body. What it sends: json.Marshal of a message
 // {channel, text, username, icon_emoji, icon_url, attachments, blocks,
 // thread_ts} with every field but `attachments` omitted when empty, and one
 // attachment {title, title_link, text, image_url, fallback, fields, footer,
