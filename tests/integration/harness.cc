@@ -117,14 +117,17 @@ double sample_value(const std::string& line, std::size_t series_end) {
   return std::stod(token);
 }
 
-// The rows of the "## Metrics" section's table: "| `name{a,b}` | meaning |".
+// The rows of the table under "## Metrics" (before any subsection, such as
+// the admin API's, whose tables are not metrics): "| `name{a,b}` | meaning |".
 std::vector<DocumentedFamily> parse_metrics_table(const std::string& readme,
                                                   const std::string& where) {
   std::vector<DocumentedFamily> families;
   std::istringstream lines(readme);
   bool in_section = false;
+  bool in_code = false;  // a "# comment" in a code block is no heading
   for (std::string line; std::getline(lines, line);) {
-    if (line.rfind("## ", 0) == 0) {
+    if (line.rfind("```", 0) == 0) in_code = !in_code;
+    if (!in_code && line.rfind('#', 0) == 0) {
       in_section = line == "## Metrics";
       continue;
     }
@@ -616,6 +619,19 @@ std::optional<double> find_metric(const std::string& text, const std::string& se
 double metric(const std::string& text, const std::string& series) {
   if (auto value = find_metric(text, series)) return *value;
   throw MetricAbsent(series + " is not exposed; scrape:\n" + text);
+}
+
+std::vector<Sample> samples(const std::string& text) {
+  std::vector<Sample> all;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    auto found = parse_series(line);
+    if (!found) throw std::invalid_argument("malformed sample line: " + line);
+    all.push_back({std::move(found->first.name), std::move(found->first.labels),
+                   sample_value(line, found->second)});
+  }
+  return all;
 }
 
 bool family_exposed(const std::string& text, const std::string& name) {

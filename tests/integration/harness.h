@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -249,6 +250,13 @@ double metric(const std::string& text, const std::string& series);
 // Sum of every series of family `name`, whatever their labels; throws
 // MetricAbsent unless the family is in the scrape (its `# TYPE` line).
 double metric_sum(const std::string& text, const std::string& name);
+// Every sample line of a scrape, in order.
+struct Sample {
+  std::string name;
+  std::map<std::string, std::string> labels;
+  double value = 0;
+};
+std::vector<Sample> samples(const std::string& text);
 // Whether the scrape has family `name`'s `# TYPE` line.
 bool family_exposed(const std::string& text, const std::string& name);
 
