@@ -184,9 +184,13 @@ function documentedFamilies() {
   if (documented) return documented;
   const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
   documented = new Set();
+  // The table right under "## Metrics", before any subsection (the admin
+  // API's tables are no metrics); a "# comment" in a code block is no heading.
   let inSection = false;
+  let inCode = false;
   for (const line of readme.split('\n')) {
-    if (line.startsWith('## ')) {
+    if (line.startsWith('```')) inCode = !inCode;
+    if (!inCode && line.startsWith('#')) {
       inSection = line === '## Metrics';
     } else if (inSection) {
       const row = line.match(/^\| `([a-z_:][a-z0-9_:]*)/);
