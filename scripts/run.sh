@@ -89,7 +89,7 @@ wait_healthy() {  # name, pid, url
       echo "run.sh: $1 exited before it was ready" >&2
       return 1
     fi
-    curl -fsS "$3" >/dev/null 2>&1 && return 0
+    curl -fsS --max-time 1 "$3" >/dev/null 2>&1 && return 0
     sleep 0.1
   done
   echo "run.sh: $1 did not answer $3 within 10 s" >&2
@@ -112,7 +112,7 @@ Sending 6 messages to two channels (paced at 1/s per channel, burst 3)...
 MSG
 for i in 1 2 3; do
   for ch in '#alerts' '#deploys'; do
-    reply=$(curl -sS -X POST "$proxy_url/" -H 'Content-Type: application/json' \
+    reply=$(curl -sS --max-time 10 -X POST "$proxy_url/" -H 'Content-Type: application/json' \
       -d "{\"channel\":\"$ch\",\"text\":\"demo message $i\",\"unfurl_links\":false}")
     printf 'sent to %-9s -> proxy answered %s\n' "$ch" "$reply"
   done
