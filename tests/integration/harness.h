@@ -88,7 +88,6 @@ class ChildProcess {
   int kill_hard();
   bool running();
   std::string output() const;
-  const std::filesystem::path& log_file() const { return log_file_; }
 
  private:
   // The destructor's SIGTERM and wait; fails the test when the exit is not 0.
