@@ -39,9 +39,6 @@ constexpr const char* kDenylistSize = "slackproxy_denylist_size";
 // For waits that span a whole run (hundreds of messages), not one step.
 constexpr milliseconds kRunDeadline{20'000};
 
-std::string text_of(const RecordedRequest& r) {
-  return parse_object(r.body)->getValue<std::string>("text");
-}
 
 std::vector<std::string> texts_to(const FakeSlack& slack, const std::string& channel) {
   std::vector<std::string> texts;
@@ -50,29 +47,7 @@ std::vector<std::string> texts_to(const FakeSlack& slack, const std::string& cha
   return texts;
 }
 
-// Waits, on the fake's own notification of each request, until `done` holds
-// for everything it has recorded.
-::testing::AssertionResult wait_until_recorded(
-    const FakeSlack& slack, const std::function<bool(const std::vector<RecordedRequest>&)>& done,
-    milliseconds timeout, const std::string& what) {
-  const auto deadline = Clock::now() + timeout;
-  while (true) {
-    const auto seen = slack.requests();
-    if (done(seen)) return ::testing::AssertionSuccess();
-    const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-    if (left <= 0ms) {
-      return ::testing::AssertionFailure()
-             << "the fake Slack never saw " << what << " within " << timeout.count() << " ms ("
-             << seen.size() << " request(s) recorded)";
-    }
-    slack.wait_for(seen.size() + 1, left);
-  }
-}
 
-// [queue] lines for a SQLite database in `dir`, which outlives any one proxy.
-std::string sqlite_settings(const TempDir& dir) {
-  return "path = \"" + (dir.path() / "queue.db").string() + "\"\nsync = \"full\"\n";
-}
 
 // Query-string value: everything but unreserved characters as %XX.
 std::string query_value(const std::string& value) {
@@ -90,14 +65,6 @@ std::string query_value(const std::string& value) {
   return out;
 }
 
-// A request to the admin API, which is served on the metrics listener.
-HttpResponse admin(const ProxyProcess& p, const std::string& method, const std::string& target) {
-  HttpRequest request;
-  request.method = method;
-  request.url = p.metrics_url(target);
-  request.headers = {{"Authorization", std::string("Bearer ") + kAdminKey}};
-  return http_send(request);
-}
 
 // The `recovered N message(s)` a SQLite proxy logs at start-up.
 std::optional<int> recovered_in(const std::string& log) {
@@ -112,7 +79,7 @@ class BackendTest : public ProxyTest, public ::testing::WithParamInterface<std::
   ProxyConfig backend_config() const {
     ProxyConfig c = config();
     c.queue_backend = GetParam();
-    if (GetParam() == "sqlite") c.queue_settings = sqlite_settings(state_);
+    if (GetParam() == "sqlite") c.queue_settings = sqlite_settings(state_.path() / "queue.db");
     return c;
   }
 
@@ -135,7 +102,7 @@ TEST_F(CrashTest, KillNineLosesNothingThatGotOk) {
   slack.set_default(Behaviour::http_status(503));  // Slack is down: nothing leaves the queue
   ProxyConfig c = config();
   c.queue_backend = "sqlite";
-  c.queue_settings = sqlite_settings(state);
+  c.queue_settings = sqlite_settings(state.path() / "queue.db");
   ProxyProcess& first = start(c);
 
   std::mutex mutex;
@@ -202,7 +169,7 @@ TEST_F(CrashTest, KillNineLosesNothingThatGotOk) {
         return std::includes(delivered.begin(), delivered.end(), accepted.begin(),
                              accepted.end());
       },
-      kRunDeadline, "every accepted message"));
+      "every accepted message", kRunDeadline));
   // Whatever else was recovered (committed, but the reply never arrived) is
   // sent too; counting duplicates is only final once nothing is left.
   ASSERT_TRUE(second.wait_for_metric(kQueueSize, 0, kRunDeadline));
@@ -255,7 +222,7 @@ TEST_F(OutageTest, NothingLostOrderKeptNoDeadLetters) {
         }
         return true;
       },
-      kDeadline, "max_retries + 2 attempts on every channel"));
+      "max_retries + 2 attempts on every channel"));
   slack.set_default(Behaviour::ok());
 
   for (const auto& channel : channels)
@@ -277,7 +244,7 @@ TEST_F(OutageTest, NothingLostOrderKeptNoDeadLetters) {
     EXPECT_EQ(delivered, expected) << channel;
   }
 
-  const HttpResponse list = admin(p, "GET", "/admin/dead-letters");
+  const HttpResponse list = admin_request(p, "GET", "/admin/dead-letters");
   ASSERT_EQ(list.status, 200) << list.body;
   const auto body = parse_object(list.body);
   EXPECT_EQ(body->getArray("dead_letters")->size(), 0u) << list.body;
@@ -299,7 +266,7 @@ TEST_F(DrainTest, SigtermLeavesTheRestOnDisk) {
   slack.set_default(Behaviour::http_status(503));
   ProxyConfig c = config();
   c.queue_backend = "sqlite";
-  c.queue_settings = sqlite_settings(state);
+  c.queue_settings = sqlite_settings(state.path() / "queue.db");
   c.shutdown_timeout = "1s";
   ProxyProcess& first = start(c);
   for (int i = 1; i <= kMessages; ++i)
@@ -355,7 +322,7 @@ class DedupTest : public BackendTest {
             return r.channel == channel && text_of(r) == "sentinel";
           });
         },
-        kDeadline, "the sentinel"));
+        "the sentinel"));
     return texts_to(slack, channel);
   }
 };
@@ -460,7 +427,7 @@ class DeadLetterApiTest : public BackendTest {
     for (const auto& record : list("")) {
       const std::string id = record->getValue<std::string>("id");
       ids_.push_back(id);
-      const HttpResponse shown = admin(p, "GET", "/admin/dead-letters/" + id);
+      const HttpResponse shown = admin_request(p, "GET", "/admin/dead-letters/" + id);
       ASSERT_EQ(shown.status, 200) << shown.body;
       const std::string payload =
           parse_object(shown.body)->getObject("dead_letter")->getValue<std::string>("payload");
@@ -474,7 +441,7 @@ class DeadLetterApiTest : public BackendTest {
   std::vector<Poco::JSON::Object::Ptr> list(const std::string& query,
                                             std::string* next_after = nullptr) {
     const HttpResponse r =
-        admin(*proxy, "GET", "/admin/dead-letters" + (query.empty() ? "" : "?" + query));
+        admin_request(*proxy, "GET", "/admin/dead-letters" + (query.empty() ? "" : "?" + query));
     EXPECT_EQ(r.status, 200) << query << ": " << r.body;
     std::vector<Poco::JSON::Object::Ptr> records;
     if (r.status != 200) return records;
@@ -498,13 +465,13 @@ class DeadLetterApiTest : public BackendTest {
   }
 
   int total() {
-    const HttpResponse r = admin(*proxy, "GET", "/admin/dead-letters");
+    const HttpResponse r = admin_request(*proxy, "GET", "/admin/dead-letters");
     EXPECT_EQ(r.status, 200) << r.body;
     return r.status == 200 ? parse_object(r.body)->getValue<int>("total") : -1;
   }
 
   HttpResponse replay(const std::string& text) {
-    return admin(*proxy, "POST", "/admin/dead-letters/" + id_of_.at(text) + "/replay");
+    return admin_request(*proxy, "POST", "/admin/dead-letters/" + id_of_.at(text) + "/replay");
   }
 
   std::map<std::string, std::string> posted_;  // text -> body as posted
@@ -549,7 +516,7 @@ TEST_P(DeadLetterApiTest, FiltersByError) {
 TEST_P(DeadLetterApiTest, FiltersByKind) {
   EXPECT_EQ(listed_ids("kind=not_processed"), ids({"gone-2"}));
   EXPECT_EQ(listed_ids("kind=failed"), ids({"gone-1", "bad-1", "bad-2"}));
-  const HttpResponse bad = admin(*proxy, "GET", "/admin/dead-letters?kind=lost");
+  const HttpResponse bad = admin_request(*proxy, "GET", "/admin/dead-letters?kind=lost");
   EXPECT_EQ(bad.status, 400) << bad.body;
   EXPECT_EQ(error_of(bad), "invalid_kind");
 }
@@ -582,14 +549,14 @@ TEST_P(DeadLetterApiTest, PagesWithLimitAndAfter) {
 
 TEST_P(DeadLetterApiTest, ShowsOneWithThePayloadAsPosted) {
   for (const auto& [text, id] : id_of_) {
-    const HttpResponse r = admin(*proxy, "GET", "/admin/dead-letters/" + id);
+    const HttpResponse r = admin_request(*proxy, "GET", "/admin/dead-letters/" + id);
     ASSERT_EQ(r.status, 200) << r.body;
     const auto record = parse_object(r.body)->getObject("dead_letter");
     EXPECT_EQ(record->getValue<std::string>("id"), id);
     EXPECT_EQ(record->getValue<std::string>("payload"), posted_.at(text)) << text;
     EXPECT_EQ(r.body.find(kTestToken), std::string::npos) << r.body;
   }
-  const HttpResponse missing = admin(*proxy, "GET", "/admin/dead-letters/no-such-id");
+  const HttpResponse missing = admin_request(*proxy, "GET", "/admin/dead-letters/no-such-id");
   EXPECT_EQ(missing.status, 404) << missing.body;
   EXPECT_EQ(error_of(missing), "not_found");
 }
@@ -603,13 +570,13 @@ TEST_P(DeadLetterApiTest, ReplaysOneThatIsThenDeliveredAndGoneFromTheList) {
   ASSERT_TRUE(proxy->wait_for_metric(series(kSucceeded, "#bad"), 1));
   EXPECT_EQ(texts_to(slack, "#bad"), (std::vector<std::string>{"bad-1", "bad-2", "bad-1"}));
   EXPECT_EQ(listed_ids(""), ids({"gone-1", "bad-2", "gone-2"}));
-  EXPECT_EQ(admin(*proxy, "GET", "/admin/dead-letters/" + id_of_.at("bad-1")).status, 404);
+  EXPECT_EQ(admin_request(*proxy, "GET", "/admin/dead-letters/" + id_of_.at("bad-1")).status, 404);
   const HttpResponse again = replay("bad-1");
   EXPECT_EQ(again.status, 404) << again.body;
 }
 
 TEST_P(DeadLetterApiTest, ReplaysEveryMatchOfAFilter) {
-  const HttpResponse r = admin(*proxy, "POST", "/admin/dead-letters/replay?error=invalid_blocks");
+  const HttpResponse r = admin_request(*proxy, "POST", "/admin/dead-letters/replay?error=invalid_blocks");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(parse_object(r.body)->getValue<int>("replayed"), 2) << r.body;
   EXPECT_EQ(parse_object(r.body)->getValue<int>("left"), 0) << r.body;
@@ -620,12 +587,12 @@ TEST_P(DeadLetterApiTest, ReplaysEveryMatchOfAFilter) {
 }
 
 TEST_P(DeadLetterApiTest, DeletesOne) {
-  const HttpResponse r = admin(*proxy, "DELETE", "/admin/dead-letters/" + id_of_.at("bad-2"));
+  const HttpResponse r = admin_request(*proxy, "DELETE", "/admin/dead-letters/" + id_of_.at("bad-2"));
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(parse_object(r.body)->getValue<int>("deleted"), 1);
   EXPECT_EQ(listed_ids(""), ids({"gone-1", "bad-1", "gone-2"}));
-  EXPECT_EQ(admin(*proxy, "GET", "/admin/dead-letters/" + id_of_.at("bad-2")).status, 404);
-  EXPECT_EQ(admin(*proxy, "DELETE", "/admin/dead-letters/" + id_of_.at("bad-2")).status, 404);
+  EXPECT_EQ(admin_request(*proxy, "GET", "/admin/dead-letters/" + id_of_.at("bad-2")).status, 404);
+  EXPECT_EQ(admin_request(*proxy, "DELETE", "/admin/dead-letters/" + id_of_.at("bad-2")).status, 404);
   EXPECT_EQ(slack.count(), 3u) << "a deleted dead letter was sent";
 }
 
@@ -633,19 +600,19 @@ TEST_P(DeadLetterApiTest, BulkDeleteAndBulkReplayNeedAFilter) {
   for (const char* method : {"DELETE", "POST"}) {
     const std::string target =
         std::string("/admin/dead-letters") + (method == std::string("POST") ? "/replay" : "");
-    const HttpResponse r = admin(*proxy, method, target);
+    const HttpResponse r = admin_request(*proxy, method, target);
     EXPECT_EQ(r.status, 400) << method << " " << target << ": " << r.body;
     EXPECT_EQ(error_of(r), "filter_required") << method;
   }
   EXPECT_EQ(total(), 4) << "a request without a filter touched the store";
 
   const HttpResponse by_channel =
-      admin(*proxy, "DELETE", "/admin/dead-letters?channel=" + query_value("#bad"));
+      admin_request(*proxy, "DELETE", "/admin/dead-letters?channel=" + query_value("#bad"));
   ASSERT_EQ(by_channel.status, 200) << by_channel.body;
   EXPECT_EQ(parse_object(by_channel.body)->getValue<int>("deleted"), 2);
   EXPECT_EQ(listed_ids(""), ids({"gone-1", "gone-2"}));
 
-  const HttpResponse all = admin(*proxy, "DELETE", "/admin/dead-letters?all=true");
+  const HttpResponse all = admin_request(*proxy, "DELETE", "/admin/dead-letters?all=true");
   ASSERT_EQ(all.status, 200) << all.body;
   EXPECT_EQ(parse_object(all.body)->getValue<int>("deleted"), 2);
   EXPECT_EQ(total(), 0);
@@ -653,17 +620,17 @@ TEST_P(DeadLetterApiTest, BulkDeleteAndBulkReplayNeedAFilter) {
 
 TEST_P(DeadLetterApiTest, GaugeFollowsTheStore) {
   EXPECT_EQ(find_metric(proxy->metrics(), kDeadLetters), 4.0);
-  ASSERT_EQ(admin(*proxy, "DELETE", "/admin/dead-letters/" + id_of_.at("bad-2")).status, 200);
+  ASSERT_EQ(admin_request(*proxy, "DELETE", "/admin/dead-letters/" + id_of_.at("bad-2")).status, 200);
   EXPECT_TRUE(proxy->wait_for_metric(kDeadLetters, 3));
   ASSERT_EQ(replay("bad-1").status, 200);
   EXPECT_TRUE(proxy->wait_for_metric(kDeadLetters, 2));
   ASSERT_TRUE(proxy->wait_for_metric(series(kSucceeded, "#bad"), 1));
-  ASSERT_EQ(admin(*proxy, "DELETE", "/admin/dead-letters?all=true").status, 200);
+  ASSERT_EQ(admin_request(*proxy, "DELETE", "/admin/dead-letters?all=true").status, 200);
   EXPECT_TRUE(proxy->wait_for_metric(kDeadLetters, 0));
 }
 
 TEST_P(DeadLetterApiTest, ReplaysADenyListedMessageAsAProbe) {
-  const HttpResponse shown = admin(*proxy, "GET", "/admin/dead-letters/" + id_of_.at("gone-2"));
+  const HttpResponse shown = admin_request(*proxy, "GET", "/admin/dead-letters/" + id_of_.at("gone-2"));
   ASSERT_EQ(shown.status, 200) << shown.body;
   EXPECT_EQ(parse_object(shown.body)->getObject("dead_letter")->getValue<std::string>("kind"),
             "not_processed");

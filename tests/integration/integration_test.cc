@@ -27,9 +27,6 @@ std::string canonical_json(const std::string& text) {
   return out.str();
 }
 
-std::string text_of(const RecordedRequest& r) {
-  return parse_object(r.body)->getValue<std::string>("text");
-}
 
 std::vector<RecordedRequest> requests_to(const FakeSlack& slack, const std::string& channel) {
   std::vector<RecordedRequest> matching;
@@ -349,7 +346,10 @@ TEST_F(ProxyTest, DrainsTheQueueOnSigtermAndRefusesNewMessages) {
   p.signal(SIGTERM);
 
   // Until the signal is handled a message may still be accepted (and then
-  // delivered too); after that, never.
+  // delivered too); after that, never. Each try is a new connection, which
+  // the stopped listener refuses, or, if accepted just before it stopped,
+  // answers 503: either is a refusal. The exact 503 on a connection that
+  // was already open is ConnectionLimitsTest.DrainAnswers503ShuttingDown...
   std::optional<HttpResponse> refusal;
   bool connection_refused = false;
   const auto deadline = std::chrono::steady_clock::now() + kDeadline;

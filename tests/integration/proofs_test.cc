@@ -42,14 +42,7 @@ using std::chrono::milliseconds;
 constexpr const char* kDeadLetters = "slackproxy_dead_letters";
 constexpr const char* kQueueSize = "slackproxy_queue_size";
 
-// [queue] lines for a SQLite database at `path`, which outlives any one proxy.
-std::string sqlite_settings(const std::filesystem::path& path, const std::string& sync = "full") {
-  return "path = \"" + path.string() + "\"\nsync = \"" + sync + "\"\n";
-}
 
-std::string text_of(const RecordedRequest& r) {
-  return parse_object(r.body)->getValue<std::string>("text");
-}
 
 // Waits, on the fake's notification of each request, until it has seen a
 // request with each of `texts`.
@@ -72,12 +65,6 @@ std::string text_of(const RecordedRequest& r) {
                                        << *missing.begin();
 }
 
-HttpResponse admin_get(const ProxyProcess& p, const std::string& target) {
-  HttpRequest request;
-  request.url = p.metrics_url(target);
-  request.headers = {{"Authorization", std::string("Bearer ") + kAdminKey}};
-  return http_send(request);
-}
 
 // Ends a proxy the way an operator does and requires a clean exit.
 void stop_cleanly(ProxyProcess& p) {
@@ -366,7 +353,7 @@ TEST_F(RestartTest, WithoutQueueKeyAQueuedCallerTokenMessageBecomesTokenUnavaila
   ASSERT_TRUE(second.wait_for_metric(kDeadLetters, 1));
   EXPECT_TRUE(second.wait_for_log("dead-lettered as token_unavailable"));
 
-  const HttpResponse list = admin_get(second, "/admin/dead-letters");
+  const HttpResponse list = admin_request(second, "GET", "/admin/dead-letters");
   ASSERT_EQ(list.status, 200) << list.body;
   const auto records = parse_object(list.body)->getArray("dead_letters");
   ASSERT_EQ(records->size(), 1u) << list.body;

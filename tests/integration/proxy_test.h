@@ -9,6 +9,9 @@
 #include <Poco/JSON/Parser.h>
 
 #include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <functional>
 #include <memory>
 #include <sstream>
 #include <stdexcept>
@@ -58,6 +61,50 @@ inline std::vector<std::string> non_empty_lines(const std::string& text) {
   for (std::string line; std::getline(in, line);)
     if (line.find_first_not_of(" \t\r") != std::string::npos) lines.push_back(line);
   return lines;
+}
+
+// The "text" field of a request the fake Slack recorded.
+inline std::string text_of(const RecordedRequest& r) {
+  return parse_object(r.body)->getValue<std::string>("text");
+}
+
+// [queue] lines for a SQLite database at `path`, which outlives any one proxy.
+inline std::string sqlite_settings(const std::filesystem::path& path,
+                                   const std::string& sync = "full") {
+  return "path = \"" + path.string() + "\"\nsync = \"" + sync + "\"\n";
+}
+
+// A request to the admin API, served on the metrics listener, with the test
+// proxies' admin key.
+inline HttpResponse admin_request(const ProxyProcess& p, const std::string& method,
+                                  const std::string& target) {
+  HttpRequest request;
+  request.method = method;
+  request.url = p.metrics_url(target);
+  request.headers = {{"Authorization", std::string("Bearer ") + kAdminKey}};
+  return http_send(request);
+}
+
+// Waits, on the fake's own notification of each request, until `done` holds
+// for everything it has recorded; `what` names it in the failure.
+inline ::testing::AssertionResult wait_until_recorded(
+    const FakeSlack& slack, const std::function<bool(const std::vector<RecordedRequest>&)>& done,
+    const std::string& what, std::chrono::milliseconds timeout = kDeadline) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    const auto seen = slack.requests();
+    if (done(seen)) return ::testing::AssertionSuccess();
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      std::ostringstream channels;
+      for (const auto& r : seen) channels << ' ' << r.channel;
+      return ::testing::AssertionFailure() << "the fake Slack never saw " << what << " within "
+                                           << timeout.count() << " ms; it saw " << seen.size()
+                                           << " request(s), to:" << channels.str();
+    }
+    slack.wait_for(seen.size() + 1, left);
+  }
 }
 
 // A fake Slack and a proxy pointed at it; the proxy dies before the fake.

@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "proxy_test.h"
+#include "raw_connection.h"
 #include "test_certs.h"
 
 namespace slack_proxy::testing {
@@ -50,113 +51,6 @@ std::size_t count_lines_matching(const std::string& text, const std::regex& patt
 }
 
 // ------------------------------------------------------ raw connections --
-
-struct RawResponse {
-  int status = 0;
-  std::map<std::string, std::string> headers;  // lower-cased names
-  std::string body;
-};
-
-// A bare TCP connection to the ingress, for what an HTTP client will not do:
-// send broken framing, or hold a keep-alive connection open and idle.
-class RawConnection {
- public:
-  explicit RawConnection(std::uint16_t port)
-      : socket_(Poco::Net::SocketAddress("127.0.0.1", port)) {
-    // Reads wake this often to check their deadline.
-    socket_.setReceiveTimeout(Poco::Timespan(0, 100'000));
-  }
-
-  void send(const std::string& bytes) {
-    std::size_t sent = 0;
-    while (sent < bytes.size()) {
-      sent += static_cast<std::size_t>(
-          socket_.sendBytes(bytes.data() + sent, static_cast<int>(bytes.size() - sent)));
-    }
-  }
-
-  // One response framed by Content-Length; nullopt when the connection ended
-  // first or `timeout` passed.
-  std::optional<RawResponse> read_response(std::chrono::milliseconds timeout = kDeadline) {
-    const auto deadline = Clock::now() + timeout;
-    std::size_t header_end;
-    while ((header_end = buffer_.find("\r\n\r\n")) == std::string::npos) {
-      if (!receive_until(deadline)) return std::nullopt;
-    }
-    RawResponse r;
-    std::istringstream head(buffer_.substr(0, header_end));
-    std::string line;
-    std::getline(head, line);
-    if (line.size() < 12 || !line.starts_with("HTTP/1.")) return std::nullopt;
-    r.status = std::stoi(line.substr(9, 3));
-    while (std::getline(head, line)) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      const auto colon = line.find(':');
-      if (colon == std::string::npos) continue;
-      std::string name = line.substr(0, colon);
-      std::transform(name.begin(), name.end(), name.begin(),
-                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-      r.headers[name] = line.substr(line.find_first_not_of(' ', colon + 1));
-    }
-    const auto length_header = r.headers.find("content-length");
-    const std::size_t length =
-        length_header == r.headers.end() ? 0 : std::stoul(length_header->second);
-    const std::size_t body_start = header_end + 4;
-    while (buffer_.size() < body_start + length) {
-      if (!receive_until(deadline)) return std::nullopt;
-    }
-    r.body = buffer_.substr(body_start, length);
-    buffer_.erase(0, body_start + length);
-    return r;
-  }
-
-  // True once the server has closed the connection (end of stream, or a
-  // reset when it closed with bytes of ours unread), false when `timeout`
-  // passed with the connection still open. Bytes that arrive meanwhile are
-  // kept for read_response.
-  bool wait_closed(std::chrono::milliseconds timeout = kDeadline) {
-    const auto deadline = Clock::now() + timeout;
-    while (true) {
-      try {
-        char chunk[4096];
-        const int n = socket_.receiveBytes(chunk, sizeof(chunk));
-        if (n <= 0) return true;
-        buffer_.append(chunk, static_cast<std::size_t>(n));
-      } catch (const Poco::TimeoutException&) {
-        if (Clock::now() >= deadline) return false;
-      } catch (const Poco::Net::ConnectionResetException&) {
-        return true;
-      }
-    }
-  }
-
-  // What arrived after the last response read.
-  const std::string& unread() const { return buffer_; }
-
-  // True when the server has neither closed the connection nor sent anything.
-  bool open_and_quiet() {
-    return buffer_.empty() && !socket_.poll(Poco::Timespan(0), Poco::Net::Socket::SELECT_READ);
-  }
-
- private:
-  // Appends what arrives to buffer_; false at end of stream or the deadline.
-  bool receive_until(Clock::time_point deadline) {
-    while (Clock::now() < deadline) {
-      try {
-        char chunk[4096];
-        const int n = socket_.receiveBytes(chunk, sizeof(chunk));
-        if (n <= 0) return false;
-        buffer_.append(chunk, static_cast<std::size_t>(n));
-        return true;
-      } catch (const Poco::TimeoutException&) {
-      }
-    }
-    return false;
-  }
-
-  Poco::Net::StreamSocket socket_;
-  std::string buffer_;
-};
 
 std::string post_head(const std::string& framing_headers) {
   return "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +

@@ -90,31 +90,6 @@ HttpResponse admin(const ProxyProcess& p, const std::string& target,
   return send(method, p.metrics_url(target), {}, std::move(headers));
 }
 
-std::string text_of(const RecordedRequest& r) {
-  return parse_object(r.body)->getValue<std::string>("text");
-}
-
-// Waits, on the fake's own notification of each request, until `done` holds
-// for everything it has recorded.
-::testing::AssertionResult wait_until_recorded(
-    const FakeSlack& slack, const std::function<bool(const std::vector<RecordedRequest>&)>& done,
-    const std::string& what, milliseconds timeout = kDeadline) {
-  const auto deadline = Clock::now() + timeout;
-  while (true) {
-    const auto seen = slack.requests();
-    if (done(seen)) return ::testing::AssertionSuccess();
-    const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-    if (left <= 0ms) {
-      std::ostringstream texts;
-      for (const auto& r : seen) texts << ' ' << r.channel;
-      return ::testing::AssertionFailure() << "the fake Slack never saw " << what << " within "
-                                           << timeout.count() << " ms; it saw " << seen.size()
-                                           << " request(s), to:" << texts.str();
-    }
-    slack.wait_for(seen.size() + 1, left);
-  }
-}
-
 // Until the fake has recorded a request whose text is each of `texts`.
 ::testing::AssertionResult wait_for_texts(const FakeSlack& slack, std::set<std::string> texts) {
   std::string what = "the texts";
