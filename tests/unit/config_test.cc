@@ -493,11 +493,11 @@ INSTANTIATE_TEST_SUITE_P(Table, InvalidListen,
 TEST(ConfigTest, RelativePluginPathsResolveAgainstTheConfigDirectory) {
   const auto config = parse_config(
       with_pipeline(R"([plugins]
-paths = ["plugins-extra", "../shared/plugins/", "/opt/sp/./plugins", "."]
+paths = ["plugins-extra", "../common/plugins/", "/opt/sp/./plugins", "."]
 )"),
       "/etc/slack-proxy/proxy.toml");
   EXPECT_THAT(config.plugins.paths,
-              ElementsAre("/etc/slack-proxy/plugins-extra", "/etc/shared/plugins", "/opt/sp/plugins",
+              ElementsAre("/etc/slack-proxy/plugins-extra", "/etc/common/plugins", "/opt/sp/plugins",
                           "/etc/slack-proxy"));
 }
 
