@@ -48,6 +48,8 @@ run_tests() {
   local pass="$1" dir="$2"
   shift 2
   local status=0
+  # A report left by an earlier run must not stand in for this one's.
+  rm -f "$dir/ctest-junit.xml"
   (cd "$dir" && ctest --output-on-failure --timeout 300 -j "$(nproc)" \
     --output-junit "$dir/ctest-junit.xml" "$@") || status=$?
   check_skips "$pass" "$dir/ctest-junit.xml" || status=1
