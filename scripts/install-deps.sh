@@ -32,4 +32,25 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
+
+# Some of these packages are servers (prometheus on :9090, Alertmanager on
+# :9093, nginx on :80) that Debian starts and enables on install. The tests
+# and benchmarks start their own copies on free ports; a system Prometheus
+# on :9090 would take the proxy's default metrics port. So: none is started
+# during the install (policy-rc.d, unless the machine has its own), and
+# those installed here are disabled afterwards.
+declare -A service_of=([prometheus]=prometheus [prometheus-alertmanager]=prometheus-alertmanager
+                       [nginx-light]=nginx)
+policy=/usr/sbin/policy-rc.d
+if [[ ! -e $policy ]]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod 755 "$policy"
+  trap '$SUDO rm -f "$policy"' EXIT
+fi
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if command -v systemctl >/dev/null; then
+  for p in "${missing[@]}"; do
+    [[ -n ${service_of[$p]:-} ]] || continue
+    $SUDO systemctl disable --now "${service_of[$p]}" >/dev/null 2>&1 || true
+  done
+fi
