@@ -159,15 +159,74 @@ const Pipeline* Ingress::find(std::string_view path) const {
   return nullptr;
 }
 
-HttpReply Ingress::reject(const sdk::RequestView& request, const Pipeline* pipeline, int status,
-                          std::string_view error, std::string_view detail) {
+// ---------------------------------------------------------------- admission --
+
+// One request's way through the chain: what the steps so far have learnt,
+// for the steps after them.
+struct Ingress::Admission {
+  explicit Admission(const sdk::RequestView& r) : request(r) {}
+
+  const sdk::RequestView& request;
+  const Pipeline* pipeline = nullptr;  // once the path has found one
+  std::string caller;                  // the authenticated identity, once known
+  BodyFormat format = BodyFormat::Json;
+  bool chunked = false;                       // Transfer-Encoding was sent
+  std::optional<std::uint64_t> content_length;  // as declared, once checked
+  std::string body;
+  ChatMessage chat;
+  sdk::Message message;
+  Queue::PushOptions push_options;
+};
+
+namespace {
+
+constexpr std::string_view kLate = "the request did not arrive within read_timeout";
+
+// The connection shuts a late request's socket for reading, which ends the
+// body early: whatever was read is not the whole request.
+bool late(ReadDeadline* deadline) { return deadline != nullptr && !deadline->stop(); }
+
+// The body was not (fully) read: the connection cannot carry another request.
+HttpReply closing(HttpReply reply) {
+  reply.close = true;
+  return reply;
+}
+
+bool is_health(const sdk::RequestView& request) { return path_only(request.path()) == "/health"; }
+
+// A /health request sent with a body, which nothing reads.
+bool has_body(const sdk::RequestView& request) {
+  const auto length = request.header("Content-Length");
+  return request.header("Transfer-Encoding").has_value() || (length.has_value() && *length != "0");
+}
+
+// The Slack token a caller-token pipeline delivers with, in Slack's own
+// precedence: the Authorization header, then the body's field. The scheme is
+// case-insensitive (RFC 9110); an empty one says nothing. With an
+// authenticator, Authorization holds the key for this proxy, which must never
+// travel on to Slack: the Slack token then comes from the body.
+std::string slack_token_of(const Pipeline& pipeline, const sdk::RequestView& request,
+                           std::string body_token) {
+  if (pipeline.authenticator) return body_token;
+  if (auto auth = request.header("Authorization");
+      auth && auth->size() > 7 && Poco::icompare(auth->substr(0, 7), "bearer ") == 0) {
+    std::string bearer = Poco::trim(auth->substr(7));
+    if (!bearer.empty()) return bearer;
+  }
+  return body_token;
+}
+
+}  // namespace
+
+HttpReply Ingress::reject(const Admission& a, int status, std::string_view error,
+                          std::string_view detail) {
   metrics_.rejected(error);
   std::uint64_t suppressed = 0;
   if (reject_log_.allow(clock_.now(), suppressed)) {
-    const std::string where = pipeline != nullptr ? "pipeline '" + pipeline->name + "'"
-                                                  : loggable_path(path_only(request.path()));
-    log_->warn("{} {} from {}: {} {} ({}){}", request.method(), where, request.remote_address(),
-               status, error, redact_secrets(detail),
+    const std::string where = a.pipeline != nullptr ? "pipeline '" + a.pipeline->name + "'"
+                                                    : loggable_path(path_only(a.request.path()));
+    log_->warn("{} {} from {}: {} {} ({}){}", a.request.method(), where,
+               a.request.remote_address(), status, error, redact_secrets(detail),
                suppressed == 0 ? std::string()
                                : fmt::format("; {} similar line(s) suppressed", suppressed));
   }
@@ -176,11 +235,11 @@ HttpReply Ingress::reject(const sdk::RequestView& request, const Pipeline* pipel
   // On a Web API path, answer as Slack's Web API does: a message or auth
   // error is HTTP 200 with ok:false. The official SDKs treat any other
   // status as a transport failure and retry it for half an hour.
-  if (pipeline != nullptr && !pipeline->webhook_style && (status == 400 || status == 401) &&
-      path_only(request.path()).rfind("/api/", 0) == 0) {
+  if (a.pipeline != nullptr && !a.pipeline->webhook_style && (status == 400 || status == 401) &&
+      path_only(a.request.path()).rfind("/api/", 0) == 0) {
     r.status = 200;
   }
-  if (pipeline != nullptr && pipeline->webhook_style) {
+  if (a.pipeline != nullptr && a.pipeline->webhook_style) {
     // Incoming webhooks answer errors with the bare code as text.
     r.content_type = "text/plain; charset=utf-8";
     r.body = std::string(error);
@@ -188,6 +247,17 @@ HttpReply Ingress::reject(const sdk::RequestView& request, const Pipeline* pipel
     r.body = error_body(error, detail);
   }
   return r;
+}
+
+HttpReply Ingress::refuse(const Admission& a, int status, std::string_view error,
+                          std::string_view detail) {
+  if (!a.caller.empty()) metrics_.client_request(a.caller, error);
+  return reject(a, status, error, detail);
+}
+
+HttpReply Ingress::with_retry_after(HttpReply reply) const {
+  reply.headers.emplace_back("Retry-After", std::to_string(options_.retry_after.count()));
+  return reply;
 }
 
 HttpReply Ingress::refuse_head(const std::string& remote_address, int status,
@@ -206,270 +276,295 @@ HttpReply Ingress::refuse_head(const std::string& remote_address, int status,
   return r;
 }
 
+HttpReply Ingress::health() const {
+  HttpReply r;
+  if (draining_.load()) {
+    r.status = 503;
+    r.body = R"({"ok":false,"error":"shutting_down"})";
+  } else {
+    r.body = std::string(kOk);
+  }
+  return r;
+}
+
 HttpReply Ingress::handle(const sdk::RequestView& request, std::istream& body,
                           ReadDeadline* deadline) noexcept {
-  const Pipeline* pipeline = nullptr;
+  Admission a(request);
   try {
-    const std::string_view path = path_only(request.path());
-    if (path == "/health") {
-      HttpReply r;
+    if (is_health(request)) {
       // It reads no body: one sent anyway must not be read as the next
       // request (that is how requests are smuggled past a front proxy).
-      const auto length = request.header("Content-Length");
-      r.close = request.header("Transfer-Encoding").has_value() ||
-                (length.has_value() && *length != "0");
-      if (draining_.load()) {
-        r.status = 503;
-        r.body = R"({"ok":false,"error":"shutting_down"})";
-      } else {
-        r.body = std::string(kOk);
-      }
+      HttpReply r = health();
+      r.close = has_body(request);
       return r;
     }
-    pipeline = find(path);
-    if (pipeline == nullptr) {
-      auto r = reject(request, nullptr, 404, "not_found", "no pipeline serves this path");
-      r.close = true;
-      return r;
-    }
-    if (request.method() != "POST") {
-      auto r = reject(request, pipeline, 405, "method_not_allowed", "use POST");
-      r.headers.emplace_back("Allow", "POST");
-      r.close = true;
-      return r;
-    }
-    if (draining_.load()) {
-      auto r = reject(request, pipeline, 503, "shutting_down",
-                      "the proxy is draining; try another replica");
-      r.headers.emplace_back("Retry-After", std::to_string(options_.retry_after.count()));
-      r.close = true;
-      return r;
-    }
-      const bool chunked = request.header("Transfer-Encoding").has_value();
-    HttpReply reply = handle_post(*pipeline, request, body, chunked, deadline);
+    // Until the body is read, a refusal leaves it on the connection.
+    if (Step refused = admit_head(a)) return closing(std::move(*refused));
+    if (Step refused = check_framing(a)) return closing(std::move(*refused));
+    if (Step refused = read_body(a, body, deadline)) return closing(std::move(*refused));
+    HttpReply reply = admit_body(a);
     // Poco 1.11 reads a malformed chunk-size line as the end of the body, so
     // we cannot know where a chunked request really ended: never read
     // another request from that connection (real clients send
     // Content-Length; the cost is a reconnect for the rare one that does not).
-    if (chunked) reply.close = true;
+    if (a.chunked) reply.close = true;
     return reply;
   } catch (const Poco::TimeoutException&) {
     // The client stopped sending mid-body; it holds a thread, so let it go.
-    auto r = reject(request, pipeline, 408, "request_timeout",
-                    "the request body did not arrive in time");
-    r.close = true;
-    return r;
+    return closing(reject(a, 408, "request_timeout", "the request body did not arrive in time"));
   } catch (const std::exception& e) {
-    if (deadline != nullptr && !deadline->stop()) {
-      // Cut off mid-body (over TLS that surfaces as an error, not a short read).
-      auto r = reject(request, pipeline, 408, "request_timeout",
-                      "the request did not arrive within read_timeout");
-      r.close = true;
-      return r;
-    }
-    log_->error("ingress failed on {} {}: {}", request.method(),
-                pipeline != nullptr ? pipeline->name : std::string("(no pipeline)"),
-                redact_secrets(e.what()));
-    HttpReply r;
-    r.status = 500;
-    r.body = R"({"ok":false,"error":"internal_error"})";
-    r.close = true;
-    return r;
+    // Cut off mid-body (over TLS that surfaces as an error, not a short read).
+    if (late(deadline)) return closing(reject(a, 408, "request_timeout", kLate));
+    return internal_error(a, e);
   }
 }
 
-HttpReply Ingress::handle_post(const Pipeline& pipeline, const sdk::RequestView& request,
-                               std::istream& body, bool chunked, ReadDeadline* deadline) {
-  std::string caller;  // the authenticated identity, once known
-  auto refuse = [&](int status, std::string_view error, const std::string& detail) {
-    if (!caller.empty()) metrics_.client_request(caller, error);
-    return reject(request, &pipeline, status, error, detail);
-  };
-  // The body was not (fully) read: the connection cannot carry another request.
-  auto refuse_and_close = [&](int status, std::string_view error, const std::string& detail) {
-    auto r = refuse(status, error, detail);
-    r.close = true;
-    return r;
-  };
-
-  if (pipeline.authenticator) {
-    sdk::AuthResult auth = pipeline.authenticator->authenticate(request);
-    if (!auth.allowed) {
-      auto r = refuse_and_close(auth.status, auth.error, "authentication failed");
-      if (auth.status == 401)  // RFC 9110: a 401 names the scheme it wants
-        r.headers.emplace_back("WWW-Authenticate", R"(Bearer realm="slack-proxy")");
-      return r;
-    }
-    caller = std::move(auth.identity);
+HttpReply Ingress::admit(const sdk::RequestView& request, std::string body) noexcept {
+  Admission a(request);
+  try {
+    if (is_health(request)) return health();
+    if (Step refused = admit_head(a)) return std::move(*refused);
+    if (Step refused = take_body(a, std::move(body))) return std::move(*refused);
+    return admit_body(a);
+  } catch (const std::exception& e) {
+    return internal_error(a, e);
   }
+}
 
-  const std::string content_type = media_type(request.header("Content-Type").value_or(""));
-  BodyFormat format = BodyFormat::Json;
-  if (content_type == "application/x-www-form-urlencoded") {
-    format = BodyFormat::Form;  // what the official SDKs send
-  } else if (!content_type.empty() && content_type != "application/json") {
-    return refuse_and_close(415, "unsupported_media_type",
-                            "send application/json or application/x-www-form-urlencoded (got " +
-                                content_type + ")");
-  }
+HttpReply Ingress::internal_error(const Admission& a, const std::exception& e) {
+  log_->error("ingress failed on {} {}: {}", a.request.method(),
+              a.pipeline != nullptr ? a.pipeline->name : std::string("(no pipeline)"),
+              redact_secrets(e.what()));
+  HttpReply r;
+  r.status = 500;
+  r.body = R"({"ok":false,"error":"internal_error"})";
+  r.close = true;
+  return r;
+}
 
-  // Framing. Both headers at once is how requests are smuggled past proxies.
-  const auto length_header = request.header("Content-Length");
-  if (length_header && chunked) {
-    return refuse_and_close(400, "invalid_request",
-                            "Content-Length and Transfer-Encoding must not both be set");
+Ingress::Step Ingress::admit_head(Admission& a) {
+  for (const auto step : {&Ingress::find_pipeline, &Ingress::check_method,
+                          &Ingress::check_draining, &Ingress::authenticate,
+                          &Ingress::check_media_type}) {
+    if (Step reply = (this->*step)(a)) return reply;
   }
-  std::optional<std::uint64_t> content_length;
-  if (length_header) {
-    std::uint64_t n = 0;
-    const std::string& v = *length_header;
-    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-    if (ec != std::errc() || end != v.data() + v.size() || v.empty())
-      return refuse_and_close(400, "invalid_request", "Content-Length is not a number");
-    content_length = n;
-  }
+  return std::nullopt;
+}
 
+HttpReply Ingress::admit_body(Admission& a) {
+  for (const auto step : {&Ingress::decode, &Ingress::bind_caller_token,
+                          &Ingress::compose_message, &Ingress::route, &Ingress::deduplicate}) {
+    if (Step reply = (this->*step)(a)) return std::move(*reply);
+  }
+  return enqueue(a);
+}
+
+Ingress::Step Ingress::find_pipeline(Admission& a) {
+  a.pipeline = find(path_only(a.request.path()));
+  if (a.pipeline == nullptr) return reject(a, 404, "not_found", "no pipeline serves this path");
+  return std::nullopt;
+}
+
+Ingress::Step Ingress::check_method(Admission& a) {
+  if (a.request.method() == "POST") return std::nullopt;
+  HttpReply r = refuse(a, 405, "method_not_allowed", "use POST");
+  r.headers.emplace_back("Allow", "POST");
+  return r;
+}
+
+Ingress::Step Ingress::check_draining(Admission& a) {
+  if (!draining_.load()) return std::nullopt;
+  return with_retry_after(
+      refuse(a, 503, "shutting_down", "the proxy is draining; try another replica"));
+}
+
+Ingress::Step Ingress::authenticate(Admission& a) {
+  if (!a.pipeline->authenticator) return std::nullopt;
+  sdk::AuthResult auth = a.pipeline->authenticator->authenticate(a.request);
+  if (auth.allowed) {
+    a.caller = std::move(auth.identity);
+    return std::nullopt;
+  }
+  HttpReply r = refuse(a, auth.status, auth.error, "authentication failed");
+  if (auth.status == 401)  // RFC 9110: a 401 names the scheme it wants
+    r.headers.emplace_back("WWW-Authenticate", R"(Bearer realm="slack-proxy")");
+  return r;
+}
+
+Ingress::Step Ingress::check_media_type(Admission& a) {
+  const std::string type = media_type(a.request.header("Content-Type").value_or(""));
+  if (type == "application/x-www-form-urlencoded") {
+    a.format = BodyFormat::Form;  // what the official SDKs send
+  } else if (!type.empty() && type != "application/json") {
+    return refuse(a, 415, "unsupported_media_type",
+                  "send application/json or application/x-www-form-urlencoded (got " + type + ")");
+  }
+  return std::nullopt;
+}
+
+Ingress::Step Ingress::check_framing(Admission& a) {
+  a.chunked = a.request.header("Transfer-Encoding").has_value();
+  const auto length = a.request.header("Content-Length");
+  if (!length) return std::nullopt;
+  // Both headers at once is how requests are smuggled past proxies.
+  if (a.chunked)
+    return refuse(a, 400, "invalid_request",
+                  "Content-Length and Transfer-Encoding must not both be set");
+  std::uint64_t n = 0;
+  const auto [end, ec] = std::from_chars(length->data(), length->data() + length->size(), n);
+  if (ec != std::errc() || end != length->data() + length->size() || length->empty())
+    return refuse(a, 400, "invalid_request", "Content-Length is not a number");
+  a.content_length = n;
+  return std::nullopt;
+}
+
+Ingress::Step Ingress::too_large(Admission& a, std::uint64_t size) {
+  return refuse(a, 413, "request_too_large",
+                "body is " + std::to_string(size) + " bytes; the limit is " +
+                    std::to_string(options_.max_body_bytes));
+}
+
+Ingress::Step Ingress::read_body(Admission& a, std::istream& in, ReadDeadline* deadline) {
+  if (!a.content_length) return read_unsized_body(a, in, deadline);
+  // Refused before any of it is read.
+  if (*a.content_length > options_.max_body_bytes) return too_large(a, *a.content_length);
+  a.body.resize(static_cast<std::size_t>(*a.content_length));
+  in.read(a.body.data(), static_cast<std::streamsize>(a.body.size()));
+  if (late(deadline)) return refuse(a, 408, "request_timeout", kLate);
+  if (static_cast<std::uint64_t>(in.gcount()) < *a.content_length) {
+    // istream turns the socket's read timeout (or a hang-up) into a short
+    // read; either way the request is incomplete.
+    return refuse(a, 408, "request_timeout",
+                  "body ended after " + std::to_string(in.gcount()) + " of " +
+                      std::to_string(*a.content_length) + " bytes");
+  }
+  return std::nullopt;
+}
+
+Ingress::Step Ingress::read_unsized_body(Admission& a, std::istream& in, ReadDeadline* deadline) {
+  // Chunked (or no body): read at most limit+1 bytes, so an oversize body is
+  // refused without buffering all of it.
   const std::size_t limit = options_.max_body_bytes;
-  if (content_length && *content_length > limit) {
-    return refuse_and_close(413, "request_too_large",
-                            "body is " + std::to_string(*content_length) + " bytes; the limit is " +
-                                std::to_string(limit));
+  char buf[8192];
+  while (in && a.body.size() <= limit) {
+    // No more than the limit needs: istream::read waits for all it asks
+    // for, and a client that stops past the limit must still get its 413.
+    in.read(buf, static_cast<std::streamsize>(std::min(sizeof(buf), limit + 1 - a.body.size())));
+    a.body.append(buf, static_cast<std::size_t>(in.gcount()));
   }
-  // The connection shuts a late request's socket for reading, which ends
-  // the body early: whatever was read is not the whole request.
-  auto late = [&] { return deadline != nullptr && !deadline->stop(); };
-  constexpr std::string_view kLate = "the request did not arrive within read_timeout";
-  std::string raw;
-  if (content_length) {
-    raw.resize(static_cast<std::size_t>(*content_length));
-    body.read(raw.data(), static_cast<std::streamsize>(raw.size()));
-    if (late()) return refuse_and_close(408, "request_timeout", std::string(kLate));
-    if (static_cast<std::uint64_t>(body.gcount()) < *content_length) {
-      // istream turns the socket's read timeout (or a hang-up) into a
-      // short read; either way the request is incomplete.
-      return refuse_and_close(408, "request_timeout",
-                              "body ended after " + std::to_string(body.gcount()) + " of " +
-                                  std::to_string(*content_length) + " bytes");
-    }
-  } else {
-    // Chunked (or no body): read at most limit+1 bytes, so an oversize body
-    // is refused without buffering all of it.
-    char buf[8192];
-    while (body && raw.size() <= limit) {
-      // No more than the limit needs: istream::read waits for all it asks
-      // for, and a client that stops past the limit must still get its 413.
-      body.read(buf, static_cast<std::streamsize>(std::min(sizeof(buf), limit + 1 - raw.size())));
-      raw.append(buf, static_cast<std::size_t>(body.gcount()));
-    }
-    if (late()) return refuse_and_close(408, "request_timeout", std::string(kLate));
-    if (raw.size() > limit) {
-      return refuse_and_close(413, "request_too_large",
-                              "body exceeds the limit of " + std::to_string(limit) + " bytes");
-    }
-    if (body.bad()) {
-      // A broken chunked encoding that the stream did notice.
-      return refuse_and_close(400, "invalid_request", "the chunked body is malformed");
-    }
+  if (late(deadline)) return refuse(a, 408, "request_timeout", kLate);
+  if (a.body.size() > limit) {
+    return refuse(a, 413, "request_too_large",
+                  "body exceeds the limit of " + std::to_string(limit) + " bytes");
   }
+  if (in.bad()) {
+    // A broken chunked encoding that the stream did notice.
+    return refuse(a, 400, "invalid_request", "the chunked body is malformed");
+  }
+  return std::nullopt;
+}
 
-  DecodeOptions decode_options;
-  decode_options.webhook_style = pipeline.webhook_style;
-  decode_options.default_channel = pipeline.default_channel;
-  decode_options.max_json_depth = options_.max_json_depth;
-  auto decoded = decode_chat_message(std::move(raw), format, decode_options);
+Ingress::Step Ingress::take_body(Admission& a, std::string body) {
+  if (body.size() > options_.max_body_bytes) return too_large(a, body.size());
+  a.body = std::move(body);
+  return std::nullopt;
+}
+
+Ingress::Step Ingress::decode(Admission& a) {
+  DecodeOptions options;
+  options.webhook_style = a.pipeline->webhook_style;
+  options.default_channel = a.pipeline->default_channel;
+  options.max_json_depth = options_.max_json_depth;
+  auto decoded = decode_chat_message(std::move(a.body), a.format, options);
   if (auto* error = std::get_if<DecodeError>(&decoded))
-    return refuse(error->status, error->error, error->detail);
-  ChatMessage& chat = std::get<ChatMessage>(decoded);
+    return refuse(a, error->status, error->error, error->detail);
+  a.chat = std::move(std::get<ChatMessage>(decoded));
+  return std::nullopt;
+}
 
-  sdk::Message m;
-  if (pipeline.caller_token) {
-    // Slack's own precedence: the Authorization header, then the body's
-    // field. The scheme is case-insensitive (RFC 9110); an empty one says nothing.
-    // With an authenticator, Authorization holds the key for this proxy, which
-    // must never travel on to Slack: the Slack token then comes from the body.
-    std::string token = chat.caller_token;
-    if (auto auth = request.header("Authorization");
-        !pipeline.authenticator && auth && auth->size() > 7 &&
-        Poco::icompare(auth->substr(0, 7), "bearer ") == 0) {
-      std::string bearer = Poco::trim(auth->substr(7));
-      if (!bearer.empty()) token = std::move(bearer);
-    }
-    if (token.empty()) {
-      auto r = refuse(401, "not_authed",
-                      "this pipeline delivers with the caller's token: send Authorization: Bearer");
-      r.headers.emplace_back("WWW-Authenticate", "Bearer");
-      return r;
-    }
-    m.workspace = tenant_of(token);
-    m.delivery_token = std::move(token);
+Ingress::Step Ingress::bind_caller_token(Admission& a) {
+  if (!a.pipeline->caller_token) return std::nullopt;
+  std::string token = slack_token_of(*a.pipeline, a.request, std::move(a.chat.caller_token));
+  if (token.empty()) {
+    HttpReply r = refuse(a, 401, "not_authed",
+                         "this pipeline delivers with the caller's token: send Authorization: Bearer");
+    r.headers.emplace_back("WWW-Authenticate", "Bearer");
+    return r;
   }
+  a.message.workspace = tenant_of(token);
+  a.message.delivery_token = std::move(token);
+  return std::nullopt;
+}
+
+Ingress::Step Ingress::compose_message(Admission& a) {
+  sdk::Message& m = a.message;
   m.id = next_id();
-  m.pipeline = pipeline.name;
-  m.channel = std::move(chat.channel);
+  m.pipeline = a.pipeline->name;
+  m.channel = std::move(a.chat.channel);
   m.original_channel = m.channel;
   m.content_type = "application/json";
-  m.caller = caller;  // a copy: refusals below still count under the caller's name
+  m.caller = a.caller;
   m.received_at = clock_.wall_now();
   m.enqueued_at = clock_.now();
-  m.payload = std::move(chat.payload);
+  m.payload = std::move(a.chat.payload);
+  return std::nullopt;
+}
 
-  for (const auto& router : pipeline.routers) {
-    sdk::RouteResult routed = router->route(m);
-    if (!routed.accepted) return refuse(routed.status, routed.error, routed.detail);
+Ingress::Step Ingress::route(Admission& a) {
+  for (const auto& router : a.pipeline->routers) {
+    sdk::RouteResult routed = router->route(a.message);
+    if (!routed.accepted) return refuse(a, routed.status, routed.error, routed.detail);
   }
+  return std::nullopt;
+}
 
+Ingress::Step Ingress::deduplicate(Admission& a) {
   // Slack's own dedup field, or the HTTP convention; the header wins.
-  Queue::PushOptions push_options;
-  std::string idempotency = chat.client_msg_id;
-  if (auto header = request.header("Idempotency-Key"); header && !header->empty())
-    idempotency = std::move(*header);
-  if (!idempotency.empty()) push_options.dedup_key = dedup_key(pipeline, m, idempotency);
+  std::string key = a.chat.client_msg_id;
+  if (auto header = a.request.header("Idempotency-Key"); header && !header->empty())
+    key = std::move(*header);
+  if (!key.empty()) a.push_options.dedup_key = dedup_key(*a.pipeline, a.message, key);
+  return std::nullopt;
+}
 
-  const std::string original = m.original_channel;
-  const std::string id = m.id;
-  const std::string m_caller = m.caller;
-  const Queue::PushResult pushed = queue_.push(std::move(m), push_options);
+HttpReply Ingress::enqueue(Admission& a) {
+  const std::string channel = a.message.original_channel;
+  const std::string id = a.message.id;
+  const Queue::PushResult pushed = queue_.push(std::move(a.message), a.push_options);
   switch (pushed.status) {
     case Queue::PushStatus::Accepted:
-    case Queue::PushStatus::Duplicate: {
-      if (pushed.status == Queue::PushStatus::Accepted) {
-        metrics_.received(original);
-        log_->debug("accepted message {} for {}{}{}", id, original, m_caller.empty() ? "" : " from ",
-                    m_caller);
-      } else {
-        // Already queued (or delivered) within the dedup window: the caller
-        // is told "done", exactly as the first time.
-        metrics_.duplicate(original);
-        log_->info("duplicate request for {} within the dedup window; not queued again", original);
-      }
-      HttpReply r;
-      if (!m_caller.empty())
-        metrics_.client_request(m_caller, pushed.status == Queue::PushStatus::Accepted
-                                              ? std::string_view("accepted")
-                                              : std::string_view("duplicate"));
-      if (pipeline.webhook_style) {
-        r.content_type = "text/plain; charset=utf-8";
-        r.body = "ok";  // exactly what Slack's incoming webhooks answer
-      } else {
-        r.body = std::string(kOk);
-      }
-      return r;
-    }
-    case Queue::PushStatus::Full: {
-      auto r = refuse(503, "queue_full", pushed.detail + "; retry later");
-      r.headers.emplace_back("Retry-After", std::to_string(options_.retry_after.count()));
-      return r;
-    }
+      metrics_.received(channel);
+      log_->debug("accepted message {} for {}{}{}", id, channel, a.caller.empty() ? "" : " from ",
+                  a.caller);
+      return acknowledge(a, "accepted");
+    case Queue::PushStatus::Duplicate:
+      // Already queued (or delivered) within the dedup window: the caller
+      // is told "done", exactly as the first time.
+      metrics_.duplicate(channel);
+      log_->info("duplicate request for {} within the dedup window; not queued again", channel);
+      return acknowledge(a, "duplicate");
+    case Queue::PushStatus::Full:
+      return with_retry_after(refuse(a, 503, "queue_full", pushed.detail + "; retry later"));
     case Queue::PushStatus::Unavailable:
-    default: {
+    default:
       // The storage's own words go to the log only (paths, errno text).
-      log_->error("queue cannot store message for {}: {}", original, pushed.detail);
-      auto r = refuse(503, "queue_unavailable",
-                      "the queue cannot store messages right now (see the proxy's log); retry later");
-      r.headers.emplace_back("Retry-After", std::to_string(options_.retry_after.count()));
-      return r;
-    }
+      log_->error("queue cannot store message for {}: {}", channel, pushed.detail);
+      return with_retry_after(refuse(
+          a, 503, "queue_unavailable",
+          "the queue cannot store messages right now (see the proxy's log); retry later"));
   }
+}
+
+HttpReply Ingress::acknowledge(const Admission& a, std::string_view outcome) {
+  if (!a.caller.empty()) metrics_.client_request(a.caller, outcome);
+  HttpReply r;
+  if (a.pipeline->webhook_style) {
+    r.content_type = "text/plain; charset=utf-8";
+    r.body = "ok";  // exactly what Slack's incoming webhooks answer
+  } else {
+    r.body = std::string(kOk);
+  }
+  return r;
 }
 
 namespace {

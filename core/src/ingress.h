@@ -1,15 +1,21 @@
 // HTTP ingress: turns a request into a queued message or a Slack-style error.
 //
-// handle() holds all the rules and knows nothing about Poco, so unit tests
-// drive it directly; IngressServer reads requests off the socket for it.
+// The rules are a chain of small steps (see Ingress's private part), each
+// of which lets the request go on or answers it. handle() runs them over a
+// body still to be read from a stream, admit() over a body already read
+// whole; neither knows anything about sockets, so unit tests drive them
+// directly. IngressServer reads requests off the socket for handle().
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
+#include <exception>
 #include <istream>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -63,9 +69,16 @@ class Ingress {
 
   // Reads the body from `body` as framed by the request's headers
   // (Content-Length, or chunked), within `deadline` when one is given: a
-  // request cut off by it is 408 request_timeout. Never throws.
+  // request cut off by it is 408 request_timeout. Then admits it as admit()
+  // does. A refusal given before the body was read whole closes the
+  // connection. Never throws.
   HttpReply handle(const sdk::RequestView& request, std::istream& body,
                    ReadDeadline* deadline = nullptr) noexcept;
+
+  // The same rules for a request whose body a transport has already read
+  // whole (framed, and within max_body_bytes: a longer one is still 413).
+  // Never throws.
+  HttpReply admit(const sdk::RequestView& request, std::string body) noexcept;
 
   // A request whose head could not be read (too large, malformed, too
   // slow): counted and logged like any refusal, with no path or pipeline
@@ -78,15 +91,50 @@ class Ingress {
   // While draining, pipelines answer 503 shutting_down and /health 503.
   void set_draining(bool draining) { draining_.store(draining); }
 
-
  private:
-  HttpReply handle_post(const Pipeline& pipeline, const sdk::RequestView& request,
-                        std::istream& body, bool chunked, ReadDeadline* deadline);
+  struct Admission;  // one request's way through the chain
+  // What a step decided: nullopt, go on to the next step; a reply, answer
+  // with it and stop.
+  using Step = std::optional<HttpReply>;
+
+  // The chain, in order. Before the body: the path finds a pipeline (404),
+  // POST only (405), not draining (503), the pipeline's authenticator
+  // (its 401/403), a media type we decode (415).
+  Step admit_head(Admission& a);
+  Step find_pipeline(Admission& a);
+  Step check_method(Admission& a);
+  Step check_draining(Admission& a);
+  Step authenticate(Admission& a);
+  Step check_media_type(Admission& a);
+  // The body, from a stream (handle) or whole (admit). Only these read it.
+  Step check_framing(Admission& a);
+  Step read_body(Admission& a, std::istream& in, ReadDeadline* deadline);
+  Step read_unsized_body(Admission& a, std::istream& in, ReadDeadline* deadline);
+  Step take_body(Admission& a, std::string body);
+  Step too_large(Admission& a, std::uint64_t size);
+  // After the body: decode it (400s), bind the caller's Slack token (401
+  // not_authed), make the message, let the routers judge it, key it for
+  // deduplication, and queue it (200, or 503 when the queue cannot).
+  HttpReply admit_body(Admission& a);
+  Step decode(Admission& a);
+  Step bind_caller_token(Admission& a);
+  Step compose_message(Admission& a);
+  Step route(Admission& a);
+  Step deduplicate(Admission& a);
+  HttpReply enqueue(Admission& a);
+  HttpReply acknowledge(const Admission& a, std::string_view outcome);
+
+  HttpReply health() const;
+  HttpReply internal_error(const Admission& a, const std::exception& e);
   // An error reply in the pipeline's style, counted and (throttled) logged
   // with the pipeline's name or, without one, a sanitised path: never the
   // raw URI, which may hold secrets.
-  HttpReply reject(const sdk::RequestView& request, const Pipeline* pipeline, int status,
-                   std::string_view error, std::string_view detail);
+  HttpReply reject(const Admission& a, int status, std::string_view error,
+                   std::string_view detail);
+  // reject(), also counted under the authenticated caller, if any.
+  HttpReply refuse(const Admission& a, int status, std::string_view error,
+                   std::string_view detail);
+  HttpReply with_retry_after(HttpReply reply) const;
   // The pipeline serving `path`: exact paths first, then the longest "/x/*".
   const Pipeline* find(std::string_view path) const;
   std::string next_id();
@@ -94,6 +142,8 @@ class Ingress {
   // used as its workspace so that tenants never share buckets, 429 pauses
   // or deny-list entries. Salted per process: never the token itself.
   std::string tenant_of(const std::string& token) const;
+  std::string dedup_key(const Pipeline& pipeline, const sdk::Message& m,
+                        const std::string& key) const;
 
   Queue& queue_;
   std::vector<std::shared_ptr<Pipeline>> pipelines_;
@@ -105,8 +155,6 @@ class Ingress {
   IngressOptions options_;
   std::atomic<bool> draining_{false};
   LogThrottle reject_log_{20};
-  std::string dedup_key(const Pipeline& pipeline, const sdk::Message& m,
-                        const std::string& key) const;
 
   std::atomic<std::uint64_t> counter_{0};
   std::string id_prefix_;
