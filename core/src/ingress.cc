@@ -1,7 +1,6 @@
 #include "ingress.h"
 
-#include "json_text.h"
-
+#include "admission/reply_style.h"
 #include "chat_message.h"
 #include "redact.h"
 #include "server_params.h"
@@ -52,22 +51,10 @@
 namespace slack_proxy {
 namespace {
 
-// {"ok":false,"error":...,"detail":...}: Slack's shape, always valid JSON.
-std::string error_body(std::string_view error, std::string_view detail) {
-  std::string body = "{\"ok\":false,\"error\":";
-  append_json_string(body, error);
-  body += ",\"detail\":";
-  append_json_string(body, detail);
-  body += "}";
-  return body;
-}
-
 std::string_view path_only(std::string_view uri) {
   const auto q = uri.find_first_of("?#");
   return q == std::string_view::npos ? uri : uri.substr(0, q);
 }
-
-constexpr std::string_view kOk = R"({"ok":true})";
 
 // A path fit for a log line: the first segment only (the rest of a webhook
 // style path is often a secret), without control characters.
@@ -168,6 +155,7 @@ struct Ingress::Admission {
 
   const sdk::RequestView& request;
   const Pipeline* pipeline = nullptr;  // once the path has found one
+  ReplyStyle style = ReplyStyle::root();  // the pipeline's, once found
   std::string caller;                  // the authenticated identity, once known
   BodyFormat format = BodyFormat::Json;
   bool chunked = false;                       // Transfer-Encoding was sent
@@ -230,23 +218,7 @@ HttpReply Ingress::reject(const Admission& a, int status, std::string_view error
                suppressed == 0 ? std::string()
                                : fmt::format("; {} similar line(s) suppressed", suppressed));
   }
-  HttpReply r;
-  r.status = status;
-  // On a Web API path, answer as Slack's Web API does: a message or auth
-  // error is HTTP 200 with ok:false. The official SDKs treat any other
-  // status as a transport failure and retry it for half an hour.
-  if (a.pipeline != nullptr && !a.pipeline->webhook_style && (status == 400 || status == 401) &&
-      path_only(a.request.path()).rfind("/api/", 0) == 0) {
-    r.status = 200;
-  }
-  if (a.pipeline != nullptr && a.pipeline->webhook_style) {
-    // Incoming webhooks answer errors with the bare code as text.
-    r.content_type = "text/plain; charset=utf-8";
-    r.body = std::string(error);
-  } else {
-    r.body = error_body(error, detail);
-  }
-  return r;
+  return a.style.error(status, error, detail);
 }
 
 HttpReply Ingress::refuse(const Admission& a, int status, std::string_view error,
@@ -269,21 +241,16 @@ HttpReply Ingress::refuse_head(const std::string& remote_address, int status,
                suppressed == 0 ? std::string()
                                : fmt::format("; {} similar line(s) suppressed", suppressed));
   }
-  HttpReply r;
-  r.status = status;
-  r.body = error_body(error, detail);
+  HttpReply r = ReplyStyle::root().error(status, error, detail);
   r.close = true;
   return r;
 }
 
 HttpReply Ingress::health() const {
+  if (!draining_.load()) return ReplyStyle::root().accepted();
   HttpReply r;
-  if (draining_.load()) {
-    r.status = 503;
-    r.body = R"({"ok":false,"error":"shutting_down"})";
-  } else {
-    r.body = std::string(kOk);
-  }
+  r.status = 503;
+  r.body = R"({"ok":false,"error":"shutting_down"})";
   return r;
 }
 
@@ -360,8 +327,10 @@ HttpReply Ingress::admit_body(Admission& a) {
 }
 
 Ingress::Step Ingress::find_pipeline(Admission& a) {
-  a.pipeline = find(path_only(a.request.path()));
+  const std::string_view path = path_only(a.request.path());
+  a.pipeline = find(path);
   if (a.pipeline == nullptr) return reject(a, 404, "not_found", "no pipeline serves this path");
+  a.style = ReplyStyle::of(*a.pipeline, path);
   return std::nullopt;
 }
 
@@ -557,14 +526,7 @@ HttpReply Ingress::enqueue(Admission& a) {
 
 HttpReply Ingress::acknowledge(const Admission& a, std::string_view outcome) {
   if (!a.caller.empty()) metrics_.client_request(a.caller, outcome);
-  HttpReply r;
-  if (a.pipeline->webhook_style) {
-    r.content_type = "text/plain; charset=utf-8";
-    r.body = "ok";  // exactly what Slack's incoming webhooks answer
-  } else {
-    r.body = std::string(kOk);
-  }
-  return r;
+  return a.style.accepted();
 }
 
 namespace {

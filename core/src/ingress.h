@@ -33,6 +33,7 @@
 #include "metrics.h"
 #include "pipeline.h"
 #include "queue/queue.h"
+#include "transport/http_handler.h"
 
 namespace slack_proxy {
 
@@ -52,14 +53,6 @@ class ReadDeadline {
   // the deadline passed first: the connection was cut off, so what was read
   // may be incomplete. Later calls give the same answer.
   virtual bool stop() noexcept = 0;
-};
-
-struct HttpReply {
-  int status = 200;
-  std::string body;
-  std::string content_type = "application/json; charset=utf-8";
-  std::vector<std::pair<std::string, std::string>> headers;
-  bool close = false;  // the request body was not consumed: drop the connection
 };
 
 class Ingress {
@@ -126,7 +119,7 @@ class Ingress {
 
   HttpReply health() const;
   HttpReply internal_error(const Admission& a, const std::exception& e);
-  // An error reply in the pipeline's style, counted and (throttled) logged
+  // An error reply in the request's style, counted and (throttled) logged
   // with the pipeline's name or, without one, a sanitised path: never the
   // raw URI, which may hold secrets.
   HttpReply reject(const Admission& a, int status, std::string_view error,
