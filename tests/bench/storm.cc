@@ -11,9 +11,10 @@
 //
 // Exit status: 0 all delivered (and within --max-429 / --max-ratio when
 // given); 1 messages lost, refused or delivered twice, the proxy's queue not
-// empty at the end, or slackproxy_rate_limited_total not equal to the 429s
-// the fake sent; 3 a budget exceeded (in --faster mode also: any request
-// early after a 429); 2 bad usage or the proxy did not start.
+// empty at the end, slackproxy_rate_limited_total not equal to the 429s the
+// fake sent, or the proxy not exiting 0 within 10 s of SIGTERM; 3 a budget
+// exceeded (in --faster mode also: any request early after a 429); 2 bad
+// usage or the proxy did not start.
 #include <Poco/Exception.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
@@ -470,7 +471,8 @@ int main(int argc, char** argv) {
     // Reported as absent below.
   }
   proxy.signal(SIGTERM);
-  proxy.wait_exit(std::chrono::seconds(10));
+  constexpr std::chrono::seconds kExitDeadline{10};
+  const std::optional<int> proxy_exit = proxy.wait_exit(kExitDeadline);
 
   const long total = static_cast<long>(o.channels) * o.messages;
   const long accepted = static_cast<long>(posted.accepted.size());
@@ -535,6 +537,13 @@ int main(int argc, char** argv) {
     fail(1, "the proxy's /metrics could not be read, so its 429 count cannot be checked");
   } else if (const auto agree = rate_limited_counts_agree(metrics, rate_limited); !agree) {
     fail(1, agree.message());
+  }
+  // Its queue is empty by now, so the drain has nothing to wait for: a
+  // non-zero exit or a hang is a shutdown bug (or a sanitizer report).
+  if (proxy_exit != 0) {
+    fail(1, proxy_exit ? "the proxy exited with " + std::to_string(*proxy_exit) + " after SIGTERM"
+                       : "the proxy was still running " + std::to_string(kExitDeadline.count()) +
+                             " s after SIGTERM");
   }
   if (o.max_rate_limited && rate_limited > *o.max_rate_limited) {
     fail(3, std::to_string(rate_limited) + " 429s, at most " +

@@ -575,7 +575,7 @@ TEST_F(ProxyTest, NeverWritesTheTokenToItsLog) {
   ASSERT_TRUE(p.wait_for_metric(series(kFailed, "#perm"), 1));
   ASSERT_TRUE(p.wait_for_metric(series(kSucceeded, "#flaky"), 1));
   p.signal(SIGTERM);
-  ASSERT_TRUE(p.wait_exit(kDeadline).has_value());
+  ASSERT_EQ(p.wait_exit(kDeadline), std::optional<int>(0)) << p.log();
 
   const std::string log = p.log();
   ASSERT_FALSE(log.empty());
