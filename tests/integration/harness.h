@@ -260,13 +260,20 @@ std::vector<Sample> samples(const std::string& text);
 bool family_exposed(const std::string& text, const std::string& name);
 
 // Passes when `series` is exposed with value 0, or is absent while its
-// family is exposed or documented (see above).
+// family is exposed or documented (see above). So an absent series whose
+// family is only in README.md's table passes: this check alone cannot tell
+// "no series yet" from "the family is never exported". MetricsFamiliesTest
+// is what proves every documented family really is exported (after real
+// traffic, by name, type and labels); a family renamed in the code but not
+// in README.md fails there, not here.
 ::testing::AssertionResult metric_is_zero(const std::string& text, const std::string& series);
 // Passes when `series` is exposed with value `expected`; for 0, as metric_is_zero.
 ::testing::AssertionResult metric_equals(const std::string& text, const std::string& series,
                                          double expected);
 // Passes when family `name` is exposed and its series sum to 0, or it has no
-// series and is documented.
+// series and is documented in README.md's table: like metric_is_zero, it
+// relies on MetricsFamiliesTest to prove that a documented family is
+// really exported.
 ::testing::AssertionResult family_sums_to_zero(const std::string& text, const std::string& name);
 
 // A row of README.md's "## Metrics" table: `name{label,...}` and whether its
