@@ -612,7 +612,9 @@ TEST(Harness, AChildEndedBySigtermMustExitZeroOrTheTestFails) {
 
 TEST(Harness, AChildKilledOnPurposeOrReapedByTheTestIsTheTestsToJudge) {
   TempDir dir;
-  ChildProcess killed({"/bin/sh", "-c", "sleep 30"}, {}, dir.path() / "killed.log");
+  // exec: a shell that forks for its last command (some dash releases do)
+  // would leave `sleep` running after SIGKILL to the shell.
+  ChildProcess killed({"/bin/sh", "-c", "exec sleep 30"}, {}, dir.path() / "killed.log");
   EXPECT_EQ(killed.kill_hard(), 128 + SIGKILL);
   ChildProcess failed({"/bin/sh", "-c", "exit 2"}, {}, dir.path() / "failed.log");
   EXPECT_EQ(failed.wait_exit(kDeadline), 2);
