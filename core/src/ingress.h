@@ -4,7 +4,8 @@
 // of which lets the request go on or answers it. handle() runs them over a
 // body still to be read from a stream, admit() over a body already read
 // whole; neither knows anything about sockets, so unit tests drive them
-// directly. IngressServer reads requests off the socket for handle().
+// directly. The transport (transport/http_server.h) reads requests off the
+// socket for handle().
 #pragma once
 
 #include <atomic>
@@ -20,10 +21,6 @@
 #include <utility>
 #include <vector>
 
-#include <Poco/Net/Context.h>
-#include <Poco/Net/ServerSocket.h>
-#include <Poco/Net/TCPServer.h>
-#include <Poco/ThreadPool.h>
 #include <spdlog/logger.h>
 
 #include <slack_proxy/sdk/host.h>
@@ -34,6 +31,9 @@
 #include "pipeline.h"
 #include "queue/queue.h"
 #include "transport/http_handler.h"
+// The transport that serves the ingress: app.cc builds both from this header.
+#include "transport/http_server.h"
+#include "transport/tls.h"
 
 namespace slack_proxy {
 
@@ -43,19 +43,7 @@ struct IngressOptions {
   std::chrono::seconds retry_after{5};  // sent with 503 queue_full / shutting_down
 };
 
-// How long a request may take to arrive, kept by the connection reading it
-// (IngressServer): a client that trickles its head or body in below any
-// per-read timeout still cannot hold a thread for longer.
-class ReadDeadline {
- public:
-  virtual ~ReadDeadline() = default;
-  // Stops the clock; the ingress calls it once the body is in. False when
-  // the deadline passed first: the connection was cut off, so what was read
-  // may be incomplete. Later calls give the same answer.
-  virtual bool stop() noexcept = 0;
-};
-
-class Ingress {
+class Ingress final : public HttpHandler {
  public:
   Ingress(Queue& queue, std::vector<std::shared_ptr<Pipeline>> pipelines, CoreMetrics& metrics,
           const sdk::Clock& clock, std::shared_ptr<spdlog::logger> log, IngressOptions options);
@@ -66,7 +54,7 @@ class Ingress {
   // does. A refusal given before the body was read whole closes the
   // connection. Never throws.
   HttpReply handle(const sdk::RequestView& request, std::istream& body,
-                   ReadDeadline* deadline = nullptr) noexcept;
+                   ReadDeadline* deadline = nullptr) noexcept override;
 
   // The same rules for a request whose body a transport has already read
   // whole (framed, and within max_body_bytes: a longer one is still 413).
@@ -77,8 +65,9 @@ class Ingress {
   // slow): counted and logged like any refusal, with no path or pipeline
   // to name. Always closes the connection.
   HttpReply refuse_head(const std::string& remote_address, int status, std::string_view error,
-                        std::string_view detail);
+                        std::string_view detail) override;
 
+  std::size_t max_body_bytes() const noexcept override { return options_.max_body_bytes; }
   const IngressOptions& options() const { return options_; }
 
   // While draining, pipelines answer 503 shutting_down and /health 503.
@@ -154,64 +143,7 @@ class Ingress {
   std::string tenant_salt_;
 };
 
-struct ServerOptions {
-  int threads = 64;       // connections served at once
-  int max_queued = 256;   // accepted connections waiting for a thread
-  // A request's head and body must arrive within this, counted from its
-  // first byte (also the longest a new connection may stay silent).
-  std::chrono::milliseconds read_timeout{10'000};
-  std::chrono::milliseconds keep_alive_timeout{15'000};  // idle between requests
-  int max_keep_alive_requests = 10'000;
-  // The request head: more fields, or more bytes (request line included),
-  // is 431 headers_too_large. Poco's own fixed limits: a field name 256
-  // bytes, a value 8192, the URI 16384 (414 uri_too_long).
-  int max_header_fields = 100;
-  std::size_t max_header_bytes = 64 << 10;
-};
-
-// The ingress's HTTP/1.1 server. Poco's HTTPServer reads the request head
-// before any code of ours runs, so it can neither bound it (field count,
-// bytes) nor answer a bad one with more than a bare 400, and it times out
-// single reads only. This is Poco's TCPServer (its thread pool, queue and
-// acceptor) with a connection loop of our own: head limits answered 431 /
-// 414 / 400 in the Slack style, counted and logged; a whole-request
-// deadline enforced by one watchdog thread that shuts a late connection's
-// reading side; keep-alive as before. TLS when `socket` is a
-// SecureServerSocket (the handshake runs on the connection's thread, within
-// read_timeout).
-class IngressServer {
- public:
-  IngressServer(Ingress& ingress, Poco::ThreadPool& threads, const Poco::Net::ServerSocket& socket,
-                const ServerOptions& options, std::shared_ptr<spdlog::logger> log);
-  ~IngressServer();
-  IngressServer(const IngressServer&) = delete;
-  IngressServer& operator=(const IngressServer&) = delete;
-
-  void start();
-  // Stops accepting; connections already open keep being served.
-  void stop();
-  // Stops accepting and aborts every open connection (each handler still
-  // returns before its thread goes back to the pool).
-  void stop_all();
-
-  class Connections;  // the open connections and their deadlines
-
- private:
-  std::shared_ptr<Connections> connections_;
-  std::unique_ptr<Poco::Net::TCPServer> server_;
-};
-
-// The TLS context of the ingress listener: `cert` and `key` are PEM files
-// (the chain may follow the certificate), `min_version` "1.2" or "1.3".
-// Throws std::runtime_error naming the file that cannot be read or used,
-// never its contents.
-Poco::Net::Context::Ptr make_tls_server_context(const std::string& cert, const std::string& key,
-                                                const std::string& min_version);
-
 // "application/json; charset=utf-8" -> "application/json" (lower-cased).
 std::string media_type(std::string_view content_type);
-
-// Minimal JSON string escaping for error details.
-std::string json_escape(std::string_view text);
 
 }  // namespace slack_proxy
