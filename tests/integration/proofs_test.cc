@@ -1,8 +1,10 @@
 // Durability promises of the README proven end to end against the real
 // binary, where a kill -9 test cannot tell them apart from luck:
 //   - sync = "full": every 200 for a POST is written only after an fsync of
-//     the queue's WAL that began after the request arrived (traced by the
-//     LD_PRELOAD shim fsync_shim.c); sync = "normal": no fsync at all
+//     the queue's WAL that began after that request's own message was
+//     written to the WAL (traced by the LD_PRELOAD shim fsync_shim.c), for
+//     one request at a time and for concurrent ones sharing a group commit;
+//     sync = "normal": the message is in the WAL, but no fsync at all
 //     between a request and its 200;
 //   - a caller-token message left queued at a restart without
 //     SLACK_PROXY_QUEUE_KEY becomes a token_unavailable dead letter, never a
@@ -78,14 +80,18 @@ void stop_cleanly(ProxyProcess& p) {
 
 // ------------------------------------------------------ the fsync order --
 
+// Every message text of these tests starts with it: the shim follows each
+// message by its text from the request to the WAL (see fsync_shim.c).
+constexpr const char* kMarker = "durable-";
+
 // One line of the shim's trace (see fsync_shim.c).
 struct TraceEvent {
   std::uint64_t seq = 0;
-  std::string kind;  // req, reply, sync
+  std::string kind;  // req, reply, sync, read, wrote
   int fd = -1;
-  std::string what;  // the method, the status
+  std::string what;  // the method, the status, the marker
   std::uint64_t began = 0;  // sync only
-  std::string path;         // sync only
+  std::string path;         // sync, read, wrote
 };
 
 std::vector<TraceEvent> read_trace(const std::filesystem::path& file) {
@@ -98,6 +104,9 @@ std::vector<TraceEvent> read_trace(const std::filesystem::path& file) {
     if (e.kind == "sync") {
       fields >> e.began;
       std::getline(fields >> std::ws, e.path);
+    } else if (e.kind == "read" || e.kind == "wrote") {
+      fields >> e.what;
+      std::getline(fields >> std::ws, e.path);
     } else {
       fields >> e.what;
     }
@@ -108,10 +117,11 @@ std::vector<TraceEvent> read_trace(const std::filesystem::path& file) {
   return events;
 }
 
-// A request and the reply written for it on the same connection.
+// A request and the reply written for it on the same connection, and the
+// marker its body carried.
 struct Exchange {
   std::uint64_t request = 0, reply = 0;
-  std::string method, status;
+  std::string method, status, marker;
 };
 
 std::vector<Exchange> exchanges_in(const std::vector<TraceEvent>& events) {
@@ -119,7 +129,10 @@ std::vector<Exchange> exchanges_in(const std::vector<TraceEvent>& events) {
   std::map<int, Exchange> open;  // by descriptor: a request not answered yet
   for (const auto& e : events) {
     if (e.kind == "req") {
-      open.try_emplace(e.fd, Exchange{e.seq, 0, e.what, ""});
+      open.try_emplace(e.fd, Exchange{e.seq, 0, e.what, "", ""});
+    } else if (e.kind == "read" && e.path.starts_with("socket:")) {
+      const auto it = open.find(e.fd);
+      if (it != open.end() && it->second.marker.empty()) it->second.marker = e.what;
     } else if (e.kind == "reply") {
       const auto it = open.find(e.fd);
       if (it == open.end() || e.what == "100") continue;  // 100 Continue is not the answer
@@ -150,14 +163,48 @@ std::string dump(const std::vector<TraceEvent>& events) {
   std::ostringstream out;
   for (const auto& e : events) {
     out << e.seq << ' ' << e.kind << ' ' << e.fd << ' '
-        << (e.kind == "sync" ? std::to_string(e.began) + " " + e.path : e.what) << '\n';
+        << (e.kind == "sync" ? std::to_string(e.began) : e.what)
+        << (e.path.empty() ? "" : " " + e.path) << '\n';
   }
   return out.str();
 }
 
 std::string exchange_name(const Exchange& x) {
-  return "request " + std::to_string(x.request) + " -> " + x.status + " " +
-         std::to_string(x.reply);
+  return x.marker + " (request " + std::to_string(x.request) + " -> " + x.status + " " +
+         std::to_string(x.reply) + ")";
+}
+
+// When each marker was first written to `file`: for a message's text in
+// the WAL, the commit that put it there (a later commit may write the same
+// page again).
+std::map<std::string, std::uint64_t> first_writes(const std::vector<TraceEvent>& events,
+                                                  const std::string& file) {
+  std::map<std::string, std::uint64_t> first;
+  for (const auto& e : events)
+    if (e.kind == "wrote" && e.path == file) first.try_emplace(e.what, e.seq);
+  return first;
+}
+
+// The fsync of the WAL that made x's own message durable before its 200:
+// one that began after the message was written to the WAL and returned
+// before the reply. Its seq, or why there is none.
+struct Durability {
+  std::optional<std::uint64_t> fsync;
+  std::string missing;
+};
+Durability durability_of(const Exchange& x, const std::map<std::string, std::uint64_t>& in_wal,
+                         const std::vector<TraceEvent>& syncs, const std::string& wal) {
+  if (x.marker.empty()) return {std::nullopt, "the shim saw no marker in its body"};
+  const auto written = in_wal.find(x.marker);
+  if (written == in_wal.end() || written->second > x.reply)
+    return {std::nullopt, "its message was not in the WAL before the 200"};
+  const auto made_durable = std::find_if(syncs.begin(), syncs.end(), [&](const TraceEvent& s) {
+    return s.path == wal && s.began > written->second && s.seq < x.reply;
+  });
+  if (made_durable == syncs.end())
+    return {std::nullopt, "no fsync of the WAL began after its write (" +
+                              std::to_string(written->second) + ") and ended before the 200"};
+  return {made_durable->seq, ""};
 }
 
 std::string join(const std::vector<std::string>& items) {
@@ -171,6 +218,7 @@ Environment traced_environment(const std::filesystem::path& trace) {
   Environment env = default_environment();
   env.push_back(std::string("LD_PRELOAD=") + SP_FSYNC_SHIM);
   env.push_back("SP_IO_TRACE_FILE=" + trace.string());
+  env.push_back(std::string("SP_IO_TRACE_MARK=") + kMarker);
   // Under ASan the runtime must come first in the initial library list, and
   // a preloaded library comes before it: ASan would abort at start. The shim
   // only forwards to what follows it (ASan's interceptors, then libc).
@@ -183,9 +231,10 @@ Environment traced_environment(const std::filesystem::path& trace) {
 
 class SyncOrderTest : public ProxyTest {
  protected:
+  static constexpr int kAlone = 6;
   static constexpr int kPosters = 4;
   static constexpr int kPerPoster = 6;
-  static constexpr int kMessages = kPosters * kPerPoster;
+  static constexpr int kConcurrent = kPosters * kPerPoster;
 
   ProxyProcess& start_traced(const std::string& sync) {
     // Slack is down: nothing is delivered, so nothing is acked, and every
@@ -203,8 +252,30 @@ class SyncOrderTest : public ProxyTest {
     return *proxy;
   }
 
-  // Concurrent posters, so that group commit puts several requests in one
-  // transaction (and one fsync); every one must be accepted.
+  // Empty when the proxy answered 200, else why not.
+  std::string refusal_of(const std::string& channel, const std::string& text) {
+    try {
+      const HttpResponse r = proxy->post(message(channel, text));
+      return r.status == 200 ? std::string() : std::to_string(r.status) + " " + r.body;
+    } catch (const Poco::Exception& e) {
+      return e.displayText();
+    }
+  }
+
+  // One request in flight at a time ("durable-alone-<i>"): no other
+  // request's commit can fall between a request and its 200, so the fsync
+  // there can only be its own.
+  void post_one_at_a_time() {
+    for (int i = 0; i < kAlone; ++i) {
+      const std::string text = std::string(kMarker) + "alone-" + std::to_string(i);
+      const std::string why = refusal_of("#sync-alone", text);
+      EXPECT_TRUE(why.empty()) << text << ": " << why;
+    }
+  }
+
+  // Concurrent posters ("durable-<poster>-<i>"), so that group commit puts
+  // several requests in one transaction (and one fsync); every one must be
+  // accepted.
   void post_concurrently() {
     std::mutex mutex;
     std::vector<std::string> refused;
@@ -212,14 +283,9 @@ class SyncOrderTest : public ProxyTest {
     for (int t = 0; t < kPosters; ++t) {
       posters.emplace_back([&, t] {
         for (int i = 0; i < kPerPoster; ++i) {
-          const std::string text = "sync-" + std::to_string(t) + "-" + std::to_string(i);
-          std::string why;
-          try {
-            const HttpResponse r = proxy->post(message("#sync-" + std::to_string(t), text));
-            if (r.status != 200) why = std::to_string(r.status) + " " + r.body;
-          } catch (const Poco::Exception& e) {
-            why = e.displayText();
-          }
+          const std::string text =
+              std::string(kMarker) + std::to_string(t) + "-" + std::to_string(i);
+          const std::string why = refusal_of("#sync-" + std::to_string(t), text);
           if (!why.empty()) {
             std::lock_guard lock(mutex);
             refused.push_back(text + ": " + why);
@@ -233,6 +299,8 @@ class SyncOrderTest : public ProxyTest {
 
   std::filesystem::path db() const { return dir_.path() / "queue.db"; }
   std::filesystem::path trace() const { return dir_.path() / "io.trace"; }
+  // As /proc/self/fd names it: resolved.
+  std::string wal() const { return std::filesystem::weakly_canonical(db()).string() + "-wal"; }
 
   TempDir dir_;
 };
@@ -242,36 +310,47 @@ bool is_queue_file(const std::string& path, const std::filesystem::path& db) {
   return path == resolved || path == resolved + "-wal";
 }
 
-TEST_F(SyncOrderTest, FullWritesEvery200OnlyAfterAnFsyncThatBeganAfterItsRequest) {
+bool sent_alone(const Exchange& x) { return x.marker.starts_with(std::string(kMarker) + "alone-"); }
+
+// The shim records each message's text where the proxy read it and where
+// SQLite wrote it, so the proof needs no guess about which commit carried
+// which request: a 200 must follow an fsync of the WAL that began after
+// that request's own message was written there. Requests sent one at a
+// time show each commit has its own fsync; concurrent ones, that a group
+// commit's one fsync covers every request in the group, and no 200 of the
+// group goes out before it.
+TEST_F(SyncOrderTest, FullWritesEvery200OnlyAfterAnFsyncOfItsOwnMessageInTheWal) {
   ProxyProcess& p = start_traced("full");
+  post_one_at_a_time();
   post_concurrently();
   // Each trace line is written before the reply it records leaves, so what
   // the posters saw is all in the file now.
   const auto events = read_trace(trace());
   const auto answered = posts_answered_200(events);
-  ASSERT_EQ(answered.size(), static_cast<std::size_t>(kMessages))
+  ASSERT_EQ(answered.size(), static_cast<std::size_t>(kAlone + kConcurrent))
       << "the shim did not see every POST and its 200; trace:\n"
       << dump(events);
+  const auto in_wal = first_writes(events, wal());
   const auto syncs = syncs_in(events);
-  // As /proc/self/fd names it: resolved.
-  const std::string wal = std::filesystem::weakly_canonical(db()).string() + "-wal";
 
-  std::set<std::uint64_t> covering;  // distinct fsyncs that made some request durable
-  std::vector<std::string> unsynced;
+  std::set<std::uint64_t> alone_fsyncs, group_fsyncs;
+  std::vector<std::string> not_durable;
   for (const auto& x : answered) {
-    const auto made_durable = std::find_if(syncs.begin(), syncs.end(), [&](const TraceEvent& s) {
-      return s.began > x.request && s.seq < x.reply && s.path == wal;
-    });
-    if (made_durable == syncs.end()) unsynced.push_back(exchange_name(x));
-    else covering.insert(made_durable->seq);
+    const Durability d = durability_of(x, in_wal, syncs, wal());
+    if (!d.fsync) not_durable.push_back(exchange_name(x) + ": " + d.missing);
+    else (sent_alone(x) ? alone_fsyncs : group_fsyncs).insert(*d.fsync);
   }
-  EXPECT_TRUE(unsynced.empty()) << unsynced.size() << " of " << answered.size()
-                                << " 200s were written with no fsync of " << wal
-                                << " begun after their request and ended before them: "
-                                << join(unsynced) << "; trace:\n"
-                                << dump(events);
-  std::cout << "[ sync full ] " << answered.size() << " POSTs answered 200 after "
-            << covering.size() << " fsync(s) of the WAL (group commit)" << std::endl;
+  EXPECT_TRUE(not_durable.empty()) << not_durable.size() << " of " << answered.size()
+                                   << " 200s were written before their own message was "
+                                      "durable in "
+                                   << wal() << ": " << join(not_durable) << "; trace:\n"
+                                   << dump(events);
+  // Implied by the above (an fsync that began after request k+1's write
+  // ended after reply k), and said outright: one request, one fsync.
+  EXPECT_EQ(alone_fsyncs.size(), static_cast<std::size_t>(kAlone)) << dump(events);
+  std::cout << "[ sync full ] " << kAlone << " POSTs one at a time: " << alone_fsyncs.size()
+            << " fsync(s) of the WAL; " << kConcurrent << " concurrent POSTs: "
+            << group_fsyncs.size() << " fsync(s) (group commit)" << std::endl;
   stop_cleanly(p);
 }
 
@@ -280,28 +359,37 @@ TEST_F(SyncOrderTest, FullWritesEvery200OnlyAfterAnFsyncThatBeganAfterItsRequest
 // checkpoint and the database after one (automatic once the WAL holds 1000
 // pages, and when the last connection closes), and the WAL header when the
 // WAL is restarted after a checkpoint. A few small messages stay far below
-// that threshold, so no fsync may happen between any request and its 200;
-// the one the closing checkpoint makes at exit proves the shim sees this
+// that threshold, so no fsync may happen between any request and its 200,
+// though each message is in the WAL by then (the commit wrote it); the
+// fsync the closing checkpoint makes at exit proves the shim sees this
 // process's fsyncs.
 TEST_F(SyncOrderTest, NormalWrites200sWithoutAnyFsyncAndSyncsAtTheClosingCheckpoint) {
   ProxyProcess& p = start_traced("normal");
+  post_one_at_a_time();
   post_concurrently();
   const auto during = read_trace(trace());
   const auto answered = posts_answered_200(during);
-  ASSERT_EQ(answered.size(), static_cast<std::size_t>(kMessages))
+  ASSERT_EQ(answered.size(), static_cast<std::size_t>(kAlone + kConcurrent))
       << "the shim did not see every POST and its 200; trace:\n"
       << dump(during);
-  std::vector<std::string> synced;
+  const auto in_wal = first_writes(during, wal());
+  std::vector<std::string> synced, unwritten;
   const auto syncs = syncs_in(during);
   for (const auto& x : answered) {
     const bool overlapped = std::any_of(syncs.begin(), syncs.end(), [&](const TraceEvent& s) {
       return s.began < x.reply && s.seq > x.request;
     });
     if (overlapped) synced.push_back(exchange_name(x));
+    const auto written = in_wal.find(x.marker);
+    if (written == in_wal.end() || written->second > x.reply) unwritten.push_back(exchange_name(x));
   }
   EXPECT_TRUE(synced.empty()) << synced.size() << " of " << answered.size()
                               << " 200s waited on an fsync: " << join(synced) << "; trace:\n"
                               << dump(during);
+  EXPECT_TRUE(unwritten.empty()) << unwritten.size() << " of " << answered.size()
+                                 << " 200s went out before their message was in " << wal()
+                                 << ": " << join(unwritten) << "; trace:\n"
+                                 << dump(during);
 
   stop_cleanly(p);
   const auto all = read_trace(trace());
