@@ -1037,3 +1037,133 @@ TEST_F(IngressLimitsTest, ARefusedHeadIsCountedLoggedWithTheAddressAndClosed) {
 
 }  // namespace
 }  // namespace slack_proxy
+
+namespace slack_proxy {
+namespace {
+
+// admit() is the chain handle() runs, for a body a transport has already
+// read whole: the same request gets the same answer, the same counts and
+// the same queued message either way.
+class AdmitTest : public IngressTest {
+ protected:
+  FakeRequest json_post(const std::string& body, const std::string& path = "/") {
+    FakeRequest request("POST", path);
+    request.with_header("Content-Type", kJson)
+        .with_header("Content-Length", std::to_string(body.size()));
+    return request;
+  }
+
+  struct Replies {
+    HttpReply handled;   // the body read from a stream
+    HttpReply admitted;  // the body handed over whole
+  };
+  Replies both(const FakeRequest& request, const std::string& body) {
+    std::istringstream in(body);
+    Replies replies{ingress().handle(request, in), {}};
+    replies.admitted = ingress().admit(request, body);
+    return replies;
+  }
+
+  static void expect_same_answer(const Replies& r) {
+    EXPECT_EQ(r.admitted.status, r.handled.status);
+    EXPECT_EQ(r.admitted.body, r.handled.body);
+    EXPECT_EQ(r.admitted.content_type, r.handled.content_type);
+    EXPECT_EQ(r.admitted.headers, r.handled.headers);
+  }
+};
+
+TEST_F(AdmitTest, AnAcceptedMessageIsAnsweredAndQueuedAsHandleDoesIt) {
+  const std::string body = R"({"channel":"#a","text":"hi","token":"xoxb-cut-out"})";
+
+  const Replies r = both(json_post(body), body);
+
+  EXPECT_EQ(r.handled.status, 200);
+  expect_same_answer(r);
+  EXPECT_FALSE(r.admitted.close);
+  const auto messages = queued();
+  ASSERT_EQ(messages.size(), 2u);
+  EXPECT_EQ(messages[1].channel, messages[0].channel);
+  EXPECT_EQ(messages[1].payload, messages[0].payload);
+  EXPECT_NE(messages[1].id, messages[0].id);
+}
+
+TEST_F(AdmitTest, InvalidJsonIs400OrOnTheWebApiPath200OkFalseAsHandleGivesIt) {
+  const std::string body = "this is not json";
+
+  const Replies root = both(json_post(body), body);
+  const Replies api = both(json_post(body, "/api/chat.postMessage"), body);
+
+  EXPECT_EQ(root.handled.status, 400);
+  EXPECT_EQ(error_of(root.handled), "invalid_json");
+  expect_same_answer(root);
+  EXPECT_EQ(api.handled.status, 200);
+  EXPECT_EQ(error_of(api.handled), "invalid_json");
+  expect_same_answer(api);
+  EXPECT_EQ(rejected("invalid_json"), 4);
+  EXPECT_TRUE(queued().empty());
+}
+
+TEST_F(AdmitTest, AnAuthenticatorsRefusalIs401AsHandleGivesItButKeepsTheConnection) {
+  auto auth = std::make_shared<NiceMock<sdk::testing::MockAuthenticator>>();
+  ON_CALL(*auth, authenticate(_)).WillByDefault(Return(sdk::AuthResult::deny(401, "invalid_auth")));
+  pipeline->authenticator = auth;
+  const std::string body = R"({"channel":"#a","text":"hi"})";
+
+  const Replies r = both(json_post(body), body);
+
+  EXPECT_EQ(r.handled.status, 401);
+  EXPECT_EQ(error_of(r.handled), "invalid_auth");
+  EXPECT_EQ(header_of(r.handled, "WWW-Authenticate"), R"(Bearer realm="slack-proxy")");
+  expect_same_answer(r);
+  // handle() refused before reading the body, which is still on the
+  // connection; admit() was given all of it.
+  EXPECT_TRUE(r.handled.close);
+  EXPECT_FALSE(r.admitted.close);
+  EXPECT_EQ(rejected("invalid_auth"), 2);
+}
+
+TEST_F(AdmitTest, ARoutersRefusalIs403AsHandleGivesIt) {
+  auto router = std::make_shared<NiceMock<sdk::testing::MockRouter>>();
+  ON_CALL(*router, route(_))
+      .WillByDefault(Return(sdk::RouteResult::reject(403, "restricted_action", "not here")));
+  pipeline->routers.push_back(router);
+  const std::string body = R"({"channel":"#a","text":"hi"})";
+
+  const Replies r = both(json_post(body), body);
+
+  EXPECT_EQ(r.handled.status, 403);
+  EXPECT_EQ(error_of(r.handled), "restricted_action");
+  expect_same_answer(r);
+  EXPECT_EQ(rejected("restricted_action"), 2);
+  EXPECT_TRUE(queued().empty());
+}
+
+TEST_F(AdmitTest, AFullQueueIs503QueueFullWithRetryAfterAsHandleGivesIt) {
+  queue = std::make_unique<MemoryQueue>(1);
+  ASSERT_EQ(post(R"({"channel":"#a","text":"fills it"})").status, 200);
+  const std::string body = R"({"channel":"#a","text":"no room"})";
+
+  const Replies r = both(json_post(body), body);
+
+  EXPECT_EQ(r.handled.status, 503);
+  EXPECT_EQ(error_of(r.handled), "queue_full");
+  EXPECT_EQ(header_of(r.handled, "Retry-After"), std::to_string(options.retry_after.count()));
+  expect_same_answer(r);
+  EXPECT_EQ(rejected("queue_full"), 2);
+  EXPECT_EQ(queue->size(), 1u);
+}
+
+TEST_F(AdmitTest, AWholeBodyOverTheLimitIsStill413) {
+  options.max_body_bytes = 16;
+  const std::string body = R"({"channel":"#a","text":"longer than sixteen bytes"})";
+
+  const Replies r = both(json_post(body), body);
+
+  EXPECT_EQ(r.handled.status, 413);
+  EXPECT_EQ(error_of(r.handled), "request_too_large");
+  expect_same_answer(r);
+  EXPECT_TRUE(queued().empty());
+}
+
+}  // namespace
+}  // namespace slack_proxy
