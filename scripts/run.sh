@@ -82,27 +82,62 @@ for address in "0.0.0.0:$port" "127.0.0.1:$metrics_port" "127.0.0.1:$fake_port/"
   fi
 done
 
-# Polls `url` until it answers 2xx while process `pid` lives; fails otherwise.
-wait_healthy() {  # name, pid, url
-  for _ in $(seq 100); do
-    if ! kill -0 "$2" 2>/dev/null; then
-      echo "run.sh: $1 exited before it was ready" >&2
+# Whether process $1 is the only one listening on TCP port $2: prints
+# "alone", "shared" (it and another process) or "not yet" (it is not
+# listening there, though another process may be). Read from /proc, since a
+# port can be shared: fake-slack, like any Poco ServerSocket, binds with
+# SO_REUSEPORT, so another fake (a test's, on a reused port) could answer in
+# its place, or take half of its connections.
+listening_on() {  # pid, port
+  local inode mine=0 others=0
+  for inode in $(awk -v port="$(printf ':%04X' "$2")" \
+      '$4 == "0A" && substr($2, length($2) - 4) == port { print $10 }' \
+      /proc/net/tcp /proc/net/tcp6 2>/dev/null); do
+    if [[ -n "$(find "/proc/$1/fd" -lname "socket:\[$inode\]" -print -quit 2>/dev/null)" ]]; then
+      mine=1
+    else
+      others=1
+    fi
+  done
+  if [[ $mine == 0 ]]; then echo "not yet"; elif [[ $others == 1 ]]; then echo shared; else echo alone; fi
+}
+
+# Waits until process `pid` alone listens on each of `ports` and `url`
+# answers 2xx, so what answers is the process this script started; fails
+# when it exits, when another process also listens on one of its ports, or
+# after 10 s.
+wait_ready() {  # name, pid, url, port...
+  local name=$1 pid=$2 url=$3 port state ready
+  shift 3
+  local deadline=$((SECONDS + 10))
+  while ((SECONDS < deadline)); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "run.sh: $name exited before it was ready" >&2
       return 1
     fi
-    curl -fsS --max-time 1 "$3" >/dev/null 2>&1 && return 0
+    ready=1
+    for port in "$@"; do
+      state=$(listening_on "$pid" "$port")
+      if [[ $state == shared ]]; then
+        echo "run.sh: port $port is already in use by another process besides $name" >&2
+        return 1
+      fi
+      [[ $state == alone ]] || ready=0
+    done
+    if [[ $ready == 1 ]] && curl -fsS --max-time 1 "$url" >/dev/null 2>&1; then return 0; fi
     sleep 0.1
   done
-  echo "run.sh: $1 did not answer $3 within 10 s" >&2
+  echo "run.sh: $name did not answer $url within 10 s" >&2
   return 1
 }
 
 # The fake Slack prints every message it receives.
 "$BIN/fake-slack" --port "$fake_port" &
 fake=$!
-wait_healthy "fake-slack" "$fake" "http://127.0.0.1:$fake_port/_fake/stats"
+wait_ready "fake-slack" "$fake" "http://127.0.0.1:$fake_port/_fake/stats" "$fake_port"
 SLACK_TOKEN="xoxb-demo-not-a-real-token" "$BIN/slack-proxy" --config "$config" "$@" &
 proxy=$!
-wait_healthy "slack-proxy" "$proxy" "$proxy_url/health"
+wait_ready "slack-proxy" "$proxy" "$proxy_url/health" "$port" "$metrics_port"
 
 cat <<MSG
 

@@ -416,7 +416,9 @@ std::size_t occurrences(const std::string& text, const std::string& needle) {
 
 // `scripts/run.sh --demo` on the binaries of this build (never building or
 // configuring anything: SLACK_PROXY_NO_BUILD) and on free ports, in a fresh
-// working directory for its queue file.
+// working directory for its queue file. The script leads a process group of
+// its own, so that however the test ends, the fake Slack and the proxy it
+// started end with it.
 struct Demo {
   std::uint16_t port = free_port(), metrics_port = free_port(), fake_port = free_port();
   TempDir work;
@@ -434,9 +436,15 @@ struct Demo {
                     "DEMO_PORT=" + std::to_string(port),
                     "DEMO_METRICS_PORT=" + std::to_string(metrics_port),
                     "DEMO_FAKE_PORT=" + std::to_string(fake_port)},
-        work.path() / "demo.log");
+        work.path() / "demo.log", ProcessGroup::own);
   }
 };
+
+// Well under ctest's 60 s per test, whatever happens: every attempt shares
+// one deadline to deliver the demo's messages, and the stop has its own;
+// past either, the script's whole group is killed.
+constexpr auto kDemoDelivers = 25s;
+constexpr auto kDemoStops = 10s;
 
 TEST(RunDemoTest, FakeSlackPrintsEveryDemoMessageAndTheScriptStopsWhatItStarted) {
   const fs::path bin = fs::path(SP_PROXY_BINARY).parent_path();
@@ -449,11 +457,14 @@ TEST(RunDemoTest, FakeSlackPrintsEveryDemoMessageAndTheScriptStopsWhatItStarted)
 
   // A free port can be taken by another test before the demo binds it: the
   // script then ends at once, saying so, and runs again on fresh ports.
+  const auto give_up_at = std::chrono::steady_clock::now() + kDemoDelivers;
   std::unique_ptr<Demo> run;
   bool all_arrived = false;
   for (int attempt = 0; attempt < 3 && !all_arrived; ++attempt) {
     run = std::make_unique<Demo>();
     ChildProcess& script = *run->script;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        give_up_at - std::chrono::steady_clock::now());
     // The demo has sent everything once it says how to stop it.
     all_arrived = wait_until(
         [&] {
@@ -464,23 +475,32 @@ TEST(RunDemoTest, FakeSlackPrintsEveryDemoMessageAndTheScriptStopsWhatItStarted)
                     return out.find(p) != std::string::npos;
                   }));
         },
-        30s) &&
+        std::max(left, 0ms)) &&
         script.running();
     if (all_arrived) break;
-    const auto exit_code = script.wait_exit(kDeadline);
-    ASSERT_TRUE(exit_code && script.output().find("already in use") != std::string::npos)
-        << "run.sh --demo did not deliver every message:\n" << script.output();
+    if (script.running()) {
+      script.kill_hard();
+      FAIL() << "run.sh --demo did not deliver every message within " << kDemoDelivers.count()
+             << " s:\n" << script.output();
+    }
+    ASSERT_NE(script.output().find("already in use"), std::string::npos)
+        << "run.sh --demo ended before it delivered every message:\n" << script.output();
   }
-  ASSERT_TRUE(all_arrived);
+  ASSERT_TRUE(all_arrived) << "a port was taken on each of 3 attempts";
   ChildProcess& demo = *run->script;
   const std::uint16_t port = run->port, fake_port = run->fake_port;
 
   // As Ctrl-C would: the script stops the proxy (which drains) and the fake,
   // and exits with the proxy's status.
   demo.signal(SIGTERM);
-  const auto exit_code = demo.wait_exit(40s);
-  ASSERT_TRUE(exit_code.has_value()) << "run.sh --demo did not stop:\n" << demo.output();
+  const auto exit_code = demo.wait_exit(kDemoStops);
+  if (!exit_code) {
+    demo.kill_hard();
+    FAIL() << "run.sh --demo did not stop within " << kDemoStops.count() << " s of SIGTERM:\n"
+           << demo.output();
+  }
   EXPECT_EQ(*exit_code, 0) << demo.output();
+  EXPECT_FALSE(demo.group_running()) << "run.sh --demo exited but left processes of its group";
   const std::string out = demo.output();
   for (const auto& p : printed) EXPECT_EQ(occurrences(out, p), 1u) << p << out;
   EXPECT_EQ(occurrences(out, "proxy answered {\"ok\":true}"), 6u) << out;

@@ -241,8 +241,8 @@ Environment default_environment() {
 // -------------------------------------------------------- ChildProcess --
 
 ChildProcess::ChildProcess(const std::vector<std::string>& argv, const Environment& env,
-                           const std::filesystem::path& log_file)
-    : program_(argv.at(0)), log_file_(log_file) {
+                           const std::filesystem::path& log_file, ProcessGroup group)
+    : program_(argv.at(0)), group_(group), log_file_(log_file) {
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -271,7 +271,12 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const Environme
   sigaddset(&defaults, SIGPIPE);
   posix_spawnattr_setsigmask(&attributes, &none);
   posix_spawnattr_setsigdefault(&attributes, &defaults);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+  if (group_ == ProcessGroup::own) {
+    posix_spawnattr_setpgroup(&attributes, 0);  // its own pid becomes the group's id
+    flags |= POSIX_SPAWN_SETPGROUP;
+  }
+  posix_spawnattr_setflags(&attributes, flags);
 
   const int rc = posix_spawn(&pid_, args[0], &files, &attributes, args.data(), envp.data());
   posix_spawn_file_actions_destroy(&files);
@@ -283,6 +288,7 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const Environme
 
 ChildProcess::~ChildProcess() {
   if (!status_) stop();
+  kill_group();
   if (pidfd_ >= 0) ::close(pidfd_);
   // A sanitizer report fails the test even when the test itself saw nothing
   // wrong (a leak reported at exit, UB on a thread the test never asked about).
@@ -308,7 +314,42 @@ void ChildProcess::stop() {
                 << last_lines(output(), 30);
 }
 
+void ChildProcess::kill_group() {
+  if (group_ == ProcessGroup::own) ::kill(-pid_, SIGKILL);
+}
+
+namespace {
+
+// Whether a process that is not a zombie is in process group `pgid`. Read
+// from /proc, since kill(-pgid, 0) also counts an orphan's zombie, which
+// waits for init to reap it (here, for seconds).
+bool live_process_in_group(pid_t pgid) {
+  std::error_code error;
+  for (std::filesystem::directory_iterator it("/proc", error), end; !error && it != end;
+       it.increment(error)) {
+    const std::string name = it->path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const std::string stat = read_file(it->path() / "stat");  // empty once it is gone
+    const std::size_t command_end = stat.rfind(')');
+    if (command_end == std::string::npos) continue;
+    std::istringstream fields(stat.substr(command_end + 1));
+    char state = 0;
+    pid_t parent = 0, group = 0;
+    fields >> state >> parent >> group;
+    if (group == pgid && state != 'Z' && state != 'X') return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool ChildProcess::group_running() const {
+  if (group_ != ProcessGroup::own) throw std::logic_error("group_running() needs ProcessGroup::own");
+  return live_process_in_group(pid_);
+}
+
 int ChildProcess::kill_hard() {
+  kill_group();
   if (!status_) {
     ::kill(pid_, SIGKILL);
     int status = 0;

@@ -62,6 +62,11 @@ std::optional<std::string> sanitizer_report(const std::string& output);
 // SIGTERM. A proxy drains for at most its shutdown_timeout first.
 inline constexpr std::chrono::milliseconds kStopDeadline{15'000};
 
+// Whether a spawned process leads a process group of its own: a script and
+// whatever it starts. Then every ending (kill_hard(), the destructor) also
+// kills what is left of the group, so nothing it started outlives the test.
+enum class ProcessGroup { inherit, own };
+
 // A spawned process whose stdout and stderr go to one log file. It also gets
 // the test's own ASAN_OPTIONS, LSAN_OPTIONS and UBSAN_OPTIONS.
 //
@@ -75,7 +80,8 @@ inline constexpr std::chrono::milliseconds kStopDeadline{15'000};
 class ChildProcess {
  public:
   ChildProcess(const std::vector<std::string>& argv, const Environment& env,
-               const std::filesystem::path& log_file);
+               const std::filesystem::path& log_file,
+               ProcessGroup group = ProcessGroup::inherit);
   ~ChildProcess();
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
@@ -85,15 +91,22 @@ class ChildProcess {
   // signal that killed it. nullopt when it is still running.
   std::optional<int> wait_exit(std::chrono::milliseconds timeout);
   // SIGKILL and reap, for tests about a crash; returns the exit status.
+  // With ProcessGroup::own, the SIGKILL goes to the whole group.
   int kill_hard();
   bool running();
+  // With ProcessGroup::own: whether any process of its group, the leader
+  // included, is still running (a zombie is not).
+  bool group_running() const;
   std::string output() const;
 
  private:
   // The destructor's SIGTERM and wait; fails the test when the exit is not 0.
   void stop();
+  // With ProcessGroup::own: SIGKILL to every process of the group.
+  void kill_group();
 
   std::string program_;
+  ProcessGroup group_;
   pid_t pid_ = -1;
   int pidfd_ = -1;
   std::optional<int> status_;

@@ -620,6 +620,25 @@ TEST(Harness, AChildKilledOnPurposeOrReapedByTheTestIsTheTestsToJudge) {
   EXPECT_EQ(failed.wait_exit(kDeadline), 2);
 }  // neither destructor adds a failure
 
+TEST(Harness, KillHardOnAChildInItsOwnGroupEndsWhatItStartedToo) {
+  TempDir dir;
+  ChildProcess script({"/bin/sh", "-c", "sleep 30 & echo started; wait"}, {},
+                      dir.path() / "script.log", ProcessGroup::own);
+  const auto deadline = std::chrono::steady_clock::now() + kDeadline;
+  while (script.output().find("started") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_NE(script.output().find("started"), std::string::npos) << "the shell never started";
+  ASSERT_TRUE(script.group_running());
+  EXPECT_EQ(script.kill_hard(), 128 + SIGKILL);
+  // SIGKILL went to the whole group; `sleep` is gone once it has been run.
+  while (script.group_running() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_FALSE(script.group_running()) << "the shell's `sleep` outlived kill_hard()";
+}
+
 constexpr const char* kScrape =
     "# HELP slackproxy_requests_retried_total Delivery attempts scheduled again\n"
     "# TYPE slackproxy_requests_retried_total counter\n"
