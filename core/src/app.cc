@@ -40,6 +40,8 @@
 #include "queue/sqlite_queue.h"
 #include "queue/token_seal.h"
 #include "server_params.h"
+#include "transport/http_server.h"
+#include "transport/tls.h"
 
 namespace slack_proxy {
 namespace {

@@ -31,9 +31,6 @@
 #include "pipeline.h"
 #include "queue/queue.h"
 #include "transport/http_handler.h"
-// The transport that serves the ingress: app.cc builds both from this header.
-#include "transport/http_server.h"
-#include "transport/tls.h"
 
 namespace slack_proxy {
 
