@@ -12,7 +12,6 @@
 
 #include <filesystem>
 #include <optional>
-#include <sstream>
 #include <thread>
 
 #include "proxy_test.h"
@@ -58,13 +57,6 @@ constexpr const char* kAlertmanagerPayload =
     "\n";
 
 constexpr const char* kWebhookPath = "/services/T0000/B0000/XXXXXXXXXXXXXXXXXXXXXXXX";
-
-// Keys sorted, one spelling per value: equal text means equal JSON.
-std::string canonical_json(const std::string& text) {
-  std::ostringstream out;
-  parse_object(text)->stringify(out);
-  return out.str();
-}
 
 // The incoming-webhook-style pipeline Alertmanager's api_url usually names,
 // appended after ProxyConfig's API-style one on "/".

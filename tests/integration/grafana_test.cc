@@ -25,7 +25,6 @@
 // a failure too, and nothing but those two replies counts as delivered.
 #include <gtest/gtest.h>
 
-#include <sstream>
 #include <string>
 
 #include "proxy_test.h"
@@ -74,14 +73,6 @@ constexpr const char* kWebhookPath = "/services/T0000/B0000/XXXXXXXXXXXXXXXXXXXX
 constexpr const char* kWebhookChannel = "#grafana-webhook";
 // bearer_auth wants keys of at least 16 characters.
 constexpr const char* kGrafanaCallerKey = "grafana-caller-key-5b1e0c9a";
-
-// Keys sorted, one spelling per value: equal text means equal JSON.
-std::string canonical_json(const Poco::JSON::Object::Ptr& object) {
-  std::ostringstream out;
-  object->stringify(out);
-  return out.str();
-}
-std::string canonical_json(const std::string& text) { return canonical_json(parse_object(text)); }
 
 // What Grafana's HTTP client sends.
 HttpResponse post_like_grafana(const ProxyProcess& proxy, const std::string& path,

@@ -21,13 +21,6 @@ namespace {
 using namespace std::chrono_literals;
 using std::chrono::milliseconds;
 
-std::string canonical_json(const std::string& text) {
-  std::ostringstream out;
-  parse_object(text)->stringify(out);
-  return out.str();
-}
-
-
 std::vector<RecordedRequest> requests_to(const FakeSlack& slack, const std::string& channel) {
   std::vector<RecordedRequest> matching;
   for (auto& r : slack.requests())

@@ -34,6 +34,16 @@ inline Poco::JSON::Object::Ptr parse_object(const std::string& text) {
   return parser.parse(text).extract<Poco::JSON::Object::Ptr>();
 }
 
+// Keys sorted, one spelling per value: equal text means equal JSON.
+inline std::string canonical_json(const Poco::JSON::Object::Ptr& object) {
+  std::ostringstream out;
+  object->stringify(out);
+  return out.str();
+}
+inline std::string canonical_json(const std::string& text) {
+  return canonical_json(parse_object(text));
+}
+
 // A chat.postMessage body; `text` must need no JSON escaping.
 inline std::string message(const std::string& channel, const std::string& text) {
   return R"({"channel":")" + channel + R"(","text":")" + text + R"("})";
