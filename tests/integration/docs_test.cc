@@ -14,7 +14,6 @@
 #include <cctype>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <optional>
@@ -35,13 +34,6 @@ namespace fs = std::filesystem;
 
 const fs::path kSourceDir = SP_SOURCE_DIR;
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> lines;
   std::istringstream in(text);
@@ -52,11 +44,6 @@ std::vector<std::string> lines_of(const std::string& text) {
 std::string trim_left(const std::string& s) {
   const auto at = s.find_first_not_of(" \t");
   return at == std::string::npos ? std::string() : s.substr(at);
-}
-
-void replace_all(std::string& text, const std::string& from, const std::string& to) {
-  for (std::size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size()))
-    text.replace(at, from.size(), to);
 }
 
 // Polls `done` until it holds or `timeout` passes.
@@ -295,10 +282,9 @@ class ReadmeCurlTest : public ProxyTest {
   // (127.0.0.1:8080 the ingress, 127.0.0.1:9090 the metrics listener), the
   // made-up id a real one.
   std::string localize(std::string text, const std::string& id) const {
-    replace_all(text, "127.0.0.1:8080", ingress_address());
-    replace_all(text, "127.0.0.1:9090", metrics_address());
-    replace_all(text, kPlaceholderId, id);
-    return text;
+    text = replace_all(std::move(text), "127.0.0.1:8080", ingress_address());
+    text = replace_all(std::move(text), "127.0.0.1:9090", metrics_address());
+    return replace_all(std::move(text), kPlaceholderId, id);
   }
 
   // Runs it in bash with $SLACK_PROXY_ADMIN_KEY set. `curl` is wrapped to

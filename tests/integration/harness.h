@@ -34,6 +34,11 @@ inline constexpr std::chrono::milliseconds kDeadline{10'000};
 // A TCP port on 127.0.0.1 that was free a moment ago.
 std::uint16_t free_port();
 
+// The whole file, bytes as they are; "" when it cannot be read.
+std::string read_file(const std::filesystem::path& path);
+// `text` with every occurrence of `from` replaced by `to`.
+std::string replace_all(std::string text, const std::string& from, const std::string& to);
+
 // A fresh directory under the system temp dir, removed on destruction
 // unless the current test failed (so its files can be inspected).
 class TempDir {

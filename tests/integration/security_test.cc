@@ -12,9 +12,7 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <functional>
-#include <iterator>
 #include <map>
 #include <regex>
 #include <set>
@@ -110,11 +108,6 @@ std::map<std::string, std::string> authorization_by_text(const FakeSlack& slack)
   std::map<std::string, std::string> out;
   for (const auto& r : slack.requests()) out[text_of(r)] = r.authorization;
   return out;
-}
-
-std::string read_bytes(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 // --------------------------------------------------------- config text --
@@ -689,7 +682,7 @@ TEST_F(SecurityTest, RedactionGrepFindsNoSecretInLogsQueueFilesAdminApiMetricsOr
     for (const auto& entry : std::filesystem::directory_iterator(db_dir)) {
       if (!entry.is_regular_file()) continue;
       ++files;
-      scanner.expect_clean(entry.path().filename().string() + " " + when, read_bytes(entry.path()));
+      scanner.expect_clean(entry.path().filename().string() + " " + when, read_file(entry.path()));
     }
     EXPECT_GE(files, 1u) << "no SQLite file to scan " << when;
   };
@@ -894,7 +887,7 @@ TEST_F(SecurityTest, RedactionGrepFindsNoSecretInLogsQueueFilesAdminApiMetricsOr
 
 TEST(MultiTenantExample, ValidatesWithoutAnyEnvironmentAndHoldsNoSecret) {
   const std::string path = std::string(SP_SOURCE_DIR) + "/config/multi-tenant.toml";
-  const std::string text = read_bytes(path);
+  const std::string text = read_file(path);
   ASSERT_FALSE(text.empty()) << "cannot read " << path;
   const CommandResult r = run_proxy_command({"validate", path}, Environment{});
   EXPECT_EQ(r.exit_code, 0) << r.output;
