@@ -402,18 +402,6 @@ std::optional<long> proxy_rate_limited(const std::string& metrics) {
   return ::testing::AssertionSuccess();
 }
 
-// The last `lines` lines of `text`.
-std::string tail(const std::string& text, int lines) {
-  if (text.empty()) return "(empty)";
-  std::size_t at = text.size();
-  for (int n = 0; at > 0 && n <= lines; ++n) {
-    const std::size_t newline = text.rfind('\n', at - 1);
-    if (newline == std::string::npos) return text;
-    at = newline;
-  }
-  return text.substr(at + 1);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -560,7 +548,7 @@ int main(int argc, char** argv) {
   }
   if (status == 1) {
     std::fprintf(stderr, "storm-bench: end of the proxy's log:\n%s\n",
-                 tail(proxy.log(), 40).c_str());
+                 last_lines(proxy.log(), 40).c_str());
   }
   return status;
 }

@@ -40,17 +40,6 @@ int exit_code_of(int status) {
   return -1;
 }
 
-// The end of a log, enough to see why a process ended as it did.
-std::string last_lines(const std::string& text, int lines) {
-  std::size_t at = text.size();
-  for (int n = 0; at > 0 && n <= lines; ++n) {
-    const std::size_t newline = text.rfind('\n', at - 1);
-    if (newline == std::string::npos) return text;
-    at = newline;
-  }
-  return text.substr(at + 1);
-}
-
 // --- Prometheus text format -------------------------------------------------
 
 struct Series {
@@ -188,6 +177,17 @@ std::string read_file(const std::filesystem::path& path) {
   std::ostringstream out;
   out << in.rdbuf();
   return out.str();
+}
+
+std::string last_lines(const std::string& text, int lines) {
+  if (text.empty()) return "(empty)";
+  std::size_t at = text.size();
+  for (int n = 0; at > 0 && n <= lines; ++n) {
+    const std::size_t newline = text.rfind('\n', at - 1);
+    if (newline == std::string::npos) return text;
+    at = newline;
+  }
+  return text.substr(at + 1);
 }
 
 

@@ -38,6 +38,9 @@ std::uint16_t free_port();
 std::string read_file(const std::filesystem::path& path);
 // `text` with every occurrence of `from` replaced by `to`.
 std::string replace_all(std::string text, const std::string& from, const std::string& to);
+// The last `lines` lines of a log, enough to see why a process ended as it
+// did; "(empty)" for an empty one.
+std::string last_lines(const std::string& text, int lines);
 
 // A fresh directory under the system temp dir, removed on destruction
 // unless the current test failed (so its files can be inspected).
