@@ -300,16 +300,6 @@ TEST_F(DrainTest, SigtermLeavesTheRestOnDisk) {
 
 class DedupTest : public BackendTest {
  protected:
-  HttpResponse post_with_key(const std::string& body, const std::string& key) {
-    HttpRequest request;
-    request.method = "POST";
-    request.url = proxy->url();
-    request.body = body;
-    request.content_type = "application/json";
-    request.headers = {{"Idempotency-Key", key}};
-    return http_send(request);
-  }
-
   // Messages to one channel are delivered in order, so once a sentinel
   // posted last has arrived, everything posted before it has too: what the
   // fake holds then is final, not a snapshot.
@@ -330,10 +320,10 @@ class DedupTest : public BackendTest {
 TEST_P(DedupTest, SameIdempotencyKeyTwiceIsDeliveredOnce) {
   auto& p = start(backend_config());
   const std::string body = message("#dedup", "once");
-  EXPECT_EQ(post_with_key(body, "key-1").status, 200);
-  EXPECT_EQ(post_with_key(body, "key-1").status, 200);  // maybe still queued
+  EXPECT_EQ(post_with_key(p, body, "key-1").status, 200);
+  EXPECT_EQ(post_with_key(p, body, "key-1").status, 200);  // maybe still queued
   ASSERT_TRUE(slack.wait_for(1, kDeadline));
-  EXPECT_EQ(post_with_key(body, "key-1").status, 200);  // already delivered
+  EXPECT_EQ(post_with_key(p, body, "key-1").status, 200);  // already delivered
   EXPECT_EQ(texts_after_sentinel("#dedup"), (std::vector<std::string>{"once", "sentinel"}));
   EXPECT_EQ(metric(p.metrics(), series(kDuplicates, "#dedup")), 2);
 }
@@ -352,8 +342,8 @@ TEST_P(DedupTest, SameClientMsgIdInTheBodyTwiceIsDeliveredOnce) {
 TEST_P(DedupTest, DifferentIdempotencyKeysAreDeliveredTwice) {
   auto& p = start(backend_config());
   const std::string body = message("#dedup", "twice");
-  EXPECT_EQ(post_with_key(body, "key-1").status, 200);
-  EXPECT_EQ(post_with_key(body, "key-2").status, 200);
+  EXPECT_EQ(post_with_key(p, body, "key-1").status, 200);
+  EXPECT_EQ(post_with_key(p, body, "key-2").status, 200);
   EXPECT_EQ(texts_after_sentinel("#dedup"),
             (std::vector<std::string>{"twice", "twice", "sentinel"}));
   EXPECT_TRUE(metric_is_zero(p.metrics(), series(kDuplicates, "#dedup")));

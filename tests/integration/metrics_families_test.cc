@@ -72,16 +72,6 @@ std::string text_of(const std::set<std::string>& names) {
 
 class MetricsFamiliesTest : public ProxyTest {
  protected:
-  HttpResponse post_with_key(const std::string& body, const std::string& key) const {
-    HttpRequest request;
-    request.method = "POST";
-    request.url = proxy->url();
-    request.body = body;
-    request.content_type = "application/json";
-    request.headers = {{"Idempotency-Key", key}};
-    return http_send(request);
-  }
-
   // Sends traffic that moves every documented family, and returns the
   // scrape taken while the last message is still in flight. Each step
   // waits for the outcome it causes, so the scrape shows all of them.
@@ -96,8 +86,8 @@ class MetricsFamiliesTest : public ProxyTest {
     for (const char* channel : {"#ok", "#flaky", "#limited", "#perm", "#gone"}) {
       EXPECT_EQ(p.post(message(channel, "traffic")).status, 200) << channel;
     }
-    EXPECT_EQ(post_with_key(message("#dup", "once"), "families-1").status, 200);
-    EXPECT_EQ(post_with_key(message("#dup", "once"), "families-1").status, 200);  // duplicate
+    EXPECT_EQ(post_with_key(p, message("#dup", "once"), "families-1").status, 200);
+    EXPECT_EQ(post_with_key(p, message("#dup", "once"), "families-1").status, 200);  // duplicate
     EXPECT_EQ(p.post("{not json").status, 400);                                    // rejected
     EXPECT_TRUE(p.wait_for_metric(series(kFailed, "#gone"), 1));
     EXPECT_EQ(p.post(message("#gone", "parked")).status, 200);  // not processed

@@ -95,6 +95,18 @@ inline HttpResponse admin_request(const ProxyProcess& p, const std::string& meth
   return http_send(request);
 }
 
+// A POST of `body` with an Idempotency-Key header.
+inline HttpResponse post_with_key(const ProxyProcess& p, const std::string& body,
+                                  const std::string& key) {
+  HttpRequest request;
+  request.method = "POST";
+  request.url = p.url();
+  request.body = body;
+  request.content_type = "application/json";
+  request.headers = {{"Idempotency-Key", key}};
+  return http_send(request);
+}
+
 // Waits, on the fake's own notification of each request, until `done` holds
 // for everything it has recorded; `what` names it in the failure.
 inline ::testing::AssertionResult wait_until_recorded(
