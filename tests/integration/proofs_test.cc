@@ -39,34 +39,9 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-using std::chrono::milliseconds;
 
 constexpr const char* kDeadLetters = "slackproxy_dead_letters";
 constexpr const char* kQueueSize = "slackproxy_queue_size";
-
-
-
-// Waits, on the fake's notification of each request, until it has seen a
-// request with each of `texts`.
-::testing::AssertionResult wait_delivered(const FakeSlack& slack,
-                                          const std::set<std::string>& texts,
-                                          milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  std::set<std::string> missing;
-  while (true) {
-    const auto seen = slack.requests();
-    missing = texts;
-    for (const auto& r : seen) missing.erase(text_of(r));
-    if (missing.empty()) return ::testing::AssertionSuccess();
-    const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-    if (left <= 0ms) break;
-    slack.wait_for(seen.size() + 1, left);
-  }
-  return ::testing::AssertionFailure() << missing.size() << " of " << texts.size()
-                                       << " message(s) never reached the fake Slack, e.g. "
-                                       << *missing.begin();
-}
-
 
 // Ends a proxy the way an operator does and requires a clean exit.
 void stop_cleanly(ProxyProcess& p) {
@@ -616,7 +591,7 @@ TEST_F(DiskFullTest, Answers503QueueUnavailableKeepsRunningAndDeliversEvery200On
   ASSERT_EQ(p.post(message("#full-0", after)).status, 200);
   accepted.insert(after);
   slack.set_default(Behaviour::ok());
-  EXPECT_TRUE(wait_delivered(slack, accepted, 20'000ms));
+  EXPECT_TRUE(wait_for_texts(slack, accepted, 20'000ms));
   EXPECT_TRUE(p.wait_for_metric(kQueueSize, 0));
   std::cout << "[ disk full ] " << accepted.size() - 1
             << " message(s) accepted before the tmpfs filled up; all delivered" << std::endl;

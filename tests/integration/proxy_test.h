@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -127,6 +128,23 @@ inline ::testing::AssertionResult wait_until_recorded(
     }
     slack.wait_for(seen.size() + 1, left);
   }
+}
+
+// Waits until the fake has recorded a request whose "text" is each of `texts`.
+inline ::testing::AssertionResult wait_for_texts(const FakeSlack& slack,
+                                                 const std::set<std::string>& texts,
+                                                 std::chrono::milliseconds timeout = kDeadline) {
+  std::set<std::string> missing;
+  auto result = wait_until_recorded(
+      slack,
+      [&](const std::vector<RecordedRequest>& seen) {
+        missing = texts;
+        for (const auto& r : seen) missing.erase(text_of(r));
+        return missing.empty();
+      },
+      "each of " + std::to_string(texts.size()) + " text(s)", timeout);
+  if (!result) result << "; " << missing.size() << " missing, e.g. \"" << *missing.begin() << '"';
+  return result;
 }
 
 // A fake Slack and a proxy pointed at it; the proxy dies before the fake.

@@ -88,20 +88,6 @@ HttpResponse admin(const ProxyProcess& p, const std::string& target,
   return send(method, p.metrics_url(target), {}, std::move(headers));
 }
 
-// Until the fake has recorded a request whose text is each of `texts`.
-::testing::AssertionResult wait_for_texts(const FakeSlack& slack, std::set<std::string> texts) {
-  std::string what = "the texts";
-  for (const auto& t : texts) what += " " + t;
-  return wait_until_recorded(
-      slack,
-      [&](const std::vector<RecordedRequest>& seen) {
-        std::set<std::string> left = texts;
-        for (const auto& r : seen) left.erase(text_of(r));
-        return left.empty();
-      },
-      what);
-}
-
 // text -> the Authorization header it reached Slack with (every request
 // the fake recorded; a text seen twice keeps the last).
 std::map<std::string, std::string> authorization_by_text(const FakeSlack& slack) {
