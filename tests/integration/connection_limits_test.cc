@@ -150,8 +150,7 @@ TEST_F(ConnectionLimitsTest, DrainAnswers503ShuttingDownOnAnOpenKeepAliveConnect
   EXPECT_EQ(refused->header("retry-after"), "7");
   EXPECT_TRUE(says_close(*refused));
   EXPECT_TRUE(conn.wait_closed(kCloseDeadline));
-  EXPECT_EQ(find_metric(p.metrics(), "slackproxy_requests_rejected_total{error=\"shutting_down\"}"),
-            1.0);
+  EXPECT_EQ(find_metric(p.metrics(), rejected("shutting_down")), 1.0);
 
   // Slack recovers: the queued message is delivered, the refused one never.
   slack.set_default(Behaviour::ok());

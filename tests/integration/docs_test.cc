@@ -210,7 +210,7 @@ std::string json_text(const Poco::Dynamic::Var& value) {
 }
 
 // More than one page (50 by default), so a listing has a next_after.
-constexpr int kDeadLetters = 60;
+constexpr int kDeadLetterCount = 60;
 
 struct CurlRun {
   std::optional<int> exit_code;
@@ -249,7 +249,7 @@ class ReadmeCurlTest : public ProxyTest {
   }
 
   // Waits until nothing is queued (a replayed record is back in the store),
-  // then tops the store up to kDeadLetters records. Every example starts
+  // then tops the store up to kDeadLetterCount records. Every example starts
   // from there, whatever the one before it replayed or deleted.
   void make_dead_letters() {
     Poco::JSON::Object::Ptr queue;
@@ -257,7 +257,7 @@ class ReadmeCurlTest : public ProxyTest {
                            kDeadline))
         << "the queue did not empty";
     const int have = queue->getValue<int>("dead_letters");
-    for (int i = have; i < kDeadLetters; ++i) {
+    for (int i = have; i < kDeadLetterCount; ++i) {
       const HttpResponse r = proxy->post(message("#alerts", "docs-example-" + std::to_string(i)));
       ASSERT_EQ(r.status, 200) << r.body;
     }
@@ -265,10 +265,10 @@ class ReadmeCurlTest : public ProxyTest {
         [&] {
           queue = admin_get("/queue");
           return queue->getValue<int>("size") == 0 &&
-                 queue->getValue<int>("dead_letters") >= kDeadLetters;
+                 queue->getValue<int>("dead_letters") >= kDeadLetterCount;
         },
         kDeadline))
-        << "the store did not reach " << kDeadLetters << " dead letters";
+        << "the store did not reach " << kDeadLetterCount << " dead letters";
   }
 
   std::string some_dead_letter_id() const {

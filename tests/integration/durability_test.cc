@@ -31,9 +31,7 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-constexpr const char* kDeadLetters = "slackproxy_dead_letters";
 constexpr const char* kDuplicates = "slackproxy_requests_duplicate_total";
-constexpr const char* kQueueSize = "slackproxy_queue_size";
 constexpr const char* kDenylistSize = "slackproxy_denylist_size";
 
 // For waits that span a whole run (hundreds of messages), not one step.
@@ -359,7 +357,6 @@ TEST_P(CapacityTest, RefusesBeyondMaxBytesWith503QueueFullAndRetryAfter) {
   constexpr std::size_t kMaxBytes = 2048;
   constexpr std::size_t kBodyBytes = 200;  // each payload; the queue counts payload bytes
   constexpr std::size_t kFits = kMaxBytes / kBodyBytes;
-  const std::string kQueueFull = "slackproxy_requests_rejected_total{error=\"queue_full\"}";
 
   slack.set_default(Behaviour::http_status(503));  // nothing leaves the queue
   ProxyConfig c = backend_config();
@@ -382,7 +379,7 @@ TEST_P(CapacityTest, RefusesBeyondMaxBytesWith503QueueFullAndRetryAfter) {
     ASSERT_EQ(r.status, 503) << r.body;
     EXPECT_EQ(error_of(r), "queue_full");
     EXPECT_EQ(r.header("retry-after"), "5");
-    EXPECT_EQ(metric(p.metrics(), kQueueFull), refused);
+    EXPECT_EQ(metric(p.metrics(), rejected("queue_full")), refused);
   }
   EXPECT_EQ(metric(p.metrics(), series(kReceived, "#cap")), static_cast<double>(kFits));
 }

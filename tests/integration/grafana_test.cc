@@ -122,7 +122,7 @@ class GrafanaTest : public ProxyTest {
   // counted too.
   RecordedRequest only_delivery(const std::string& channel) {
     EXPECT_TRUE(proxy->wait_for_metric(series(kSucceeded, channel), 1));
-    EXPECT_TRUE(proxy->wait_for_metric("slackproxy_queue_size", 0));
+    EXPECT_TRUE(proxy->wait_for_metric(kQueueSize, 0));
     const auto got = slack.requests();
     EXPECT_EQ(got.size(), 1u) << "exactly one message reaches Slack";
     if (got.empty()) throw std::runtime_error("nothing reached the fake Slack");

@@ -528,7 +528,7 @@ TEST_F(ProxyTest, CountsAMixedRunInEveryMetric) {
   ASSERT_TRUE(p.wait_for_metric(series(kSucceeded, "#ok"), 2));
   ASSERT_TRUE(p.wait_for_metric(series(kSucceeded, "#flaky"), 1));
   ASSERT_TRUE(p.wait_for_metric(series(kFailed, "#bad"), 1));
-  ASSERT_TRUE(p.wait_for_metric("slackproxy_queue_size", 0));
+  ASSERT_TRUE(p.wait_for_metric(kQueueSize, 0));
 
   const std::string m = p.metrics();
   struct Row {
@@ -543,7 +543,7 @@ TEST_F(ProxyTest, CountsAMixedRunInEveryMetric) {
     EXPECT_TRUE(metric_equals(m, series(kRetried, row.channel), row.retried));
     EXPECT_TRUE(metric_equals(m, series(kNotProcessed, row.channel), row.not_processed));
   }
-  EXPECT_TRUE(find_metric(m, "slackproxy_queue_size").has_value()) << m;
+  EXPECT_TRUE(find_metric(m, kQueueSize).has_value()) << m;
 }
 
 // ---------------------------------------------------------------- secrets --

@@ -40,9 +40,6 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-constexpr const char* kDeadLetters = "slackproxy_dead_letters";
-constexpr const char* kQueueSize = "slackproxy_queue_size";
-
 // Ends a proxy the way an operator does and requires a clean exit.
 void stop_cleanly(ProxyProcess& p) {
   p.signal(SIGTERM);
@@ -546,7 +543,6 @@ TEST_F(DiskFullTest, Answers503QueueUnavailableKeepsRunningAndDeliversEvery200On
     if (every_tool_required()) GTEST_FAIL() << why;
     GTEST_SKIP() << why;
   }
-  const std::string kRejected = "slackproxy_requests_rejected_total{error=\"queue_unavailable\"}";
   slack.set_default(Behaviour::http_status(503));  // nothing leaves the queue while it fills
   ProxyConfig c = config();
   c.queue_backend = "sqlite";
@@ -579,7 +575,7 @@ TEST_F(DiskFullTest, Answers503QueueUnavailableKeepsRunningAndDeliversEvery200On
   // Still full, still refused, still running.
   const HttpResponse again = p.post(message("#full-0", "still full-" + padding));
   EXPECT_EQ(again.status, 503) << again.body;
-  EXPECT_EQ(find_metric(p.metrics(), kRejected), 2.0) << p.metrics();
+  EXPECT_EQ(find_metric(p.metrics(), rejected("queue_unavailable")), 2.0) << p.metrics();
   EXPECT_EQ(p.get("/health").status, 200);
   EXPECT_TRUE(child_->running());
 

@@ -29,6 +29,14 @@ inline constexpr const char* kFailed = "slackproxy_requests_failed_total";
 inline constexpr const char* kRetried = "slackproxy_requests_retried_total";
 inline constexpr const char* kSucceeded = "slackproxy_requests_succeeded_total";
 inline constexpr const char* kNotProcessed = "slackproxy_requests_not_processed_total";
+inline constexpr const char* kRejected = "slackproxy_requests_rejected_total";
+inline constexpr const char* kQueueSize = "slackproxy_queue_size";
+inline constexpr const char* kDeadLetters = "slackproxy_dead_letters";
+
+// `slackproxy_requests_rejected_total{error="<error>"}`
+inline std::string rejected(const std::string& error) {
+  return std::string(kRejected) + "{error=\"" + error + "\"}";
+}
 
 inline Poco::JSON::Object::Ptr parse_object(const std::string& text) {
   Poco::JSON::Parser parser;

@@ -36,12 +36,6 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-constexpr const char* kRejected = "slackproxy_requests_rejected_total";
-
-std::string rejected(const std::string& error) {
-  return std::string(kRejected) + "{error=\"" + error + "\"}";
-}
-
 std::size_t count_lines_matching(const std::string& text, const std::regex& pattern) {
   std::size_t n = 0;
   std::istringstream in(text);
@@ -208,7 +202,7 @@ TEST_F(ProxyTest, AnswersAMalformedChunkedBody400AndClosesTheConnection) {
   const std::string m = p.metrics();
   EXPECT_EQ(metric(m, rejected(error)), 1) << m;
   EXPECT_TRUE(family_sums_to_zero(m, kReceived));
-  EXPECT_TRUE(metric_is_zero(m, "slackproxy_queue_size"));
+  EXPECT_TRUE(metric_is_zero(m, kQueueSize));
   EXPECT_EQ(slack.count(), 0u);
 }
 

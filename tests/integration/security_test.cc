@@ -31,9 +31,6 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 constexpr const char* kClientRequests = "slackproxy_client_requests_total";
-constexpr const char* kRejected = "slackproxy_requests_rejected_total";
-constexpr const char* kQueueSize = "slackproxy_queue_size";
-constexpr const char* kDeadLetters = "slackproxy_dead_letters";
 
 // Callers' keys (bearer_auth wants at least 16 characters) and workspace
 // tokens for the tests before the redaction grep, which has its own set.
@@ -49,10 +46,6 @@ constexpr const char* kAdminKeyHere = "adm-e2e5-6a1f0c8d3b7e2f94";
 
 std::string client_series(const std::string& client, const std::string& outcome) {
   return std::string(kClientRequests) + "{client=\"" + client + "\",outcome=\"" + outcome + "\"}";
-}
-
-std::string rejected(const std::string& error) {
-  return std::string(kRejected) + "{error=\"" + error + "\"}";
 }
 
 std::string bearer(const std::string& credential) { return "Bearer " + credential; }
