@@ -5,6 +5,8 @@
 #ifndef SLACK_PROXY_TESTS_INTEGRATION_RAW_CONNECTION_H
 #define SLACK_PROXY_TESTS_INTEGRATION_RAW_CONNECTION_H
 
+#include <sys/socket.h>
+
 #include <Poco/Exception.h>
 #include <Poco/Net/NetException.h>
 #include <Poco/Net/SocketAddress.h>
@@ -44,11 +46,13 @@ class RawConnection {
     socket_.setReceiveTimeout(Poco::Timespan(0, 100'000));
   }
 
+  // MSG_NOSIGNAL: a proxy that has closed the connection is an exception
+  // here, never a SIGPIPE that ends the test binary.
   void send(const std::string& bytes) {
     std::size_t sent = 0;
     while (sent < bytes.size()) {
-      sent += static_cast<std::size_t>(
-          socket_.sendBytes(bytes.data() + sent, static_cast<int>(bytes.size() - sent)));
+      sent += static_cast<std::size_t>(socket_.sendBytes(
+          bytes.data() + sent, static_cast<int>(bytes.size() - sent), MSG_NOSIGNAL));
     }
   }
 

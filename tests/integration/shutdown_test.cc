@@ -6,10 +6,7 @@
 // drained proxy alive for 10 s more (a Poco thread-pool wake-up that was
 // lost; see core/src/server_params.h).
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <Poco/Exception.h>
 
@@ -19,6 +16,7 @@
 #include <vector>
 
 #include "proxy_test.h"
+#include "raw_connection.h"
 
 namespace slack_proxy::testing {
 namespace {
@@ -64,29 +62,9 @@ std::string case_name(const ::testing::TestParamInfo<Case>& info) {
   return std::string(name_of(info.param.moment)) + "_" + info.param.backend;
 }
 
-// Connects and sends half a request head, then holds the connection: a
-// client that occupies an ingress connection until the proxy cuts it off.
-class HalfSentHead {
- public:
-  explicit HalfSentHead(std::uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(port);
-    if (fd_ >= 0 && ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-      constexpr std::string_view kPart = "POST / HTTP/1.1\r\nHost: x\r\nContent-Ty";
-      (void)!::send(fd_, kPart.data(), kPart.size(), MSG_NOSIGNAL);
-    }
-  }
-  ~HalfSentHead() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  HalfSentHead(const HalfSentHead&) = delete;
-  HalfSentHead& operator=(const HalfSentHead&) = delete;
-
- private:
-  int fd_;
-};
+// Half a request head: a client that sends it and holds the connection
+// occupies an ingress connection until the proxy cuts it off.
+constexpr const char* kHalfAHead = "POST / HTTP/1.1\r\nHost: x\r\nContent-Ty";
 
 // Traffic on both listeners until stopped: posts on fresh connections (to
 // several channels, so several lanes are busy), scrapes of /metrics, and
@@ -109,9 +87,13 @@ class Load {
       while (!stop_) attempt([&] { proxy.metrics(); });
     });
     threads_.emplace_back([this, &proxy] {
-      std::vector<std::unique_ptr<HalfSentHead>> held;
+      std::vector<std::unique_ptr<RawConnection>> held;
       while (!stop_ && held.size() < 4) {
-        held.push_back(std::make_unique<HalfSentHead>(proxy.listen_port()));
+        attempt([&] {
+          auto connection = std::make_unique<RawConnection>(proxy.listen_port());
+          connection->send(kHalfAHead);
+          held.push_back(std::move(connection));
+        });
       }
       while (!stop_) std::this_thread::sleep_for(10ms);  // holds them until stopped
     });
