@@ -58,42 +58,22 @@ constexpr const char* kAlertmanagerPayload =
 
 constexpr const char* kWebhookPath = "/services/T0000/B0000/XXXXXXXXXXXXXXXXXXXXXXXX";
 
-// The incoming-webhook-style pipeline Alertmanager's api_url usually names,
-// appended after ProxyConfig's API-style one on "/".
-std::string webhook_pipeline(const std::string& slack_url, const std::string& stages = {}) {
-  return "\n[[pipeline]]\nname = \"webhook\"\nstyle = \"webhook\"\npaths = [\"/services/*\"]\n"
-         "default_channel = \"#webhook-default\"\n" +
-         stages + stage("slack_sink", "url = \"" + slack_url + "\"\n");
-}
+// Where a payload without a channel goes on the webhook pipeline.
+constexpr const char* kWebhookDefaultChannel = "#webhook-default";
 
 // What Alertmanager's HTTP client sends: a JSON POST with its User-Agent and,
 // for chat.postMessage, the Bearer token from http_config.
 HttpResponse post_like_alertmanager(const ProxyProcess& proxy, const std::string& path,
                                     const std::string& body,
                                     const std::optional<std::string>& bearer = std::nullopt) {
-  HttpRequest request;
-  request.method = "POST";
-  request.url = proxy.url(path);
-  request.body = body;
-  request.content_type = "application/json";
-  request.headers["User-Agent"] = "Alertmanager/0.27.0";
-  if (bearer) request.headers["Authorization"] = "Bearer " + *bearer;
-  return http_send(request);
+  return post_like({"application/json", "Alertmanager/0.27.0"}, proxy, path, body, bearer);
 }
-
-// One token, then one per 1000 s: whatever follows the first message waits.
-std::string paused_bucket() { return stage("token_bucket", "rate = 0.001\nburst = 1\n"); }
 
 class AlertmanagerTest : public ProxyTest {
  protected:
   // ProxyConfig's API pipeline on "/" plus the webhook one.
   ProxyProcess& start_with_webhook(const ProxyConfig& c, const std::string& webhook_stages = {}) {
-    proxy =
-        std::make_unique<ProxyProcess>(c.toml() + webhook_pipeline(slack.url(), webhook_stages));
-    auto started = proxy->start();
-    EXPECT_TRUE(started);
-    if (!started) throw std::runtime_error("slack-proxy did not start");
-    return *proxy;
+    return start(c.toml() + webhook_pipeline(slack.url(), kWebhookDefaultChannel, webhook_stages));
   }
 };
 

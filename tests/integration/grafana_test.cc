@@ -78,14 +78,7 @@ constexpr const char* kGrafanaCallerKey = "grafana-caller-key-5b1e0c9a";
 HttpResponse post_like_grafana(const ProxyProcess& proxy, const std::string& path,
                                const std::string& body,
                                const std::optional<std::string>& token = std::nullopt) {
-  HttpRequest request;
-  request.method = "POST";
-  request.url = proxy.url(path);
-  request.body = body;
-  request.content_type = "application/json; charset=utf-8";
-  request.headers["User-Agent"] = "Grafana";
-  if (token) request.headers["Authorization"] = "Bearer " + *token;
-  return http_send(request);
+  return post_like({"application/json; charset=utf-8", "Grafana"}, proxy, path, body, token);
 }
 
 // Grafana's test for a JSON reply: Content-Type starting with
@@ -105,16 +98,10 @@ class GrafanaTest : public ProxyTest {
  protected:
   // ProxyConfig's API pipeline on "/" and "/api/chat.postMessage" (where
   // Grafana's endpointUrl points) plus an incoming-webhook one.
-  ProxyProcess& start_with_webhook(ProxyConfig c, Environment env = default_environment()) {
-    const std::string webhook =
-        "\n[[pipeline]]\nname = \"webhook\"\nstyle = \"webhook\"\npaths = [\"/services/*\"]\n"
-        "default_channel = \"" + std::string(kWebhookChannel) + "\"\n" +
-        ProxyConfig::fast_retry_stages() + stage("slack_sink", "url = \"" + slack.url() + "\"\n");
-    proxy = std::make_unique<ProxyProcess>(c.toml() + webhook, std::move(env));
-    auto started = proxy->start();
-    EXPECT_TRUE(started);
-    if (!started) throw std::runtime_error("slack-proxy did not start");
-    return *proxy;
+  ProxyProcess& start_with_webhook(const ProxyConfig& c, Environment env = default_environment()) {
+    return start(c.toml() + webhook_pipeline(slack.url(), kWebhookChannel,
+                                             ProxyConfig::fast_retry_stages()),
+                 std::move(env));
   }
 
   // The one request the fake got, taken once the proxy has recorded the
@@ -208,8 +195,7 @@ TEST_F(GrafanaTest, QueueFullIsA5xxThatGrafanaCountsAsFailed) {
   ProxyConfig c = config();
   c.queue_capacity = 1;
   c.queue_retry_after = "5s";
-  // One token, then one per 1000 s: whatever follows the first message waits.
-  c.stages = stage("token_bucket", "rate = 0.001\nburst = 1\n") + ProxyConfig::fast_retry_stages();
+  c.stages = paused_bucket() + ProxyConfig::fast_retry_stages();
   auto& p = start_with_webhook(c);
   ASSERT_TRUE(grafana_accepts_json(
       post_like_grafana(p, "/api/chat.postMessage", kGrafanaApiPayload, kGrafanaToken)));

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -116,6 +117,40 @@ inline HttpResponse post_with_key(const ProxyProcess& p, const std::string& body
   return http_send(request);
 }
 
+// An incoming-webhook-style pipeline on "/services/*" (where Alertmanager's
+// api_url and Grafana's webhook contact point point), to append after
+// ProxyConfig's API-style one on "/": `stages`, then slack_sink to
+// `slack_url`. A payload that names no channel goes to `default_channel`.
+inline std::string webhook_pipeline(const std::string& slack_url,
+                                    const std::string& default_channel,
+                                    const std::string& stages = {}) {
+  return "\n[[pipeline]]\nname = \"webhook\"\nstyle = \"webhook\"\npaths = [\"/services/*\"]\n"
+         "default_channel = \"" + default_channel + "\"\n" +
+         stages + stage("slack_sink", "url = \"" + slack_url + "\"\n");
+}
+
+// One token, then one per 1000 s: whatever follows the first message waits.
+inline std::string paused_bucket() { return stage("token_bucket", "rate = 0.001\nburst = 1\n"); }
+
+// A JSON POST the way an HTTP client of the proxy (Alertmanager, Grafana)
+// sends it: its Content-Type and User-Agent, and its Bearer token if any.
+struct ClientLike {
+  std::string content_type;
+  std::string user_agent;
+};
+inline HttpResponse post_like(const ClientLike& client, const ProxyProcess& p,
+                              const std::string& path, const std::string& body,
+                              const std::optional<std::string>& bearer = std::nullopt) {
+  HttpRequest request;
+  request.method = "POST";
+  request.url = p.url(path);
+  request.body = body;
+  request.content_type = client.content_type;
+  request.headers["User-Agent"] = client.user_agent;
+  if (bearer) request.headers["Authorization"] = "Bearer " + *bearer;
+  return http_send(request);
+}
+
 // Waits, on the fake's own notification of each request, until `done` holds
 // for everything it has recorded; `what` names it in the failure.
 inline ::testing::AssertionResult wait_until_recorded(
@@ -166,8 +201,10 @@ class ProxyTest : public ::testing::Test {
     return c;
   }
 
-  ProxyProcess& start(const ProxyConfig& c) {
-    proxy = std::make_unique<ProxyProcess>(c);
+  ProxyProcess& start(const ProxyConfig& c) { return start(c.toml()); }
+  // From config text: ProxyConfig's plus more, such as a second pipeline.
+  ProxyProcess& start(const std::string& config_text, Environment env = default_environment()) {
+    proxy = std::make_unique<ProxyProcess>(config_text, std::move(env));
     auto started = proxy->start();
     EXPECT_TRUE(started);
     if (!started) throw std::runtime_error("slack-proxy did not start");

@@ -176,14 +176,7 @@ class SecurityTest : public ProxyTest {
     return stage("slack_sink", "url = " + quoted(slack.url()) + "\n" + settings);
   }
 
-  ProxyProcess& start_text(const std::string& text, Environment env) {
-    proxy = std::make_unique<ProxyProcess>(text, std::move(env));
-    auto started = proxy->start();
-    EXPECT_TRUE(started);
-    if (!started) throw std::runtime_error("slack-proxy did not start");
-    return *proxy;
-  }
-  ProxyProcess& start_text(const std::string& text) { return start_text(text, environment()); }
+  ProxyProcess& start_text(const std::string& text) { return start(text, environment()); }
 
   TempDir secrets_;
   std::filesystem::path keys_file_;
