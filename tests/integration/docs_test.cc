@@ -299,10 +299,8 @@ class ReadmeCurlTest : public ProxyTest {
         ">\"$SP_STATUS\"; }\n";
     for (const auto& a : e.assignments) script += localize(a, id) + "\n";
     script += localize(e.command, id) + "\n";
-    const char* path = std::getenv("PATH");
     ChildProcess bash({"/bin/bash", "-c", script},
-                      {std::string("PATH=") + (path ? path : "/usr/bin:/bin"),
-                       std::string("SLACK_PROXY_ADMIN_KEY=") + kAdminKey,
+                      {path_variable(), std::string("SLACK_PROXY_ADMIN_KEY=") + kAdminKey,
                        "SP_BODY=" + body.string(), "SP_STATUS=" + status.string()},
                       dir.path() / "bash.log");
     CurlRun run;
@@ -412,14 +410,12 @@ struct Demo {
 
   Demo() {
     const fs::path bin = fs::path(SP_PROXY_BINARY).parent_path();
-    const char* path = std::getenv("PATH");
     script = std::make_unique<ChildProcess>(
         std::vector<std::string>{"/bin/bash", "-c", "cd \"$0\" && exec bash \"$1\" --demo",
                                  work.path().string(),
                                  (kSourceDir / "scripts" / "run.sh").string()},
-        Environment{std::string("PATH=") + (path ? path : "/usr/bin:/bin"),
-                    "BUILD_DIR=" + bin.parent_path().string(), "SLACK_PROXY_NO_BUILD=1",
-                    "DEMO_PORT=" + std::to_string(port),
+        Environment{path_variable(), "BUILD_DIR=" + bin.parent_path().string(),
+                    "SLACK_PROXY_NO_BUILD=1", "DEMO_PORT=" + std::to_string(port),
                     "DEMO_METRICS_PORT=" + std::to_string(metrics_port),
                     "DEMO_FAKE_PORT=" + std::to_string(fake_port)},
         work.path() / "demo.log", ProcessGroup::own);

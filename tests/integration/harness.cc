@@ -239,6 +239,11 @@ Environment default_environment() {
           std::string("SLACK_PROXY_ADMIN_KEY=") + kAdminKey};
 }
 
+std::string path_variable() {
+  const char* path = std::getenv("PATH");
+  return std::string("PATH=") + (path != nullptr ? path : "/usr/sbin:/usr/bin:/sbin:/bin");
+}
+
 // -------------------------------------------------------- ChildProcess --
 
 ChildProcess::ChildProcess(const std::vector<std::string>& argv, const Environment& env,

@@ -61,6 +61,10 @@ class TempDir {
 // options, see ChildProcess).
 using Environment = std::vector<std::string>;
 Environment default_environment();  // SLACK_TOKEN=kTestToken, SLACK_PROXY_ADMIN_KEY=kAdminKey
+// "PATH=" and this process's PATH, for a child that runs programs by name (a
+// script, a shell in a mount namespace); the system's directories when the
+// test has no PATH.
+std::string path_variable();
 
 // The first sanitizer report (ASan, LSan, UBSan) in a process's output and
 // what follows it, or nullopt when there is none.

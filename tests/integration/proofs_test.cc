@@ -469,19 +469,13 @@ class DiskFullTest : public ProxyTest {
   static constexpr const char* kDiskSize = "2m";
   static constexpr int kFillerKiB = 1280;
 
-  // The shell in the namespace needs `mount` and `head`.
-  static std::string search_path() {
-    const char* path = std::getenv("PATH");
-    return std::string("PATH=") + (path != nullptr ? path : "/usr/sbin:/usr/bin:/sbin:/bin");
-  }
-
   // Empty when this machine lets `unshare` mount a tmpfs, else why not.
   static std::string cannot_mount(const std::filesystem::path& unshare) {
     if (::geteuid() != 0) return "mounting a tmpfs needs root";
     TempDir dir;
     ChildProcess probe({unshare.string(), "-m", "/bin/sh", "-c",
                         "mount -t tmpfs -o size=64k tmpfs \"$1\"", "sh", dir.path().string()},
-                       {search_path()}, dir.path() / "probe.log");
+                       {path_variable()}, dir.path() / "probe.log");
     const auto code = probe.wait_exit(kDeadline);
     if (code != 0) return "unshare -m and mount -t tmpfs are not permitted here: " + probe.output();
     return {};
@@ -497,7 +491,7 @@ class DiskFullTest : public ProxyTest {
         "head -c " + std::to_string(kFillerKiB * 1024) + " /dev/zero > \"$1/filler\" && " +
         "echo $$ > \"$2\" && exec \"$3\" --config \"$4\"";
     Environment env = default_environment();
-    env.push_back(search_path());
+    env.push_back(path_variable());  // the shell runs `mount` and `head`
     child_ = std::make_unique<ChildProcess>(
         std::vector<std::string>{unshare.string(), "-m", "/bin/sh", "-c", script, "sh",
                                  disk().string(), pid_file().string(), SP_PROXY_BINARY,
