@@ -56,18 +56,12 @@ constexpr const char* kAlertmanagerPayload =
     R"json("mrkdwn_in":["fallback","pretext","text"]}]})json"
     "\n";
 
-constexpr const char* kWebhookPath = "/services/T0000/B0000/XXXXXXXXXXXXXXXXXXXXXXXX";
-
 // Where a payload without a channel goes on the webhook pipeline.
 constexpr const char* kWebhookDefaultChannel = "#webhook-default";
 
 // What Alertmanager's HTTP client sends: a JSON POST with its User-Agent and,
 // for chat.postMessage, the Bearer token from http_config.
-HttpResponse post_like_alertmanager(const ProxyProcess& proxy, const std::string& path,
-                                    const std::string& body,
-                                    const std::optional<std::string>& bearer = std::nullopt) {
-  return post_like({"application/json", "Alertmanager/0.27.0"}, proxy, path, body, bearer);
-}
+const ClientLike kAlertmanager{"application/json", "Alertmanager/0.27.0"};
 
 class AlertmanagerTest : public ProxyTest {
  protected:
@@ -82,7 +76,7 @@ class AlertmanagerTest : public ProxyTest {
 TEST_F(AlertmanagerTest, ApiStyleAnswersJsonOkTrueAndForwardsEveryFieldUnchanged) {
   auto& p = start_with_webhook(config());
   const HttpResponse r =
-      post_like_alertmanager(p, "/", kAlertmanagerPayload, "xoxb-alertmanager-own");
+      post_like(kAlertmanager, p, "/", kAlertmanagerPayload, "xoxb-alertmanager-own");
   ASSERT_EQ(r.status, 200) << r.body;
   // Alertmanager >= 0.26 parses a reply whose Content-Type starts with
   // application/json and needs "ok":true in it.
@@ -105,11 +99,11 @@ TEST_F(AlertmanagerTest, ApiStyleQueueFullIs503WithRetryAfterSoAlertmanagerRetri
   c.queue_retry_after = "5s";
   c.stages = paused_bucket() + ProxyConfig::fast_retry_stages();
   auto& p = start_with_webhook(c);
-  ASSERT_EQ(post_like_alertmanager(p, "/", kAlertmanagerPayload).status, 200);
+  ASSERT_EQ(post_like(kAlertmanager, p, "/", kAlertmanagerPayload).status, 200);
   ASSERT_TRUE(p.wait_for_metric(series(kSucceeded, "#alerts"), 1));
-  ASSERT_EQ(post_like_alertmanager(p, "/", kAlertmanagerPayload).status, 200);
+  ASSERT_EQ(post_like(kAlertmanager, p, "/", kAlertmanagerPayload).status, 200);
 
-  const HttpResponse full = post_like_alertmanager(p, "/", kAlertmanagerPayload);
+  const HttpResponse full = post_like(kAlertmanager, p, "/", kAlertmanagerPayload);
   EXPECT_EQ(full.status, 503);
   EXPECT_EQ(full.header("retry-after"), "5");
   EXPECT_FALSE(ok_of(full));
@@ -120,7 +114,7 @@ TEST_F(AlertmanagerTest, ApiStyleQueueFullIs503WithRetryAfterSoAlertmanagerRetri
 
 TEST_F(AlertmanagerTest, WebhookStyleAnswersPlainOkAndForwardsEveryFieldUnchanged) {
   auto& p = start_with_webhook(config());
-  const HttpResponse r = post_like_alertmanager(p, kWebhookPath, kAlertmanagerPayload);
+  const HttpResponse r = post_like(kAlertmanager, p, kWebhookPath, kAlertmanagerPayload);
   ASSERT_EQ(r.status, 200) << r.body;
   // Not JSON, so Alertmanager needs the body to be exactly "ok".
   EXPECT_NE(r.header("content-type").value_or("").rfind("application/json", 0), 0u);
@@ -139,11 +133,11 @@ TEST_F(AlertmanagerTest, WebhookStyleQueueFullIs503WithRetryAfterSoAlertmanagerR
   c.queue_capacity = 1;
   c.queue_retry_after = "5s";
   auto& p = start_with_webhook(c, paused_bucket());
-  ASSERT_EQ(post_like_alertmanager(p, kWebhookPath, kAlertmanagerPayload).status, 200);
+  ASSERT_EQ(post_like(kAlertmanager, p, kWebhookPath, kAlertmanagerPayload).status, 200);
   ASSERT_TRUE(p.wait_for_metric(series(kSucceeded, "#alerts"), 1));
-  ASSERT_EQ(post_like_alertmanager(p, kWebhookPath, kAlertmanagerPayload).status, 200);
+  ASSERT_EQ(post_like(kAlertmanager, p, kWebhookPath, kAlertmanagerPayload).status, 200);
 
-  const HttpResponse full = post_like_alertmanager(p, kWebhookPath, kAlertmanagerPayload);
+  const HttpResponse full = post_like(kAlertmanager, p, kWebhookPath, kAlertmanagerPayload);
   EXPECT_EQ(full.status, 503);
   EXPECT_EQ(full.header("retry-after"), "5");
   EXPECT_EQ(full.body, "queue_full");

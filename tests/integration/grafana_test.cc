@@ -69,17 +69,12 @@ constexpr const char* kGrafanaWebhookPayload =
     R"json("ts":1732741500}]})json";
 
 constexpr const char* kGrafanaToken = "xoxb-grafana-contact-point-token";
-constexpr const char* kWebhookPath = "/services/T0000/B0000/XXXXXXXXXXXXXXXXXXXXXXXX";
 constexpr const char* kWebhookChannel = "#grafana-webhook";
 // bearer_auth wants keys of at least 16 characters.
 constexpr const char* kGrafanaCallerKey = "grafana-caller-key-5b1e0c9a";
 
 // What Grafana's HTTP client sends.
-HttpResponse post_like_grafana(const ProxyProcess& proxy, const std::string& path,
-                               const std::string& body,
-                               const std::optional<std::string>& token = std::nullopt) {
-  return post_like({"application/json; charset=utf-8", "Grafana"}, proxy, path, body, token);
-}
+const ClientLike kGrafana{"application/json; charset=utf-8", "Grafana"};
 
 // Grafana's test for a JSON reply: Content-Type starting with
 // application/json, a non-empty JSON body, "ok": true.
@@ -120,7 +115,7 @@ class GrafanaTest : public ProxyTest {
 TEST_F(GrafanaTest, TokenContactPointGetsJsonOkTrueAndEveryFieldArrivesUnchanged) {
   auto& p = start_with_webhook(config());
   const HttpResponse r =
-      post_like_grafana(p, "/api/chat.postMessage", kGrafanaApiPayload, kGrafanaToken);
+      post_like(kGrafana, p, "/api/chat.postMessage", kGrafanaApiPayload, kGrafanaToken);
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_TRUE(grafana_accepts_json(r));
 
@@ -139,7 +134,7 @@ TEST_F(GrafanaTest, CallerTokenPipelineDeliversWithGrafanasOwnBearerToken) {
   c.pipeline_settings = "delivery_token = \"caller\"";
   auto& p = start_with_webhook(c);
   const HttpResponse r =
-      post_like_grafana(p, "/api/chat.postMessage", kGrafanaApiPayload, kGrafanaToken);
+      post_like(kGrafana, p, "/api/chat.postMessage", kGrafanaApiPayload, kGrafanaToken);
   EXPECT_TRUE(grafana_accepts_json(r)) << r.body;
 
   const RecordedRequest got = only_delivery("#alerts");
@@ -158,7 +153,7 @@ TEST_F(GrafanaTest, CallerKeyInTheTokenFieldIsCheckedAndAWrongOneIsAFailureToGra
   auto& p = start_with_webhook(c, env);
 
   const HttpResponse wrong =
-      post_like_grafana(p, "/api/chat.postMessage", kGrafanaApiPayload, "not-the-grafana-key-0000");
+      post_like(kGrafana, p, "/api/chat.postMessage", kGrafanaApiPayload, "not-the-grafana-key-0000");
   // Slack's Web API style: HTTP 200 with ok:false, which Grafana reports as
   // a failed notification (it parses the JSON and finds no ok:true).
   EXPECT_FALSE(grafana_accepts_json(wrong));
@@ -167,7 +162,7 @@ TEST_F(GrafanaTest, CallerKeyInTheTokenFieldIsCheckedAndAWrongOneIsAFailureToGra
   EXPECT_EQ(error_of(wrong), "invalid_auth");
 
   const HttpResponse right =
-      post_like_grafana(p, "/api/chat.postMessage", kGrafanaApiPayload, kGrafanaCallerKey);
+      post_like(kGrafana, p, "/api/chat.postMessage", kGrafanaApiPayload, kGrafanaCallerKey);
   EXPECT_TRUE(grafana_accepts_json(right));
   const RecordedRequest got = only_delivery("#alerts");
   EXPECT_EQ(got.authorization, std::string("Bearer ") + kTestToken);
@@ -177,7 +172,7 @@ TEST_F(GrafanaTest, CallerKeyInTheTokenFieldIsCheckedAndAWrongOneIsAFailureToGra
 
 TEST_F(GrafanaTest, WebhookContactPointGetsExactlyOkAndThePayloadGoesToTheWebhooksChannel) {
   auto& p = start_with_webhook(config());
-  const HttpResponse r = post_like_grafana(p, kWebhookPath, kGrafanaWebhookPayload);
+  const HttpResponse r = post_like(kGrafana, p, kWebhookPath, kGrafanaWebhookPayload);
   EXPECT_EQ(r.status, 200) << r.body;
   // Not JSON, so Grafana needs the body to be exactly "ok".
   EXPECT_NE(r.header("content-type").value_or("").rfind("application/json", 0), 0u);
@@ -198,13 +193,13 @@ TEST_F(GrafanaTest, QueueFullIsA5xxThatGrafanaCountsAsFailed) {
   c.stages = paused_bucket() + ProxyConfig::fast_retry_stages();
   auto& p = start_with_webhook(c);
   ASSERT_TRUE(grafana_accepts_json(
-      post_like_grafana(p, "/api/chat.postMessage", kGrafanaApiPayload, kGrafanaToken)));
+      post_like(kGrafana, p, "/api/chat.postMessage", kGrafanaApiPayload, kGrafanaToken)));
   ASSERT_TRUE(p.wait_for_metric(series(kSucceeded, "#alerts"), 1));
   ASSERT_TRUE(grafana_accepts_json(
-      post_like_grafana(p, "/api/chat.postMessage", kGrafanaApiPayload, kGrafanaToken)));
+      post_like(kGrafana, p, "/api/chat.postMessage", kGrafanaApiPayload, kGrafanaToken)));
 
   const HttpResponse full =
-      post_like_grafana(p, "/api/chat.postMessage", kGrafanaApiPayload, kGrafanaToken);
+      post_like(kGrafana, p, "/api/chat.postMessage", kGrafanaApiPayload, kGrafanaToken);
   EXPECT_EQ(full.status, 503);
   EXPECT_FALSE(grafana_accepts_json(full));
   EXPECT_EQ(full.header("retry-after"), "5");

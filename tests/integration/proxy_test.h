@@ -117,6 +117,9 @@ inline HttpResponse post_with_key(const ProxyProcess& p, const std::string& body
   return http_send(request);
 }
 
+// An incoming-webhook URL's path, in Slack's shape (/services/T.../B.../...).
+inline constexpr const char* kWebhookPath = "/services/T0000/B0000/XXXXXXXXXXXXXXXXXXXXXXXX";
+
 // An incoming-webhook-style pipeline on "/services/*" (where Alertmanager's
 // api_url and Grafana's webhook contact point point), to append after
 // ProxyConfig's API-style one on "/": `stages`, then slack_sink to
