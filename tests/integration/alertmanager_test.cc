@@ -114,11 +114,8 @@ TEST_F(AlertmanagerTest, ApiStyleQueueFullIs503WithRetryAfterSoAlertmanagerRetri
 
 TEST_F(AlertmanagerTest, WebhookStyleAnswersPlainOkAndForwardsEveryFieldUnchanged) {
   auto& p = start_with_webhook(config());
-  const HttpResponse r = post_like(kAlertmanager, p, kWebhookPath, kAlertmanagerPayload);
-  ASSERT_EQ(r.status, 200) << r.body;
   // Not JSON, so Alertmanager needs the body to be exactly "ok".
-  EXPECT_NE(r.header("content-type").value_or("").rfind("application/json", 0), 0u);
-  EXPECT_EQ(r.body, "ok");
+  ASSERT_TRUE(plain_ok(post_like(kAlertmanager, p, kWebhookPath, kAlertmanagerPayload)));
 
   ASSERT_TRUE(slack.wait_for(1, kDeadline));
   const RecordedRequest got = slack.requests().front();

@@ -172,11 +172,8 @@ TEST_F(GrafanaTest, CallerKeyInTheTokenFieldIsCheckedAndAWrongOneIsAFailureToGra
 
 TEST_F(GrafanaTest, WebhookContactPointGetsExactlyOkAndThePayloadGoesToTheWebhooksChannel) {
   auto& p = start_with_webhook(config());
-  const HttpResponse r = post_like(kGrafana, p, kWebhookPath, kGrafanaWebhookPayload);
-  EXPECT_EQ(r.status, 200) << r.body;
   // Not JSON, so Grafana needs the body to be exactly "ok".
-  EXPECT_NE(r.header("content-type").value_or("").rfind("application/json", 0), 0u);
-  EXPECT_EQ(r.body, "ok");
+  EXPECT_TRUE(plain_ok(post_like(kGrafana, p, kWebhookPath, kGrafanaWebhookPayload)));
 
   const RecordedRequest got = only_delivery(kWebhookChannel);
   EXPECT_EQ(got.channel, kWebhookChannel);

@@ -154,6 +154,17 @@ inline HttpResponse post_like(const ClientLike& client, const ProxyProcess& p,
   return http_send(request);
 }
 
+// How an incoming-webhook client (Alertmanager, Grafana) knows its message
+// was taken: a 200 whose body is not JSON and is exactly "ok".
+inline ::testing::AssertionResult plain_ok(const HttpResponse& r) {
+  const std::string type = r.header("content-type").value_or("");
+  if (r.status != 200) return ::testing::AssertionFailure() << "status " << r.status << ": " << r.body;
+  if (type.rfind("application/json", 0) == 0)
+    return ::testing::AssertionFailure() << "Content-Type " << type << " is JSON: " << r.body;
+  if (r.body != "ok") return ::testing::AssertionFailure() << "the body is \"" << r.body << "\"";
+  return ::testing::AssertionSuccess();
+}
+
 // Waits, on the fake's own notification of each request, until `done` holds
 // for everything it has recorded; `what` names it in the failure.
 inline ::testing::AssertionResult wait_until_recorded(
