@@ -177,18 +177,27 @@ std::string slack_token_of(const Pipeline& pipeline, const sdk::RequestView& req
 
 }  // namespace
 
-HttpReply Ingress::reject(const Admission& a, int status, std::string_view error,
-                          std::string_view detail) {
+void Ingress::count_and_log_refusal(const std::function<std::string()>& subject, int status,
+                                    std::string_view error, std::string_view detail) {
   metrics_.rejected(error);
   std::uint64_t suppressed = 0;
-  if (reject_log_.allow(clock_.now(), suppressed)) {
-    const std::string where = a.pipeline != nullptr ? "pipeline '" + a.pipeline->name + "'"
-                                                    : loggable_path(path_only(a.request.path()));
-    log_->warn("{} {} from {}: {} {} ({}){}", a.request.method(), where,
-               a.request.remote_address(), status, error, redact_secrets(detail),
-               suppressed == 0 ? std::string()
-                               : fmt::format("; {} similar line(s) suppressed", suppressed));
-  }
+  if (!reject_log_.allow(clock_.now(), suppressed)) return;
+  log_->warn("{}: {} {} ({}){}", subject(), status, error, redact_secrets(detail),
+             suppressed == 0 ? std::string()
+                             : fmt::format("; {} similar line(s) suppressed", suppressed));
+}
+
+HttpReply Ingress::reject(const Admission& a, int status, std::string_view error,
+                          std::string_view detail) {
+  count_and_log_refusal(
+      [&] {
+        const std::string where = a.pipeline != nullptr
+                                      ? "pipeline '" + a.pipeline->name + "'"
+                                      : loggable_path(path_only(a.request.path()));
+        return fmt::format("{} {} from {}", a.request.method(), where,
+                           a.request.remote_address());
+      },
+      status, error, detail);
   return a.style.error(status, error, detail);
 }
 
@@ -205,13 +214,7 @@ HttpReply Ingress::with_retry_after(HttpReply reply) const {
 
 HttpReply Ingress::refuse_head(const std::string& remote_address, int status,
                                std::string_view error, std::string_view detail) {
-  metrics_.rejected(error);
-  std::uint64_t suppressed = 0;
-  if (reject_log_.allow(clock_.now(), suppressed)) {
-    log_->warn("request from {}: {} {} ({}){}", remote_address, status, error, detail,
-               suppressed == 0 ? std::string()
-                               : fmt::format("; {} similar line(s) suppressed", suppressed));
-  }
+  count_and_log_refusal([&] { return "request from " + remote_address; }, status, error, detail);
   HttpReply r = ReplyStyle::root().error(status, error, detail);
   r.close = true;
   return r;

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <istream>
 #include <memory>
 #include <optional>
@@ -114,6 +115,12 @@ class Ingress final : public HttpHandler {
   HttpReply refuse(const Admission& a, int status, std::string_view error,
                    std::string_view detail);
   HttpReply with_retry_after(HttpReply reply) const;
+  // Counts a refusal and logs it, at most 20 lines a second with a count of
+  // those suppressed, so a storm refused with queue_full cannot flood the
+  // log. `subject` says who asked for what; it is built, and `detail`
+  // cleared of secrets, only for a line that is written.
+  void count_and_log_refusal(const std::function<std::string()>& subject, int status,
+                             std::string_view error, std::string_view detail);
   // The pipeline serving `path`: exact paths first, then the longest "/x/*".
   const Pipeline* find(std::string_view path) const;
   std::string next_id();
