@@ -146,8 +146,9 @@ TEST(ConfigTest, MissingSectionsKeepDefaults) {
   const ProxyConfig defaults;
 
   EXPECT_EQ(config.server.listen.str(), "0.0.0.0:8080");
-  EXPECT_EQ(config.server.threads, 64);
+  EXPECT_EQ(config.server.threads, 0);  // one event thread per core
   EXPECT_EQ(config.server.max_queued, 256);
+  EXPECT_EQ(config.server.max_connections, 10000);
   EXPECT_EQ(config.server.max_body_bytes, 1048576u);
   EXPECT_EQ(config.server.read_timeout, 10s);
   EXPECT_EQ(config.server.keep_alive_timeout, 15s);
@@ -177,7 +178,7 @@ TEST(ConfigTest, MissingSectionsKeepDefaults) {
 
 TEST(ConfigTest, EmptySectionsKeepDefaults) {
   const auto config = parse(with_pipeline("[server]\n[metrics]\n[queue]\n[dispatcher]\n[log]\n[plugins]\n"));
-  EXPECT_EQ(config.server.threads, 64);
+  EXPECT_EQ(config.server.threads, 0);
   EXPECT_TRUE(config.metrics.enabled);
   EXPECT_EQ(config.queue.capacity, 10000u);
   EXPECT_EQ(config.log.level, "info");

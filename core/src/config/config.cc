@@ -267,13 +267,14 @@ void read_server(Problems& problems, const toml::table& doc, ServerConfig& serve
   const auto* table = host_table(problems, doc, "server");
   if (table == nullptr) return;
   Section s(problems, *table, "[server]",
-            {"listen", "threads", "max_queued", "max_body_bytes", "read_timeout",
+            {"listen", "threads", "max_queued", "max_connections", "max_body_bytes", "read_timeout",
              "keep_alive_timeout", "max_keep_alive_requests", "max_header_fields",
              "max_header_bytes", "max_json_depth", "tls_cert", "tls_key", "tls_min_version"});
   constexpr std::int64_t kIntMax = std::numeric_limits<int>::max();
   s.listen("listen", server.listen);
-  s.integer("threads", server.threads, 1, kIntMax);
+  s.integer("threads", server.threads, 0, 1024);
   s.integer("max_queued", server.max_queued, 1, kIntMax);
+  s.integer("max_connections", server.max_connections, 1, 1'000'000);
   s.integer("max_body_bytes", server.max_body_bytes, 1024);
   s.duration("read_timeout", server.read_timeout, std::chrono::milliseconds(1));
   s.duration("keep_alive_timeout", server.keep_alive_timeout, std::chrono::milliseconds(1));

@@ -44,15 +44,18 @@ struct ListenAddress {
 
 struct ServerConfig {                       // [server]
   ListenAddress listen{"0.0.0.0", 8080};    // listen = "0.0.0.0:8080"
-  int threads = 64;                         // max concurrent connections served
-  int max_queued = 256;                     // accepted connections waiting for a thread
+  int threads = 0;                          // event threads; 0: one per core
+  int max_queued = 256;                     // the listen backlog (not yet accepted)
+  // Open ingress connections; beyond it a new one is answered 503
+  // too_many_connections (with Retry-After) and closed.
+  int max_connections = 10'000;
   std::size_t max_body_bytes = 1 << 20;     // larger bodies get 413
-  std::chrono::milliseconds read_timeout{10'000};        // per socket read
+  std::chrono::milliseconds read_timeout{10'000};        // a request, from its first byte
   std::chrono::milliseconds keep_alive_timeout{15'000};  // idle keep-alive connection
   int max_keep_alive_requests = 10'000;     // then the connection is closed
   // The request head (request line and header fields): more fields, or more
-  // bytes, get 431. Poco also caps a field name at 256 bytes, a value at
-  // 8192 and the URI at 16384, which no setting changes.
+  // bytes, get 431. A field name is also capped at 256 bytes, a value at
+  // 8192 and the URI at 16384 (414), which no setting changes.
   int max_header_fields = 100;
   std::size_t max_header_bytes = 64 << 10;
   std::size_t max_json_depth = 64;          // deeper JSON gets 400 invalid_json

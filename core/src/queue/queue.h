@@ -124,6 +124,19 @@ class Queue {
   virtual PushResult push(sdk::Message message, const PushOptions& options) = 0;
   PushResult push(sdk::Message message) { return push(std::move(message), PushOptions{}); }
 
+  // What push_async() reports: called exactly once, with what push() would
+  // have returned. It must be quick and must not throw, block, or call back
+  // into the queue (the ingress posts the reply to the connection's event
+  // thread from it).
+  using PushDone = std::function<void(PushResult)>;
+
+  // push() without waiting, for an event-driven caller that must not park a
+  // thread until a group commit: `done` runs once the message is as durable
+  // as push() promises, either on the calling thread before push_async
+  // returns (a refusal, or a backend that stores at once) or later on the
+  // backend's writer thread. This default runs push() and then `done`.
+  virtual void push_async(sdk::Message message, const PushOptions& options, PushDone done);
+
   // Up to `max` messages in push order, without blocking. They stay leased
   // until ack() or dead_letter().
   virtual std::vector<sdk::Message> take(std::size_t max) = 0;
