@@ -21,25 +21,6 @@ namespace {
 using namespace std::chrono_literals;
 using std::chrono::milliseconds;
 
-// A keep-alive POST of a chat.postMessage body (HTTP/1.1 keeps the
-// connection open unless a side says otherwise).
-std::string post_request(std::uint16_t port, const std::string& body) {
-  return "POST / HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
-         "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-         "\r\n\r\n" + body;
-}
-
-std::string health_request(std::uint16_t port) {
-  return "GET /health HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) + "\r\n\r\n";
-}
-
-bool says_close(const RawResponse& r) {
-  std::string value = r.header("connection").value_or("");
-  std::transform(value.begin(), value.end(), value.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return value == "close";
-}
-
 // Far longer than any timeout under test, so that a close seen within it is
 // the limit under test, not another one.
 constexpr const char* kLongTimeout = "30s";

@@ -204,6 +204,18 @@ inline ::testing::AssertionResult wait_for_texts(const FakeSlack& slack,
   return result;
 }
 
+// `c` with TLS on the proxy's ingress, using these files; `extra` adds
+// more [server] lines (tls_min_version, ...).
+inline ProxyConfig tls_config(ProxyConfig c, const TlsFiles& files, const std::string& extra = "") {
+  c.server_settings = "tls_cert = \"" + files.certificate + "\"\ntls_key = \"" +
+                      files.private_key + "\"\n" + extra;
+  return c;
+}
+
+inline std::string https_url(const ProxyProcess& p, const std::string& path = "/") {
+  return "https://127.0.0.1:" + std::to_string(p.listen_port()) + path;
+}
+
 // A fake Slack and a proxy pointed at it; the proxy dies before the fake.
 class ProxyTest : public ::testing::Test {
  protected:

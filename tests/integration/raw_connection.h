@@ -140,6 +140,41 @@ class RawConnection {
   std::string buffer_;
 };
 
+// --- requests as bytes on the wire ------------------------------------------
+
+// A keep-alive POST of a chat.postMessage body (HTTP/1.1 keeps the
+// connection open unless a side says otherwise).
+inline std::string post_request(std::uint16_t port, const std::string& body) {
+  return "POST / HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
+         "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\n\r\n" + body;
+}
+
+inline std::string health_request(std::uint16_t port) {
+  return "GET /health HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) + "\r\n\r\n";
+}
+
+// A POST head to "/" whose body is framed by `framing_headers` (each line
+// ending in CRLF): Content-Length, Transfer-Encoding, Expect, ...
+inline std::string post_head(const std::string& framing_headers) {
+  return "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
+         framing_headers + "\r\n";
+}
+
+// `body` as one chunk and the last chunk, for Transfer-Encoding: chunked.
+inline std::string chunked(const std::string& body) {
+  std::ostringstream out;
+  out << std::hex << body.size() << "\r\n" << body << "\r\n0\r\n\r\n";
+  return out.str();
+}
+
+inline bool says_close(const RawResponse& r) {
+  std::string value = r.header("connection").value_or("");
+  std::transform(value.begin(), value.end(), value.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return value == "close";
+}
+
 }  // namespace slack_proxy::testing
 
 #endif  // SLACK_PROXY_TESTS_INTEGRATION_RAW_CONNECTION_H

@@ -44,19 +44,6 @@ std::size_t count_lines_matching(const std::string& text, const std::regex& patt
   return n;
 }
 
-// ------------------------------------------------------ raw connections --
-
-std::string post_head(const std::string& framing_headers) {
-  return "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
-         framing_headers + "\r\n";
-}
-
-std::string chunked(const std::string& body) {
-  std::ostringstream out;
-  out << std::hex << body.size() << "\r\n" << body << "\r\n0\r\n\r\n";
-  return out.str();
-}
-
 // ------------------------------------------------------------- secrets --
 
 TEST_F(ProxyTest, APermanentErrorIsLoggedAndKeptAsADeadLetterButNeverATokenInEither) {
@@ -604,17 +591,6 @@ TEST_F(ProxyTest, SlowClientsHoldingEveryThreadAreCutOffAndTheNextRequestIsServe
 }
 
 // ----------------------------------------------------------------- TLS --
-
-// The proxy with TLS on its ingress, using these files.
-ProxyConfig tls_config(ProxyConfig c, const TlsFiles& files, const std::string& extra = "") {
-  c.server_settings = "tls_cert = \"" + files.certificate + "\"\ntls_key = \"" +
-                      files.private_key + "\"\n" + extra;
-  return c;
-}
-
-std::string https_url(const ProxyProcess& p) {
-  return "https://127.0.0.1:" + std::to_string(p.listen_port()) + "/";
-}
 
 TEST_F(ProxyTest, ServesHttpsWithTheConfiguredCertificateAndRefusesPlainHttp) {
   TestCertificates certs;
