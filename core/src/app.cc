@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <sstream>
+#include <thread>
 
 #include <Poco/Exception.h>
 #include <Poco/Net/HTTPRequestHandler.h>
@@ -19,7 +20,6 @@
 #include <Poco/Net/HTTPServerParams.h>
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerResponse.h>
-#include <Poco/Net/SecureServerSocket.h>
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/ThreadPool.h>
 #include <boost/dll/runtime_symbol_info.hpp>
@@ -113,10 +113,8 @@ std::shared_ptr<spdlog::logger> make_logger(const std::string& level) {
 }
 
 // With `tls`, a TLS listener (the handshake happens on the connection's thread).
-Poco::Net::ServerSocket bind(const config::ListenAddress& addr, int backlog,
-                             Poco::Net::Context::Ptr tls = nullptr) {
-  Poco::Net::ServerSocket socket =
-      tls ? Poco::Net::SecureServerSocket(tls) : Poco::Net::ServerSocket();
+Poco::Net::ServerSocket bind(const config::ListenAddress& addr, int backlog) {
+  Poco::Net::ServerSocket socket;
   // SO_REUSEADDR lets a restart bind while old connections sit in TIME_WAIT.
   // Not SO_REUSEPORT (Poco's default with reuseAddress): a second proxy on
   // the same port must fail, not silently take half the traffic.
@@ -325,6 +323,39 @@ void log_leftovers(spdlog::logger& log, const std::map<std::string, std::size_t>
   if (lanes.size() > kShown) log.warn("  ... and {} more channel(s)", lanes.size() - kShown);
 }
 
+// The ingress server's settings from [server]; threads 0 is one per core.
+ServerOptions ingress_server_options(const config::ServerConfig& server,
+                                     const IngressOptions& ingress) {
+  ServerOptions o;
+  o.threads = server.threads > 0
+                  ? server.threads
+                  : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  o.max_connections = server.max_connections;
+  o.retry_after = ingress.retry_after;
+  o.read_timeout = server.read_timeout;
+  o.keep_alive_timeout = server.keep_alive_timeout;
+  o.max_keep_alive_requests = server.max_keep_alive_requests;
+  o.max_header_fields = server.max_header_fields;
+  o.max_header_bytes = server.max_header_bytes;
+  return o;
+}
+
+// Every connection is a descriptor: make room for max_connections and what
+// the rest of the process holds (queue, plugins, metrics listener, sends).
+void log_open_files_limit(spdlog::logger& log, const ServerOptions& options) {
+  constexpr std::size_t kOtherDescriptors = 1024;
+  const std::size_t needed = static_cast<std::size_t>(options.max_connections) + kOtherDescriptors;
+  const std::size_t limit = raise_open_files_limit(needed);
+  if (limit >= needed) {
+    log.info("open files limit {} (max_connections {} needs {})", limit,
+             options.max_connections, needed);
+  } else {
+    log.warn("open files limit {} is below the {} that max_connections {} needs (the hard "
+             "limit, `ulimit -Hn`, is lower): beyond it connections fail at accept",
+             limit, needed, options.max_connections);
+  }
+}
+
 // Runs the proxy until SIGTERM/SIGINT, then drains. Throws on start-up
 // failures; the caller turns them into exit code 2.
 int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>& log,
@@ -359,14 +390,7 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
       cfg.queue.retry_after + std::chrono::milliseconds(999));
   Ingress ingress(queue, pipelines, core_metrics, clock, log, ingress_options);
 
-  ServerOptions server_options;
-  server_options.threads = cfg.server.threads;
-  server_options.max_queued = cfg.server.max_queued;
-  server_options.read_timeout = cfg.server.read_timeout;
-  server_options.keep_alive_timeout = cfg.server.keep_alive_timeout;
-  server_options.max_keep_alive_requests = cfg.server.max_keep_alive_requests;
-  server_options.max_header_fields = cfg.server.max_header_fields;
-  server_options.max_header_bytes = cfg.server.max_header_bytes;
+  ServerOptions server_options = ingress_server_options(cfg.server, ingress_options);
   Poco::Net::Context::Ptr tls;
   if (!cfg.server.tls_cert.empty()) {
     tls = make_tls_server_context(cfg.server.tls_cert, cfg.server.tls_key,
@@ -374,13 +398,12 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
     log->info("ingress speaks TLS (at least {}) with certificate {}", cfg.server.tls_min_version,
               cfg.server.tls_cert);
   }
+  log_open_files_limit(*log, server_options);
 
   // Declared before the servers so that they are destroyed after them.
-  Poco::ThreadPool ingress_threads(std::min(2, cfg.server.threads), cfg.server.threads);
   Poco::ThreadPool metrics_threads(1, 4);
   auto server = std::make_unique<IngressServer>(
-      ingress, ingress_threads, bind(cfg.server.listen, cfg.server.max_queued, tls),
-      server_options, log);
+      ingress, bind(cfg.server.listen, cfg.server.max_queued), tls, server_options, log);
   std::unique_ptr<Poco::Net::HTTPServer> metrics_server;
   if (cfg.metrics.enabled) {
     auto mparams = Poco::AutoPtr<Poco::Net::HTTPServerParams>(new Poco::Net::HTTPServerParams);
@@ -403,10 +426,13 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
   dispatcher.start();
   server->start();
   if (metrics_server) metrics_server->start();
-  log->info("slack-proxy {} listening on {} (metrics {}), queue {} (capacity {}), {} worker(s)",
-            SLACK_PROXY_VERSION, cfg.server.listen.str(),
-            cfg.metrics.enabled ? cfg.metrics.listen.str() : std::string("off"),
-            cfg.queue.backend, cfg.queue.capacity, cfg.dispatcher.workers);
+  log->info(
+      "slack-proxy {} listening on {} ({} event thread(s), at most {} connections) (metrics {}), "
+      "queue {} (capacity {}), {} worker(s)",
+      SLACK_PROXY_VERSION, cfg.server.listen.str(), server_options.threads,
+      server_options.max_connections,
+      cfg.metrics.enabled ? cfg.metrics.listen.str() : std::string("off"), cfg.queue.backend,
+      cfg.queue.capacity, cfg.dispatcher.workers);
   for (const auto& p : cfg.pipelines) log->info("pipeline {}", describe_pipeline(p));
 
   int signal_number = 0;
@@ -430,11 +456,10 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
     log_leftovers(*log, dispatcher.backlog());
   }
 
-  // Idle keep-alive clients would otherwise hold their threads (and us) until
-  // keep_alive_timeout; close them, and make sure no handler still runs
-  // before the ingress and the queue go away.
+  // Idle keep-alive clients would otherwise hold us until keep_alive_timeout;
+  // close them, and wait for every reply the queue still owes, before the
+  // ingress and the queue go away.
   server->stop_all();
-  ingress_threads.joinAll();
   if (metrics_server) {
     metrics_server->stopAll(true);
     metrics_threads.joinAll();

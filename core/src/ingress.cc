@@ -6,6 +6,7 @@
 #include <cctype>
 #include <charconv>
 #include <cstdio>
+#include <future>
 #include <random>
 #include <variant>
 
@@ -129,31 +130,20 @@ struct Ingress::Admission {
   ReplyStyle style = ReplyStyle::root();  // the pipeline's, once found
   std::string caller;                  // the authenticated identity, once known
   BodyFormat format = BodyFormat::Json;
-  bool chunked = false;                       // Transfer-Encoding was sent
-  std::optional<std::uint64_t> content_length;  // as declared, once checked
   std::string body;
   ChatMessage chat;
   sdk::Message message;
   Queue::PushOptions push_options;
+  // Kept for the reply once the message has gone to the queue.
+  std::string id;
+  std::string channel;  // as the caller sent it
 };
 
 namespace {
 
-constexpr std::string_view kLate = "the request did not arrive within read_timeout";
-
-// The connection shuts a late request's socket for reading, which ends the
-// body early: whatever was read is not the whole request.
-bool late(ReadDeadline* deadline) { return deadline != nullptr && !deadline->stop(); }
-
-// The body was not (fully) read: the connection cannot carry another request.
-HttpReply closing(HttpReply reply) {
-  reply.close = true;
-  return reply;
-}
-
 bool is_health(const sdk::RequestView& request) { return path_only(request.path()) == "/health"; }
 
-// A /health request sent with a body, which nothing reads.
+// A request sent with a body, which a refusal before the body leaves unread.
 bool has_body(const sdk::RequestView& request) {
   const auto length = request.header("Content-Length");
   return request.header("Transfer-Encoding").has_value() || (length.has_value() && *length != "0");
@@ -228,48 +218,71 @@ HttpReply Ingress::health() const {
   return r;
 }
 
-HttpReply Ingress::handle(const sdk::RequestView& request, std::istream& body,
-                          ReadDeadline* deadline) noexcept {
-  Admission a(request);
+// An Admission that passed the head's steps, waiting for its body.
+class Ingress::Exchange final : public HttpExchange {
+ public:
+  Exchange(Ingress& ingress, std::shared_ptr<Admission> a)
+      : ingress_(ingress), a_(std::move(a)) {}
+
+  std::size_t max_body_bytes() const noexcept override {
+    return ingress_.options_.max_body_bytes;
+  }
+
+  void finish(std::string body, ReplySink reply) noexcept override {
+    try {
+      if (Step refused = ingress_.take_body(*a_, std::move(body))) return reply(std::move(*refused));
+    } catch (const std::exception& e) {
+      return reply(ingress_.internal_error(*a_, e));
+    }
+    ingress_.admit_body(std::move(a_), std::move(reply));
+  }
+
+  HttpReply refuse_body(int status, std::string_view error,
+                        std::string_view detail) noexcept override {
+    try {
+      HttpReply r = ingress_.refuse(*a_, status, error, detail);
+      r.close = true;
+      return r;
+    } catch (const std::exception& e) {
+      return ingress_.internal_error(*a_, e);
+    }
+  }
+
+ private:
+  Ingress& ingress_;
+  std::shared_ptr<Admission> a_;
+};
+
+HttpHandler::Opened Ingress::open(const sdk::RequestView& request) noexcept {
+  auto a = std::make_shared<Admission>(request);
   try {
     if (is_health(request)) {
       // It reads no body: one sent anyway must not be read as the next
       // request (that is how requests are smuggled past a front proxy).
       HttpReply r = health();
       r.close = has_body(request);
-      return r;
+      return {std::move(r), nullptr};
     }
-    // Until the body is read, a refusal leaves it on the connection.
-    if (Step refused = admit_head(a)) return closing(std::move(*refused));
-    if (Step refused = check_framing(a)) return closing(std::move(*refused));
-    if (Step refused = read_body(a, body, deadline)) return closing(std::move(*refused));
-    HttpReply reply = admit_body(a);
-    // Poco 1.11 reads a malformed chunk-size line as the end of the body, so
-    // we cannot know where a chunked request really ended: never read
-    // another request from that connection (real clients send
-    // Content-Length; the cost is a reconnect for the rare one that does not).
-    if (a.chunked) reply.close = true;
-    return reply;
-  } catch (const Poco::TimeoutException&) {
-    // The client stopped sending mid-body; it holds a thread, so let it go.
-    return closing(reject(a, 408, "request_timeout", "the request body did not arrive in time"));
+    if (Step refused = admit_head(*a)) {
+      // The body stays on the connection, unread.
+      refused->close = refused->close || has_body(request);
+      return {std::move(refused), nullptr};
+    }
+    return {std::nullopt, std::make_unique<Exchange>(*this, std::move(a))};
   } catch (const std::exception& e) {
-    // Cut off mid-body (over TLS that surfaces as an error, not a short read).
-    if (late(deadline)) return closing(reject(a, 408, "request_timeout", kLate));
-    return internal_error(a, e);
+    return {internal_error(*a, e), nullptr};
   }
 }
 
 HttpReply Ingress::admit(const sdk::RequestView& request, std::string body) noexcept {
-  Admission a(request);
-  try {
-    if (is_health(request)) return health();
-    if (Step refused = admit_head(a)) return std::move(*refused);
-    if (Step refused = take_body(a, std::move(body))) return std::move(*refused);
-    return admit_body(a);
-  } catch (const std::exception& e) {
-    return internal_error(a, e);
-  }
+  Opened opened = open(request);
+  if (opened.reply) return std::move(*opened.reply);
+  // The reply may come from the queue's writer thread.
+  std::promise<HttpReply> answered;
+  std::future<HttpReply> reply = answered.get_future();
+  opened.exchange->finish(std::move(body),
+                          [&answered](HttpReply r) { answered.set_value(std::move(r)); });
+  return reply.get();
 }
 
 HttpReply Ingress::internal_error(const Admission& a, const std::exception& e) {
@@ -292,12 +305,16 @@ Ingress::Step Ingress::admit_head(Admission& a) {
   return std::nullopt;
 }
 
-HttpReply Ingress::admit_body(Admission& a) {
-  for (const auto step : {&Ingress::decode, &Ingress::bind_caller_token,
-                          &Ingress::compose_message, &Ingress::route, &Ingress::deduplicate}) {
-    if (Step reply = (this->*step)(a)) return std::move(*reply);
+void Ingress::admit_body(std::shared_ptr<Admission> a, ReplySink reply) noexcept {
+  try {
+    for (const auto step : {&Ingress::decode, &Ingress::bind_caller_token,
+                            &Ingress::compose_message, &Ingress::route, &Ingress::deduplicate}) {
+      if (Step refused = (this->*step)(*a)) return reply(std::move(*refused));
+    }
+  } catch (const std::exception& e) {
+    return reply(internal_error(*a, e));
   }
-  return enqueue(a);
+  enqueue(std::move(a), std::move(reply));
 }
 
 Ingress::Step Ingress::find_pipeline(Admission& a) {
@@ -345,66 +362,10 @@ Ingress::Step Ingress::check_media_type(Admission& a) {
   return std::nullopt;
 }
 
-Ingress::Step Ingress::check_framing(Admission& a) {
-  a.chunked = a.request.header("Transfer-Encoding").has_value();
-  const auto length = a.request.header("Content-Length");
-  if (!length) return std::nullopt;
-  // Both headers at once is how requests are smuggled past proxies.
-  if (a.chunked)
-    return refuse(a, 400, "invalid_request",
-                  "Content-Length and Transfer-Encoding must not both be set");
-  std::uint64_t n = 0;
-  const auto [end, ec] = std::from_chars(length->data(), length->data() + length->size(), n);
-  if (ec != std::errc() || end != length->data() + length->size() || length->empty())
-    return refuse(a, 400, "invalid_request", "Content-Length is not a number");
-  a.content_length = n;
-  return std::nullopt;
-}
-
 Ingress::Step Ingress::too_large(Admission& a, std::uint64_t size) {
   return refuse(a, 413, "request_too_large",
                 "body is " + std::to_string(size) + " bytes; the limit is " +
                     std::to_string(options_.max_body_bytes));
-}
-
-Ingress::Step Ingress::read_body(Admission& a, std::istream& in, ReadDeadline* deadline) {
-  if (!a.content_length) return read_unsized_body(a, in, deadline);
-  // Refused before any of it is read.
-  if (*a.content_length > options_.max_body_bytes) return too_large(a, *a.content_length);
-  a.body.resize(static_cast<std::size_t>(*a.content_length));
-  in.read(a.body.data(), static_cast<std::streamsize>(a.body.size()));
-  if (late(deadline)) return refuse(a, 408, "request_timeout", kLate);
-  if (static_cast<std::uint64_t>(in.gcount()) < *a.content_length) {
-    // istream turns the socket's read timeout (or a hang-up) into a short
-    // read; either way the request is incomplete.
-    return refuse(a, 408, "request_timeout",
-                  "body ended after " + std::to_string(in.gcount()) + " of " +
-                      std::to_string(*a.content_length) + " bytes");
-  }
-  return std::nullopt;
-}
-
-Ingress::Step Ingress::read_unsized_body(Admission& a, std::istream& in, ReadDeadline* deadline) {
-  // Chunked (or no body): read at most limit+1 bytes, so an oversize body is
-  // refused without buffering all of it.
-  const std::size_t limit = options_.max_body_bytes;
-  char buf[8192];
-  while (in && a.body.size() <= limit) {
-    // No more than the limit needs: istream::read waits for all it asks
-    // for, and a client that stops past the limit must still get its 413.
-    in.read(buf, static_cast<std::streamsize>(std::min(sizeof(buf), limit + 1 - a.body.size())));
-    a.body.append(buf, static_cast<std::size_t>(in.gcount()));
-  }
-  if (late(deadline)) return refuse(a, 408, "request_timeout", kLate);
-  if (a.body.size() > limit) {
-    return refuse(a, 413, "request_too_large",
-                  "body exceeds the limit of " + std::to_string(limit) + " bytes");
-  }
-  if (in.bad()) {
-    // A broken chunked encoding that the stream did notice.
-    return refuse(a, 400, "invalid_request", "the chunked body is malformed");
-  }
-  return std::nullopt;
 }
 
 Ingress::Step Ingress::take_body(Admission& a, std::string body) {
@@ -450,6 +411,8 @@ Ingress::Step Ingress::compose_message(Admission& a) {
   m.received_at = clock_.wall_now();
   m.enqueued_at = clock_.now();
   m.payload = std::move(a.chat.payload);
+  a.id = m.id;
+  a.channel = m.original_channel;
   return std::nullopt;
 }
 
@@ -470,14 +433,29 @@ Ingress::Step Ingress::deduplicate(Admission& a) {
   return std::nullopt;
 }
 
-HttpReply Ingress::enqueue(Admission& a) {
-  const std::string channel = a.message.original_channel;
-  const std::string id = a.message.id;
-  const Queue::PushResult pushed = queue_.push(std::move(a.message), a.push_options);
+void Ingress::enqueue(std::shared_ptr<Admission> a, ReplySink reply) {
+  sdk::Message message = std::move(a->message);
+  const Queue::PushOptions options = std::move(a->push_options);
+  // The admission lives on in the callback for the reply's style and the
+  // log line; the callback runs once the queue has answered.
+  queue_.push_async(std::move(message), options,
+                    [this, a = std::move(a), reply = std::move(reply)](Queue::PushResult pushed) {
+                      HttpReply r;
+                      try {
+                        r = queued(*a, pushed);
+                      } catch (const std::exception& e) {
+                        r = internal_error(*a, e);
+                      }
+                      reply(std::move(r));
+                    });
+}
+
+HttpReply Ingress::queued(const Admission& a, const Queue::PushResult& pushed) {
+  const std::string& channel = a.channel;
   switch (pushed.status) {
     case Queue::PushStatus::Accepted:
       metrics_.received(channel);
-      log_->debug("accepted message {} for {}{}{}", id, channel, a.caller.empty() ? "" : " from ",
+      log_->debug("accepted message {} for {}{}{}", a.id, channel, a.caller.empty() ? "" : " from ",
                   a.caller);
       return acknowledge(a, "accepted");
     case Queue::PushStatus::Duplicate:

@@ -1,11 +1,12 @@
 // HTTP ingress: turns a request into a queued message or a Slack-style error.
 //
 // The rules are a chain of small steps (see Ingress's private part), each
-// of which lets the request go on or answers it. handle() runs them over a
-// body still to be read from a stream, admit() over a body already read
-// whole; neither knows anything about sockets, so unit tests drive them
-// directly. The transport (transport/http_server.h) reads requests off the
-// socket for handle().
+// of which lets the request go on or answers it. The transport
+// (transport/http_server.h) reads a request's head and calls open(), which
+// runs the steps that need only the head; it then reads the body and hands
+// it to the exchange, which runs the rest and answers once the queue has
+// stored the message. admit() runs the whole chain over a body already
+// read, for tests. Nothing here knows about sockets.
 #pragma once
 
 #include <atomic>
@@ -13,7 +14,6 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
-#include <istream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -46,17 +46,18 @@ class Ingress final : public HttpHandler {
   Ingress(Queue& queue, std::vector<std::shared_ptr<Pipeline>> pipelines, CoreMetrics& metrics,
           const sdk::Clock& clock, std::shared_ptr<spdlog::logger> log, IngressOptions options);
 
-  // Reads the body from `body` as framed by the request's headers
-  // (Content-Length, or chunked), within `deadline` when one is given: a
-  // request cut off by it is 408 request_timeout. Then admits it as admit()
-  // does. A refusal given before the body was read whole closes the
-  // connection. Never throws.
-  HttpReply handle(const sdk::RequestView& request, std::istream& body,
-                   ReadDeadline* deadline = nullptr) noexcept override;
+  // Runs the steps that need only the head (the path, the method, the
+  // drain, the authenticator, the media type). A refusal is answered at
+  // once; it closes the connection when a body was announced, which nobody
+  // will read. Otherwise the exchange takes the body (finish) and runs the
+  // rest of the chain; its reply comes when the queue has stored the
+  // message (after the group commit), from the queue's writer thread or
+  // before finish() returns. Never throws.
+  Opened open(const sdk::RequestView& request) noexcept override;
 
-  // The same rules for a request whose body a transport has already read
-  // whole (framed, and within max_body_bytes: a longer one is still 413).
-  // Never throws.
+  // The whole chain for a request whose body was read whole (framed, and
+  // within max_body_bytes: a longer one is still 413), waiting for the
+  // queue. For tests and tools; the transport uses open(). Never throws.
   HttpReply admit(const sdk::RequestView& request, std::string body) noexcept;
 
   // A request whose head could not be read (too large, malformed, too
@@ -65,7 +66,6 @@ class Ingress final : public HttpHandler {
   HttpReply refuse_head(const std::string& remote_address, int status, std::string_view error,
                         std::string_view detail) override;
 
-  std::size_t max_body_bytes() const noexcept override { return options_.max_body_bytes; }
   const IngressOptions& options() const { return options_; }
 
   // While draining, pipelines answer 503 shutting_down and /health 503.
@@ -73,6 +73,7 @@ class Ingress final : public HttpHandler {
 
  private:
   struct Admission;  // one request's way through the chain
+  class Exchange;    // an Admission waiting for its body (HttpExchange)
   // What a step decided: nullopt, go on to the next step; a reply, answer
   // with it and stop.
   using Step = std::optional<HttpReply>;
@@ -86,22 +87,21 @@ class Ingress final : public HttpHandler {
   Step check_draining(Admission& a);
   Step authenticate(Admission& a);
   Step check_media_type(Admission& a);
-  // The body, from a stream (handle) or whole (admit). Only these read it.
-  Step check_framing(Admission& a);
-  Step read_body(Admission& a, std::istream& in, ReadDeadline* deadline);
-  Step read_unsized_body(Admission& a, std::istream& in, ReadDeadline* deadline);
+  // The body, read whole by the transport: within max_body_bytes (413).
   Step take_body(Admission& a, std::string body);
   Step too_large(Admission& a, std::uint64_t size);
   // After the body: decode it (400s), bind the caller's Slack token (401
   // not_authed), make the message, let the routers judge it, key it for
-  // deduplication, and queue it (200, or 503 when the queue cannot).
-  HttpReply admit_body(Admission& a);
+  // deduplication, and queue it: `reply` gets 200, or 503 when the queue
+  // cannot, once the queue has answered.
+  void admit_body(std::shared_ptr<Admission> a, ReplySink reply) noexcept;
   Step decode(Admission& a);
   Step bind_caller_token(Admission& a);
   Step compose_message(Admission& a);
   Step route(Admission& a);
   Step deduplicate(Admission& a);
-  HttpReply enqueue(Admission& a);
+  void enqueue(std::shared_ptr<Admission> a, ReplySink reply);
+  HttpReply queued(const Admission& a, const Queue::PushResult& pushed);
   HttpReply acknowledge(const Admission& a, std::string_view outcome);
 
   HttpReply health() const;

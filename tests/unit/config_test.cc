@@ -187,7 +187,7 @@ TEST(ConfigTest, EmptySectionsKeepDefaults) {
 TEST(ConfigTest, UnknownKeyNamesPositionAndAllowedKeys) {
   EXPECT_EQ(error_of(with_pipeline("[server]\nthread = 4\n")),
             "cfg.toml:2:1: unknown key 'thread' in [server]; allowed: listen, threads, max_queued, "
-            "max_body_bytes, read_timeout, keep_alive_timeout, max_keep_alive_requests, "
+            "max_connections, max_body_bytes, read_timeout, keep_alive_timeout, max_keep_alive_requests, "
             "max_header_fields, max_header_bytes, max_json_depth, tls_cert, tls_key, "
             "tls_min_version");
 }
@@ -246,8 +246,10 @@ TEST(ConfigTest, WrongTypeNamesExpectedAndActualType) {
 }
 
 TEST(ConfigTest, OutOfRangeValuesSayTheRange) {
-  EXPECT_EQ(error_of(with_pipeline("[server]\nthreads = 0\n")),
-            "cfg.toml:2:11: [server] threads must be between 1 and 2147483647, got 0");
+  EXPECT_EQ(error_of(with_pipeline("[server]\nthreads = -1\n")),
+            "cfg.toml:2:11: [server] threads must be between 0 and 1024, got -1");
+  EXPECT_EQ(error_of(with_pipeline("[server]\nmax_connections = 0\n")),
+            "cfg.toml:2:19: [server] max_connections must be between 1 and 1000000, got 0");
   EXPECT_EQ(error_of(with_pipeline("[server]\nmax_body_bytes = 1023\n")),
             "cfg.toml:2:18: [server] max_body_bytes must be >= 1024, got 1023");
   EXPECT_THAT(error_of(with_pipeline("[server]\nmax_queued = -1\n")),

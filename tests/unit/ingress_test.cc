@@ -95,12 +95,11 @@ class IngressTest : public ::testing::Test {
   }
 
   // `content_length` becomes the Content-Length header; without it the
-  // body is read as a chunked one would be (to the end of the stream).
+  // body comes as a chunked one would (the transport has read it whole).
   HttpReply send(FakeRequest request, const std::string& body,
                  std::optional<std::uint64_t> content_length) {
     if (content_length) request.with_header("Content-Length", std::to_string(*content_length));
-    std::istringstream in(body);
-    return ingress().handle(request, in);
+    return ingress().admit(request, body);
   }
 
   // A POST with Content-Length, as most clients send it.
@@ -546,40 +545,6 @@ TEST_F(IngressHardeningTest, TokenWrittenWithEscapesIsStillRemoved) {
   EXPECT_FALSE(parse_object(messages[0].payload)->has("token"));
 }
 
-TEST_F(IngressHardeningTest, ContentLengthTogetherWithTransferEncodingIs400AndCloses) {
-  FakeRequest request("POST", "/");
-  request.with_header("Content-Type", "application/json")
-      .with_header("Transfer-Encoding", "chunked");
-  const HttpReply reply = send(request, R"({"channel":"#a","text":"x"})", 27);
-  EXPECT_EQ(reply.status, 400);
-  EXPECT_EQ(error_of(reply), "invalid_request");
-  EXPECT_TRUE(reply.close);
-  EXPECT_TRUE(queued().empty());
-}
-
-TEST_F(IngressHardeningTest, ContentLengthThatIsNotANumberIs400AndCloses) {
-  for (const char* bad : {"-5", "12abc", "", "99999999999999999999999"}) {
-    FakeRequest request("POST", "/");
-    request.with_header("Content-Type", "application/json").with_header("Content-Length", bad);
-    std::istringstream in(R"({"channel":"#a","text":"x"})");
-    const HttpReply reply = ingress().handle(request, in);
-    EXPECT_EQ(reply.status, 400) << "Content-Length: " << bad;
-    EXPECT_TRUE(reply.close) << "Content-Length: " << bad;
-  }
-}
-
-TEST_F(IngressHardeningTest, BrokenChunkedBodyIs400AndCloses) {
-  FakeRequest request("POST", "/");
-  request.with_header("Content-Type", "application/json")
-      .with_header("Transfer-Encoding", "chunked");
-  std::istringstream in(R"({"channel":"#a","text":"x"})");
-  in.setstate(std::ios::badbit);  // what Poco's chunked stream does on a framing error
-  const HttpReply reply = ingress().handle(request, in);
-  EXPECT_EQ(reply.status, 400);
-  EXPECT_TRUE(reply.close);
-  EXPECT_TRUE(queued().empty());
-}
-
 TEST_F(IngressHardeningTest, RejectionLogNeverContainsQueryStringOrDeepPath) {
   FakeRequest unknown("POST", "/hooks/T000/B000/SECRETWEBHOOKPATH?token=xoxb-query-secret-999");
   unknown.with_header("Content-Type", "application/json");
@@ -864,29 +829,6 @@ TEST_F(IngressTest, AStorageFailureIs503WithRetryAfterAndNoInternalDetail) {
 
 // ------------------------------------------------------- hostile input --
 
-// A deadline as the connection keeps it: passed or not, and how often the
-// ingress stopped it.
-class FakeDeadline final : public ReadDeadline {
- public:
-  explicit FakeDeadline(bool passed) : passed_(passed) {}
-  bool stop() noexcept override {
-    ++stops_;
-    return !passed_;
-  }
-  int stops() const { return stops_; }
-
- private:
-  bool passed_;
-  int stops_ = 0;
-};
-
-// A body whose reading fails the way a broken TLS connection does: with an
-// exception from the stream, not a short read.
-class ThrowingBuf final : public std::streambuf {
- protected:
-  int_type underflow() override { throw std::runtime_error("SSL connection unexpectedly closed"); }
-};
-
 class IngressLimitsTest : public IngressTest {
  protected:
   IngressLimitsTest() {
@@ -901,80 +843,53 @@ class IngressLimitsTest : public IngressTest {
   std::ostringstream log_text;
 };
 
-TEST_F(IngressLimitsTest, ADeclaredContentLengthOverTheLimitIs413WithoutReadingTheBody) {
+TEST_F(IngressLimitsTest, TheExchangeSaysTheBodyLimitAndItsRefusalIsCountedAndCloses) {
   options.max_body_bytes = 1024;
-  const std::string body(1 << 20, 'x');
-  std::istringstream in(body);
+  FakeRequest request = json_post();
+  request.with_header("Content-Length", std::to_string(1 << 20));
+  HttpHandler::Opened opened = ingress().open(request);
+  ASSERT_FALSE(opened.reply.has_value());
+  ASSERT_NE(opened.exchange, nullptr);
+  EXPECT_EQ(opened.exchange->max_body_bytes(), 1024u);
   const HttpReply reply =
-      ingress().handle(json_post().with_header("Content-Length", std::to_string(body.size())), in);
+      opened.exchange->refuse_body(413, "request_too_large", "body is 1048576 bytes");
   EXPECT_EQ(reply.status, 413);
   EXPECT_EQ(error_of(reply), "request_too_large");
   EXPECT_TRUE(reply.close);
-  EXPECT_EQ(in.tellg(), 0) << "the body was read";
+  EXPECT_EQ(rejected("request_too_large"), 1);
   EXPECT_TRUE(queued().empty());
 }
 
-TEST_F(IngressLimitsTest, AChunkedBodyOverTheLimitIs413AfterReadingOneByteMoreThanTheLimit) {
-  options.max_body_bytes = 1024;
-  std::istringstream in(std::string(1 << 20, 'x'));  // as Poco's chunked stream hands it over
-  const HttpReply reply =
-      ingress().handle(json_post().with_header("Transfer-Encoding", "chunked"), in);
-  EXPECT_EQ(reply.status, 413);
-  EXPECT_EQ(error_of(reply), "request_too_large");
-  EXPECT_TRUE(reply.close);
-  EXPECT_EQ(in.tellg(), 1025) << "read more of the body than the limit needs";
-  EXPECT_TRUE(queued().empty());
+TEST_F(IngressLimitsTest, ARefusalBeforeTheBodyClosesOnlyWhenABodyWasAnnounced) {
+  FakeRequest no_body("POST", "/nowhere");
+  no_body.with_header("Content-Length", "0");
+  HttpHandler::Opened kept = ingress().open(no_body);
+  ASSERT_TRUE(kept.reply.has_value());
+  EXPECT_EQ(kept.reply->status, 404);
+  EXPECT_FALSE(kept.reply->close);
+  FakeRequest with_body("POST", "/nowhere");
+  with_body.with_header("Content-Length", "10");
+  HttpHandler::Opened closed = ingress().open(with_body);
+  ASSERT_TRUE(closed.reply.has_value());
+  EXPECT_TRUE(closed.reply->close) << "the unread body would be read as the next request";
 }
 
-TEST_F(IngressLimitsTest, ABodyCutOffByTheDeadlineIs408AndClosesWithContentLengthOrChunked) {
+TEST_F(IngressLimitsTest, TheReplyComesThroughTheSinkExactlyOnce) {
   const std::string body = R"({"channel":"#a","text":"x"})";
-  for (const bool chunked : {false, true}) {
-    FakeDeadline deadline(/*passed=*/true);
-    FakeRequest request = json_post();
-    if (chunked) {
-      request.with_header("Transfer-Encoding", "chunked");
-    } else {
-      request.with_header("Content-Length", std::to_string(body.size()));
-    }
-    std::istringstream in(body);  // complete or not: the deadline decides
-    const HttpReply reply = ingress().handle(request, in, &deadline);
-    EXPECT_EQ(reply.status, 408) << "chunked: " << chunked;
-    EXPECT_EQ(error_of(reply), "request_timeout");
-    EXPECT_TRUE(reply.close);
-    EXPECT_GE(deadline.stops(), 1);
-  }
-  EXPECT_TRUE(queued().empty());
-  EXPECT_EQ(rejected("request_timeout"), 2);
-}
-
-TEST_F(IngressLimitsTest, TheDeadlineIsStoppedOnceTheBodyIsInAndTheMessageAccepted) {
-  FakeDeadline deadline(/*passed=*/false);
-  const std::string body = R"({"channel":"#a","text":"x"})";
-  std::istringstream in(body);
-  const HttpReply reply = ingress().handle(
-      json_post().with_header("Content-Length", std::to_string(body.size())), in, &deadline);
-  EXPECT_EQ(reply.status, 200) << reply.body;
-  EXPECT_GE(deadline.stops(), 1);
+  FakeRequest request = json_post();
+  request.with_header("Content-Length", std::to_string(body.size()));
+  HttpHandler::Opened opened = ingress().open(request);
+  ASSERT_NE(opened.exchange, nullptr);
+  int calls = 0;
+  HttpReply got;
+  opened.exchange->finish(body, [&](HttpReply r) {
+    ++calls;
+    got = std::move(r);
+  });
+  // The memory queue stores at once, so the reply has come already.
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(got.status, 200) << got.body;
   EXPECT_EQ(queued().size(), 1u);
-}
-
-TEST_F(IngressLimitsTest, AStreamErrorAfterTheDeadlineIs408AndWithoutItA500) {
-  ThrowingBuf buf;
-  std::istream in(&buf);
-  in.exceptions(std::ios::badbit);  // as a stream that rethrows its device's errors
-  FakeDeadline passed(/*passed=*/true);
-  const HttpReply late = ingress().handle(json_post().with_header("Content-Length", "10"), in, &passed);
-  EXPECT_EQ(late.status, 408);
-  EXPECT_EQ(error_of(late), "request_timeout");
-  EXPECT_TRUE(late.close);
-
-  std::istream again(&buf);
-  again.exceptions(std::ios::badbit);
-  FakeDeadline in_time(/*passed=*/false);
-  const HttpReply broken =
-      ingress().handle(json_post().with_header("Content-Length", "10"), again, &in_time);
-  EXPECT_EQ(broken.status, 500);
-  EXPECT_TRUE(broken.close);
 }
 
 TEST_F(IngressLimitsTest, InvalidUtf8Is400InvalidUtf8AndOnTheWebApiPath200OkFalse) {
@@ -1007,19 +922,21 @@ TEST_F(IngressLimitsTest, JsonDeeperThanMaxJsonDepthIs400InvalidJsonSayingSo) {
 }
 
 TEST_F(IngressLimitsTest, HealthWithABodyClosesTheConnectionSoTheBodyIsNeverARequest) {
-  std::istringstream none("");
   FakeRequest plain("GET", "/health");
-  EXPECT_FALSE(ingress().handle(plain, none).close);
-  const std::string smuggled = "POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
-  std::istringstream in(smuggled);
+  HttpHandler::Opened none = ingress().open(plain);
+  ASSERT_TRUE(none.reply.has_value());
+  EXPECT_FALSE(none.reply->close);
   FakeRequest with_body("POST", "/health");
-  with_body.with_header("Content-Length", std::to_string(smuggled.size()));
-  const HttpReply reply = ingress().handle(with_body, in);
-  EXPECT_EQ(reply.status, 200);
-  EXPECT_TRUE(reply.close);
+  with_body.with_header("Content-Length", "40");
+  HttpHandler::Opened smuggled = ingress().open(with_body);
+  ASSERT_TRUE(smuggled.reply.has_value());
+  EXPECT_EQ(smuggled.reply->status, 200);
+  EXPECT_TRUE(smuggled.reply->close);
   FakeRequest chunked("POST", "/health");
   chunked.with_header("Transfer-Encoding", "chunked");
-  EXPECT_TRUE(ingress().handle(chunked, in).close);
+  HttpHandler::Opened chunked_reply = ingress().open(chunked);
+  ASSERT_TRUE(chunked_reply.reply.has_value());
+  EXPECT_TRUE(chunked_reply.reply->close);
 }
 
 TEST_F(IngressLimitsTest, ARefusedHeadIsCountedLoggedWithTheAddressAndClosed) {
@@ -1041,9 +958,9 @@ TEST_F(IngressLimitsTest, ARefusedHeadIsCountedLoggedWithTheAddressAndClosed) {
 namespace slack_proxy {
 namespace {
 
-// admit() is the chain handle() runs, for a body a transport has already
-// read whole: the same request gets the same answer, the same counts and
-// the same queued message either way.
+// admit() runs the chain the transport runs through open() and the
+// exchange: the same request gets the same answer, the same counts and the
+// same queued message either way.
 class AdmitTest : public IngressTest {
  protected:
   FakeRequest json_post(const std::string& body, const std::string& path = "/") {
@@ -1054,12 +971,17 @@ class AdmitTest : public IngressTest {
   }
 
   struct Replies {
-    HttpReply handled;   // the body read from a stream
-    HttpReply admitted;  // the body handed over whole
+    HttpReply handled;   // as the transport gets it: open(), then the exchange
+    HttpReply admitted;  // admit()
   };
   Replies both(const FakeRequest& request, const std::string& body) {
-    std::istringstream in(body);
-    Replies replies{ingress().handle(request, in), {}};
+    Replies replies;
+    HttpHandler::Opened opened = ingress().open(request);
+    if (opened.reply) {
+      replies.handled = std::move(*opened.reply);
+    } else {
+      opened.exchange->finish(body, [&](HttpReply r) { replies.handled = std::move(r); });
+    }
     replies.admitted = ingress().admit(request, body);
     return replies;
   }
@@ -1072,7 +994,7 @@ class AdmitTest : public IngressTest {
   }
 };
 
-TEST_F(AdmitTest, AnAcceptedMessageIsAnsweredAndQueuedAsHandleDoesIt) {
+TEST_F(AdmitTest, AnAcceptedMessageIsAnsweredAndQueuedAsTheTransportGetsIt) {
   const std::string body = R"({"channel":"#a","text":"hi","token":"xoxb-cut-out"})";
 
   const Replies r = both(json_post(body), body);
@@ -1087,7 +1009,7 @@ TEST_F(AdmitTest, AnAcceptedMessageIsAnsweredAndQueuedAsHandleDoesIt) {
   EXPECT_NE(messages[1].id, messages[0].id);
 }
 
-TEST_F(AdmitTest, InvalidJsonIs400OrOnTheWebApiPath200OkFalseAsHandleGivesIt) {
+TEST_F(AdmitTest, InvalidJsonIs400OrOnTheWebApiPath200OkFalseAsTheTransportGetsIt) {
   const std::string body = "this is not json";
 
   const Replies root = both(json_post(body), body);
@@ -1103,7 +1025,7 @@ TEST_F(AdmitTest, InvalidJsonIs400OrOnTheWebApiPath200OkFalseAsHandleGivesIt) {
   EXPECT_TRUE(queued().empty());
 }
 
-TEST_F(AdmitTest, AnAuthenticatorsRefusalIs401AsHandleGivesItButKeepsTheConnection) {
+TEST_F(AdmitTest, AnAuthenticatorsRefusalIs401AsTheTransportGetsIt) {
   auto auth = std::make_shared<NiceMock<sdk::testing::MockAuthenticator>>();
   ON_CALL(*auth, authenticate(_)).WillByDefault(Return(sdk::AuthResult::deny(401, "invalid_auth")));
   pipeline->authenticator = auth;
@@ -1115,14 +1037,13 @@ TEST_F(AdmitTest, AnAuthenticatorsRefusalIs401AsHandleGivesItButKeepsTheConnecti
   EXPECT_EQ(error_of(r.handled), "invalid_auth");
   EXPECT_EQ(header_of(r.handled, "WWW-Authenticate"), R"(Bearer realm="slack-proxy")");
   expect_same_answer(r);
-  // handle() refused before reading the body, which is still on the
-  // connection; admit() was given all of it.
+  // Refused before the body was read: it is still on the connection.
   EXPECT_TRUE(r.handled.close);
-  EXPECT_FALSE(r.admitted.close);
+  EXPECT_TRUE(r.admitted.close);
   EXPECT_EQ(rejected("invalid_auth"), 2);
 }
 
-TEST_F(AdmitTest, ARoutersRefusalIs403AsHandleGivesIt) {
+TEST_F(AdmitTest, ARoutersRefusalIs403AsTheTransportGetsIt) {
   auto router = std::make_shared<NiceMock<sdk::testing::MockRouter>>();
   ON_CALL(*router, route(_))
       .WillByDefault(Return(sdk::RouteResult::reject(403, "restricted_action", "not here")));
@@ -1138,7 +1059,7 @@ TEST_F(AdmitTest, ARoutersRefusalIs403AsHandleGivesIt) {
   EXPECT_TRUE(queued().empty());
 }
 
-TEST_F(AdmitTest, AFullQueueIs503QueueFullWithRetryAfterAsHandleGivesIt) {
+TEST_F(AdmitTest, AFullQueueIs503QueueFullWithRetryAfterAsTheTransportGetsIt) {
   queue = std::make_unique<MemoryQueue>(1);
   ASSERT_EQ(post(R"({"channel":"#a","text":"fills it"})").status, 200);
   const std::string body = R"({"channel":"#a","text":"no room"})";

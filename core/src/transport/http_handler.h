@@ -1,11 +1,15 @@
 // The seam between the ingress's HTTP transport and the application behind
-// it: the transport reads a request head, hands it (with its body still on
-// the connection, and the request's deadline) to an HttpHandler, and writes
-// the HttpReply it gets back. Nothing here knows about Slack.
+// it. The transport reads a request head and opens an exchange with the
+// HttpHandler; the handler either answers at once (a refusal, /health) or
+// takes the body once the transport has read it whole, and answers through
+// a callback, possibly later and from another thread (after a group
+// commit). Nothing here knows about Slack or sockets.
 #pragma once
 
 #include <cstddef>
-#include <istream>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -20,40 +24,53 @@ struct HttpReply {
   std::string body;
   std::string content_type = "application/json; charset=utf-8";
   std::vector<std::pair<std::string, std::string>> headers;
-  bool close = false;  // the request body was not consumed: drop the connection
+  bool close = false;  // the connection must not carry another request
 };
 
-// How long a request may take to arrive, kept by the connection reading it
-// (IngressServer): a client that trickles its head or body in below any
-// per-read timeout still cannot hold a thread for longer.
-class ReadDeadline {
+// Where an exchange's reply goes: called exactly once, from any thread.
+using ReplySink = std::function<void(HttpReply)>;
+
+// One request whose head passed the handler's checks, waiting for its body.
+// The transport keeps the RequestView it was opened with alive until the
+// exchange is destroyed.
+class HttpExchange {
  public:
-  virtual ~ReadDeadline() = default;
-  // Stops the clock; the handler calls it once the body is in. False when
-  // the deadline passed first: the connection was cut off, so what was read
-  // may be incomplete. Later calls give the same answer.
-  virtual bool stop() noexcept = 0;
+  virtual ~HttpExchange() = default;
+  // The largest body this request may carry: the transport refuses a larger
+  // one through refuse_body(413) and invites the body (Expect:
+  // 100-continue) only when the announced length fits.
+  virtual std::size_t max_body_bytes() const noexcept = 0;
+  // The body arrived whole. Answers through `reply`, exactly once, maybe
+  // before returning, maybe later from another thread. Never throws.
+  virtual void finish(std::string body, ReplySink reply) noexcept = 0;
+  // The body did not arrive whole: 408 request_timeout, 413
+  // request_too_large or 400 invalid_request, with why. Counted and logged
+  // like any refusal; the transport closes the connection after it.
+  virtual HttpReply refuse_body(int status, std::string_view error,
+                                std::string_view detail) noexcept = 0;
 };
 
 class HttpHandler {
  public:
   virtual ~HttpHandler() = default;
 
-  // Answers a request whose head was read. The handler reads the body from
-  // `body` (framed by the head: Content-Length, or chunked), within
-  // `deadline` when one is given. Never throws.
-  virtual HttpReply handle(const sdk::RequestView& request, std::istream& body,
-                           ReadDeadline* deadline) noexcept = 0;
+  // What open() decided: `reply` to answer now without reading a body, or
+  // `exchange` to hand the body to.
+  struct Opened {
+    std::optional<HttpReply> reply;
+    std::unique_ptr<HttpExchange> exchange;
+  };
+
+  // A request head was read (within the transport's limits). `request`
+  // outlives the exchange. Never throws.
+  virtual Opened open(const sdk::RequestView& request) noexcept = 0;
 
   // Answers a request whose head could not be read (too large, malformed,
-  // too slow): `status`, `error` and `detail` say why. The reply closes the
-  // connection.
+  // too slow) or a connection refused before any request (503
+  // too_many_connections): `status`, `error` and `detail` say why; counted
+  // and logged. The reply closes the connection.
   virtual HttpReply refuse_head(const std::string& remote_address, int status,
                                 std::string_view error, std::string_view detail) = 0;
-
-  // The largest body the handler reads: the transport invites a body
-  // (Expect: 100-continue) only when it is not larger.
-  virtual std::size_t max_body_bytes() const noexcept = 0;
 };
 
 }  // namespace slack_proxy
