@@ -1,5 +1,7 @@
 // libFuzzer target: one HTTP request (method, path, headers, body) through
-// Ingress::handle into a MemoryQueue, without a socket.
+// Ingress::admit, the whole admission chain over a body already read, into
+// a MemoryQueue, without a socket: many inputs a second for the rules. What
+// reads a request off a socket is fuzz_transport's.
 //
 // Input: one byte of options, then the request as text:
 //
@@ -24,7 +26,6 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,6 +37,7 @@
 #include <slack_proxy/sdk/testing/fakes.h>
 
 #include "fuzz_check.h"
+#include "fuzz_key_auth.h"
 #include "ingress.h"
 #include "metrics.h"
 #include "pipeline.h"
@@ -46,7 +48,6 @@ namespace {
 using namespace slack_proxy;
 
 constexpr std::size_t kMaxHeaders = 16;
-constexpr std::string_view kKey = "fuzz-key";
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -106,16 +107,6 @@ FuzzRequest parse_head(std::string_view text, std::string_view& body) {
   return request;
 }
 
-// Lets in exactly one key, as bearer_auth would, so that both answers occur.
-class KeyAuthenticator final : public sdk::Authenticator {
- public:
-  sdk::AuthResult authenticate(const sdk::RequestView& request) noexcept override {
-    const auto auth = request.header("Authorization");
-    if (auth && *auth == "Bearer " + std::string(kKey)) return sdk::AuthResult::allow("fuzz-client");
-    return sdk::AuthResult::deny(401, auth ? "invalid_auth" : "not_authed");
-  }
-};
-
 // Everything the ingress answered to `request` (once, or twice with option
 // bit 5), from fresh state: a shared registry would grow a series per fuzzed
 // channel name, and a shared queue would make inputs depend on each other.
@@ -127,7 +118,7 @@ std::vector<HttpReply> serve(std::uint8_t flags, const FuzzRequest& request,
   pipeline->webhook_style = (flags & 0x01) != 0;
   pipeline->caller_token = (flags & 0x02) != 0;
   if ((flags & 0x04) != 0) pipeline->default_channel = "#fuzz-default";
-  if ((flags & 0x08) != 0) pipeline->authenticator = std::make_shared<KeyAuthenticator>();
+  if ((flags & 0x08) != 0) pipeline->authenticator = std::make_shared<fuzz::KeyAuthenticator>();
 
   sdk::testing::FakeClock clock;
   QueueLimits limits;
@@ -138,16 +129,13 @@ std::vector<HttpReply> serve(std::uint8_t flags, const FuzzRequest& request,
   auto log = std::make_shared<spdlog::logger>("fuzz", std::make_shared<spdlog::sinks::null_sink_mt>());
   log->set_level(spdlog::level::trace);  // format every line, as a verbose proxy would
   IngressOptions options;
-  options.max_body_bytes = 8192;  // below -max_len, so both 413 paths are reachable
+  options.max_body_bytes = 8192;  // below -max_len, so 413 is reachable
   Ingress ingress(queue, {pipeline}, metrics, clock, log, options);
   ingress.set_draining((flags & 0x40) != 0);
 
   std::vector<HttpReply> replies;
   const int sends = (flags & 0x20) != 0 ? 2 : 1;
-  for (int i = 0; i < sends; ++i) {
-    std::istringstream in{std::string(body)};
-    replies.push_back(ingress.handle(request, in));
-  }
+  for (int i = 0; i < sends; ++i) replies.push_back(ingress.admit(request, std::string(body)));
   return replies;
 }
 
