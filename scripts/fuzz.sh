@@ -16,9 +16,11 @@ fi
 FUZZ_BUILD_DIR="${FUZZ_BUILD_DIR:-$ROOT/build-fuzz}"
 
 # Each target with the longest input worth trying: request bodies well past
-# fuzz_ingress's 8 KiB body limit; twice the largest shipped config.
-declare -A max_len=([chat_message]=16384 [ingress]=16384 [config]=12288)
-names=(chat_message ingress config)
+# fuzz_ingress's 8 KiB body limit; for fuzz_transport, a URI past the fixed
+# 16 KiB limit (414) inside its 20 KiB head limit; twice the largest shipped
+# config.
+declare -A max_len=([chat_message]=16384 [ingress]=16384 [transport]=24576 [config]=12288)
+names=(chat_message ingress transport config)
 
 if ! command -v clang++ >/dev/null ||
    ! compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a" >/dev/null; then
