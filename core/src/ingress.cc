@@ -263,11 +263,9 @@ HttpHandler::Opened Ingress::open(const sdk::RequestView& request) noexcept {
       r.close = has_body(request);
       return {std::move(r), nullptr};
     }
-    if (Step refused = admit_head(*a)) {
-      // The body stays on the connection, unread.
-      refused->close = refused->close || has_body(request);
-      return {std::move(refused), nullptr};
-    }
+    // A refusal leaves the body unread; the transport reads past it or
+    // closes the connection.
+    if (Step refused = admit_head(*a)) return {std::move(refused), nullptr};
     return {std::nullopt, std::make_unique<Exchange>(*this, std::move(a))};
   } catch (const std::exception& e) {
     return {internal_error(*a, e), nullptr};

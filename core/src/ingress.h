@@ -48,8 +48,7 @@ class Ingress final : public HttpHandler {
 
   // Runs the steps that need only the head (the path, the method, the
   // drain, the authenticator, the media type). A refusal is answered at
-  // once; it closes the connection when a body was announced, which nobody
-  // will read. Otherwise the exchange takes the body (finish) and runs the
+  // once, without reading the body. Otherwise the exchange takes the body (finish) and runs the
   // rest of the chain; its reply comes when the queue has stored the
   // message (after the group commit), from the queue's writer thread or
   // before finish() returns. Never throws.

@@ -860,18 +860,16 @@ TEST_F(IngressLimitsTest, TheExchangeSaysTheBodyLimitAndItsRefusalIsCountedAndCl
   EXPECT_TRUE(queued().empty());
 }
 
-TEST_F(IngressLimitsTest, ARefusalBeforeTheBodyClosesOnlyWhenABodyWasAnnounced) {
-  FakeRequest no_body("POST", "/nowhere");
-  no_body.with_header("Content-Length", "0");
-  HttpHandler::Opened kept = ingress().open(no_body);
-  ASSERT_TRUE(kept.reply.has_value());
-  EXPECT_EQ(kept.reply->status, 404);
-  EXPECT_FALSE(kept.reply->close);
+TEST_F(IngressLimitsTest, ARefusalBeforeTheBodyLeavesTheConnectionToTheTransport) {
+  // The transport knows whether it can read past the unread body; the
+  // refusal itself does not ask to close.
   FakeRequest with_body("POST", "/nowhere");
   with_body.with_header("Content-Length", "10");
-  HttpHandler::Opened closed = ingress().open(with_body);
-  ASSERT_TRUE(closed.reply.has_value());
-  EXPECT_TRUE(closed.reply->close) << "the unread body would be read as the next request";
+  HttpHandler::Opened refused = ingress().open(with_body);
+  ASSERT_TRUE(refused.reply.has_value());
+  EXPECT_EQ(refused.reply->status, 404);
+  EXPECT_FALSE(refused.reply->close);
+  EXPECT_EQ(refused.exchange, nullptr);
 }
 
 TEST_F(IngressLimitsTest, TheReplyComesThroughTheSinkExactlyOnce) {
@@ -1037,9 +1035,10 @@ TEST_F(AdmitTest, AnAuthenticatorsRefusalIs401AsTheTransportGetsIt) {
   EXPECT_EQ(error_of(r.handled), "invalid_auth");
   EXPECT_EQ(header_of(r.handled, "WWW-Authenticate"), R"(Bearer realm="slack-proxy")");
   expect_same_answer(r);
-  // Refused before the body was read: it is still on the connection.
-  EXPECT_TRUE(r.handled.close);
-  EXPECT_TRUE(r.admitted.close);
+  // Refused before the body was read: the transport decides whether to
+  // read past it.
+  EXPECT_FALSE(r.handled.close);
+  EXPECT_FALSE(r.admitted.close);
   EXPECT_EQ(rejected("invalid_auth"), 2);
 }
 

@@ -62,7 +62,9 @@ class HttpHandler {
   };
 
   // A request head was read (within the transport's limits). `request`
-  // outlives the exchange. Never throws.
+  // outlives the exchange. A reply given here leaves the body unread: the
+  // transport reads past a small one to keep the connection, or closes it.
+  // Never throws.
   virtual Opened open(const sdk::RequestView& request) noexcept = 0;
 
   // Answers a request whose head could not be read (too large, malformed,

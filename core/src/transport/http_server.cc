@@ -359,11 +359,37 @@ class Connection final : public ConnectionBase,
     const bool complete = parser_->is_header_done();
     const http::verb method = complete ? head.method() : http::verb::unknown;
     const unsigned version = complete ? head.version() : 11;
-    if (!complete || !parser_->is_done()) reply.close = true;  // bytes left unread
+    if (!complete) reply.close = true;  // where this request ends is unknown
+    const bool unread = complete && !parser_->is_done();
+    if (unread && !discardable()) reply.close = true;
     if (complete && !head.keep_alive()) reply.close = true;
     if (++served_ >= server_.options.max_keep_alive_requests) reply.close = true;
     if (server_.stopping.load(std::memory_order_relaxed)) reply.close = true;
+    discard_body_ = unread && !reply.close;
+    if (unread && reply.close) linger_after_ = true;  // the client may still be sending it
     write(std::move(reply), method, version);
+  }
+
+  // A refused request's unread body may be read past, so that the
+  // connection (and requests pipelined behind it) live on: only when it is
+  // small, and not when the client waits for 100 Continue (it may never
+  // send the body, and what it sends next would be taken for it).
+  bool discardable() const {
+    const auto& head = parser_->get();
+    if (beast::iequals(head[http::field::expect], "100-continue")) return false;
+    const auto length = parser_->content_length();
+    return length ? *length <= kMaxDiscardBytes : parser_->chunked();
+  }
+
+  void discard_body() {
+    phase_ = Phase::Reading;
+    arm(server_.options.read_timeout);
+    parser_->body_limit(kMaxDiscardBytes);
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = this->shared_from_this()](const error_code& ec, std::size_t) {
+                       if (ec || self->phase_ != Phase::Reading) return self->close();
+                       self->next_request();
+                     });
   }
 
   void write(HttpReply reply, http::verb method, unsigned version) {
@@ -395,9 +421,15 @@ class Connection final : public ConnectionBase,
     response_.reset();
     if (ec || timed_out_) return close();
     if (close_after_) return linger_after_ ? linger() : close();
+    if (discard_body_) return discard_body();
+    next_request();
+  }
+
+  void next_request() {
     exchange_.reset();
     view_.reset();
     parser_.reset();
+    discard_body_ = false;
     wait_for_request(server_.options.keep_alive_timeout);
   }
 
@@ -489,6 +521,7 @@ class Connection final : public ConnectionBase,
   static constexpr std::size_t kIdleBufferBytes = 4096;
   static constexpr std::size_t kTlsReadBytes = 4096;
   static constexpr std::size_t kMaxLingerBytes = 1 << 20;
+  static constexpr std::size_t kMaxDiscardBytes = 64 << 10;
   static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
   Stream stream_;
@@ -511,6 +544,7 @@ class Connection final : public ConnectionBase,
   std::optional<http::response_serializer<http::string_body>> serializer_;
   bool close_after_ = false;
   bool linger_after_ = false;
+  bool discard_body_ = false;
   std::size_t dropped_ = 0;
 };
 

@@ -6,27 +6,60 @@
 namespace slack_proxy {
 namespace http = boost::beast::http;
 
-std::optional<HeadError> check_head(const RequestHead& head, int max_fields) {
-  if (head.target().size() > kMaxUriBytes) {
-    return HeadError{414, "uri_too_long",
-                     "the request URI is longer than " + std::to_string(kMaxUriBytes) + " bytes"};
+namespace {
+
+HeadError uri_too_long() {
+  return {414, "uri_too_long",
+          "the request URI is longer than " + std::to_string(kMaxUriBytes) + " bytes"};
+}
+
+HeadError field_too_long(bool name) {
+  return {431, "headers_too_large",
+          name ? "a header field name is longer than " + std::to_string(kMaxFieldNameBytes) +
+                     " bytes"
+               : "a header field value is longer than " + std::to_string(kMaxFieldValueBytes) +
+                     " bytes"};
+}
+
+// In a head cut off at the byte limit: the request line or a field line
+// (the last one possibly unfinished) past its own limit. Beast consumes
+// what it has parsed, so `buffered` starts with the request line only when
+// that was not parsed yet.
+std::optional<HeadError> oversized_part(std::string_view buffered, bool line_parsed) {
+  std::size_t start = 0;
+  bool first = !line_parsed;
+  while (start < buffered.size()) {
+    std::size_t end = buffered.find('\n', start);
+    if (end == std::string_view::npos) end = buffered.size();
+    const std::string_view line = buffered.substr(start, end - start);
+    if (line.empty() || line == "\r") break;  // the head's end
+    if (first) {
+      if (line.size() > kMaxUriBytes) return uri_too_long();
+    } else {
+      const auto colon = line.find(':');
+      const std::size_t name = colon == std::string_view::npos ? line.size() : colon;
+      if (name > kMaxFieldNameBytes) return field_too_long(true);
+      if (colon != std::string_view::npos && line.size() - colon - 1 > kMaxFieldValueBytes)
+        return field_too_long(false);
+    }
+    first = false;
+    start = end + 1;
   }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<HeadError> check_head(const RequestHead& head, int max_fields) {
+  if (head.target().size() > kMaxUriBytes) return uri_too_long();
   int fields = 0;
   for (const auto& field : head) {
     if (++fields > max_fields) {
       return HeadError{431, "headers_too_large",
                        "more than " + std::to_string(max_fields) + " header fields"};
     }
-    if (field.name_string().size() > kMaxFieldNameBytes) {
-      return HeadError{431, "headers_too_large",
-                       "a header field name is longer than " +
-                           std::to_string(kMaxFieldNameBytes) + " bytes"};
-    }
-    if (field.value().size() > kMaxFieldValueBytes) {
-      return HeadError{431, "headers_too_large",
-                       "a header field value is longer than " +
-                           std::to_string(kMaxFieldValueBytes) + " bytes"};
-    }
+    if (field.name_string().size() > kMaxFieldNameBytes) return field_too_long(true);
+    if (field.value().size() > kMaxFieldValueBytes) return field_too_long(false);
   }
   // Beast frames a request by Content-Length or a final "chunked"; any
   // other Transfer-Encoding would leave the body to be read as the next
@@ -47,13 +80,9 @@ std::optional<HeadError> check_head(const RequestHead& head, int max_fields) {
 HeadError head_error(const boost::beast::error_code& ec, const RequestHead& so_far,
                      std::string_view buffered, std::size_t max_header_bytes) {
   if (ec == http::error::header_limit) {
-    // The request line alone already past the URI limit: say so.
-    const auto line_end = buffered.find('\n');
-    if (line_end == std::string_view::npos ? buffered.size() > kMaxUriBytes
-                                           : line_end > kMaxUriBytes) {
-      return {414, "uri_too_long",
-              "the request URI is longer than " + std::to_string(kMaxUriBytes) + " bytes"};
-    }
+    // Name the part that is too long when one is, as a reader that checks
+    // as it goes would have: the URI, or one field.
+    if (auto part = oversized_part(buffered, !so_far.target().empty())) return std::move(*part);
     return {431, "headers_too_large",
             "the request head is larger than " + std::to_string(max_header_bytes) + " bytes"};
   }

@@ -39,7 +39,8 @@ struct HeadError {
 std::optional<HeadError> check_head(const RequestHead& head, int max_fields);
 
 // What Beast's error `ec` while reading a head means. `so_far` is what was
-// parsed of it (the fields before the error), `buffered` the bytes read.
+// parsed of it (the fields before the error), `buffered` the bytes read and
+// not yet consumed by the parser.
 HeadError head_error(const boost::beast::error_code& ec, const RequestHead& so_far,
                      std::string_view buffered, std::size_t max_header_bytes);
 
