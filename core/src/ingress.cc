@@ -332,8 +332,10 @@ Ingress::Step Ingress::check_method(Admission& a) {
 
 Ingress::Step Ingress::check_draining(Admission& a) {
   if (!draining_.load()) return std::nullopt;
-  return with_retry_after(
+  HttpReply r = with_retry_after(
       refuse(a, 503, "shutting_down", "the proxy is draining; try another replica"));
+  r.close = true;  // this proxy is going away: reconnect (to another replica)
+  return r;
 }
 
 Ingress::Step Ingress::authenticate(Admission& a) {
