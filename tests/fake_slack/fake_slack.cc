@@ -252,7 +252,8 @@ class FakeSlack::Handler : public Poco::Net::HTTPRequestHandler {
       return;
     }
 
-    const Behaviour behaviour = owner_.admit(std::move(recorded));
+    std::uint64_t generation = 0;
+    const Behaviour behaviour = owner_.admit(std::move(recorded), generation);
     if (behaviour.delay.count() > 0 && !owner_.wait_delay(behaviour.delay)) {
       response.setKeepAlive(false);
       return;
@@ -269,7 +270,7 @@ class FakeSlack::Handler : public Poco::Net::HTTPRequestHandler {
       body = to_json(echo);
     }
     reply(response, behaviour.status, behaviour.content_type, body);
-    owner_.note_answered();
+    owner_.note_answered(generation);
   }
 
  private:
@@ -401,6 +402,7 @@ void FakeSlack::reset() {
   std::lock_guard lock(mutex_);
   requests_.clear();
   answered_ = 0;
+  ++generation_;
   rules_.clear();
   default_ = Behaviour::ok();
   rate_limited_ = 0;
@@ -471,9 +473,10 @@ bool FakeSlack::wait_answered(std::size_t n, std::chrono::milliseconds timeout) 
   return changed_.wait_for(lock, timeout, [&] { return answered_ >= n; });
 }
 
-void FakeSlack::note_answered() {
+void FakeSlack::note_answered(std::uint64_t generation) {
   {
     std::lock_guard lock(mutex_);
+    if (generation != generation_) return;
     ++answered_;
   }
   changed_.notify_all();
@@ -483,10 +486,11 @@ void FakeSlack::on_request(std::function<void(const RecordedRequest&)> callback)
   on_request_ = std::move(callback);
 }
 
-Behaviour FakeSlack::admit(RecordedRequest request) {
+Behaviour FakeSlack::admit(RecordedRequest request, std::uint64_t& generation) {
   Behaviour chosen;
   {
     std::lock_guard lock(mutex_);
+    generation = generation_;
     auto rule = std::find_if(rules_.begin(), rules_.end(), [&](const Rule& r) {
       return r.channel.empty() || r.channel == request.channel;
     });

@@ -157,8 +157,12 @@ class FakeSlack {
   std::optional<int> over_limits(const std::string& channel,
                                  std::chrono::steady_clock::time_point at);
   // Records the request, picks its reply and returns it; serialized by mutex_.
-  Behaviour admit(RecordedRequest request);
-  void note_answered();
+  // Records the request and chooses its answer; `generation` is set to the
+  // reset() generation it was recorded in.
+  Behaviour admit(RecordedRequest request, std::uint64_t& generation);
+  // Counts an answer, unless a reset() came between its request and it (a
+  // slow reply to the previous test's sender must not count in this one).
+  void note_answered(std::uint64_t generation);
   // Waits `delay` unless stop() comes first; false when stopped.
   bool wait_delay(std::chrono::milliseconds delay) const;
   std::string next_ts();
@@ -178,6 +182,7 @@ class FakeSlack {
   bool stopping_ = false;
   std::vector<RecordedRequest> requests_;
   std::size_t answered_ = 0;
+  std::uint64_t generation_ = 0;  // bumped by reset()
   std::deque<Rule> rules_;
   Behaviour default_;
   std::uint64_t ts_counter_ = 0;
