@@ -331,7 +331,7 @@ class Connection final : public ConnectionBase,
 
   void finish() {
     phase_ = Phase::Waiting;
-    timer_.cancel();
+    disarm();  // the queue answers; no deadline while it does
     server_.owe();
     auto self = this->shared_from_this();
     exchange_->finish(std::move(parser_->get().body()), [self](HttpReply reply) {
@@ -466,14 +466,36 @@ class Connection final : public ConnectionBase,
 
   // --------------------------------------------------------------- timer --
 
+  // The connection's one deadline. Arming stores a time; the timer is only
+  // re-set when the new deadline is earlier than its pending wait (idle to
+  // reading, once per request). A later one, or none, is found when the
+  // wait ends and re-checks: so a request costs one timer operation, not
+  // one per phase.
   void arm(std::chrono::milliseconds limit) {
     timed_out_ = false;
-    timer_.expires_after(limit);
-    timer_.async_wait([self = this->shared_from_this()](const error_code& ec) {
-      // Re-armed since (a late completion of an older wait): not expired.
-      if (ec || self->timer_.expiry() > SteadyClock::now()) return;
-      self->on_deadline();
+    deadline_ = SteadyClock::now() + limit;
+    schedule();
+  }
+
+  void disarm() { deadline_ = SteadyClock::time_point::max(); }
+
+  void schedule() {
+    if (timer_waiting_ && timer_.expiry() <= deadline_) return;  // wakes in time, re-checks
+    ++timer_generation_;
+    timer_waiting_ = true;
+    timer_.expires_at(deadline_);  // cancels a later pending wait, now superseded
+    timer_.async_wait([self = this->shared_from_this(),
+                       generation = timer_generation_](const error_code&) {
+      self->on_timer(generation);
     });
+  }
+
+  void on_timer(std::uint64_t generation) {
+    if (generation != timer_generation_) return;  // superseded by an earlier deadline
+    timer_waiting_ = false;
+    if (phase_ == Phase::Closed || deadline_ == SteadyClock::time_point::max()) return;
+    if (deadline_ > SteadyClock::now()) return schedule();
+    on_deadline();
   }
 
   void on_deadline() {
@@ -502,6 +524,7 @@ class Connection final : public ConnectionBase,
   void close() {
     if (phase_ == Phase::Closed) return;
     phase_ = Phase::Closed;
+    ++timer_generation_;
     timer_.cancel();
     error_code ignored;
     socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -534,6 +557,9 @@ class Connection final : public ConnectionBase,
   bool registered_ = false;
 
   Phase phase_ = Phase::Idle;
+  SteadyClock::time_point deadline_ = SteadyClock::time_point::max();
+  bool timer_waiting_ = false;
+  std::uint64_t timer_generation_ = 0;
   bool timed_out_ = false;
   int served_ = 0;
   beast::flat_buffer buffer_;

@@ -11,9 +11,9 @@
 // too_many_connections), and TLS when a context is given (the handshake
 // within read_timeout). Pipelined requests are answered in order: a
 // connection reads its next request only after answering the last. Each
-// deadline is one Asio timer per connection, re-armed when the connection
-// changes phase (not per read): no scan over connections. Nothing here
-// knows about Slack.
+// connection has one deadline and one Asio timer, re-set only when the
+// deadline moves earlier (once per request): no scan over connections, no
+// timer work per read. Nothing here knows about Slack.
 #pragma once
 
 #include <chrono>
