@@ -11,6 +11,8 @@ constexpr std::size_t kTakeBatch = 512;
 // Even with nothing due, look at the queue this often: a backend that cannot
 // notify (another replica pushing into Redis) is still picked up.
 constexpr auto kMaxIdleWait = std::chrono::seconds(1);
+// How long pushes gather after the one that woke the dispatcher (loop()).
+constexpr auto kPushGather = std::chrono::milliseconds(1);
 
 std::string lane_key(const sdk::Message& m) {
   std::string key;
@@ -319,6 +321,15 @@ void Dispatcher::loop() {
       wait = std::max(next - now, sdk::SteadyTime::duration::zero());
     wake_cv_.wait_for(lock, wait, [&] { return stopping_ || wake_pending_.load(); });
     if (stopping_) return;
+    if (wake_pending_.load()) {
+      // Woken by a push: let more pushes gather before taking them. In a
+      // storm of tens of thousands a second, a wake-up per message cost a
+      // futex call on the ingress's event thread and a context switch
+      // each; while this wait lasts, wake_pending_ stays set and pushes
+      // skip the wake-up. A delivery starts at most this much later.
+      wake_cv_.wait_for(lock, kPushGather, [&] { return stopping_; });
+      if (stopping_) return;
+    }
   }
 }
 

@@ -1,6 +1,8 @@
 #include "metrics.h"
 
+#include <atomic>
 #include <sstream>
+#include <unordered_map>
 
 #include <prometheus/text_serializer.h>
 
@@ -199,7 +201,35 @@ CoreMetrics::CoreMetrics(prometheus::Registry& registry, std::size_t max_channel
                          .Help("Messages in the dead-letter store")
                          .Register(registry)
                          .Add({})),
-      max_channel_labels_(max_channel_labels) {}
+      max_channel_labels_(max_channel_labels),
+      instance_(next_instance()) {}
+
+prometheus::Counter& CoreMetrics::counter(prometheus::Family<prometheus::Counter>& family,
+                                          const std::string& channel) {
+  // Series are never removed from these counter families, so a pointer
+  // stays valid for this object's life. The cache holds only channels that
+  // have their own label (at most max_channel_labels per family and
+  // thread): an "_other" channel takes the locked path, so random channel
+  // names cannot grow it.
+  thread_local std::uint64_t owner = 0;
+  thread_local std::unordered_map<const void*, std::unordered_map<std::string, prometheus::Counter*>>
+      cache;
+  if (owner != instance_) {
+    cache.clear();
+    owner = instance_;
+  }
+  auto& series = cache[&family];
+  if (const auto it = series.find(channel); it != series.end()) return *it->second;
+  const std::string name = label(channel);
+  prometheus::Counter& c = family.Add({{"channel", name}});
+  if (name == channel) series.emplace(channel, &c);
+  return c;
+}
+
+std::uint64_t CoreMetrics::next_instance() {
+  static std::atomic<std::uint64_t> instances{0};
+  return ++instances;
+}
 
 std::string CoreMetrics::label(const std::string& channel) {
   std::lock_guard<std::mutex> lock(labels_mutex_);

@@ -3,6 +3,7 @@
 // exposition used by the metrics listener.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -98,10 +99,12 @@ class CoreMetrics {
   void set_channel_depths(const std::map<std::string, std::size_t>& depths);
 
  private:
+  // The family's series for `channel` (or "_other"). Looked up first in a
+  // per-thread cache, so that the ingress's event threads do not contend
+  // on the family's and the labels' locks for every request.
   prometheus::Counter& counter(prometheus::Family<prometheus::Counter>& family,
-                               const std::string& channel) {
-    return family.Add({{"channel", label(channel)}});
-  }
+                               const std::string& channel);
+  static std::uint64_t next_instance();
   prometheus::Family<prometheus::Counter>& received_;
   prometheus::Family<prometheus::Counter>& failed_;
   prometheus::Family<prometheus::Counter>& retried_;
@@ -121,6 +124,7 @@ class CoreMetrics {
   // The label for `channel`: itself while under the cap, else kOtherChannel.
   std::string label(const std::string& channel);
   const std::size_t max_channel_labels_;
+  const std::uint64_t instance_;  // tells this object's cached series from another's
   std::mutex labels_mutex_;
   std::unordered_set<std::string> labels_;
   std::mutex depth_mutex_;

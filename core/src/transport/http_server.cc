@@ -93,18 +93,18 @@ struct ServerState {
   std::atomic<int> open{0};              // connections counted against max_connections
   std::atomic<bool> stopping{false};     // stop_all: no more requests
   // Replies the handler still owes (finish() called, reply not yet come):
-  // stop_all waits for them, so no callback outlives the server.
+  // stop_all waits for them, so no callback outlives the server. Counted
+  // without a lock (two event threads would contend on it per request);
+  // the lock is taken only to wake stop_all when the count reaches zero.
+  std::atomic<int> owed{0};
   std::mutex owed_mutex;
   std::condition_variable owed_cv;
-  int owed = 0;
 
-  void owe() {
-    std::lock_guard lock(owed_mutex);
-    ++owed;
-  }
+  void owe() { owed.fetch_add(1, std::memory_order_relaxed); }
   void paid() {
+    if (owed.fetch_sub(1, std::memory_order_acq_rel) != 1 || !stopping.load()) return;
     std::lock_guard lock(owed_mutex);
-    if (--owed == 0) owed_cv.notify_all();
+    owed_cv.notify_all();
   }
 };
 
@@ -716,7 +716,7 @@ void IngressServer::stop_all() {
   }
   {
     std::unique_lock lock(impl->state.owed_mutex);
-    impl->state.owed_cv.wait(lock, [impl] { return impl->state.owed == 0; });
+    impl->state.owed_cv.wait(lock, [impl] { return impl->state.owed.load() == 0; });
   }
   for (auto& loop : impl->loops) loop.work.reset();
   for (auto& loop : impl->loops)
