@@ -1,5 +1,5 @@
-// Settings every Poco TCPServer/HTTPServer of ours shares (the ingress and the
-// metrics/admin listener).
+// Settings for our Poco HTTPServer: the metrics and admin listener (the
+// ingress is event-driven, see transport/http_server.h).
 #ifndef SLACK_PROXY_CORE_SERVER_PARAMS_H
 #define SLACK_PROXY_CORE_SERVER_PARAMS_H
 

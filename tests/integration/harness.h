@@ -174,7 +174,7 @@ struct ProxyConfig {
   std::string queue_settings;  // extra lines inside [queue]
   std::string queue_retry_after = "5s";
   std::size_t max_body_bytes = 1 << 20;
-  int threads = 16;
+  int threads = 0;  // event threads; 0: one per core, the default
   std::string server_settings;  // extra lines inside [server]
   // Short: every proxy ends with SIGTERM (see ChildProcess), and one whose
   // messages are stuck (a paused bucket, a slow or failing Slack) drains
