@@ -14,6 +14,8 @@
 //     after a restart: delivery is at-least-once.
 //   - A push carrying a dedup key that was pushed before, within the dedup
 //     window, is answered Duplicate and not stored again.
+//   - push_async() reports to its callback exactly once, outside the
+//     queue's lock, and only once push() could have returned that answer.
 //   - The dispatcher is the only consumer; ingress threads push concurrently;
 //     the admin API uses the dead-letter store from its own threads.
 #pragma once
@@ -125,16 +127,21 @@ class Queue {
   PushResult push(sdk::Message message) { return push(std::move(message), PushOptions{}); }
 
   // What push_async() reports: called exactly once, with what push() would
-  // have returned. It must be quick and must not throw, block, or call back
-  // into the queue (the ingress posts the reply to the connection's event
-  // thread from it).
+  // have returned, and never under the queue's lock. It must be quick and
+  // must not throw or block (the ingress posts the reply to the
+  // connection's event thread from it); it may call the queue's
+  // non-blocking methods (size(), push_async()), never push(), which on the
+  // writer thread would wait for itself.
   using PushDone = std::function<void(PushResult)>;
 
   // push() without waiting, for an event-driven caller that must not park a
   // thread until a group commit: `done` runs once the message is as durable
   // as push() promises, either on the calling thread before push_async
   // returns (a refusal, or a backend that stores at once) or later on the
-  // backend's writer thread. This default runs push() and then `done`.
+  // backend's writer thread. A repeat of a dedup key whose first copy is
+  // not stored yet is answered once that copy's fate is known. close()
+  // returns only after every push handed over before it has had its `done`.
+  // This default runs push() and then `done`.
   virtual void push_async(sdk::Message message, const PushOptions& options, PushDone done);
 
   // Up to `max` messages in push order, without blocking. They stay leased

@@ -65,7 +65,11 @@ std::string text_of(sqlite3_stmt* s, int col) {
 
 }  // namespace
 
-// One prepared statement, reset after each use.
+// One prepared statement, reset after each use. Text and blobs are bound
+// without a copy (SQLITE_STATIC): a bound value must outlive the step()
+// that reads it, which every caller gets by binding and running in one
+// expression or by binding values it keeps. The bindings are cleared when
+// the statement is reset, so none outlives its use.
 class Stmt {
  public:
   Stmt(sqlite3* db, const char* sql) : db_(db) {
@@ -81,14 +85,14 @@ class Stmt {
     return *this;
   }
   Stmt& bind_text(int i, std::string_view v) {
-    check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+    check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC));
     return *this;
   }
   Stmt& bind_blob(int i, std::string_view v) {
     if (v.empty()) {
       check(sqlite3_bind_null(stmt_, i));
     } else {
-      check(sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+      check(sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC));
     }
     return *this;
   }
@@ -114,7 +118,10 @@ class Stmt {
 
  private:
   void check(int rc) {
-    if (rc != SQLITE_OK) throw QueueError(std::string("cannot bind: ") + sqlite3_errmsg(db_));
+    if (rc == SQLITE_OK) return;
+    std::string why = std::string("cannot bind: ") + sqlite3_errmsg(db_);
+    reset();  // drops the bindings made so far: they may not outlive this call
+    throw QueueError(why);
   }
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
@@ -385,51 +392,83 @@ void SqliteQueue::wake_consumer() {
 }
 
 Queue::PushResult SqliteQueue::push(sdk::Message message, const PushOptions& options) {
+  // One path for both: wait here for what push_async reports. The callback
+  // captures one pointer, so std::function keeps it without allocating.
+  struct Waiter {
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::optional<PushResult> result;
+  } waiter;
+  push_async(std::move(message), options, [w = &waiter](PushResult result) {
+    // Notified under the lock: the waiter cannot return (and destroy w)
+    // before this call is done with it.
+    std::lock_guard<std::mutex> lock(w->mutex);
+    w->result = std::move(result);
+    w->cv.notify_one();
+  });
+  std::unique_lock<std::mutex> lock(waiter.mutex);
+  waiter.cv.wait(lock, [&] { return waiter.result.has_value(); });
+  return std::move(*waiter.result);
+}
+
+void SqliteQueue::push_async(sdk::Message message, const PushOptions& options, PushDone done) {
+  if (std::optional<PushResult> refused = admit(std::move(message), options, done)) {
+    report(done, std::move(*refused));  // outside the lock, before returning
+    return;
+  }
+  work_cv_.notify_one();  // after the unlock: the writer need not wait for it
+}
+
+std::optional<Queue::PushResult> SqliteQueue::admit(sdk::Message&& message,
+                                                    const PushOptions& options, PushDone& done) {
   Op op;
   op.kind = Op::Kind::Insert;
-  op.id = message.id;
   op.body = encode_message(message);  // outside the lock: the costly part
   try {
     op.sealed = seal(message.delivery_token);
   } catch (const std::exception& e) {
-    return {PushStatus::Unavailable, std::string("cannot seal the caller's token: ") + e.what()};
+    return PushResult{PushStatus::Unavailable,
+                      std::string("cannot seal the caller's token: ") + e.what()};
   }
   const std::size_t payload = message.payload.size();
   op.message = std::move(message);
 
-  std::unique_lock<std::mutex> lock(mutex_);
-  if (closed_) return {PushStatus::Unavailable, "the queue is closed"};
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (closed_) return PushResult{PushStatus::Unavailable, "the queue is closed"};
   const auto now = clock_.wall_now();
   const bool dedup = dedup_.enabled() && !options.dedup_key.empty();
   if (dedup && dedup_.seen(options.dedup_key, now)) {
     const auto pending = pending_keys_.find(options.dedup_key);
-    if (pending == pending_keys_.end()) return {PushStatus::Duplicate, {}};
+    if (pending == pending_keys_.end()) return PushResult{PushStatus::Duplicate, {}};
     // The first copy is still being committed: answer as it will be
     // answered, never "ok" for a message that may not get stored.
-    const std::shared_ptr<BatchWait> first = pending->second;
-    first->cv.wait(lock, [&] { return first->done; });
-    if (first->error.empty()) return {PushStatus::Duplicate, {}};
-    return {PushStatus::Unavailable, first->error};
+    pending->second.push_back(std::move(done));
+    return std::nullopt;
   }
   if (std::string limit = over_limit(payload); !limit.empty())
-    return {PushStatus::Full, std::move(limit)};
+    return PushResult{PushStatus::Full, std::move(limit)};
   if (dedup) {
     dedup_.remember(options.dedup_key, now);
-    pending_keys_[options.dedup_key] = open_batch_;
+    pending_keys_.try_emplace(options.dedup_key);
     op.dedup_key = options.dedup_key;
     op.dedup_expires_ms = to_unix_ms(now + dedup_.window());
   }
   op.seq = next_seq_++;
   ++reserved_;
   reserved_bytes_ += payload;
-  // Wait for this batch only: the writer wakes exactly its waiters, not
-  // every pusher (a broadcast to all of them cost more than the commit).
-  const std::shared_ptr<BatchWait> wait = open_batch_;
+  op.done = std::move(done);
   ops_.push_back(std::move(op));
-  work_cv_.notify_one();
-  wait->cv.wait(lock, [&] { return wait->done; });
-  if (!wait->error.empty()) return {PushStatus::Unavailable, wait->error};
-  return {PushStatus::Accepted, {}};
+  return std::nullopt;
+}
+
+void SqliteQueue::report(PushDone& done, PushResult result) noexcept {
+  try {
+    done(std::move(result));
+  } catch (const std::exception& e) {
+    log_->error("queue database {}: a push's completion threw: {}", options_.path, e.what());
+  } catch (...) {
+    log_->error("queue database {}: a push's completion threw", options_.path);
+  }
 }
 
 std::vector<sdk::Message> SqliteQueue::take(std::size_t max) {
@@ -470,9 +509,9 @@ void SqliteQueue::dead_letter(DeadLetter letter) {
   letter.message.payload.clear();
   letter.message.payload.shrink_to_fit();
   letter.message.delivery_token.clear();
-  op.letter = std::move(letter);
+  op.letter = std::make_unique<DeadLetter>(std::move(letter));
   std::lock_guard<std::mutex> lock(mutex_);
-  auto it = rows_.find(op.letter.message.id);
+  auto it = rows_.find(op.letter->message.id);
   if (it == rows_.end()) return;
   op.seq = it->second.first;
   bytes_ -= it->second.second;
@@ -498,7 +537,7 @@ std::string SqliteQueue::commit(std::vector<Op>& ops) {
     for (Op& op : ops) {
       switch (op.kind) {
         case Op::Kind::Insert:
-          db_->insert().bind(1, op.seq).bind_text(2, op.id).bind_blob(3, op.body)
+          db_->insert().bind(1, op.seq).bind_text(2, op.message.id).bind_blob(3, op.body)
               .bind_blob(4, op.sealed).run();
           if (!op.dedup_key.empty())
             db_->dedup().bind_text(1, op.dedup_key).bind(2, op.dedup_expires_ms).run();
@@ -507,7 +546,7 @@ std::string SqliteQueue::commit(std::vector<Op>& ops) {
           db_->remove().bind(1, op.seq).run();
           break;
         case Op::Kind::DeadLetter:
-          store_dead_letter(*db_, op.letter, op.body, op.sealed);
+          store_dead_letter(*db_, *op.letter, op.body, op.sealed);
           db_->remove().bind(1, op.seq).run();
           break;
         case Op::Kind::Txn:
@@ -522,12 +561,54 @@ std::string SqliteQueue::commit(std::vector<Op>& ops) {
   }
 }
 
+SqliteQueue::Settled SqliteQueue::settle(std::vector<Op>& ops, const std::string& error,
+                                         std::vector<Completion>& completions) {
+  Settled settled;
+  const std::size_t back = ops_.size();  // outcomes to retry go after this
+  for (Op& op : ops) {
+    if (op.kind != Op::Kind::Insert) {
+      if (error.empty()) continue;
+      if (closed_) {
+        ++lost_outcomes_;  // no retry after close(): it reports them
+      } else {
+        ops_.push_back(std::move(op));  // outcomes are never dropped
+      }
+      continue;
+    }
+    --reserved_;
+    reserved_bytes_ -= op.message.payload.size();
+    if (error.empty()) {
+      rows_.emplace(op.message.id, std::make_pair(op.seq, op.message.payload.size()));
+      bytes_ += op.message.payload.size();
+      ready_.push_back(std::move(op.message));
+      settled.inserted = true;
+      completions.push_back({std::move(op.done), {PushStatus::Accepted, {}}});
+    } else {
+      if (!op.dedup_key.empty()) dedup_.forget(op.dedup_key);
+      completions.push_back({std::move(op.done), {PushStatus::Unavailable, error}});
+    }
+    if (op.dedup_key.empty()) continue;
+    auto repeats = pending_keys_.extract(op.dedup_key);
+    if (repeats.empty()) continue;
+    for (PushDone& done : repeats.mapped()) {
+      completions.push_back({std::move(done), error.empty()
+                                                  ? PushResult{PushStatus::Duplicate, {}}
+                                                  : PushResult{PushStatus::Unavailable, error}});
+    }
+  }
+  settled.retrying = ops_.size() - back;
+  return settled;
+}
+
 void SqliteQueue::writer_loop() {
   auto last_purge = clock_.now();
   std::size_t retrying = 0;  // ops_ entries put back after a failed commit
+  // Reused from batch to batch, so a busy writer stops allocating for them:
+  // `ops` and ops_ swap buffers, and each keeps its capacity.
+  std::vector<Op> ops;
+  std::vector<Op> txns;
+  std::vector<Completion> completions;
   for (;;) {
-    std::vector<Op> ops;
-    std::shared_ptr<BatchWait> batch;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       if (retrying > 0) {
@@ -540,53 +621,35 @@ void SqliteQueue::writer_loop() {
       }
       if (ops_.empty() && stop_writer_) return;
       ops.swap(ops_);
-      batch = std::exchange(open_batch_, std::make_shared<BatchWait>());
     }
 
-    std::vector<Op> txns;
     for (auto& op : ops)
       if (op.kind == Op::Kind::Txn) txns.push_back(std::move(op));
     std::erase_if(ops, [](const Op& op) { return op.kind == Op::Kind::Txn; });
 
-    std::string error = ops.empty() ? std::string() : commit(ops);
-    std::vector<Op> retry;
-    bool inserted = false;
+    const std::string error = ops.empty() ? std::string() : commit(ops);
+    Settled settled;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      for (Op& op : ops) {
-        if (op.kind == Op::Kind::Insert) {
-          --reserved_;
-          reserved_bytes_ -= op.message.payload.size();
-          if (error.empty()) {
-            rows_.emplace(op.id, std::make_pair(op.seq, op.message.payload.size()));
-            bytes_ += op.message.payload.size();
-            ready_.push_back(std::move(op.message));
-            inserted = true;
-          } else if (!op.dedup_key.empty()) {
-            dedup_.forget(op.dedup_key);
-          }
-          if (!op.dedup_key.empty()) pending_keys_.erase(op.dedup_key);
-        } else if (!error.empty() && !closed_) {
-          retry.push_back(std::move(op));  // outcomes are never dropped
-        }
-      }
-      batch->error = error;
-      batch->done = true;
-      retrying = retry.size();
-      for (auto& op : retry) ops_.push_back(std::move(op));
+      settled = settle(ops, error, completions);
     }
-    batch->cv.notify_all();
+    retrying = settled.retrying;
     if (!error.empty()) {
       log_->error("queue database {}: commit of {} operation(s) failed: {}", options_.path,
                   ops.size(), error);
     }
-    if (inserted) wake_consumer();
+    ops.clear();
+    // Outside the lock: a completion may post to another thread, or even
+    // call back into the queue, without deadlocking with it.
+    for (Completion& c : completions) report(c.done, std::move(c.result));
+    completions.clear();
+    if (settled.inserted) wake_consumer();
 
     for (Op& t : txns) {
       std::string txn_error;
       try {
         db_->exec("BEGIN IMMEDIATE");
-        t.txn(*db_);
+        t.txn->run(*db_);
         db_->exec("COMMIT");
       } catch (const std::exception& e) {
         db_->rollback();
@@ -601,16 +664,17 @@ void SqliteQueue::writer_loop() {
         // Nothing may escape the writer thread: its caller waits for one of
         // these two to run.
         try {
-          if (txn_error.empty() && t.after) t.after();
+          if (txn_error.empty() && t.txn->after) t.txn->after();
         } catch (const std::exception& e) {
           txn_error = std::string("after the commit: ") + e.what();
         } catch (...) {
           txn_error = "after the commit: unknown error";
         }
-        if (!txn_error.empty() && t.failed) t.failed(txn_error);
+        if (!txn_error.empty() && t.txn->failed) t.txn->failed(txn_error);
       }
       done_cv_.notify_all();
     }
+    txns.clear();
 
     // Housekeeping, outside any caller's wait.
     const auto now = clock_.now();
@@ -656,12 +720,13 @@ bool SqliteQueue::run_txn(std::function<void(Db&)> txn, std::function<void()> af
   auto failure = std::make_shared<std::string>();
   Op op;
   op.kind = Op::Kind::Txn;
-  op.txn = std::move(txn);
-  op.after = [done, after = std::move(after)] {
+  op.txn = std::make_unique<Txn>();
+  op.txn->run = std::move(txn);
+  op.txn->after = [done, after = std::move(after)] {
     if (after) after();
     *done = true;
   };
-  op.failed = [done, failure, on_fail = std::move(on_fail)](const std::string& why) {
+  op.txn->failed = [done, failure, on_fail = std::move(on_fail)](const std::string& why) {
     if (on_fail) on_fail();  // runs under the queue's lock, like `after`
     *failure = why;
     *done = true;
@@ -689,16 +754,18 @@ void SqliteQueue::close() {
     stop_writer_ = true;
   }
   work_cv_.notify_all();
+  // The writer commits what was handed to it before it stops, and reports
+  // every push in it: once joined, every push_async has had its `done`.
   if (writer_.joinable()) writer_.join();
   // Whatever the writer could not commit (a failing disk) is still pending:
   // the messages stay in the database and are delivered again next start.
   std::size_t lost_outcomes = 0;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    lost_outcomes = ops_.size();
+    lost_outcomes = lost_outcomes_ + ops_.size();
     // Pending txns (admin calls) must not wait forever.
     for (auto& op : ops_)
-      if (op.kind == Op::Kind::Txn && op.failed) op.failed("the queue is closed");
+      if (op.kind == Op::Kind::Txn && op.txn->failed) op.txn->failed("the queue is closed");
     ops_.clear();
   }
   done_cv_.notify_all();

@@ -1,9 +1,12 @@
 // The durable default: a SQLite database in WAL mode.
 //
-// Group commit: ingress threads hand their message to one writer thread and
-// wait; the writer stores everything that arrived meanwhile in one
-// transaction with one fsync, then wakes them all. So a 200 always means
-// "on disk", and durability costs one fsync per batch, not per message.
+// Group commit: a pusher checks its message (capacity, dedup, sealing,
+// encoding) and hands it to one writer thread with its completion; the
+// writer stores everything that arrived meanwhile in one transaction with
+// one fsync, then reports to each (push_async's `done`, outside the lock).
+// push() is push_async plus a wait. So a 200 always means "on disk",
+// durability costs one fsync per batch, not per message, and an event
+// thread never waits for the disk.
 //
 // Outcomes (ack, dead letter) travel the same way, but nobody waits for
 // them: after a crash an acked-but-unrecorded message is delivered once
@@ -25,6 +28,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -76,6 +80,7 @@ class SqliteQueue final : public Queue, private DeadLetterStore {
 
   using Queue::push;
   PushResult push(sdk::Message message, const PushOptions& options) override;
+  void push_async(sdk::Message message, const PushOptions& options, PushDone done) override;
   std::vector<sdk::Message> take(std::size_t max) override;
   void ack(const std::string& id) override;
   void dead_letter(DeadLetter letter) override;
@@ -90,21 +95,27 @@ class SqliteQueue final : public Queue, private DeadLetterStore {
   class Db;  // the connection and its statements (sqlite_queue.cc)
 
  private:
+  // An admin call's work: runs inside its own transaction on the writer
+  // thread; `after` runs under the queue's lock once it committed, `failed`
+  // if it did not.
+  struct Txn {
+    std::function<void(Db&)> run;
+    std::function<void()> after;
+    std::function<void(const std::string&)> failed;
+  };
   struct Op {
     enum class Kind { Insert, Delete, DeadLetter, Txn } kind;
     std::int64_t seq = 0;
-    std::string id;
     std::string body;    // Insert, DeadLetter: encode_message()
     std::string sealed;  // Insert, DeadLetter: sealed delivery token, or empty
     std::string dedup_key;
     std::int64_t dedup_expires_ms = 0;
     sdk::Message message;  // Insert: handed to take() after the commit
-    DeadLetter letter;     // DeadLetter: the record's fields (message unused)
-    // Txn: runs inside its own transaction on the writer thread; `after`
-    // runs under the queue's lock once it committed, `failed` if it did not.
-    std::function<void(Db&)> txn;
-    std::function<void()> after;
-    std::function<void(const std::string&)> failed;
+    PushDone done;         // Insert: told the outcome after the commit
+    // The rarer kinds keep their bulk out of line: every push moves its Op
+    // into ops_ under the lock, and this halves what it moves.
+    std::unique_ptr<DeadLetter> letter;  // DeadLetter: the record's fields (message unused)
+    std::unique_ptr<Txn> txn;            // Txn
   };
 
   // DeadLetterStore
@@ -117,10 +128,32 @@ class SqliteQueue final : public Queue, private DeadLetterStore {
   ReplayStatus replay(const std::string& id) override;
   ReplayCount replay_matching(const DeadLetterFilter& filter) override;
 
+  // A push's outcome, to be reported outside the lock.
+  struct Completion {
+    PushDone done;
+    PushResult result;
+  };
+
   void recover();
+  // push_async's checks. Hands the push (and `done`) to the writer, or to
+  // the outcome of a pending first copy, and returns nullopt; or returns
+  // why it is refused now and leaves `done` with the caller.
+  std::optional<PushResult> admit(sdk::Message&& message, const PushOptions& options,
+                                  PushDone& done);
   void writer_loop();
   // Commits the data ops of one batch; returns the error, empty on success.
   std::string commit(std::vector<Op>& ops);
+  struct Settled {
+    bool inserted = false;      // a message became takeable
+    std::size_t retrying = 0;   // outcomes put back into ops_ after a failed commit
+  };
+  // Holding mutex_: books one batch's committed (or failed) ops, queues the
+  // pushers' completions (the first copy's before its repeats') and puts
+  // back the outcomes to retry.
+  Settled settle(std::vector<Op>& ops, const std::string& error,
+                 std::vector<Completion>& completions);
+  // Calls `done`; never lets it throw into the writer.
+  void report(PushDone& done, PushResult result) noexcept;
   // Runs `txn` on the writer thread in a transaction of its own and waits.
   // Returns false (and sets *error) if it threw or did not commit.
   // `after` (on success) and `on_fail` run under mutex_ on the writer thread.
@@ -139,16 +172,10 @@ class SqliteQueue final : public Queue, private DeadLetterStore {
   std::condition_variable work_cv_;
   std::condition_variable done_cv_;      // admin transactions finished
   std::vector<Op> ops_;                  // waiting for the next commit
-  // The pushers of one group commit wait on its own condition variable.
-  struct BatchWait {
-    std::condition_variable cv;
-    bool done = false;
-    std::string error;  // empty when the batch committed
-  };
-  std::shared_ptr<BatchWait> open_batch_ = std::make_shared<BatchWait>();  // ops_'s batch
-  // Dedup keys whose push has not committed yet, and the batch it is in: a
-  // repeat waits for that batch instead of being told "ok" too early.
-  std::unordered_map<std::string, std::shared_ptr<BatchWait>> pending_keys_;
+  // Dedup keys whose push has not committed yet, and the repeats that came
+  // meanwhile: they are answered with the first copy's outcome (Duplicate,
+  // or its error), never "ok" before that copy is stored.
+  std::unordered_map<std::string, std::vector<PushDone>> pending_keys_;
   std::deque<sdk::Message> ready_;       // committed, not yet taken
   // Committed and not yet finished (ready or leased): id -> (row, bytes).
   std::unordered_map<std::string, std::pair<std::int64_t, std::size_t>> rows_;
@@ -159,6 +186,7 @@ class SqliteQueue final : public Queue, private DeadLetterStore {
   DedupIndex dedup_;
   std::size_t dead_count_ = 0;
   std::size_t recovered_ = 0;
+  std::size_t lost_outcomes_ = 0;        // dropped by a failed commit after close()
   bool closed_ = false;
   bool stop_writer_ = false;
   std::function<void()> listener_;
