@@ -325,6 +325,168 @@ class ListenerLog {
   std::vector<std::string> calls_;
 };
 
+// Only catch a hang: every wait below ends as soon as its condition holds.
+// A probe from inside a `done` gives up first, so that `done` has returned
+// (and stopped using the test's locals) before the test's own wait does.
+constexpr auto kHang = 30s;
+constexpr auto kProbeHang = 10s;
+
+// What push_async reported, in the order it was reported.
+class Reports {
+ public:
+  struct Report {
+    std::string tag;
+    Queue::PushResult result;
+    std::thread::id thread;
+  };
+  // A `done` that records `tag`'s result.
+  Queue::PushDone done_for(std::string tag) {
+    return [this, tag = std::move(tag)](Queue::PushResult result) {
+      // Notified under the lock: once a waiter sees this report, this call
+      // no longer touches the object, which the test may then destroy.
+      std::lock_guard<std::mutex> lock(mutex_);
+      reports_.push_back({tag, std::move(result), std::this_thread::get_id()});
+      cv_.notify_all();
+    };
+  }
+  bool wait_for(std::size_t n) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    return cv_.wait_for(lock, kHang, [&] { return reports_.size() >= n; });
+  }
+  std::vector<Report> all() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return reports_;
+  }
+  std::vector<std::string> tags() const {
+    std::vector<std::string> out;
+    for (const auto& r : all()) out.push_back(r.tag);
+    return out;
+  }
+  bool has(const std::string& tag) const { return count(tag) > 0; }
+  std::size_t count(const std::string& tag) const {
+    std::size_t n = 0;
+    for (const auto& r : all()) n += r.tag == tag ? 1 : 0;
+    return n;
+  }
+  // The first report for `tag`; Unavailable "never reported" if none.
+  Queue::PushResult result(const std::string& tag) const {
+    for (const auto& r : all())
+      if (r.tag == tag) return r.result;
+    return {PushStatus::Unavailable, "never reported"};
+  }
+  std::thread::id thread(const std::string& tag) const {
+    for (const auto& r : all())
+      if (r.tag == tag) return r.thread;
+    return {};
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<Report> reports_;
+};
+
+// From inside a `done`: runs `call` on a thread of its own and waits for it.
+// Were `done` run under the queue's lock, a call that takes that lock could
+// not finish before `done` returns: the wait then gives up at kProbeHang and
+// says so, instead of hanging the suite (the thread is joined after `done`
+// returned).
+class CallFromAnotherThread {
+ public:
+  ~CallFromAnotherThread() {
+    for (auto& t : threads_) t.join();
+  }
+  // True when `call` finished while the caller waited.
+  bool run(std::function<void()> call) {
+    auto finished = std::make_shared<std::atomic<bool>>(false);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      threads_.emplace_back([this, finished, call = std::move(call)] {
+        call();
+        {
+          std::lock_guard<std::mutex> lock(mutex_);
+          *finished = true;
+        }
+        cv_.notify_all();
+      });
+    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    return cv_.wait_for(lock, kProbeHang, [&] { return finished->load(); });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<std::thread> threads_;
+};
+
+// Keeps whichever thread reports pushes (a backend's writer thread, or the
+// pushing thread for a backend that stores at once) inside one push's `done`
+// until release(), so the pushes that follow are still in flight meanwhile.
+class HeldReporter {
+ public:
+  explicit HeldReporter(Queue& q)
+      : pusher_([this, &q] {
+          q.push_async(message("held", "#held"), {}, [this](Queue::PushResult result) {
+            std::unique_lock<std::mutex> lock(mutex_);
+            status_ = result.status;
+            entered_ = true;
+            cv_.notify_all();
+            cv_.wait(lock, [&] { return released_; });
+            exited_ = true;
+            cv_.notify_all();
+          });
+        }) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      if (!cv_.wait_for(lock, kHang, [&] { return entered_; })) {
+        ready_ = ::testing::AssertionFailure() << "the held push was never reported";
+        return;
+      }
+    }
+    // Were `done` run under the queue's lock, the pushes that follow would
+    // wait for release() forever: fail instead of hanging.
+    if (!probe_.run([&q] { (void)q.size(); }))
+      ready_ = ::testing::AssertionFailure() << "done() holds the queue's lock";
+  }
+  // Returns once the held `done` has returned: it may run on a backend's
+  // thread, after the pushing thread is gone.
+  ~HeldReporter() {
+    release();
+    pusher_.join();
+    std::unique_lock<std::mutex> lock(mutex_);
+    cv_.wait_for(lock, kHang, [&] { return exited_; });
+  }
+  HeldReporter(const HeldReporter&) = delete;
+  HeldReporter& operator=(const HeldReporter&) = delete;
+
+  // Success once a reporter is held and the queue is still usable.
+  ::testing::AssertionResult ready() const { return ready_; }
+  // What the held push (id "held") was told.
+  PushStatus status() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return status_;
+  }
+  void release() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      released_ = true;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool entered_ = false;
+  bool released_ = false;
+  bool exited_ = false;
+  PushStatus status_ = PushStatus::Unavailable;
+  ::testing::AssertionResult ready_ = ::testing::AssertionSuccess();
+  CallFromAnotherThread probe_;  // joined after release()
+  std::thread pusher_;
+};
+
 // ---- the contract -------------------------------------------------------------
 
 class QueueContractTest : public ::testing::TestWithParam<Backend> {
@@ -1052,6 +1214,289 @@ TEST_P(QueueContractTest, PushAfterCloseIsUnavailable) {
   EXPECT_FALSE(r.detail.empty());
 }
 
+// -- push_async
+
+TEST_P(QueueContractTest, PushAsyncReportsEachPushExactlyOnce) {
+  QueueLimits limits = roomy();
+  limits.max_messages = 3;
+  Queue& q = open(limits);
+  Reports reports;
+  q.push_async(message("1"), {.dedup_key = "k"}, reports.done_for("1"));
+  q.push_async(message("2"), {}, reports.done_for("2"));
+  q.push_async(message("dup"), {.dedup_key = "k"}, reports.done_for("dup"));
+  q.push_async(message("3"), {}, reports.done_for("3"));
+  q.push_async(message("full"), {}, reports.done_for("full"));
+  ASSERT_TRUE(reports.wait_for(5));
+  q.close();  // every push handed over has been reported by now
+  q.push_async(message("closed"), {}, reports.done_for("closed"));
+
+  for (const char* tag : {"1", "2", "dup", "3", "full", "closed"})
+    EXPECT_EQ(reports.count(tag), 1u) << tag;
+  EXPECT_EQ(reports.all().size(), 6u);
+  EXPECT_EQ(reports.result("1").status, PushStatus::Accepted);
+  EXPECT_EQ(reports.result("2").status, PushStatus::Accepted);
+  EXPECT_EQ(reports.result("dup").status, PushStatus::Duplicate);
+  EXPECT_EQ(reports.result("3").status, PushStatus::Accepted);
+  EXPECT_EQ(reports.result("full").status, PushStatus::Full);
+  EXPECT_EQ(reports.result("closed").status, PushStatus::Unavailable);
+}
+
+// A refusal known up front is reported on the calling thread, before
+// push_async returns: the caller can answer at once, with the same detail
+// push() gives.
+TEST_P(QueueContractTest, PushAsyncReportsFullDuplicateAndClosedBeforeItReturns) {
+  QueueLimits limits = roomy();
+  limits.max_messages = 1;
+  Queue& q = open(limits);
+  Reports reports;
+  q.push_async(message("1"), {.dedup_key = "k"}, reports.done_for("1"));
+  ASSERT_TRUE(reports.wait_for(1));
+  ASSERT_EQ(reports.result("1").status, PushStatus::Accepted);
+
+  q.push_async(message("2"), {}, reports.done_for("full"));
+  ASSERT_TRUE(reports.has("full")) << "not reported before push_async returned";
+  EXPECT_EQ(reports.result("full").status, PushStatus::Full);
+  EXPECT_THAT(reports.result("full").detail, HasSubstr("1 messages"));
+  EXPECT_EQ(reports.thread("full"), std::this_thread::get_id());
+
+  q.push_async(message("3"), {.dedup_key = "k"}, reports.done_for("dup"));
+  ASSERT_TRUE(reports.has("dup")) << "not reported before push_async returned";
+  EXPECT_EQ(reports.result("dup").status, PushStatus::Duplicate);
+  EXPECT_EQ(reports.thread("dup"), std::this_thread::get_id());
+
+  q.close();
+  q.push_async(message("4"), {}, reports.done_for("closed"));
+  ASSERT_TRUE(reports.has("closed")) << "not reported before push_async returned";
+  EXPECT_EQ(reports.result("closed").status, PushStatus::Unavailable);
+  EXPECT_FALSE(reports.result("closed").detail.empty());
+  EXPECT_EQ(reports.thread("closed"), std::this_thread::get_id());
+}
+
+// "Accepted" is never early: when `done` runs, take() already hands the
+// message out, and a durable backend has it in its store.
+TEST_P(QueueContractTest, PushAsyncAcceptsOnlyWhatIsAlreadyTakeable) {
+  Queue& q = open();
+  CallFromAnotherThread other;
+  std::mutex mutex;
+  std::vector<std::string> takeable_at_done;
+  bool take_finished = false;
+  Reports reports;
+  Queue::PushDone record = reports.done_for("1");
+  q.push_async(message("1"), {}, [&](Queue::PushResult result) {
+    take_finished = other.run([&] {
+      auto taken = ids(q.take(10));
+      std::lock_guard<std::mutex> lock(mutex);
+      takeable_at_done = std::move(taken);
+    });
+    record(std::move(result));
+  });
+  ASSERT_TRUE(reports.wait_for(1));
+  ASSERT_EQ(reports.result("1").status, PushStatus::Accepted);
+  EXPECT_TRUE(take_finished) << "take() could not run while done() ran: done() holds the lock";
+  std::lock_guard<std::mutex> lock(mutex);
+  EXPECT_THAT(takeable_at_done, ElementsAre("1"));
+}
+
+TEST_P(QueueContractTest, PushAsyncAcceptedMessageIsThereAfterAReopen) {
+  SKIP_UNLESS_DURABLE();
+  Queue& q = open();
+  Reports reports;
+  const sdk::Message m = full_message("1", clock_);
+  q.push_async(m, {.dedup_key = "k"}, reports.done_for("1"));
+  ASSERT_TRUE(reports.wait_for(1));
+  ASSERT_EQ(reports.result("1").status, PushStatus::Accepted);
+
+  Queue& r = factory_->reopen();
+  EXPECT_EQ(r.recovered(), 1u);
+  auto out = r.take(10);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(same_message(m, out[0]));
+  r.push_async(message("2"), {.dedup_key = "k"}, reports.done_for("again"));
+  ASSERT_TRUE(reports.wait_for(2));
+  EXPECT_EQ(reports.result("again").status, PushStatus::Duplicate);  // the key was stored too
+}
+
+// A repeat of a key whose first copy is still on its way to the store is not
+// answered before that copy is: never "ok" for a message that may yet fail.
+TEST_P(QueueContractTest, PushAsyncRepeatOfAPendingKeyIsAnsweredAfterTheFirstCopy) {
+  Queue& q = open();
+  Reports reports;
+  {
+    HeldReporter hold(q);  // a backend's writer cannot report (or commit) more meanwhile
+    ASSERT_TRUE(hold.ready());
+    q.push_async(message("first"), {.dedup_key = "k"}, reports.done_for("first"));
+    q.push_async(message("repeat"), {.dedup_key = "k"}, reports.done_for("repeat"));
+    if (reports.has("repeat")) {
+      EXPECT_TRUE(reports.has("first")) << "the repeat was answered before the first copy";
+    }
+  }
+  ASSERT_TRUE(reports.wait_for(2));
+  EXPECT_THAT(reports.tags(), ElementsAre("first", "repeat"));
+  EXPECT_EQ(reports.result("first").status, PushStatus::Accepted);
+  EXPECT_EQ(reports.result("repeat").status, PushStatus::Duplicate);
+  EXPECT_THAT(ids(q.take(10)), ElementsAre("held", "first"));
+}
+
+// `done` runs outside the queue's lock, whatever the outcome: from inside
+// it, another thread can use the queue (a `done` that ran under the lock
+// would keep these calls waiting until it returned).
+TEST_P(QueueContractTest, PushAsyncReportsOutsideTheQueuesLock) {
+  QueueLimits limits = roomy();
+  limits.max_messages = 3;
+  Queue& q = open(limits);
+  CallFromAnotherThread other;
+  Reports reports;
+  Reports inner;
+  std::mutex mutex;
+  std::map<std::string, bool> unblocked;  // tag -> the other thread's calls finished
+  const auto probing = [&](const std::string& tag) {
+    Queue::PushDone record = reports.done_for(tag);
+    return [&, tag, record](Queue::PushResult result) {
+      const bool finished = other.run([&, tag] {
+        (void)q.size();
+        (void)q.bytes();
+        // A repeat of "accepted" (stored before any of these runs): takes
+        // the lock, but no slot.
+        q.push_async(message("inner-" + tag), {.dedup_key = "k"}, inner.done_for(tag));
+      });
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        unblocked[tag] = finished;
+      }
+      record(std::move(result));
+    };
+  };
+
+  q.push_async(message("accepted"), {.dedup_key = "k"}, probing("accepted"));
+  ASSERT_TRUE(reports.wait_for(1));
+  q.push_async(message("duplicate"), {.dedup_key = "k"}, probing("duplicate"));
+  ASSERT_TRUE(reports.wait_for(2));
+  {
+    HeldReporter hold(q);
+    ASSERT_TRUE(hold.ready());
+    q.push_async(message("first"), {.dedup_key = "p"}, probing("first"));
+    q.push_async(message("repeat of pending"), {.dedup_key = "p"}, probing("repeat of pending"));
+  }
+  ASSERT_TRUE(reports.wait_for(4));
+  q.push_async(message("full"), {}, probing("full"));  // 3 stored + held's
+  ASSERT_TRUE(reports.wait_for(5));
+  ASSERT_TRUE(inner.wait_for(5));
+  for (const auto& r : inner.all()) EXPECT_EQ(r.result.status, PushStatus::Duplicate) << r.tag;
+
+  EXPECT_EQ(reports.result("accepted").status, PushStatus::Accepted);
+  EXPECT_EQ(reports.result("duplicate").status, PushStatus::Duplicate);
+  EXPECT_EQ(reports.result("first").status, PushStatus::Accepted);
+  EXPECT_EQ(reports.result("repeat of pending").status, PushStatus::Duplicate);
+  EXPECT_EQ(reports.result("full").status, PushStatus::Full);
+  std::lock_guard<std::mutex> lock(mutex);
+  for (const char* tag : {"accepted", "duplicate", "first", "repeat of pending", "full"})
+    EXPECT_TRUE(unblocked[tag]) << tag << ": done() ran under the queue's lock";
+}
+
+// close() with pushes still on their way to the store: each is reported
+// (stored or failed), none is dropped, and pushes after close are refused.
+TEST_P(QueueContractTest, CloseReportsEveryPushInFlight) {
+  constexpr int kInFlight = 50;
+  Queue& q = open();
+  Reports reports;
+  std::thread closer;
+  {
+    HeldReporter hold(q);
+    ASSERT_TRUE(hold.ready());
+    for (int i = 0; i < kInFlight; ++i)
+      q.push_async(message(std::to_string(i)), {.dedup_key = "k" + std::to_string(i % 25)},
+                   reports.done_for(std::to_string(i)));
+    closer = std::thread([&] { q.close(); });
+    // Known closed when a push is refused as such; pushes before that are
+    // in flight too, and must be reported like the rest.
+    int probes = 0;
+    const auto deadline = std::chrono::steady_clock::now() + kHang;
+    for (;;) {
+      const std::string tag = "probe-" + std::to_string(probes++);
+      q.push_async(message(tag), {}, reports.done_for(tag));
+      if (reports.has(tag) && reports.result(tag).status == PushStatus::Unavailable) break;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        ADD_FAILURE() << "close() never took effect";
+        break;
+      }
+      std::this_thread::yield();
+    }
+  }  // the writer goes on, and close() finishes
+  closer.join();
+
+  const auto all = reports.all();  // close() returned: everything is reported
+  std::map<std::string, int> times;
+  for (const auto& r : all) ++times[r.tag];
+  for (const auto& [tag, n] : times) EXPECT_EQ(n, 1) << tag << " reported " << n << " times";
+  std::size_t stored = 0;
+  for (int i = 0; i < kInFlight; ++i) {
+    const std::string tag = std::to_string(i);
+    ASSERT_EQ(times[tag], 1) << tag << " was never reported";
+    const auto status = reports.result(tag).status;
+    EXPECT_TRUE(status == PushStatus::Accepted || status == PushStatus::Duplicate ||
+                status == PushStatus::Unavailable)
+        << tag;
+    if (status == PushStatus::Accepted) ++stored;
+  }
+  EXPECT_EQ(stored, 25u) << "one per dedup key: the rest are its repeats";
+  q.push_async(message("after"), {}, reports.done_for("after"));
+  EXPECT_EQ(reports.result("after").status, PushStatus::Unavailable);
+}
+
+// Many event threads pushing at once: every push is reported once, each
+// thread's in the order it pushed them, and the queue holds exactly them.
+TEST_P(QueueContractTest, ConcurrentPushAsyncCallersAreAllReportedInOrder) {
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 2000;
+  QueueLimits limits = roomy();
+  limits.max_messages = kThreads * kPerThread;
+  Queue& q = open(limits);
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::vector<std::vector<int>> order(kThreads);  // per thread: i as reported
+  int reported = 0;
+  int not_accepted = 0;
+  std::latch start(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      start.arrive_and_wait();
+      for (int i = 0; i < kPerThread; ++i) {
+        q.push_async(message(std::to_string(t) + "-" + std::to_string(i), "#t" + std::to_string(t)),
+                     {.dedup_key = std::to_string(t) + "/" + std::to_string(i)},
+                     [&, t, i](Queue::PushResult result) {
+                       std::lock_guard<std::mutex> lock(mutex);
+                       order[t].push_back(i);
+                       if (result.status != PushStatus::Accepted) ++not_accepted;
+                       ++reported;
+                       cv.notify_all();  // under the lock: the test may end once it sees this
+                     });
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  {
+    std::unique_lock<std::mutex> lock(mutex);
+    ASSERT_TRUE(cv.wait_for(lock, kHang, [&] { return reported == kThreads * kPerThread; }))
+        << reported << " reported";
+    EXPECT_EQ(not_accepted, 0);
+    for (int t = 0; t < kThreads; ++t) {
+      ASSERT_EQ(order[t].size(), static_cast<std::size_t>(kPerThread)) << "thread " << t;
+      for (int i = 0; i < kPerThread; ++i)
+        ASSERT_EQ(order[t][i], i) << "thread " << t << " was reported out of order";
+    }
+  }
+  EXPECT_EQ(q.size(), static_cast<std::size_t>(kThreads * kPerThread));
+  const auto out = q.take(kThreads * kPerThread + 1);
+  ASSERT_EQ(out.size(), static_cast<std::size_t>(kThreads * kPerThread));
+  std::vector<int> next(kThreads, 0);  // per channel, push order is kept
+  for (const auto& m : out) {
+    const int t = std::stoi(m.channel.substr(2));
+    EXPECT_EQ(m.id, std::to_string(t) + "-" + std::to_string(next[t]));
+    ++next[t];
+  }
+}
+
 const Backend kBackends[] = {
     {"Memory", &make_factory<MemoryFactory>},
     {"Sqlite", &make_factory<SqliteFactory>},
@@ -1127,6 +1572,69 @@ TEST_F(SqliteQueueTest, DiskFullMakesPushUnavailableAndKeepsWhatWasAccepted) {
   EXPECT_EQ(r->recovered(), accepted.size() - 1);
   const std::vector<std::string> rest(accepted.begin() + 1, accepted.end());
   EXPECT_EQ(ids(r->take(accepted.size() + 10)), rest);
+}
+
+// What "Accepted" promises, seen from outside: a copy of the database files
+// taken while `done` runs (on the writer thread, so nothing is being
+// written) already holds the message.
+TEST_F(SqliteQueueTest, PushAsyncAcceptedMessageIsInTheFileWhenItsDoneRuns) {
+  auto q = open(options());
+  TempDir copy;
+  Reports reports;
+  Queue::PushDone record = reports.done_for("1");
+  q->push_async(message("1"), {}, [&](Queue::PushResult result) {
+    for (const char* name : {"queue.db", "queue.db-wal"}) {
+      std::error_code ec;
+      std::filesystem::copy_file(dir_.path() / name, copy.path() / name, ec);
+    }
+    record(std::move(result));
+  });
+  ASSERT_TRUE(reports.wait_for(1));
+  ASSERT_EQ(reports.result("1").status, PushStatus::Accepted);
+
+  SqliteQueueOptions o = options();
+  o.path = (copy.path() / "queue.db").string();
+  auto snapshot = open(o);
+  EXPECT_EQ(snapshot->recovered(), 1u);
+  EXPECT_THAT(ids(snapshot->take(10)), ElementsAre("1"));
+}
+
+// A failed commit is reported to its push as Unavailable with the cause, and
+// a repeat of that push's dedup key that came meanwhile gets the same
+// answer (push() gave it that too): it was not stored, so it is not a
+// Duplicate, and the key is free for the client's retry.
+TEST_F(SqliteQueueTest, PushAsyncRepeatOfAPendingKeyGetsTheFirstCopysFailure) {
+  SqliteQueueOptions o = options();
+  o.max_page_count = 64;  // 256 KiB with 4 KiB pages
+  auto q = open(o);
+  const auto big = [](const std::string& id) { return message(id, "#big", std::string(16 * 1024, 'x')); };
+  int filled = 0;
+  while (q->push(big("fill-" + std::to_string(filled))).status == PushStatus::Accepted) {
+    ASSERT_LT(++filled, 100) << "the page cap was never reached";
+  }
+
+  Reports reports;
+  std::size_t stored = static_cast<std::size_t>(filled);
+  {
+    HeldReporter hold(*q);
+    ASSERT_TRUE(hold.ready());
+    if (hold.status() == PushStatus::Accepted) ++stored;  // a small one may still fit
+    q->push_async(big("first"), {.dedup_key = "k"}, reports.done_for("first"));
+    q->push_async(big("repeat"), {.dedup_key = "k"}, reports.done_for("repeat"));
+    EXPECT_FALSE(reports.has("repeat")) << "answered before the first copy's commit";
+  }
+  ASSERT_TRUE(reports.wait_for(2));
+  EXPECT_THAT(reports.tags(), ElementsAre("first", "repeat"));
+  const auto first = reports.result("first");
+  EXPECT_EQ(first.status, PushStatus::Unavailable);
+  EXPECT_THAT(first.detail, HasSubstr("full"));
+  EXPECT_EQ(reports.result("repeat").status, PushStatus::Unavailable);
+  EXPECT_EQ(reports.result("repeat").detail, first.detail);
+  EXPECT_EQ(q->size(), stored);  // the failed ones are not counted
+
+  // The key was not kept: once there is room, the client's retry is stored.
+  for (const auto& m : q->take(stored + 10)) q->ack(m.id);
+  EXPECT_EQ(q->push(message("retry"), {.dedup_key = "k"}).status, PushStatus::Accepted);
 }
 
 TEST_F(SqliteQueueTest, SecondQueueOnTheSameFileIsRefused) {
