@@ -30,6 +30,7 @@
 #include <string_view>
 #include <vector>
 
+#include <Poco/String.h>
 #include <prometheus/registry.h>
 #include <spdlog/logger.h>
 #include <spdlog/sinks/null_sink.h>
@@ -49,12 +50,6 @@ using namespace slack_proxy;
 
 constexpr std::size_t kMaxHeaders = 16;
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
@@ -70,7 +65,7 @@ class FuzzRequest final : public sdk::RequestView {
   std::string_view method() const noexcept override { return verb; }
   std::string_view path() const noexcept override { return uri; }
   std::optional<std::string> header(std::string_view name) const noexcept override {
-    const auto it = headers.find(lower(name));
+    const auto it = headers.find(Poco::toLower(std::string(name)));
     if (it == headers.end()) return std::nullopt;
     return it->second;
   }
@@ -101,7 +96,7 @@ FuzzRequest parse_head(std::string_view text, std::string_view& body) {
     }
     const std::size_t colon = line.find(':');
     if (colon == std::string_view::npos || request.headers.size() >= kMaxHeaders) continue;
-    request.headers.emplace(lower(trim(line.substr(0, colon))),
+    request.headers.emplace(Poco::toLower(std::string(trim(line.substr(0, colon)))),
                             std::string(trim(line.substr(colon + 1))));
   }
   return request;

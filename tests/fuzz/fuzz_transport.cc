@@ -45,6 +45,7 @@
 #include <thread>
 #include <vector>
 
+#include <Poco/String.h>
 #include <Poco/Exception.h>
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/SocketAddress.h>
@@ -79,12 +80,6 @@ constexpr auto kDeadline = 3s;
 // Long enough for an event thread to read the piece on its own, so that the
 // parser sees the split; nothing depends on it.
 constexpr auto kPieceGap = 300us;
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -367,7 +362,7 @@ std::optional<std::size_t> parse_head(std::string_view head, const Plan& plan, R
     const std::size_t colon = line.find(':');
     FUZZ_CHECK(colon != std::string_view::npos && colon > 0,
                "every response header is Name: value");
-    const std::string name = lower(line.substr(0, colon));
+    const std::string name = Poco::toLower(std::string(line.substr(0, colon)));
     const std::string_view value = trim(line.substr(colon + 1));
     if (name == "content-length") {
       FUZZ_CHECK(!length, "a response has one Content-Length");
@@ -377,7 +372,7 @@ std::optional<std::size_t> parse_head(std::string_view head, const Plan& plan, R
                  "Content-Length is a number");
       length = std::stoul(std::string(value));
     } else if (name == "connection") {
-      r.close = r.close || lower(value) == "close";
+      r.close = r.close || Poco::toLower(std::string(value)) == "close";
     } else if (name == "retry-after") {
       r.retry_after = true;
     } else if (name == "allow") {
@@ -432,7 +427,7 @@ std::vector<Response> parse_responses(std::string_view bytes, End end, const Pla
 }
 
 bool contains_nocase(std::string_view haystack, std::string_view needle) {
-  return lower(haystack).find(needle) != std::string::npos;
+  return Poco::toLower(std::string(haystack)).find(needle) != std::string::npos;
 }
 
 // The 503s this input could have caused; any other 5xx is a bug.

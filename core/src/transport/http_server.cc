@@ -211,7 +211,8 @@ class Connection final : public ConnectionBase,
     if (buffer_.size() > 0) return read_head();  // pipelined: already here
     arm(idle_limit);
     if constexpr (std::is_same_v<Stream, tcp::socket>) {
-      // Waits without a buffer: an idle connection holds no read memory.
+      // Waits for readability, not in a read: an idle connection keeps at
+      // most kIdleBufferBytes of read buffer (none once shrunk).
       if (buffer_.capacity() > kIdleBufferBytes) buffer_.shrink_to_fit();
       socket().async_wait(tcp::socket::wait_read,
                           [self = this->shared_from_this()](const error_code& ec) {
