@@ -4,14 +4,12 @@
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 #include <cstdio>
 #include <future>
 #include <random>
 #include <variant>
 
 #include <Poco/DigestEngine.h>
-#include <Poco/Exception.h>
 #include <Poco/SHA2Engine.h>
 #include <Poco/String.h>
 #include <spdlog/fmt/fmt.h>

@@ -221,7 +221,7 @@ class Connection final : public ConnectionBase,
                           });
     } else {
       // TLS keeps its own buffers; read what comes.
-      stream_.async_read_some(buffer_.prepare(kTlsReadBytes),
+      stream_.async_read_some(buffer_.prepare(kReadChunkBytes),
                               [self = this->shared_from_this()](const error_code& ec,
                                                                 std::size_t n) {
                                 if (ec || self->phase_ != Phase::Idle) return self->close();
@@ -278,7 +278,6 @@ class Connection final : public ConnectionBase,
     const std::size_t limit = exchange_->max_body_bytes();
     if (const auto length = parser_->content_length(); length && *length > limit) {
       // Refused before any of it is read.
-      linger_after_ = true;
       return answer(exchange_->refuse_body(
           413, "request_too_large",
           "body is " + std::to_string(*length) + " bytes; the limit is " + std::to_string(limit)));
@@ -312,7 +311,6 @@ class Connection final : public ConnectionBase,
                                            "the request did not arrive within read_timeout"));
     }
     if (ec == http::error::body_limit) {
-      linger_after_ = true;
       return answer(exchange_->refuse_body(
           413, "request_too_large",
           "body exceeds the limit of " + std::to_string(exchange_->max_body_bytes()) + " bytes"));
@@ -348,8 +346,6 @@ class Connection final : public ConnectionBase,
   // ------------------------------------------------------------- writing --
 
   void refuse_head(int status, std::string_view error, const std::string& detail) {
-    // What is left of the request is unread: stop reading it.
-    linger_after_ = !timed_out_;
     answer(server_.handler.refuse_head(remote_, status, error, detail));
   }
 
@@ -367,7 +363,9 @@ class Connection final : public ConnectionBase,
     if (++served_ >= server_.options.max_keep_alive_requests) reply.close = true;
     if (server_.stopping.load(std::memory_order_relaxed)) reply.close = true;
     discard_body_ = unread && !reply.close;
-    if (unread && reply.close) linger_after_ = true;  // the client may still be sending it
+    // Closing with some of the request still unread: the client may still
+    // be sending it. Not after read_timeout: that client is cut off.
+    linger_after_ = reply.close && !parser_->is_done() && !timed_out_;
     write(std::move(reply), method, version);
   }
 
@@ -454,7 +452,7 @@ class Connection final : public ConnectionBase,
   }
 
   void drain() {
-    stream_.async_read_some(buffer_.prepare(kTlsReadBytes),
+    stream_.async_read_some(buffer_.prepare(kReadChunkBytes),
                             [self = this->shared_from_this()](const error_code& ec,
                                                               std::size_t n) {
                               if (ec || self->phase_ != Phase::Lingering) return self->close();
@@ -543,7 +541,7 @@ class Connection final : public ConnectionBase,
   }
 
   static constexpr std::size_t kIdleBufferBytes = 4096;
-  static constexpr std::size_t kTlsReadBytes = 4096;
+  static constexpr std::size_t kReadChunkBytes = 4096;
   static constexpr std::size_t kMaxLingerBytes = 1 << 20;
   static constexpr std::size_t kMaxDiscardBytes = 64 << 10;
   static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
