@@ -434,17 +434,18 @@ Ingress::Step Ingress::deduplicate(Admission& a) {
 void Ingress::enqueue(std::shared_ptr<Admission> a, ReplySink reply) {
   sdk::Message message = std::move(a->message);
   const Queue::PushOptions options = std::move(a->push_options);
-  // The admission lives on in the callback for the reply's style and the
-  // log line; the callback runs once the queue has answered.
+  // The queue may answer from its writer thread: the reply is built on
+  // the connection's thread. The admission lives on in it for the reply's
+  // style and the log line.
   queue_.push_async(std::move(message), options,
                     [this, a = std::move(a), reply = std::move(reply)](Queue::PushResult pushed) {
-                      HttpReply r;
-                      try {
-                        r = queued(*a, pushed);
-                      } catch (const std::exception& e) {
-                        r = internal_error(*a, e);
-                      }
-                      reply(std::move(r));
+                      reply.build([this, a, pushed = std::move(pushed)]() -> HttpReply {
+                        try {
+                          return queued(*a, pushed);
+                        } catch (const std::exception& e) {
+                          return internal_error(*a, e);
+                        }
+                      });
                     });
 }
 

@@ -8,7 +8,9 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
+#include <future>
 
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
@@ -888,6 +890,66 @@ TEST_F(IngressLimitsTest, TheReplyComesThroughTheSinkExactlyOnce) {
   EXPECT_EQ(calls, 1);
   EXPECT_EQ(got.status, 200) << got.body;
   EXPECT_EQ(queued().size(), 1u);
+}
+
+// A queue that reports from a thread of its own, as SQLite's writer does
+// after a group commit.
+class WriterThreadQueue final : public Queue {
+ public:
+  using Queue::push;
+  ~WriterThreadQueue() override {
+    for (auto& t : writers_) t.join();
+  }
+  void push_async(sdk::Message message, const PushOptions& options, PushDone done) override {
+    PushResult result = inner_.push(std::move(message), options);
+    writers_.emplace_back([done = std::move(done), result = std::move(result)]() mutable {
+      done(std::move(result));
+    });
+  }
+  PushResult push(sdk::Message message, const PushOptions& options) override {
+    return inner_.push(std::move(message), options);
+  }
+  std::vector<sdk::Message> take(std::size_t max) override { return inner_.take(max); }
+  void ack(const std::string& id) override { inner_.ack(id); }
+  void dead_letter(DeadLetter d) override { inner_.dead_letter(std::move(d)); }
+  std::size_t size() const override { return inner_.size(); }
+  std::size_t bytes() const override { return inner_.bytes(); }
+  QueueLimits limits() const override { return inner_.limits(); }
+  DeadLetterStore& dead_letters() override { return inner_.dead_letters(); }
+  void on_push(std::function<void()>) override {}
+
+ private:
+  MemoryQueue inner_{10};
+  std::vector<std::thread> writers_;
+};
+
+TEST_F(IngressLimitsTest, TheQueuesThreadOnlyHandsTheOutcomeOverTheReplyIsBuiltWhereTheSinkRunsIt) {
+  WriterThreadQueue writer;
+  ingress_ = std::make_unique<Ingress>(writer, std::vector<std::shared_ptr<Pipeline>>{pipeline},
+                                       metrics, clock, log, options);
+  const std::string body = R"({"channel":"#a","text":"x"})";
+  FakeRequest request = json_post();
+  request.with_header("Content-Length", std::to_string(body.size()));
+  HttpHandler::Opened opened = ingress().open(request);
+  ASSERT_NE(opened.exchange, nullptr);
+
+  std::promise<ReplySink::Builder> handed_over;
+  std::future<ReplySink::Builder> builder = handed_over.get_future();
+  opened.exchange->finish(body, ReplySink::deferred([&](ReplySink::Builder build) {
+                            handed_over.set_value(std::move(build));
+                          }));
+  ASSERT_EQ(builder.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  const auto received = [&] {
+    return metric_value(registry, "slackproxy_requests_received_total", {{"channel", "#a"}});
+  };
+  // Handed over, not yet built: the writer thread counted nothing.
+  EXPECT_EQ(received(), 0);
+
+  const HttpReply reply = builder.get()();  // here, as the connection's thread does
+
+  EXPECT_EQ(reply.status, 200) << reply.body;
+  EXPECT_EQ(received(), 1);
+  EXPECT_EQ(writer.size(), 1u);
 }
 
 TEST_F(IngressLimitsTest, InvalidUtf8Is400InvalidUtf8AndOnTheWebApiPath200OkFalse) {

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -27,8 +28,36 @@ struct HttpReply {
   bool close = false;  // the connection must not carry another request
 };
 
-// Where an exchange's reply goes: called exactly once, from any thread.
-using ReplySink = std::function<void(HttpReply)>;
+// Where an exchange's reply goes: exactly once, from any thread, either as
+// a reply or as a function that builds it. The transport runs a builder on
+// the connection's own thread, so a thread that only learns an outcome (the
+// queue's writer after a group commit) hands it over and goes back to its
+// own work instead of building replies.
+class ReplySink {
+ public:
+  // Makes the reply; never throws.
+  using Builder = std::function<HttpReply()>;
+  // The transport's side: runs a builder where the connection lives.
+  using Deliver = std::function<void(Builder)>;
+
+  static ReplySink deferred(Deliver deliver) { return ReplySink(std::move(deliver)); }
+
+  // A sink that takes the reply itself (a synchronous caller, a test):
+  // builders run on the thread that delivers them.
+  template <class TakeReply>
+    requires std::is_invocable_v<TakeReply&, HttpReply>
+  ReplySink(TakeReply take)  // NOLINT(google-explicit-constructor): a callback
+      : deliver_([take = std::move(take)](const Builder& build) mutable { take(build()); }) {}
+
+  void operator()(HttpReply reply) const {
+    deliver_([reply = std::move(reply)]() mutable { return std::move(reply); });
+  }
+  void build(Builder builder) const { deliver_(std::move(builder)); }
+
+ private:
+  explicit ReplySink(Deliver deliver) : deliver_(std::move(deliver)) {}
+  Deliver deliver_;
+};
 
 // One request whose head passed the handler's checks, waiting for its body.
 // The transport keeps the RequestView it was opened with alive until the

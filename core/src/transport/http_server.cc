@@ -48,7 +48,7 @@
 #include <boost/beast/core/stream_traits.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
-#include <boost/beast/http/write.hpp>
+#include <boost/beast/http/status.hpp>
 #include <openssl/ssl.h>
 
 #include "transport/request_head.h"
@@ -64,7 +64,6 @@ using error_code = boost::system::error_code;
 using SteadyClock = std::chrono::steady_clock;
 
 using Parser = http::request_parser<http::string_body>;
-using Response = http::response<http::string_body>;
 
 // The RFC 9110 Date of now, formatted once a second per thread.
 const std::string& http_date() {
@@ -80,6 +79,36 @@ const std::string& http_date() {
     cached_at = now;
   }
   return cached;
+}
+
+// The reply as it goes on the wire, into `out` (its capacity reused): one
+// buffer and one write, where Beast's serializer would allocate per field.
+// Header names and values are the handler's own; one with a line break
+// would split the head, so it is left out rather than sent.
+void serialize_reply(const HttpReply& reply, unsigned version, bool with_body, std::string& out) {
+  const auto safe = [](std::string_view text) {
+    return text.find_first_of("\r\n") == std::string_view::npos;
+  };
+  out.clear();
+  out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  out += std::to_string(reply.status);
+  out += ' ';
+  const auto reason = http::obsolete_reason(static_cast<http::status>(reply.status));
+  out.append(reason.data(), reason.size());
+  out += "\r\nDate: ";
+  out += http_date();
+  for (const auto& [name, value] : reply.headers) {
+    if (!safe(name) || !safe(value)) continue;
+    out.append("\r\n").append(name).append(": ").append(value);
+  }
+  if (safe(reply.content_type)) out.append("\r\nContent-Type: ").append(reply.content_type);
+  out += "\r\nContent-Length: ";
+  out += std::to_string(reply.body.size());
+  // HTTP/1.1 keeps a connection unless told; HTTP/1.0 closes it unless told.
+  if (version >= 11 && reply.close) out += "\r\nConnection: close";
+  if (version < 11 && !reply.close) out += "\r\nConnection: keep-alive";
+  out += "\r\n\r\n";
+  if (with_body) out += reply.body;
 }
 
 // What every connection of one server shares.
@@ -210,25 +239,18 @@ class Connection final : public ConnectionBase,
     phase_ = Phase::Idle;
     if (buffer_.size() > 0) return read_head();  // pipelined: already here
     arm(idle_limit);
-    if constexpr (std::is_same_v<Stream, tcp::socket>) {
-      // Waits for readability, not in a read: an idle connection keeps at
-      // most kIdleBufferBytes of read buffer (none once shrunk).
-      if (buffer_.capacity() > kIdleBufferBytes) buffer_.shrink_to_fit();
-      socket().async_wait(tcp::socket::wait_read,
-                          [self = this->shared_from_this()](const error_code& ec) {
-                            if (ec || self->phase_ != Phase::Idle) return self->close();
-                            self->read_head();
-                          });
-    } else {
-      // TLS keeps its own buffers; read what comes.
-      stream_.async_read_some(buffer_.prepare(kReadChunkBytes),
-                              [self = this->shared_from_this()](const error_code& ec,
-                                                                std::size_t n) {
-                                if (ec || self->phase_ != Phase::Idle) return self->close();
-                                self->buffer_.commit(n);
-                                self->read_head();
-                              });
-    }
+    // A read, not a wait for readability: Asio re-arms epoll (one more
+    // system call) for every wait, while a read that finds nothing parks in
+    // the reactor as it is. An idle connection keeps at most
+    // kIdleBufferBytes of read buffer, and a new one kFirstReadBytes.
+    if (buffer_.capacity() > kIdleBufferBytes) buffer_.shrink_to_fit();
+    stream_.async_read_some(
+        buffer_.prepare(std::max(buffer_.capacity(), kFirstReadBytes)),
+        [self = this->shared_from_this()](const error_code& ec, std::size_t n) {
+          if (ec || self->phase_ != Phase::Idle) return self->close();
+          self->buffer_.commit(n);
+          self->read_head();
+        });
   }
 
   void read_head() {
@@ -333,14 +355,15 @@ class Connection final : public ConnectionBase,
     disarm();  // the queue answers; no deadline while it does
     server_.owe();
     auto self = this->shared_from_this();
-    exchange_->finish(std::move(parser_->get().body()), [self](HttpReply reply) {
-      // Inline when the queue answered at once on this thread.
-      asio::dispatch(self->loop_.io, [self, reply = std::move(reply)]() mutable {
-        self->server_.paid();
-        if (self->phase_ != Phase::Waiting) return;  // aborted meanwhile
-        self->answer(std::move(reply));
-      });
-    });
+    exchange_->finish(std::move(parser_->get().body()),
+                      ReplySink::deferred([self](ReplySink::Builder build) {
+                        // Inline when the queue answered at once on this thread.
+                        asio::dispatch(self->loop_.io, [self, build = std::move(build)] {
+                          self->server_.paid();
+                          if (self->phase_ != Phase::Waiting) return;  // aborted meanwhile
+                          self->answer(build());
+                        });
+                      }));
   }
 
   // ------------------------------------------------------------- writing --
@@ -395,29 +418,19 @@ class Connection final : public ConnectionBase,
     phase_ = Phase::Writing;
     arm(server_.options.read_timeout);  // a client that does not read its reply
     close_after_ = reply.close;
-    response_.emplace(static_cast<http::status>(reply.status), version);
-    Response& r = *response_;
-    r.set(http::field::date, http_date());
-    for (const auto& [name, value] : reply.headers) r.set(name, value);
-    r.set(http::field::content_type, reply.content_type);
-    r.content_length(reply.body.size());
-    r.keep_alive(!reply.close);
     // A HEAD reply announces the body's length without sending it.
-    if (method != http::verb::head) r.body() = std::move(reply.body);
-    serializer_.emplace(r);
-    auto done = [self = this->shared_from_this()](const error_code& ec, std::size_t) {
-      self->on_written(ec);
-    };
-    if (method == http::verb::head)
-      http::async_write_header(stream_, *serializer_, std::move(done));
-    else
-      http::async_write(stream_, *serializer_, std::move(done));
+    serialize_reply(reply, version, method != http::verb::head, out_);
+    asio::async_write(stream_, asio::buffer(out_),
+                      [self = this->shared_from_this()](const error_code& ec, std::size_t) {
+                        self->on_written(ec);
+                      });
   }
 
   void on_written(const error_code& ec) {
     if (phase_ != Phase::Writing) return;
-    serializer_.reset();
-    response_.reset();
+    // A reply's few hundred bytes are kept for the next one; a large one
+    // is not kept by an idle connection.
+    if (out_.capacity() > kIdleBufferBytes) std::string().swap(out_);
     if (ec || timed_out_) return close();
     if (close_after_) return linger_after_ ? linger() : close();
     if (discard_body_) return discard_body();
@@ -541,6 +554,7 @@ class Connection final : public ConnectionBase,
   }
 
   static constexpr std::size_t kIdleBufferBytes = 4096;
+  static constexpr std::size_t kFirstReadBytes = 1024;
   static constexpr std::size_t kReadChunkBytes = 4096;
   static constexpr std::size_t kMaxLingerBytes = 1 << 20;
   static constexpr std::size_t kMaxDiscardBytes = 64 << 10;
@@ -565,8 +579,7 @@ class Connection final : public ConnectionBase,
   std::optional<Parser> parser_;
   std::optional<HeadView> view_;
   std::unique_ptr<HttpExchange> exchange_;
-  std::optional<Response> response_;
-  std::optional<http::response_serializer<http::string_body>> serializer_;
+  std::string out_;  // the reply being written
   bool close_after_ = false;
   bool linger_after_ = false;
   bool discard_body_ = false;
