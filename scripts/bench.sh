@@ -18,6 +18,8 @@
 #   scripts/bench.sh --profile [DURATION_SECONDS]  only a CPU profile of the
 #                                                  SQLite sync = "full" proxy under
 #                                                  wrk -c32: perf, else callgrind
+# BENCH_ROUNDS: rounds of the wrk runs, default 3; the tables give medians
+#   and each ratio's range over them.
 # BENCH_PROXY_SERVER: extra lines for the proxy's [server] table, e.g.
 #   "threads = 64" to measure a build from before the event-driven ingress.
 # BUILD_DIR (scripts/common.sh): the build to use, default build/.
@@ -26,6 +28,8 @@ source "$(dirname "$0")/common.sh"
 PROFILE=0
 if [[ "${1:-}" == "--profile" ]]; then PROFILE=1; shift; fi
 DURATION="${1:-10}"
+ROUNDS="${BENCH_ROUNDS:-3}"
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_ROUNDS must be a positive number" >&2; exit 2; }
 [[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 2 ]] || { echo "usage: $0 [--profile] [SECONDS >= 2]" >&2; exit 2; }
 
 IDLE=10000 TRICKLE=1000 PROBES=2000
@@ -288,29 +292,74 @@ start_nginx bench "
     location / { default_type application/json; return 200 '{\"ok\":true}'; }
   }"
 
-declare -A rps p99 errs
-measure() {  # name url connections
-  echo "[${SECONDS}s] wrk -c$3: $1" >&2
-  read -r "rps[$1,$3]" "p99[$1,$3]" "errs[$1,$3]" < <(run_wrk "$2" "$3")
+# Each round measures nginx and then every proxy target, one after the
+# other, so that each ratio compares runs minutes apart at most; the tables
+# give the median over the rounds (this machine's nginx alone varies by
+# +-15% from run to run) and each ratio's range.
+# shellcheck disable=SC2034  # run_p99 and run_errs are read through per_round's nameref
+declare -A run_rps run_p99 run_errs
+measure() {  # name url connections round
+  echo "[${SECONDS}s] round $4, wrk -c$3: $1" >&2
+  read -r "run_rps[$1,$3,$4]" "run_p99[$1,$3,$4]" "run_errs[$1,$3,$4]" < <(run_wrk "$2" "$3")
 }
-for c in 32 1000; do measure nginx "http://127.0.0.1:$NGINX_PORT/" $c; done
-measure nginx_log "http://127.0.0.1:$NGINX_LOG_PORT/" 32
 
 # A fresh proxy and queue for each run, so that the -c1000 run does not start
 # with the -c32 run's messages queued.
 rss_idle="" rss_full="" mem_queued=""
-for backend in memory sqlite sqlite-normal; do
+for round in $(seq "$ROUNDS"); do
+  for c in 32 1000; do measure nginx "http://127.0.0.1:$NGINX_PORT/" $c "$round"; done
+  measure nginx_log "http://127.0.0.1:$NGINX_LOG_PORT/" 32 "$round"
+  for backend in memory sqlite sqlite-normal; do
+    for c in 32 1000; do
+      fresh_queue
+      start_proxy "$backend"
+      [[ $round == 1 && $backend == memory && $c == 32 ]] && rss_idle=$(rss_kib "$proxy")
+      measure "$backend" "http://127.0.0.1:$PROXY_PORT/" $c "$round"
+      if [[ $round == 1 && $backend == memory && $c == 32 ]]; then
+        rss_full=$(rss_kib "$proxy")
+        mem_queued=$(queued)
+      fi
+      [[ $round == 1 && $backend == sqlite && $c == 32 ]] && sql_queued=$(queued)
+      stop_proxy "$proxy"
+    done
+  done
+done
+
+# The median of the numbers given ("-" left out; "-" if none).
+median() {
+  printf '%s\n' "$@" | awk '$1 != "-"' | sort -g |
+    awk '{v[NR] = $1} END {if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2];
+                           else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+# name connections field -> the field's values over the rounds
+per_round() {
+  local -n table=$3
+  local r
+  for r in $(seq "$ROUNDS"); do echo "${table[$1,$2,$r]:--}"; done
+}
+# name connections [base-name base-connections] -> each round's ratio
+ratios() {
+  local r
+  for r in $(seq "$ROUNDS"); do echo "$(ratio "${run_rps[$1,$2,$r]:--}" "${run_rps[$3,$4,$r]:--}")"; done
+}
+# "median (min-max)" of a ratio over the rounds
+ratio_cell() {
+  local values
+  mapfile -t values < <(ratios "$@")
+  local m lo hi
+  m=$(median "${values[@]}")
+  lo=$(printf '%s\n' "${values[@]}" | awk '$1 != "-"' | sort -g | head -1)
+  hi=$(printf '%s\n' "${values[@]}" | awk '$1 != "-"' | sort -g | tail -1)
+  if ((ROUNDS > 1)) && [[ -n $lo ]]; then echo "$m ($lo-$hi)"; else echo "$m"; fi
+}
+declare -A rps p99 errs
+for key in nginx nginx_log memory sqlite sqlite-normal; do
   for c in 32 1000; do
-    fresh_queue
-    start_proxy "$backend"
-    [[ $backend == memory && $c == 32 ]] && rss_idle=$(rss_kib "$proxy")
-    measure "$backend" "http://127.0.0.1:$PROXY_PORT/" $c
-    if [[ $backend == memory && $c == 32 ]]; then
-      rss_full=$(rss_kib "$proxy")
-      mem_queued=$(queued)
-    fi
-    [[ $backend == sqlite && $c == 32 ]] && sql_queued=$(queued)
-    stop_proxy "$proxy"
+    mapfile -t values < <(per_round "$key" "$c" run_rps)
+    rps[$key,$c]=$(median "${values[@]}")
+    mapfile -t values < <(per_round "$key" "$c" run_p99)
+    p99[$key,$c]=$(median "${values[@]}")
+    errs[$key,$c]=$(per_round "$key" "$c" run_errs | awk '$1 != "-" {s += $1} END {print s + 0}')
   done
 done
 
@@ -401,21 +450,35 @@ capacity_row() {  # label file
 # --- summary ------------------------------------------------------------------
 
 row() {  # label key
-  local n32=${rps[nginx,32]} n1k=${rps[nginx,1000]}
   local r32=${rps[$2,32]} r1k=${rps[$2,1000]:--}
-  echo "| $1 | $r32 | ${p99[$2,32]} | $(ratio "$r32" "$n32") | $r1k | ${p99[$2,1000]:--}" \
-       "| $(ratio "$r1k" "$n1k") | $(ratio "$r1k" "$r32") | ${errs[$2,32]} / ${errs[$2,1000]:--} |"
+  echo "| $1 | $r32 | ${p99[$2,32]} | $(ratio_cell "$2" 32 nginx 32) | $r1k | ${p99[$2,1000]:--}" \
+       "| $(ratio_cell "$2" 1000 nginx 1000) | $(ratio_cell "$2" 1000 "$2" 32) | ${errs[$2,32]} / ${errs[$2,1000]:--} |"
+}
+# Each round's -c32 figures, as measured.
+round_rows() {
+  local r
+  for r in $(seq "$ROUNDS"); do
+    echo "| $r | ${run_rps[nginx,32,$r]} | ${run_rps[memory,32,$r]} ($(ratio "${run_rps[memory,32,$r]}" "${run_rps[nginx,32,$r]}"))" \
+         "| ${run_rps[sqlite,32,$r]} ($(ratio "${run_rps[sqlite,32,$r]}" "${run_rps[nginx,32,$r]}"))" \
+         "| ${run_rps[sqlite-normal,32,$r]} ($(ratio "${run_rps[sqlite-normal,32,$r]}" "${run_rps[nginx,32,$r]}")) |"
+  done
 }
 per_msg=$(awk -v f="$rss_full" -v i="$rss_idle" -v q="$mem_queued" 'BEGIN {if (q > 0) printf "%.0f", (f - i) * 1024 / q; else print "-"}')
 cat <<OUT
 
+Median of $ROUNDS rounds; a ratio is each round's own, median (min-max).
+
 | target | -c32 req/s | -c32 p99 (ms) | / nginx | -c1000 req/s | -c1000 p99 (ms) | / nginx | -c1000 / -c32 | errors -c32 / -c1000 |
 |---|---|---|---|---|---|---|---|---|
 $(row "nginx static return 200, access log off" nginx)
-| nginx static return 200, access log on (Debian default) | ${rps[nginx_log,32]} | ${p99[nginx_log,32]} | $(ratio "${rps[nginx_log,32]}" "${rps[nginx,32]}") | | | | | ${errs[nginx_log,32]} |
+| nginx static return 200, access log on (Debian default) | ${rps[nginx_log,32]} | ${p99[nginx_log,32]} | $(ratio_cell nginx_log 32 nginx 32) | | | | | ${errs[nginx_log,32]} |
 $(row "slack-proxy, memory queue" memory)
 $(row "slack-proxy, SQLite queue, sync = \"full\" (fsync per group commit)" sqlite)
 $(row "slack-proxy, SQLite queue, sync = \"normal\"" sqlite-normal)
+
+| round (-c32 req/s) | nginx | memory (/ nginx) | SQLite full (/ nginx) | SQLite normal (/ nginx) |
+|---|---|---|---|---|
+$(round_rows)
 
 | capacity: $IDLE idle keep-alive + $TRICKLE trickling heads | idle open at the end | trickling open at the end | caller's POSTs 200 | p50 (ms) | p99 (ms) | max (ms) | p99 alone (ms) | RSS KiB before → with idle | KiB per idle connection |
 |---|---|---|---|---|---|---|---|---|---|
@@ -427,5 +490,5 @@ targets (issue #10): SQLite full >= 0.41 and memory >= 0.55 of nginx at -c32; p9
 memory queue RSS: ${rss_idle} KiB idle, ${rss_full} KiB with $mem_queued messages queued (~${per_msg} bytes per queued message)
 SQLite queue (${sql_queued:-?} messages accepted in the timed -c32 run)
 SQLite RSS: ${rss_sql_idle} KiB idle, ${rss_sql_100k} KiB with $q100k messages queued on disk; ${rss_sql_recovered} KiB after a restart recovered $q_recovered; database ${db_kib} KiB
-(wrk -t2 -d${DURATION}s --latency, 200-byte JSON body; capacity: $PROBES POSTs over ${DURATION}s; $(nproc) cores, nginx $(nproc) workers, open files $(ulimit -n), $(date -u +%F))
+(wrk -t2 -d${DURATION}s --latency, $ROUNDS rounds, 200-byte JSON body; capacity: $PROBES POSTs over ${DURATION}s; $(nproc) cores, nginx $(nproc) workers, open files $(ulimit -n), $(date -u +%F))
 OUT
