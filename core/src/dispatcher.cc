@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "redact.h"
+#include "thread_name.h"
 
 namespace slack_proxy {
 namespace {
@@ -335,7 +336,10 @@ void Dispatcher::loop() {
 
 void Dispatcher::start() {
   queue_.on_push([this] { wake(); });
-  thread_ = std::thread([this] { loop(); });
+  thread_ = std::thread([this] {
+    name_this_thread("sp-dispatcher");
+    loop();
+  });
 }
 
 void Dispatcher::stop() {

@@ -19,6 +19,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <latch>
 #include <memory>
 #include <optional>
@@ -429,6 +431,36 @@ TEST_F(EventIngressTest, ATlsClientIsServedWhileTwoHundredOthersStallInTheirHand
   EXPECT_FALSE(silent_disturbed) << "silent: " << *silent_disturbed;
   const auto half_disturbed = first_not_open_and_quiet(half_hello);
   EXPECT_FALSE(half_disturbed) << "half a ClientHello: " << *half_disturbed;
+}
+
+// ------------------------------------------------------------ operators --
+
+// The names `top -H`, `ps -L`, perf and gdb show, so that an operator sees
+// which of the proxy's threads is busy.
+std::multiset<std::string> thread_names(pid_t pid) {
+  std::multiset<std::string> names;
+  const std::filesystem::path tasks = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (std::getline(comm, name)) names.insert(name);
+  }
+  return names;
+}
+
+TEST_F(EventIngressTest, TheEventThreadsTheQueueWriterAndTheDispatcherAreNamed) {
+  TempDir state;
+  ProxyConfig c = config();
+  c.threads = 2;
+  c.queue_backend = "sqlite";
+  c.queue_settings = "path = \"" + (state.path() / "queue.db").string() + "\"\n";
+  ProxyProcess& p = start(c);
+
+  const std::multiset<std::string> names = thread_names(p.pid());
+
+  for (const char* expected : {"sp-ingress-0", "sp-ingress-1", "sp-queue-writer", "sp-dispatcher"})
+    EXPECT_EQ(names.count(expected), 1u) << expected;
+  EXPECT_EQ(names.count("sp-ingress-2"), 0u) << "threads = 2";
 }
 
 }  // namespace

@@ -110,6 +110,7 @@ class ChildProcess {
   // included, is still running (a zombie is not).
   bool group_running() const;
   std::string output() const;
+  pid_t pid() const { return pid_; }
 
  private:
   // The destructor's SIGTERM and wait; fails the test when the exit is not 0.
@@ -210,6 +211,7 @@ class ProxyProcess {
     return child().wait_exit(timeout);
   }
   int kill_hard() { return child().kill_hard(); }
+  pid_t pid() { return child().pid(); }
   std::string log() const;  // everything it wrote to stdout and stderr so far
   // Waits until the log contains `needle`.
   ::testing::AssertionResult wait_for_log(const std::string& needle,

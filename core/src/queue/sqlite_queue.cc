@@ -8,6 +8,7 @@
 
 #include "queue/dead_letter_filter.h"
 #include "queue/message_codec.h"
+#include "thread_name.h"
 
 namespace slack_proxy {
 namespace {
@@ -303,7 +304,10 @@ SqliteQueue::SqliteQueue(SqliteQueueOptions options, const sdk::Clock& clock,
       db_(std::make_unique<Db>(options_)),
       dedup_(options_.limits.dedup_window) {
   recover();
-  writer_ = std::thread([this] { writer_loop(); });
+  writer_ = std::thread([this] {
+    name_this_thread("sp-queue-writer");
+    writer_loop();
+  });
 }
 
 SqliteQueue::~SqliteQueue() { close(); }

@@ -51,6 +51,7 @@
 #include <boost/beast/http/status.hpp>
 #include <openssl/ssl.h>
 
+#include "thread_name.h"
 #include "transport/request_head.h"
 
 namespace slack_proxy {
@@ -690,8 +691,13 @@ void IngressServer::start() {
   if (impl_->started) return;
   impl_->started = true;
   asio::post(impl_->loops.front().io, [impl = impl_.get()] { impl->accept(); });
-  for (auto& loop : impl_->loops)
-    loop.thread = std::thread([&loop, log = impl_->state.log] { Impl::run(loop, *log); });
+  for (std::size_t i = 0; i < impl_->loops.size(); ++i) {
+    EventLoop& loop = impl_->loops[i];
+    loop.thread = std::thread([&loop, i, log = impl_->state.log] {
+      name_this_thread("sp-ingress-" + std::to_string(i));
+      Impl::run(loop, *log);
+    });
+  }
 }
 
 void IngressServer::stop() {
