@@ -4,7 +4,7 @@
 
 #include <deque>
 #include <mutex>
-#include <unordered_map>
+#include <map>
 
 #include <slack_proxy/sdk/host.h>
 
@@ -52,7 +52,10 @@ class MemoryQueue final : public Queue, private DeadLetterStore {
   const std::size_t max_dead_letters_;
   mutable std::mutex mutex_;
   std::deque<sdk::Message> pending_;
-  std::unordered_map<std::string, std::size_t> leased_;  // id -> payload bytes
+  // id -> payload bytes. Ordered, not hashed: ids come in rising order, so
+  // an insert walks the tree's hot right edge, and a backlog of half a
+  // million never rehashes under the lock (a stall for every pusher).
+  std::map<std::string, std::size_t> leased_;
   std::size_t bytes_ = 0;
   DedupIndex dedup_;
   std::deque<DeadLetter> dead_;  // oldest first

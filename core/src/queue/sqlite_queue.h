@@ -32,6 +32,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <map>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -178,7 +179,9 @@ class SqliteQueue final : public Queue, private DeadLetterStore {
   std::unordered_map<std::string, std::vector<PushDone>> pending_keys_;
   std::deque<sdk::Message> ready_;       // committed, not yet taken
   // Committed and not yet finished (ready or leased): id -> (row, bytes).
-  std::unordered_map<std::string, std::pair<std::int64_t, std::size_t>> rows_;
+  // Ordered, not hashed, as MemoryQueue's leased ids: no rehash of a
+  // large backlog under the lock, on the writer's way to its next commit.
+  std::map<std::string, std::pair<std::int64_t, std::size_t>> rows_;
   std::size_t reserved_ = 0;             // pushes counted but not committed yet
   std::size_t reserved_bytes_ = 0;
   std::size_t bytes_ = 0;                // of rows_
