@@ -433,6 +433,47 @@ TEST_F(EventIngressTest, ATlsClientIsServedWhileTwoHundredOthersStallInTheirHand
   EXPECT_FALSE(half_disturbed) << "half a ClientHello: " << *half_disturbed;
 }
 
+// ------------------------------------------------------------- framing --
+
+TEST_F(EventIngressTest, AnHttp10ClientIsAnsweredInHttp10AndKeptOnlyWhenItAsks) {
+  auto& p = start(config());
+  RawConnection conn(p.listen_port());
+
+  conn.send("GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  const auto kept = conn.read_response();
+  ASSERT_TRUE(kept) << last_lines(p.log(), 20);
+  EXPECT_EQ(kept->status_line, "HTTP/1.0 200 OK");
+  EXPECT_EQ(kept->header("connection"), "keep-alive");
+  EXPECT_EQ(kept->header("content-length"), std::to_string(kept->body.size()));
+  EXPECT_TRUE(kept->header("date").has_value());
+  EXPECT_TRUE(kept->header("content-type").has_value());
+
+  // HTTP/1.0 without Connection: keep-alive ends with its reply.
+  conn.send("GET /health HTTP/1.0\r\n\r\n");
+  const auto last = conn.read_response();
+  ASSERT_TRUE(last) << "the kept connection did not serve a second request";
+  EXPECT_EQ(last->status_line, "HTTP/1.0 200 OK");
+  EXPECT_FALSE(last->header("connection").has_value());
+  EXPECT_TRUE(conn.wait_closed());
+}
+
+TEST_F(EventIngressTest, AnHttp11ClientThatAsksForCloseIsToldSoAndClosed) {
+  auto& p = start(config());
+  RawConnection conn(p.listen_port());
+
+  const std::string body = message("#close", "one");
+  conn.send("POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            "Content-Type: application/json\r\nContent-Length: " +
+            std::to_string(body.size()) + "\r\n\r\n" + body);
+  const auto r = conn.read_response();
+  ASSERT_TRUE(r) << last_lines(p.log(), 20);
+  EXPECT_EQ(r->status_line, "HTTP/1.1 200 OK");
+  EXPECT_TRUE(says_close(*r));
+  EXPECT_EQ(r->header("content-length"), std::to_string(r->body.size()));
+  EXPECT_TRUE(conn.wait_closed());
+  EXPECT_EQ(conn.unread(), "");
+}
+
 // ------------------------------------------------------------ operators --
 
 // The names `top -H`, `ps -L`, perf and gdb show, so that an operator sees

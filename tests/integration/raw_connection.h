@@ -27,6 +27,7 @@
 namespace slack_proxy::testing {
 
 struct RawResponse {
+  std::string status_line;  // without its CRLF
   int status = 0;
   std::map<std::string, std::string> headers;  // lower-cased names
   std::string body;
@@ -68,7 +69,9 @@ class RawConnection {
     std::istringstream head(buffer_.substr(0, header_end));
     std::string line;
     std::getline(head, line);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.size() < 12 || !line.starts_with("HTTP/1.")) return std::nullopt;
+    r.status_line = line;
     r.status = std::stoi(line.substr(9, 3));
     while (std::getline(head, line)) {
       if (!line.empty() && line.back() == '\r') line.pop_back();
