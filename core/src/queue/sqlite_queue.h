@@ -26,13 +26,13 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
-#include <map>
 #include <unordered_map>
 #include <utility>
 #include <vector>

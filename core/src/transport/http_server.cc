@@ -2,9 +2,10 @@
 //
 // Each event thread runs its own io_context; the acceptor lives on the first
 // and deals accepted sockets to the threads in turn, so a connection's every
-// handler runs on one thread and its state needs no lock. A handler's reply
-// may come from another thread (the queue's writer after a group commit): it
-// is posted to the connection's thread.
+// handler runs on one thread and its state needs no lock. A handler may
+// answer from another thread (the queue's writer after a group commit): what
+// it hands over is posted to the connection's thread, which builds the reply
+// there (ReplySink) and writes it, serialized into one buffer.
 //
 // A connection moves through these phases, each with at most one timer:
 //   idle      waiting for a request's first byte: keep_alive_timeout (the
