@@ -325,9 +325,11 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-# The median of the numbers given ("-" left out; "-" if none).
+# The numbers given, "-" (no figure) left out, smallest first.
+measured_sorted() { printf '%s\n' "$@" | awk '$1 != "-"' | sort -g; }
+# The median of the numbers given ("-" if none).
 median() {
-  printf '%s\n' "$@" | awk '$1 != "-"' | sort -g |
+  measured_sorted "$@" |
     awk '{v[NR] = $1} END {if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2];
                            else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
 }
@@ -340,6 +342,7 @@ per_round() {
 # name connections [base-name base-connections] -> each round's ratio
 ratios() {
   local r
+  # shellcheck disable=SC2005  # ratio prints no newline; echo ends each line
   for r in $(seq "$ROUNDS"); do echo "$(ratio "${run_rps[$1,$2,$r]:--}" "${run_rps[$3,$4,$r]:--}")"; done
 }
 # "median (min-max)" of a ratio over the rounds
@@ -348,8 +351,8 @@ ratio_cell() {
   mapfile -t values < <(ratios "$@")
   local m lo hi
   m=$(median "${values[@]}")
-  lo=$(printf '%s\n' "${values[@]}" | awk '$1 != "-"' | sort -g | head -1)
-  hi=$(printf '%s\n' "${values[@]}" | awk '$1 != "-"' | sort -g | tail -1)
+  lo=$(measured_sorted "${values[@]}" | head -1)
+  hi=$(measured_sorted "${values[@]}" | tail -1)
   if ((ROUNDS > 1)) && [[ -n $lo ]]; then echo "$m ($lo-$hi)"; else echo "$m"; fi
 }
 declare -A rps p99 errs
