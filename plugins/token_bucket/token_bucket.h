@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include <slack_proxy/sdk/host.h>
+#include <slack_proxy/sdk/settings.h>
 #include <slack_proxy/sdk/stages.h>
 
 namespace slack_proxy::plugins::token_bucket {
@@ -18,13 +19,27 @@ namespace slack_proxy::plugins::token_bucket {
 enum class BucketKey { Global, Channel, Workspace, Client };
 
 struct Settings {
-  double rate = 1.0;       // tokens per second
-  std::int64_t burst = 3;  // bucket capacity
-  BucketKey key = BucketKey::Global;
+  double rate = 1.0;             // tokens per second
+  std::int64_t burst = 3;        // bucket capacity
+  std::string key = "global";    // one of kSchema's values for `key`
 };
 
-// Throws std::invalid_argument when a value makes no sense.
-Settings parse_settings(const sdk::ConfigView& config);
+// The host checks every bound here before the plugin is created. 1e9/s is
+// one token per nanosecond, the clock's resolution.
+inline const sdk::Schema<Settings> kSchema{
+    sdk::setting("rate", &Settings::rate, "tokens added per second")
+        .above(0)
+        .at_most(1e9)
+        .default_to("1"),
+    sdk::setting("burst", &Settings::burst, "bucket capacity: messages that may go at once")
+        .at_least(1)
+        .default_to("3"),
+    sdk::setting("key", &Settings::key,
+                 "one bucket for: global | channel (workspace+channel) | workspace | client "
+                 "(caller)")
+        .one_of({"global", "channel", "workspace", "client"})
+        .default_to("global"),
+};
 
 // The fill level of each bucket is stored as the time at which it was (or
 // will be) empty rather than as a fractional token count. All arithmetic is
@@ -32,6 +47,8 @@ Settings parse_settings(const sdk::ConfigView& config);
 // bucket at exactly zero instead of a rounding error below it.
 class TokenBucket final : public sdk::RateLimiter {
  public:
+  // Throws std::invalid_argument when burst / rate is over a year (the
+  // refill window would overflow the clock), or `key` is none of kSchema's.
   explicit TokenBucket(const Settings& settings);
 
   sdk::SteadyTime next_send_time(const sdk::Message& message,
