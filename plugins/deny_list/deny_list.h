@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <slack_proxy/sdk/host.h>
+#include <slack_proxy/sdk/settings.h>
 #include <slack_proxy/sdk/stages.h>
 
 namespace slack_proxy::plugins::deny_list {
@@ -23,13 +24,19 @@ struct Settings {
   std::vector<std::string> errors{"channel_not_found"};
 };
 
-// Throws std::invalid_argument when a value makes no sense.
-Settings parse_settings(const sdk::ConfigView& config);
+inline const sdk::Schema<Settings> kSchema{
+    sdk::setting("ttl", &Settings::ttl, "how long a channel stays parked").above(0).default_to("15m"),
+    sdk::setting("errors", &Settings::errors,
+                 "Slack error codes that park a channel, e.g. add \"is_archived\"")
+        .at_least(1)
+        .default_to("[\"channel_not_found\"]"),
+};
 
 inline constexpr const char* kSizeMetric = "slackproxy_denylist_size";
 
 class DenyList final : public sdk::Guard {
  public:
+  // Throws std::invalid_argument when `errors` holds an empty code.
   DenyList(sdk::HostServices& host, const Settings& settings);
 
   sdk::GuardVerdict before_send(const sdk::Message& message, sdk::SteadyTime now) noexcept override;

@@ -7,16 +7,12 @@
 namespace {
 
 using slack_proxy::plugins::deny_list::DenyList;
-using slack_proxy::plugins::deny_list::parse_settings;
+using slack_proxy::plugins::deny_list::kSchema;
+using slack_proxy::plugins::deny_list::Settings;
 
-constexpr sp_config_key kSchema[] = {
-    {"ttl", SP_VALUE_DURATION, "15m", 0, "how long a channel stays parked"},
-    {"errors", SP_VALUE_STRING_LIST, "[\"channel_not_found\"]", 0,
-     "Slack error codes that park a channel, e.g. add \"is_archived\""},
-};
-
-std::unique_ptr<slack_proxy::sdk::Guard> make(const slack_proxy::sdk::PluginContext& ctx) {
-  return std::make_unique<DenyList>(ctx.host, parse_settings(ctx.config));
+std::unique_ptr<slack_proxy::sdk::Guard> make(const slack_proxy::sdk::PluginContext& ctx,
+                                              const Settings& settings) {
+  return std::make_unique<DenyList>(ctx.host, settings);
 }
 
 }  // namespace

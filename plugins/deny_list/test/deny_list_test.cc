@@ -1,6 +1,7 @@
 #include <chrono>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -52,25 +53,43 @@ class DenyListTest : public ::testing::Test {
   FakeHost host;
 };
 
-TEST(DenyListSettings, AcceptsTtlAndErrors) {
-  const auto s =
-      parse_settings(MapConfig()
-                         .set("ttl", Value{5min})
-                         .set("errors", Value{Codes{"channel_not_found", "is_archived"}}));
+// The schema's row for `key`; fails the test when there is none.
+sp_config_key row_of(std::string_view key) {
+  for (std::uint32_t i = 0; i < kSchema.size(); ++i)
+    if (kSchema.data()[i].key == key) return kSchema.data()[i];
+  ADD_FAILURE() << "no row for " << key;
+  return {};
+}
+
+TEST(DenyListSettings, SchemaWantsAPositiveTtlAndAtLeastOneCode) {
+  const auto ttl = row_of("ttl");
+  EXPECT_EQ(ttl.type, SP_VALUE_DURATION);
+  EXPECT_EQ(ttl.flags, SP_KEY_HAS_MIN | SP_KEY_MIN_EXCLUSIVE);
+  EXPECT_EQ(ttl.min, 0);
+  EXPECT_STREQ(ttl.default_value, "15m");
+  const auto errors = row_of("errors");
+  EXPECT_EQ(errors.type, SP_VALUE_STRING_LIST);
+  EXPECT_EQ(errors.flags, SP_KEY_HAS_MIN);
+  EXPECT_EQ(errors.min, 1);
+  EXPECT_STREQ(errors.default_value, "[\"channel_not_found\"]");
+}
+
+TEST(DenyListSettings, ReadsTtlAndErrors) {
+  const auto s = kSchema.read(MapConfig()
+                                  .set("ttl", Value{5min})
+                                  .set("errors", Value{Codes{"channel_not_found", "is_archived"}}));
   EXPECT_EQ(s.ttl, 5min);
   EXPECT_EQ(s.errors, (Codes{"channel_not_found", "is_archived"}));
 }
 
-TEST(DenyListSettings, RejectsNonPositiveTtl) {
-  EXPECT_THROW(parse_settings(MapConfig().set("ttl", Value{0ms}).set("errors", Value{Codes{"x"}})),
-               std::invalid_argument);
-}
-
-TEST(DenyListSettings, RejectsAnEmptyOrBlankErrorList) {
-  EXPECT_THROW(parse_settings(MapConfig().set("ttl", Value{1s}).set("errors", Value{Codes{}})),
-               std::invalid_argument);
-  EXPECT_THROW(parse_settings(MapConfig().set("ttl", Value{1s}).set("errors", Value{Codes{""}})),
-               std::invalid_argument);
+TEST(DenyListSettings, RefusesABlankErrorCode) {
+  FakeHost host;
+  try {
+    DenyList guard(host, Settings{1s, Codes{"channel_not_found", ""}});
+    FAIL() << "an empty code accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "errors must not contain an empty code");
+  }
 }
 
 TEST_F(DenyListTest, PassesAChannelThatWasNeverParked) {
