@@ -1,17 +1,8 @@
 #include "channel_override.h"
 
-#include <stdexcept>
 #include <utility>
 
 namespace slack_proxy::plugins::channel_override {
-
-Settings parse_settings(const sdk::ConfigView& config) {
-  Settings settings{config.get_string("channel")};
-  if (settings.channel.empty()) {
-    throw std::invalid_argument("channel must not be empty");
-  }
-  return settings;
-}
 
 ChannelOverride::ChannelOverride(Settings settings) : channel_(std::move(settings.channel)) {}
 

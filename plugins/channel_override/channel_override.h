@@ -6,6 +6,7 @@
 #include <string>
 
 #include <slack_proxy/sdk/host.h>
+#include <slack_proxy/sdk/settings.h>
 #include <slack_proxy/sdk/stages.h>
 
 namespace slack_proxy::plugins::channel_override {
@@ -14,8 +15,12 @@ struct Settings {
   std::string channel;
 };
 
-// Throws std::invalid_argument when a value makes no sense.
-Settings parse_settings(const sdk::ConfigView& config);
+inline const sdk::Schema<Settings> kSchema{
+    sdk::setting("channel", &Settings::channel,
+                 "channel every message is sent to, e.g. \"#alerts-test\"")
+        .at_least(1)
+        .required(),
+};
 
 // Rewrites `channel` only: `original_channel` stays what the caller asked for
 // so that metrics still say who sent what, as the original Go tool did.

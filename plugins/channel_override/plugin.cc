@@ -7,15 +7,12 @@
 namespace {
 
 using slack_proxy::plugins::channel_override::ChannelOverride;
-using slack_proxy::plugins::channel_override::parse_settings;
+using slack_proxy::plugins::channel_override::kSchema;
+using slack_proxy::plugins::channel_override::Settings;
 
-constexpr sp_config_key kSchema[] = {
-    {"channel", SP_VALUE_STRING, nullptr, 1,
-     "channel every message is sent to, e.g. \"#alerts-test\""},
-};
-
-std::unique_ptr<slack_proxy::sdk::Router> make(const slack_proxy::sdk::PluginContext& ctx) {
-  return std::make_unique<ChannelOverride>(parse_settings(ctx.config));
+std::unique_ptr<slack_proxy::sdk::Router> make(const slack_proxy::sdk::PluginContext&,
+                                               const Settings& settings) {
+  return std::make_unique<ChannelOverride>(settings);
 }
 
 }  // namespace

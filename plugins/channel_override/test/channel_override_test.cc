@@ -1,5 +1,3 @@
-#include <stdexcept>
-
 #include <gtest/gtest.h>
 #include <slack_proxy/sdk/testing/fakes.h>
 
@@ -18,13 +16,19 @@ sdk::Message message_for(const std::string& channel) {
   return m;
 }
 
-TEST(ChannelOverrideSettings, AcceptsAChannel) {
-  EXPECT_EQ(parse_settings(MapConfig().set("channel", "#ops")).channel, "#ops");
+TEST(ChannelOverrideSettings, SchemaRequiresANonEmptyChannel) {
+  ASSERT_EQ(kSchema.size(), 1u);
+  const sp_config_key& channel = kSchema.data()[0];
+  EXPECT_STREQ(channel.key, "channel");
+  EXPECT_EQ(channel.type, SP_VALUE_STRING);
+  EXPECT_EQ(channel.required, 1);
+  // At least one byte: the host refuses "" before the plugin is made.
+  EXPECT_EQ(channel.flags, SP_KEY_HAS_MIN);
+  EXPECT_EQ(channel.min, 1);
 }
 
-TEST(ChannelOverrideSettings, RejectsAnEmptyChannel) {
-  EXPECT_THROW(parse_settings(MapConfig().set("channel", "")), std::invalid_argument);
-  EXPECT_THROW(parse_settings(MapConfig()), std::invalid_argument);
+TEST(ChannelOverrideSettings, ReadsTheChannel) {
+  EXPECT_EQ(kSchema.read(MapConfig().set("channel", "#ops")).channel, "#ops");
 }
 
 TEST(ChannelOverride, SetsEveryMessageToTheConfiguredChannel) {
