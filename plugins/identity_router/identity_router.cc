@@ -139,43 +139,43 @@ Route parse_route(std::string_view entry) {
   return route;
 }
 
-Settings parse_settings(const sdk::ConfigView& config) {
-  Settings settings;
-  const auto entries = config.get_string_list("routes");
+RouteTable parse_routes(const Settings& settings) {
+  RouteTable table;
+  const auto& entries = settings.routes;
   for (std::size_t i = 0; i < entries.size(); ++i) {
     const std::string where = "routes[" + std::to_string(i) + "] " + quoted(entries[i]);
     try {
-      settings.routes.push_back(parse_route(entries[i]));
+      table.routes.push_back(parse_route(entries[i]));
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument(where + " " + e.what());
     }
     for (std::size_t earlier = 0; earlier < i; ++earlier) {
-      if (covers(settings.routes[earlier], settings.routes[i])) {
+      if (covers(table.routes[earlier], table.routes[i])) {
         throw std::invalid_argument(where + " can never match: routes[" +
                                     std::to_string(earlier) + "] " +
-                                    quoted(settings.routes[earlier].text) +
+                                    quoted(table.routes[earlier].text) +
                                     " comes first and takes every message it would; put the "
                                     "more specific route first");
       }
     }
   }
-  settings.default_workspace = config.get_string("default_workspace");
-  if (!settings.default_workspace.empty()) {
-    if (auto problem = workspace_name_problem(settings.default_workspace); !problem.empty()) {
-      throw std::invalid_argument("default_workspace " + quoted(settings.default_workspace) + " " +
+  table.default_workspace = settings.default_workspace;
+  if (!table.default_workspace.empty()) {
+    if (auto problem = workspace_name_problem(table.default_workspace); !problem.empty()) {
+      throw std::invalid_argument("default_workspace " + quoted(table.default_workspace) + " " +
                                   problem);
     }
-  } else if (settings.routes.empty()) {
+  } else if (table.routes.empty()) {
     throw std::invalid_argument(
         "routes is empty and default_workspace is not set: every message would be refused");
   }
-  return settings;
+  return table;
 }
 
-IdentityRouter::IdentityRouter(Settings settings) : settings_(std::move(settings)) {}
+IdentityRouter::IdentityRouter(const Settings& settings) : table_(parse_routes(settings)) {}
 
 const Route* IdentityRouter::match(const sdk::Message& message) const {
-  for (const Route& route : settings_.routes) {
+  for (const Route& route : table_.routes) {
     // A named client never matches an empty caller: names are never empty.
     if (route.client != kAnyClient && route.client != message.caller) continue;
     if (route.channel_glob && !glob_match(*route.channel_glob, message.channel)) continue;
@@ -188,12 +188,12 @@ sdk::RouteResult IdentityRouter::route(sdk::Message& message) noexcept {
   return sdk::guarded(
       [&] {
         const Route* route = match(message);
-        if (route == nullptr && settings_.default_workspace.empty()) {
+        if (route == nullptr && table_.default_workspace.empty()) {
           return sdk::RouteResult::reject(403, "not_allowed",
                                           "no route for this client and channel");
         }
         const std::string& workspace =
-            route != nullptr ? route->workspace : settings_.default_workspace;
+            route != nullptr ? route->workspace : table_.default_workspace;
         message.workspace = workspace;
         message.attributes[kWorkspaceAttribute] = workspace;
         return sdk::RouteResult::ok();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <slack_proxy/sdk/host.h>
+#include <slack_proxy/sdk/settings.h>
 #include <slack_proxy/sdk/stages.h>
 
 namespace slack_proxy::plugins::identity_router {
@@ -31,8 +32,24 @@ struct Route {
 };
 
 struct Settings {
-  std::vector<Route> routes;
+  std::vector<std::string> routes;  // Route entries as written
   // Where a message no route matches goes; "" refuses it instead.
+  std::string default_workspace;
+};
+
+inline const sdk::Schema<Settings> kSchema{
+    sdk::setting("routes", &Settings::routes,
+                 "\"<client> [<channel-glob>] -> <workspace>\" entries, first match wins; "
+                 "client * = anyone")
+        .required(),
+    sdk::setting("default_workspace", &Settings::default_workspace,
+                 "workspace for messages no route matches; empty refuses them (403 not_allowed)")
+        .default_to(""),
+};
+
+// The routes parsed, in order, and the default.
+struct RouteTable {
+  std::vector<Route> routes;
   std::string default_workspace;
 };
 
@@ -54,23 +71,25 @@ bool glob_match(std::string_view pattern, std::string_view text);
 // (without the entry's position, which the caller adds).
 Route parse_route(std::string_view entry);
 
-// Reads `routes` and `default_workspace`. Throws std::invalid_argument naming
-// the entry (routes[<index>]) and what is wrong with it, including a route
-// that can never match because an earlier one takes all of its messages.
-Settings parse_settings(const sdk::ConfigView& config);
+// Parses `routes` and checks `default_workspace`. Throws
+// std::invalid_argument naming the entry (routes[<index>]) and what is wrong
+// with it, including a route that can never match because an earlier one
+// takes all of its messages.
+RouteTable parse_routes(const Settings& settings);
 
 // First match wins: sets `workspace` and the "workspace" attribute. No match
 // and no default_workspace: 403 not_allowed, nothing queued.
 class IdentityRouter final : public sdk::Router {
  public:
-  explicit IdentityRouter(Settings settings);
+  // Throws as parse_routes() does.
+  explicit IdentityRouter(const Settings& settings);
   // Thread-safe: reads only what the constructor set.
   sdk::RouteResult route(sdk::Message& message) noexcept override;
 
  private:
   const Route* match(const sdk::Message& message) const;
 
-  Settings settings_;
+  RouteTable table_;
 };
 
 }  // namespace slack_proxy::plugins::identity_router

@@ -7,17 +7,12 @@
 namespace {
 
 using slack_proxy::plugins::identity_router::IdentityRouter;
-using slack_proxy::plugins::identity_router::parse_settings;
+using slack_proxy::plugins::identity_router::kSchema;
+using slack_proxy::plugins::identity_router::Settings;
 
-constexpr sp_config_key kSchema[] = {
-    {"routes", SP_VALUE_STRING_LIST, nullptr, 1,
-     "\"<client> [<channel-glob>] -> <workspace>\" entries, first match wins; client * = anyone"},
-    {"default_workspace", SP_VALUE_STRING, "", 0,
-     "workspace for messages no route matches; empty refuses them (403 not_allowed)"},
-};
-
-std::unique_ptr<slack_proxy::sdk::Router> make(const slack_proxy::sdk::PluginContext& ctx) {
-  return std::make_unique<IdentityRouter>(parse_settings(ctx.config));
+std::unique_ptr<slack_proxy::sdk::Router> make(const slack_proxy::sdk::PluginContext&,
+                                               const Settings& settings) {
+  return std::make_unique<IdentityRouter>(settings);
 }
 
 }  // namespace

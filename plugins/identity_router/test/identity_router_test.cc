@@ -13,12 +13,8 @@ namespace {
 using sdk::testing::MapConfig;
 using Routes = std::vector<std::string>;
 
-MapConfig config(Routes routes, const std::string& default_workspace = "") {
-  return MapConfig().set("routes", routes).set("default_workspace", default_workspace);
-}
-
 IdentityRouter router(Routes routes, const std::string& default_workspace = "") {
-  return IdentityRouter(parse_settings(config(std::move(routes), default_workspace)));
+  return IdentityRouter(Settings{std::move(routes), default_workspace});
 }
 
 sdk::Message from(const std::string& caller, const std::string& channel) {
@@ -39,14 +35,31 @@ std::string workspace_for(IdentityRouter& r, const std::string& caller,
   return result.accepted ? m.workspace : "REJECTED";
 }
 
-// What parse_settings refused with; "" when it accepted.
+// What parse_routes refused with; "" when it accepted.
 std::string refusal(Routes routes, const std::string& default_workspace = "") {
   try {
-    parse_settings(config(std::move(routes), default_workspace));
+    parse_routes(Settings{std::move(routes), default_workspace});
     return {};
   } catch (const std::invalid_argument& e) {
     return e.what();
   }
+}
+
+TEST(IdentityRouterSettings, SchemaRequiresRoutesAndDefaultsToNoWorkspace) {
+  ASSERT_EQ(kSchema.size(), 2u);
+  EXPECT_STREQ(kSchema.data()[0].key, "routes");
+  EXPECT_EQ(kSchema.data()[0].type, SP_VALUE_STRING_LIST);
+  EXPECT_EQ(kSchema.data()[0].required, 1);
+  EXPECT_STREQ(kSchema.data()[1].key, "default_workspace");
+  EXPECT_STREQ(kSchema.data()[1].default_value, "");
+}
+
+TEST(IdentityRouterSettings, ReadsRoutesAndDefaultWorkspace) {
+  const Settings s = kSchema.read(MapConfig()
+                                      .set("routes", MapConfig::Value{Routes{"team-a -> acme"}})
+                                      .set("default_workspace", "beta"));
+  EXPECT_EQ(s.routes, Routes{"team-a -> acme"});
+  EXPECT_EQ(s.default_workspace, "beta");
 }
 
 // ---------------------------------------------------------------- parse --
