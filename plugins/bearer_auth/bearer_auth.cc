@@ -33,11 +33,7 @@ struct WipeOnExit {
 
 }  // namespace
 
-Settings parse_settings(const sdk::ConfigView& config) {
-  Settings s;
-  s.keys_file = config.get_string("keys_file");
-  s.keys_env = config.get_string("keys_env");
-  s.path_keys = config.get_boolean("path_keys");
+void check_settings(const Settings& s) {
   // The value is not echoed: a key pasted here by mistake must not reach a log.
   if (!s.keys_env.empty() && !valid_variable_name(s.keys_env)) {
     throw std::invalid_argument(
@@ -49,7 +45,6 @@ Settings parse_settings(const sdk::ConfigView& config) {
         "keys_file and keys_env are both empty: set at least one of them to say where the "
         "callers' keys are");
   }
-  return s;
 }
 
 KeyStore load_keys(const Settings& settings, sdk::Logger& log) {
@@ -169,8 +164,9 @@ sdk::AuthResult BearerAuth::refuse(const sdk::RequestView& request, std::string_
   return sdk::AuthResult::deny(401, std::string(error));
 }
 
-std::unique_ptr<BearerAuth> make_bearer_auth(const sdk::PluginContext& ctx) {
-  const Settings settings = parse_settings(ctx.config);
+std::unique_ptr<BearerAuth> make_bearer_auth(const sdk::PluginContext& ctx,
+                                             const Settings& settings) {
+  check_settings(settings);
   // `slack-proxy validate` must not read secrets, which may not even exist
   // on the machine that validates.
   KeyStore keys = ctx.check_only ? KeyStore() : load_keys(settings, ctx.host.logger());

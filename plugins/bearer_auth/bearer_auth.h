@@ -12,6 +12,7 @@
 
 #include <slack_proxy/sdk/host.h>
 #include <slack_proxy/sdk/plugin.h>
+#include <slack_proxy/sdk/settings.h>
 #include <slack_proxy/sdk/stages.h>
 
 #include "key_store.h"
@@ -24,10 +25,25 @@ struct Settings {
   bool path_keys = false;
 };
 
-// Checks the settings' shapes only: reads neither the file nor the
+// No setting holds a key: keys are secrets and live in a file or the
+// environment, never in the config file.
+inline const sdk::Schema<Settings> kSchema{
+    sdk::setting("keys_file", &Settings::keys_file,
+                 "file of '<name> <key>' or '<name> sha256:<hex>' lines; empty: none")
+        .default_to(""),
+    sdk::setting("keys_env", &Settings::keys_env,
+                 "environment variable holding 'name=key,name2=sha256:<hex>'; empty: not read")
+        .default_to("SLACK_PROXY_CLIENT_KEYS"),
+    sdk::setting("path_keys", &Settings::path_keys,
+                 "also accept the key as the last path segment (webhook-style callers)")
+        .default_to("false"),
+};
+
+// Checks what the settings mean together: reads neither the file nor the
 // environment, so it is safe for `slack-proxy validate`. Throws
-// std::invalid_argument when a value makes no sense.
-Settings parse_settings(const sdk::ConfigView& config);
+// std::invalid_argument when keys_env is no variable name or no source is
+// set.
+void check_settings(const Settings& settings);
 
 // Reads keys_file and the variable named by keys_env, hashes every key and
 // wipes the plaintext. Throws when either source is malformed or unreadable,
@@ -86,7 +102,8 @@ class BearerAuth final : public sdk::Authenticator {
 // The plugin's factory. With ctx.check_only it checks the settings and
 // returns a stage that knows no key, without reading the file or the
 // environment.
-std::unique_ptr<BearerAuth> make_bearer_auth(const sdk::PluginContext& ctx);
+std::unique_ptr<BearerAuth> make_bearer_auth(const sdk::PluginContext& ctx,
+                                             const Settings& settings);
 
 }  // namespace slack_proxy::plugins::bearer_auth
 

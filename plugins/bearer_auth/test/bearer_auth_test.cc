@@ -102,7 +102,8 @@ MapConfig config(const std::string& keys_file, const std::string& keys_env = kUn
 
 std::unique_ptr<BearerAuth> make(FakeHost& host, const MapConfig& settings,
                                  bool check_only = false) {
-  return make_bearer_auth(sdk::PluginContext{host, settings, "auth", check_only});
+  return make_bearer_auth(sdk::PluginContext{host, settings, "auth", check_only},
+                          kSchema.read(settings));
 }
 
 // The factory's refusal, or "" when it accepted.
@@ -342,6 +343,17 @@ TEST(LastPathSegment, IgnoresQueryAndFragment) {
 }
 
 // ----------------------------------------------------------- settings --
+
+TEST(BearerAuthSettings, SchemaKeepsTheDocumentedDefaults) {
+  ASSERT_EQ(kSchema.size(), 3u);
+  EXPECT_STREQ(kSchema.data()[0].key, "keys_file");
+  EXPECT_STREQ(kSchema.data()[0].default_value, "");
+  EXPECT_STREQ(kSchema.data()[1].key, "keys_env");
+  EXPECT_STREQ(kSchema.data()[1].default_value, "SLACK_PROXY_CLIENT_KEYS");
+  EXPECT_STREQ(kSchema.data()[2].key, "path_keys");
+  EXPECT_EQ(kSchema.data()[2].type, SP_VALUE_BOOLEAN);
+  EXPECT_STREQ(kSchema.data()[2].default_value, "false");
+}
 
 TEST(BearerAuthSettings, RefusesAnInvalidVariableNameWithoutEchoingIt) {
   FakeHost host;
