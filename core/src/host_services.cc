@@ -1,5 +1,6 @@
 #include "host_services.h"
 
+#include "http/http_client.h"
 #include "redact.h"
 
 namespace slack_proxy {
@@ -32,6 +33,26 @@ void StageLogger::log(sdk::LogLevel level, std::string_view message) noexcept {
     sink_->log(lvl, "[{}] {}", prefix_, redact_secrets(message));
   } catch (...) {
     // A failing log sink must not take a plugin (or the proxy) down.
+  }
+}
+
+std::shared_ptr<sdk::HttpClient> StageHost::http_client(const sdk::HttpClientSettings& settings,
+                                                       std::string& error) noexcept {
+  try {
+    const ProxyEnvironment proxies = ProxyEnvironment::from_process();
+    auto client = make_http_client(settings, clock_, proxies, error);
+    // Where requests go is worth a line; the proxy URL is not (it may hold a password).
+    if (client && !proxies.empty()) {
+      std::string line = "HTTP client honours the proxy environment:";
+      if (!proxies.https_proxy.empty()) line += " https via HTTPS_PROXY;";
+      if (!proxies.http_proxy.empty()) line += " http via HTTP_PROXY;";
+      line += proxies.no_proxy.empty() ? " NO_PROXY unset" : " NO_PROXY = " + proxies.no_proxy;
+      logger_.info(line);
+    }
+    return client;
+  } catch (const std::exception& e) {
+    error = e.what();
+    return nullptr;
   }
 }
 

@@ -1,4 +1,4 @@
-#include <slack_sink/secret_file.h>
+#include "secret_file.h"
 
 #include <cerrno>
 #include <cstring>

@@ -1,8 +1,9 @@
 #include "slack_sink.h"
 
+#include <chrono>
 #include <cstdlib>
 #include <memory>
-#include <sstream>
+#include <optional>
 #include <stdexcept>
 #include <string_view>
 #include <utility>
@@ -11,7 +12,10 @@
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/ParseHandler.h>
 #include <Poco/JSON/Parser.h>
-#include <slack_sink/secret_file.h>
+#include <slack_proxy/sdk/message.h>
+#include <slack_proxy/sdk/outcome.h>
+
+#include "secret_file.h"
 
 namespace slack_proxy::plugins::slack_sink {
 
@@ -24,17 +28,22 @@ bool has_control(std::string_view text) {
   return false;
 }
 
+// True for text that cannot go into an HTTP header or URL as is.
+bool has_control_or_space(std::string_view text) {
+  for (unsigned char c : text) {
+    if (c <= 0x20 || c == 0x7f) return true;
+  }
+  return false;
+}
+
 Poco::JSON::Object::Ptr parse_object(const std::string& text) {
-  // Keeps the caller's field order when a payload is re-serialized.
   Poco::JSON::Parser parser(new Poco::JSON::ParseHandler(true));
   return parser.parse(text).extract<Poco::JSON::Object::Ptr>();
 }
 
 constexpr std::size_t kMaxWorkspaceName = 64;
-// The core's name for the tenant of a caller's own token (ingress.cc). Such
-// a message without its token falls back to the default token, as before
-// workspaces had tokens of their own.
-constexpr std::string_view kCallerTenantPrefix = "caller-";
+constexpr std::chrono::seconds kDefaultRetryAfter{1};
+constexpr std::size_t kDetailBodyBytes = 200;
 // Remembering more workspaces than this would let a buggy router grow the set
 // without bound; beyond it every such message is logged.
 constexpr std::size_t kMaxWarnedWorkspaces = 1024;
@@ -56,6 +65,56 @@ bool starts_with(std::string_view text, std::string_view prefix) {
 // belongs. Such a value is never repeated in an error.
 bool looks_like_token(std::string_view text) { return starts_with(trim(text), "xox"); }
 
+void check_variable_name(std::string_view setting, const std::string& name) {
+  if (name.empty() || name.find('=') != std::string::npos || has_control_or_space(name)) {
+    throw std::invalid_argument(std::string(setting) + " must name an environment variable, got \"" +
+                                name + "\"");
+  }
+}
+
+// http(s)://host[...]: the client checks the rest when it sends. The URL is
+// not repeated, in case it is a webhook's (a secret).
+void check_url(const std::string& url) {
+  const auto scheme_end = url.find("://");
+  const std::string scheme = scheme_end == std::string::npos ? "" : url.substr(0, scheme_end);
+  if (scheme != "http" && scheme != "https") {
+    throw std::invalid_argument("url must start with http:// or https://" +
+                                (scheme.empty() ? std::string() : ", got scheme \"" + scheme + "\""));
+  }
+  if (has_control_or_space(url)) {
+    throw std::invalid_argument("url contains whitespace or control characters");
+  }
+  const std::string_view rest = std::string_view(url).substr(scheme_end + 3);
+  const std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+  const std::string_view host = authority.substr(authority.find('@') + 1);
+  if (host.empty() || host.front() == ':') throw std::invalid_argument("url has no host");
+}
+
+// Slack's error code from a JSON reply ({"ok":false,"error":"..."}), or from
+// an incoming webhook's plain-text reply ("channel_not_found").
+std::optional<std::string> error_code_in(const std::string& body) {
+  try {
+    auto reply = parse_object(body);
+    if (reply && reply->has("error")) return reply->getValue<std::string>("error");
+    return std::nullopt;
+  } catch (const Poco::Exception&) {
+  }
+  const std::string_view text = trim(body);
+  const bool looks_like_code =
+      !text.empty() && text.size() <= 64 &&
+      text.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") == std::string_view::npos;
+  if (looks_like_code) return std::string(text);
+  return std::nullopt;
+}
+
+void replace_all(std::string& text, std::string_view needle, std::string_view with) {
+  if (needle.empty()) return;
+  for (auto pos = text.find(needle); pos != std::string::npos;
+       pos = text.find(needle, pos + with.size())) {
+    text.replace(pos, needle.size(), with);
+  }
+}
+
 // The identity_router's rule for workspace names, and the same reservation.
 std::string workspace_name_problem(std::string_view workspace) {
   const bool name_shaped =
@@ -63,17 +122,17 @@ std::string workspace_name_problem(std::string_view workspace) {
       workspace.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                                   "0123456789_.-") == std::string_view::npos;
   if (!name_shaped) return "is not a name of 1 to 64 characters from A-Z a-z 0-9 _ . -";
-  if (starts_with(workspace, kCallerTenantPrefix)) {
-    return "starts with \"caller-\", a prefix reserved for the tenants of callers' own tokens";
+  if (sdk::is_caller_tenant(workspace)) {
+    return "starts with \"" + std::string(sdk::kCallerTenantPrefix) +
+           "\", a prefix reserved for the tenants of callers' own tokens";
   }
   return {};
 }
 
-void parse_workspace_sources(const sdk::ConfigView& config, const std::string& key,
-                             WorkspaceTokenSource::Kind kind, Settings& settings) {
+void parse_workspace_sources(const std::vector<std::string>& entries, const std::string& key,
+                             WorkspaceTokenSource::Kind kind, SinkConfig& settings) {
   const bool env = kind == WorkspaceTokenSource::Kind::Env;
   const std::string shape = env ? "<workspace>=<ENV_VAR>" : "<workspace>=<path>";
-  const auto entries = config.get_string_list(key);
   for (std::size_t i = 0; i < entries.size(); ++i) {
     const std::string setting = key + "[" + std::to_string(i) + "]";
     const std::string_view entry = entries[i];
@@ -133,18 +192,19 @@ std::string token_from_env(const std::string& name, const std::string& remedy) {
 
 }  // namespace
 
-Settings parse_settings(const sdk::ConfigView& config) {
-  Settings s;
-  static_cast<HttpSettings&>(s) = parse_http_settings(config);
-  s.endpoint = parse_endpoint(config.get_string("url"));
-  s.token_env = config.get_string("token_env");
+SinkConfig check_settings(const Settings& settings) {
+  SinkConfig s;
+  check_url(settings.url);
+  s.url = settings.url;
+  s.http = settings.http;
+  s.token_env = settings.token_env;
   if (looks_like_token(s.token_env)) {
     throw std::invalid_argument(
         "token_env looks like a Slack token: give the name of the environment variable that "
         "holds it, never the token itself");
   }
   check_variable_name("token_env", s.token_env);
-  s.token_file = config.get_string("token_file");
+  s.token_file = settings.token_file;
   if (looks_like_token(s.token_file)) {
     throw std::invalid_argument(
         "token_file looks like a Slack token: give the path of the file that holds it, never "
@@ -153,8 +213,18 @@ Settings parse_settings(const sdk::ConfigView& config) {
   if (has_control(s.token_file)) {
     throw std::invalid_argument("token_file contains control characters");
   }
-  parse_workspace_sources(config, "workspace_tokens", WorkspaceTokenSource::Kind::Env, s);
-  parse_workspace_sources(config, "workspace_token_files", WorkspaceTokenSource::Kind::File, s);
+  parse_workspace_sources(settings.workspace_tokens, "workspace_tokens",
+                          WorkspaceTokenSource::Kind::Env, s);
+  parse_workspace_sources(settings.workspace_token_files, "workspace_token_files",
+                          WorkspaceTokenSource::Kind::File, s);
+  if (settings.rate_limit_scope == "channel") {
+    s.rate_limit_scope = sdk::BackPressure::Scope::Channel;
+  } else if (settings.rate_limit_scope == "workspace") {
+    s.rate_limit_scope = sdk::BackPressure::Scope::Workspace;
+  } else {
+    throw std::invalid_argument("rate_limit_scope must be \"workspace\" or \"channel\", got \"" +
+                                settings.rate_limit_scope + "\"");
+  }
   return s;
 }
 
@@ -172,12 +242,11 @@ std::string read_token_file(std::string_view setting, const std::string& path) {
   return token;
 }
 
-Tokens read_tokens(const Settings& settings) {
+Tokens read_tokens(const SinkConfig& config) {
   Tokens tokens;
-  tokens.fallback = settings.token_file.empty()
-                        ? read_token(settings.token_env)
-                        : read_token_file("token_file", settings.token_file);
-  for (const auto& source : settings.workspace_tokens) {
+  tokens.fallback = config.token_file.empty() ? read_token(config.token_env)
+                                              : read_token_file("token_file", config.token_file);
+  for (const auto& source : config.workspace_tokens) {
     const std::string workspace = "workspace " + source.workspace;
     tokens.by_workspace[source.workspace] =
         source.kind == WorkspaceTokenSource::Kind::Env
@@ -189,11 +258,74 @@ Tokens read_tokens(const Settings& settings) {
   return tokens;
 }
 
-SlackSink::SlackSink(sdk::HostServices& host, Settings settings, std::string token)
-    : SlackSink(host, std::move(settings), Tokens{std::move(token), {}}) {}
+sdk::SendResult read_reply(const sdk::HttpResponse& response) {
+  if (response.status == 0) return sdk::SendResult::failure(response.error, response.detail);
+  const int status = response.status;
+  if (status >= 200 && status <= 299) {
+    // Incoming webhooks answer a plain "ok".
+    if (trim(response.body) == "ok") return sdk::SendResult::ok(status);
+    Poco::JSON::Object::Ptr parsed;
+    try {
+      parsed = parse_object(response.body);
+    } catch (const Poco::Exception&) {
+      return sdk::SendResult::failed(status, std::string(sdk::outcome::kBadResponse),
+                                     response.detail);
+    }
+    if (parsed && parsed->has("ok") && parsed->get("ok").isBoolean()) {
+      if (parsed->getValue<bool>("ok")) return sdk::SendResult::ok(status);
+      if (parsed->has("error")) {
+        return sdk::SendResult::failed(status, parsed->getValue<std::string>("error"),
+                                       response.detail);
+      }
+    }
+    return sdk::SendResult::failed(status, std::string(sdk::outcome::kBadResponse),
+                                   response.detail);
+  }
+  const auto code = error_code_in(response.body);
+  auto result = sdk::SendResult::failed(status, "", response.detail);
+  if (status == 429) {
+    result.error = code.value_or("rate_limited");
+    result.retry_after = response.retry_after.value_or(kDefaultRetryAfter);
+  } else {
+    result.error = code.value_or("http_" + std::to_string(status));
+    if (status >= 500) result.retry_after = response.retry_after;
+  }
+  return result;
+}
 
-SlackSink::SlackSink(sdk::HostServices& host, Settings settings, Tokens tokens)
-    : log_(host.logger()), poster_(host, std::move(settings)), tokens_(std::move(tokens)) {}
+namespace {
+
+std::shared_ptr<sdk::HttpClient> client_from(sdk::HostServices& host,
+                                             const sdk::HttpClientSettings& settings) {
+  std::string error;
+  auto client = host.http_client(settings, error);
+  if (!client) throw std::runtime_error(error.empty() ? "the host made no HTTP client" : error);
+  return client;
+}
+
+// The URL's origin for the log; the path is left out (a webhook's is a secret).
+std::string origin_of(const std::string& url) {
+  const auto scheme_end = url.find("://");
+  const auto path = url.find_first_of("/?#", scheme_end + 3);
+  std::string origin = url.substr(0, path);
+  const auto at = origin.find('@', scheme_end + 3);
+  if (at != std::string::npos) origin.erase(scheme_end + 3, at - scheme_end - 2);
+  return origin;
+}
+
+}  // namespace
+
+SlackSink::SlackSink(sdk::HostServices& host, SinkConfig config, Tokens tokens)
+    : log_(host.logger()),
+      clock_(host.clock()),
+      duration_(host.metrics().histogram(kDurationMetric,
+                                         "Time taken by one request to Slack, in seconds",
+                                         {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10})),
+      config_(std::move(config)),
+      http_(client_from(host, config_.http)),
+      tokens_(std::move(tokens)) {
+  log_.info("delivering to " + origin_of(config_.url));
+}
 
 SlackSink::~SlackSink() = default;
 
@@ -204,7 +336,9 @@ const std::string* SlackSink::token_for(const sdk::Message& message) const {
   if (auto it = tokens_.by_workspace.find(message.workspace); it != tokens_.by_workspace.end()) {
     return &it->second;
   }
-  if (starts_with(message.workspace, kCallerTenantPrefix)) return &tokens_.fallback;
+  // A caller-token tenant whose message lost its token (an old queue row)
+  // falls back to the default token, as before workspaces had tokens.
+  if (sdk::is_caller_tenant(message.workspace)) return &tokens_.fallback;
   return nullptr;
 }
 
@@ -230,82 +364,74 @@ void SlackSink::warn_no_token(const std::string& workspace) {
   }
 }
 
+// The client hides the token it sent; a reply may quote another of ours.
 std::string SlackSink::redacted(std::string text, const sdk::Message& message) const {
-  text = poster_.redacted(std::move(text), tokens_.fallback);
-  for (const auto& [workspace, token] : tokens_.by_workspace) {
-    text = poster_.redacted(std::move(text), token);
-  }
-  return poster_.redacted(std::move(text), message.delivery_token);
+  replace_all(text, tokens_.fallback, "[redacted]");
+  for (const auto& [workspace, token] : tokens_.by_workspace) replace_all(text, token, "[redacted]");
+  replace_all(text, message.delivery_token, "[redacted]");
+  return text;
 }
 
-sdk::SendResult SlackSink::send(const sdk::Message& message) noexcept {
+sdk::SendResult SlackSink::deliver(const sdk::Message& message, const std::string& token) {
+  sdk::HttpRequest request;
+  request.url = config_.url;
+  request.body = message.payload;
+  request.bearer_token = token;
+  const auto started = clock_.now();
+  const sdk::HttpResponse response = http_->send(request);
+  const auto now = clock_.now();
+  duration_.observe(std::chrono::duration<double>(now - started).count());
+
+  sdk::SendResult result = read_reply(response);
+  if (response.status == 429) {
+    // Slack's limit is a fact about the scope, not about this message: the
+    // dispatcher holds the scope until then.
+    result.back_pressure = sdk::BackPressure{
+        config_.rate_limit_scope, now + result.retry_after.value_or(kDefaultRetryAfter)};
+  }
+  result.detail = redacted(std::move(result.detail), message);
+  return result;
+}
+
+sdk::SendResult SlackSink::send(const sdk::Message& message) {
   return sdk::guarded(
       [&] {
         const std::string* token = token_for(message);
         if (token == nullptr) {
           warn_no_token(message.workspace);
-          return sdk::SendResult::failed(0, kNoTokenForWorkspace,
-                                         "message " + message.id + ": workspace \"" +
-                                             message.workspace + "\" has no token here");
+          return sdk::SendResult::failure(kNoTokenForWorkspace,
+                                          "message " + message.id + ": workspace \"" +
+                                              message.workspace + "\" has no token here");
         }
-        std::string rewritten;
-        const std::string* body = &message.payload;
-        // Ingress took original_channel from this very payload: unless a
-        // router changed the channel there is nothing to rewrite, or parse.
-        const bool maybe_rerouted =
-            message.original_channel.empty() || message.channel != message.original_channel;
-        if (!maybe_rerouted && !looks_like_object(message.payload)) {
-          return sdk::SendResult::failed(0, "invalid_payload",
-                                         "message " + message.id + " is not a JSON object");
-        }
-        if (maybe_rerouted) {
-          try {
-            auto payload = parse_object(message.payload);
-            const bool rerouted = !message.channel.empty() &&
-                                  (!payload->has("channel") ||
-                                   payload->getValue<std::string>("channel") != message.channel);
-            if (rerouted) {
-              payload->set("channel", message.channel);
-              std::ostringstream out;
-              payload->stringify(out);
-              rewritten = out.str();
-              body = &rewritten;
-            }
-          } catch (const Poco::Exception&) {
-            return sdk::SendResult::failed(0, "invalid_payload",
-                                           "message " + message.id + " is not a JSON object");
-          }
-        }
-        auto result = poster_.post(*body, *token);
-        // The poster hides the token it sent; a reply may quote another.
-        if (!tokens_.by_workspace.empty()) {
-          result.detail = redacted(std::move(result.detail), message);
-        }
-        return result;
+        return deliver(message, *token);
       },
       [&](std::string_view what) {
-        return sdk::SendResult::failed(
-            0, "internal_error_in_sink",
+        return sdk::SendResult::failure(
+            sdk::outcome::kInternalErrorInSink,
             redacted("slack_sink failed: " + std::string(what), message));
       });
 }
 
-std::unique_ptr<sdk::Sink> make_slack_sink(const sdk::PluginContext& ctx) {
-  Settings settings = parse_settings(ctx.config);
-  // `validate` checks the settings, not the secrets: CI has no tokens.
-  if (ctx.check_only) return std::make_unique<SlackSink>(ctx.host, std::move(settings), Tokens{});
-  Tokens tokens = read_tokens(settings);
+std::unique_ptr<sdk::Sink> make_slack_sink(const sdk::PluginContext& ctx, const Settings& settings) {
+  SinkConfig config = check_settings(settings);
+  if (ctx.check_only) {
+    // `validate` checks the settings, not the secrets (CI has no tokens);
+    // making the client still judges ca_file and the proxy variables.
+    client_from(ctx.host, config.http);
+    return nullptr;
+  }
+  Tokens tokens = read_tokens(config);
   sdk::Logger& log = ctx.host.logger();
-  log.info(settings.token_file.empty()
-               ? "default token from environment variable " + settings.token_env
-               : "default token from token_file \"" + settings.token_file + "\"");
-  for (const auto& source : settings.workspace_tokens) {
+  log.info(config.token_file.empty()
+               ? "default token from environment variable " + config.token_env
+               : "default token from token_file \"" + config.token_file + "\"");
+  for (const auto& source : config.workspace_tokens) {
     log.info("workspace \"" + source.workspace + "\" token from " +
              (source.kind == WorkspaceTokenSource::Kind::Env
                   ? "environment variable " + source.source
                   : "file \"" + source.source + "\""));
   }
-  return std::make_unique<SlackSink>(ctx.host, std::move(settings), std::move(tokens));
+  return std::make_unique<SlackSink>(ctx.host, std::move(config), std::move(tokens));
 }
 
 }  // namespace slack_proxy::plugins::slack_sink

@@ -1,79 +1,146 @@
 #include "webhook_sink.h"
 
+#include <cerrno>
+#include <chrono>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <string_view>
+#include <system_error>
 #include <utility>
 
-#include <slack_sink/secret_file.h>
+#include <slack_proxy/sdk/outcome.h>
 
 namespace slack_proxy::plugins::webhook_sink {
 
 namespace {
 
-using slack_sink::Endpoint;
+constexpr std::string_view kWhitespace = " \t\r\n\v\f";
+constexpr const char* kUrlWhat = "the incoming-webhook URL (https://hooks.slack.com/services/...)";
+// Larger than any URL: a bigger file is the wrong file.
+constexpr std::size_t kMaxUrlFileBytes = 64 * 1024;
+constexpr std::chrono::seconds kDefaultRetryAfter{1};
 
-// Never posted to: a check-only sink is destroyed unused.
-constexpr const char* kStandInUrl = "https://hooks.slack.com/services/";
-
-// Poco's URI parser lets a trailing newline through, which would land in the
-// request line.
-Endpoint webhook_endpoint(const std::string& url) {
-  if (slack_sink::has_control_or_space(url)) {
-    throw std::invalid_argument("url contains whitespace or control characters");
+bool has_control_or_space(std::string_view text) {
+  for (unsigned char c : text) {
+    if (c <= 0x20 || c == 0x7f) return true;
   }
-  return slack_sink::parse_endpoint(url);
+  return false;
+}
+
+std::string_view trim(std::string_view text) {
+  const auto first = text.find_first_not_of(kWhitespace);
+  if (first == std::string_view::npos) return {};
+  const auto last = text.find_last_not_of(kWhitespace);
+  return text.substr(first, last - first + 1);
 }
 
 // A webhook URL pasted where a path or a variable name belongs: it must not
 // be repeated in the error that follows.
 bool looks_like_url(std::string_view text) { return text.find("://") != std::string_view::npos; }
 
-slack_sink::HttpSettings secret_path(slack_sink::HttpSettings settings) {
-  settings.path_is_secret = true;
-  return settings;
+// http(s)://host[...]: the client checks the rest when it sends. Never
+// repeats the URL, only its scheme.
+void check_url(const std::string& url) {
+  const auto scheme_end = url.find("://");
+  const std::string scheme = scheme_end == std::string::npos ? "" : url.substr(0, scheme_end);
+  if (scheme != "http" && scheme != "https") {
+    throw std::invalid_argument(
+        "url must start with http:// or https://" +
+        (scheme.empty() || has_control_or_space(scheme) ? std::string()
+                                                         : ", got scheme \"" + scheme + "\""));
+  }
+  // A trailing newline would land in the request line.
+  if (has_control_or_space(url)) {
+    throw std::invalid_argument("url contains whitespace or control characters");
+  }
+  const std::string_view rest = std::string_view(url).substr(scheme_end + 3);
+  const std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+  const std::string_view host = authority.substr(authority.find('@') + 1);
+  if (host.empty() || host.front() == ':') throw std::invalid_argument("url has no host");
+}
+
+// "https://host:port" of a checked URL, without the path that is the secret.
+std::string origin_of(const std::string& url) {
+  const auto scheme_end = url.find("://");
+  std::string origin = url.substr(0, url.find_first_of("/?#", scheme_end + 3));
+  const auto at = origin.find('@', scheme_end + 3);
+  if (at != std::string::npos) origin.erase(scheme_end + 3, at - scheme_end - 2);
+  return origin;
+}
+
+// The content of regular file `path`, trimmed; errors name url_file and the
+// path, never the content.
+std::string read_trimmed_file(const std::string& path) {
+  const std::string named = "url_file \"" + path + "\"";
+  std::error_code error;
+  // Follows symlinks: mounted secrets are usually links to the real file.
+  const auto status = std::filesystem::status(path, error);
+  if (!std::filesystem::exists(status)) throw std::runtime_error(named + " does not exist");
+  // A FIFO or a device would block or never end.
+  if (!std::filesystem::is_regular_file(status)) {
+    throw std::runtime_error(named + " is not a regular file");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in.is_open()) {
+    const int cause = errno;
+    throw std::runtime_error(named + " cannot be read" +
+                             (cause != 0 ? ": " + std::string(std::strerror(cause)) : ""));
+  }
+  std::string content(kMaxUrlFileBytes + 1, '\0');
+  in.read(content.data(), static_cast<std::streamsize>(content.size()));
+  if (in.bad()) throw std::runtime_error(named + " cannot be read");
+  content.resize(static_cast<std::size_t>(in.gcount()));
+  if (content.size() > kMaxUrlFileBytes) {
+    throw std::runtime_error(named + " is larger than " + std::to_string(kMaxUrlFileBytes / 1024) +
+                             " KiB: it must hold only " + kUrlWhat);
+  }
+  const std::string_view url = trim(content);
+  if (url.empty()) throw std::runtime_error(named + " is empty: it must hold " + kUrlWhat);
+  return std::string(url);
+}
+
+std::shared_ptr<sdk::HttpClient> client_from(sdk::HostServices& host,
+                                             const sdk::HttpClientSettings& settings) {
+  std::string error;
+  auto client = host.http_client(settings, error);
+  if (!client) throw std::runtime_error(error.empty() ? "the host made no HTTP client" : error);
+  return client;
 }
 
 }  // namespace
 
-Settings parse_settings(const sdk::ConfigView& config) {
-  Settings s;
-  s.http = slack_sink::parse_http_settings(config);
-  const std::string url = config.get_string("url");
-  s.url_file = config.get_string("url_file");
-  if (!url.empty() && !s.url_file.empty()) {
+void check_settings(const Settings& s) {
+  if (!s.url.empty() && !s.url_file.empty()) {
     throw std::invalid_argument("url and url_file are both set: set only one of them");
   }
-  if (!url.empty()) {
-    s.url_source = Settings::UrlSource::Setting;
-    s.http.endpoint = webhook_endpoint(url);
-  } else if (!s.url_file.empty()) {
-    s.url_source = Settings::UrlSource::File;
+  if (!s.url.empty()) check_url(s.url);
+  if (s.url.empty() && !s.url_file.empty()) {
     if (looks_like_url(s.url_file)) {
       throw std::invalid_argument(
           "url_file looks like a URL: give the path of a file that holds the webhook URL, never "
           "the URL itself");
     }
     for (unsigned char c : s.url_file) {
-      if (c < 0x20 || c == 0x7f) {
-        throw std::invalid_argument("url_file contains control characters");
-      }
+      if (c < 0x20 || c == 0x7f) throw std::invalid_argument("url_file contains control characters");
     }
-  } else {
-    s.url_source = Settings::UrlSource::Env;
   }
-  s.url_env = config.get_string("url_env");
-  // Checked before check_variable_name, which would repeat it.
+  // Checked before the name's shape, whose message would repeat it.
   if (looks_like_url(s.url_env)) {
     throw std::invalid_argument(
         "url_env looks like a URL: give the name of the environment variable that holds the "
         "webhook URL, or put the URL in url");
   }
-  slack_sink::check_variable_name("url_env", s.url_env);
-  return s;
+  if (s.url_env.empty() || s.url_env.find('=') != std::string::npos ||
+      has_control_or_space(s.url_env)) {
+    throw std::invalid_argument("url_env must name an environment variable, got \"" + s.url_env +
+                                "\"");
+  }
 }
 
-Endpoint read_url(const std::string& name) {
+std::string read_url(const std::string& name) {
   const char* value = std::getenv(name.c_str());
   if (value == nullptr || *value == '\0') {
     throw std::runtime_error("environment variable " + name +
@@ -81,62 +148,96 @@ Endpoint read_url(const std::string& name) {
                              "(https://hooks.slack.com/services/...) or set url_env");
   }
   try {
-    return webhook_endpoint(value);
+    check_url(value);
   } catch (const std::invalid_argument& e) {
     throw std::runtime_error("environment variable " + name +
                              " does not hold a usable webhook URL: " + e.what());
   }
+  return value;
 }
 
-Endpoint read_url_file(const std::string& path) {
-  const std::string url = slack_sink::read_secret_file(
-      "url_file", path, "the incoming-webhook URL (https://hooks.slack.com/services/...)");
+std::string read_url_file(const std::string& path) {
+  std::string url = read_trimmed_file(path);
   try {
-    return webhook_endpoint(url);
+    check_url(url);
   } catch (const std::invalid_argument& e) {
     throw std::runtime_error("url_file \"" + path +
                              "\" does not hold a usable webhook URL: " + e.what());
   }
+  return url;
 }
 
-WebhookSink::WebhookSink(sdk::HostServices& host, slack_sink::HttpSettings settings)
-    : poster_(host, secret_path(std::move(settings))) {
-  if (!poster_.settings().endpoint.tls) {
+sdk::SendResult read_reply(const sdk::HttpResponse& response) {
+  if (response.status == 0) return sdk::SendResult::failure(response.error, response.detail);
+  const int status = response.status;
+  const std::string_view text = trim(response.body);
+  if (status >= 200 && status <= 299) {
+    if (text == "ok") return sdk::SendResult::ok(status);
+    return sdk::SendResult::failed(status, std::string(sdk::outcome::kBadResponse),
+                                   response.detail);
+  }
+  // Webhooks answer errors with a bare code ("channel_not_found").
+  const bool is_code = !text.empty() && text.size() <= 64 &&
+                       text.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") == std::string_view::npos;
+  auto result = sdk::SendResult::failed(status, "", response.detail);
+  if (status == 429) {
+    result.error = is_code ? std::string(text) : "rate_limited";
+    result.retry_after = response.retry_after.value_or(kDefaultRetryAfter);
+  } else {
+    result.error = is_code ? std::string(text) : "http_" + std::to_string(status);
+    if (status >= 500) result.retry_after = response.retry_after;
+  }
+  return result;
+}
+
+WebhookSink::WebhookSink(sdk::HostServices& host, std::string url,
+                         const sdk::HttpClientSettings& http)
+    : clock_(host.clock()),
+      duration_(host.metrics().histogram(kDurationMetric,
+                                         "Time taken by one request to Slack, in seconds",
+                                         {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10})),
+      url_(std::move(url)),
+      http_(client_from(host, http)) {
+  host.logger().info("delivering to " + origin_of(url_));
+  if (url_.starts_with("http://")) {
     host.logger().warn("url is plain http: the webhook's secret path travels unencrypted");
   }
 }
 
-sdk::SendResult WebhookSink::send(const sdk::Message& message) noexcept {
-  return sdk::guarded(
-      [&] {
-        if (!slack_sink::looks_like_object(message.payload)) {
-          return sdk::SendResult::failed(0, "invalid_payload",
-                                         "message " + message.id + " is not a JSON object");
-        }
-        // The webhook decides the channel, so the payload goes exactly as
-        // the caller sent it; there is no token to send.
-        return poster_.post(message.payload, std::string());
-      },
-      [&](std::string_view what) {
-        return sdk::SendResult::failed(
-            0, "internal_error_in_sink",
-            poster_.redacted("webhook_sink failed: " + std::string(what), {}));
-      });
+sdk::SendResult WebhookSink::send(const sdk::Message& message) {
+  // The webhook decides the channel, so the payload goes exactly as the
+  // host hands it over; there is no token to send.
+  sdk::HttpRequest request;
+  request.url = url_;
+  request.body = message.payload;
+  request.url_is_secret = true;
+  const auto started = clock_.now();
+  const sdk::HttpResponse response = http_->send(request);
+  const auto now = clock_.now();
+  duration_.observe(std::chrono::duration<double>(now - started).count());
+  sdk::SendResult result = read_reply(response);
+  if (response.status == 429) {
+    // A pipeline has one webhook: its limit holds every message of the
+    // pipeline (its workspace), whatever the channel.
+    result.back_pressure = sdk::BackPressure{
+        sdk::BackPressure::Scope::Workspace, now + result.retry_after.value_or(kDefaultRetryAfter)};
+  }
+  return result;
 }
 
-std::unique_ptr<sdk::Sink> make_webhook_sink(const sdk::PluginContext& ctx) {
-  Settings settings = parse_settings(ctx.config);
-  if (settings.url_source != Settings::UrlSource::Setting) {
-    // `validate` checks settings, not secrets: the URL is one, and CI has none.
-    if (ctx.check_only) {
-      settings.http.endpoint = slack_sink::parse_endpoint(kStandInUrl);
-    } else if (settings.url_source == Settings::UrlSource::File) {
-      settings.http.endpoint = read_url_file(settings.url_file);
-    } else {
-      settings.http.endpoint = read_url(settings.url_env);
-    }
+std::unique_ptr<sdk::Sink> make_webhook_sink(const sdk::PluginContext& ctx, const Settings& settings) {
+  check_settings(settings);
+  if (ctx.check_only) {
+    // `validate` checks settings, not secrets: the URL is one, and CI has
+    // none. Making the client still judges ca_file and the proxy variables.
+    client_from(ctx.host, settings.http);
+    return nullptr;
   }
-  return std::make_unique<WebhookSink>(ctx.host, std::move(settings.http));
+  std::string url = settings.url;
+  if (url.empty()) {
+    url = settings.url_file.empty() ? read_url(settings.url_env) : read_url_file(settings.url_file);
+  }
+  return std::make_unique<WebhookSink>(ctx.host, std::move(url), settings.http);
 }
 
 }  // namespace slack_proxy::plugins::webhook_sink

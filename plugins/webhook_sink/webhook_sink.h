@@ -1,6 +1,7 @@
 // Delivers messages to a Slack incoming webhook
-// (https://hooks.slack.com/services/T.../B.../...). The URL is the
-// credential: only its scheme, host and port are ever shown.
+// (https://hooks.slack.com/services/T.../B.../...) through the host's HTTP
+// client. The URL is the credential: only its scheme, host and port are ever
+// shown.
 #ifndef SLACK_PROXY_PLUGINS_WEBHOOK_SINK_H
 #define SLACK_PROXY_PLUGINS_WEBHOOK_SINK_H
 
@@ -9,56 +10,77 @@
 
 #include <slack_proxy/sdk/host.h>
 #include <slack_proxy/sdk/plugin.h>
+#include <slack_proxy/sdk/settings.h>
 #include <slack_proxy/sdk/stages.h>
-#include <slack_sink/slack_poster.h>
 
 namespace slack_proxy::plugins::webhook_sink {
 
+// The settings as the host checked them against kSchema. Where the URL comes
+// from, first that is set: `url`, else the file `url_file`, else the
+// variable `url_env` names. Setting both `url` and `url_file` is refused.
 struct Settings {
-  // Where the URL comes from: `url` itself, else the file `url_file`, else
-  // the variable `url_env` names (which has a default). Setting both `url`
-  // and `url_file` is refused.
-  enum class UrlSource { Setting, File, Env };
-
-  // The endpoint is set from `url` when that is given; otherwise it is read
-  // from the file or the variable when the sink is made.
-  slack_sink::HttpSettings http;
-  UrlSource url_source = UrlSource::Env;
+  std::string url;
   std::string url_file;
-  std::string url_env = "SLACK_WEBHOOK_URL";
+  std::string url_env;
+  sdk::HttpClientSettings http;
 };
 
-// Throws std::invalid_argument when a value makes no sense; never repeats
-// the URL. Reads no environment and no file.
-Settings parse_settings(const sdk::ConfigView& config);
+inline const sdk::Schema<Settings> kSchema{
+    sdk::setting("url", &Settings::url,
+                 "incoming-webhook URL (http or https); prefer url_env, the URL is a secret")
+        .default_to(""),
+    sdk::setting("url_file", &Settings::url_file,
+                 "file holding the webhook URL (trimmed), read when url is empty; wins over "
+                 "url_env")
+        .default_to(""),
+    sdk::setting("url_env", &Settings::url_env,
+                 "environment variable holding the webhook URL, read when url and url_file are "
+                 "empty")
+        .at_least(1)
+        .default_to("SLACK_WEBHOOK_URL"),
+    sdk::http_client_settings(&Settings::http),
+};
 
-// Where the webhook URL in environment variable `name` points. Throws
-// std::runtime_error with one line that names the variable, never its value,
-// when it is unset, empty or not an http(s) URL.
-slack_sink::Endpoint read_url(const std::string& name);
+inline constexpr const char* kDurationMetric = "slackproxy_slack_request_duration_seconds";
 
-// Where the webhook URL in file `path` (trimmed) points. Throws
-// std::runtime_error with one line that names url_file and the path, never
-// the content, when the file is missing, unreadable, empty or does not hold
-// an http(s) URL.
-slack_sink::Endpoint read_url_file(const std::string& path);
+// Throws std::invalid_argument when a value makes no sense in a way the
+// schema cannot say; never repeats the URL. Reads no environment and no file.
+void check_settings(const Settings& settings);
+
+// The webhook URL in environment variable `name`. Throws std::runtime_error
+// with one line that names the variable, never its value, when it is unset,
+// empty or not an http(s) URL.
+std::string read_url(const std::string& name);
+
+// The webhook URL in file `path` (trimmed). Throws std::runtime_error with one
+// line that names url_file and the path, never the content, when the file is
+// missing, unreadable, empty or does not hold an http(s) URL.
+std::string read_url_file(const std::string& path);
+
+// What a webhook's reply means: a plain-text "ok", a plain-text error code,
+// 429 and 5xx with Retry-After, or the client's transport failure.
+sdk::SendResult read_reply(const sdk::HttpResponse& response);
 
 class WebhookSink final : public sdk::Sink {
  public:
-  // Treats the endpoint's path as the secret it is, whatever `settings` says.
-  WebhookSink(sdk::HostServices& host, slack_sink::HttpSettings settings);
+  // Throws std::runtime_error when the host cannot make the HTTP client.
+  WebhookSink(sdk::HostServices& host, std::string url, const sdk::HttpClientSettings& http);
 
   // Thread-safe: the dispatcher sends for different channels concurrently.
-  sdk::SendResult send(const sdk::Message& message) noexcept override;
+  // A 429 also pauses the whole pipeline (its one webhook) until Retry-After.
+  sdk::SendResult send(const sdk::Message& message) override;
 
  private:
-  slack_sink::SlackPoster poster_;
+  const sdk::Clock& clock_;
+  sdk::Histogram& duration_;
+  std::string url_;  // SECRET
+  std::shared_ptr<sdk::HttpClient> http_;
 };
 
 // The plugin's factory. In check-only mode neither the environment nor
-// url_file is read: the sink is built against a stand-in URL so that the
-// other settings are still checked, and it is never used.
-std::unique_ptr<sdk::Sink> make_webhook_sink(const sdk::PluginContext& ctx);
+// url_file is read; the other settings (ca_file included) are still checked,
+// and there is nothing to build.
+std::unique_ptr<sdk::Sink> make_webhook_sink(const sdk::PluginContext& ctx, const Settings& settings);
 
 }  // namespace slack_proxy::plugins::webhook_sink
 

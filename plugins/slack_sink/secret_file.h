@@ -1,8 +1,5 @@
-// Reading a secret (a token, a webhook URL) from a file, e.g. one mounted by
-// Docker or Kubernetes secrets, so that it stays out of the environment and
-// of config files.
-//
-// Public header of sp_slack_sink_logic, like slack_poster.h.
+// Reading a token from a file, e.g. one mounted by Docker or Kubernetes
+// secrets, so that it stays out of the environment and of config files.
 #ifndef SLACK_PROXY_PLUGINS_SLACK_SINK_SECRET_FILE_H
 #define SLACK_PROXY_PLUGINS_SLACK_SINK_SECRET_FILE_H
 
