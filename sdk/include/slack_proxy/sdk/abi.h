@@ -40,10 +40,14 @@ extern "C" {
 #endif
 /* Bumped when something is appended that old plugins can ignore. */
 #ifndef SLACK_PROXY_ABI_MINOR
-#define SLACK_PROXY_ABI_MINOR 0
+#define SLACK_PROXY_ABI_MINOR 1
 #endif
 
-#define SLACK_PROXY_SDK_VERSION "0.1.0"
+/* 1.1 appended: the sp_config_key fields from `flags` on, the setting types
+ * ENUM, STRING_MAP and SECRET, sp_plugin_descriptor.schema_entry_size, and
+ * create() returning no stage under SP_CREATE_CHECK_ONLY. */
+
+#define SLACK_PROXY_SDK_VERSION "0.2.0"
 
 /* The name of the exported entry point. */
 #define SLACK_PROXY_ENTRY_POINT "slack_proxy_plugin_descriptor"
@@ -67,19 +71,42 @@ typedef enum sp_value_type {
   SP_VALUE_NUMBER = 3,      /* floating point; integers are accepted */
   SP_VALUE_BOOLEAN = 4,
   SP_VALUE_DURATION = 5,    /* string such as "250ms", "1s", "15m", "2h" */
-  SP_VALUE_STRING_LIST = 6  /* array of strings */
+  SP_VALUE_STRING_LIST = 6, /* array of strings */
+  /* ABI 1.1 */
+  SP_VALUE_ENUM = 7,        /* string, one of `allowed` */
+  SP_VALUE_STRING_MAP = 8,  /* table of string values: { "#a" = "#b" } */
+  SP_VALUE_SECRET = 9       /* { env = "VAR" } or { file = "/path" }: the host
+                               reads it when the stage is created (never in
+                               check-only mode) and never shows it */
 } sp_value_type;
 
-/* One setting a plugin accepts. */
+/* sp_config_key.flags */
+#define SP_KEY_HAS_MIN 0x1u       /* `min` applies */
+#define SP_KEY_HAS_MAX 0x2u       /* `max` applies */
+#define SP_KEY_MIN_EXCLUSIVE 0x4u /* value must be > min, not >= */
+#define SP_KEY_MAX_EXCLUSIVE 0x8u /* value must be < max, not <= */
+
+/* One setting a plugin accepts. Plugins lay these out with a stride of
+ * sp_plugin_descriptor.schema_entry_size, so fields are only appended. */
 typedef struct sp_config_key {
   const char* key;           /* TOML key inside the stage table */
   sp_value_type type;
-  const char* default_value; /* text for the type: strings and durations as
-                                plain text ("#alerts", "1s"), the rest as TOML
-                                values ("3", "1.5", "true", "[\"a\"]");
-                                NULL = no default */
+  const char* default_value; /* text for the type: strings, enums and
+                                durations as plain text ("#alerts", "1s"), the
+                                rest as TOML values ("3", "1.5", "true",
+                                "[\"a\"]", "{ a = \"b\" }"); NULL = no default.
+                                A secret has no default. */
   int required;              /* non-zero: the user must set it */
   const char* doc;           /* one line, shown by `slack-proxy plugins` */
+  /* ABI 1.1 */
+  uint32_t flags;            /* SP_KEY_* */
+  /* Bounds, checked by the host before the plugin sees the value: the value
+   * itself for integers and numbers, milliseconds for durations, the number
+   * of elements for string lists and maps, the length in bytes for strings. */
+  double min;
+  double max;
+  const char* const* allowed; /* SP_VALUE_ENUM: the values it may take */
+  uint32_t allowed_size;
 } sp_config_key;
 
 /* Passed to create(). Both pointers are C++ objects owned by the host and
@@ -101,7 +128,8 @@ typedef struct sp_create_args {
 } sp_create_args;
 
 /* Returns 0 and sets *out_stage to a slack_proxy::sdk::Stage* on success.
- * On failure returns non-zero and writes a NUL-terminated, secret-free
+ * Under SP_CREATE_CHECK_ONLY (ABI 1.1) success may leave *out_stage NULL:
+ * "the settings are valid, there is nothing to build". On failure returns non-zero and writes a NUL-terminated, secret-free
  * explanation into err (at most err_len bytes). Never throws. */
 typedef int (*sp_create_fn)(const sp_create_args* args, void** out_stage,
                             char* err, size_t err_len);
@@ -121,6 +149,9 @@ typedef struct sp_plugin_descriptor {
   uint32_t schema_size;
   sp_create_fn create;
   sp_destroy_fn destroy;
+  /* ABI 1.1: sizeof(sp_config_key) as the plugin saw it, the stride of
+   * `schema`. A 1.0 plugin lacks it; its entries end at `doc`. */
+  uint32_t schema_entry_size;
 } sp_plugin_descriptor;
 
 typedef const sp_plugin_descriptor* (*sp_entry_point_fn)(void);

@@ -10,7 +10,11 @@
 #define SLACK_PROXY_SDK_HOST_H
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -111,6 +115,73 @@ class ConfigView {
   virtual std::vector<std::string> get_string_list(std::string_view key) const noexcept = 0;
   // Where the setting came from, for error messages: "file.toml:12:3".
   virtual std::string source_of(std::string_view key) const noexcept = 0;
+
+  // ABI 1.1 (appended, so a 1.0 plugin's calls land where they did).
+  // An enum reads with get_string().
+  virtual std::map<std::string, std::string> get_string_map(std::string_view key) const noexcept = 0;
+  // SECRET. The value the host read from the setting's env variable or file
+  // when the stage was created; "" in check-only mode. Never log it.
+  virtual std::string get_secret(std::string_view key) const noexcept = 0;
+};
+
+// ---------------------------------------------------------- http client --
+
+// The settings every HTTP-speaking stage shares, declared once in the SDK
+// (sdk::http_client_settings() in settings.h adds them to a schema).
+struct HttpClientSettings {
+  std::chrono::milliseconds timeout{10000};  // each of connect, send, receive
+  std::int64_t max_connections = 8;          // keep-alive connections kept for reuse
+  std::string user_agent;                    // "" = "slack-proxy/<version>"
+  std::string ca_file;                       // PEM CAs for https; "" = the system store
+};
+
+struct HttpRequest {
+  std::string method = "POST";
+  std::string url;  // http:// or https://, with a host
+  std::string content_type = "application/json; charset=utf-8";
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  // SECRET. Sent as "Authorization: Bearer <token>" unless empty; scrubbed
+  // from every error and detail the client reports.
+  std::string bearer_token;
+  // The URL's path is a credential (an incoming webhook's): errors and
+  // details show only the scheme, host and port.
+  bool url_is_secret = false;
+};
+
+struct HttpResponse {
+  // 0 when no reply arrived; then `error` is an outcome code (outcome.h):
+  // connection_failed, timeout, tls_error or bad_response.
+  int status = 0;
+  std::string error;
+  std::string detail;  // one secret-free sentence, for logs
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;  // at most 1 MiB is kept
+  // A Retry-After header read for you (delta-seconds or an HTTP-date, capped
+  // at 24 h); nullopt when absent.
+  std::optional<std::chrono::milliseconds> retry_after;
+
+  // Case-insensitive; "" when absent.
+  std::string header(std::string_view name) const {
+    auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+    for (const auto& [n, v] : headers) {
+      if (n.size() != name.size()) continue;
+      bool same = true;
+      for (std::size_t i = 0; same && i < n.size(); ++i) same = lower(n[i]) == lower(name[i]);
+      if (same) return v;
+    }
+    return {};
+  }
+};
+
+// A pooled HTTP(S) client made by the host: TLS peers verified (host name
+// included), keep-alive connections reused, every phase bounded by the
+// timeout, HTTPS_PROXY / HTTP_PROXY / NO_PROXY honoured, secrets scrubbed.
+// Thread-safe; send() blocks the calling sink worker.
+class HttpClient {
+ public:
+  virtual ~HttpClient() = default;
+  virtual HttpResponse send(const HttpRequest& request) noexcept = 0;
 };
 
 // ------------------------------------------------------------ services --
@@ -122,6 +193,12 @@ class HostServices {
   virtual Logger& logger() noexcept = 0;
   virtual Metrics& metrics() noexcept = 0;
   virtual const Clock& clock() noexcept = 0;
+
+  // ABI 1.1. A new client with its own connection pool, or null when the
+  // settings cannot be used (an unreadable ca_file): then `error` says why.
+  // The client lives as long as the returned pointer; keep it in the stage.
+  virtual std::shared_ptr<HttpClient> http_client(const HttpClientSettings& settings,
+                                                  std::string& error) noexcept = 0;
 };
 
 }  // namespace slack_proxy::sdk

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 
 namespace slack_proxy::sdk {
 
@@ -25,8 +26,10 @@ struct Message {
   // dispatcher runs for it.
   std::string pipeline;
 
-  // Where the message will be delivered. Routers may rewrite it; the sink
-  // writes it into the outgoing body.
+  // Where the message will be delivered. Routers may rewrite it. After the
+  // last router the host writes it into `payload` (its "channel" field), so
+  // the two never disagree by the time a sink sees the message: a sink sends
+  // `payload` as it is and needs no JSON library for that.
   std::string channel;
 
   // The channel the caller asked for, never rewritten. Metrics are labelled
@@ -34,7 +37,9 @@ struct Message {
   std::string original_channel;
 
   // Which Slack workspace (and so which token and which rate budget) the
-  // message belongs to. Empty means the pipeline's default.
+  // message belongs to. Empty means the pipeline's default. A message sent
+  // with the caller's own token belongs to a tenant named by
+  // caller_tenant() below; no configured workspace may look like one.
   std::string workspace;
 
   // The request body exactly as the caller sent it, minus any `token` field
@@ -74,6 +79,23 @@ struct Message {
 // dead-letter store. Guards that park a channel (a deny-list) let such a
 // message through as a probe: the operator says the channel exists now.
 inline constexpr const char* kReplayedAttribute = "slack_proxy.replayed";
+
+// Workspace names beginning with this are reserved for the tenants of
+// callers' own tokens (pipelines with `delivery_token = "caller"`). The host
+// names them; a plugin that names workspaces refuses this prefix.
+inline constexpr std::string_view kCallerTenantPrefix = "caller-";
+
+// The tenant of a caller's own token, from a digest of that token (never the
+// token itself): "caller-" + digest.
+inline std::string caller_tenant(std::string_view token_digest) {
+  std::string name(kCallerTenantPrefix);
+  name.append(token_digest);
+  return name;
+}
+
+inline bool is_caller_tenant(std::string_view workspace) noexcept {
+  return workspace.substr(0, kCallerTenantPrefix.size()) == kCallerTenantPrefix;
+}
 
 // One key per Slack channel across workspaces, for stages that keep state per
 // channel (buckets, deny-lists). Uses the routed `channel`: the target that

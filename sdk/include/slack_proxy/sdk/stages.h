@@ -7,9 +7,15 @@
 //   queue --> lane (one per channel) --> Guard::before_send* --> RateLimiter*
 //         --> Sink::send --> Guard::after_result* --> done, or RetryPolicy
 //
-// Every virtual method is noexcept: an exception must never cross into the
-// host. Wrap bodies that can throw in sdk::guarded() (below), which turns an
-// exception into the stage's error value inside the plugin.
+// Faults stay in the plugin. A stage method may throw: the host catches what
+// escapes it (host and plugin share one C++ runtime, which the build
+// fingerprint guarantees), logs it with the plugin's name, counts it in
+// slackproxy_plugin_exceptions_total, and fails only that one request (500
+// internal_error) or that one attempt (a transient internal_error_in_<kind>,
+// see outcome.h). Do not mark an override noexcept: an exception from a
+// noexcept function ends the process before the host can catch it. Where a
+// stage can say something better than "internal error", catch inside and
+// return it; sdk::guarded() (below) helps.
 #ifndef SLACK_PROXY_SDK_STAGES_H
 #define SLACK_PROXY_SDK_STAGES_H
 
@@ -21,6 +27,7 @@
 
 #include <slack_proxy/sdk/abi.h>
 #include <slack_proxy/sdk/message.h>
+#include <slack_proxy/sdk/outcome.h>
 
 namespace slack_proxy::sdk {
 
@@ -81,7 +88,7 @@ struct AuthResult {
 class Authenticator : public Stage {
  public:
   static constexpr StageKind kKind = StageKind::Authenticator;
-  virtual AuthResult authenticate(const RequestView& request) noexcept = 0;
+  virtual AuthResult authenticate(const RequestView& request) = 0;
 };
 
 // --------------------------------------------------------------- router --
@@ -105,30 +112,52 @@ struct RouteResult {
 class Router : public Stage {
  public:
   static constexpr StageKind kKind = StageKind::Router;
-  virtual RouteResult route(Message& message) noexcept = 0;
+  virtual RouteResult route(Message& message) = 0;
 };
 
 // ------------------------------------------------------------- send result --
+
+// "Send nothing more to this scope until then": the receiver said it is
+// overloaded (Slack's 429 with Retry-After). The dispatcher holds every
+// message of the scope until `until`; the retry policy still decides whether
+// this message is tried again.
+struct BackPressure {
+  enum class Scope {
+    Channel,    // the message's channel (sdk::channel_key)
+    Workspace,  // every channel of the message's workspace
+  };
+  Scope scope = Scope::Workspace;
+  SteadyTime until{};  // on the host's clock (HostServices::clock())
+};
 
 // What happened when a sink tried to deliver. Sinks report facts; the retry
 // policy decides what they mean.
 struct SendResult {
   bool delivered = false;
-  // HTTP status of the reply; 0 when no reply arrived (connect failure,
-  // timeout, TLS error).
+  // HTTP status of the reply, for sinks that speak HTTP; 0 when there was no
+  // HTTP reply (a transport failure, or a sink that does not speak HTTP).
+  // Only logs, dead letters and retry policies read it: the dispatcher acts
+  // on `back_pressure`, never on a status.
   int http_status = 0;
-  // Slack's `error` code ("channel_not_found", "ratelimited"), or, without a
-  // usable reply, a transport code: "connection_failed", "timeout",
-  // "tls_error", "bad_response", "internal_error_in_sink".
+  // What went wrong: the receiver's own code (Slack's "channel_not_found",
+  // "ratelimited"), or one of the codes in outcome.h when there was no usable
+  // reply ("connection_failed", "timeout", "local_io_error", ...).
   std::string error;
-  // From a Retry-After header (429 or 503), when present.
+  // How long the receiver asked us to wait before retrying this message
+  // (Retry-After), when it said.
   std::optional<std::chrono::milliseconds> retry_after;
-  // One human sentence for logs. Never contains the token.
+  // One human sentence for logs. Never contains a token or secret URL.
   std::string detail;
+  // Set when the receiver asked for a pause (see BackPressure).
+  std::optional<BackPressure> back_pressure;
 
-  static SendResult ok(int status = 200) { return {true, status, {}, std::nullopt, {}}; }
+  static SendResult ok(int status = 200) { return {true, status, {}, std::nullopt, {}, {}}; }
   static SendResult failed(int status, std::string error, std::string detail = {}) {
-    return {false, status, std::move(error), std::nullopt, std::move(detail)};
+    return {false, status, std::move(error), std::nullopt, std::move(detail), {}};
+  }
+  // A failure with no HTTP reply behind it, e.g. failure(outcome::kLocalIo, "disk full").
+  static SendResult failure(std::string_view code, std::string detail = {}) {
+    return {false, 0, std::string(code), std::nullopt, std::move(detail), {}};
   }
 };
 
@@ -142,9 +171,9 @@ class RateLimiter : public Stage {
   static constexpr StageKind kKind = StageKind::RateLimiter;
   // Earliest time `message` may be sent. A value <= now means "now". Must not
   // consume anything: it may be asked again without sending.
-  virtual SteadyTime next_send_time(const Message& message, SteadyTime now) noexcept = 0;
+  virtual SteadyTime next_send_time(const Message& message, SteadyTime now) = 0;
   // The message is being sent at `now`: consume its share.
-  virtual void on_send(const Message& message, SteadyTime now) noexcept = 0;
+  virtual void on_send(const Message& message, SteadyTime now) = 0;
 };
 
 // ---------------------------------------------------------------- guard --
@@ -163,9 +192,9 @@ struct GuardVerdict {
 class Guard : public Stage {
  public:
   static constexpr StageKind kKind = StageKind::Guard;
-  virtual GuardVerdict before_send(const Message& message, SteadyTime now) noexcept = 0;
+  virtual GuardVerdict before_send(const Message& message, SteadyTime now) = 0;
   virtual void after_result(const Message& message, const SendResult& result,
-                            SteadyTime now) noexcept = 0;
+                            SteadyTime now) = 0;
 };
 
 // ----------------------------------------------------------------- sink --
@@ -177,7 +206,7 @@ class Guard : public Stage {
 class Sink : public Stage {
  public:
   static constexpr StageKind kKind = StageKind::Sink;
-  virtual SendResult send(const Message& message) noexcept = 0;
+  virtual SendResult send(const Message& message) = 0;
 };
 
 // --------------------------------------------------------- retry policy --
@@ -200,7 +229,7 @@ struct RetryDecision {
 class RetryPolicy : public Stage {
  public:
   static constexpr StageKind kKind = StageKind::RetryPolicy;
-  virtual RetryDecision decide(const Message& message, const SendResult& result) noexcept = 0;
+  virtual RetryDecision decide(const Message& message, const SendResult& result) = 0;
 };
 
 }  // namespace slack_proxy::sdk

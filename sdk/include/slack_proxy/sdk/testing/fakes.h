@@ -19,6 +19,7 @@
 #include <vector>
 
 #include <slack_proxy/sdk/host.h>
+#include <slack_proxy/sdk/settings.h>
 
 namespace slack_proxy::sdk::testing {
 
@@ -149,11 +150,13 @@ class RecordingMetrics : public Metrics {
 };
 
 // A ConfigView over plain values. Unlike the host's it applies no schema:
-// set every key the stage reads.
+// set every key the stage reads. To test settings through the schema, as the
+// host checks them, load the plugin with PluginUnderTest (plugin_loader.h).
 class MapConfig : public ConfigView {
  public:
+  using StringMap = std::map<std::string, std::string>;
   using Value = std::variant<std::string, std::int64_t, double, bool, std::chrono::milliseconds,
-                             std::vector<std::string>>;
+                             std::vector<std::string>, StringMap, Secret>;
 
   MapConfig& set(std::string key, Value v) {
     values_[std::move(key)] = std::move(v);
@@ -196,6 +199,12 @@ class MapConfig : public ConfigView {
   std::string source_of(std::string_view key) const noexcept override {
     return "test:" + std::string(key);
   }
+  std::map<std::string, std::string> get_string_map(std::string_view key) const noexcept override {
+    return get<StringMap>(key);
+  }
+  std::string get_secret(std::string_view key) const noexcept override {
+    return get<Secret>(key).value;
+  }
 
  private:
   template <typename T>
@@ -208,16 +217,57 @@ class MapConfig : public ConfigView {
   std::map<std::string, Value> values_;
 };
 
-// All of the above, as the HostServices a factory receives.
+// An HttpClient that answers from a script and remembers every request.
+// Answers 200 "ok" once the script is used up.
+class FakeHttpClient : public HttpClient {
+ public:
+  HttpResponse send(const HttpRequest& request) noexcept override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    requests_.push_back(request);
+    if (next_ >= script_.size()) {
+      HttpResponse ok;
+      ok.status = 200;
+      ok.body = "ok";
+      return ok;
+    }
+    return script_[next_++];
+  }
+  void answer(HttpResponse response) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    script_.push_back(std::move(response));
+  }
+  std::vector<HttpRequest> requests() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return requests_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<HttpResponse> script_;
+  std::size_t next_ = 0;
+  std::vector<HttpRequest> requests_;
+};
+
+// All of the above, as the HostServices a factory receives. http_client()
+// hands out `http` (a FakeHttpClient unless a test puts a real one there) and
+// remembers the settings it was asked for.
 class FakeHost : public HostServices {
  public:
   Logger& logger() noexcept override { return log; }
   Metrics& metrics() noexcept override { return stats; }
   const Clock& clock() noexcept override { return time; }
+  std::shared_ptr<HttpClient> http_client(const HttpClientSettings& settings,
+                                          std::string& error) noexcept override {
+    http_settings.push_back(settings);
+    if (!http) error = "FakeHost has no http client";
+    return http;
+  }
 
   FakeClock time;
   RecordingLogger log;
   RecordingMetrics stats;
+  std::shared_ptr<HttpClient> http = std::make_shared<FakeHttpClient>();
+  std::vector<HttpClientSettings> http_settings;
 };
 
 }  // namespace slack_proxy::sdk::testing

@@ -63,6 +63,9 @@ class MockConfigView : public ConfigView {
   MOCK_METHOD(std::vector<std::string>, get_string_list, (std::string_view),
               (const, noexcept, override));
   MOCK_METHOD(std::string, source_of, (std::string_view), (const, noexcept, override));
+  MOCK_METHOD((std::map<std::string, std::string>), get_string_map, (std::string_view),
+              (const, noexcept, override));
+  MOCK_METHOD(std::string, get_secret, (std::string_view), (const, noexcept, override));
 };
 
 class MockHostServices : public HostServices {
@@ -70,39 +73,41 @@ class MockHostServices : public HostServices {
   MOCK_METHOD(Logger&, logger, (), (noexcept, override));
   MOCK_METHOD(Metrics&, metrics, (), (noexcept, override));
   MOCK_METHOD(const Clock&, clock, (), (noexcept, override));
+  MOCK_METHOD(std::shared_ptr<HttpClient>, http_client, (const HttpClientSettings&, std::string&),
+              (noexcept, override));
 };
 
 class MockAuthenticator : public Authenticator {
  public:
-  MOCK_METHOD(AuthResult, authenticate, (const RequestView&), (noexcept, override));
+  MOCK_METHOD(AuthResult, authenticate, (const RequestView&), (override));
 };
 
 class MockRouter : public Router {
  public:
-  MOCK_METHOD(RouteResult, route, (Message&), (noexcept, override));
+  MOCK_METHOD(RouteResult, route, (Message&), (override));
 };
 
 class MockRateLimiter : public RateLimiter {
  public:
-  MOCK_METHOD(SteadyTime, next_send_time, (const Message&, SteadyTime), (noexcept, override));
-  MOCK_METHOD(void, on_send, (const Message&, SteadyTime), (noexcept, override));
+  MOCK_METHOD(SteadyTime, next_send_time, (const Message&, SteadyTime), (override));
+  MOCK_METHOD(void, on_send, (const Message&, SteadyTime), (override));
 };
 
 class MockGuard : public Guard {
  public:
-  MOCK_METHOD(GuardVerdict, before_send, (const Message&, SteadyTime), (noexcept, override));
+  MOCK_METHOD(GuardVerdict, before_send, (const Message&, SteadyTime), (override));
   MOCK_METHOD(void, after_result, (const Message&, const SendResult&, SteadyTime),
-              (noexcept, override));
+              (override));
 };
 
 class MockSink : public Sink {
  public:
-  MOCK_METHOD(SendResult, send, (const Message&), (noexcept, override));
+  MOCK_METHOD(SendResult, send, (const Message&), (override));
 };
 
 class MockRetryPolicy : public RetryPolicy {
  public:
-  MOCK_METHOD(RetryDecision, decide, (const Message&, const SendResult&), (noexcept, override));
+  MOCK_METHOD(RetryDecision, decide, (const Message&, const SendResult&), (override));
 };
 
 }  // namespace slack_proxy::sdk::testing
