@@ -11,10 +11,19 @@
 # Produces:
 #   <name>.so in SLACK_PROXY_PLUGIN_OUTPUT_DIR (what the proxy loads),
 #   sp_<name>_logic (static, PIC) shared by the .so and the tests,
-#   sp_<name>_test (when TESTS are given), registered with CTest.
+#   sp_<name>_test (when TESTS are given), registered with CTest. The tests
+#   also get SLACK_PROXY_PLUGIN_FILE, the path of the built <name>.so, so they
+#   can load it through the ABI as the proxy does
+#   (slack_proxy/sdk/testing/plugin_under_test.h); the .so is built first.
 #
-# A plugin sees the SDK and nothing else of the proxy: linking the core is a
-# configure error, and the core's headers are not on its include path.
+# A plugin sees the SDK and nothing else of the proxy: linking the core, or
+# another plugin's library, is a configure error (what two plugins share
+# belongs in the SDK or the host), and the core's headers are not on its
+# include path.
+#
+# Works the same in this source tree and out of tree after
+# find_package(SlackProxy CONFIG), which defines SlackProxy::sdk and
+# SlackProxy::sdk_testing.
 
 if(NOT DEFINED SLACK_PROXY_PLUGIN_OUTPUT_DIR)
   set(SLACK_PROXY_PLUGIN_OUTPUT_DIR "${CMAKE_BINARY_DIR}/lib/slack-proxy/plugins")
@@ -26,9 +35,14 @@ function(slack_proxy_add_plugin)
     message(FATAL_ERROR "slack_proxy_add_plugin needs NAME and REGISTRATION")
   endif()
   foreach(lib IN LISTS P_LIBRARIES)
-    if(lib MATCHES "^(sp_core|slack_proxy::core|slack_proxy_core)$")
+    if(lib MATCHES "^(sp_core|sp_plugin_runtime|SlackProxy::plugin_runtime)$")
       message(FATAL_ERROR
-        "plugin '${P_NAME}' links '${lib}': plugins may use only the SDK (slack_proxy::sdk)")
+        "plugin '${P_NAME}' links '${lib}': plugins may use only the SDK (SlackProxy::sdk)")
+    endif()
+    if(lib MATCHES "^sp_.+_(logic|plugin)$")
+      message(FATAL_ERROR
+        "plugin '${P_NAME}' links '${lib}', another plugin's library: what two plugins "
+        "share belongs in the SDK or in a host service, not in one of them")
     endif()
   endforeach()
 
@@ -43,10 +57,10 @@ function(slack_proxy_add_plugin)
       POSITION_INDEPENDENT_CODE ON
       CXX_VISIBILITY_PRESET hidden
       VISIBILITY_INLINES_HIDDEN ON)
-    target_link_libraries(${logic} PUBLIC slack_proxy::sdk ${P_LIBRARIES})
+    target_link_libraries(${logic} PUBLIC SlackProxy::sdk ${P_LIBRARIES})
     target_include_directories(${logic} PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
   else()
-    target_link_libraries(${logic} INTERFACE slack_proxy::sdk ${P_LIBRARIES})
+    target_link_libraries(${logic} INTERFACE SlackProxy::sdk ${P_LIBRARIES})
     target_include_directories(${logic} INTERFACE ${CMAKE_CURRENT_SOURCE_DIR})
   endif()
 
@@ -72,7 +86,10 @@ function(slack_proxy_add_plugin)
   if(P_TESTS AND TARGET GTest::gtest_main)
     set(test sp_${P_NAME}_test)
     add_executable(${test} ${P_TESTS})
-    target_link_libraries(${test} PRIVATE ${logic} slack_proxy::sdk_testing GTest::gtest_main)
+    target_link_libraries(${test} PRIVATE ${logic} SlackProxy::sdk_testing GTest::gtest_main)
+    target_compile_definitions(${test} PRIVATE
+      "SLACK_PROXY_PLUGIN_FILE=\"$<TARGET_FILE:${module}>\"")
+    add_dependencies(${test} ${module})
     gtest_discover_tests(${test} DISCOVERY_TIMEOUT 60)
   endif()
 endfunction()
