@@ -21,7 +21,7 @@ struct CheckedStage {
 };
 
 std::vector<CheckedStage> check_pipeline(const config::PipelineSpec& spec, PluginHost& plugins,
-                                         std::vector<std::string>& errors) {
+                                         bool check_only, std::vector<std::string>& errors) {
   std::vector<CheckedStage> checked(spec.stages.size());
   int sinks = 0, authenticators = 0, retries = 0;
   for (std::size_t i = 0; i < spec.stages.size(); ++i) {
@@ -34,8 +34,12 @@ std::vector<CheckedStage> check_pipeline(const config::PipelineSpec& spec, Plugi
     }
     const sp_plugin_descriptor& d = *checked[i].plugin->descriptor;
     try {
+      // TODO(faults): pass read_secrets = !check_only once the schema work
+      // gives StageConfig::from_spec that parameter: a check reads no secret.
+      (void)check_only;
       checked[i].settings = std::make_shared<const config::StageConfig>(
-          config::StageConfig::from_spec(stage, d.schema, d.schema_size));
+          config::StageConfig::from_spec(stage, checked[i].plugin->schema.data(),
+                                          static_cast<std::uint32_t>(checked[i].plugin->schema.size())));
     } catch (const config::ConfigError& e) {
       errors.insert(errors.end(), e.errors().begin(), e.errors().end());
     }
@@ -63,34 +67,53 @@ std::vector<CheckedStage> check_pipeline(const config::PipelineSpec& spec, Plugi
   return checked;
 }
 
+// Appends `stage` to `slot` and labels it; a check that built nothing
+// ("valid, nothing to build") leaves the slot as it was.
+template <typename Interface>
+void keep(Pipeline& pipeline, std::vector<std::shared_ptr<Interface>>& slot,
+          std::shared_ptr<Interface> stage, const StageLabel& label) {
+  if (!stage) return;
+  pipeline.labels[stage.get()] = label;
+  slot.push_back(std::move(stage));
+}
+template <typename Interface>
+void keep(Pipeline& pipeline, std::shared_ptr<Interface>& slot, std::shared_ptr<Interface> stage,
+          const StageLabel& label) {
+  if (!stage) return;
+  pipeline.labels[stage.get()] = label;
+  slot = std::move(stage);
+}
+
 // Creates one stage into its slot of `pipeline`.
 void create_stage(Pipeline& pipeline, const LoadedPlugin& plugin,
                   std::shared_ptr<sdk::HostServices> host,
                   std::shared_ptr<const config::StageConfig> settings, const std::string& name,
                   bool check_only) {
+  const StageLabel label{name, plugin.name};
   switch (plugin.descriptor->kind) {
     case SP_STAGE_AUTHENTICATOR:
-      pipeline.authenticator =
-          PluginHost::create<sdk::Authenticator>(plugin, host, settings, name, check_only);
+      keep(pipeline, pipeline.authenticator,
+           PluginHost::create<sdk::Authenticator>(plugin, host, settings, name, check_only), label);
       break;
     case SP_STAGE_ROUTER:
-      pipeline.routers.push_back(
-          PluginHost::create<sdk::Router>(plugin, host, settings, name, check_only));
+      keep(pipeline, pipeline.routers,
+           PluginHost::create<sdk::Router>(plugin, host, settings, name, check_only), label);
       break;
     case SP_STAGE_RATE_LIMITER:
-      pipeline.limiters.push_back(
-          PluginHost::create<sdk::RateLimiter>(plugin, host, settings, name, check_only));
+      keep(pipeline, pipeline.limiters,
+           PluginHost::create<sdk::RateLimiter>(plugin, host, settings, name, check_only), label);
       break;
     case SP_STAGE_GUARD:
-      pipeline.guards.push_back(
-          PluginHost::create<sdk::Guard>(plugin, host, settings, name, check_only));
+      keep(pipeline, pipeline.guards,
+           PluginHost::create<sdk::Guard>(plugin, host, settings, name, check_only), label);
       break;
     case SP_STAGE_SINK:
-      pipeline.sink = PluginHost::create<sdk::Sink>(plugin, host, settings, name, check_only);
+      keep(pipeline, pipeline.sink,
+           PluginHost::create<sdk::Sink>(plugin, host, settings, name, check_only), label);
       break;
     case SP_STAGE_RETRY_POLICY:
-      pipeline.retry =
-          PluginHost::create<sdk::RetryPolicy>(plugin, host, settings, name, check_only);
+      keep(pipeline, pipeline.retry,
+           PluginHost::create<sdk::RetryPolicy>(plugin, host, settings, name, check_only), label);
       break;
   }
 }
@@ -105,7 +128,8 @@ std::vector<std::shared_ptr<Pipeline>> assemble(const config::ProxyConfig& confi
                                                 bool check_only) {
   std::vector<std::string> errors;
   std::vector<std::vector<CheckedStage>> checked;
-  for (const auto& spec : config.pipelines) checked.push_back(check_pipeline(spec, plugins, errors));
+  for (const auto& spec : config.pipelines)
+    checked.push_back(check_pipeline(spec, plugins, check_only, errors));
   if (!errors.empty()) throw config::ConfigError(std::move(errors));
 
   std::vector<std::shared_ptr<Pipeline>> out;
@@ -117,7 +141,6 @@ std::vector<std::shared_ptr<Pipeline>> assemble(const config::ProxyConfig& confi
     pipeline->webhook_style = spec.style == "webhook";
     pipeline->default_channel = spec.default_channel;
     pipeline->caller_token = spec.delivery_token == "caller";
-    pipeline->pause_workspace_on_429 = spec.rate_limit_scope == "workspace";
     for (std::size_t i = 0; i < spec.stages.size(); ++i) {
       const auto& stage = spec.stages[i];
       auto host = std::make_shared<StageHost>(log, spec.name + "/" + stage.name, metrics, clock);

@@ -2,6 +2,7 @@
 // [[pipeline]] table by loading each stage's plugin.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,19 +17,34 @@
 
 namespace slack_proxy {
 
+// Who a stage is, for the log line and the metric when it fails.
+struct StageLabel {
+  std::string stage;   // its name in the config ("[[pipeline.stage]] name")
+  std::string plugin;  // the plugin that made it
+};
+
 struct Pipeline {
   std::string name;
   std::vector<std::string> paths;
   bool webhook_style = false;          // replies like an incoming webhook
   std::string default_channel;         // when a request names none
   bool caller_token = false;           // deliver with the caller's token
-  bool pause_workspace_on_429 = true;  // else only the channel
   std::shared_ptr<sdk::Authenticator> authenticator;  // optional
   std::vector<std::shared_ptr<sdk::Router>> routers;  // in file order
   std::vector<std::shared_ptr<sdk::RateLimiter>> limiters;
   std::vector<std::shared_ptr<sdk::Guard>> guards;
   std::shared_ptr<sdk::Sink> sink;                    // exactly one
   std::shared_ptr<sdk::RetryPolicy> retry;            // optional: none = no retries
+  // Every stage above, by address. Kept beside the stages rather than in
+  // them so that a stage is still just the plugin's object.
+  std::map<const sdk::Stage*, StageLabel> labels;
+
+  // The label of `stage`; a stage built outside build_pipelines() (a test's
+  // mock) is "(unnamed)" of plugin "(none)".
+  StageLabel label_of(const sdk::Stage* stage) const {
+    auto it = labels.find(stage);
+    return it != labels.end() ? it->second : StageLabel{"(unnamed)", "(none)"};
+  }
 };
 
 // Checks every pipeline as far as can be done without starting anything:
@@ -36,7 +52,8 @@ struct Pipeline {
 // plugin's schema, each pipeline has exactly one sink and at most one
 // authenticator and one retry policy, and every factory accepts its settings
 // (created with SP_CREATE_CHECK_ONLY: no secrets read, nothing opened, then
-// destroyed). Throws config::ConfigError listing every problem.
+// destroyed; a factory may build nothing there, "valid, nothing to build").
+// Throws config::ConfigError listing every problem.
 void validate_pipelines(const config::ProxyConfig& config, PluginHost& plugins);
 
 // Validates, then creates every stage. Throws config::ConfigError, naming

@@ -1,12 +1,22 @@
 #include "plugin_host.h"
 
 #include <algorithm>
+#include <array>
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <set>
+#include <string_view>
+// Boost 1.74's library_info.hpp uses std::vector without including it.
+#include <vector>
+
+#include <dlfcn.h>
+#include <elf.h>
 
 #include <boost/dll/import.hpp>
+#include <boost/dll/library_info.hpp>
 
 #include <slack_proxy/sdk/fingerprint.h>
 
@@ -23,6 +33,167 @@ bool valid_plugin_name(const std::string& name) {
 
 std::string abi_string(std::uint32_t major, std::uint32_t minor) {
   return std::to_string(major) + "." + std::to_string(minor);
+}
+
+// sizeof(sp_config_key) in ABI 1.0, whose last field was `doc`.
+constexpr std::size_t kSchemaEntrySize10 = offsetof(sp_config_key, doc) + sizeof(const char*);
+
+// Copies the plugin's schema rows at the plugin's stride.
+std::vector<sp_config_key> read_schema(const sp_plugin_descriptor& d, const std::string& path) {
+  const bool has_stride = d.struct_size >= offsetof(sp_plugin_descriptor, schema_entry_size) +
+                                               sizeof(d.schema_entry_size);
+  const std::size_t stride = has_stride ? d.schema_entry_size : kSchemaEntrySize10;
+  if (d.schema_size > 0 && stride < kSchemaEntrySize10) {
+    throw PluginError(path + ": plugin says its schema rows are " + std::to_string(stride) +
+                      " bytes, less than the " + std::to_string(kSchemaEntrySize10) +
+                      " of ABI 1.0");
+  }
+  std::vector<sp_config_key> rows(d.schema_size);
+  const auto* base = reinterpret_cast<const unsigned char*>(d.schema);
+  for (std::uint32_t i = 0; i < d.schema_size; ++i) {
+    std::memcpy(&rows[i], base + i * stride, std::min(stride, sizeof(sp_config_key)));
+  }
+  return rows;
+}
+
+// ------------------------------------------------- sanitizer runtimes --
+//
+// A sanitizer-built library needs its sanitizer's runtime in the process
+// before anything else runs: dlopen()ing an ASan plugin into a plain host
+// aborts the whole process ("ASan runtime does not come first") before the
+// fingerprint could be read. So the file is read, not run: its dynamic
+// symbol imports and DT_NEEDED entries say which runtime it needs.
+
+struct SanitizerRuntime {
+  const char* name;            // for messages
+  const char* flag;            // the compiler flag that brings it in
+  std::string_view prefix;     // of the symbols instrumented code imports
+  std::string_view library;    // of the DT_NEEDED entry, "libasan" for libasan.so.8
+  const char* probe;           // a symbol the runtime defines, looked up in this process
+};
+
+constexpr std::array<SanitizerRuntime, 6> kSanitizers = {{
+    {"AddressSanitizer", "-fsanitize=address", "__asan_", "libasan.", "__asan_init"},
+    {"HWAddressSanitizer", "-fsanitize=hwaddress", "__hwasan_", "libhwasan.", "__hwasan_init"},
+    {"ThreadSanitizer", "-fsanitize=thread", "__tsan_", "libtsan.", "__tsan_init"},
+    {"MemorySanitizer", "-fsanitize=memory", "__msan_", "libmsan.", "__msan_init"},
+    {"UndefinedBehaviorSanitizer", "-fsanitize=undefined", "__ubsan_", "libubsan.",
+     "__ubsan_handle_builtin_unreachable"},
+    {"LeakSanitizer", "-fsanitize=leak", "__lsan_", "liblsan.", "__lsan_do_leak_check"},
+}};
+
+// Whether this process has the runtime: linked into the host, or brought by
+// the sanitizer the host was built with (ASan includes LSan; GCC's ASan
+// build with UBSan links libubsan).
+bool host_has(const SanitizerRuntime& s) { return ::dlsym(RTLD_DEFAULT, s.probe) != nullptr; }
+
+// What the dynamic linker would bind for the file: its undefined dynamic
+// symbols and its DT_NEEDED libraries. library_info::symbols() lists only
+// the symbols a library defines (from .symtab, which a stripped library
+// lacks), never what it imports, so the dynamic section is read here, with
+// every offset checked: the file is untrusted until it passed.
+struct DynamicImports {
+  std::vector<std::string_view> symbols;
+  std::vector<std::string_view> needed;
+};
+
+template <typename T>
+bool read_at(const std::string& file, std::uint64_t offset, T& out) {
+  if (offset > file.size() || file.size() - offset < sizeof(T)) return false;
+  std::memcpy(&out, file.data() + offset, sizeof(T));
+  return true;
+}
+
+// The NUL-terminated string at `offset` of the string table [begin, end).
+std::string_view string_at(const std::string& file, std::uint64_t begin, std::uint64_t end,
+                           std::uint64_t offset) {
+  if (begin > end || end > file.size() || offset >= end - begin) return {};
+  const char* s = file.data() + begin + offset;
+  const std::size_t max = end - begin - offset;
+  return {s, strnlen(s, max)};
+}
+
+DynamicImports dynamic_imports(const std::string& file, const std::string& path) {
+  const auto bad = [&](const char* what) {
+    return PluginError(path + ": not a usable shared library (" + what + ")");
+  };
+  Elf64_Ehdr eh{};
+  if (!read_at(file, 0, eh) || std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0)
+    throw bad("no ELF header");
+  if (eh.e_ident[EI_CLASS] != ELFCLASS64) throw bad("not a 64-bit ELF file");
+  if (eh.e_shentsize != sizeof(Elf64_Shdr)) throw bad("unexpected section header size");
+  std::vector<Elf64_Shdr> sections(eh.e_shnum);
+  for (std::size_t i = 0; i < sections.size(); ++i) {
+    if (!read_at(file, eh.e_shoff + i * sizeof(Elf64_Shdr), sections[i]))
+      throw bad("section headers run past the end of the file");
+  }
+  const auto table_of = [&](const Elf64_Shdr& s) -> const Elf64_Shdr& {
+    if (s.sh_link >= sections.size()) throw bad("a section names a missing string table");
+    const Elf64_Shdr& strtab = sections[s.sh_link];
+    if (strtab.sh_offset > file.size() || file.size() - strtab.sh_offset < strtab.sh_size)
+      throw bad("a string table runs past the end of the file");
+    return strtab;
+  };
+  DynamicImports out;
+  for (const Elf64_Shdr& s : sections) {
+    if (s.sh_type != SHT_DYNSYM && s.sh_type != SHT_DYNAMIC) continue;
+    const Elf64_Shdr& strtab = table_of(s);
+    const std::uint64_t str_begin = strtab.sh_offset, str_end = strtab.sh_offset + strtab.sh_size;
+    if (s.sh_type == SHT_DYNSYM) {
+      for (std::uint64_t off = 0; off + sizeof(Elf64_Sym) <= s.sh_size; off += sizeof(Elf64_Sym)) {
+        Elf64_Sym sym{};
+        if (!read_at(file, s.sh_offset + off, sym)) throw bad("symbol table runs past the end");
+        if (sym.st_shndx == SHN_UNDEF)
+          out.symbols.push_back(string_at(file, str_begin, str_end, sym.st_name));
+      }
+    } else {
+      for (std::uint64_t off = 0; off + sizeof(Elf64_Dyn) <= s.sh_size; off += sizeof(Elf64_Dyn)) {
+        Elf64_Dyn dyn{};
+        if (!read_at(file, s.sh_offset + off, dyn)) throw bad("dynamic section runs past the end");
+        if (dyn.d_tag == DT_NULL) break;
+        if (dyn.d_tag == DT_NEEDED)
+          out.needed.push_back(string_at(file, str_begin, str_end, dyn.d_un.d_val));
+      }
+    }
+  }
+  return out;
+}
+
+std::string read_whole(const std::filesystem::path& file, const std::string& path) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw PluginError(path + ": cannot read the file: " + std::strerror(errno));
+  std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  if (in.bad()) throw PluginError(path + ": cannot read the file: " + std::strerror(errno));
+  return bytes;
+}
+
+// Refuses, before it is loaded, a file that is no native shared library or
+// that needs a sanitizer runtime this process lacks; throws PluginError
+// naming the file.
+void refuse_foreign_sanitizer(const std::filesystem::path& file, const std::string& path) {
+  const std::string bytes = read_whole(file, path);
+  if (bytes.size() < SELFMAG || std::memcmp(bytes.data(), ELFMAG, SELFMAG) != 0)
+    throw PluginError(path + ": not a shared library (no ELF header); is it a plugin?");
+  try {
+    // A 32-bit ELF in this 64-bit process (or a non-native format) cannot
+    // be loaded; Boost.DLL tells.
+    boost::dll::library_info native(file);
+  } catch (const std::exception& e) {
+    throw PluginError(path + ": not a shared library this proxy can load (" + e.what() + ")");
+  }
+  const DynamicImports imports = dynamic_imports(bytes, path);
+  for (const auto& s : kSanitizers) {
+    std::string_view evidence;
+    for (auto sym : imports.symbols)
+      if (evidence.empty() && sym.substr(0, s.prefix.size()) == s.prefix) evidence = sym;
+    for (auto lib : imports.needed)
+      if (evidence.empty() && lib.substr(0, s.library.size()) == s.library) evidence = lib;
+    if (evidence.empty() || host_has(s)) continue;
+    throw PluginError(path + ": built with " + s.name + " (" + s.flag + ": it needs '" +
+                      std::string(evidence) + "'), which this proxy was not built with; "
+                      "loading it would abort the proxy. Rebuild the plugin without " +
+                      s.flag + ", or use a proxy built with the same sanitizers");
+  }
 }
 
 }  // namespace
@@ -126,6 +297,7 @@ const LoadedPlugin& PluginHost::load(const std::string& name) {
   LoadedPlugin plugin;
   plugin.name = name;
   plugin.path = found.string();
+  refuse_foreign_sanitizer(found, plugin.path);
   try {
     plugin.library = std::make_shared<boost::dll::shared_library>(
         found, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
@@ -139,6 +311,7 @@ const LoadedPlugin& PluginHost::load(const std::string& name) {
   auto entry = plugin.library->get<const sp_plugin_descriptor*()>(SLACK_PROXY_ENTRY_POINT);
   plugin.descriptor = entry();
   check_descriptor(plugin.descriptor, plugin.path, name);
+  plugin.schema = read_schema(*plugin.descriptor, plugin.path);
   return loaded_.emplace(name, std::move(plugin)).first->second;
 }
 
@@ -154,9 +327,16 @@ sdk::Stage* PluginHost::create_raw(const LoadedPlugin& plugin, sdk::HostServices
   void* out = nullptr;
   char err[1024] = {0};
   const int rc = plugin.descriptor->create(&args, &out, err, sizeof(err));
-  if (rc != 0 || out == nullptr) {
+  if (rc != 0) {
     throw PluginError("stage '" + stage_name + "' (plugin " + plugin.name +
                       "): " + (err[0] != '\0' ? std::string(err) : std::string("creation failed")));
+  }
+  // No stage and no error: "valid, nothing to build", which only a check
+  // (SP_CREATE_CHECK_ONLY, ABI 1.1) may answer.
+  if (out == nullptr && !check_only) {
+    throw PluginError("stage '" + stage_name + "' (plugin " + plugin.name +
+                      "): the plugin's factory returned no stage; only a check-only factory "
+                      "may (fix the plugin)");
   }
   return static_cast<sdk::Stage*>(out);
 }

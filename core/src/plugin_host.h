@@ -29,6 +29,10 @@ struct LoadedPlugin {
   std::string path;
   std::shared_ptr<boost::dll::shared_library> library;
   const sp_plugin_descriptor* descriptor = nullptr;
+  // The descriptor's schema rows read at the plugin's stride, each widened to
+  // this host's sp_config_key (fields a 1.0 plugin lacks are zero). Use this,
+  // never descriptor->schema[i], which assumes the host's stride.
+  std::vector<sp_config_key> schema;
 };
 
 const char* stage_kind_name(sp_stage_kind kind) noexcept;
@@ -40,7 +44,10 @@ class PluginHost {
 
   // Loads (once) and checks plugin `name`. Throws PluginError naming the file
   // and both values on an ABI or fingerprint mismatch, or listing the
-  // plugins that do exist when `name` is not found.
+  // plugins that do exist when `name` is not found. Before the library is
+  // loaded (which runs its code), its file is read: one that needs a
+  // sanitizer runtime this process lacks, or is no native shared library,
+  // is refused with a PluginError naming the file.
   const LoadedPlugin& load(const std::string& name);
 
   // Plugin names ("<name>.so" files) found in the search directories.
@@ -55,7 +62,9 @@ class PluginHost {
   // Creates a stage. The returned object keeps the library, the host
   // services and the config alive; it is destroyed inside the plugin.
   // With `check_only`, the plugin only checks its settings (see
-  // SP_CREATE_CHECK_ONLY); the caller destroys the stage unused.
+  // SP_CREATE_CHECK_ONLY); the caller destroys the stage unused. A check may
+  // answer "valid, nothing to build": then the result is empty. Outside a
+  // check a plugin that builds nothing is a PluginError.
   template <typename Interface>
   static std::shared_ptr<Interface> create(const LoadedPlugin& plugin,
                                            std::shared_ptr<sdk::HostServices> host,
@@ -68,6 +77,7 @@ class PluginHost {
                         stage_kind_name(static_cast<sp_stage_kind>(Interface::kKind)));
     }
     sdk::Stage* base = create_raw(plugin, *host, *config, stage_name, check_only);
+    if (base == nullptr) return nullptr;  // check-only: valid, nothing to build
     auto* typed = static_cast<Interface*>(base);
     auto destroy = plugin.descriptor->destroy;
     // The deleter holds the library: vtables and the destroy function live

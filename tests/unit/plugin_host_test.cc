@@ -1,10 +1,13 @@
 #include "plugin_host.h"
 
 #include <cstddef>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <memory>
 #include <string>
+
+#include <unistd.h>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -21,6 +24,8 @@ using ::testing::HasSubstr;
 // Built by this project (see tests/unit/CMakeLists.txt).
 const std::string kDefaultPluginDir = SP_DEFAULT_PLUGIN_DIR;
 const std::string kTestPluginDir = SP_UNIT_TEST_PLUGIN_DIR;
+// tests/abi_plugins: plugins the host must refuse, or whose stages misbehave.
+const std::string kAbiTestPluginDir = SP_ABI_TEST_PLUGIN_DIR;
 const std::string kPath = "/opt/plugins/probe.so";
 
 int create_nothing(const sp_create_args*, void**, char*, size_t) noexcept { return 1; }
@@ -218,6 +223,117 @@ TEST(PluginHostTest, FactoryExceptionBecomesAPluginErrorWithItsMessage) {
     EXPECT_THAT(std::string(e.what()),
                 AllOf(HasSubstr("picky"), HasSubstr("throwing_factory refuses every configuration")));
   }
+}
+
+// ------------------------------------------ builds that must not be mixed --
+
+// The refusal message of load(name) from `dir`, or "(loaded)".
+std::string load_refusal(const std::string& dir, const std::string& name) {
+  PluginHost host({dir});
+  try {
+    host.load(name);
+  } catch (const PluginError& e) {
+    return e.what();
+  }
+  return "(loaded)";
+}
+
+TEST(PluginBuildTest, RefusesAPluginBuiltWithGlibcxxDebugNamingItsFileAndBothFingerprints) {
+  const std::string so = kAbiTestPluginDir + "/glibcxx_debug.so";
+  EXPECT_THAT(load_refusal(kAbiTestPluginDir, "glibcxx_debug"),
+              AllOf(HasSubstr(so), HasSubstr("-glibcxx_debug"),
+                    HasSubstr(SLACK_PROXY_BUILD_FINGERPRINT)));
+}
+
+// Loading it would abort this test binary ("ASan runtime does not come
+// first", or TSan's equivalent), so passing at all shows it was refused
+// before dlopen; the maps check says so outright.
+TEST(PluginBuildTest, RefusesAPluginBuiltWithASanitizerTheHostLacksBeforeLoadingIt) {
+  const std::string so = kAbiTestPluginDir + "/foreign_sanitizer.so";
+  const std::string why = load_refusal(kAbiTestPluginDir, "foreign_sanitizer");
+  EXPECT_THAT(why, AllOf(HasSubstr(so), HasSubstr("Sanitizer"), HasSubstr("-fsanitize="),
+                         HasSubstr("Rebuild the plugin without")));
+  EXPECT_THAT(mapped_files(), ::testing::Not(HasSubstr(so)));
+}
+
+TEST(PluginBuildTest, LoadsAPluginBuiltWithTheHostsOwnSanitizers) {
+  // The project's own plugins are built with exactly the host's flags,
+  // sanitizers included (the ASan build's plugins import __asan_*).
+  PluginHost host({kDefaultPluginDir});
+  EXPECT_NO_THROW(host.load("channel_override"));
+}
+
+TEST(PluginBuildTest, AFileThatIsNotAnElfLibraryIsRefusedByNameNotLoaded) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("sp-plugin-host-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "text_file.so") << "not a library at all\n";
+  std::ofstream(dir / "empty_file.so");
+  // An ELF header whose section table points far past the end of the file.
+  std::string elf(64, '\0');
+  elf.replace(0, 5, "\x7f" "ELF\x02");
+  elf[0x28] = '\x7f';  // e_shoff, low byte
+  elf[0x2f] = '\x7f';  // e_shoff, high byte: far past the end
+  elf[0x3a] = 64;       // e_shentsize
+  elf[0x3c] = 3;        // e_shnum
+  std::ofstream(dir / "truncated_elf.so", std::ios::binary) << elf;
+
+  EXPECT_THAT(load_refusal(dir, "text_file"),
+              AllOf(HasSubstr((dir / "text_file.so").string()), HasSubstr("no ELF header")));
+  EXPECT_THAT(load_refusal(dir, "empty_file"),
+              AllOf(HasSubstr((dir / "empty_file.so").string()), HasSubstr("no ELF header")));
+  EXPECT_THAT(load_refusal(dir, "truncated_elf"),
+              AllOf(HasSubstr((dir / "truncated_elf.so").string()),
+                    HasSubstr("not a usable shared library")));
+  std::filesystem::remove_all(dir);
+}
+
+// ----------------------------------------- "valid, nothing to build" ------
+
+TEST(PluginHostTest, ACheckOnlyFactoryMayBuildNothing) {
+  PluginHost host({kAbiTestPluginDir});
+  const LoadedPlugin& plugin = host.load("null_stage");
+  std::shared_ptr<sdk::Router> checked;
+  EXPECT_NO_THROW(checked = PluginHost::create<sdk::Router>(
+                      plugin, std::make_shared<sdk::testing::FakeHost>(),
+                      std::make_shared<sdk::testing::MapConfig>(), "nothing", /*check_only=*/true));
+  EXPECT_EQ(checked, nullptr);
+}
+
+TEST(PluginHostTest, AFactoryThatBuildsNothingOutsideACheckIsAClearError) {
+  PluginHost host({kAbiTestPluginDir});
+  const LoadedPlugin& plugin = host.load("null_stage");
+  try {
+    PluginHost::create<sdk::Router>(plugin, std::make_shared<sdk::testing::FakeHost>(),
+                                    std::make_shared<sdk::testing::MapConfig>(), "nothing");
+    FAIL() << "a stage-less factory was accepted outside a check";
+  } catch (const PluginError& e) {
+    EXPECT_THAT(std::string(e.what()),
+                AllOf(HasSubstr("stage 'nothing'"), HasSubstr("null_stage"),
+                      HasSubstr("no stage")));
+  }
+}
+
+// A plugin that breaks the C contract itself (success, no stage, not a
+// check) is refused by the host too, not turned into a null stage.
+int create_none(const sp_create_args*, void** out, char*, size_t) noexcept {
+  *out = nullptr;
+  return 0;
+}
+
+TEST(PluginHostTest, AHostRefusesSuccessWithoutAStageOutsideACheck) {
+  sp_plugin_descriptor d = valid_descriptor();
+  d.create = &create_none;
+  LoadedPlugin plugin;
+  plugin.name = "probe";
+  plugin.descriptor = &d;
+  EXPECT_THROW(PluginHost::create<sdk::Sink>(plugin, std::make_shared<sdk::testing::FakeHost>(),
+                                             std::make_shared<sdk::testing::MapConfig>(), "s"),
+               PluginError);
+  EXPECT_EQ(PluginHost::create<sdk::Sink>(plugin, std::make_shared<sdk::testing::FakeHost>(),
+                                          std::make_shared<sdk::testing::MapConfig>(), "s",
+                                          /*check_only=*/true),
+            nullptr);
 }
 
 }  // namespace
