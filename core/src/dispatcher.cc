@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <slack_proxy/sdk/outcome.h>
+
 #include "redact.h"
 #include "thread_name.h"
 
@@ -24,10 +26,15 @@ std::string lane_key(const sdk::Message& m) {
   return key;
 }
 
-// Slack's rate limit for chat.postMessage covers the whole workspace.
+// The scope of a Workspace back-pressure: every channel of the workspace.
 std::string workspace_key(const sdk::Message& m) { return m.pipeline + "/" + m.workspace; }
 
-constexpr auto kDefaultRetryAfter = std::chrono::seconds(1);
+// When a sink reports back-pressure without saying until when.
+constexpr auto kDefaultPause = std::chrono::seconds(1);
+
+std::string describe(const StageLabel& label) {
+  return "stage '" + label.stage + "' (plugin " + label.plugin + ")";
+}
 
 double seconds_between(sdk::SteadyTime from, sdk::SteadyTime to) {
   return std::chrono::duration<double>(to - from).count();
@@ -112,6 +119,32 @@ void Dispatcher::finish_dead(Lane& lane, DeadLetterKind kind, std::string error,
   bury(std::move(m), kind, std::move(error), std::move(reason), http_status);
 }
 
+template <typename Call>
+bool Dispatcher::contained(const Pipeline& p, const sdk::Stage* stage, std::string_view method,
+                           const sdk::Message& m, std::string& failure, Call&& call) noexcept {
+  std::string what;
+  try {
+    call();
+    return true;
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+    what = "an exception that is not a std::exception";
+  }
+  try {
+    const StageLabel label = p.label_of(stage);
+    failure = describe(label) + " threw from " + std::string(method) + "(): " +
+              redact_secrets(what);
+    log_->error("pipeline '{}': {} (message {} to {}); the proxy carries on", p.name, failure,
+                m.id, m.channel);
+    metrics_.plugin_exception(p.name, label.stage, method);
+  } catch (...) {
+    // Out of memory while reporting: the failure still stands.
+    failure = "a stage threw";
+  }
+  return false;
+}
+
 void Dispatcher::apply(Completion c, sdk::SteadyTime now) {
   if (started_ > 0) --started_;
   auto it = lanes_.find(c.lane);
@@ -128,7 +161,11 @@ void Dispatcher::apply(Completion c, sdk::SteadyTime now) {
   sdk::Message& m = lane.entries.front().message;
   const Pipeline& p = *lane.pipeline;
 
-  for (const auto& guard : p.guards) guard->after_result(m, c.result, now);
+  for (const auto& guard : p.guards) {
+    std::string failure;  // logged and counted; the result stands
+    contained(p, guard.get(), "after_result", m, failure,
+              [&] { guard->after_result(m, c.result, now); });
+  }
 
   if (c.result.delivered) {
     metrics_.succeeded(m.original_channel);
@@ -136,49 +173,142 @@ void Dispatcher::apply(Completion c, sdk::SteadyTime now) {
     finish(lane, "delivered");
     return;
   }
+  settle_failure(lane, c.result, now);
+}
 
-  if (c.result.http_status == 429) {
-    // Slack says "not now", not "this failed": wait exactly as long as it
-    // asks, then send the same message again, without spending its retry
-    // budget. The pause covers every channel of the workspace by default,
-    // because that is the scope of Slack's limit.
-    const auto wait = c.result.retry_after.value_or(kDefaultRetryAfter);
-    const sdk::SteadyTime until = now + wait;
-    --m.attempts;
+void Dispatcher::pause(const sdk::Message& m, const sdk::BackPressure& bp, sdk::SteadyTime until) {
+  auto& paused = bp.scope == sdk::BackPressure::Scope::Workspace
+                     ? paused_workspaces_[workspace_key(m)]
+                     : paused_channels_[lane_key(m)];
+  paused = std::max(paused, until);
+}
+
+sdk::SteadyTime Dispatcher::paused_until(const sdk::Message& m, sdk::SteadyTime now) {
+  sdk::SteadyTime until = now;
+  const auto check = [&](std::unordered_map<std::string, sdk::SteadyTime>& pauses,
+                         const std::string& key) {
+    auto it = pauses.find(key);
+    if (it == pauses.end()) return;
+    if (it->second > now)
+      until = std::max(until, it->second);
+    else
+      pauses.erase(it);
+  };
+  check(paused_workspaces_, workspace_key(m));
+  check(paused_channels_, lane_key(m));
+  return until;
+}
+
+sdk::RetryDecision Dispatcher::decide(const Pipeline& p, const sdk::Message& m,
+                                      const sdk::SendResult& result) {
+  if (!p.retry) return sdk::RetryDecision::give_up("no retry policy");
+  sdk::RetryDecision decision;
+  std::string failure;
+  if (!contained(p, p.retry.get(), "decide", m, failure,
+                 [&] { decision = p.retry->decide(m, result); })) {
+    return sdk::RetryDecision::give_up(failure + "; given up so that the message is kept (replay "
+                                                 "it once the retry policy is fixed)");
+  }
+  return decision;
+}
+
+void Dispatcher::settle_failure(Lane& lane, const sdk::SendResult& result, sdk::SteadyTime now) {
+  sdk::Message& m = lane.entries.front().message;
+  const Pipeline& p = *lane.pipeline;
+
+  sdk::SteadyTime paused = now;
+  if (result.back_pressure) {
+    // The receiver says "not now" for a whole scope: hold every message of
+    // it until then, whatever the policy decides for this one.
+    paused = result.back_pressure->until == sdk::SteadyTime{} ? now + kDefaultPause
+                                                              : result.back_pressure->until;
+    pause(m, *result.back_pressure, paused);
     metrics_.rate_limited(m.original_channel);
-    if (p.pause_workspace_on_429) {
-      auto& paused = paused_until_[workspace_key(m)];
-      paused = std::max(paused, until);
-    }
-    lane.ready_at = std::max(lane.ready_at, until);
-    log_->warn("Slack rate-limited message {} to {}; {} waits {} ms", m.id, m.channel,
-               p.pause_workspace_on_429 ? "the workspace" : "the channel",
-               std::chrono::duration_cast<std::chrono::milliseconds>(wait).count());
-    return;
   }
 
-  const sdk::RetryDecision decision =
-      p.retry ? p.retry->decide(m, c.result) : sdk::RetryDecision::give_up("no retry policy");
+  const sdk::RetryDecision decision = decide(p, m, result);
   if (decision.action == sdk::RetryDecision::Action::Retry) {
+    lane.ready_at = std::max(now + decision.delay, paused);
+    if (result.back_pressure) {
+      // The receiver did not look at the message: the attempt does not
+      // spend its retry budget, and it keeps its place in the lane.
+      if (m.attempts > 0) --m.attempts;
+      log_->warn("message {} to {}: {}; the {} waits {} ms", m.id, m.channel, describe(result),
+                 result.back_pressure->scope == sdk::BackPressure::Scope::Workspace
+                     ? "workspace"
+                     : "channel",
+                 std::chrono::duration_cast<std::chrono::milliseconds>(lane.ready_at - now)
+                     .count());
+      return;
+    }
     metrics_.retried(m.original_channel);
-    lane.ready_at = now + decision.delay;
     log_->warn("message {} to {} failed (attempt {}): {}; retrying in {} ms", m.id, m.channel,
-               m.attempts, describe(c.result), decision.delay.count());
+               m.attempts, describe(result), decision.delay.count());
     return;
   }
   metrics_.failed(m.original_channel);
-  // The full request, so an operator can resend it by hand. The ingress
-  // already removed any token field; redact_secrets is the second line.
   // The dead-letter store keeps the request for a replay; the log says
   // where it went. The ingress already removed any token field.
   log_->error("message {} to {} failed after {} attempt(s): {}; {}; kept as a dead letter", m.id,
-              m.channel, m.attempts, describe(c.result), decision.reason);
-  std::string code = c.result.error.empty() && c.result.http_status != 0
-                         ? "http_" + std::to_string(c.result.http_status)
-                         : c.result.error;
+              m.channel, m.attempts, describe(result), decision.reason);
+  std::string code = result.error.empty() && result.http_status != 0
+                         ? "http_" + std::to_string(result.http_status)
+                         : result.error;
   if (code.empty()) code = "unknown_error";
-  finish_dead(lane, DeadLetterKind::Failed, std::move(code), decision.reason,
-              c.result.http_status);
+  finish_dead(lane, DeadLetterKind::Failed, std::move(code), decision.reason, result.http_status);
+}
+
+void Dispatcher::fail_before_send(Lane& lane, std::string_view code, std::string detail,
+                                  sdk::SteadyTime now) {
+  ++lane.entries.front().message.attempts;
+  settle_failure(lane, sdk::SendResult::failure(code, std::move(detail)), now);
+}
+
+bool Dispatcher::guards_allow(Lane& lane, sdk::SteadyTime now) {
+  const Pipeline& p = *lane.pipeline;
+  sdk::Message& m = lane.entries.front().message;
+  for (const auto& guard : p.guards) {
+    sdk::GuardVerdict v;
+    std::string failure;
+    if (!contained(p, guard.get(), "before_send", m, failure,
+                   [&] { v = guard->before_send(m, now); })) {
+      fail_before_send(lane, sdk::outcome::kInternalErrorInGuard, std::move(failure), now);
+      return false;
+    }
+    if (!v.allow) {
+      metrics_.not_processed(m.original_channel);
+      log_->info("message {} to {} not sent: {}; kept as a dead letter", m.id, m.channel,
+                 v.reason);
+      finish_dead(lane, DeadLetterKind::NotProcessed, "denied", v.reason, 0);
+      return false;
+    }
+  }
+  return true;
+}
+
+bool Dispatcher::limiters_allow(Lane& lane, sdk::SteadyTime now) {
+  const Pipeline& p = *lane.pipeline;
+  sdk::Message& m = lane.entries.front().message;
+  sdk::SteadyTime due = now;
+  std::string failure;
+  for (const auto& limiter : p.limiters) {
+    if (!contained(p, limiter.get(), "next_send_time", m, failure,
+                   [&] { due = std::max(due, limiter->next_send_time(m, now)); })) {
+      fail_before_send(lane, sdk::outcome::kInternalErrorInRateLimiter, std::move(failure), now);
+      return false;
+    }
+  }
+  if (due > now) {
+    lane.ready_at = due;
+    return false;
+  }
+  for (const auto& limiter : p.limiters) {
+    if (!contained(p, limiter.get(), "on_send", m, failure, [&] { limiter->on_send(m, now); })) {
+      fail_before_send(lane, sdk::outcome::kInternalErrorInRateLimiter, std::move(failure), now);
+      return false;
+    }
+  }
+  return true;
 }
 
 void Dispatcher::try_start(Lane& lane, sdk::SteadyTime now) {
@@ -186,28 +316,22 @@ void Dispatcher::try_start(Lane& lane, sdk::SteadyTime now) {
   while (!lane.entries.empty()) {
     sdk::Message& m = lane.entries.front().message;
 
-    if (auto paused = paused_until_.find(workspace_key(m)); paused != paused_until_.end()) {
-      if (paused->second > now) {
-        lane.ready_at = paused->second;
-        return;
-      }
-      paused_until_.erase(paused);
+    if (const sdk::SteadyTime until = paused_until(m, now); until > now) {
+      lane.ready_at = until;
+      return;
     }
 
-    bool denied = false;
-    for (const auto& guard : p.guards) {
-      const sdk::GuardVerdict v = guard->before_send(m, now);
-      if (!v.allow) {
-        metrics_.not_processed(m.original_channel);
-        log_->info("message {} to {} not sent: {}; kept as a dead letter", m.id, m.channel,
-                   v.reason);
-        finish_dead(lane, DeadLetterKind::NotProcessed, "denied",
-                    v.reason, 0);
-        denied = true;
-        break;
-      }
+    // A stage that failed on the head settled it: retried, it waits (even a
+    // zero delay ends this round, so a stage that always throws cannot spin
+    // here); dead-lettered or denied, the next message may go.
+    const std::string head = m.id;
+    const auto head_waits = [&] {
+      return !lane.entries.empty() && lane.entries.front().message.id == head;
+    };
+    if (!guards_allow(lane, now)) {
+      if (head_waits()) return;
+      continue;
     }
-    if (denied) continue;
 
     if (p.caller_token && m.delivery_token.empty()) {
       // The caller's token did not survive (a replay of a message queued by
@@ -221,13 +345,10 @@ void Dispatcher::try_start(Lane& lane, sdk::SteadyTime now) {
       continue;
     }
 
-    sdk::SteadyTime due = now;
-    for (const auto& limiter : p.limiters) due = std::max(due, limiter->next_send_time(m, now));
-    if (due > now) {
-      lane.ready_at = due;
-      return;
+    if (!limiters_allow(lane, now)) {
+      if (head_waits()) return;
+      continue;
     }
-    for (const auto& limiter : p.limiters) limiter->on_send(m, now);
 
     if (m.attempts == 0 && m.last_attempt_at == sdk::WallTime{})
       metrics_.queue_wait(seconds_between(m.enqueued_at, now));
@@ -239,8 +360,13 @@ void Dispatcher::try_start(Lane& lane, sdk::SteadyTime now) {
       std::lock_guard<std::mutex> lock(mutex_);
       ++in_flight_;
     }
-    executor_.post([this, sink = p.sink, key = lane.key, message = m]() {
-      sdk::SendResult result = sink->send(message);
+    executor_.post([this, pipeline = lane.pipeline, key = lane.key, message = m]() {
+      sdk::SendResult result;
+      std::string failure;
+      if (!contained(*pipeline, pipeline->sink.get(), "send", message, failure,
+                     [&] { result = pipeline->sink->send(message); })) {
+        result = sdk::SendResult::failure(sdk::outcome::kInternalErrorInSink, std::move(failure));
+      }
       {
         std::lock_guard<std::mutex> lock(mutex_);
         completions_.push_back(Completion{key, message.id, std::move(result)});

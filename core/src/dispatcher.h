@@ -10,6 +10,26 @@
 //     or parked channel cannot hold up another. A hung send holds only its
 //     worker: with W workers, W-1 channels can hang before others wait.
 //
+// Faults stay in the plugin: an exception escaping a stage method is caught
+// here, logged with the pipeline, stage and plugin, counted in
+// slackproxy_plugin_exceptions_total, and fails only what it touched:
+//   - Sink::send, Guard::before_send, RateLimiter::*: that one attempt fails
+//     with a transient internal_error_in_sink / _guard / _rate_limiter and
+//     goes to the retry policy like any failed send. It counts as an
+//     attempt, so the policy's backoff grows and its budget ends the retries:
+//     a stage that always throws cannot spin the scheduler.
+//   - Guard::after_result: logged and counted only; the result stands.
+//   - RetryPolicy::decide: the message is given up into the dead letters,
+//     with the reason. Retrying on a guessed schedule could loop forever on
+//     a policy that always throws; a dead letter is durable, visible and
+//     can be replayed once the plugin is fixed, so nothing is lost.
+// Host and plugin share one C++ runtime (the build fingerprint guarantees
+// it), so a plugin's exception is caught here like the host's own.
+//
+// Back-pressure: a sink that reports SendResult::back_pressure pauses the
+// message's channel or its whole workspace until the time it says; the
+// dispatcher never reads HTTP statuses.
+//
 // For tests, run_once() does one scheduling round at the clock's current
 // time without any thread, so a fake clock and a ManualExecutor make every
 // decision deterministic.
@@ -97,6 +117,30 @@ class Dispatcher {
 
   void intake();
   void apply(Completion c, sdk::SteadyTime now);
+  // What a failed attempt of the lane's head leads to: a pause on
+  // back-pressure, then the retry policy's retry or a dead letter.
+  void settle_failure(Lane& lane, const sdk::SendResult& result, sdk::SteadyTime now);
+  sdk::RetryDecision decide(const Pipeline& p, const sdk::Message& m,
+                            const sdk::SendResult& result);
+  void pause(const sdk::Message& m, const sdk::BackPressure& bp, sdk::SteadyTime until);
+  // The time the message's workspace or channel is paused until; now or
+  // earlier when it is not.
+  sdk::SteadyTime paused_until(const sdk::Message& m, sdk::SteadyTime now);
+  // Asks the guards; false when one denied (or failed on) the head, which
+  // is then settled.
+  bool guards_allow(Lane& lane, sdk::SteadyTime now);
+  // Asks the limiters; false when the head must wait (or a limiter failed
+  // and the head was settled).
+  bool limiters_allow(Lane& lane, sdk::SteadyTime now);
+  // Counts an attempt that failed before any send (a stage threw) and
+  // settles it.
+  void fail_before_send(Lane& lane, std::string_view code, std::string detail,
+                        sdk::SteadyTime now);
+  // Runs `call`, a call into a stage; if it throws, logs and counts the
+  // exception, puts a loggable description into `failure` and returns false.
+  template <typename Call>
+  bool contained(const Pipeline& p, const sdk::Stage* stage, std::string_view method,
+                 const sdk::Message& m, std::string& failure, Call&& call) noexcept;
   void try_start(Lane& lane, sdk::SteadyTime now);
   void finish(Lane& lane, const char* outcome);
   // Moves the lane's head (or a message never laned) to the dead letters.
@@ -118,8 +162,11 @@ class Dispatcher {
   // Owned by the scheduling thread (or the test calling run_once).
   std::unordered_map<std::string, Lane> lanes_;
   std::size_t started_ = 0;  // sends started whose result is not applied yet
-  // Workspaces Slack told to wait (429 + Retry-After), by pipeline/workspace.
-  std::unordered_map<std::string, sdk::SteadyTime> paused_until_;
+  // Scopes a sink reported back-pressure for: workspaces by
+  // pipeline/workspace, channels by lane key. Two maps, so that a workspace
+  // and a channel of the same spelling never share a pause.
+  std::unordered_map<std::string, sdk::SteadyTime> paused_workspaces_;
+  std::unordered_map<std::string, sdk::SteadyTime> paused_channels_;
   std::uint64_t next_seq_ = 0;
 
   // Shared with workers.

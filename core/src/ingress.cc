@@ -7,15 +7,20 @@
 #include <cstdio>
 #include <future>
 #include <random>
+#include <sstream>
 #include <variant>
 
 #include <Poco/DigestEngine.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <Poco/JSON/Stringifier.h>
 #include <Poco/SHA2Engine.h>
 #include <Poco/String.h>
 #include <spdlog/fmt/fmt.h>
 
 #include "admission/reply_style.h"
 #include "chat_message.h"
+#include "json_text.h"
 #include "redact.h"
 
 namespace slack_proxy {
@@ -88,7 +93,7 @@ std::string Ingress::tenant_of(const std::string& token) const {
   Poco::SHA2Engine sha(Poco::SHA2Engine::SHA_256);
   sha.update(tenant_salt_);
   sha.update(token);
-  return "caller-" + Poco::DigestEngine::digestToHex(sha.digest()).substr(0, 16);
+  return sdk::caller_tenant(Poco::DigestEngine::digestToHex(sha.digest()).substr(0, 16));
 }
 
 std::string Ingress::dedup_key(const Pipeline& pipeline, const sdk::Message& m,
@@ -281,15 +286,54 @@ HttpReply Ingress::admit(const sdk::RequestView& request, std::string body) noex
   return reply.get();
 }
 
+namespace {
+
+HttpReply internal_error_reply() {
+  HttpReply r;
+  r.status = 500;
+  r.body = R"({"ok":false,"error":"internal_error"})";
+  return r;
+}
+
+}  // namespace
+
 HttpReply Ingress::internal_error(const Admission& a, const std::exception& e) {
   log_->error("ingress failed on {} {}: {}", a.request.method(),
               a.pipeline != nullptr ? a.pipeline->name : std::string("(no pipeline)"),
               redact_secrets(e.what()));
-  HttpReply r;
-  r.status = 500;
-  r.body = R"({"ok":false,"error":"internal_error"})";
+  HttpReply r = internal_error_reply();
   r.close = true;
   return r;
+}
+
+template <typename Call>
+Ingress::Step Ingress::call_stage(const Admission& a, const sdk::Stage* stage,
+                                  std::string_view method, Call&& call) {
+  std::string what;
+  try {
+    call();
+    return std::nullopt;
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+    what = "an exception that is not a std::exception";
+  }
+  // A plugin's fault fails this one request; the proxy and the connection
+  // carry on (a body left unread is skipped by the transport, as for any
+  // refusal before the body).
+  const StageLabel label = a.pipeline->label_of(stage);
+  metrics_.plugin_exception(a.pipeline->name, label.stage, method);
+  metrics_.rejected("internal_error");
+  if (!a.caller.empty()) metrics_.client_request(a.caller, "internal_error");
+  std::uint64_t suppressed = 0;
+  if (fault_log_.allow(clock_.now(), suppressed)) {
+    log_->error("pipeline '{}': stage '{}' (plugin {}) threw from {}(): {}; answered 500 "
+                "internal_error, the proxy carries on{}",
+                a.pipeline->name, label.stage, label.plugin, method, redact_secrets(what),
+                suppressed == 0 ? std::string()
+                                : fmt::format("; {} similar line(s) suppressed", suppressed));
+  }
+  return internal_error_reply();
 }
 
 Ingress::Step Ingress::admit_head(Admission& a) {
@@ -337,8 +381,12 @@ Ingress::Step Ingress::check_draining(Admission& a) {
 }
 
 Ingress::Step Ingress::authenticate(Admission& a) {
-  if (!a.pipeline->authenticator) return std::nullopt;
-  sdk::AuthResult auth = a.pipeline->authenticator->authenticate(a.request);
+  const auto& authenticator = a.pipeline->authenticator;
+  if (!authenticator) return std::nullopt;
+  sdk::AuthResult auth;
+  if (Step failed = call_stage(a, authenticator.get(), "authenticate",
+                               [&] { auth = authenticator->authenticate(a.request); }))
+    return failed;
   if (auth.allowed) {
     a.caller = std::move(auth.identity);
     return std::nullopt;
@@ -416,10 +464,32 @@ Ingress::Step Ingress::compose_message(Admission& a) {
 
 Ingress::Step Ingress::route(Admission& a) {
   for (const auto& router : a.pipeline->routers) {
-    sdk::RouteResult routed = router->route(a.message);
+    sdk::RouteResult routed;
+    if (Step failed =
+            call_stage(a, router.get(), "route", [&] { routed = router->route(a.message); }))
+      return failed;
     if (!routed.accepted) return refuse(a, routed.status, routed.error, routed.detail);
   }
+  if (a.message.channel != a.message.original_channel)
+    a.message.payload = with_channel(std::move(a.message.payload), a.message.channel);
   return std::nullopt;
+}
+
+std::string Ingress::with_channel(std::string payload, const std::string& channel) {
+  // The payload is always JSON here (a form body was turned into JSON by
+  // decode()), and its "channel" is the caller's (or the default) one.
+  std::string value;
+  append_json_string(value, channel);
+  if (auto replaced = replace_top_level_member(payload, "channel", value))
+    return std::move(*replaced);
+  // The key is spelled with escapes ("ch\u0061nnel"): rewrite through a
+  // parser, keeping the member order.
+  Poco::JSON::Parser parser(new Poco::JSON::ParseHandler(true));
+  auto object = parser.parse(payload).extract<Poco::JSON::Object::Ptr>();
+  object->set("channel", channel);
+  std::ostringstream out;
+  Poco::JSON::Stringifier::condense(object, out);
+  return out.str();
 }
 
 Ingress::Step Ingress::deduplicate(Admission& a) {

@@ -97,7 +97,13 @@ class Ingress final : public HttpHandler {
   Step decode(Admission& a);
   Step bind_caller_token(Admission& a);
   Step compose_message(Admission& a);
+  // Runs the routers in order; after the last one, a channel a router
+  // changed is written into the payload too, so that the two never
+  // disagree by the time a sink sends the payload as it is.
   Step route(Admission& a);
+  // `payload` (JSON) with its "channel" set to `channel`, every other byte
+  // kept where the key is spelled plainly.
+  static std::string with_channel(std::string payload, const std::string& channel);
   Step deduplicate(Admission& a);
   void enqueue(std::shared_ptr<Admission> a, ReplySink reply);
   HttpReply queued(const Admission& a, const Queue::PushResult& pushed);
@@ -105,6 +111,13 @@ class Ingress final : public HttpHandler {
 
   HttpReply health() const;
   HttpReply internal_error(const Admission& a, const std::exception& e);
+  // Runs `call`, a call into one of the pipeline's stages. If it throws, the
+  // request fails alone: the exception is logged (throttled) with the
+  // pipeline, stage and plugin, counted in slackproxy_plugin_exceptions_total,
+  // and the reply is 500 internal_error.
+  template <typename Call>
+  Step call_stage(const Admission& a, const sdk::Stage* stage, std::string_view method,
+                  Call&& call);
   // An error reply in the request's style, counted and (throttled) logged
   // with the pipeline's name or, without one, a sanitised path: never the
   // raw URI, which may hold secrets.
@@ -123,8 +136,8 @@ class Ingress final : public HttpHandler {
   // The pipeline serving `path`: exact paths first, then the longest "/x/*".
   const Pipeline* find(std::string_view path) const;
   std::string next_id();
-  // A stable, non-reversible name for the tenant behind a caller's token,
-  // used as its workspace so that tenants never share buckets, 429 pauses
+  // A stable, non-reversible name for the tenant behind a caller's token
+  // (sdk::caller_tenant() of a salted digest), used as its workspace so that tenants never share buckets, 429 pauses
   // or deny-list entries. Salted per process: never the token itself.
   std::string tenant_of(const std::string& token) const;
   std::string dedup_key(const Pipeline& pipeline, const sdk::Message& m,
@@ -140,6 +153,7 @@ class Ingress final : public HttpHandler {
   IngressOptions options_;
   std::atomic<bool> draining_{false};
   LogThrottle reject_log_{20};
+  LogThrottle fault_log_{20};
 
   std::atomic<std::uint64_t> counter_{0};
   std::string id_prefix_;

@@ -53,14 +53,15 @@ std::size_t skip_value(std::string_view s, std::size_t i) {
 }
 
 struct Member {
-  std::size_t key_begin;  // the key's opening quote
-  std::size_t value_end;  // just after the value
+  std::size_t key_begin;    // the key's opening quote
+  std::size_t value_begin;  // the value's first byte
+  std::size_t value_end;    // just after the value
   bool matches;
 };
 
-}  // namespace
-
-std::optional<std::string> remove_top_level_member(std::string_view json, std::string_view key) {
+// The top-level members of a JSON object, or nullopt when `json` is not a
+// well-formed object at the top level (or is {}).
+std::optional<std::vector<Member>> top_level_members(std::string_view json, std::string_view key) {
   std::size_t i = skip_space(json, 0);
   if (i >= json.size() || json[i] != '{') return std::nullopt;
   std::vector<Member> members;
@@ -74,9 +75,10 @@ std::optional<std::string> remove_top_level_member(std::string_view json, std::s
     const bool matches = json.substr(key_begin + 1, key_end - key_begin - 2) == key;
     i = skip_space(json, key_end);
     if (i >= json.size() || json[i] != ':') return std::nullopt;
-    i = skip_value(json, skip_space(json, i + 1));
+    const std::size_t value_begin = skip_space(json, i + 1);
+    i = skip_value(json, value_begin);
     if (i == std::string_view::npos) return std::nullopt;
-    members.push_back({key_begin, i, matches});
+    members.push_back({key_begin, value_begin, i, matches});
     i = skip_space(json, i);
     if (i < json.size() && json[i] == ',') {
       i = skip_space(json, i + 1);
@@ -85,6 +87,32 @@ std::optional<std::string> remove_top_level_member(std::string_view json, std::s
     if (i < json.size() && json[i] == '}') break;
     return std::nullopt;
   }
+  return members;
+}
+
+}  // namespace
+
+std::optional<std::string> replace_top_level_member(std::string_view json, std::string_view key,
+                                                    std::string_view value) {
+  const auto members = top_level_members(json, key);
+  if (!members) return std::nullopt;
+  std::string out;
+  std::size_t copied = 0;
+  for (const auto& m : *members) {
+    if (!m.matches) continue;
+    out.append(json.substr(copied, m.value_begin - copied));
+    out.append(value);
+    copied = m.value_end;
+  }
+  if (copied == 0) return std::nullopt;  // no member of that name
+  out.append(json.substr(copied));
+  return out;
+}
+
+std::optional<std::string> remove_top_level_member(std::string_view json, std::string_view key) {
+  const auto found = top_level_members(json, key);
+  if (!found) return std::nullopt;
+  const std::vector<Member>& members = *found;
 
   bool any = false;
   for (const auto& m : members) any = any || m.matches;

@@ -15,6 +15,12 @@ namespace slack_proxy {
 // that must not miss one check the result with a real parser).
 std::optional<std::string> remove_top_level_member(std::string_view json, std::string_view key);
 
+// `json` with the value of every top-level member named `key` replaced by
+// `value` (JSON text, used as is), every other byte kept; nullopt on the same
+// terms as remove_top_level_member.
+std::optional<std::string> replace_top_level_member(std::string_view json, std::string_view key,
+                                                    std::string_view value);
+
 // Appends `text` as a JSON string literal (quotes included). Valid UTF-8 is
 // kept as is; a byte that does not start a valid sequence becomes U+FFFD, so
 // the result is always valid JSON whatever `text` holds.

@@ -143,7 +143,7 @@ CoreMetrics::CoreMetrics(prometheus::Registry& registry, std::size_t max_channel
                    .Register(registry)),
       succeeded_(prometheus::BuildCounter()
                      .Name("slackproxy_requests_succeeded_total")
-                     .Help("Messages Slack accepted")
+                     .Help("Messages the pipeline's sink delivered")
                      .Register(registry)),
       not_processed_(prometheus::BuildCounter()
                          .Name("slackproxy_requests_not_processed_total")
@@ -155,8 +155,15 @@ CoreMetrics::CoreMetrics(prometheus::Registry& registry, std::size_t max_channel
                     .Register(registry)),
       rate_limited_(prometheus::BuildCounter()
                         .Name("slackproxy_rate_limited_total")
-                        .Help("429 answers from Slack; the scope waits Retry-After")
+                        .Help("Sends refused with back-pressure (Slack's 429); the channel or "
+                              "workspace waits as long as the receiver asked")
                         .Register(registry)),
+      plugin_exceptions_(prometheus::BuildCounter()
+                             .Name("slackproxy_plugin_exceptions_total")
+                             .Help("Exceptions that escaped a stage method and were contained "
+                                   "(that request or attempt failed), by pipeline, stage and "
+                                   "method")
+                             .Register(registry)),
       queue_size_(&prometheus::BuildGauge()
                        .Name("slackproxy_queue_size")
                        .Help("Messages queued or in flight")
@@ -169,7 +176,7 @@ CoreMetrics::CoreMetrics(prometheus::Registry& registry, std::size_t max_channel
                        .Add({}, kLatencyBuckets)),
       delivery_latency_(&prometheus::BuildHistogram()
                              .Name("slackproxy_delivery_latency_seconds")
-                             .Help("Time from acceptance to Slack's ok")
+                             .Help("Time from acceptance to delivery by the sink")
                              .Register(registry)
                              .Add({}, kLatencyBuckets)),
       channel_depth_(prometheus::BuildGauge()

@@ -88,11 +88,20 @@ class CoreMetrics {
   void dead_lettered(const std::string& channel, std::string_view kind) {
     dead_lettered_.Add({{"channel", label(channel)}, {"kind", std::string(kind)}}).Increment();
   }
-  // Slack answered 429 (the message waits; its retry budget is untouched).
+  // A sink reported back-pressure (Slack's 429): the scope waits.
   void rate_limited(const std::string& channel) { counter(rate_limited_, channel).Increment(); }
+  // An exception escaped a stage method and was contained by the host.
+  // Pipeline and stage names come from the configuration, the method from
+  // the SDK: a bounded label set.
+  void plugin_exception(const std::string& pipeline, const std::string& stage,
+                        std::string_view method) {
+    plugin_exceptions_
+        .Add({{"pipeline", pipeline}, {"stage", stage}, {"method", std::string(method)}})
+        .Increment();
+  }
   // From acceptance to the first delivery attempt, in seconds.
   void queue_wait(double seconds) { queue_wait_->Observe(seconds); }
-  // From acceptance to Slack's ok, in seconds.
+  // From acceptance to delivery (the sink's success), in seconds.
   void delivery_latency(double seconds) { delivery_latency_->Observe(seconds); }
   // Messages waiting per delivery channel; channels no longer listed are
   // removed, so idle channels leave no series behind.
@@ -112,6 +121,7 @@ class CoreMetrics {
   prometheus::Family<prometheus::Counter>& not_processed_;
   prometheus::Family<prometheus::Counter>& rejected_;
   prometheus::Family<prometheus::Counter>& rate_limited_;
+  prometheus::Family<prometheus::Counter>& plugin_exceptions_;
   prometheus::Gauge* queue_size_;
   prometheus::Histogram* queue_wait_;
   prometheus::Histogram* delivery_latency_;

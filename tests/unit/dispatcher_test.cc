@@ -5,14 +5,19 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
 
 #include <slack_proxy/sdk/testing/fakes.h>
 #include <slack_proxy/sdk/testing/mocks.h>
+
+#include <slack_proxy/sdk/outcome.h>
 
 #include "executor.h"
 #include "metric_values.h"
@@ -49,8 +54,7 @@ class DispatcherTest : public ::testing::Test {
   Dispatcher& dispatcher() {
     if (!dispatcher_)
       dispatcher_ = std::make_unique<Dispatcher>(
-          queue, std::vector<std::shared_ptr<Pipeline>>{pipeline}, clock, metrics,
-          test_support::null_logger(), executor);
+          queue, std::vector<std::shared_ptr<Pipeline>>{pipeline}, clock, metrics, log, executor);
     return *dispatcher_;
   }
 
@@ -87,6 +91,7 @@ class DispatcherTest : public ::testing::Test {
       std::make_shared<NiceMock<sdk::testing::MockSink>>();
   std::shared_ptr<Pipeline> pipeline = std::make_shared<Pipeline>();
   std::vector<std::string> sent;
+  std::shared_ptr<spdlog::logger> log = test_support::null_logger();
 
  private:
   std::unique_ptr<Dispatcher> dispatcher_;
@@ -398,13 +403,24 @@ TEST(DispatcherThreadsTest, StartAndStopDeliverEveryMessageThroughAThreadPool) {
 namespace slack_proxy {
 namespace {
 
-// Slack's 429: the scope waits exactly Retry-After, the message keeps its
-// place and its retry budget.
+// Back-pressure (Slack's 429 as slack_sink reports it, or any sink's "not
+// now"): the scope waits until the time the sink said, the message keeps its
+// place and its retry budget. The sinks here speak no HTTP (status 0): the
+// dispatcher acts on the reported fact, never on a status.
 class DispatcherRateLimitTest : public DispatcherTest {
  protected:
-  static SendResult rate_limited(std::chrono::milliseconds retry_after) {
-    SendResult r = SendResult::failed(429, "ratelimited");
-    r.retry_after = retry_after;
+  DispatcherRateLimitTest() {
+    // A policy that retries every failure at once: what it is asked is
+    // checked where it matters.
+    ON_CALL(*retry, decide(_, _))
+        .WillByDefault(Return(sdk::RetryDecision::retry_after(0ms, "retry")));
+    pipeline->retry = retry;
+  }
+  SendResult rate_limited(std::chrono::milliseconds wait,
+                          sdk::BackPressure::Scope scope = sdk::BackPressure::Scope::Workspace) {
+    SendResult r = SendResult::failure("overloaded", "the receiver asked for a pause");
+    r.retry_after = wait;
+    r.back_pressure = sdk::BackPressure{scope, clock.now() + wait};
     return r;
   }
   void push_in(const std::string& id, const std::string& channel, const std::string& workspace) {
@@ -417,22 +433,26 @@ class DispatcherRateLimitTest : public DispatcherTest {
     m.payload = R"({"channel":")" + channel + R"(","text":"x"})";
     ASSERT_EQ(queue.push(std::move(m)).status, Queue::PushStatus::Accepted);
   }
-  // The first send gets 429 with `retry_after`, every later one ok; `order`
-  // records the ids sent.
-  void answer_first_send_with_429(std::chrono::milliseconds retry_after) {
-    ON_CALL(*sink, send(_)).WillByDefault(Invoke([this, retry_after](const Message& m) {
+  // The first send reports back-pressure for `wait` in `scope`, every later
+  // one is ok; `order` records the ids sent.
+  void answer_first_send_with_back_pressure(
+      std::chrono::milliseconds wait,
+      sdk::BackPressure::Scope scope = sdk::BackPressure::Scope::Workspace) {
+    ON_CALL(*sink, send(_)).WillByDefault(Invoke([this, wait, scope](const Message& m) {
       order.push_back(m.id);
-      return order.size() == 1 ? rate_limited(retry_after) : SendResult::ok();
+      return order.size() == 1 ? rate_limited(wait, scope) : SendResult::ok();
     }));
   }
+  std::shared_ptr<NiceMock<sdk::testing::MockRetryPolicy>> retry =
+      std::make_shared<NiceMock<sdk::testing::MockRetryPolicy>>();
   std::vector<std::string> order;
 };
 
-TEST_F(DispatcherRateLimitTest, A429PausesEveryChannelOfTheWorkspaceForExactlyRetryAfter) {
-  answer_first_send_with_429(3s);
+TEST_F(DispatcherRateLimitTest, WorkspaceBackPressurePausesEveryChannelOfTheWorkspaceUntilItsTime) {
+  answer_first_send_with_back_pressure(3s);
   push_in("a1", "#a", "T1");
   dispatcher().run_once();
-  executor.run_all();  // a1 gets 429
+  executor.run_all();  // a1 gets back-pressure
   push_in("b1", "#b", "T1");  // same workspace, another channel
   push_in("c1", "#c", "T2");  // another workspace
   const SteadyTime limited_at = clock.now();
@@ -443,7 +463,7 @@ TEST_F(DispatcherRateLimitTest, A429PausesEveryChannelOfTheWorkspaceForExactlyRe
 
   clock.advance(3s - 1ms);
   run_until_quiet();
-  EXPECT_THAT(order, ElementsAre("a1", "c1")) << "sent before Retry-After passed";
+  EXPECT_THAT(order, ElementsAre("a1", "c1")) << "sent before the pause ended";
 
   clock.advance(1ms);
   run_until_quiet();
@@ -454,25 +474,30 @@ TEST_F(DispatcherRateLimitTest, A429PausesEveryChannelOfTheWorkspaceForExactlyRe
   EXPECT_EQ(queue.size(), 0u);
 }
 
-TEST_F(DispatcherRateLimitTest, WithChannelScopeOnlyThatChannelWaits) {
-  pipeline->pause_workspace_on_429 = false;
-  answer_first_send_with_429(3s);
+TEST_F(DispatcherRateLimitTest, ChannelBackPressurePausesOnlyThatChannel) {
+  answer_first_send_with_back_pressure(3s, sdk::BackPressure::Scope::Channel);
   push_in("a1", "#a", "T1");
   dispatcher().run_once();
   executor.run_all();
   push_in("b1", "#b", "T1");
+  push_in("a2", "#a", "T1");
   run_until_quiet();
   EXPECT_THAT(order, ElementsAre("a1", "b1"));
   clock.advance(3s);
   run_until_quiet();
-  EXPECT_THAT(order, ElementsAre("a1", "b1", "a1"));
+  EXPECT_THAT(order, ElementsAre("a1", "b1", "a1", "a2"));
 }
 
-TEST_F(DispatcherRateLimitTest, A429NeitherConsultsTheRetryPolicyNorSpendsTheRetryBudget) {
-  auto retry = std::make_shared<NiceMock<sdk::testing::MockRetryPolicy>>();
-  EXPECT_CALL(*retry, decide(_, _)).Times(0);
-  pipeline->retry = retry;
+TEST_F(DispatcherRateLimitTest, TheRetryPolicyDecidesButTheAttemptSpendsNoBudget) {
   std::vector<std::uint32_t> attempts_at_send;
+  std::vector<std::uint32_t> attempts_at_decide;
+  EXPECT_CALL(*retry, decide(_, _))
+      .Times(3)
+      .WillRepeatedly(Invoke([&](const Message& m, const SendResult& r) {
+        EXPECT_TRUE(r.back_pressure.has_value());
+        attempts_at_decide.push_back(m.attempts);
+        return sdk::RetryDecision::retry_after(0ms, "wait");
+      }));
   int calls = 0;
   ON_CALL(*sink, send(_)).WillByDefault(Invoke([&](const Message& m) {
     attempts_at_send.push_back(m.attempts);
@@ -484,14 +509,36 @@ TEST_F(DispatcherRateLimitTest, A429NeitherConsultsTheRetryPolicyNorSpendsTheRet
     clock.advance(1s);
   }
   EXPECT_THAT(attempts_at_send, ElementsAre(1u, 1u, 1u, 1u));
+  EXPECT_THAT(attempts_at_decide, ElementsAre(1u, 1u, 1u)) << "the policy sees the attempt";
   EXPECT_EQ(counter("slackproxy_rate_limited_total", "#a"), 3);
   EXPECT_EQ(counter("slackproxy_requests_succeeded_total", "#a"), 1);
 }
 
-TEST_F(DispatcherRateLimitTest, A429WithoutRetryAfterWaitsOneSecond) {
+TEST_F(DispatcherRateLimitTest, APolicyThatGivesUpOnBackPressureDeadLettersTheMessageButThePauseStays) {
+  ON_CALL(*retry, decide(_, _)).WillByDefault(Return(sdk::RetryDecision::give_up("no thanks")));
+  answer_first_send_with_back_pressure(5s);
+  push_in("a1", "#a", "T1");
+  push_in("b1", "#b", "T1");
+  dispatcher().run_once();  // a1 and b1 both start
+  executor.run_one();       // a1: back-pressure
+  dispatcher().run_once();
+  ASSERT_TRUE(queue.dead_letters().get("a1").has_value());
+  push_in("b2", "#b", "T1");
+  executor.run_all();  // b1 was already on its way
+  run_until_quiet();
+  EXPECT_THAT(order, ElementsAre("a1", "b1")) << "b2 must wait for the workspace's pause";
+  clock.advance(5s);
+  run_until_quiet();
+  EXPECT_THAT(order, ElementsAre("a1", "b1", "b2"));
+}
+
+TEST_F(DispatcherRateLimitTest, BackPressureWithoutATimeWaitsOneSecond) {
   int calls = 0;
   ON_CALL(*sink, send(_)).WillByDefault(Invoke([&](const Message&) {
-    return ++calls == 1 ? SendResult::failed(429, "ratelimited") : SendResult::ok();
+    if (++calls > 1) return SendResult::ok();
+    SendResult r = SendResult::failure("overloaded");
+    r.back_pressure = sdk::BackPressure{};
+    return r;
   }));
   push_in("a1", "#a", "");
   dispatcher().run_once();
@@ -499,8 +546,27 @@ TEST_F(DispatcherRateLimitTest, A429WithoutRetryAfterWaitsOneSecond) {
   EXPECT_EQ(dispatcher().run_once(), clock.now() + 1s);
 }
 
+TEST_F(DispatcherRateLimitTest, AnHttp429WithoutBackPressureIsJustAFailureForThePolicy) {
+  // The dispatcher reads no statuses: only the sink's back_pressure pauses.
+  EXPECT_CALL(*retry, decide(_, _))
+      .Times(2)
+      .WillRepeatedly(Return(sdk::RetryDecision::give_up("policy says")));
+  ON_CALL(*sink, send(_)).WillByDefault(Invoke([this](const Message& m) {
+    order.push_back(m.id);
+    return SendResult::failed(429, "ratelimited");
+  }));
+  push_in("a1", "#a", "");
+  dispatcher().run_once();
+  executor.run_all();  // a1: a 429, but no back-pressure reported
+  push_in("b1", "#b", "");
+  run_until_quiet();
+  EXPECT_THAT(order, ElementsAre("a1", "b1")) << "nothing was paused";
+  EXPECT_TRUE(queue.dead_letters().get("a1").has_value());
+  EXPECT_EQ(counter("slackproxy_rate_limited_total", "#a"), 0);
+}
+
 TEST_F(DispatcherRateLimitTest, ChannelDepthsCountWaitingMessagesPerChannel) {
-  ON_CALL(*sink, send(_)).WillByDefault(Return(rate_limited(60s)));
+  ON_CALL(*sink, send(_)).WillByDefault(Invoke([this](const Message&) { return rate_limited(60s); }));
   push_in("a1", "#a", "");
   push_in("a2", "#a", "");
   push_in("b1", "#b", "T9");
@@ -617,6 +683,177 @@ TEST_F(DispatcherTest, AReplayedDeadLetterIsDeliveredAgain) {
 
   EXPECT_THAT(sent, ElementsAre("a1"));
   EXPECT_EQ(queue.dead_letters().count(), 0u);
+  EXPECT_EQ(queue.size(), 0u);
+}
+
+}  // namespace
+}  // namespace slack_proxy
+
+namespace slack_proxy {
+namespace {
+
+// A stage method that throws (outside sdk::guarded) fails that one attempt,
+// is logged with the pipeline, stage and plugin, and counted; the dispatcher
+// carries on with the next message.
+class DispatcherFaultTest : public DispatcherTest {
+ protected:
+  DispatcherFaultTest() {
+    log = std::make_shared<spdlog::logger>("test",
+                                           std::make_shared<spdlog::sinks::ostream_sink_mt>(logged));
+    ON_CALL(*retry, decide(_, _)).WillByDefault(Invoke([this](const Message& m, const SendResult& r) {
+      decided.push_back(r);
+      return m.attempts < 2 ? sdk::RetryDecision::retry_after(1s, "transient")
+                            : sdk::RetryDecision::give_up("retries exhausted");
+    }));
+    pipeline->retry = retry;
+    label(sink.get(), "deliver", "faulty_sink");
+  }
+  void label(const sdk::Stage* stage, const std::string& name, const std::string& plugin) {
+    pipeline->labels[stage] = StageLabel{name, plugin};
+  }
+  double exceptions(const std::string& stage, const std::string& method) {
+    return metric_value(registry, "slackproxy_plugin_exceptions_total",
+                        {{"pipeline", "default"}, {"stage", stage}, {"method", method}});
+  }
+  // Runs until the clock has passed every retry delay (1 s) twice.
+  void run_with_retries() {
+    for (int i = 0; i < 3; ++i) {
+      run_until_quiet();
+      clock.advance(1s);
+    }
+  }
+
+  std::ostringstream logged;
+  std::shared_ptr<NiceMock<sdk::testing::MockRetryPolicy>> retry =
+      std::make_shared<NiceMock<sdk::testing::MockRetryPolicy>>();
+  std::vector<SendResult> decided;
+};
+
+TEST_F(DispatcherFaultTest, ASinkThatThrowsFailsTheAttemptTransientlyAndTheNextMessageGoes) {
+  ON_CALL(*sink, send(_)).WillByDefault(Invoke([this](const Message& m) -> SendResult {
+    if (m.channel == "#boom") throw std::runtime_error("kaboom in send");
+    sent.push_back(m.id);
+    return SendResult::ok();
+  }));
+  push("x1", "#boom");
+  push("a1", "#a");
+  run_with_retries();
+
+  ASSERT_EQ(decided.size(), 2u);
+  EXPECT_EQ(decided[0].error, sdk::outcome::kInternalErrorInSink);
+  EXPECT_TRUE(sdk::outcome::is_transient(decided[0].error));
+  EXPECT_THAT(decided[0].detail, ::testing::HasSubstr("kaboom in send"));
+  auto letter = queue.dead_letters().get("x1");
+  ASSERT_TRUE(letter.has_value()) << "retried, then kept: nothing is lost";
+  EXPECT_EQ(letter->error, sdk::outcome::kInternalErrorInSink);
+  EXPECT_EQ(letter->message.attempts, 2u);
+  EXPECT_THAT(sent, ElementsAre("a1"));
+  EXPECT_EQ(exceptions("deliver", "send"), 2);
+  EXPECT_THAT(logged.str(), ::testing::AllOf(::testing::HasSubstr("[error]"),
+                                             ::testing::HasSubstr("pipeline 'default'"),
+                                             ::testing::HasSubstr("stage 'deliver'"),
+                                             ::testing::HasSubstr("plugin faulty_sink"),
+                                             ::testing::HasSubstr("kaboom in send")));
+}
+
+TEST_F(DispatcherFaultTest, AGuardThatThrowsBeforeSendFailsTheAttemptWithoutSending) {
+  auto guard = std::make_shared<NiceMock<sdk::testing::MockGuard>>();
+  label(guard.get(), "picky", "faulty_guard");
+  ON_CALL(*guard, before_send(_, _)).WillByDefault(Invoke([](const Message& m, SteadyTime) {
+    if (m.channel == "#boom") throw std::runtime_error("guard broke");
+    return sdk::GuardVerdict::pass();
+  }));
+  pipeline->guards.push_back(guard);
+  push("x1", "#boom");
+  push("a1", "#a");
+  run_with_retries();
+
+  ASSERT_FALSE(decided.empty());
+  EXPECT_EQ(decided[0].error, sdk::outcome::kInternalErrorInGuard);
+  EXPECT_THAT(decided[0].detail, ::testing::HasSubstr("guard broke"));
+  EXPECT_THAT(sent, ElementsAre("a1")) << "#boom was never sent";
+  EXPECT_TRUE(queue.dead_letters().get("x1").has_value());
+  EXPECT_EQ(exceptions("picky", "before_send"), 2);
+  EXPECT_THAT(logged.str(), ::testing::HasSubstr("stage 'picky' (plugin faulty_guard)"));
+}
+
+TEST_F(DispatcherFaultTest, AGuardThatThrowsAfterTheResultIsOnlyLoggedAndCounted) {
+  auto guard = std::make_shared<NiceMock<sdk::testing::MockGuard>>();
+  label(guard.get(), "learner", "faulty_guard");
+  ON_CALL(*guard, after_result(_, _, _))
+      .WillByDefault(Invoke([](const Message&, const SendResult&, SteadyTime) {
+        throw std::runtime_error("cannot learn");
+      }));
+  pipeline->guards.push_back(guard);
+  push("a1", "#a");
+  run_until_quiet();
+
+  EXPECT_THAT(sent, ElementsAre("a1"));
+  EXPECT_EQ(counter("slackproxy_requests_succeeded_total", "#a"), 1);
+  EXPECT_EQ(exceptions("learner", "after_result"), 1);
+  EXPECT_TRUE(decided.empty());
+}
+
+TEST_F(DispatcherFaultTest, ARateLimiterThatThrowsFailsTheAttemptAndBacksOffInsteadOfSpinning) {
+  auto limiter = std::make_shared<NiceMock<sdk::testing::MockRateLimiter>>();
+  label(limiter.get(), "bucket", "faulty_limiter");
+  int asked = 0;
+  ON_CALL(*limiter, next_send_time(_, _)).WillByDefault(Invoke([&](const Message& m, SteadyTime now) {
+    ++asked;
+    if (m.channel == "#boom") throw std::runtime_error("bucket broke");
+    return now;
+  }));
+  pipeline->limiters.push_back(limiter);
+  push("x1", "#boom");
+  push("a1", "#a");
+  run_until_quiet();
+  EXPECT_EQ(asked, 2) << "one failed ask for #boom, then it waits its retry delay";
+  ASSERT_EQ(decided.size(), 1u);
+  EXPECT_EQ(decided[0].error, sdk::outcome::kInternalErrorInRateLimiter);
+
+  clock.advance(1s);
+  run_until_quiet();
+  EXPECT_TRUE(queue.dead_letters().get("x1").has_value());
+  EXPECT_THAT(sent, ElementsAre("a1"));
+  EXPECT_EQ(exceptions("bucket", "next_send_time"), 2);
+}
+
+TEST_F(DispatcherFaultTest, ARateLimiterThatThrowsOnSendFailsTheAttempt) {
+  auto limiter = std::make_shared<NiceMock<sdk::testing::MockRateLimiter>>();
+  label(limiter.get(), "bucket", "faulty_limiter");
+  ON_CALL(*limiter, next_send_time(_, _)).WillByDefault(Invoke([](const Message&, SteadyTime now) {
+    return now;
+  }));
+  ON_CALL(*limiter, on_send(_, _)).WillByDefault(Invoke([](const Message& m, SteadyTime) {
+    if (m.channel == "#boom") throw std::runtime_error("cannot take a token");
+  }));
+  pipeline->limiters.push_back(limiter);
+  push("x1", "#boom");
+  push("a1", "#a");
+  run_with_retries();
+  ASSERT_FALSE(decided.empty());
+  EXPECT_EQ(decided[0].error, sdk::outcome::kInternalErrorInRateLimiter);
+  EXPECT_THAT(sent, ElementsAre("a1"));
+  EXPECT_EQ(exceptions("bucket", "on_send"), 2);
+}
+
+TEST_F(DispatcherFaultTest, ARetryPolicyThatThrowsGivesTheMessageUpIntoTheDeadLettersWithTheReason) {
+  label(retry.get(), "backoff", "faulty_retry");
+  ON_CALL(*retry, decide(_, _))
+      .WillByDefault(Invoke([](const Message&, const SendResult&) -> sdk::RetryDecision {
+        throw std::runtime_error("policy broke");
+      }));
+  EXPECT_CALL(*sink, send(_)).WillOnce(Return(SendResult::failed(503, "service_unavailable")));
+  push("x1", "#a");
+  run_until_quiet();
+
+  auto letter = queue.dead_letters().get("x1");
+  ASSERT_TRUE(letter.has_value());
+  EXPECT_EQ(letter->error, "service_unavailable");
+  EXPECT_THAT(letter->reason, ::testing::AllOf(::testing::HasSubstr("stage 'backoff'"),
+                                               ::testing::HasSubstr("policy broke"),
+                                               ::testing::HasSubstr("replay")));
+  EXPECT_EQ(exceptions("backoff", "decide"), 1);
   EXPECT_EQ(queue.size(), 0u);
 }
 

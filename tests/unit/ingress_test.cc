@@ -1147,5 +1147,141 @@ TEST_F(AdmitTest, AWholeBodyOverTheLimitIsStill413) {
   EXPECT_TRUE(queued().empty());
 }
 
+// ---- a stage that throws fails that one request --------------------------
+
+class IngressFaultTest : public IngressTest {
+ protected:
+  IngressFaultTest() {
+    log = std::make_shared<spdlog::logger>("test",
+                                           std::make_shared<spdlog::sinks::ostream_sink_mt>(logged));
+  }
+  double exceptions(const std::string& stage, const std::string& method) {
+    return metric_value(registry, "slackproxy_plugin_exceptions_total",
+                        {{"pipeline", "default"}, {"stage", stage}, {"method", method}});
+  }
+  std::ostringstream logged;
+};
+
+TEST_F(IngressFaultTest, ARouterThatThrowsFailsThatRequestWith500AndTheNextIsServed) {
+  auto router = std::make_shared<NiceMock<sdk::testing::MockRouter>>();
+  ON_CALL(*router, route(_)).WillByDefault(Invoke([](sdk::Message& m) {
+    if (m.channel == "#boom") throw std::runtime_error("router exploded");
+    return sdk::RouteResult::ok();
+  }));
+  pipeline->routers.push_back(router);
+  pipeline->labels[router.get()] = StageLabel{"picker", "faulty_router"};
+
+  const HttpReply failed = post(R"({"channel":"#boom","text":"hi"})");
+  EXPECT_EQ(failed.status, 500);
+  EXPECT_EQ(failed.body, R"({"ok":false,"error":"internal_error"})");
+  EXPECT_TRUE(queued().empty());
+
+  EXPECT_EQ(post(R"({"channel":"#a","text":"hi"})").status, 200);
+  EXPECT_EQ(queued().size(), 1u);
+  EXPECT_EQ(exceptions("picker", "route"), 1);
+  EXPECT_EQ(rejected("internal_error"), 1);
+  EXPECT_THAT(logged.str(), ::testing::AllOf(::testing::HasSubstr("[error]"),
+                                             ::testing::HasSubstr("pipeline 'default'"),
+                                             ::testing::HasSubstr("stage 'picker'"),
+                                             ::testing::HasSubstr("plugin faulty_router"),
+                                             ::testing::HasSubstr("router exploded")));
+}
+
+TEST_F(IngressFaultTest, AnAuthenticatorThatThrowsFailsThatRequestWith500) {
+  auto auth = std::make_shared<NiceMock<sdk::testing::MockAuthenticator>>();
+  int calls = 0;
+  ON_CALL(*auth, authenticate(_)).WillByDefault(Invoke([&](const sdk::RequestView&) {
+    if (++calls == 1) throw std::logic_error("auth exploded");
+    return sdk::AuthResult::allow("team-a");
+  }));
+  pipeline->authenticator = auth;
+  pipeline->labels[auth.get()] = StageLabel{"keys", "faulty_auth"};
+
+  const HttpReply failed = post(R"({"channel":"#a","text":"hi"})");
+  EXPECT_EQ(failed.status, 500);
+  EXPECT_EQ(failed.body, R"({"ok":false,"error":"internal_error"})");
+  EXPECT_EQ(post(R"({"channel":"#a","text":"hi"})").status, 200);
+  EXPECT_EQ(exceptions("keys", "authenticate"), 1);
+  EXPECT_THAT(logged.str(), ::testing::HasSubstr("auth exploded"));
+}
+
+// ---- the payload's channel follows the routers ----------------------------
+
+TEST_F(IngressTest, ARoutedChannelIsWrittenIntoThePayloadKeepingEveryOtherByte) {
+  auto router = std::make_shared<NiceMock<sdk::testing::MockRouter>>();
+  ON_CALL(*router, route(_)).WillByDefault(Invoke([](sdk::Message& m) {
+    m.channel = "#ops \"night\"";
+    return sdk::RouteResult::ok();
+  }));
+  pipeline->routers.push_back(router);
+
+  ASSERT_EQ(post(R"({ "text" : "hi",  "channel":"#asked", "n": 1.50 ,"x":{"channel":"#in"}})")
+                .status,
+            200);
+  const auto messages = queued();
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].payload,
+            R"({ "text" : "hi",  "channel":"#ops \"night\"", "n": 1.50 ,"x":{"channel":"#in"}})");
+  EXPECT_EQ(parse_object(messages[0].payload)->getValue<std::string>("channel"),
+            messages[0].channel);
+}
+
+TEST_F(IngressTest, AnEscapedChannelKeyIsRewrittenToo) {
+  auto router = std::make_shared<NiceMock<sdk::testing::MockRouter>>();
+  ON_CALL(*router, route(_)).WillByDefault(Invoke([](sdk::Message& m) {
+    m.channel = "#routed";
+    return sdk::RouteResult::ok();
+  }));
+  pipeline->routers.push_back(router);
+
+  ASSERT_EQ(post(R"({"ch\u0061nnel":"#asked","text":"hi"})").status, 200);
+  const auto messages = queued();
+  ASSERT_EQ(messages.size(), 1u);
+  const auto object = parse_object(messages[0].payload);
+  EXPECT_EQ(object->getValue<std::string>("channel"), "#routed");
+  EXPECT_EQ(object->getValue<std::string>("text"), "hi");
+}
+
+TEST_F(IngressTest, WithoutARoutingChangeThePayloadIsByteForByteAsSent) {
+  auto router = std::make_shared<NiceMock<sdk::testing::MockRouter>>();
+  ON_CALL(*router, route(_)).WillByDefault(Invoke([](sdk::Message& m) {
+    m.attributes["seen"] = "yes";
+    return sdk::RouteResult::ok();
+  }));
+  pipeline->routers.push_back(router);
+  const std::string body = R"({ "channel" : "#a",	"text":"hi \u00e9", "n":1e3 })";
+
+  ASSERT_EQ(post(body).status, 200);
+  const auto messages = queued();
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].payload, body);
+}
+
+TEST_F(IngressTest, AFormBodyRoutedElsewhereCarriesTheNewChannelInItsJson) {
+  auto router = std::make_shared<NiceMock<sdk::testing::MockRouter>>();
+  ON_CALL(*router, route(_)).WillByDefault(Invoke([](sdk::Message& m) {
+    m.channel = "#routed";
+    return sdk::RouteResult::ok();
+  }));
+  pipeline->routers.push_back(router);
+
+  ASSERT_EQ(post("channel=%23asked&text=hi", "application/x-www-form-urlencoded").status, 200);
+  const auto messages = queued();
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].content_type, "application/json");
+  EXPECT_EQ(parse_object(messages[0].payload)->getValue<std::string>("channel"), "#routed");
+}
+
+TEST_F(IngressTest, CallerTokenTenantsAreNamedByTheSdk) {
+  pipeline->caller_token = true;
+  FakeRequest request("POST", "/");
+  request.with_header("Content-Type", kJson).with_header("Authorization", "Bearer xoxb-caller-1");
+  ASSERT_EQ(send(request, R"({"channel":"#a","text":"hi"})", std::nullopt).status, 200);
+  const auto messages = queued();
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_TRUE(sdk::is_caller_tenant(messages[0].workspace)) << messages[0].workspace;
+  EXPECT_EQ(messages[0].workspace.find("xoxb"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace slack_proxy
