@@ -530,6 +530,13 @@ TEST(ConfigTest, PipelineWithoutNameIsRejected) {
             "cfg.toml:1:1: pipeline #1: missing required key 'name'");
 }
 
+TEST(ConfigTest, PipelineLevelRateLimitScopeSaysItMovedToTheSlackSinkStage) {
+  EXPECT_THAT(error_of("[[pipeline]]\nname = \"slack\"\nrate_limit_scope = \"channel\"\n"
+                       "[[pipeline.stage]]\nplugin = \"slack_sink\"\n"),
+              AllOf(HasSubstr("cfg.toml:3:"), HasSubstr("'rate_limit_scope' is no longer a pipeline"),
+                    HasSubstr("set rate_limit_scope on the slack_sink stage")));
+}
+
 TEST(ConfigTest, PipelineNameMustBeAnIdentifier) {
   EXPECT_THAT(error_of("[[pipeline]]\nname = \"my pipeline\"\n[[pipeline.stage]]\nplugin = \"x\"\n"),
               HasSubstr("name 'my pipeline' is not a valid pipeline name; use [A-Za-z0-9_-]+"));
@@ -663,7 +670,6 @@ TEST(ConfigTest, ShippedDefaultConfigLoads) {
   EXPECT_THAT(slack.paths, ElementsAre("/", "/api/chat.postMessage"));
   EXPECT_EQ(slack.style, "api");
   EXPECT_EQ(slack.delivery_token, "proxy");
-  EXPECT_EQ(slack.rate_limit_scope, "workspace");
   ASSERT_EQ(slack.stages.size(), 5u);
   EXPECT_EQ(slack.stages[0].plugin, "token_bucket");
   EXPECT_EQ(slack.stages[0].settings["key"].value<std::string>(), "channel");
@@ -677,6 +683,7 @@ TEST(ConfigTest, ShippedDefaultConfigLoads) {
   EXPECT_EQ(slack.stages[4].settings["url"].value<std::string>(),
             "https://slack.com/api/chat.postMessage");
   EXPECT_EQ(slack.stages[4].settings["token_env"].value<std::string>(), "SLACK_TOKEN");
+  EXPECT_EQ(slack.stages[4].settings["rate_limit_scope"].value<std::string>(), "workspace");
 }
 
 TEST(ConfigTest, ShippedDemoConfigLoads) {

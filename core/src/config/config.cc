@@ -479,7 +479,15 @@ void read_pipelines(Problems& problems, toml::table& doc, std::vector<PipelineSp
                "rate_limit_scope"});
     s.choice("style", pipeline.style, {"api", "webhook"});
     s.choice("delivery_token", pipeline.delivery_token, {"proxy", "caller"});
-    s.choice("rate_limit_scope", pipeline.rate_limit_scope, {"workspace", "channel"});
+    if (const auto* moved = s.find("rate_limit_scope")) {
+      // What a 429 pauses is the sink's to say now (it reports back-pressure
+      // with its scope); a pipeline-level key would silently do nothing.
+      problems.at(moved->source(),
+                  label + ": 'rate_limit_scope' is no longer a pipeline setting; set "
+                          "rate_limit_scope on the slack_sink stage instead "
+                          "([[pipeline.stage]] plugin = \"slack_sink\", rate_limit_scope = "
+                          "\"workspace\" or \"channel\")");
+    }
     if (const auto* channel = s.string("default_channel")) pipeline.default_channel = channel->get();
 
     if (const auto* name = s.string("name")) {

@@ -147,9 +147,6 @@ struct PipelineSpec {
   // Which Slack token delivers: the sink's own ("proxy") or the one the
   // caller sent ("caller": Authorization: Bearer or a token field).
   std::string delivery_token = "proxy";
-  // What a 429's Retry-After pauses: every channel of the workspace (Slack's
-  // limit is per method and workspace) or only the channel that got it.
-  std::string rate_limit_scope = "workspace";
   std::vector<StageSpec> stages;     // in file order; at least one
   SourceRef where;
 };
