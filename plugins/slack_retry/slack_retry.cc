@@ -9,6 +9,8 @@
 #include <string_view>
 #include <utility>
 
+#include <slack_proxy/sdk/outcome.h>
+
 namespace slack_proxy::plugins::slack_retry {
 
 namespace {
@@ -16,13 +18,20 @@ namespace {
 // The message's own trouble: retried while max_retries allows.
 constexpr std::array<std::string_view, 4> kTransientCodes = {
     "ratelimited", "rate_limited", "message_limit_exceeded", "team_added_to_org"};
+// A stage threw (the host reports it so): a bug that waiting will not fix,
+// so the retry budget bounds it and the dead letter keeps the message.
+constexpr std::array<std::string_view, 3> kStageFailureCodes = {
+    sdk::outcome::kInternalErrorInSink, sdk::outcome::kInternalErrorInGuard,
+    sdk::outcome::kInternalErrorInRateLimiter};
 // Slack saying it is down or slow: an outage, retried until max_age.
 constexpr std::array<std::string_view, 2> kOutageCodes = {"service_unavailable",
                                                           "request_timeout"};
 constexpr std::array<std::string_view, 2> kMaybeSucceededCodes = {"internal_error", "fatal_error"};
-// Codes a sink reports when no HTTP reply arrived: an outage too.
-constexpr std::array<std::string_view, 4> kTransportCodes = {"connection_failed", "timeout",
-                                                             "tls_error", "bad_response"};
+// Codes a sink reports when no usable reply arrived, or its own side
+// failed: an outage too.
+constexpr std::array<std::string_view, 5> kNoReplyCodes = {
+    sdk::outcome::kConnectionFailed, sdk::outcome::kTimeout, sdk::outcome::kTlsError,
+    sdk::outcome::kBadResponse, sdk::outcome::kLocalIo};
 
 template <std::size_t N>
 bool contains(const std::array<std::string_view, N>& codes, std::string_view code) {
@@ -43,42 +52,23 @@ std::string shortest(double value) {
 
 }  // namespace
 
-Settings parse_settings(const sdk::ConfigView& config) {
-  Settings s;
-  s.max_retries = config.get_integer("max_retries");
-  s.initial_backoff = config.get_duration("initial_backoff");
-  s.max_backoff = config.get_duration("max_backoff");
-  s.multiplier = config.get_number("multiplier");
-  s.jitter = config.get_number("jitter");
-  s.retry_internal_error = config.get_boolean("retry_internal_error");
-  s.max_age = config.get_duration("max_age");
-
-  if (s.max_retries < 0) {
-    throw std::invalid_argument("max_retries must be >= 0, got " + std::to_string(s.max_retries));
-  }
-  if (s.initial_backoff <= std::chrono::milliseconds::zero()) {
-    throw std::invalid_argument("initial_backoff must be > 0, got " +
-                                std::to_string(s.initial_backoff.count()) + "ms");
-  }
+void check_settings(const Settings& s) {
   if (s.max_backoff < s.initial_backoff) {
-    throw std::invalid_argument("max_backoff (" + std::to_string(s.max_backoff.count()) +
-                                "ms) must be >= initial_backoff (" +
-                                std::to_string(s.initial_backoff.count()) + "ms)");
+    throw std::invalid_argument("max_backoff (" + describe_duration(s.max_backoff) +
+                                ") must be >= initial_backoff (" +
+                                describe_duration(s.initial_backoff) + ")");
   }
-  if (!std::isfinite(s.multiplier) || s.multiplier < 1) {
-    throw std::invalid_argument("multiplier must be >= 1, got " + shortest(s.multiplier));
+  if (!std::isfinite(s.multiplier)) {
+    throw std::invalid_argument("multiplier must be a finite number, got " +
+                                shortest(s.multiplier));
   }
-  if (!(s.jitter >= 0 && s.jitter <= 1)) {
-    throw std::invalid_argument("jitter must be between 0 and 1, got " + shortest(s.jitter));
-  }
-  if (s.max_age <= std::chrono::milliseconds::zero()) {
-    throw std::invalid_argument("max_age must be > 0, got " + std::to_string(s.max_age.count()) +
-                                "ms");
-  }
-  return s;
 }
 
 ErrorClass classify(const sdk::SendResult& result, bool retry_internal_error) {
+  // The receiver asked for a pause: nothing is wrong with the message, so it
+  // waits (the dispatcher holds it at the head of its lane) without
+  // spending the budget, bounded by max_age like an outage.
+  if (result.back_pressure) return ErrorClass::Outage;
   // Checked before the status so that a 500 carrying internal_error also
   // honours the duplicate-avoiding choice.
   if (contains(kMaybeSucceededCodes, result.error)) {
@@ -88,7 +78,10 @@ ErrorClass classify(const sdk::SendResult& result, bool retry_internal_error) {
   if (result.http_status == 429) return ErrorClass::Transient;
   if (contains(kOutageCodes, result.error)) return ErrorClass::Outage;
   if (contains(kTransientCodes, result.error)) return ErrorClass::Transient;
-  if (result.http_status == 0 && contains(kTransportCodes, result.error)) {
+  if (result.http_status == 0 && contains(kStageFailureCodes, result.error)) {
+    return ErrorClass::Transient;
+  }
+  if (result.http_status == 0 && contains(kNoReplyCodes, result.error)) {
     return ErrorClass::Outage;
   }
   return ErrorClass::Permanent;
@@ -109,7 +102,7 @@ SlackRetry::SlackRetry(const Settings& settings, const sdk::Clock& clock, std::u
     : settings_(settings), clock_(clock), random_(seed) {}
 
 sdk::RetryDecision SlackRetry::decide(const sdk::Message& message,
-                                      const sdk::SendResult& result) noexcept {
+                                      const sdk::SendResult& result) {
   return sdk::guarded(
       [&] {
         const std::string code = code_of(result);
@@ -145,6 +138,12 @@ sdk::RetryDecision SlackRetry::decide(const sdk::Message& message,
 
 sdk::RetryDecision SlackRetry::retry(const sdk::Message& message, const sdk::SendResult& result,
                                      std::string why) {
+  // Back-pressure says exactly how long; the dispatcher holds the scope
+  // until then, so no backoff of ours is added on top.
+  if (result.back_pressure) {
+    return sdk::RetryDecision::retry_after(result.retry_after.value_or(std::chrono::milliseconds(0)),
+                                           "back-pressure: " + std::move(why));
+  }
   auto delay = backoff(message.attempts);
   // Slack may disable apps that keep sending while limited.
   if (result.retry_after) delay = std::max(delay, *result.retry_after);

@@ -14,6 +14,7 @@
 #include <string>
 
 #include <slack_proxy/sdk/host.h>
+#include <slack_proxy/sdk/settings.h>
 #include <slack_proxy/sdk/stages.h>
 
 namespace slack_proxy::plugins::slack_retry {
@@ -32,20 +33,57 @@ struct Settings {
   std::chrono::milliseconds max_age{std::chrono::hours(24)};
 };
 
-// Throws std::invalid_argument when a value makes no sense.
-Settings parse_settings(const sdk::ConfigView& config);
+// The settings as the plugin declares them: types, defaults and bounds, which
+// the host checks before the factory runs.
+inline const sdk::Schema<Settings> kSchema{
+    sdk::setting("max_retries", &Settings::max_retries,
+                 "retries after the first attempt, for transient (not outage) errors")
+        .at_least(0)
+        .default_to("3"),
+    sdk::setting("initial_backoff", &Settings::initial_backoff, "delay before the first retry")
+        .above(0)
+        .default_to("1s"),
+    sdk::setting("max_backoff", &Settings::max_backoff,
+                 "cap on the delay between retries, >= initial_backoff")
+        .above(0)
+        .default_to("60s"),
+    sdk::setting("multiplier", &Settings::multiplier, "delay growth per retry")
+        .at_least(1)
+        .default_to("2"),
+    sdk::setting("jitter", &Settings::jitter, "random spread of each delay (0.2 = +/-20%)")
+        .at_least(0)
+        .at_most(1)
+        .default_to("0.2"),
+    sdk::setting("retry_internal_error", &Settings::retry_internal_error,
+                 "retry Slack internal_error/fatal_error; may post duplicates, Slack may have "
+                 "succeeded")
+        .default_to("true"),
+    sdk::setting("max_age", &Settings::max_age,
+                 "outage errors (no reply, 5xx, service_unavailable, ...) ignore max_retries "
+                 "and are retried until the message is this old")
+        .above(0)
+        .default_to("24h"),
+};
+
+// What the schema cannot say (one setting against another, an infinite
+// multiplier): throws std::invalid_argument naming the values.
+void check_settings(const Settings& settings);
 
 enum class ErrorClass {
   // Trying again cannot help: given up at once.
   Permanent,
   // The message's own trouble that may pass (ratelimited, rate_limited,
-  // message_limit_exceeded, team_added_to_org, HTTP 429): retried while
-  // attempts remain under max_retries.
+  // message_limit_exceeded, team_added_to_org, HTTP 429), or a stage of the
+  // pipeline that threw (internal_error_in_sink/_guard/_rate_limiter, a bug
+  // more time will not fix): retried while attempts remain under
+  // max_retries, then a dead letter to replay once fixed.
   Transient,
   // The service's trouble, not the message's: transport failures with no
-  // reply (connection_failed, timeout, tls_error, bad_response), HTTP 5xx,
-  // service_unavailable, request_timeout, and internal_error/fatal_error when
-  // `retry_internal_error`. Retried until the message is max_age old.
+  // reply (connection_failed, timeout, tls_error, bad_response), the sink's
+  // own local_io_error (a full disk an operator frees), HTTP 5xx,
+  // service_unavailable, request_timeout, internal_error/fatal_error when
+  // `retry_internal_error`, and back-pressure (the receiver asked us to
+  // wait). Retried until the message is max_age old.
   Outage,
 };
 
@@ -63,7 +101,7 @@ class SlackRetry final : public sdk::RetryPolicy {
   SlackRetry(const Settings& settings, const sdk::Clock& clock, std::uint64_t seed);
 
   sdk::RetryDecision decide(const sdk::Message& message,
-                            const sdk::SendResult& result) noexcept override;
+                            const sdk::SendResult& result) override;
 
  private:
   std::chrono::milliseconds backoff(std::uint32_t attempts);

@@ -5,7 +5,9 @@
 #include <string>
 
 #include <gtest/gtest.h>
+#include <slack_proxy/sdk/outcome.h>
 #include <slack_proxy/sdk/testing/fakes.h>
+#include <slack_proxy/sdk/testing/plugin_under_test.h>
 
 #include "slack_retry.h"
 
@@ -16,6 +18,8 @@ using namespace std::chrono_literals;
 using Action = sdk::RetryDecision::Action;
 using sdk::testing::FakeClock;
 using sdk::testing::MapConfig;
+using sdk::testing::PluginRefused;
+using sdk::testing::PluginUnderTest;
 // Wrapped explicitly: MapConfig::set's int overload would otherwise capture
 // doubles, bools and 64-bit integers by narrowing conversion.
 using Value = MapConfig::Value;
@@ -57,8 +61,8 @@ MapConfig defaults() {
       .set("max_age", Value{std::chrono::milliseconds(24h)});
 }
 
-TEST(SlackRetrySettings, AcceptsTheDefaults) {
-  const auto s = parse_settings(defaults());
+TEST(SlackRetrySettings, TheSchemaGivesTheDocumentedDefaults) {
+  const Settings s = kSchema.read(defaults());
   EXPECT_EQ(s.max_retries, 3);
   EXPECT_EQ(s.initial_backoff, 1s);
   EXPECT_EQ(s.max_backoff, 60s);
@@ -66,44 +70,42 @@ TEST(SlackRetrySettings, AcceptsTheDefaults) {
   EXPECT_DOUBLE_EQ(s.jitter, 0.2);
   EXPECT_TRUE(s.retry_internal_error);
   EXPECT_EQ(s.max_age, 24h);
+  EXPECT_NO_THROW(check_settings(s));
 }
 
-TEST(SlackRetrySettings, AcceptsZeroRetriesAndNoJitter) {
-  const auto s = parse_settings(
-      defaults().set("max_retries", Value{std::int64_t{0}}).set("jitter", Value{0.0}));
-  EXPECT_EQ(s.max_retries, 0);
-  EXPECT_EQ(s.jitter, 0.0);
+// Through the ABI, as `slack-proxy validate` does: the host checks the
+// schema's bounds, then the check-only factory (which builds nothing).
+TEST(SlackRetrySettings, ValidatesTheDefaultsAndZeroRetriesWithoutBuildingAPolicy) {
+  PluginUnderTest plugin(SLACK_PROXY_PLUGIN_FILE);
+  EXPECT_NO_THROW(plugin.validate());
+  EXPECT_NO_THROW(plugin.validate("max_retries = 0\njitter = 0.0"));
 }
 
-TEST(SlackRetrySettings, RejectsMeaninglessValues) {
-  EXPECT_THROW(parse_settings(defaults().set("max_retries", Value{std::int64_t{-1}})),
-               std::invalid_argument);
-  EXPECT_THROW(parse_settings(defaults().set("initial_backoff", Value{0ms})),
-               std::invalid_argument);
-  EXPECT_THROW(parse_settings(defaults().set("max_backoff", Value{500ms})), std::invalid_argument);
-  EXPECT_THROW(parse_settings(defaults().set("multiplier", Value{0.5})), std::invalid_argument);
-  EXPECT_THROW(parse_settings(defaults().set("jitter", Value{-0.1})), std::invalid_argument);
-  EXPECT_THROW(parse_settings(defaults().set("jitter", Value{1.5})), std::invalid_argument);
-  EXPECT_THROW(parse_settings(defaults().set("max_age", Value{0ms})), std::invalid_argument);
-  EXPECT_THROW(parse_settings(defaults().set("max_age", Value{-1000ms})), std::invalid_argument);
-}
-
-TEST(SlackRetrySettings, NamesANonPositiveMaxAge) {
-  try {
-    parse_settings(defaults().set("max_age", Value{0ms}));
-    FAIL() << "max_age 0 accepted";
-  } catch (const std::invalid_argument& e) {
-    EXPECT_STREQ(e.what(), "max_age must be > 0, got 0ms");
+TEST(SlackRetrySettings, TheHostRefusesValuesOutsideTheSchemasBounds) {
+  PluginUnderTest plugin(SLACK_PROXY_PLUGIN_FILE);
+  for (const char* bad : {"max_retries = -1", "initial_backoff = \"0ms\"", "multiplier = 0.5",
+                          "jitter = -0.1", "jitter = 1.5", "max_age = \"0ms\""}) {
+    try {
+      plugin.validate(bad);
+      ADD_FAILURE() << bad << " accepted";
+    } catch (const PluginRefused& e) {
+      const std::string key(bad, std::string_view(bad).find(' '));
+      EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
+    }
   }
 }
 
-TEST(SlackRetrySettings, NamesTheValueInTheRejection) {
+TEST(SlackRetrySettings, RefusesAMaxBackoffBelowInitialBackoffNamingBoth) {
+  Settings s = kSchema.read(defaults());
+  s.max_backoff = 500ms;
   try {
-    parse_settings(defaults().set("jitter", Value{1.5}));
-    FAIL() << "jitter 1.5 accepted";
+    check_settings(s);
+    FAIL() << "max_backoff below initial_backoff accepted";
   } catch (const std::invalid_argument& e) {
-    EXPECT_STREQ(e.what(), "jitter must be between 0 and 1, got 1.5");
+    EXPECT_STREQ(e.what(), "max_backoff (500ms) must be >= initial_backoff (1s)");
   }
+  PluginUnderTest plugin(SLACK_PROXY_PLUGIN_FILE);
+  EXPECT_THROW(plugin.validate("max_backoff = \"500ms\""), PluginRefused);
 }
 
 TEST(SlackRetry, RetriesEverySlackTransientCode) {
@@ -134,6 +136,47 @@ TEST(SlackRetry, RetriesTransportFailuresWithoutAReply) {
   for (const char* code : {"connection_failed", "timeout", "tls_error", "bad_response"}) {
     EXPECT_EQ(policy.decide(after_attempts(1), slack_error(code, 0)).action, Action::Retry) << code;
   }
+}
+
+TEST(SlackRetry, UsesTheSdkOutcomeCodes) {
+  SlackRetry policy(exact(), idle_clock(), 1);
+  namespace outcome = sdk::outcome;
+  // Outages, retried until max_age: no reply, or the sink's own I/O failed.
+  for (std::string_view code : {outcome::kConnectionFailed, outcome::kTimeout,
+                                outcome::kTlsError, outcome::kBadResponse, outcome::kLocalIo}) {
+    EXPECT_EQ(classify(sdk::SendResult::failure(code), true), ErrorClass::Outage) << code;
+  }
+  // A stage threw: transient, bounded by the budget.
+  for (std::string_view code : {outcome::kInternalErrorInSink, outcome::kInternalErrorInGuard,
+                                outcome::kInternalErrorInRateLimiter}) {
+    EXPECT_EQ(classify(sdk::SendResult::failure(code), true), ErrorClass::Transient) << code;
+    EXPECT_EQ(policy.decide(after_attempts(3), sdk::SendResult::failure(code)).action,
+              Action::Retry)
+        << code;
+    EXPECT_EQ(policy.decide(after_attempts(4), sdk::SendResult::failure(code)).action,
+              Action::GiveUp)
+        << code;
+  }
+  EXPECT_EQ(classify(sdk::SendResult::failure(outcome::kInvalidMessage), true),
+            ErrorClass::Permanent);
+  // Every code the SDK calls transient is retried.
+  for (std::string_view code :
+       {outcome::kConnectionFailed, outcome::kTimeout, outcome::kTlsError, outcome::kBadResponse,
+        outcome::kLocalIo, outcome::kInternalErrorInSink, outcome::kInternalErrorInGuard,
+        outcome::kInternalErrorInRateLimiter}) {
+    ASSERT_TRUE(outcome::is_transient(code));
+    EXPECT_NE(classify(sdk::SendResult::failure(code), true), ErrorClass::Permanent) << code;
+  }
+}
+
+TEST(SlackRetry, RetriesBackPressureAfterExactlyRetryAfterWhateverTheBudget) {
+  SlackRetry policy(exact(/*max_retries=*/0), idle_clock(), 1);
+  sdk::SendResult r = sdk::SendResult::failure("ratelimited");
+  r.retry_after = 7s;
+  r.back_pressure = sdk::BackPressure{sdk::BackPressure::Scope::Channel, {}};
+  const auto d = policy.decide(after_attempts(5), r);
+  EXPECT_EQ(d.action, Action::Retry);
+  EXPECT_EQ(d.delay, 7s) << "no backoff on top of the receiver's own wait";
 }
 
 TEST(SlackRetry, GivesUpOnPermanentCodes) {
