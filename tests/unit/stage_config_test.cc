@@ -1,5 +1,9 @@
 #include "config/stage_config.h"
 
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -11,19 +15,54 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
 using ::testing::SizeIs;
 
 using namespace std::chrono_literals;
 
+// A schema row as a 1.0 plugin wrote it: no bounds, no allowed values.
+constexpr sp_config_key row(const char* key, sp_value_type type, const char* default_value,
+                            int required, const char* doc) {
+  sp_config_key k{};
+  k.key = key;
+  k.type = type;
+  k.default_value = default_value;
+  k.required = required;
+  k.doc = doc;
+  return k;
+}
+
+constexpr sp_config_key at_least(sp_config_key k, double min) {
+  k.flags |= SP_KEY_HAS_MIN;
+  k.min = min;
+  return k;
+}
+constexpr sp_config_key above(sp_config_key k, double min) {
+  k.flags |= SP_KEY_HAS_MIN | SP_KEY_MIN_EXCLUSIVE;
+  k.min = min;
+  return k;
+}
+constexpr sp_config_key at_most(sp_config_key k, double max) {
+  k.flags |= SP_KEY_HAS_MAX;
+  k.max = max;
+  return k;
+}
+constexpr sp_config_key below(sp_config_key k, double max) {
+  k.flags |= SP_KEY_HAS_MAX | SP_KEY_MAX_EXCLUSIVE;
+  k.max = max;
+  return k;
+}
+
 constexpr sp_config_key kSchema[] = {
-    {"rate", SP_VALUE_NUMBER, "1.0", 0, "messages per second"},
-    {"burst", SP_VALUE_INTEGER, "3", 0, "messages allowed at once"},
-    {"key", SP_VALUE_STRING, "global", 0, "what the bucket is keyed by"},
-    {"ttl", SP_VALUE_DURATION, "15m", 0, "how long a channel stays parked"},
-    {"verbose", SP_VALUE_BOOLEAN, "false", 0, "log every decision"},
-    {"channels", SP_VALUE_STRING_LIST, R"(["a", "b"])", 0, "channels it applies to"},
-    {"token_env", SP_VALUE_STRING, nullptr, 1, "environment variable holding the token"},
-    {"label", SP_VALUE_STRING, nullptr, 0, "optional, no default"},
+    row("rate", SP_VALUE_NUMBER, "1.0", 0, "messages per second"),
+    row("burst", SP_VALUE_INTEGER, "3", 0, "messages allowed at once"),
+    row("key", SP_VALUE_STRING, "global", 0, "what the bucket is keyed by"),
+    row("ttl", SP_VALUE_DURATION, "15m", 0, "how long a channel stays parked"),
+    row("verbose", SP_VALUE_BOOLEAN, "false", 0, "log every decision"),
+    row("channels", SP_VALUE_STRING_LIST, R"(["a", "b"])", 0, "channels it applies to"),
+    row("token_env", SP_VALUE_STRING, nullptr, 1, "environment variable holding the token"),
+    row("label", SP_VALUE_STRING, nullptr, 0, "optional, no default"),
 };
 constexpr std::uint32_t kSchemaSize = sizeof(kSchema) / sizeof(kSchema[0]);
 
@@ -170,10 +209,10 @@ TEST(StageConfigTest, CollectsEveryProblem) {
 
 TEST(StageConfigTest, BrokenDefaultIsReportedAsAPluginBug) {
   constexpr sp_config_key kBroken[] = {
-      {"rate", SP_VALUE_NUMBER, "fast", 0, ""},
-      {"ttl", SP_VALUE_DURATION, "15", 0, ""},
-      {"channels", SP_VALUE_STRING_LIST, "[1]", 0, ""},
-      {"burst", SP_VALUE_INTEGER, "2.5", 0, ""},
+      row("rate", SP_VALUE_NUMBER, "fast", 0, ""),
+      row("ttl", SP_VALUE_DURATION, "15", 0, ""),
+      row("channels", SP_VALUE_STRING_LIST, "[1]", 0, ""),
+      row("burst", SP_VALUE_INTEGER, "2.5", 0, ""),
   };
   const auto errors = errors_of(stage(""), kBroken, 4);
   ASSERT_THAT(errors, SizeIs(4)) << ::testing::PrintToString(errors);
@@ -187,14 +226,14 @@ TEST(StageConfigTest, BrokenDefaultIsReportedAsAPluginBug) {
 }
 
 TEST(StageConfigTest, BrokenDefaultIsReportedEvenWhenTheKeyIsSet) {
-  constexpr sp_config_key kBroken[] = {{"rate", SP_VALUE_NUMBER, "fast", 0, ""}};
+  constexpr sp_config_key kBroken[] = {row("rate", SP_VALUE_NUMBER, "fast", 0, "")};
   EXPECT_THAT(error_of(stage("rate = 2.0\n"), kBroken, 1),
               HasSubstr("invalid default for 'rate'"));
 }
 
 TEST(StageConfigTest, DuplicateSchemaKeyIsAPluginBug) {
-  constexpr sp_config_key kTwice[] = {{"rate", SP_VALUE_NUMBER, nullptr, 0, ""},
-                                      {"rate", SP_VALUE_INTEGER, nullptr, 0, ""}};
+  constexpr sp_config_key kTwice[] = {row("rate", SP_VALUE_NUMBER, nullptr, 0, ""),
+                                      row("rate", SP_VALUE_INTEGER, nullptr, 0, "")};
   EXPECT_THAT(error_of(stage(""), kTwice, 2),
               HasSubstr("plugin 'token_bucket' declares the setting 'rate' twice (a bug in the plugin)"));
 }
@@ -236,6 +275,267 @@ burst = 2.5
                              "proxy.toml");
   EXPECT_EQ(error_of(config.pipelines[0].stages[0]),
             "proxy.toml:7:9: stage 'pace' (plugin token_bucket): 'burst' must be an integer, got float");
+}
+
+
+// ------------------------------------------------------------- ABI 1.1 --
+
+constexpr const char* kBucketKeys[] = {"global", "channel", "workspace", "client"};
+
+constexpr sp_config_key enum_row(const char* default_value) {
+  sp_config_key k = row("key", SP_VALUE_ENUM, default_value, 0, "one bucket per ...");
+  k.allowed = kBucketKeys;
+  k.allowed_size = 4;
+  return k;
+}
+
+TEST(StageConfigTest, EnumAcceptsAListedValueAndReadsAsAString) {
+  constexpr sp_config_key kEnum[] = {enum_row("global")};
+  EXPECT_EQ(StageConfig::from_spec(stage("key = \"workspace\"\n"), kEnum, 1).get_string("key"),
+            "workspace");
+  EXPECT_EQ(StageConfig::from_spec(stage(""), kEnum, 1).get_string("key"), "global");
+}
+
+TEST(StageConfigTest, EnumRefusesAnUnlistedValueAndListsTheAllowedOnes) {
+  constexpr sp_config_key kEnum[] = {enum_row("global")};
+  EXPECT_EQ(error_of(stage("key = \"user\"\n"), kEnum, 1),
+            "cfg.toml:1:7: stage 'token_bucket': 'key' must be one of \"global\", \"channel\", "
+            "\"workspace\" or \"client\", got \"user\"");
+  EXPECT_EQ(error_of(stage("key = 1\n"), kEnum, 1),
+            "cfg.toml:1:7: stage 'token_bucket': 'key' must be a string, got integer");
+}
+
+TEST(StageConfigTest, EnumDefaultOutsideItsValuesOrWithoutValuesIsAPluginBug) {
+  constexpr sp_config_key kBadDefault[] = {enum_row("user")};
+  EXPECT_THAT(error_of(stage(""), kBadDefault, 1),
+              HasSubstr("invalid default for 'key' (\"user\"): it must be one of \"global\""));
+  constexpr sp_config_key kNoValues[] = {row("key", SP_VALUE_ENUM, nullptr, 0, "")};
+  EXPECT_THAT(error_of(stage(""), kNoValues, 1),
+              HasSubstr("declares the enum 'key' without allowed values (a bug in the plugin)"));
+}
+
+TEST(StageConfigTest, StringMapReadsATableOfStringsAndItsDefault) {
+  constexpr sp_config_key kMap[] = {row("routes", SP_VALUE_STRING_MAP, R"({ "#a" = "#b" })", 0, "")};
+  const auto set = StageConfig::from_spec(stage("routes = { \"#x\" = \"#y\", \"#z\" = \"#w\" }\n"), kMap, 1);
+  EXPECT_EQ(set.get_string_map("routes"),
+            (std::map<std::string, std::string>{{"#x", "#y"}, {"#z", "#w"}}));
+  EXPECT_EQ(set.source_of("routes"), "cfg.toml:1:10");
+  const auto defaulted = StageConfig::from_spec(stage(""), kMap, 1);
+  EXPECT_EQ(defaulted.get_string_map("routes"), (std::map<std::string, std::string>{{"#a", "#b"}}));
+  // A map is no list and no string.
+  EXPECT_TRUE(defaulted.get_string_list("routes").empty());
+  EXPECT_EQ(defaulted.get_string("routes"), "");
+}
+
+TEST(StageConfigTest, StringMapWithANonStringValueIsRefusedNamingItsKey) {
+  constexpr sp_config_key kMap[] = {row("routes", SP_VALUE_STRING_MAP, nullptr, 0, "")};
+  EXPECT_EQ(error_of(stage("[routes]\n\"#a\" = \"#b\"\n\"#c\" = 3\n"), kMap, 1),
+            "cfg.toml:1:1: stage 'token_bucket': 'routes' must be a table of strings, got integer "
+            "for key \"#c\"");
+  EXPECT_EQ(error_of(stage("routes = [\"#a\"]\n"), kMap, 1),
+            "cfg.toml:1:10: stage 'token_bucket': 'routes' must be a table of strings, got array");
+}
+
+TEST(StageConfigTest, BoundsAreCheckedAndWordedForEachType) {
+  constexpr sp_config_key kBounded[] = {
+      above(row("rate", SP_VALUE_NUMBER, nullptr, 0, ""), 0),
+      at_least(row("burst", SP_VALUE_INTEGER, nullptr, 0, ""), 1),
+      at_most(row("pool", SP_VALUE_INTEGER, nullptr, 0, ""), 1024),
+      below(row("share", SP_VALUE_NUMBER, nullptr, 0, ""), 1),
+      above(row("ttl", SP_VALUE_DURATION, nullptr, 0, ""), 0),
+      at_most(row("timeout", SP_VALUE_DURATION, nullptr, 0, ""), 60000),
+      at_least(row("routes", SP_VALUE_STRING_MAP, nullptr, 0, ""), 1),
+      at_most(row("errors", SP_VALUE_STRING_LIST, nullptr, 0, ""), 1),
+      at_least(row("channel", SP_VALUE_STRING, nullptr, 0, ""), 1),
+  };
+  auto error = [&](std::string_view toml) { return error_of(stage(toml), kBounded, 9); };
+  EXPECT_EQ(error("rate = -1\n"), "cfg.toml:1:8: stage 'token_bucket': 'rate' must be > 0, got -1");
+  EXPECT_EQ(error("rate = 0.0\n"), "cfg.toml:1:8: stage 'token_bucket': 'rate' must be > 0, got 0");
+  EXPECT_EQ(error("burst = 0\n"), "cfg.toml:1:9: stage 'token_bucket': 'burst' must be >= 1, got 0");
+  EXPECT_EQ(error("pool = 1025\n"), "cfg.toml:1:8: stage 'token_bucket': 'pool' must be <= 1024, got 1025");
+  EXPECT_EQ(error("share = 1\n"), "cfg.toml:1:9: stage 'token_bucket': 'share' must be < 1, got 1");
+  EXPECT_EQ(error("ttl = \"0s\"\n"), "cfg.toml:1:7: stage 'token_bucket': 'ttl' must be > 0ms, got 0ms");
+  EXPECT_EQ(error("timeout = \"2m\"\n"),
+            "cfg.toml:1:11: stage 'token_bucket': 'timeout' must be <= 1m, got 2m");
+  EXPECT_EQ(error("routes = {}\n"),
+            "cfg.toml:1:10: stage 'token_bucket': 'routes' must have at least 1 entry, got 0");
+  EXPECT_EQ(error("errors = [\"a\", \"b\"]\n"),
+            "cfg.toml:1:10: stage 'token_bucket': 'errors' must have at most 1 entry, got 2");
+  EXPECT_EQ(error("channel = \"\"\n"),
+            "cfg.toml:1:11: stage 'token_bucket': 'channel' must be at least 1 byte long, got 0");
+  // NaN is within no bound; infinity is above every lower one.
+  EXPECT_EQ(error("rate = nan\n"), "cfg.toml:1:8: stage 'token_bucket': 'rate' must be > 0, got nan");
+  // The values on the edge pass.
+  const auto ok = StageConfig::from_spec(
+      stage("rate = 0.001\nburst = 1\npool = 1024\nshare = 0.99\nttl = \"1ms\"\ntimeout = \"1m\"\n"
+            "routes = { a = \"b\" }\nerrors = [\"x\"]\nchannel = \"#\"\n"),
+      kBounded, 9);
+  EXPECT_EQ(ok.get_integer("pool"), 1024);
+}
+
+TEST(StageConfigTest, DefaultBreakingItsOwnBoundsIsAPluginBug) {
+  constexpr sp_config_key kBroken[] = {at_least(row("burst", SP_VALUE_INTEGER, "0", 0, ""), 1)};
+  EXPECT_EQ(error_of(stage("burst = 2\n"), kBroken, 1),
+            "cfg.toml:10:1: stage 'token_bucket': plugin 'token_bucket' has an invalid default for "
+            "'burst' (\"0\"): it must be >= 1, got 0 (a bug in the plugin)");
+}
+
+TEST(StageConfigTest, BoundsOnATypeWithoutThemIsAPluginBug) {
+  constexpr sp_config_key kBroken[] = {at_least(row("verbose", SP_VALUE_BOOLEAN, nullptr, 0, ""), 1)};
+  EXPECT_THAT(error_of(stage(""), kBroken, 1),
+              HasSubstr("declares bounds on 'verbose', whose type has none (a bug in the plugin)"));
+}
+
+// ------------------------------------------------------------- secrets --
+
+constexpr sp_config_key kSecret[] = {row("token", SP_VALUE_SECRET, nullptr, 1, "the bot token")};
+
+// An environment variable only this test process uses, unset again on exit.
+class ScopedVariable {
+ public:
+  explicit ScopedVariable(const std::string& value)
+      : name_("SP_STAGE_CONFIG_TEST_" + std::to_string(::getpid())) {
+    ::setenv(name_.c_str(), value.c_str(), 1);
+  }
+  ~ScopedVariable() { ::unsetenv(name_.c_str()); }
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+};
+
+// A file in the test's temp dir holding `content`, removed on exit.
+class ScopedFile {
+ public:
+  explicit ScopedFile(const std::string& content) {
+    path_ = ::testing::TempDir() + "sp_secret_XXXXXX";
+    const int fd = ::mkstemp(path_.data());
+    EXPECT_GE(fd, 0);
+    if (fd >= 0) ::close(fd);
+    std::ofstream(path_, std::ios::binary) << content;
+  }
+  ~ScopedFile() { ::unlink(path_.c_str()); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// `token = { env = "..." }` on line 1: the table at column 9, an env value
+// at 17, a file value at 18.
+StageSpec secret_stage(const std::string& inline_table) {
+  return stage("token = " + inline_table + "\n", "slack_sink");
+}
+
+TEST(StageConfigTest, SecretIsReadFromTheEnvironment) {
+  const ScopedVariable variable("xoxb-from-env");
+  const auto config =
+      StageConfig::from_spec(secret_stage("{ env = \"" + variable.name() + "\" }"), kSecret, 1);
+  EXPECT_TRUE(config.has("token"));
+  EXPECT_EQ(config.get_secret("token"), "xoxb-from-env");
+  EXPECT_EQ(config.source_of("token"), "cfg.toml:1:17");
+  // Only get_secret() hands it out.
+  EXPECT_EQ(config.get_string("token"), "");
+}
+
+TEST(StageConfigTest, SecretIsReadFromAFileWithoutTrailingWhitespace) {
+  const ScopedFile file("xoxb-from-file \n\r\n\t");
+  const auto config =
+      StageConfig::from_spec(secret_stage("{ file = \"" + file.path() + "\" }"), kSecret, 1);
+  EXPECT_EQ(config.get_secret("token"), "xoxb-from-file");
+}
+
+TEST(StageConfigTest, CheckOnlyReadsNoSecretAndHandsOutNone) {
+  // Neither source exists: only the shape is checked.
+  const auto from_env = StageConfig::from_spec(
+      secret_stage("{ env = \"SP_STAGE_CONFIG_TEST_NEVER_SET\" }"), kSecret, 1, false);
+  EXPECT_TRUE(from_env.has("token"));
+  EXPECT_EQ(from_env.get_secret("token"), "");
+  const auto from_file = StageConfig::from_spec(
+      secret_stage("{ file = \"/nonexistent/sp/secret\" }"), kSecret, 1, false);
+  EXPECT_EQ(from_file.get_secret("token"), "");
+  // The shape still is checked.
+  EXPECT_THAT(errors_of(secret_stage("\"xoxb\""), kSecret, 1), SizeIs(1));
+  EXPECT_THROW(StageConfig::from_spec(secret_stage("{}"), kSecret, 1, false), ConfigError);
+}
+
+TEST(StageConfigTest, UnreadableSecretNamesKeyVariableOrPathAndPosition) {
+  EXPECT_EQ(error_of(secret_stage("{ env = \"SP_STAGE_CONFIG_TEST_NEVER_SET\" }"), kSecret, 1),
+            "cfg.toml:1:17: stage 'slack_sink': 'token': environment variable "
+            "SP_STAGE_CONFIG_TEST_NEVER_SET is not set");
+  const ScopedVariable empty("");
+  EXPECT_EQ(error_of(secret_stage("{ env = \"" + empty.name() + "\" }"), kSecret, 1),
+            "cfg.toml:1:17: stage 'slack_sink': 'token': environment variable " + empty.name() +
+                " is empty");
+  EXPECT_EQ(error_of(secret_stage("{ file = \"/nonexistent/sp/secret\" }"), kSecret, 1),
+            "cfg.toml:1:18: stage 'slack_sink': 'token': cannot read /nonexistent/sp/secret: No "
+            "such file or directory");
+  const ScopedFile blank(" \n\n");
+  EXPECT_EQ(error_of(secret_stage("{ file = \"" + blank.path() + "\" }"), kSecret, 1),
+            "cfg.toml:1:18: stage 'slack_sink': 'token': " + blank.path() + " is empty");
+}
+
+TEST(StageConfigTest, SecretMustBeExactlyOneOfEnvOrFile) {
+  EXPECT_EQ(error_of(secret_stage("{ env = \"A\", file = \"/b\" }"), kSecret, 1),
+            "cfg.toml:1:9: stage 'slack_sink': 'token' must set env or file, not both");
+  EXPECT_EQ(error_of(secret_stage("{}"), kSecret, 1),
+            "cfg.toml:1:9: stage 'slack_sink': 'token' must set env (an environment variable) or "
+            "file (a path)");
+  EXPECT_EQ(error_of(secret_stage("{ env = 3 }"), kSecret, 1),
+            "cfg.toml:1:9: stage 'slack_sink': 'token' env must be a non-empty string naming an "
+            "environment variable, got integer");
+  EXPECT_EQ(error_of(stage("", "slack_sink"), kSecret, 1),
+            "cfg.toml:10:1: stage 'slack_sink': missing required key 'token' (the bot token)");
+}
+
+TEST(StageConfigTest, NoErrorEverShowsASecretValue) {
+  const std::string value = "xoxb-1234-never-shown";
+  const ScopedVariable variable(value);
+  const ScopedFile file(value + "\n");
+  // Pasted in place of the table, beside another key, in an unknown key of
+  // the table, and read fine while another setting is wrong.
+  const std::vector<std::string> configs = {
+      "token = \"" + value + "\"\n",
+      "token = { value = \"" + value + "\" }\n",
+      "token = { env = \"" + variable.name() + "\", value = \"" + value + "\" }\n",
+      "token = { env = \"" + variable.name() + "\" }\nrate = -1\n",
+      "token = { file = \"" + file.path() + "\" }\nrate = -1\n",
+  };
+  constexpr sp_config_key kSchemaWithSecret[] = {
+      row("token", SP_VALUE_SECRET, nullptr, 1, ""),
+      above(row("rate", SP_VALUE_NUMBER, nullptr, 0, ""), 0)};
+  for (const auto& toml : configs) {
+    const auto errors = errors_of(stage(toml, "slack_sink"), kSchemaWithSecret, 2);
+    EXPECT_THAT(errors, Not(IsEmpty())) << toml;
+    for (const auto& e : errors) EXPECT_THAT(e, Not(HasSubstr("1234"))) << toml;
+  }
+}
+
+TEST(StageConfigTest, ADefaultForASecretIsAPluginBug) {
+  constexpr sp_config_key kBroken[] = {row("token", SP_VALUE_SECRET, "xoxb-default", 0, "")};
+  const auto error = error_of(stage("", "slack_sink"), kBroken, 1);
+  EXPECT_EQ(error,
+            "cfg.toml:10:1: stage 'slack_sink': plugin 'slack_sink' declares a default for the "
+            "secret 'token': secrets come only from an environment variable or a file (a bug in "
+            "the plugin)");
+}
+
+// --------------------------------------------------- describe_setting --
+
+TEST(DescribeSettingTest, SaysTypeBoundsValuesRequiredAndDefault) {
+  EXPECT_EQ(describe_setting(above(at_most(row("rate", SP_VALUE_NUMBER, "1", 0, ""), 1e9), 0)),
+            "number, > 0 and <= 1e+09, default 1");
+  EXPECT_EQ(describe_setting(at_most(at_least(row("n", SP_VALUE_INTEGER, "8", 0, ""), 1), 1024)),
+            "integer, 1..1024, default 8");
+  EXPECT_EQ(describe_setting(enum_row("global")),
+            "enum, one of: global | channel | workspace | client, default \"global\"");
+  EXPECT_EQ(describe_setting(at_least(row("routes", SP_VALUE_STRING_MAP, nullptr, 1, ""), 1)),
+            "table of strings, at least 1 entry, required");
+  EXPECT_EQ(describe_setting(above(row("ttl", SP_VALUE_DURATION, "15m", 0, ""), 0)),
+            "duration, > 0ms, default 15m");
+  EXPECT_EQ(describe_setting(row("label", SP_VALUE_STRING, "", 0, "")), "string, default \"\"");
+  EXPECT_EQ(describe_setting(kSecret[0]),
+            "secret { env = \"VAR\" } or { file = \"/path\" }, required");
 }
 
 }  // namespace

@@ -2,8 +2,9 @@
 // plugin as an sdk::ConfigView.
 //
 // The host does the generic checks (Fluent Bit style): unknown keys (naming
-// the allowed ones), wrong types, missing required keys, defaults. The plugin
-// then checks what the values mean.
+// the allowed ones), wrong types, bounds, allowed values, missing required
+// keys, defaults, and reads secrets. The plugin then checks what the values
+// mean.
 #pragma once
 
 #include <chrono>
@@ -15,6 +16,7 @@
 
 #include <slack_proxy/sdk/abi.h>
 #include <slack_proxy/sdk/host.h>
+#include <slack_proxy/sdk/settings.h>
 
 #include "config/config.h"
 
@@ -22,22 +24,39 @@ namespace slack_proxy::config {
 
 class StageConfig final : public sdk::ConfigView {
  public:
+  using StringMap = std::map<std::string, std::string>;
+  // A secret is its own alternative so that no getter but get_secret() can
+  // hand it out.
   using Value = std::variant<std::string, std::int64_t, double, bool, std::chrono::milliseconds,
-                             std::vector<std::string>>;
+                             std::vector<std::string>, StringMap, sdk::Secret>;
 
   // Checks `stage.settings` against `schema[0..schema_size)`. Throws
   // ConfigError listing every problem, each prefixed with the stage's source
   // position (or the offending key's own position) and plugin name, e.g.
   //   "cfg.toml:14:1: stage 'token_bucket': unknown key 'rat'; allowed: burst, key, rate"
   //   "cfg.toml:15:8: stage 'token_bucket': 'rate' must be a number, got string"
+  //   "cfg.toml:15:8: stage 'token_bucket': 'rate' must be > 0, got -1"
+  //
+  // Bounds (sp_config_key::flags, min, max) apply to the value of integers
+  // and numbers, the milliseconds of durations, the element count of string
+  // lists and maps, and the byte length of strings. An enum's value must be
+  // one of `allowed`.
+  //
+  // A secret is { env = "VAR" } or { file = "/path" }. With `read_secrets`
+  // the variable or file (trailing whitespace trimmed) is read now, and a
+  // missing, empty or unreadable one is an error naming the key and the
+  // variable or path, never the value. Without it (`slack-proxy validate`)
+  // only the shape is checked: has() is true and get_secret() returns "".
   //
   // Schema defaults (sp_config_key::default_value) are read per type: strings
   // and durations as plain text ("global", "15m"); integers, numbers,
   // booleans and string lists as TOML values ("3", "1.5", "true",
-  // "[\"a\", \"b\"]"). A default that does not read as its type is reported
-  // as a bug in the plugin, naming the plugin and the key.
+  // "[\"a\", \"b\"]", "{ a = \"b\" }"); enums as plain text. A default that
+  // does not read as its type, breaks its own bounds or allowed values, or is
+  // given for a secret is reported as a bug in the plugin, naming the plugin
+  // and the key.
   static StageConfig from_spec(const StageSpec& stage, const sp_config_key* schema,
-                               std::uint32_t schema_size);
+                               std::uint32_t schema_size, bool read_secrets = true);
 
   bool has(std::string_view key) const noexcept override;
   std::string get_string(std::string_view key) const noexcept override;
@@ -49,10 +68,20 @@ class StageConfig final : public sdk::ConfigView {
   // "file:line:col" of the value, "default" when the schema supplied it, ""
   // when the key is not set.
   std::string source_of(std::string_view key) const noexcept override;
+  std::map<std::string, std::string> get_string_map(std::string_view key) const noexcept override;
+  std::string get_secret(std::string_view key) const noexcept override;
 
  private:
   std::map<std::string, Value, std::less<>> values_;
   std::map<std::string, std::string, std::less<>> sources_;
 };
+
+// One line on what a schema row accepts, for `slack-proxy plugins`:
+//   "number, > 0 and <= 1e+09, default 1"
+//   "enum, one of: global | channel, default \"global\""
+//   "integer, 1..1024, default 8"
+//   "secret { env = \"VAR\" } or { file = \"/path\" }, required"
+// Bounds are worded as the checks in from_spec() word them.
+std::string describe_setting(const sp_config_key& key);
 
 }  // namespace slack_proxy::config
