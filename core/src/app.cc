@@ -35,6 +35,7 @@
 #include "metrics.h"
 #include "pipeline.h"
 #include "plugin_host.h"
+#include "config/stage_config.h"
 #include "admin_api.h"
 #include "queue/memory_queue.h"
 #include "queue/sqlite_queue.h"
@@ -285,12 +286,12 @@ int run_plugins(const Options& o) {
       const LoadedPlugin& p = plugins.load(name);
       const auto& d = *p.descriptor;
       std::cout << name << " (" << stage_kind_name(d.kind) << "): " << (d.summary ? d.summary : "")
-                << "\n";
-      for (std::uint32_t i = 0; i < d.schema_size; ++i) {
-        const sp_config_key& k = d.schema[i];
-        std::cout << "    " << k.key << (k.required ? " (required)" : "")
-                  << (k.default_value ? std::string(" = ") + k.default_value : "") << "  "
-                  << (k.doc ? k.doc : "") << "\n";
+                << "\n  file: " << p.path << "\n";
+      // A secret's row has no value to show: the host reads it only when a
+      // stage is created.
+      for (const sp_config_key& k : p.schema) {
+        std::cout << "  " << k.key << ": " << config::describe_setting(k) << "\n";
+        if (k.doc != nullptr && *k.doc != '\0') std::cout << "      " << k.doc << "\n";
       }
     } catch (const std::exception& e) {
       std::cout << name << ": NOT LOADABLE: " << e.what() << "\n";
