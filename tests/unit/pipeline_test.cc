@@ -136,7 +136,7 @@ jitter = 2.0
 plugin = "slack_sink"
 )");
   const std::string err = validation_error(cfg);
-  EXPECT_THAT(err, HasSubstr("rate must be > 0"));
+  EXPECT_THAT(err, HasSubstr("'rate' must be > 0, got -1"));
   EXPECT_THAT(err, HasSubstr("jitter"));
 }
 
