@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds everything with warnings as errors, and
 # runs every test: unit, plugin, fake Slack and end-to-end (the tests start
-# the fake Slack and the proxy themselves). Then runs them again under ASan +
+# the fake Slack and the proxy themselves), then the plugin guide's quick
+# start against an installed copy (scripts/sdk-example.sh). Then runs them again under ASan +
 # UBSan, and runs every fuzzer for FUZZ_SECONDS (default 60) each. See
 # docs/hardening.md.
 #   ASAN_BUILD_DIR, FUZZ_BUILD_DIR: where those builds go (build-asan, build-fuzz)
@@ -61,6 +62,12 @@ run_tests() {
 
 configure_and_build
 run_tests "plain build" "$BUILD_DIR"
+
+# The SDK as a plugin author gets it: install into a fresh prefix, build the
+# example plugins against that prefix only, run their tests, and deliver a
+# message through the installed proxy with them: docs/plugin-guide.md's
+# quick start, step by step.
+"$ROOT/scripts/sdk-example.sh"
 
 # The same tests with the core, the plugins and the tests all built with
 # AddressSanitizer and UndefinedBehaviorSanitizer. Debug (asserts on) at -O1
