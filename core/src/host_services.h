@@ -1,5 +1,6 @@
 // The host's implementations of the SDK services: a spdlog-backed logger
-// that names the stage, the system clock, and the per-stage bundle.
+// that names the stage, the system clock, and the per-stage bundle (which
+// also makes the stage's HTTP clients).
 #pragma once
 
 #include <memory>
@@ -39,6 +40,11 @@ class StageHost final : public sdk::HostServices {
   sdk::Logger& logger() noexcept override { return logger_; }
   sdk::Metrics& metrics() noexcept override { return metrics_; }
   const sdk::Clock& clock() noexcept override { return clock_; }
+  // A new client (http/http_client.h) with the host's clock and this
+  // process's proxy variables; null with a secret-free `error` when the
+  // settings cannot be used.
+  std::shared_ptr<sdk::HttpClient> http_client(const sdk::HttpClientSettings& settings,
+                                               std::string& error) noexcept override;
 
  private:
   StageLogger logger_;
