@@ -243,11 +243,11 @@ TEST_F(ProxyTest, ValidateRejectsANegativeRateNamingTheRuleAndTheStageLine) {
   const std::string text = c.toml();
   const CommandResult r = run_validate(text);
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_NE(r.output.find("rate must be > 0"), std::string::npos) << r.output;
-  // Refusals name the [[pipeline.stage]] header that opens the table.
-  const auto header_at = text.rfind("[[pipeline.stage]]", text.find("plugin = \"token_bucket\""));
+  EXPECT_NE(r.output.find("'rate' must be > 0, got -1"), std::string::npos) << r.output;
+  // The schema's bound is checked by the host, which names the value's own line.
+  const auto rate_at = text.find("rate = -1.0", text.find("plugin = \"token_bucket\""));
   const int stage_line =
-      1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<long>(header_at), '\n'));
+      1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<long>(rate_at), '\n'));
   EXPECT_NE(r.output.find("slack-proxy.toml:" + std::to_string(stage_line) + ":"),
             std::string::npos)
       << "expected line " << stage_line << " in\n"
