@@ -22,21 +22,9 @@
 namespace slack_proxy::plugins::webhook_sink {
 namespace {
 
-// The SDK's FakeHost, but http_client() makes the host's real client for the
-// settings the sink asks with, so the sink is tested over real sockets.
-class FakeHost : public sdk::testing::FakeHost {
- public:
-  std::shared_ptr<sdk::HttpClient> http_client(const sdk::HttpClientSettings& settings,
-                                               std::string& error) noexcept override {
-    http_settings.push_back(settings);
-    try {
-      return sdk::testing::make_http_client(settings);
-    } catch (const std::exception& e) {
-      error = e.what();
-      return nullptr;
-    }
-  }
-};
+// The proxy's real HTTP client, made from the settings the sink asks with,
+// so the sink is tested over real sockets.
+using FakeHost = sdk::testing::FakeHostWithRealHttp;
 
 // The settings as the factory reads them; throws what check_settings throws.
 Settings parse_settings(const sdk::ConfigView& config) {

@@ -151,7 +151,9 @@ struct HttpRequest {
 
 struct HttpResponse {
   // 0 when no reply arrived; then `error` is an outcome code (outcome.h):
-  // connection_failed, timeout, tls_error or bad_response.
+  // connection_failed, timeout, tls_error or bad_response, or
+  // invalid_message when the request itself could not be sent (a bad URL, a
+  // header with control characters).
   int status = 0;
   std::string error;
   std::string detail;  // one secret-free sentence, for logs
