@@ -130,6 +130,15 @@ void PluginUnderTest::validate(std::string_view settings) const {
                              /*check_only=*/true);
 }
 
+std::string PluginUnderTest::validation_error(std::string_view settings) const {
+  try {
+    validate(settings);
+  } catch (const PluginRefused& e) {
+    return e.what();
+  }
+  return {};
+}
+
 std::shared_ptr<Stage> PluginUnderTest::create_stage(sp_stage_kind kind, HostServices& host,
                                                      std::string_view settings) const {
   return impl_->create(kind, host, impl_->settings(settings, /*read_secrets=*/true),

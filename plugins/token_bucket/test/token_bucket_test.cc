@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 #include <slack_proxy/sdk/testing/fakes.h>
+#include <slack_proxy/sdk/testing/plugin_under_test.h>
 
 #include "token_bucket.h"
 
@@ -229,6 +230,26 @@ TEST(TokenBucket, KeepsBucketsThatAreNotFull) {
   for (int i = 0; i < busy; ++i) bucket.on_send(to("#c" + std::to_string(i)), clock.now());
   EXPECT_EQ(bucket.bucket_count(), static_cast<std::size_t>(busy));
   EXPECT_EQ(bucket.next_send_time(to("#c0"), clock.now()), clock.now() + 1s);
+}
+
+// The registration, through the C ABI as the proxy loads token_bucket.so: the
+// schema's bounds are the host's to enforce, and the factory builds a
+// limiter from what the host checked.
+TEST(TokenBucketPlugin, TheProxyRefusesWhatTheSchemaForbidsAndBuildsFromTheRest) {
+  sdk::testing::PluginUnderTest plugin(SLACK_PROXY_PLUGIN_FILE);
+  EXPECT_STREQ(plugin.descriptor().name, "token_bucket");
+  auto refusal = [&](std::string_view settings) { return plugin.validation_error(settings); };
+  EXPECT_NE(refusal("rate = 0").find("'rate' must be > 0, got 0"), std::string::npos);
+  EXPECT_NE(refusal("key = \"user\"").find("'key' must be one of"), std::string::npos);
+  EXPECT_NE(refusal("burst = 0").find("'burst' must be >= 1, got 0"), std::string::npos);
+  EXPECT_EQ(refusal("rate = 2.0\nburst = 1\nkey = \"channel\""), "");
+
+  sdk::testing::FakeHost host;
+  auto limiter = plugin.create<sdk::RateLimiter>(host, "rate = 2.0\nburst = 1\nkey = \"channel\"");
+  const sdk::SteadyTime now = host.time.now();
+  limiter->on_send(to("#a"), now);
+  EXPECT_EQ(limiter->next_send_time(to("#a"), now), now + 500ms);  // 2 per second
+  EXPECT_EQ(limiter->next_send_time(to("#b"), now), now);          // its own bucket
 }
 
 }  // namespace

@@ -53,6 +53,9 @@ class PluginUnderTest {
   // against the schema, then asks the factory in check-only mode. Throws
   // PluginRefused listing every problem.
   void validate(std::string_view settings = {}) const;
+  // validate()'s message, or "" when the settings are valid: for asserting
+  // on what an operator would read.
+  std::string validation_error(std::string_view settings = {}) const;
 
   // Checks `settings` as validate() does, reads secrets, and creates the
   // stage through the plugin's create(). The stage keeps the library loaded;
