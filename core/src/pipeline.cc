@@ -34,12 +34,13 @@ std::vector<CheckedStage> check_pipeline(const config::PipelineSpec& spec, Plugi
     }
     const sp_plugin_descriptor& d = *checked[i].plugin->descriptor;
     try {
-      // TODO(faults): pass read_secrets = !check_only once the schema work
-      // gives StageConfig::from_spec that parameter: a check reads no secret.
-      (void)check_only;
-      checked[i].settings = std::make_shared<const config::StageConfig>(
-          config::StageConfig::from_spec(stage, checked[i].plugin->schema.data(),
-                                          static_cast<std::uint32_t>(checked[i].plugin->schema.size())));
+      // A check reads no secret: `validate` runs where the secrets may not
+      // be (a CI job, a laptop), and judges only their shape.
+      const auto& schema = checked[i].plugin->schema;
+      checked[i].settings =
+          std::make_shared<const config::StageConfig>(config::StageConfig::from_spec(
+              stage, schema.data(), static_cast<std::uint32_t>(schema.size()),
+              /*read_secrets=*/!check_only));
     } catch (const config::ConfigError& e) {
       errors.insert(errors.end(), e.errors().begin(), e.errors().end());
     }

@@ -2,8 +2,11 @@
 // reported, using the real default plugins from the build tree.
 #include "pipeline.h"
 
+#include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -20,6 +23,8 @@ namespace {
 using ::testing::HasSubstr;
 
 const std::string kDefaultPluginDir = SP_DEFAULT_PLUGIN_DIR;
+// tests/abi_plugins: secret_router and faulty_sink.
+const std::string kAbiTestPluginDir = SP_ABI_TEST_PLUGIN_DIR;
 
 config::ProxyConfig parse(const std::string& pipeline_tables) {
   return config::parse_config("[[pipeline]]\nname = \"p\"\n" + pipeline_tables, "test.toml");
@@ -158,6 +163,68 @@ token_env = "SP_PIPELINE_TEST_ABSENT_TOKEN"
   } catch (const config::ConfigError& e) {
     EXPECT_THAT(e.what(), HasSubstr("SP_PIPELINE_TEST_ABSENT_TOKEN is not set"));
   }
+}
+
+// A secret the schema declares (sdk::Secret, read by the host): validate
+// judges its shape only, a start reads it. tests/abi_plugins/secret_router
+// refuses to be handed the secret in a check, or built without it.
+class SecretSettingTest : public ::testing::Test {
+ protected:
+  static constexpr const char* kVariable = "SP_PIPELINE_TEST_SDK_SECRET";
+  void TearDown() override { ::unsetenv(kVariable); }
+
+  static config::ProxyConfig config() {
+    return parse(std::string(R"(
+[[pipeline.stage]]
+plugin = "secret_router"
+secret = { env = ")") + kVariable + R"(" }
+[[pipeline.stage]]
+plugin = "faulty_sink"
+)");
+  }
+  static std::vector<std::filesystem::path> dirs() {
+    return {kDefaultPluginDir, kAbiTestPluginDir};
+  }
+
+  static std::string validation_error() {
+    PluginHost host(dirs());
+    try {
+      validate_pipelines(config(), host);
+    } catch (const config::ConfigError& e) {
+      return e.what();
+    }
+    return "(valid)";
+  }
+  static std::string build_error(const std::string& logger) {
+    PluginHost host(dirs());
+    sdk::testing::FakeHost fake;
+    try {
+      build_pipelines(config(), host, spdlog::null_logger_mt(logger), fake.stats, fake.time);
+    } catch (const config::ConfigError& e) {
+      return e.what();
+    }
+    return "(built)";
+  }
+};
+
+TEST_F(SecretSettingTest, ValidatePassesWithoutTheSecretWhichStartingNeedsAndNames) {
+  ::unsetenv(kVariable);
+
+  EXPECT_EQ(validation_error(), "(valid)");
+  const std::string err = build_error("pipeline_test_secret_unset");
+  EXPECT_THAT(err, HasSubstr("test.toml:"));
+  EXPECT_THAT(err, HasSubstr("'secret'"));
+  EXPECT_THAT(err, HasSubstr(kVariable));
+}
+
+TEST_F(SecretSettingTest, ValidateDoesNotReadASecretThatIsThereWhileStartingDoes) {
+  const std::string value = "sp-pipeline-test-secret-value-7c1e";
+  ::setenv(kVariable, value.c_str(), 1);
+
+  // secret_router refuses a check that was handed the secret.
+  EXPECT_EQ(validation_error(), "(valid)");
+  // ...and a start that was not.
+  EXPECT_EQ(build_error("pipeline_test_secret_set"), "(built)");
 }
 
 TEST(PipelineTest, BuildPutsEachStageInItsSlotInFileOrder) {
