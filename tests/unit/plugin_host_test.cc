@@ -1,6 +1,7 @@
 #include "plugin_host.h"
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -27,6 +28,12 @@ const std::string kTestPluginDir = SP_UNIT_TEST_PLUGIN_DIR;
 // tests/abi_plugins: plugins the host must refuse, or whose stages misbehave.
 const std::string kAbiTestPluginDir = SP_ABI_TEST_PLUGIN_DIR;
 const std::string kPath = "/opt/plugins/probe.so";
+
+std::string abi(std::uint32_t major, std::uint32_t minor) {
+  return std::to_string(major) + "." + std::to_string(minor);
+}
+// This host's ABI as the refusals print it.
+const std::string kHostAbi = abi(SLACK_PROXY_ABI_MAJOR, SLACK_PROXY_ABI_MINOR);
 
 int create_nothing(const sp_create_args*, void**, char*, size_t) noexcept { return 1; }
 void destroy_nothing(void*) noexcept {}
@@ -96,14 +103,16 @@ TEST(CheckDescriptorTest, RefusesAnotherAbiMajorNamingFileAndBothVersions) {
   d.abi_major = 99;
   d.abi_minor = 0;
 
-  EXPECT_THAT(refusal(&d), AllOf(HasSubstr(kPath), HasSubstr("99.0"), HasSubstr("1.0")));
+  EXPECT_THAT(refusal(&d), AllOf(HasSubstr(kPath), HasSubstr("99.0"), HasSubstr(kHostAbi)));
 }
 
 TEST(CheckDescriptorTest, RefusesANewerAbiMinor) {
   auto d = valid_descriptor();
   d.abi_minor = SLACK_PROXY_ABI_MINOR + 1;
 
-  EXPECT_THAT(refusal(&d), AllOf(HasSubstr(kPath), HasSubstr("1.1"), HasSubstr("1.0")));
+  EXPECT_THAT(refusal(&d), AllOf(HasSubstr(kPath),
+                                 HasSubstr(abi(SLACK_PROXY_ABI_MAJOR, SLACK_PROXY_ABI_MINOR + 1)),
+                                 HasSubstr(kHostAbi)));
 }
 
 TEST(CheckDescriptorTest, RefusesAnotherFingerprintNamingBoth) {
@@ -222,6 +231,49 @@ TEST(PluginHostTest, FactoryExceptionBecomesAPluginErrorWithItsMessage) {
   } catch (const PluginError& e) {
     EXPECT_THAT(std::string(e.what()),
                 AllOf(HasSubstr("picky"), HasSubstr("throwing_factory refuses every configuration")));
+  }
+}
+
+// A plugin built against ABI 1.0 (tests/abi_plugins/abi10_router.cc): its
+// descriptor ends before schema_entry_size, its schema rows end at `doc`.
+TEST(PluginHostTest, ReadsAnAbi10PluginsSchemaRowsAtTheirOwnSize) {
+  PluginHost host({kAbiTestPluginDir});
+  const LoadedPlugin& plugin = host.load("abi10_router");
+  ASSERT_NE(plugin.descriptor, nullptr);
+  EXPECT_EQ(plugin.descriptor->abi_minor, 0u);
+  EXPECT_LT(plugin.descriptor->struct_size, sizeof(sp_plugin_descriptor));
+
+  ASSERT_EQ(plugin.schema.size(), 3u);
+  struct Row10 {
+    const char* key;
+    sp_value_type type;
+    const char* default_value;
+    int required;
+    const char* doc;
+  };
+  const Row10 expected[] = {
+      {"greeting", SP_VALUE_STRING, "hello", 0, "a string with a default"},
+      {"count", SP_VALUE_INTEGER, nullptr, 1, "a required integer"},
+      {"pause", SP_VALUE_DURATION, "1s", 0, "a duration"},
+  };
+  for (std::size_t i = 0; i < plugin.schema.size(); ++i) {
+    const sp_config_key& row = plugin.schema[i];
+    SCOPED_TRACE(expected[i].key);
+    EXPECT_STREQ(row.key, expected[i].key);
+    EXPECT_EQ(row.type, expected[i].type);
+    if (expected[i].default_value == nullptr) {
+      EXPECT_EQ(row.default_value, nullptr);
+    } else {
+      EXPECT_STREQ(row.default_value, expected[i].default_value);
+    }
+    EXPECT_EQ(row.required, expected[i].required);
+    EXPECT_STREQ(row.doc, expected[i].doc);
+    // What ABI 1.1 added is zero: no flags, no bounds, no allowed values.
+    EXPECT_EQ(row.flags, 0u);
+    EXPECT_EQ(row.min, 0.0);
+    EXPECT_EQ(row.max, 0.0);
+    EXPECT_EQ(row.allowed, nullptr);
+    EXPECT_EQ(row.allowed_size, 0u);
   }
 }
 
