@@ -36,6 +36,7 @@ const std::map<std::string, std::string> kCounterOrGauge = {
     {"slackproxy_rate_limited_total", "counter"},
     {"slackproxy_channel_queue_depth", "gauge"},
     {"slackproxy_denylist_size", "gauge"},
+    {"slackproxy_plugin_exceptions_total", "counter"},
 };
 
 // A reply this slow keeps one message in flight while the scrape is taken,
@@ -81,7 +82,12 @@ class MetricsFamiliesTest : public ProxyTest {
     slack.enqueue(Behaviour::error("invalid_auth"), 1, "#perm");   // failed
     slack.enqueue(Behaviour::error("channel_not_found"), 1, "#gone");  // failed, parked
     slack.enqueue(Behaviour::slow(kSlowReply), 1, "#slow");
-    auto& p = start(config());
+    // A router that throws for #boom (tests/abi_plugins/faulty_router.cc)
+    // and passes everything else.
+    ProxyConfig c = config();
+    c.plugin_paths = {SP_TEST_PLUGIN_DIR};
+    c.stages = stage("faulty_router") + ProxyConfig::fast_retry_stages();
+    auto& p = start(c);
 
     for (const char* channel : {"#ok", "#flaky", "#limited", "#perm", "#gone"}) {
       EXPECT_EQ(p.post(message(channel, "traffic")).status, 200) << channel;
@@ -89,6 +95,7 @@ class MetricsFamiliesTest : public ProxyTest {
     EXPECT_EQ(post_with_key(p, message("#dup", "once"), "families-1").status, 200);
     EXPECT_EQ(post_with_key(p, message("#dup", "once"), "families-1").status, 200);  // duplicate
     EXPECT_EQ(p.post("{not json").status, 400);                                    // rejected
+    EXPECT_EQ(p.post(message("#boom", "throws")).status, 500);  // a plugin's exception
     EXPECT_TRUE(p.wait_for_metric(series(kFailed, "#gone"), 1));
     EXPECT_EQ(p.post(message("#gone", "parked")).status, 200);  // not processed
     EXPECT_TRUE(p.wait_for_metric(series(kNotProcessed, "#gone"), 1));
@@ -182,6 +189,9 @@ TEST_F(MetricsFamiliesTest, ExposesEveryDocumentedFamilyWithItsTypeAndLabelsAfte
   EXPECT_EQ(metric(m, series("slackproxy_rate_limited_total", "#limited")), 1);
   EXPECT_EQ(metric(m, series("slackproxy_requests_duplicate_total", "#dup")), 1);
   EXPECT_EQ(metric(m, "slackproxy_requests_rejected_total{error=\"invalid_json\"}"), 1);
+  EXPECT_EQ(metric(m, "slackproxy_plugin_exceptions_total"
+                     "{pipeline=\"slack\",stage=\"faulty_router\",method=\"route\"}"),
+            1);
   EXPECT_EQ(metric(m, "slackproxy_dead_lettered_total{channel=\"#perm\",kind=\"failed\"}"), 1);
   EXPECT_EQ(metric(m, "slackproxy_dead_lettered_total{channel=\"#gone\",kind=\"not_processed\"}"),
             1);
