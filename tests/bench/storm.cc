@@ -74,6 +74,7 @@ struct Options {
   // Which proxy values were given explicitly, so --faster does not undo them.
   std::set<std::string> proxy_overrides;
   std::string pipeline_extra;
+  std::string sink_extra;
   std::optional<Seconds> deadline;
   std::optional<long> max_rate_limited;
   std::optional<double> max_ratio;
@@ -100,6 +101,8 @@ void usage(std::ostream& out) {
   --proxy-channel-rate R (0 = no channel bucket), --proxy-channel-burst B,
   --proxy-workspace-per-minute W (0 = no workspace bucket), --proxy-workspace-burst B
   --proxy-config-extra TOML    lines added to the [[pipeline]] table, e.g.
+                               'delivery_token = "proxy"'
+  --proxy-sink-extra TOML      lines added to the slack_sink stage's table, e.g.
                                'rate_limit_scope = "channel"'
   --log-level L                the proxy's log level (warn)
  Run:
@@ -159,6 +162,8 @@ std::optional<Options> parse_options(int argc, char** argv) {
       o.faster = true;
     } else if (arg == "--proxy-config-extra" && i + 1 < argc) {
       o.pipeline_extra += std::string(argv[++i]) + "\n";
+    } else if (arg == "--proxy-sink-extra" && i + 1 < argc) {
+      o.sink_extra += std::string(argv[++i]) + "\n";
     } else if (arg == "--log-level" && i + 1 < argc) {
       o.log_level = argv[++i];
     } else if (auto it = numeric.find(arg); it != numeric.end() && i + 1 < argc) {
@@ -310,7 +315,8 @@ std::string proxy_config(const Options& o, const std::string& slack_url) {
       << "\nburst = " << o.proxy.workspace_burst << "\n\n";
   }
   t << "[[pipeline.stage]]\nplugin = \"slack_retry\"\nmax_retries = 3\ninitial_backoff = \"1s\"\n\n"
-    << "[[pipeline.stage]]\nplugin = \"slack_sink\"\nurl = \"" << slack_url << "\"\n";
+    << "[[pipeline.stage]]\nplugin = \"slack_sink\"\nurl = \"" << slack_url << "\"\n"
+    << o.sink_extra;
   return t.str();
 }
 
