@@ -21,6 +21,7 @@
 #include <vector>
 
 #include <slack_proxy/sdk/message.h>
+#include <slack_proxy/sdk/stages.h>
 
 namespace slack_proxy::sdk {
 
@@ -175,6 +176,17 @@ struct HttpResponse {
     return {};
   }
 };
+
+// HTTP's own back-pressure: a 429 (Too Many Requests) asks the client to
+// pause until its Retry-After, or `fallback` when it names no time. A sink
+// chooses the scope (a Slack token's limit covers its workspace).
+inline std::optional<BackPressure> back_pressure_of(const HttpResponse& response,
+                                                    BackPressure::Scope scope, SteadyTime now,
+                                                    std::chrono::milliseconds fallback =
+                                                        std::chrono::seconds(1)) {
+  if (response.status != 429) return std::nullopt;
+  return BackPressure{scope, now + response.retry_after.value_or(fallback)};
+}
 
 // A pooled HTTP(S) client made by the host: TLS peers verified (host name
 // included), keep-alive connections reused, every phase bounded by the
