@@ -42,6 +42,14 @@ std::string shortest(double value) {
   return ec == std::errc() ? std::string(buffer.data(), end) : std::to_string(value);
 }
 
+// "1000000" rather than "1e+06": an integer setting's bound as it is typed.
+std::string whole_number(double value) {
+  std::array<char, 400> buffer{};
+  const auto [end, ec] =
+      std::to_chars(buffer.data(), buffer.data() + buffer.size(), value, std::chars_format::fixed);
+  return ec == std::errc() ? std::string(buffer.data(), end) : shortest(value);
+}
+
 // "15m", "10s", "250ms": the largest unit that divides the value exactly.
 std::string duration_text(std::int64_t ms) {
   if (ms != 0 && ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
@@ -183,9 +191,9 @@ std::string bound_text(sp_value_type type, double bound, bool lower, bool exclus
                                                : (one ? " entry" : " entries");
     return std::string(type == SP_VALUE_STRING ? "be " : "have ") + how + shortest(bound) + unit;
   }
-  const std::string shown = type == SP_VALUE_DURATION
-                                ? duration_text(static_cast<std::int64_t>(bound))
-                                : shortest(bound);
+  const std::string shown = type == SP_VALUE_DURATION  ? duration_text(static_cast<std::int64_t>(bound))
+                           : type == SP_VALUE_INTEGER ? whole_number(bound)
+                                                      : shortest(bound);
   return std::string("be ") + (lower ? (exclusive ? "> " : ">= ") : (exclusive ? "< " : "<= ")) +
          shown;
 }
@@ -246,10 +254,10 @@ std::string schema_problem(const sp_config_key& key) {
   return {};
 }
 
-std::string where(const toml::source_region& region, const StageSpec& stage) {
-  // toml++ drops positions when a node is copied; fall back to the stage's.
-  if (region.begin.line == 0) return stage.where.str();
-  return SourceRef{stage.where.file, static_cast<int>(region.begin.line),
+std::string where(const toml::source_region& region, const SourceRef& table) {
+  // toml++ drops positions when a node is copied; fall back to the table's.
+  if (region.begin.line == 0) return table.str();
+  return SourceRef{table.file, static_cast<int>(region.begin.line),
                    static_cast<int>(region.begin.column)}
       .str();
 }
@@ -342,12 +350,20 @@ StageConfig StageConfig::from_spec(const StageSpec& stage, const sp_config_key* 
   const std::string who = stage.name == stage.plugin
                               ? "stage '" + stage.name + "'"
                               : "stage '" + stage.name + "' (plugin " + stage.plugin + ")";
+  return from_table(stage.settings, {who, "plugin '" + stage.plugin + "'", "the plugin", stage.where},
+                    schema, schema_size, read_secrets);
+}
+
+StageConfig StageConfig::from_table(const toml::table& settings, const Subject& subject,
+                                    const sp_config_key* schema, std::uint32_t schema_size,
+                                    bool read_secrets,
+                                    std::span<const std::string_view> also_allowed) {
   std::vector<std::string> errors;
   auto report = [&](const std::string& at, const std::string& message) {
-    errors.push_back(at + ": " + who + ": " + message);
+    errors.push_back(at + ": " + subject.who + ": " + message);
   };
   auto plugin_bug = [&](const std::string& message) {
-    report(stage.where.str(), "plugin '" + stage.plugin + "' " + message + " (a bug in the plugin)");
+    report(subject.where.str(), subject.declarer + " " + message + " (a bug in " + subject.bug_in + ")");
   };
 
   std::map<std::string_view, const sp_config_key*> keys;
@@ -360,20 +376,22 @@ StageConfig StageConfig::from_spec(const StageSpec& stage, const sp_config_key* 
     }
   }
 
-  for (const auto& [key, value] : stage.settings) {
-    if (keys.count(key.str()) != 0) continue;
+  std::set<std::string_view> allowed(also_allowed.begin(), also_allowed.end());
+  for (const auto& [name, spec] : keys) allowed.insert(name);
+  for (const auto& [key, value] : settings) {
+    if (allowed.count(key.str()) != 0) continue;
     std::string message = "unknown key '" + std::string(key.str()) + "'; ";
-    if (keys.empty()) {
+    if (allowed.empty()) {
       message += "this plugin takes no settings";
     } else {
       message += "allowed: ";
       bool first = true;
-      for (const auto& [name, spec] : keys) {  // std::map: already sorted
+      for (const auto name : allowed) {  // std::set: already sorted
         message += (first ? "" : ", ") + std::string(name);
         first = false;
       }
     }
-    report(where(key.source(), stage), message);
+    report(where(key.source(), subject.where), message);
   }
 
   StageConfig config;
@@ -395,8 +413,8 @@ StageConfig StageConfig::from_spec(const StageSpec& stage, const sp_config_key* 
       }
     }
 
-    if (const auto* node = stage.settings.get(name)) {
-      const std::string at = where(node->source(), stage);
+    if (const auto* node = settings.get(name)) {
+      const std::string at = where(node->source(), subject.where);
       if (spec->type == SP_VALUE_SECRET) {
         std::string problem;
         const auto source = secret_source(*node, problem);
@@ -404,7 +422,7 @@ StageConfig StageConfig::from_spec(const StageSpec& stage, const sp_config_key* 
           report(at, quoted + " " + problem);
           continue;
         }
-        const std::string source_at = where(source->node->source(), stage);
+        const std::string source_at = where(source->node->source(), subject.where);
         // Check-only: the shape is valid; the value is for the stage that runs.
         auto secret = read_secrets ? read_secret(*source, problem) : std::optional<std::string>("");
         if (!secret) {
@@ -427,7 +445,7 @@ StageConfig StageConfig::from_spec(const StageSpec& stage, const sp_config_key* 
     } else if (spec->required != 0) {
       std::string message = "missing required key " + quoted;
       if (spec->doc != nullptr && *spec->doc != '\0') message += " (" + std::string(spec->doc) + ")";
-      report(stage.where.str(), message);
+      report(subject.where.str(), message);
     } else if (fallback) {
       config.values_.emplace(std::string(name), std::move(*fallback));
       config.sources_.emplace(std::string(name), "default");
@@ -463,8 +481,10 @@ std::string bounds_text(const sp_config_key& key) {
   const bool min_exclusive = (key.flags & SP_KEY_MIN_EXCLUSIVE) != 0;
   const bool max_exclusive = (key.flags & SP_KEY_MAX_EXCLUSIVE) != 0;
   const bool numeric = key.type == SP_VALUE_INTEGER || key.type == SP_VALUE_NUMBER;
-  if (numeric && has_min && has_max && !min_exclusive && !max_exclusive)
-    return shortest(key.min) + ".." + shortest(key.max);
+  if (numeric && has_min && has_max && !min_exclusive && !max_exclusive) {
+    auto shown = key.type == SP_VALUE_INTEGER ? whole_number : shortest;
+    return shown(key.min) + ".." + shown(key.max);
+  }
   // bound_text() says "be > 0" or "have at least 1 entry": drop the verb.
   auto words = [&](double bound, bool lower, bool exclusive) {
     const std::string text = bound_text(key.type, bound, lower, exclusive);

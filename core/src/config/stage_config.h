@@ -10,7 +10,9 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <span>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -57,6 +59,23 @@ class StageConfig final : public sdk::ConfigView {
   // and the key.
   static StageConfig from_spec(const StageSpec& stage, const sp_config_key* schema,
                                std::uint32_t schema_size, bool read_secrets = true);
+
+  // Whose table is checked, in the words of the messages.
+  struct Subject {
+    std::string who;       // "stage 'token_bucket'", "[server]": prefixes every problem
+    std::string declarer;  // "plugin 'token_bucket'": whose schema a broken row is a bug in
+    std::string bug_in;    // "the plugin"
+    SourceRef where;       // the table's position, for problems a value's own cannot carry
+  };
+  // The same checks on any table, so that the core's own sections ([server],
+  // [[pipeline]], ...) are checked and worded exactly as stages are:
+  //   "cfg.toml:3:11: [server]: 'threads' must be <= 1024, got 2000"
+  // `also_allowed` are keys the caller reads itself (a [[pipeline]]'s
+  // `stage` tables): not unknown, and named among the allowed ones.
+  static StageConfig from_table(const toml::table& settings, const Subject& subject,
+                                const sp_config_key* schema, std::uint32_t schema_size,
+                                bool read_secrets = true,
+                                std::span<const std::string_view> also_allowed = {});
 
   bool has(std::string_view key) const noexcept override;
   std::string get_string(std::string_view key) const noexcept override;
