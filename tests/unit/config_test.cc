@@ -1,11 +1,15 @@
 #include "config/config.h"
 
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include "config/core_schema.h"
+#include "config/stage_config.h"
 
 namespace slack_proxy::config {
 namespace {
@@ -186,10 +190,72 @@ TEST(ConfigTest, EmptySectionsKeepDefaults) {
 
 TEST(ConfigTest, UnknownKeyNamesPositionAndAllowedKeys) {
   EXPECT_EQ(error_of(with_pipeline("[server]\nthread = 4\n")),
-            "cfg.toml:2:1: unknown key 'thread' in [server]; allowed: listen, threads, max_queued, "
-            "max_connections, max_body_bytes, read_timeout, keep_alive_timeout, max_keep_alive_requests, "
-            "max_header_fields, max_header_bytes, max_json_depth, tls_cert, tls_key, "
+            "cfg.toml:2:1: [server]: unknown key 'thread'; allowed: keep_alive_timeout, listen, "
+            "max_body_bytes, max_connections, max_header_bytes, max_header_fields, max_json_depth, "
+            "max_keep_alive_requests, max_queued, read_timeout, threads, tls_cert, tls_key, "
             "tls_min_version");
+}
+
+TEST(ConfigTest, CoreSectionBoundIsWordedAsAStageBound) {
+  EXPECT_EQ(error_of(with_pipeline("[server]\nthreads = 2000\n")),
+            "cfg.toml:2:11: [server]: 'threads' must be <= 1024, got 2000");
+}
+
+// The single-source guard: every schema default (applied to an empty
+// section, and to an absent one) equals the default-constructed struct.
+TEST(ConfigTest, CoreSchemaDefaultsEqualTheStructDefaults) {
+  for (const std::string_view sections :
+       {std::string_view(""), std::string_view("[server]\n[metrics]\n[admin]\n[queue]\n"
+                                               "[dispatcher]\n[log]\n[plugins]\n")}) {
+    SCOPED_TRACE(sections);
+    const auto config = parse(with_pipeline(sections));
+    EXPECT_EQ(config.server, ServerConfig{});
+    EXPECT_EQ(config.metrics, MetricsConfig{});
+    EXPECT_EQ(config.admin, AdminConfig{});
+    EXPECT_EQ(config.queue, QueueConfig{});
+    EXPECT_EQ(config.dispatcher, DispatcherConfig{});
+    EXPECT_EQ(config.log, LogConfig{});
+    EXPECT_EQ(config.plugins, PluginsConfig{});
+  }
+  const PipelineSpec defaults;
+  const auto config = parse(kMinimalPipeline);
+  const auto& pipeline = config.pipelines.at(0);
+  EXPECT_EQ(pipeline.paths, defaults.paths);
+  EXPECT_EQ(pipeline.style, defaults.style);
+  EXPECT_EQ(pipeline.default_channel, defaults.default_channel);
+  EXPECT_EQ(pipeline.delivery_token, defaults.delivery_token);
+}
+
+// What `slack-proxy plugins` prints for a core key: describe_setting() of
+// its schema row, as for a plugin's key.
+std::map<std::string, std::string> described(const std::string& section) {
+  std::map<std::string, std::string> rows;
+  for (const auto& s : core_sections()) {
+    if (s.name != section) continue;
+    for (std::uint32_t i = 0; i < s.size; ++i) rows[s.keys[i].key] = describe_setting(s.keys[i]);
+  }
+  return rows;
+}
+
+TEST(ConfigTest, CoreSectionsAreListedWithTheirBoundsAndDefaults) {
+  std::vector<std::string> names;
+  for (const auto& s : core_sections()) names.push_back(s.name);
+  EXPECT_THAT(names, ElementsAre("[server]", "[metrics]", "[admin]", "[queue]", "[dispatcher]",
+                                 "[log]", "[plugins]", "[[pipeline]]"));
+  EXPECT_EQ(described("[server]").at("threads"), "integer, 0..1024, default 0");
+  EXPECT_EQ(described("[server]").at("read_timeout"), "duration, >= 1ms, default 10s");
+  EXPECT_EQ(described("[server]").at("tls_min_version"), "enum, one of: 1.2 | 1.3, default \"1.2\"");
+  EXPECT_EQ(described("[server]").at("tls_cert"), "string, at least 1 byte long");
+  EXPECT_EQ(described("[metrics]").at("public"), "boolean, default false");
+  EXPECT_EQ(described("[admin]").at("key_env"), "string, default \"SLACK_PROXY_ADMIN_KEY\"");
+  EXPECT_EQ(described("[queue]").at("retry_after"), "duration, >= 1s, default 5s");
+  EXPECT_EQ(described("[dispatcher]").at("workers"), "integer, 1..2147483647, default 8");
+  EXPECT_EQ(described("[log]").at("level"),
+            "enum, one of: trace | debug | info | warn | error, default \"info\"");
+  EXPECT_EQ(described("[plugins]").at("paths"), "string list, default []");
+  EXPECT_EQ(described("[[pipeline]]").at("name"), "string, required");
+  EXPECT_EQ(described("[[pipeline]]").at("paths"), "string list, at least 1 entry, default [\"/\"]");
+  EXPECT_EQ(described("[[pipeline]]").count("stage"), 0u);  // tables of their own, not a setting
 }
 
 TEST(ConfigTest, UnknownTopLevelTableNamesAllowedTables) {
@@ -214,58 +280,61 @@ INSTANTIATE_TEST_SUITE_P(
     EveryHostTable, UnknownKeyInHostTable,
     ::testing::Values(
         UnknownKeyCase{with_pipeline("[metrics]\nbogus = 1\n"),
-                       "unknown key 'bogus' in [metrics]; allowed: enabled, listen, public, max_channel_labels"},
+                       "[metrics]: unknown key 'bogus'; allowed: enabled, listen, max_channel_labels, public"},
         UnknownKeyCase{with_pipeline("[admin]\nbogus = 1\n"),
-                       "unknown key 'bogus' in [admin]; allowed: key_env, key_file"},
+                       "[admin]: unknown key 'bogus'; allowed: key_env, key_file"},
         UnknownKeyCase{with_pipeline("[queue]\nbogus = 1\n"),
-                       "unknown key 'bogus' in [queue]; allowed: backend, path, sync, capacity, max_bytes, retry_after, dedup_window, max_dead_letters, token_key_env"},
+                       "[queue]: unknown key 'bogus'; allowed: backend, capacity, dedup_window, max_bytes, "
+                       "max_dead_letters, path, retry_after, sync, token_key_env"},
         UnknownKeyCase{with_pipeline("[dispatcher]\nbogus = 1\n"),
-                       "unknown key 'bogus' in [dispatcher]; allowed: workers, shutdown_timeout"},
+                       "[dispatcher]: unknown key 'bogus'; allowed: shutdown_timeout, workers"},
         UnknownKeyCase{with_pipeline("[log]\nbogus = 1\n"),
-                       "unknown key 'bogus' in [log]; allowed: level"},
+                       "[log]: unknown key 'bogus'; allowed: level"},
         UnknownKeyCase{with_pipeline("[plugins]\nbogus = 1\n"),
-                       "unknown key 'bogus' in [plugins]; allowed: paths"},
+                       "[plugins]: unknown key 'bogus'; allowed: paths"},
         UnknownKeyCase{"[[pipeline]]\nname = \"p\"\nbogus = 1\n[[pipeline.stage]]\nplugin = \"x\"\n",
-                       "cfg.toml:3:1: unknown key 'bogus' in [[pipeline]]; allowed: name, paths, stage"}));
+                       "cfg.toml:3:1: pipeline 'p': unknown key 'bogus'; allowed: default_channel, "
+                       "delivery_token, name, paths, stage, style"}));
 
 TEST(ConfigTest, WrongTypeNamesExpectedAndActualType) {
   EXPECT_EQ(error_of(with_pipeline("[server]\nthreads = \"64\"\n")),
-            "cfg.toml:2:11: [server] threads must be an integer, got string");
+            "cfg.toml:2:11: [server]: 'threads' must be an integer, got string");
   EXPECT_EQ(error_of(with_pipeline("[metrics]\nenabled = \"yes\"\n")),
-            "cfg.toml:2:11: [metrics] enabled must be a boolean, got string");
+            "cfg.toml:2:11: [metrics]: 'enabled' must be a boolean, got string");
   EXPECT_EQ(error_of(with_pipeline("[log]\nlevel = 3\n")),
-            "cfg.toml:2:9: [log] level must be a string, got integer");
+            "cfg.toml:2:9: [log]: 'level' must be a string, got integer");
   EXPECT_EQ(error_of(with_pipeline("[server]\nthreads = 1.5\n")),
-            "cfg.toml:2:11: [server] threads must be an integer, got float");
+            "cfg.toml:2:11: [server]: 'threads' must be an integer, got float");
   EXPECT_EQ(error_of(with_pipeline("[plugins]\npaths = \"dir\"\n")),
-            "cfg.toml:2:9: [plugins] paths must be an array of strings, got string");
+            "cfg.toml:2:9: [plugins]: 'paths' must be an array of strings, got string");
   EXPECT_EQ(error_of(with_pipeline("[plugins]\npaths = [\"a\", 2]\n")),
-            "cfg.toml:2:15: [plugins] paths[1] must be a string, got integer");
+            "cfg.toml:2:9: [plugins]: 'paths' must be an array of strings, got an element of type "
+            "integer");
   EXPECT_THAT(error_of(with_pipeline("server = 1\n")),
               HasSubstr("server must be a table ([server]), got integer"));
 }
 
 TEST(ConfigTest, OutOfRangeValuesSayTheRange) {
   EXPECT_EQ(error_of(with_pipeline("[server]\nthreads = -1\n")),
-            "cfg.toml:2:11: [server] threads must be between 0 and 1024, got -1");
+            "cfg.toml:2:11: [server]: 'threads' must be >= 0, got -1");
   EXPECT_EQ(error_of(with_pipeline("[server]\nmax_connections = 0\n")),
-            "cfg.toml:2:19: [server] max_connections must be between 1 and 1000000, got 0");
+            "cfg.toml:2:19: [server]: 'max_connections' must be >= 1, got 0");
   EXPECT_EQ(error_of(with_pipeline("[server]\nmax_body_bytes = 1023\n")),
-            "cfg.toml:2:18: [server] max_body_bytes must be >= 1024, got 1023");
+            "cfg.toml:2:18: [server]: 'max_body_bytes' must be >= 1024, got 1023");
   EXPECT_THAT(error_of(with_pipeline("[server]\nmax_queued = -1\n")),
-              HasSubstr("[server] max_queued must be between 1"));
+              HasSubstr("[server]: 'max_queued' must be >= 1, got -1"));
   EXPECT_THAT(error_of(with_pipeline("[server]\nmax_keep_alive_requests = 0\n")),
-              HasSubstr("[server] max_keep_alive_requests must be between 1"));
+              HasSubstr("[server]: 'max_keep_alive_requests' must be >= 1, got 0"));
   EXPECT_THAT(error_of(with_pipeline("[server]\nread_timeout = \"0s\"\n")),
-              HasSubstr("[server] read_timeout must be at least 1ms, got \"0s\""));
+              HasSubstr("[server]: 'read_timeout' must be >= 1ms, got 0ms"));
   EXPECT_EQ(error_of(with_pipeline("[queue]\ncapacity = 0\n")),
-            "cfg.toml:2:12: [queue] capacity must be >= 1, got 0");
+            "cfg.toml:2:12: [queue]: 'capacity' must be >= 1, got 0");
   EXPECT_THAT(error_of(with_pipeline("[queue]\nretry_after = \"500ms\"\n")),
-              HasSubstr("[queue] retry_after must be at least 1000ms, got \"500ms\""));
+              HasSubstr("[queue]: 'retry_after' must be >= 1s, got 500ms"));
   EXPECT_THAT(error_of(with_pipeline("[dispatcher]\nworkers = 0\n")),
-              HasSubstr("[dispatcher] workers must be between 1"));
+              HasSubstr("[dispatcher]: 'workers' must be >= 1, got 0"));
   EXPECT_THAT(error_of(with_pipeline("[server]\nlisten = \"0.0.0.0:70000\"\n")),
-              HasSubstr("[server] listen must be \"host:port\" or \"[ipv6]:port\" with port 0..65535, "
+              HasSubstr("[server]: 'listen' must be \"host:port\" or \"[ipv6]:port\" with port 0..65535, "
                         "got \"0.0.0.0:70000\""));
 }
 
@@ -299,10 +368,10 @@ tls_min_version = "1.3"
 
 TEST(ConfigTest, TlsCertAndKeyAreBothSetOrNeither) {
   EXPECT_EQ(error_of(with_pipeline("[server]\ntls_cert = \"c.pem\"\n")),
-            "cfg.toml:2:12: [server] tls_cert needs tls_key too: TLS takes a certificate and its "
+            "cfg.toml:2:12: [server]: 'tls_cert' needs tls_key too: TLS takes a certificate and its "
             "private key (set both, or neither for plain HTTP)");
   EXPECT_EQ(error_of(with_pipeline("[server]\ntls_key = \"k.pem\"\n")),
-            "cfg.toml:2:11: [server] tls_key needs tls_cert too: TLS takes a certificate and its "
+            "cfg.toml:2:11: [server]: 'tls_key' needs tls_cert too: TLS takes a certificate and its "
             "private key (set both, or neither for plain HTTP)");
   EXPECT_NO_THROW(parse(with_pipeline("[server]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n")));
   EXPECT_NO_THROW(parse(with_pipeline("[server]\n")));
@@ -311,27 +380,28 @@ TEST(ConfigTest, TlsCertAndKeyAreBothSetOrNeither) {
 TEST(ConfigTest, TlsMinVersionIsOneTwoOrOneThreeAndOnlyWithTls) {
   EXPECT_EQ(error_of(with_pipeline(
                 "[server]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\ntls_min_version = \"1.1\"\n")),
-            "cfg.toml:4:19: [server] tls_min_version '1.1' is not supported; allowed: 1.2, 1.3");
+            "cfg.toml:4:19: [server]: 'tls_min_version' must be one of \"1.2\" or \"1.3\", got \"1.1\"");
   EXPECT_EQ(error_of(with_pipeline("[server]\ntls_min_version = \"1.3\"\n")),
-            "cfg.toml:2:19: [server] tls_min_version is set but TLS is off: set tls_cert and "
+            "cfg.toml:2:19: [server]: 'tls_min_version' is set but TLS is off: set tls_cert and "
             "tls_key, or remove it");
 }
 
 TEST(ConfigTest, EmptyTlsPathsAreRejected) {
   EXPECT_EQ(errors_of(with_pipeline("[server]\ntls_cert = \"\"\ntls_key = \"\"\n")),
-            (std::vector<std::string>{"cfg.toml:2:12: [server] tls_cert must not be empty",
-                                      "cfg.toml:3:11: [server] tls_key must not be empty"}));
+            (std::vector<std::string>{
+                "cfg.toml:2:12: [server]: 'tls_cert' must be at least 1 byte long, got 0",
+                "cfg.toml:3:11: [server]: 'tls_key' must be at least 1 byte long, got 0"}));
 }
 
 TEST(ConfigTest, ServerLimitRangesAreChecked) {
   EXPECT_EQ(error_of(with_pipeline("[server]\nmax_header_fields = 0\n")),
-            "cfg.toml:2:21: [server] max_header_fields must be between 1 and 10000, got 0");
+            "cfg.toml:2:21: [server]: 'max_header_fields' must be >= 1, got 0");
   EXPECT_EQ(error_of(with_pipeline("[server]\nmax_header_bytes = 1000\n")),
-            "cfg.toml:2:20: [server] max_header_bytes must be between 1024 and 16777216, got 1000");
+            "cfg.toml:2:20: [server]: 'max_header_bytes' must be >= 1024, got 1000");
   EXPECT_EQ(error_of(with_pipeline("[server]\nmax_json_depth = 0\n")),
-            "cfg.toml:2:18: [server] max_json_depth must be between 1 and 512, got 0");
+            "cfg.toml:2:18: [server]: 'max_json_depth' must be >= 1, got 0");
   EXPECT_EQ(error_of(with_pipeline("[server]\nmax_json_depth = 513\n")),
-            "cfg.toml:2:18: [server] max_json_depth must be between 1 and 512, got 513");
+            "cfg.toml:2:18: [server]: 'max_json_depth' must be <= 512, got 513");
 }
 
 TEST(ConfigTest, ShippedDefaultConfigStatesTheServerDefaults) {
@@ -356,17 +426,18 @@ TEST(ConfigTest, ZeroShutdownTimeoutIsAllowed) {
 
 TEST(ConfigTest, UnsupportedChoiceNamesAllowedValues) {
   EXPECT_EQ(error_of(with_pipeline("[queue]\nbackend = \"redis\"\n")),
-            "cfg.toml:2:11: [queue] backend 'redis' is not supported; allowed: sqlite, memory");
+            "cfg.toml:2:11: [queue]: 'backend' must be one of \"sqlite\" or \"memory\", got \"redis\"");
   EXPECT_EQ(error_of(with_pipeline("[log]\nlevel = \"verbose\"\n")),
-            "cfg.toml:2:9: [log] level 'verbose' is not supported; allowed: trace, debug, info, warn, error");
+            "cfg.toml:2:9: [log]: 'level' must be one of \"trace\", \"debug\", \"info\", \"warn\" or "
+            "\"error\", got \"verbose\"");
 }
 
 TEST(ConfigTest, InvalidDurationNamesAcceptedForms) {
   EXPECT_THAT(error_of(with_pipeline("[server]\nread_timeout = \"10\"\n")),
-              AllOf(StartsWith("cfg.toml:2:16: [server] read_timeout is not a valid duration: \"10\" has no unit"),
+              AllOf(StartsWith("cfg.toml:2:16: [server]: 'read_timeout' is not a valid duration: \"10\" has no unit"),
                     HasSubstr("(ms, s, m, h)")));
   EXPECT_EQ(error_of(with_pipeline("[server]\nread_timeout = 10\n")),
-            "cfg.toml:2:16: [server] read_timeout must be a duration string such as \"10s\", got integer");
+            "cfg.toml:2:16: [server]: 'read_timeout' must be a duration string such as \"1s\", got integer");
 }
 
 TEST(ConfigTest, MetricsListenerMustNotCollideWithServer) {
@@ -392,8 +463,8 @@ capacity = 0
   } catch (const ConfigError& e) {
     ASSERT_EQ(e.errors().size(), 3u) << e.what();
     EXPECT_THAT(e.errors()[0], HasSubstr("unknown key 'colour'"));
-    EXPECT_THAT(e.errors()[1], HasSubstr("threads must be an integer"));
-    EXPECT_THAT(e.errors()[2], HasSubstr("capacity must be >= 1"));
+    EXPECT_THAT(e.errors()[1], HasSubstr("'threads' must be an integer"));
+    EXPECT_THAT(e.errors()[2], HasSubstr("'capacity' must be >= 1"));
     EXPECT_EQ(std::string(e.what()), e.errors()[0] + "\n" + e.errors()[1] + "\n" + e.errors()[2]);
   }
 }
@@ -483,7 +554,7 @@ class InvalidListen : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(InvalidListen, IsRejectedNamingTheForm) {
   EXPECT_THAT(error_of(with_pipeline("[server]\nlisten = \"" + GetParam() + "\"\n")),
-              HasSubstr("[server] listen must be \"host:port\" or \"[ipv6]:port\""));
+              HasSubstr("[server]: 'listen' must be \"host:port\" or \"[ipv6]:port\""));
 }
 
 INSTANTIATE_TEST_SUITE_P(Table, InvalidListen,
@@ -513,7 +584,7 @@ TEST(ConfigTest, PluginPathsOfARelativeConfigFileBecomeAbsolute) {
 
 TEST(ConfigTest, EmptyPluginPathIsRejected) {
   EXPECT_THAT(error_of(with_pipeline("[plugins]\npaths = [\"\"]\n")),
-              HasSubstr("[plugins] paths entries must not be empty"));
+              HasSubstr("[plugins]: 'paths' entries must not be empty"));
 }
 
 // ------------------------------------------------------------- pipelines --
@@ -527,7 +598,8 @@ TEST(ConfigTest, AtLeastOnePipelineIsRequired) {
 
 TEST(ConfigTest, PipelineWithoutNameIsRejected) {
   EXPECT_EQ(error_of("[[pipeline]]\npaths = [\"/\"]\n[[pipeline.stage]]\nplugin = \"slack_sink\"\n"),
-            "cfg.toml:1:1: pipeline #1: missing required key 'name'");
+            "cfg.toml:1:1: pipeline #1: missing required key 'name' (unique name of the pipeline, "
+            "[A-Za-z0-9_-]+)");
 }
 
 TEST(ConfigTest, PipelineLevelRateLimitScopeSaysItMovedToTheSlackSinkStage) {
@@ -589,7 +661,7 @@ TEST(ConfigTest, PathsMustStartWithSlashAndNotBeEmpty) {
   EXPECT_EQ(error_of("[[pipeline]]\nname = \"a\"\npaths = [\"hook\"]\n[[pipeline.stage]]\nplugin = \"x\"\n"),
             "cfg.toml:3:10: pipeline 'a': path \"hook\" must start with \"/\"");
   EXPECT_EQ(error_of("[[pipeline]]\nname = \"a\"\npaths = []\n[[pipeline.stage]]\nplugin = \"x\"\n"),
-            "cfg.toml:3:9: pipeline 'a': paths must list at least one path");
+            "cfg.toml:3:9: pipeline 'a': 'paths' must have at least 1 entry, got 0");
 }
 
 TEST(ConfigTest, PipelineWithoutStagesIsRejected) {

@@ -1,5 +1,8 @@
 #include "config/config.h"
 
+#include "config/core_schema.h"
+#include "config/stage_config.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -9,6 +12,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <span>
 #include <sstream>
 #include <utility>
 
@@ -99,6 +103,8 @@ class Problems {
     errors_.push_back(ref.str() + ": " + std::move(message));
   }
   void at_file(std::string message) { errors_.push_back(file_ + ": " + std::move(message)); }
+  // A problem already prefixed with its position.
+  void line(std::string message) { errors_.push_back(std::move(message)); }
 
   const std::string& file() const { return file_; }
   void throw_if_any() {
@@ -128,134 +134,37 @@ void reject_unknown_keys(Problems& problems, const toml::table& table, const std
   }
 }
 
-// One host-owned table ([server], [[pipeline]], ...): rejects keys it does
-// not know and reads typed values, leaving the default in place on error.
-class Section {
- public:
-  Section(Problems& problems, const toml::table& table, std::string label,
-          std::initializer_list<std::string_view> allowed)
-      : problems_(problems), table_(table), label_(std::move(label)) {
-    reject_unknown_keys(problems_, table_, "in " + label_, allowed);
+// Checks a core section against its schema (core_schema.h) with the
+// machinery that checks a stage, and reads it; nullopt, after recording the
+// problems, when it does not pass.
+template <typename S>
+std::optional<S> read_section(Problems& problems, const toml::table& table, const std::string& who,
+                              const sdk::Schema<S>& schema,
+                              std::span<const std::string_view> also_allowed = {}) {
+  const StageConfig::Subject subject{who, "slack-proxy", "slack-proxy", problems.where(table.source())};
+  try {
+    // Core sections hold no secrets: nothing to read.
+    return schema.read(StageConfig::from_table(table, subject, schema.data(), schema.size(),
+                                               /*read_secrets=*/false, also_allowed));
+  } catch (const ConfigError& e) {
+    for (const auto& error : e.errors()) problems.line(error);
+    return std::nullopt;
   }
+}
 
-  const toml::node* find(std::string_view key) const { return table_.get(key); }
+// A problem a schema cannot state, worded as the schema's own:
+// "cfg.toml:2:12: [server]: 'listen' must be ...".
+void invalid(Problems& problems, const toml::node& node, const std::string& who,
+             std::string_view key, const std::string& why) {
+  problems.at(node.source(), who + ": '" + std::string(key) + "' " + why);
+}
 
-  void wrong_type(const toml::node& node, std::string_view key, std::string_view expected) {
-    problems_.at(node.source(), label_ + " " + std::string(key) + " must be " +
-                                    std::string(expected) + ", got " + std::string(type_name(node)));
-  }
-  void invalid(const toml::node& node, std::string_view key, const std::string& why) {
-    problems_.at(node.source(), label_ + " " + std::string(key) + " " + why);
-  }
-
-  template <typename T>
-  void integer(std::string_view key, T& out, std::int64_t min,
-               std::int64_t max = std::numeric_limits<std::int64_t>::max()) {
-    const auto* node = find(key);
-    if (node == nullptr) return;
-    const auto* value = node->as_integer();
-    if (value == nullptr) return wrong_type(*node, key, "an integer");
-    const std::int64_t v = value->get();
-    if (v < min || v > max) {
-      const std::string range = max == std::numeric_limits<std::int64_t>::max()
-                                    ? ">= " + std::to_string(min)
-                                    : "between " + std::to_string(min) + " and " + std::to_string(max);
-      return invalid(*node, key, "must be " + range + ", got " + std::to_string(v));
-    }
-    out = static_cast<T>(v);
-  }
-
-  void boolean(std::string_view key, bool& out) {
-    const auto* node = find(key);
-    if (node == nullptr) return;
-    if (const auto* value = node->as_boolean()) {
-      out = value->get();
-    } else {
-      wrong_type(*node, key, "a boolean");
-    }
-  }
-
-  const toml::value<std::string>* string(std::string_view key) {
-    const auto* node = find(key);
-    if (node == nullptr) return nullptr;
-    const auto* value = node->as_string();
-    if (value == nullptr) wrong_type(*node, key, "a string");
-    return value;
-  }
-
-  void choice(std::string_view key, std::string& out, std::initializer_list<std::string_view> allowed) {
-    const auto* value = string(key);
-    if (value == nullptr) return;
-    if (std::find(allowed.begin(), allowed.end(), value->get()) != allowed.end()) {
-      out = value->get();
-      return;
-    }
-    invalid(*value, key, "'" + value->get() + "' is not supported; allowed: " + comma_list(allowed));
-  }
-
-  void duration(std::string_view key, std::chrono::milliseconds& out, std::chrono::milliseconds min) {
-    const auto* node = find(key);
-    if (node == nullptr) return;
-    const auto* value = node->as_string();
-    if (value == nullptr) return wrong_type(*node, key, "a duration string such as \"10s\"");
-    try {
-      const auto parsed = parse_duration(value->get());
-      if (parsed < min) {
-        return invalid(*node, key,
-                       "must be at least " + std::to_string(min.count()) + "ms, got \"" + value->get() + "\"");
-      }
-      out = parsed;
-    } catch (const std::invalid_argument& e) {
-      invalid(*node, key, "is not a valid duration: " + std::string(e.what()));
-    }
-  }
-
-  void listen(std::string_view key, ListenAddress& out) {
-    const auto* value = string(key);
-    if (value == nullptr) return;
-    if (auto parsed = parse_listen(value->get())) {
-      out = std::move(*parsed);
-    } else {
-      invalid(*value, key,
-              "must be \"host:port\" or \"[ipv6]:port\" with port 0..65535, got \"" + value->get() + "\"");
-    }
-  }
-
-  // The elements, kept as nodes for their positions; nullopt (after reporting)
-  // when the value is not an array of strings.
-  std::optional<std::vector<const toml::value<std::string>*>> string_list(std::string_view key) {
-    const auto* node = find(key);
-    if (node == nullptr) return std::nullopt;
-    const auto* array = node->as_array();
-    if (array == nullptr) {
-      wrong_type(*node, key, "an array of strings");
-      return std::nullopt;
-    }
-    std::vector<const toml::value<std::string>*> out;
-    bool ok = true;
-    for (std::size_t i = 0; i < array->size(); ++i) {
-      const auto& element = *array->get(i);
-      if (const auto* s = element.as_string()) {
-        out.push_back(s);
-      } else {
-        wrong_type(element, std::string(key) + "[" + std::to_string(i) + "]", "a string");
-        ok = false;
-      }
-    }
-    if (!ok) return std::nullopt;
-    return out;
-  }
-
- private:
-  Problems& problems_;
-  const toml::table& table_;
-  std::string label_;
-};
-
-// A top-level host section, or nullptr when absent or not a table.
+// A top-level host section; an empty one when absent (so that its values
+// come from the schema's defaults), nullptr when not a table.
 const toml::table* host_table(Problems& problems, const toml::table& doc, std::string_view name) {
+  static const toml::table kAbsent;
   const auto* node = doc.get(name);
-  if (node == nullptr) return nullptr;
+  if (node == nullptr) return &kAbsent;
   if (const auto* table = node->as_table()) return table;
   problems.at(node->source(),
               std::string(name) + " must be a table ([" + std::string(name) + "]), got " +
@@ -263,137 +172,94 @@ const toml::table* host_table(Problems& problems, const toml::table& doc, std::s
   return nullptr;
 }
 
+// The `listen` text the schema let through, parsed.
+std::optional<ListenAddress> read_listen(Problems& problems, const toml::table& table,
+                                         const std::string& who, const std::string& text) {
+  if (auto parsed = parse_listen(text)) return parsed;
+  // The default parses, so a bad one was written in the table.
+  invalid(problems, *table.get("listen"), who, "listen",
+          "must be \"host:port\" or \"[ipv6]:port\" with port 0..65535, got \"" + text + "\"");
+  return std::nullopt;
+}
+
+// TLS needs both files; a minimum version without TLS is a mistake.
+void check_tls(Problems& problems, const toml::table& table) {
+  const auto* cert = table.get("tls_cert");
+  const auto* key = table.get("tls_key");
+  if ((cert == nullptr) != (key == nullptr)) {
+    invalid(problems, cert != nullptr ? *cert : *key, "[server]",
+            cert != nullptr ? "tls_cert" : "tls_key",
+            "needs " + std::string(cert != nullptr ? "tls_key" : "tls_cert") +
+                " too: TLS takes a certificate and its private key (set both, or neither "
+                "for plain HTTP)");
+  }
+  if (const auto* version = table.get("tls_min_version"); version && cert == nullptr && key == nullptr) {
+    invalid(problems, *version, "[server]", "tls_min_version",
+            "is set but TLS is off: set tls_cert and tls_key, or remove it");
+  }
+}
+
 void read_server(Problems& problems, const toml::table& doc, ServerConfig& server) {
   const auto* table = host_table(problems, doc, "server");
   if (table == nullptr) return;
-  Section s(problems, *table, "[server]",
-            {"listen", "threads", "max_queued", "max_connections", "max_body_bytes", "read_timeout",
-             "keep_alive_timeout", "max_keep_alive_requests", "max_header_fields",
-             "max_header_bytes", "max_json_depth", "tls_cert", "tls_key", "tls_min_version"});
-  constexpr std::int64_t kIntMax = std::numeric_limits<int>::max();
-  s.listen("listen", server.listen);
-  s.integer("threads", server.threads, 0, 1024);
-  s.integer("max_queued", server.max_queued, 1, kIntMax);
-  s.integer("max_connections", server.max_connections, 1, 1'000'000);
-  s.integer("max_body_bytes", server.max_body_bytes, 1024);
-  s.duration("read_timeout", server.read_timeout, std::chrono::milliseconds(1));
-  s.duration("keep_alive_timeout", server.keep_alive_timeout, std::chrono::milliseconds(1));
-  s.integer("max_keep_alive_requests", server.max_keep_alive_requests, 1, kIntMax);
-  s.integer("max_header_fields", server.max_header_fields, 1, 10'000);
-  s.integer("max_header_bytes", server.max_header_bytes, 1024, 16 << 20);
-  s.integer("max_json_depth", server.max_json_depth, 1, 512);
   // Paths are only checked for shape here; the files are read at start-up
   // (`validate` reads no secrets, and a key is one).
-  auto path = [&](std::string_view key, std::string& out) {
-    const auto* value = s.string(key);
-    if (value == nullptr) return;
-    if (value->get().empty()) return s.invalid(*value, key, "must not be empty");
-    out = value->get();
-  };
-  path("tls_cert", server.tls_cert);
-  path("tls_key", server.tls_key);
-  s.choice("tls_min_version", server.tls_min_version, {"1.2", "1.3"});
-  const auto* cert = s.find("tls_cert");
-  const auto* key = s.find("tls_key");
-  if ((cert == nullptr) != (key == nullptr)) {
-    const auto& given = cert != nullptr ? *cert : *key;
-    s.invalid(given, cert != nullptr ? "tls_cert" : "tls_key",
-              "needs " + std::string(cert != nullptr ? "tls_key" : "tls_cert") +
-                  " too: TLS takes a certificate and its private key (set both, or neither "
-                  "for plain HTTP)");
-  }
-  if (const auto* version = s.find("tls_min_version"); version && cert == nullptr && key == nullptr) {
-    s.invalid(*version, "tls_min_version",
-              "is set but TLS is off: set tls_cert and tls_key, or remove it");
-  }
+  auto section = read_section(problems, *table, "[server]", server_schema());
+  if (!section) return;
+  server = std::move(section->config);
+  if (auto listen = read_listen(problems, *table, "[server]", section->listen)) server.listen = *listen;
+  check_tls(problems, *table);
 }
 
 void read_metrics(Problems& problems, const toml::table& doc, MetricsConfig& metrics) {
   const auto* table = host_table(problems, doc, "metrics");
   if (table == nullptr) return;
-  Section s(problems, *table, "[metrics]",
-            {"enabled", "listen", "public", "max_channel_labels"});
-  s.boolean("enabled", metrics.enabled);
-  s.integer("max_channel_labels", metrics.max_channel_labels, 1);
-  s.listen("listen", metrics.listen);
-  s.boolean("public", metrics.public_listener);
+  auto section = read_section(problems, *table, "[metrics]", metrics_schema());
+  if (!section) return;
+  metrics = std::move(section->config);
+  const auto listen = read_listen(problems, *table, "[metrics]", section->listen);
+  if (!listen) return;
+  metrics.listen = *listen;
   // Metrics name every channel and client, and the admin API lives here:
   // leaving loopback is a decision, not a default.
   if (metrics.enabled && !metrics.public_listener && !is_loopback(metrics.listen.host)) {
-    const auto* node = table->get("listen");
-    problems.at(node ? node->source() : table->source(),
-                "[metrics] listen \"" + metrics.listen.str() +
-                    "\" is not a loopback address; the metrics and admin listener stays on "
-                    "loopback unless you also set public = true");
+    invalid(problems, *table->get("listen"), "[metrics]", "listen",
+            "\"" + metrics.listen.str() +
+                "\" is not a loopback address; the metrics and admin listener stays on "
+                "loopback unless you also set public = true");
   }
 }
 
-void read_admin(Problems& problems, const toml::table& doc, AdminConfig& admin) {
-  const auto* table = host_table(problems, doc, "admin");
+// A section the schema says all about.
+template <typename S>
+void read_plain(Problems& problems, const toml::table& doc, std::string_view name,
+                const sdk::Schema<S>& schema, S& out) {
+  const auto* table = host_table(problems, doc, name);
   if (table == nullptr) return;
-  Section s(problems, *table, "[admin]", {"key_env", "key_file"});
-  if (const auto* env = s.string("key_env")) admin.key_env = env->get();
-  if (const auto* file = s.string("key_file")) admin.key_file = file->get();
-}
-
-void read_queue(Problems& problems, const toml::table& doc, QueueConfig& queue) {
-  const auto* table = host_table(problems, doc, "queue");
-  if (table == nullptr) return;
-  Section s(problems, *table, "[queue]",
-            {"backend", "path", "sync", "capacity", "max_bytes", "retry_after", "dedup_window",
-             "max_dead_letters", "token_key_env"});
-  s.choice("backend", queue.backend, {"sqlite", "memory"});
-  if (const auto* path = s.string("path")) {
-    if (path->get().empty()) {
-      problems.at(path->source(), "[queue] path must not be empty");
-    } else {
-      queue.path = path->get();
-    }
-  }
-  s.choice("sync", queue.sync, {"full", "normal"});
-  s.integer("capacity", queue.capacity, 1);
-  s.integer("max_bytes", queue.max_bytes, 1024);
-  // Retry-After is sent in whole seconds, so less than 1s cannot be expressed.
-  s.duration("retry_after", queue.retry_after, std::chrono::seconds(1));
-  s.duration("dedup_window", queue.dedup_window, std::chrono::milliseconds(0));
-  s.integer("max_dead_letters", queue.max_dead_letters, 1);
-  if (const auto* env = s.string("token_key_env")) queue.token_key_env = env->get();
-}
-
-void read_dispatcher(Problems& problems, const toml::table& doc, DispatcherConfig& dispatcher) {
-  const auto* table = host_table(problems, doc, "dispatcher");
-  if (table == nullptr) return;
-  Section s(problems, *table, "[dispatcher]", {"workers", "shutdown_timeout"});
-  s.integer("workers", dispatcher.workers, 1, std::numeric_limits<int>::max());
-  // 0 is allowed: exit at once and report what was left.
-  s.duration("shutdown_timeout", dispatcher.shutdown_timeout, std::chrono::milliseconds(0));
-}
-
-void read_log(Problems& problems, const toml::table& doc, LogConfig& log) {
-  const auto* table = host_table(problems, doc, "log");
-  if (table == nullptr) return;
-  Section s(problems, *table, "[log]", {"level"});
-  s.choice("level", log.level, {"trace", "debug", "info", "warn", "error"});
+  if (auto section = read_section(problems, *table, "[" + std::string(name) + "]", schema))
+    out = std::move(*section);
 }
 
 void read_plugins(Problems& problems, const toml::table& doc, PluginsConfig& plugins) {
   const auto* table = host_table(problems, doc, "plugins");
   if (table == nullptr) return;
-  Section s(problems, *table, "[plugins]", {"paths"});
-  const auto entries = s.string_list("paths");
-  if (!entries) return;
+  const auto section = read_section(problems, *table, "[plugins]", plugins_schema());
+  if (!section || section->paths.empty()) return;
   // Relative to the config file, not the working directory, so that a config
   // and its plugins can be moved together.
   const std::filesystem::path base = std::filesystem::path(problems.file()).parent_path();
-  for (const auto* entry : *entries) {
-    if (entry->get().empty()) {
-      s.invalid(*entry, "paths", "entries must not be empty");
+  const auto& entries = *table->get("paths")->as_array();  // the schema checked its shape
+  for (const auto& node : entries) {
+    const std::string& entry = node.as_string()->get();
+    if (entry.empty()) {
+      invalid(problems, node, "[plugins]", "paths", "entries must not be empty");
       continue;
     }
     std::error_code ec;
-    auto resolved = std::filesystem::absolute(base / entry->get(), ec).lexically_normal();
+    auto resolved = std::filesystem::absolute(base / entry, ec).lexically_normal();
     if (ec) {
-      s.invalid(*entry, "paths", "entry \"" + entry->get() + "\" cannot be resolved: " + ec.message());
+      invalid(problems, node, "[plugins]", "paths",
+              "entry \"" + entry + "\" cannot be resolved: " + ec.message());
       continue;
     }
     if (resolved.filename().empty()) resolved = resolved.parent_path();
@@ -455,6 +321,58 @@ std::optional<StageSpec> read_stage(Problems& problems, toml::table& table, cons
   return stage;
 }
 
+// "pipeline 'alerts'" when the table has a valid name, else "pipeline #2".
+std::string pipeline_label(const toml::table& table, std::size_t index) {
+  const auto* name = table.get("name");
+  if (name != nullptr && name->is_string() && is_name(name->as_string()->get(), true))
+    return "pipeline '" + name->as_string()->get() + "'";
+  return "pipeline #" + std::to_string(index + 1);
+}
+
+void check_pipeline_name(Problems& problems, const toml::table& table, const std::string& label,
+                         const std::string& name, std::map<std::string, SourceRef>& names) {
+  const auto& node = *table.get("name");  // required: the schema saw it
+  if (!is_name(name, true)) {
+    problems.at(node.source(),
+                label + ": name '" + name + "' is not a valid pipeline name; use [A-Za-z0-9_-]+");
+    return;
+  }
+  const auto [it, inserted] = names.emplace(name, problems.where(node.source()));
+  if (!inserted) {
+    problems.at(node.source(),
+                "duplicate pipeline name '" + name + "', first defined at " + it->second.str());
+  }
+}
+
+// Each path starts with '/', has '*' only at its end after a '/', and is
+// served by one pipeline only.
+void check_pipeline_paths(Problems& problems, const toml::table& table, const std::string& label,
+                          std::vector<std::string>& paths,
+                          std::map<std::string, std::string>& path_owner) {
+  // Absent, the paths are the schema's default and the table is their place.
+  const auto* written = table.get("paths") != nullptr ? table.get("paths")->as_array() : nullptr;
+  std::vector<std::string> kept;
+  for (std::size_t i = 0; i < paths.size(); ++i) {
+    const auto& at = written != nullptr ? written->get(i)->source() : table.source();
+    const std::string& path = paths[i];
+    if (path.empty() || path.front() != '/') {
+      problems.at(at, label + ": path \"" + path + "\" must start with \"/\"");
+      continue;
+    }
+    const auto star = path.find('*');
+    if (star != std::string::npos &&
+        (star != path.size() - 1 || path.size() < 2 || path[star - 1] != '/')) {
+      problems.at(at, label + ": path \"" + path +
+                          "\": '*' may only end a path, after a '/' (\"/services/*\")");
+      continue;
+    }
+    const auto [it, inserted] = path_owner.emplace(path, label);
+    if (!inserted) problems.at(at, label + ": path \"" + path + "\" is already served by " + it->second);
+    kept.push_back(path);
+  }
+  paths = std::move(kept);
+}
+
 void read_pipelines(Problems& problems, toml::table& doc, std::vector<PipelineSpec>& pipelines) {
   constexpr std::string_view kNeedOne =
       "at least one [[pipeline]] with at least one [[pipeline.stage]] is required";
@@ -471,15 +389,8 @@ void read_pipelines(Problems& problems, toml::table& doc, std::vector<PipelineSp
   std::map<std::string, std::string> path_owner;        // path -> pipeline label
   for (std::size_t i = 0; i < array->size(); ++i) {
     auto& table = *array->get(i)->as_table();
-    PipelineSpec pipeline;
-    pipeline.where = problems.where(table.source());
-    std::string label = "pipeline #" + std::to_string(i + 1);
-    Section s(problems, table, "[[pipeline]]",
-              {"name", "paths", "stage", "style", "default_channel", "delivery_token",
-               "rate_limit_scope"});
-    s.choice("style", pipeline.style, {"api", "webhook"});
-    s.choice("delivery_token", pipeline.delivery_token, {"proxy", "caller"});
-    if (const auto* moved = s.find("rate_limit_scope")) {
+    const std::string label = pipeline_label(table, i);
+    if (const auto* moved = table.get("rate_limit_scope")) {
       // What a 429 pauses is the sink's to say now (it reports back-pressure
       // with its scope); a pipeline-level key would silently do nothing.
       problems.at(moved->source(),
@@ -487,55 +398,15 @@ void read_pipelines(Problems& problems, toml::table& doc, std::vector<PipelineSp
                           "rate_limit_scope on the slack_sink stage instead "
                           "([[pipeline.stage]] plugin = \"slack_sink\", rate_limit_scope = "
                           "\"workspace\" or \"channel\")");
+      table.erase("rate_limit_scope");  // said above; not an unknown key too
     }
-    if (const auto* channel = s.string("default_channel")) pipeline.default_channel = channel->get();
-
-    if (const auto* name = s.string("name")) {
-      if (!is_name(name->get(), true)) {
-        problems.at(name->source(), label + ": name '" + name->get() +
-                                        "' is not a valid pipeline name; use [A-Za-z0-9_-]+");
-      } else {
-        pipeline.name = name->get();
-        label = "pipeline '" + pipeline.name + "'";
-        const auto [it, inserted] = names.emplace(pipeline.name, problems.where(name->source()));
-        if (!inserted) {
-          problems.at(name->source(), "duplicate pipeline name '" + pipeline.name +
-                                          "', first defined at " + it->second.str());
-        }
-      }
-    } else if (s.find("name") == nullptr) {
-      problems.at(table.source(), label + ": missing required key 'name'");
-    }
-
-    auto claim = [&](const std::string& path, const toml::source_region& at) {
-      const auto [it, inserted] = path_owner.emplace(path, label);
-      if (!inserted) {
-        problems.at(at, label + ": path \"" + path + "\" is already served by " + it->second);
-      }
-    };
-    if (s.find("paths") == nullptr) {
-      pipeline.paths = {"/"};
-      claim("/", table.source());
-    } else if (const auto paths = s.string_list("paths")) {
-      if (paths->empty()) {
-        problems.at(s.find("paths")->source(), label + ": paths must list at least one path");
-      }
-      for (const auto* path : *paths) {
-        if (path->get().empty() || path->get().front() != '/') {
-          problems.at(path->source(), label + ": path \"" + path->get() + "\" must start with \"/\"");
-          continue;
-        }
-        const auto star = path->get().find('*');
-        if (star != std::string::npos &&
-            (star != path->get().size() - 1 || path->get().size() < 2 ||
-             path->get()[star - 1] != '/')) {
-          problems.at(path->source(), label + ": path \"" + path->get() +
-                                          "\": '*' may only end a path, after a '/' (\"/services/*\")");
-          continue;
-        }
-        claim(path->get(), path->source());
-        pipeline.paths.push_back(path->get());
-      }
+    constexpr std::string_view kStage = "stage";  // read below, as stages
+    auto checked = read_section(problems, table, label, pipeline_schema(), {&kStage, 1});
+    PipelineSpec pipeline = checked ? std::move(*checked) : PipelineSpec{};
+    pipeline.where = problems.where(table.source());
+    if (checked) {
+      check_pipeline_name(problems, table, label, pipeline.name, names);
+      check_pipeline_paths(problems, table, label, pipeline.paths, path_owner);
     }
 
     auto* stages_node = table.get("stage");
@@ -652,10 +523,10 @@ ProxyConfig parse_config(std::string_view text, const std::string& source_name) 
                        "pipeline"});
   read_server(problems, doc, config.server);
   read_metrics(problems, doc, config.metrics);
-  read_admin(problems, doc, config.admin);
-  read_queue(problems, doc, config.queue);
-  read_dispatcher(problems, doc, config.dispatcher);
-  read_log(problems, doc, config.log);
+  read_plain(problems, doc, "admin", admin_schema(), config.admin);
+  read_plain(problems, doc, "queue", queue_schema(), config.queue);
+  read_plain(problems, doc, "dispatcher", dispatcher_schema(), config.dispatcher);
+  read_plain(problems, doc, "log", log_schema(), config.log);
   read_plugins(problems, doc, config.plugins);
   read_pipelines(problems, doc, config.pipelines);
   check_listeners(problems, config);

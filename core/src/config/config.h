@@ -40,8 +40,11 @@ struct ListenAddress {
   std::string host = "0.0.0.0";
   std::uint16_t port = 8080;
   std::string str() const;
+  bool operator==(const ListenAddress&) const = default;
 };
 
+// The section structs' initialisers are the defaults of the schemas in
+// core_schema.cc, said twice; config_test's defaults guard keeps them equal.
 struct ServerConfig {                       // [server]
   ListenAddress listen{"0.0.0.0", 8080};    // listen = "0.0.0.0:8080"
   int threads = 0;                          // event threads; 0: one per core
@@ -64,6 +67,7 @@ struct ServerConfig {                       // [server]
   std::string tls_cert;
   std::string tls_key;
   std::string tls_min_version = "1.2";      // "1.2" or "1.3"
+  bool operator==(const ServerConfig&) const = default;
 };
 
 struct MetricsConfig {                      // [metrics] (also serves the admin API)
@@ -73,6 +77,7 @@ struct MetricsConfig {                      // [metrics] (also serves the admin 
   bool public_listener = false;             // public = false
   // Distinct `channel` label values; later channels count under "_other".
   std::size_t max_channel_labels = 1000;
+  bool operator==(const MetricsConfig&) const = default;
 };
 
 struct AdminConfig {                        // [admin]
@@ -81,6 +86,7 @@ struct AdminConfig {                        // [admin]
   // Without a key the admin API is off (403 admin_disabled).
   std::string key_env = "SLACK_PROXY_ADMIN_KEY";
   std::string key_file;
+  bool operator==(const AdminConfig&) const = default;
 };
 
 struct QueueConfig {                        // [queue]
@@ -103,21 +109,25 @@ struct QueueConfig {                        // [queue]
   // Environment variable holding the key (64 hex digits) that seals callers'
   // tokens in the database (delivery_token = "caller" only).
   std::string token_key_env = "SLACK_PROXY_QUEUE_KEY";
+  bool operator==(const QueueConfig&) const = default;
 };
 
 struct DispatcherConfig {                   // [dispatcher]
   int workers = 8;                          // concurrent sends (one per channel at most)
   std::chrono::milliseconds shutdown_timeout{30'000};  // drain deadline on SIGTERM
+  bool operator==(const DispatcherConfig&) const = default;
 };
 
 struct LogConfig {                          // [log]
   std::string level = "info";               // trace|debug|info|warn|error
+  bool operator==(const LogConfig&) const = default;
 };
 
 struct PluginsConfig {                      // [plugins]
   // Extra directories searched before the built-in one, resolved relative to
   // the config file's directory.
   std::vector<std::string> paths;
+  bool operator==(const PluginsConfig&) const = default;
 };
 
 // One [[pipeline.stage]] table: `plugin` (required) and `name` (optional,
@@ -136,9 +146,9 @@ struct StageSpec {
 // One [[pipeline]] table.
 struct PipelineSpec {
   std::string name;                  // required, unique
-  // Ingress paths, default ["/"]; unique across pipelines. One ending in
-  // "/*" serves every path below it ("/services/*").
-  std::vector<std::string> paths;
+  // Ingress paths; unique across pipelines. One ending in "/*" serves every
+  // path below it ("/services/*").
+  std::vector<std::string> paths{"/"};
   // "api": replies like chat.postMessage (JSON); "webhook": like an
   // incoming webhook (200 "ok", errors as plain-text codes).
   std::string style = "api";
