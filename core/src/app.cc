@@ -10,6 +10,7 @@
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <span>
 #include <sstream>
 #include <thread>
 
@@ -35,6 +36,7 @@
 #include "metrics.h"
 #include "pipeline.h"
 #include "plugin_host.h"
+#include "config/core_schema.h"
 #include "config/stage_config.h"
 #include "admin_api.h"
 #include "queue/memory_queue.h"
@@ -272,12 +274,27 @@ int run_validate(const Options& o) {
   }
 }
 
+// A schema's rows as `slack-proxy plugins` shows them. A secret's row has
+// no value to show: the host reads it only when a stage is created.
+void print_schema(std::span<const sp_config_key> schema) {
+  for (const sp_config_key& k : schema) {
+    std::cout << "  " << k.key << ": " << config::describe_setting(k) << "\n";
+    if (k.doc != nullptr && *k.doc != '\0') std::cout << "      " << k.doc << "\n";
+  }
+}
+
 int run_plugins(const Options& o) {
   config::ProxyConfig cfg;
   try {
     cfg = config::load_config(o.config_path);
   } catch (const std::exception&) {
     // Listing plugins needs no config; fall back to the default search path.
+  }
+  // The core's sections are checked by the same machinery as a plugin's
+  // settings, so they are listed the same way.
+  for (const auto& section : config::core_sections()) {
+    std::cout << section.name << " (core)\n";
+    print_schema({section.keys, section.size});
   }
   PluginHost plugins(plugin_search_path(cfg));
   int rc = kExitOk;
@@ -287,12 +304,7 @@ int run_plugins(const Options& o) {
       const auto& d = *p.descriptor;
       std::cout << name << " (" << stage_kind_name(d.kind) << "): " << (d.summary ? d.summary : "")
                 << "\n  file: " << p.path << "\n";
-      // A secret's row has no value to show: the host reads it only when a
-      // stage is created.
-      for (const sp_config_key& k : p.schema) {
-        std::cout << "  " << k.key << ": " << config::describe_setting(k) << "\n";
-        if (k.doc != nullptr && *k.doc != '\0') std::cout << "      " << k.doc << "\n";
-      }
+      print_schema(p.schema);
     } catch (const std::exception& e) {
       std::cout << name << ": NOT LOADABLE: " << e.what() << "\n";
       rc = kExitInvalid;

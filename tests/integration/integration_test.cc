@@ -501,6 +501,53 @@ TEST_F(ProxyTest, ValidateRejectsAnUnknownStageSettingWithFileLineAndAllowedKeys
   }
 }
 
+// The core's sections and a plugin's settings are checked by one machinery,
+// so `validate` words their problems alike: position, whose table, key.
+TEST_F(ProxyTest, ValidateWordsACoreSectionBoundAsAStageBound) {
+  std::string core = config().toml();
+  core.insert(core.find("[server]\n") + 9, "max_json_depth = 513\n");
+  const CommandResult core_result = run_validate(core);
+  EXPECT_NE(core_result.exit_code, 0);
+  EXPECT_NE(core_result.output.find("slack-proxy.toml:" + std::to_string(line_of(core, "max_json_depth = ")) +
+                                    ":18: [server]: 'max_json_depth' must be <= 512, got 513"),
+            std::string::npos)
+      << core_result.output;
+
+  ProxyConfig c = config();
+  c.stages = stage("token_bucket", "rate = -1\n") + ProxyConfig::fast_retry_stages();
+  const std::string stage_text = c.toml();
+  const CommandResult stage_result = run_validate(stage_text);
+  EXPECT_NE(stage_result.exit_code, 0);
+  EXPECT_NE(stage_result.output.find("slack-proxy.toml:" +
+                                     std::to_string(line_of(stage_text, "rate = -1")) +
+                                     ":8: stage 'token_bucket': 'rate' must be > 0, got -1"),
+            std::string::npos)
+      << stage_result.output;
+}
+
+// `slack-proxy plugins` lists each core section as it lists a plugin: every
+// key with its type, bounds or allowed values, and default.
+TEST(Cli, PluginsListsEachCoreConfigSectionWithItsBounds) {
+  const CommandResult r = run_proxy_command({"plugins"});
+  for (const char* expected : {
+           "[server] (core)\n  listen: string, default \"0.0.0.0:8080\"\n",
+           "  threads: integer, 0..1024, default 0\n",
+           "  read_timeout: duration, >= 1ms, default 10s\n",
+           "[metrics] (core)\n  enabled: boolean, default true\n",
+           "  max_channel_labels: integer, 1..",
+           "[admin] (core)\n  key_env: string, default \"SLACK_PROXY_ADMIN_KEY\"\n",
+           "[queue] (core)\n  backend: enum, one of: sqlite | memory, default \"sqlite\"\n",
+           "  retry_after: duration, >= 1s, default 5s\n",
+           "[dispatcher] (core)\n  workers: integer, 1..2147483647, default 8\n",
+           "[log] (core)\n  level: enum, one of: trace | debug | info | warn | error, default \"info\"\n",
+           "[plugins] (core)\n  paths: string list, default []\n",
+           "[[pipeline]] (core)\n  name: string, required\n",
+           "  paths: string list, at least 1 entry, default [\"/\"]\n",
+       }) {
+    EXPECT_NE(r.output.find(expected), std::string::npos) << expected << " in\n" << r.output;
+  }
+}
+
 TEST(Cli, VersionExitsZeroAndNamesTheProgram) {
   const CommandResult r = run_proxy_command({"--version"});
   EXPECT_EQ(r.exit_code, 0);
