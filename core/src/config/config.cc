@@ -9,7 +9,6 @@
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
-#include <limits>
 #include <map>
 #include <optional>
 #include <span>
@@ -154,9 +153,16 @@ std::optional<S> read_section(Problems& problems, const toml::table& table, cons
 
 // A problem a schema cannot state, worded as the schema's own:
 // "cfg.toml:2:12: [server]: 'listen' must be ...".
-void invalid(Problems& problems, const toml::node& node, const std::string& who,
+void invalid(Problems& problems, const toml::source_region& at, const std::string& who,
              std::string_view key, const std::string& why) {
-  problems.at(node.source(), who + ": '" + std::string(key) + "' " + why);
+  problems.at(at, who + ": '" + std::string(key) + "' " + why);
+}
+
+// Where `key` was written, or the table's own position when the value is
+// the schema's default.
+const toml::source_region& where_of(const toml::table& table, std::string_view key) {
+  const auto* node = table.get(key);
+  return node != nullptr ? node->source() : table.source();
 }
 
 // A top-level host section; an empty one when absent (so that its values
@@ -176,8 +182,7 @@ const toml::table* host_table(Problems& problems, const toml::table& doc, std::s
 std::optional<ListenAddress> read_listen(Problems& problems, const toml::table& table,
                                          const std::string& who, const std::string& text) {
   if (auto parsed = parse_listen(text)) return parsed;
-  // The default parses, so a bad one was written in the table.
-  invalid(problems, *table.get("listen"), who, "listen",
+  invalid(problems, where_of(table, "listen"), who, "listen",
           "must be \"host:port\" or \"[ipv6]:port\" with port 0..65535, got \"" + text + "\"");
   return std::nullopt;
 }
@@ -187,14 +192,14 @@ void check_tls(Problems& problems, const toml::table& table) {
   const auto* cert = table.get("tls_cert");
   const auto* key = table.get("tls_key");
   if ((cert == nullptr) != (key == nullptr)) {
-    invalid(problems, cert != nullptr ? *cert : *key, "[server]",
+    invalid(problems, (cert != nullptr ? cert : key)->source(), "[server]",
             cert != nullptr ? "tls_cert" : "tls_key",
             "needs " + std::string(cert != nullptr ? "tls_key" : "tls_cert") +
                 " too: TLS takes a certificate and its private key (set both, or neither "
                 "for plain HTTP)");
   }
   if (const auto* version = table.get("tls_min_version"); version && cert == nullptr && key == nullptr) {
-    invalid(problems, *version, "[server]", "tls_min_version",
+    invalid(problems, version->source(), "[server]", "tls_min_version",
             "is set but TLS is off: set tls_cert and tls_key, or remove it");
   }
 }
@@ -223,7 +228,7 @@ void read_metrics(Problems& problems, const toml::table& doc, MetricsConfig& met
   // Metrics name every channel and client, and the admin API lives here:
   // leaving loopback is a decision, not a default.
   if (metrics.enabled && !metrics.public_listener && !is_loopback(metrics.listen.host)) {
-    invalid(problems, *table->get("listen"), "[metrics]", "listen",
+    invalid(problems, where_of(*table, "listen"), "[metrics]", "listen",
             "\"" + metrics.listen.str() +
                 "\" is not a loopback address; the metrics and admin listener stays on "
                 "loopback unless you also set public = true");
@@ -252,13 +257,13 @@ void read_plugins(Problems& problems, const toml::table& doc, PluginsConfig& plu
   for (const auto& node : entries) {
     const std::string& entry = node.as_string()->get();
     if (entry.empty()) {
-      invalid(problems, node, "[plugins]", "paths", "entries must not be empty");
+      invalid(problems, node.source(), "[plugins]", "paths", "entries must not be empty");
       continue;
     }
     std::error_code ec;
     auto resolved = std::filesystem::absolute(base / entry, ec).lexically_normal();
     if (ec) {
-      invalid(problems, node, "[plugins]", "paths",
+      invalid(problems, node.source(), "[plugins]", "paths",
               "entry \"" + entry + "\" cannot be resolved: " + ec.message());
       continue;
     }
