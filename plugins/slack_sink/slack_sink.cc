@@ -14,8 +14,7 @@
 #include <Poco/JSON/Parser.h>
 #include <slack_proxy/sdk/message.h>
 #include <slack_proxy/sdk/outcome.h>
-
-#include "secret_file.h"
+#include <slack_proxy/sdk/secret_file.h>
 
 namespace slack_proxy::plugins::slack_sink {
 
@@ -42,6 +41,7 @@ Poco::JSON::Object::Ptr parse_object(const std::string& text) {
 }
 
 constexpr std::size_t kMaxWorkspaceName = 64;
+// What Slack's 429 means without a Retry-After; back_pressure_of's fallback too.
 constexpr std::chrono::seconds kDefaultRetryAfter{1};
 constexpr std::size_t kDetailBodyBytes = 200;
 // Remembering more workspaces than this would let a buggy router grow the set
@@ -233,7 +233,14 @@ std::string read_token(const std::string& name) {
 }
 
 std::string read_token_file(std::string_view setting, const std::string& path) {
-  std::string token = read_secret_file(setting, path, kTokenWhat);
+  std::string problem;
+  std::optional<std::string> read = sdk::read_secret_file(path, problem);
+  if (!read) {
+    // An empty file is the one failure where saying what belongs in it helps.
+    if (problem.ends_with(" is empty")) problem += std::string(": it must hold ") + kTokenWhat;
+    throw std::runtime_error(std::string(setting) + " " + problem);
+  }
+  std::string token = *std::move(read);
   if (has_control_or_space(token)) {
     throw std::runtime_error(std::string(setting) + " \"" + path +
                              "\" has whitespace or control characters inside the token: it "
@@ -383,12 +390,10 @@ sdk::SendResult SlackSink::deliver(const sdk::Message& message, const std::strin
   duration_.observe(std::chrono::duration<double>(now - started).count());
 
   sdk::SendResult result = read_reply(response);
-  if (response.status == 429) {
-    // Slack's limit is a fact about the scope, not about this message: the
-    // dispatcher holds the scope until then.
-    result.back_pressure = sdk::BackPressure{
-        config_.rate_limit_scope, now + result.retry_after.value_or(kDefaultRetryAfter)};
-  }
+  // Slack's limit is a fact about the scope, not about this message: the
+  // dispatcher holds the scope until then.
+  result.back_pressure =
+      sdk::back_pressure_of(response, config_.rate_limit_scope, now, kDefaultRetryAfter);
   result.detail = redacted(std::move(result.detail), message);
   return result;
 }

@@ -1,17 +1,14 @@
 #include "webhook_sink.h"
 
-#include <cerrno>
 #include <chrono>
 #include <cstdlib>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
+#include <optional>
 #include <stdexcept>
 #include <string_view>
-#include <system_error>
 #include <utility>
 
 #include <slack_proxy/sdk/outcome.h>
+#include <slack_proxy/sdk/secret_file.h>
 
 namespace slack_proxy::plugins::webhook_sink {
 
@@ -19,8 +16,7 @@ namespace {
 
 constexpr std::string_view kWhitespace = " \t\r\n\v\f";
 constexpr const char* kUrlWhat = "the incoming-webhook URL (https://hooks.slack.com/services/...)";
-// Larger than any URL: a bigger file is the wrong file.
-constexpr std::size_t kMaxUrlFileBytes = 64 * 1024;
+// What a 429 means without a Retry-After; back_pressure_of's fallback too.
 constexpr std::chrono::seconds kDefaultRetryAfter{1};
 
 bool has_control_or_space(std::string_view text) {
@@ -69,37 +65,6 @@ std::string origin_of(const std::string& url) {
   const auto at = origin.find('@', scheme_end + 3);
   if (at != std::string::npos) origin.erase(scheme_end + 3, at - scheme_end - 2);
   return origin;
-}
-
-// The content of regular file `path`, trimmed; errors name url_file and the
-// path, never the content.
-std::string read_trimmed_file(const std::string& path) {
-  const std::string named = "url_file \"" + path + "\"";
-  std::error_code error;
-  // Follows symlinks: mounted secrets are usually links to the real file.
-  const auto status = std::filesystem::status(path, error);
-  if (!std::filesystem::exists(status)) throw std::runtime_error(named + " does not exist");
-  // A FIFO or a device would block or never end.
-  if (!std::filesystem::is_regular_file(status)) {
-    throw std::runtime_error(named + " is not a regular file");
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in.is_open()) {
-    const int cause = errno;
-    throw std::runtime_error(named + " cannot be read" +
-                             (cause != 0 ? ": " + std::string(std::strerror(cause)) : ""));
-  }
-  std::string content(kMaxUrlFileBytes + 1, '\0');
-  in.read(content.data(), static_cast<std::streamsize>(content.size()));
-  if (in.bad()) throw std::runtime_error(named + " cannot be read");
-  content.resize(static_cast<std::size_t>(in.gcount()));
-  if (content.size() > kMaxUrlFileBytes) {
-    throw std::runtime_error(named + " is larger than " + std::to_string(kMaxUrlFileBytes / 1024) +
-                             " KiB: it must hold only " + kUrlWhat);
-  }
-  const std::string_view url = trim(content);
-  if (url.empty()) throw std::runtime_error(named + " is empty: it must hold " + kUrlWhat);
-  return std::string(url);
 }
 
 std::shared_ptr<sdk::HttpClient> client_from(sdk::HostServices& host,
@@ -157,7 +122,14 @@ std::string read_url(const std::string& name) {
 }
 
 std::string read_url_file(const std::string& path) {
-  std::string url = read_trimmed_file(path);
+  std::string problem;
+  std::optional<std::string> read = sdk::read_secret_file(path, problem);
+  if (!read) {
+    // An empty file is the one failure where saying what belongs in it helps.
+    if (problem.ends_with(" is empty")) problem += std::string(": it must hold ") + kUrlWhat;
+    throw std::runtime_error("url_file " + problem);
+  }
+  std::string url = *std::move(read);
   try {
     check_url(url);
   } catch (const std::invalid_argument& e) {
@@ -216,12 +188,10 @@ sdk::SendResult WebhookSink::send(const sdk::Message& message) {
   const auto now = clock_.now();
   duration_.observe(std::chrono::duration<double>(now - started).count());
   sdk::SendResult result = read_reply(response);
-  if (response.status == 429) {
-    // A pipeline has one webhook: its limit holds every message of the
-    // pipeline (its workspace), whatever the channel.
-    result.back_pressure = sdk::BackPressure{
-        sdk::BackPressure::Scope::Workspace, now + result.retry_after.value_or(kDefaultRetryAfter)};
-  }
+  // A pipeline has one webhook: its limit holds every message of the
+  // pipeline (its workspace), whatever the channel.
+  result.back_pressure =
+      sdk::back_pressure_of(response, sdk::BackPressure::Scope::Workspace, now, kDefaultRetryAfter);
   return result;
 }
 

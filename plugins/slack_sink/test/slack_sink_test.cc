@@ -23,11 +23,11 @@
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/Net/StreamSocket.h>
 #include <gtest/gtest.h>
+#include <slack_proxy/sdk/secret_file.h>
 #include <slack_proxy/sdk/testing/fakes.h>
 #include <slack_proxy/sdk/testing/http.h>
 
 #include "fake_slack.h"
-#include "secret_file.h"
 #include "slack_sink.h"
 
 namespace slack_proxy::plugins::slack_sink {
@@ -874,7 +874,7 @@ TEST(SlackSinkTokenFile, RefusesMoreThanATokenWithoutShowingIt) {
         << e.what();
     expect_no_token_in(e.what());
   }
-  TempFile huge(std::string(kMaxSecretFileBytes + 1, 'x'));
+  TempFile huge(std::string(sdk::kMaxSecretFileBytes + 1, 'x'));
   try {
     read_token_file("token_file", huge.path());
     FAIL() << "huge file accepted";
