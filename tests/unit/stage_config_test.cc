@@ -468,11 +468,10 @@ TEST(StageConfigTest, UnreadableSecretNamesKeyVariableOrPathAndPosition) {
             "cfg.toml:1:17: stage 'slack_sink': 'token': environment variable " + empty.name() +
                 " is empty");
   EXPECT_EQ(error_of(secret_stage("{ file = \"/nonexistent/sp/secret\" }"), kSecret, 1),
-            "cfg.toml:1:18: stage 'slack_sink': 'token': cannot read /nonexistent/sp/secret: No "
-            "such file or directory");
+            "cfg.toml:1:18: stage 'slack_sink': 'token': \"/nonexistent/sp/secret\" does not exist");
   const ScopedFile blank(" \n\n");
   EXPECT_EQ(error_of(secret_stage("{ file = \"" + blank.path() + "\" }"), kSecret, 1),
-            "cfg.toml:1:18: stage 'slack_sink': 'token': " + blank.path() + " is empty");
+            "cfg.toml:1:18: stage 'slack_sink': 'token': \"" + blank.path() + "\" is empty");
 }
 
 TEST(StageConfigTest, SecretMustBeExactlyOneOfEnvOrFile) {

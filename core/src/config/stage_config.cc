@@ -12,13 +12,11 @@
 #include <stdexcept>
 #include <utility>
 
+#include <slack_proxy/sdk/secret_file.h>
+
 namespace slack_proxy::config {
 
 namespace {
-
-// A secret file larger than this is surely not a token; refusing it keeps a
-// misconfigured path (a log, /dev/zero) from being read into memory.
-constexpr std::size_t kMaxSecretFileBytes = 1 << 20;
 
 std::string_view expected_type(sp_value_type type) {
   switch (type) {
@@ -303,14 +301,8 @@ std::optional<SecretSource> secret_source(const toml::node& node, std::string& p
   return source;
 }
 
-// `text` without trailing spaces, tabs, CR and LF (a file's last newline).
-void trim_trailing_space(std::string& text) {
-  const auto end = text.find_last_not_of(" \t\r\n");
-  text.erase(end == std::string::npos ? 0 : end + 1);
-}
-
 // The secret's value, or nullopt and why not (naming the variable or path,
-// never the value).
+// never the value). Files are read by the SDK's reader, the one plugins use.
 std::optional<std::string> read_secret(const SecretSource& source, std::string& problem) {
   if (source.from_env) {
     const char* value = std::getenv(source.name.c_str());
@@ -319,28 +311,7 @@ std::optional<std::string> read_secret(const SecretSource& source, std::string& 
     if (!problem.empty()) return std::nullopt;
     return std::string(value);
   }
-  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(source.name.c_str(), "rb"),
-                                                             &std::fclose);
-  if (!file) {
-    problem = "cannot read " + source.name + ": " + std::strerror(errno);
-    return std::nullopt;
-  }
-  std::string text(kMaxSecretFileBytes + 1, '\0');
-  text.resize(std::fread(text.data(), 1, text.size(), file.get()));
-  if (std::ferror(file.get()) != 0) {
-    problem = "cannot read " + source.name + ": " + std::strerror(errno);
-    return std::nullopt;
-  }
-  if (text.size() > kMaxSecretFileBytes) {
-    problem = source.name + " is larger than 1 MiB, which no secret is";
-    return std::nullopt;
-  }
-  trim_trailing_space(text);
-  if (text.empty()) {
-    problem = source.name + " is empty";
-    return std::nullopt;
-  }
-  return text;
+  return sdk::read_secret_file(source.name, problem);
 }
 
 }  // namespace
