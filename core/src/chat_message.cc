@@ -50,6 +50,36 @@ Poco::Dynamic::Var parse_ordered(const std::string& text, std::size_t max_json_d
   return parser.parse(text);
 }
 
+// Parses as ParseHandler does and counts the top-level members named `key`
+// as the parser decoded them, so "ch\u0061nnel" counts as "channel".
+class TopLevelKeyCounter final : public Poco::JSON::ParseHandler {
+ public:
+  explicit TopLevelKeyCounter(std::string key) : key_(std::move(key)) {}
+  void reset() override {
+    ParseHandler::reset();
+    depth_ = 0;
+    count_ = 0;
+  }
+  void startObject() override {
+    ++depth_;
+    ParseHandler::startObject();
+  }
+  void endObject() override {
+    --depth_;
+    ParseHandler::endObject();
+  }
+  void key(const std::string& k) override {
+    if (depth_ == 1 && k == key_) ++count_;
+    ParseHandler::key(k);
+  }
+  std::size_t count() const { return count_; }
+
+ private:
+  const std::string key_;
+  std::size_t depth_ = 0;
+  std::size_t count_ = 0;
+};
+
 Object::Ptr as_object(const Poco::Dynamic::Var& v) {
   return v.type() == typeid(Object::Ptr) ? v.extract<Object::Ptr>() : Object::Ptr();
 }
@@ -195,13 +225,20 @@ std::variant<ChatMessage, DecodeError> decode_chat_message(std::string body,
       return bad("invalid_json", too_deep("the body", max_depth));
     // Most bodies go on untouched, so validate with the plain parser; the
     // order-keeping one is used only if the payload must be rewritten.
+    Poco::SharedPtr<TopLevelKeyCounter> channels(new TopLevelKeyCounter("channel"));
     try {
-      Poco::JSON::Parser parser;
+      Poco::JSON::Parser parser(channels);
       parser.setDepth(parser_depth(max_depth));
       object = as_object(parser.parse(body));
     } catch (const std::exception&) {
     }
     if (!object) return bad("invalid_json", "the body must be a JSON object");
+    // Receivers differ on which of two "channel" members wins (and Slack does
+    // not say), so the channel routed and checked here could differ from the
+    // one the payload is delivered to.
+    if (channels->count() > 1)
+      return bad("invalid_json", "the body names 'channel' " + std::to_string(channels->count()) +
+                                     " times; send it once");
     bool must_rewrite = object->get("channel").isEmpty() && !options.default_channel.empty();
     for (const auto& field : kJsonFields)
       must_rewrite = must_rewrite || object->get(std::string(field.name)).isString();

@@ -50,6 +50,11 @@ struct DecodeOptions {
 // a JSON body, or any decoded form field, that is not is refused with
 // 400 invalid_utf8 before it is parsed.
 //
+// A JSON body whose top level names "channel" more than once, however the
+// keys are spelled ("ch\u0061nnel"), is 400 invalid_json: receivers differ
+// on which one wins, so the channel checked here could differ from the one
+// delivered to.
+//
 // JSON: every byte is kept unless something must change (a token field is
 // cut out; blocks/attachments/metadata sent as JSON strings become JSON; a
 // default channel is added). Form (the official SDKs' encoding): every

@@ -477,13 +477,15 @@ Ingress::Step Ingress::route(Admission& a) {
 
 std::string Ingress::with_channel(std::string payload, const std::string& channel) {
   // The payload is always JSON here (a form body was turned into JSON by
-  // decode()), and its "channel" is the caller's (or the default) one.
+  // decode()), it names "channel" at most once (decode() refuses more), and
+  // that is the caller's (or the default) one.
   std::string value;
   append_json_string(value, channel);
   if (auto replaced = replace_top_level_member(payload, "channel", value))
     return std::move(*replaced);
-  // The key is spelled with escapes ("ch\u0061nnel"): rewrite through a
-  // parser, keeping the member order.
+  // A top-level key is spelled with escapes (it may be "ch\u0061nnel"), so
+  // the text edit cannot be trusted: rewrite through a parser, which decodes
+  // every key, keeping the member order.
   Poco::JSON::Parser parser(new Poco::JSON::ParseHandler(true));
   auto object = parser.parse(payload).extract<Poco::JSON::Object::Ptr>();
   object->set("channel", channel);

@@ -57,6 +57,7 @@ struct Member {
   std::size_t value_begin;  // the value's first byte
   std::size_t value_end;    // just after the value
   bool matches;
+  bool escaped;  // the key has an escape, so it may decode to any name
 };
 
 // The top-level members of a JSON object, or nullopt when `json` is not a
@@ -72,13 +73,15 @@ std::optional<std::vector<Member>> top_level_members(std::string_view json, std:
     const std::size_t key_begin = i;
     const std::size_t key_end = skip_string(json, i);
     if (key_end == std::string_view::npos) return std::nullopt;
-    const bool matches = json.substr(key_begin + 1, key_end - key_begin - 2) == key;
+    const std::string_view name = json.substr(key_begin + 1, key_end - key_begin - 2);
+    const bool matches = name == key;
+    const bool escaped = name.find('\\') != std::string_view::npos;
     i = skip_space(json, key_end);
     if (i >= json.size() || json[i] != ':') return std::nullopt;
     const std::size_t value_begin = skip_space(json, i + 1);
     i = skip_value(json, value_begin);
     if (i == std::string_view::npos) return std::nullopt;
-    members.push_back({key_begin, value_begin, i, matches});
+    members.push_back({key_begin, value_begin, i, matches, escaped});
     i = skip_space(json, i);
     if (i < json.size() && json[i] == ',') {
       i = skip_space(json, i + 1);
@@ -96,6 +99,10 @@ std::optional<std::string> replace_top_level_member(std::string_view json, std::
                                                     std::string_view value) {
   const auto members = top_level_members(json, key);
   if (!members) return std::nullopt;
+  // "ch\u0061nnel" left as it was would name another value for the key,
+  // and a receiver that keeps the last member would use that one.
+  for (const auto& m : *members)
+    if (m.escaped) return std::nullopt;
   std::string out;
   std::size_t copied = 0;
   for (const auto& m : *members) {

@@ -17,7 +17,9 @@ std::optional<std::string> remove_top_level_member(std::string_view json, std::s
 
 // `json` with the value of every top-level member named `key` replaced by
 // `value` (JSON text, used as is), every other byte kept; nullopt on the same
-// terms as remove_top_level_member.
+// terms as remove_top_level_member, and also when any top-level key is
+// written with escapes (it may spell `key`, and would then keep its old
+// value): callers rewrite through a parser instead.
 std::optional<std::string> replace_top_level_member(std::string_view json, std::string_view key,
                                                     std::string_view value);
 

@@ -15,11 +15,14 @@
 //
 // Options: bit 0 webhook-style pipeline, 1 delivery with the caller's token,
 // 2 a default channel, 3 an authenticator (key "fuzz-key"), 4 a queue that
-// holds one message, 5 send the request twice (dedup, queue full), 6 draining.
+// holds one message, 5 send the request twice (dedup, queue full), 6 draining,
+// 7 a router that moves every message to another channel.
 //
 // Besides "no crash, no leak, no undefined behaviour" it checks that hostile
-// input never earns a 500 (an exception escaped the request's own rules)
-// and that no reply repeats the caller's bearer key.
+// input never earns a 500 (an exception escaped the request's own rules),
+// that no reply repeats the caller's bearer key, and that every queued
+// payload, admitted again, names the message's channel: the channel routers
+// and guards saw is the one a receiver of the payload would use.
 #include <cctype>
 #include <cstddef>
 #include <cstdint>
@@ -28,8 +31,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
+#include <Poco/JSON/Parser.h>
 #include <Poco/String.h>
 #include <prometheus/registry.h>
 #include <spdlog/logger.h>
@@ -37,6 +42,7 @@
 
 #include <slack_proxy/sdk/testing/fakes.h>
 
+#include "chat_message.h"
 #include "fuzz_check.h"
 #include "fuzz_key_auth.h"
 #include "ingress.h"
@@ -102,11 +108,20 @@ FuzzRequest parse_head(std::string_view text, std::string_view& body) {
   return request;
 }
 
+// Moves every message to one channel, as a channel_override router does.
+class MoveRouter final : public sdk::Router {
+ public:
+  sdk::RouteResult route(sdk::Message& message) override {
+    message.channel = "#fuzz-routed";
+    return sdk::RouteResult::ok();
+  }
+};
+
 // Everything the ingress answered to `request` (once, or twice with option
-// bit 5), from fresh state: a shared registry would grow a series per fuzzed
+// bit 5), and what it queued (into `queued` when given), from fresh state: a shared registry would grow a series per fuzzed
 // channel name, and a shared queue would make inputs depend on each other.
 std::vector<HttpReply> serve(std::uint8_t flags, const FuzzRequest& request,
-                             std::string_view body) {
+                             std::string_view body, std::vector<sdk::Message>* queued = nullptr) {
   auto pipeline = std::make_shared<Pipeline>();
   pipeline->name = "fuzz";
   pipeline->paths = {"/", "/api/chat.postMessage", "/services/*"};
@@ -114,6 +129,7 @@ std::vector<HttpReply> serve(std::uint8_t flags, const FuzzRequest& request,
   pipeline->caller_token = (flags & 0x02) != 0;
   if ((flags & 0x04) != 0) pipeline->default_channel = "#fuzz-default";
   if ((flags & 0x08) != 0) pipeline->authenticator = std::make_shared<fuzz::KeyAuthenticator>();
+  if ((flags & 0x80) != 0) pipeline->routers.push_back(std::make_shared<MoveRouter>());
 
   sdk::testing::FakeClock clock;
   QueueLimits limits;
@@ -131,6 +147,7 @@ std::vector<HttpReply> serve(std::uint8_t flags, const FuzzRequest& request,
   std::vector<HttpReply> replies;
   const int sends = (flags & 0x20) != 0 ? 2 : 1;
   for (int i = 0; i < sends; ++i) replies.push_back(ingress.admit(request, std::string(body)));
+  if (queued != nullptr) *queued = queue.take(sends);
   return replies;
 }
 
@@ -167,6 +184,25 @@ void check_no_key_in_replies(std::uint8_t flags, const FuzzRequest& request, std
              "a reply never repeats the bearer key");
 }
 
+// A queued payload goes to whatever channel its receiver reads from it, so
+// it must name the message's channel, once: decoded again (as JSON, the way
+// the sink sends it), it is accepted with that very channel. A payload that
+// is not JSON at all is another fault than this check's (and would need its own).
+void check_payload_names_the_channel(const std::vector<sdk::Message>& queued) {
+  for (const auto& message : queued) {
+    FUZZ_CHECK(message.content_type == "application/json", "a queued payload is JSON");
+    try {
+      Poco::JSON::Parser().parse(message.payload);
+    } catch (const std::exception&) {
+      continue;
+    }
+    const auto decoded = decode_chat_message(message.payload, BodyFormat::Json, DecodeOptions{});
+    const auto* chat = std::get_if<ChatMessage>(&decoded);
+    FUZZ_CHECK(chat != nullptr, "a queued payload is itself admissible");
+    FUZZ_CHECK(chat->channel == message.channel, "the payload names the message's channel");
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -176,12 +212,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const FuzzRequest request =
       parse_head(std::string_view(reinterpret_cast<const char*>(data) + 1, size - 1), body);
 
-  const std::vector<HttpReply> replies = serve(flags, request, body);
+  std::vector<sdk::Message> queued;
+  const std::vector<HttpReply> replies = serve(flags, request, body, &queued);
   for (const auto& reply : replies) {
     FUZZ_CHECK(reply.status >= 200 && reply.status < 600, "the status is an HTTP status");
     FUZZ_CHECK(reply.status != 500, "client input never earns a 500 internal_error");
     FUZZ_CHECK(!reply.body.empty(), "every reply has a body");
   }
   check_no_key_in_replies(flags, request, body, replies);
+  check_payload_names_the_channel(queued);
   return 0;
 }

@@ -1272,6 +1272,68 @@ TEST_F(IngressTest, AFormBodyRoutedElsewhereCarriesTheNewChannelInItsJson) {
   EXPECT_EQ(parse_object(messages[0].payload)->getValue<std::string>("channel"), "#routed");
 }
 
+// Which of two "channel" members a receiver keeps is its own choice (Slack
+// does not document one), so the channel the routers and guards saw could
+// differ from the one the payload is delivered to: refused, however spelled.
+TEST_F(IngressTest, AChannelKeyGivenTwiceIsInvalidJsonHoweverItIsSpelled) {
+  auto router = std::make_shared<NiceMock<sdk::testing::MockRouter>>();
+  ON_CALL(*router, route(_)).WillByDefault(Invoke([](sdk::Message& m) {
+    m.channel = "#forced";
+    return sdk::RouteResult::ok();
+  }));
+  pipeline->routers.push_back(router);
+
+  for (const char* body : {R"({"channel":"#x","channel":"#asked","text":"hi"})",
+                           R"({"channel":"#x","ch\u0061nnel":"#asked","text":"hi"})",
+                           R"({"ch\u0061nnel":"#x","text":"hi","\u0063hannel":"#asked"})"}) {
+    SCOPED_TRACE(body);
+    const HttpReply reply = post(body);
+    EXPECT_EQ(reply.status, 400);
+    EXPECT_EQ(error_of(reply), "invalid_json");
+    EXPECT_THAT(reply.body, ::testing::HasSubstr("'channel' 2 times"));
+  }
+  EXPECT_TRUE(queued().empty());
+  // Only the top level counts: a nested object may repeat its own keys.
+  ASSERT_EQ(post(R"({"channel":"#a","text":"hi","x":{"channel":"#1","channel":"#2"}})").status,
+            200);
+  EXPECT_EQ(queued().size(), 1u);
+}
+
+// The payload that leaves names exactly one channel, the routed one, also
+// when an escaped key (any key) keeps the text edit from being trusted.
+TEST_F(IngressTest, ARoutedPayloadNamesOnlyTheRoutedChannelWhateverTheKeysLookLike) {
+  auto router = std::make_shared<NiceMock<sdk::testing::MockRouter>>();
+  ON_CALL(*router, route(_)).WillByDefault(Invoke([](sdk::Message& m) {
+    m.channel = "#forced";
+    return sdk::RouteResult::ok();
+  }));
+  pipeline->routers.push_back(router);
+
+  for (const char* body : {R"({"ch\u0061nnel":"#asked","text":"hi"})",
+                           R"({"channel":"#asked","te\u0078t":"hi"})"}) {
+    SCOPED_TRACE(body);
+    ASSERT_EQ(post(body).status, 200);
+    const auto messages = queued();
+    ASSERT_EQ(messages.size(), 1u);
+    EXPECT_EQ(messages[0].channel, "#forced");
+    const std::string& payload = messages[0].payload;
+    EXPECT_EQ(payload.find("\\u"), std::string::npos) << payload;
+    EXPECT_EQ(payload.find("\"channel\""), payload.rfind("\"channel\"")) << payload;
+    const auto object = parse_object(payload);
+    EXPECT_EQ(object->getValue<std::string>("channel"), "#forced");
+    EXPECT_EQ(object->getValue<std::string>("text"), "hi");
+  }
+  // A form body that repeats the field becomes JSON with one member.
+  ASSERT_EQ(post("channel=%23x&channel=%23asked&text=hi", "application/x-www-form-urlencoded")
+                .status,
+            200);
+  const auto messages = queued();
+  ASSERT_EQ(messages.size(), 1u);
+  const std::string& payload = messages[0].payload;
+  EXPECT_EQ(payload.find("\"channel\""), payload.rfind("\"channel\"")) << payload;
+  EXPECT_EQ(parse_object(payload)->getValue<std::string>("channel"), "#forced");
+}
+
 TEST_F(IngressTest, CallerTokenTenantsAreNamedByTheSdk) {
   pipeline->caller_token = true;
   FakeRequest request("POST", "/");

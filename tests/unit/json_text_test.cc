@@ -42,5 +42,31 @@ TEST(RemoveTopLevelMemberTest, AnEscapedKeyIsNotMatched) {
   EXPECT_EQ(remove_top_level_member(R"({"tok\u0065n":"x"})", "token"), std::nullopt);
 }
 
+TEST(ReplaceTopLevelMemberTest, ReplacesTheValueKeepingEveryOtherByte) {
+  EXPECT_EQ(replace_top_level_member(R"({"a": 1.0, "channel" : "#x", "b":{"channel":"#n"}})",
+                                     "channel", R"("#y")"),
+            R"({"a": 1.0, "channel" : "#y", "b":{"channel":"#n"}})");
+}
+
+TEST(ReplaceTopLevelMemberTest, ReplacesEveryPlainDuplicate) {
+  EXPECT_EQ(replace_top_level_member(R"({"channel":"#x","channel":"#asked"})", "channel",
+                                     R"("#forced")"),
+            R"({"channel":"#forced","channel":"#forced"})");
+}
+
+// An escaped key may decode to `key` and keep its own value: the text edit
+// must not claim success, or a receiver keeping the last member sees "#asked".
+TEST(ReplaceTopLevelMemberTest, AnyEscapedTopLevelKeyLeavesItToAParser) {
+  for (const char* json : {R"({"channel":"#x","ch\u0061nnel":"#asked"})",
+                           R"({"ch\u0061nnel":"#asked"})",
+                           R"({"channel":"#x","te\u0078t":"hi"})"}) {
+    EXPECT_EQ(replace_top_level_member(json, "channel", R"("#forced")"), std::nullopt) << json;
+  }
+  // Escapes inside values and nested keys are no such risk.
+  EXPECT_EQ(replace_top_level_member(R"({"channel":"#x","t":"\"q\"","o":{"k\u0065y":1}})",
+                                     "channel", R"("#y")"),
+            R"({"channel":"#y","t":"\"q\"","o":{"k\u0065y":1}})");
+}
+
 }  // namespace
 }  // namespace slack_proxy
