@@ -283,6 +283,33 @@ TEST(HttpClientRetryAfter, ReadsDeltaSecondsAndHttpDatesAndCapsAbsurdValues) {
   EXPECT_EQ(parse_retry_after("-5", now), seconds(1));
 }
 
+// Each magnitude that used to overflow when turned into milliseconds before
+// the cap (from 9.3e15 s on, up to the int64 limit), and one past int64.
+TEST(HttpClientRetryAfter, HugeDeltaSecondsAreCappedNeverNegative) {
+  const sdk::WallTime now = std::chrono::system_clock::from_time_t(1'700'000'000);
+  EXPECT_EQ(parse_retry_after("86399", now), 86399s);
+  EXPECT_EQ(parse_retry_after("86400", now), 24h);
+  EXPECT_EQ(parse_retry_after("9223372036854775", now), 24h);  // the last that fit in ms
+  for (const char* value :
+       {"9223372036854776", "99999999999999999", "999999999999999999", "1000000000000000000",
+        "9223372036854775807", "9223372036854775808", "18446744073709551616"}) {
+    EXPECT_EQ(parse_retry_after(value, now), 24h) << value;
+  }
+}
+
+// The clock counts nanoseconds, which end in 2262 and begin in 1677.
+TEST(HttpClientRetryAfter, DatesBeyondTheClocksRangeAreCappedOrZero) {
+  const sdk::WallTime now = std::chrono::system_clock::from_time_t(1'700'000'000);
+  EXPECT_EQ(parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now), 24h);
+  EXPECT_EQ(parse_retry_after("Sat, 12 Apr 2262 00:00:00 GMT", now), 24h);
+  EXPECT_EQ(parse_retry_after("Wed, 15 Nov 2023 22:13:20 GMT", now), 24h);  // exactly a day
+  EXPECT_EQ(parse_retry_after("Wed, 15 Nov 2023 22:13:19 GMT", now), 86399s);
+  // A date in the past means "now" (0), as documented; so does one before 1677.
+  EXPECT_EQ(parse_retry_after("Tue, 14 Nov 2023 22:13:19 GMT", now), 0ms);
+  EXPECT_EQ(parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT", now), 0ms);
+  EXPECT_EQ(parse_retry_after("Mon, 01 Jan 1600 00:00:00 GMT", now), 0ms);
+}
+
 class HttpClientReply : public ::testing::Test {
  protected:
   void SetUp() override { slack.start(); }
@@ -327,6 +354,28 @@ TEST_F(HttpClientReply, ScrubsTheTokenAndASecretPathFromDetails) {
     EXPECT_EQ(response.detail.find(secret), std::string::npos) << response.detail;
   }
   EXPECT_NE(response.detail.find("[redacted]"), std::string::npos) << response.detail;
+}
+
+// A proxy is shown as host and port only: a reply quoting the proxy's user
+// name (a 407 page, say) has it redacted as a word, like its password.
+TEST_F(HttpClientReply, ScrubsTheProxysUserNameAndPasswordFromDetails) {
+  Behaviour proxy_says;
+  proxy_says.status = 407;
+  proxy_says.body = "user svc-Proxy.User1 (password " + std::string(kProxyPassword) +
+                    ") may not; svc-Proxy.User12 is another user";
+  slack.set_default(proxy_says);
+  ProxyEnvironment env;
+  env.http_proxy = "http://svc-Proxy.User1:" + std::string(kProxyPassword) + "@127.0.0.1:" +
+                   std::to_string(slack.port());
+  const auto response = client(clock, env)->send(post("http://slack.invalid/api/chat.postMessage"));
+  EXPECT_EQ(response.status, 407) << response.error << ": " << response.detail;
+  EXPECT_EQ(response.detail.find("svc-Proxy.User1 "), std::string::npos) << response.detail;
+  EXPECT_EQ(response.detail.find(kProxyPassword), std::string::npos) << response.detail;
+  EXPECT_NE(response.detail.find("user [redacted] (password [redacted])"), std::string::npos)
+      << response.detail;
+  // Only as a word: a longer name that merely starts with it stays readable.
+  EXPECT_NE(response.detail.find("svc-Proxy.User12 is another user"), std::string::npos)
+      << response.detail;
 }
 
 TEST_F(HttpClientReply, RefusesARequestItCannotSendWithoutQuotingIt) {

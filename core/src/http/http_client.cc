@@ -46,6 +46,7 @@ constexpr std::size_t kMaxBodyBytes = 1024 * 1024;  // the SDK promises at most 
 constexpr std::size_t kDetailBodyBytes = 200;
 constexpr std::chrono::seconds kDefaultRetryAfter{1};
 constexpr std::chrono::hours kMaxRetryAfter{24};
+constexpr std::chrono::seconds kMaxRetryAfterSeconds{kMaxRetryAfter};
 // Shorter path segments are ids or words ("services"), not credentials.
 constexpr std::size_t kMinSecretSegment = 8;
 constexpr std::string_view kRedacted = "[redacted]";
@@ -73,6 +74,25 @@ void replace_all(std::string& text, std::string_view needle, std::string_view wi
   for (auto pos = text.find(needle); pos != std::string::npos;
        pos = text.find(needle, pos + with.size())) {
     text.replace(pos, needle.size(), with);
+  }
+}
+
+// Replaces `needle` where it stands as a word (no letter, digit, '_', '-'
+// or '.' on either side): a short proxy user name ("svc") is redacted
+// without cutting it out of other words and numbers.
+void replace_word(std::string& text, std::string_view needle, std::string_view with) {
+  if (needle.empty()) return;
+  const auto word_char = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-' || c == '.';
+  };
+  for (auto pos = text.find(needle); pos != std::string::npos;) {
+    const std::size_t after = pos + needle.size();
+    if ((pos > 0 && word_char(text[pos - 1])) || (after < text.size() && word_char(text[after]))) {
+      pos = text.find(needle, pos + 1);
+      continue;
+    }
+    text.replace(pos, needle.size(), with);
+    pos = text.find(needle, pos + with.size());
   }
 }
 
@@ -446,12 +466,15 @@ class PooledHttpClient final : public sdk::HttpClient {
   }
 
   // `text` without the request's secrets: its bearer token, its URL's path
-  // when that is a credential, and the proxy's credentials.
+  // when that is a credential, and the proxy's credentials (its user name
+  // too: a proxy is shown as host and port only).
   std::string scrub(std::string text, const sdk::HttpRequest& request,
                     const std::optional<ProxyRoute>& proxy) const {
     replace_all(text, request.bearer_token, kRedacted);
     for (const auto* route : {&https_proxy_, &http_proxy_, &proxy}) {
-      if (*route && !(*route)->password.empty()) replace_all(text, (*route)->password, kRedacted);
+      if (!*route) continue;
+      replace_all(text, (*route)->password, kRedacted);
+      replace_word(text, (*route)->username, kRedacted);
     }
     if (request.url_is_secret) {
       const auto target = parse_target(request.url);
@@ -535,7 +558,9 @@ std::chrono::milliseconds parse_retry_after(const std::string& value, sdk::WallT
   const char* end = value.data() + value.size();
   auto [ptr, ec] = std::from_chars(value.data(), end, seconds);
   if (ec == std::errc() && ptr == end && seconds >= 0) {
-    return std::min<std::chrono::milliseconds>(std::chrono::seconds(seconds), kMaxRetryAfter);
+    // Capped while still in seconds: from 9.3e15 s on, milliseconds overflow.
+    if (seconds >= kMaxRetryAfterSeconds.count()) return kMaxRetryAfter;
+    return std::chrono::seconds(seconds);
   }
   if (ec == std::errc::result_out_of_range) return kMaxRetryAfter;
   // Poco's parser accepts nearly anything, so insist on the IMF-fixdate
@@ -546,9 +571,15 @@ std::chrono::milliseconds parse_retry_after(const std::string& value, sdk::WallT
   int tzd = 0;
   if (date_shaped &&
       Poco::DateTimeParser::tryParse(Poco::DateTimeFormat::HTTP_FORMAT, value, date, tzd)) {
-    const auto at = std::chrono::system_clock::from_time_t(date.timestamp().epochTime()) -
-                    std::chrono::seconds(tzd);
-    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(at - now);
+    // Compared in seconds first: the clock counts nanoseconds, which overflow
+    // for dates past 2262 (or before 1677).
+    const long long at = static_cast<long long>(date.timestamp().epochTime()) - tzd;
+    const long long ahead =
+        at - std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+    if (ahead >= kMaxRetryAfterSeconds.count() + 1) return kMaxRetryAfter;
+    if (ahead < -1) return std::chrono::milliseconds(0);
+    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+        sdk::WallTime(std::chrono::seconds(at)) - now);
     return std::clamp<std::chrono::milliseconds>(wait, std::chrono::milliseconds(0),
                                                  kMaxRetryAfter);
   }
