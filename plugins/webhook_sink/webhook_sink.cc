@@ -1,5 +1,6 @@
 #include "webhook_sink.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <optional>
@@ -33,6 +34,24 @@ std::string_view trim(std::string_view text) {
   return text.substr(first, last - first + 1);
 }
 
+// "host[:port]" of what follows "scheme://". The user info ends at the last
+// '@' (a password may hold one, unencoded); a port that is not digits is
+// dropped, since it may be the start of a password ("user:pa#ss@host").
+std::string_view host_and_port(std::string_view rest) {
+  std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+  if (const auto at = authority.rfind('@'); at != std::string_view::npos) {
+    authority.remove_prefix(at + 1);
+  }
+  const auto colon = authority.rfind(':');
+  if (colon == std::string_view::npos || authority.find(']', colon) != std::string_view::npos) {
+    return authority;  // no port, or the colon is inside an IPv6 literal
+  }
+  const std::string_view port = authority.substr(colon + 1);
+  const bool digits = std::all_of(port.begin(), port.end(),
+                                  [](unsigned char c) { return c >= '0' && c <= '9'; });
+  return digits ? authority : authority.substr(0, colon);
+}
+
 // A webhook URL pasted where a path or a variable name belongs: it must not
 // be repeated in the error that follows.
 bool looks_like_url(std::string_view text) { return text.find("://") != std::string_view::npos; }
@@ -53,18 +72,16 @@ void check_url(const std::string& url) {
     throw std::invalid_argument("url contains whitespace or control characters");
   }
   const std::string_view rest = std::string_view(url).substr(scheme_end + 3);
-  const std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
-  const std::string_view host = authority.substr(authority.find('@') + 1);
+  const std::string_view host = host_and_port(rest);
   if (host.empty() || host.front() == ':') throw std::invalid_argument("url has no host");
 }
 
-// "https://host:port" of a checked URL, without the path that is the secret.
+// "https://host:port" of a checked URL: never its user info, nor the path
+// that is the secret.
 std::string origin_of(const std::string& url) {
   const auto scheme_end = url.find("://");
-  std::string origin = url.substr(0, url.find_first_of("/?#", scheme_end + 3));
-  const auto at = origin.find('@', scheme_end + 3);
-  if (at != std::string::npos) origin.erase(scheme_end + 3, at - scheme_end - 2);
-  return origin;
+  return url.substr(0, scheme_end + 3) +
+         std::string(host_and_port(std::string_view(url).substr(scheme_end + 3)));
 }
 
 std::shared_ptr<sdk::HttpClient> client_from(sdk::HostServices& host,

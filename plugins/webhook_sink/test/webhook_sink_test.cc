@@ -519,6 +519,23 @@ TEST_F(WebhookSinkTest, NeverShowsTheUrlPathInDetailsOrLogs) {
   EXPECT_FALSE(host.log.contains("/services/"));
 }
 
+// The log names scheme, host and port only, even when the URL carries user
+// info, and a password holding an '@' of its own.
+TEST_F(WebhookSinkTest, LogsOnlySchemeHostAndPortOfAUrlWithUserInfo) {
+  const std::string origin = "http://127.0.0.1:" + std::to_string(slack.port());
+  for (const char* user_info : {"hook-User:hook-Pass@", "hook-User:p@ss-W0rd@"}) {
+    SCOPED_TRACE(user_info);
+    FakeHost logged;
+    const std::string url = std::string("http://") + user_info + "127.0.0.1:" +
+                            std::to_string(slack.port()) + kSecretPath;
+    make(logged, config_for(url));
+    EXPECT_TRUE(logged.log.contains("delivering to " + origin));
+    for (const char* secret : {"hook-User", "hook-Pass", "ss-W0rd", "@", kSecretToken}) {
+      EXPECT_FALSE(logged.log.contains(secret)) << secret;
+    }
+  }
+}
+
 TEST_F(WebhookSinkTest, WarnsThatPlainHttpSendsTheSecretUnencrypted) {
   make_sink();
   bool warned = false;
