@@ -201,7 +201,14 @@ sdk::SteadyTime Dispatcher::paused_until(const sdk::Message& m, sdk::SteadyTime 
 
 sdk::RetryDecision Dispatcher::decide(const Pipeline& p, const sdk::Message& m,
                                       const sdk::SendResult& result) {
-  if (!p.retry) return sdk::RetryDecision::give_up("no retry policy");
+  if (!p.retry) {
+    // Without a policy nothing is retried, but back-pressure is not a
+    // failure of this message: it waits out the pause and goes again.
+    return result.back_pressure
+               ? sdk::RetryDecision::retry_after(std::chrono::milliseconds(0),
+                                                 "back-pressure, no retry policy")
+               : sdk::RetryDecision::give_up("no retry policy");
+  }
   sdk::RetryDecision decision;
   std::string failure;
   if (!contained(p, p.retry.get(), "decide", m, failure,

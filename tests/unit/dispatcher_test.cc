@@ -532,6 +532,20 @@ TEST_F(DispatcherRateLimitTest, APolicyThatGivesUpOnBackPressureDeadLettersTheMe
   EXPECT_THAT(order, ElementsAre("a1", "b1", "b2"));
 }
 
+TEST_F(DispatcherRateLimitTest, WithoutARetryPolicyBackPressureStillWaitsAndSendsAgain) {
+  pipeline->retry = nullptr;
+  answer_first_send_with_back_pressure(2s);
+  push_in("a1", "#a", "T1");
+  run_until_quiet();
+  EXPECT_THAT(order, ElementsAre("a1"));
+  clock.advance(2s);
+  run_until_quiet();
+  EXPECT_THAT(order, ElementsAre("a1", "a1"));
+  // Delivered, so not a dead letter.
+  EXPECT_EQ(counter("slackproxy_requests_succeeded_total", "#a"), 1);
+  EXPECT_EQ(queue.size(), 0u);
+}
+
 TEST_F(DispatcherRateLimitTest, BackPressureWithoutATimeWaitsOneSecond) {
   int calls = 0;
   ON_CALL(*sink, send(_)).WillByDefault(Invoke([&](const Message&) {
