@@ -48,10 +48,26 @@ std::vector<sp_config_key> read_schema(const sp_plugin_descriptor& d, const std:
                       " bytes, less than the " + std::to_string(kSchemaEntrySize10) +
                       " of ABI 1.0");
   }
+  // The newest setting type the plugin's ABI knows; 1.1 added ENUM..SECRET.
+  const std::int32_t newest_type = d.abi_minor >= 1 ? SP_VALUE_SECRET : SP_VALUE_STRING_LIST;
   std::vector<sp_config_key> rows(d.schema_size);
   const auto* base = reinterpret_cast<const unsigned char*>(d.schema);
   for (std::uint32_t i = 0; i < d.schema_size; ++i) {
-    std::memcpy(&rows[i], base + i * stride, std::min(stride, sizeof(sp_config_key)));
+    const unsigned char* row = base + i * stride;
+    // A foreign value: read as an integer before anything treats it as the
+    // enum, as for the descriptor's kind.
+    std::int32_t type = 0;
+    std::memcpy(&type, row + offsetof(sp_config_key, type), sizeof(type));
+    const char* key = nullptr;
+    std::memcpy(&key, row + offsetof(sp_config_key, key), sizeof(key));
+    if (key == nullptr) {
+      throw PluginError(path + ": schema row " + std::to_string(i) + " has no key");
+    }
+    if (type < SP_VALUE_STRING || type > newest_type) {
+      throw PluginError(path + ": setting '" + key + "' has type " + std::to_string(type) +
+                        ", unknown to ABI " + abi_string(d.abi_major, d.abi_minor));
+    }
+    std::memcpy(&rows[i], row, std::min(stride, sizeof(sp_config_key)));
   }
   return rows;
 }
@@ -327,6 +343,7 @@ sdk::Stage* PluginHost::create_raw(const LoadedPlugin& plugin, sdk::HostServices
   void* out = nullptr;
   char err[1024] = {0};
   const int rc = plugin.descriptor->create(&args, &out, err, sizeof(err));
+  err[sizeof(err) - 1] = '\0';  // whatever the plugin wrote
   if (rc != 0) {
     throw PluginError("stage '" + stage_name + "' (plugin " + plugin.name +
                       "): " + (err[0] != '\0' ? std::string(err) : std::string("creation failed")));

@@ -2,6 +2,8 @@
 // SDK macros make 1.1 descriptors: the descriptor ends before
 // schema_entry_size, and each schema row ends at `doc` (40 bytes on LP64).
 // The host must read its rows at that size and zero what 1.1 added.
+// Built a second time as abi10_enum_router (ABI10_WITH_1_1_TYPE), with a row
+// of a type ABI 1.0 did not have, which the host must refuse.
 #include <slack_proxy/sdk/abi.h>
 #include <slack_proxy/sdk/fingerprint.h>
 #include <slack_proxy/sdk/stages.h>
@@ -26,7 +28,14 @@ const ConfigKey10 kSchema10[] = {
     {"greeting", SP_VALUE_STRING, "hello", 0, "a string with a default"},
     {"count", SP_VALUE_INTEGER, nullptr, 1, "a required integer"},
     {"pause", SP_VALUE_DURATION, "1s", 0, "a duration"},
+#ifdef ABI10_WITH_1_1_TYPE
+    {"mode", SP_VALUE_ENUM, nullptr, 0, "a type that ABI 1.0 did not have"},
+#endif
 };
+
+#ifndef ABI10_PLUGIN_NAME
+#define ABI10_PLUGIN_NAME "abi10_router"
+#endif
 
 class PassRouter final : public slack_proxy::sdk::Router {
  public:
@@ -58,7 +67,7 @@ sp_plugin_descriptor make_descriptor() {
   d.abi_major = SLACK_PROXY_ABI_MAJOR;
   d.abi_minor = 0;
   d.build_fingerprint = SLACK_PROXY_BUILD_FINGERPRINT;
-  d.name = "abi10_router";
+  d.name = ABI10_PLUGIN_NAME;
   d.kind = SP_STAGE_ROUTER;
   d.summary = "test plugin with an ABI 1.0 descriptor and schema";
   d.schema = reinterpret_cast<const sp_config_key*>(kSchema10);

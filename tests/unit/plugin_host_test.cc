@@ -236,6 +236,23 @@ TEST(PluginHostTest, FactoryExceptionBecomesAPluginErrorWithItsMessage) {
 
 // A plugin built against ABI 1.0 (tests/abi_plugins/abi10_router.cc): its
 // descriptor ends before schema_entry_size, its schema rows end at `doc`.
+// A schema row's type is a foreign value too: a type the plugin's ABI does
+// not know (here ENUM in a 1.0 plugin) is refused, naming the file and key.
+TEST(PluginHostTest, RefusesASettingTypeThePluginsAbiDoesNotKnow) {
+  PluginHost host({kAbiTestPluginDir});
+  try {
+    host.load("abi10_enum_router");
+    FAIL() << "loaded a 1.0 plugin declaring a 1.1 setting type";
+  } catch (const PluginError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("abi10_enum_router.so"), std::string::npos) << what;
+    EXPECT_NE(what.find("setting 'mode' has type " + std::to_string(SP_VALUE_ENUM) +
+                        ", unknown to ABI " + std::to_string(SLACK_PROXY_ABI_MAJOR) + ".0"),
+              std::string::npos)
+        << what;
+  }
+}
+
 TEST(PluginHostTest, ReadsAnAbi10PluginsSchemaRowsAtTheirOwnSize) {
   PluginHost host({kAbiTestPluginDir});
   const LoadedPlugin& plugin = host.load("abi10_router");
