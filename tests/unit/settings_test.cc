@@ -45,14 +45,6 @@ const Schema<Every> kEvery{
     setting("token", &Every::token, "a secret"),
 };
 
-// The row the schema declares for `key`; fails the test when there is none.
-template <typename S>
-sp_config_key row_of(const Schema<S>& schema, std::string_view key) {
-  for (std::uint32_t i = 0; i < schema.size(); ++i)
-    if (schema.data()[i].key == key) return schema.data()[i];
-  ADD_FAILURE() << "no row for " << key;
-  return {};
-}
 
 TEST(SettingsTest, EachMemberTypeMapsToItsSettingType) {
   ASSERT_EQ(kEvery.size(), 8u);
@@ -66,7 +58,7 @@ TEST(SettingsTest, EachMemberTypeMapsToItsSettingType) {
     EXPECT_EQ(kEvery.data()[i].default_value, nullptr) << kEvery.data()[i].key;
     EXPECT_EQ(kEvery.data()[i].required, 0) << kEvery.data()[i].key;
   }
-  EXPECT_STREQ(row_of(kEvery, "ratio").doc, "a number");
+  EXPECT_STREQ(kEvery.row("ratio").doc, "a number");
 }
 
 struct Bucket {
@@ -86,25 +78,25 @@ const Schema<Bucket> kBucket{
 };
 
 TEST(SettingsTest, ChainedBoundsValuesAndDefaultsLandInTheRows) {
-  const auto rate = row_of(kBucket, "rate");
+  const auto rate = kBucket.row("rate");
   EXPECT_EQ(rate.flags, SP_KEY_HAS_MIN | SP_KEY_MIN_EXCLUSIVE | SP_KEY_HAS_MAX);
   EXPECT_EQ(rate.min, 0);
   EXPECT_EQ(rate.max, 1e9);
   EXPECT_STREQ(rate.default_value, "1");
 
-  const auto burst = row_of(kBucket, "burst");
+  const auto burst = kBucket.row("burst");
   EXPECT_EQ(burst.flags, SP_KEY_HAS_MIN | SP_KEY_HAS_MAX | SP_KEY_MAX_EXCLUSIVE);
   EXPECT_EQ(burst.min, 1);
   EXPECT_EQ(burst.max, 100);
 
-  const auto key = row_of(kBucket, "key");
+  const auto key = kBucket.row("key");
   EXPECT_EQ(key.type, SP_VALUE_ENUM);  // one_of() turns a string into an enum
   ASSERT_EQ(key.allowed_size, 2u);
   EXPECT_STREQ(key.allowed[0], "global");
   EXPECT_STREQ(key.allowed[1], "channel");
   EXPECT_STREQ(key.default_value, "global");
 
-  const auto routes = row_of(kBucket, "routes");
+  const auto routes = kBucket.row("routes");
   EXPECT_EQ(routes.required, 1);
   EXPECT_EQ(routes.flags, SP_KEY_HAS_MIN);
   EXPECT_EQ(routes.min, 1);
@@ -124,21 +116,37 @@ const Schema<Narrow> kNarrow{
     setting("percent", &Narrow::percent, "").at_most(100),
 };
 
+// Bounds wider than the member can hold are cut to what it holds, so the
+// host never hands the member a value it would truncate.
+const Schema<Narrow> kTooWide{
+    setting("small", &Narrow::small, "").at_most(1e10),
+    setting("port", &Narrow::port, "").above(-1),
+};
+
 TEST(SettingsTest, NarrowIntegerMembersAreBoundedToTheirTypesRange) {
-  const auto small = row_of(kNarrow, "small");
+  const auto small = kNarrow.row("small");
   EXPECT_EQ(small.type, SP_VALUE_INTEGER);
   EXPECT_EQ(small.flags, SP_KEY_HAS_MIN | SP_KEY_HAS_MAX);
   EXPECT_EQ(small.min, std::numeric_limits<std::int32_t>::min());
   EXPECT_EQ(small.max, std::numeric_limits<std::int32_t>::max());
-  const auto port = row_of(kNarrow, "port");
+  const auto port = kNarrow.row("port");
   EXPECT_EQ(port.min, 0);
   EXPECT_EQ(port.max, 65535);
   // A 64-bit member holds every TOML integer: no bound of its own.
-  EXPECT_EQ(row_of(kNarrow, "wide").flags, 0u);
+  EXPECT_EQ(kNarrow.row("wide").flags, 0u);
   // A chained bound narrows the type's own.
-  const auto percent = row_of(kNarrow, "percent");
+  const auto percent = kNarrow.row("percent");
   EXPECT_EQ(percent.min, 0);
   EXPECT_EQ(percent.max, 100);
+}
+
+TEST(SettingsTest, AnAuthorsBoundNeverWidensANarrowMembersRange) {
+  const auto small = kTooWide.row("small");
+  EXPECT_EQ(small.max, std::numeric_limits<std::int32_t>::max());
+  EXPECT_EQ(small.flags & SP_KEY_MAX_EXCLUSIVE, 0u);
+  const auto port = kTooWide.row("port");
+  EXPECT_EQ(port.min, 0);
+  EXPECT_EQ(port.flags & SP_KEY_MIN_EXCLUSIVE, 0u) << "above(-1) on an unsigned is >= 0";
 }
 
 TEST(SettingsTest, ReadFillsEveryMemberFromTheView) {
@@ -194,9 +202,9 @@ const Schema<Sink> kSink{
 
 TEST(SettingsTest, HttpClientSettingsBindIntoTheNestedStruct) {
   ASSERT_EQ(kSink.size(), 5u);
-  EXPECT_EQ(row_of(kSink, "timeout").type, SP_VALUE_DURATION);
-  EXPECT_STREQ(row_of(kSink, "timeout").default_value, "10s");
-  EXPECT_EQ(row_of(kSink, "max_connections").flags, SP_KEY_HAS_MIN | SP_KEY_HAS_MAX);
+  EXPECT_EQ(kSink.row("timeout").type, SP_VALUE_DURATION);
+  EXPECT_STREQ(kSink.row("timeout").default_value, "10s");
+  EXPECT_EQ(kSink.row("max_connections").flags, SP_KEY_HAS_MIN | SP_KEY_HAS_MAX);
 
   const Sink s = kSink.read(MapConfig()
                                 .set("url", "https://example.test/hook")

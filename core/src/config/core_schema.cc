@@ -10,8 +10,8 @@ namespace {
 // ServerSection and MetricsSection that are plain config values).
 template <typename Section, typename Config, typename T>
 sdk::Setting<Section> in_config(const char* key, T Config::*member, const char* doc) {
-  return sdk::detail::make_setting<Section, T>(
-      key, doc, [member](Section& s) -> T& { return s.config.*member; });
+  return sdk::setting_at<Section, T>(
+      key, [member](Section& s) -> T& { return s.config.*member; }, doc);
 }
 
 }  // namespace

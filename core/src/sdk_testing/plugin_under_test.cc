@@ -2,6 +2,9 @@
 // and settings checker, so a plugin's tests see exactly what the proxy does.
 #include <slack_proxy/sdk/testing/plugin_under_test.h>
 
+#include <slack_proxy/sdk/fingerprint.h>
+
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <utility>
@@ -73,7 +76,12 @@ struct PluginUnderTest::Impl {
   }
 };
 
-PluginUnderTest::PluginUnderTest(const std::string& file) {
+PluginUnderTest::PluginUnderTest(const char* file, const char* test_fingerprint) {
+  if (std::strcmp(test_fingerprint, SLACK_PROXY_BUILD_FINGERPRINT) != 0) {
+    throw PluginRefused(std::string("this test is built with fingerprint '") + test_fingerprint +
+                        "', SlackProxy::sdk_testing with '" SLACK_PROXY_BUILD_FINGERPRINT
+                        "': build the test with the proxy's compiler and flags");
+  }
   const std::filesystem::path path(file);
   auto impl = std::make_shared<Impl>(path);
   try {
@@ -87,6 +95,12 @@ PluginUnderTest::PluginUnderTest(const std::string& file) {
 const sp_plugin_descriptor& PluginUnderTest::descriptor() const { return *impl_->plugin->descriptor; }
 
 const std::vector<sp_config_key>& PluginUnderTest::schema() const { return impl_->plugin->schema; }
+
+sp_config_key PluginUnderTest::row(std::string_view key) const {
+  for (const auto& k : schema())
+    if (k.key != nullptr && key == k.key) return k;
+  return sp_config_key{};
+}
 
 void PluginUnderTest::validate(std::string_view settings) const {
   // Stages made only to be judged log nowhere and count nothing, as in

@@ -53,21 +53,13 @@ class DenyListTest : public ::testing::Test {
   FakeHost host;
 };
 
-// The schema's row for `key`; fails the test when there is none.
-sp_config_key row_of(std::string_view key) {
-  for (std::uint32_t i = 0; i < kSchema.size(); ++i)
-    if (kSchema.data()[i].key == key) return kSchema.data()[i];
-  ADD_FAILURE() << "no row for " << key;
-  return {};
-}
-
 TEST(DenyListSettings, SchemaWantsAPositiveTtlAndAtLeastOneCode) {
-  const auto ttl = row_of("ttl");
+  const auto ttl = kSchema.row("ttl");
   EXPECT_EQ(ttl.type, SP_VALUE_DURATION);
   EXPECT_EQ(ttl.flags, SP_KEY_HAS_MIN | SP_KEY_MIN_EXCLUSIVE);
   EXPECT_EQ(ttl.min, 0);
   EXPECT_STREQ(ttl.default_value, "15m");
-  const auto errors = row_of("errors");
+  const auto errors = kSchema.row("errors");
   EXPECT_EQ(errors.type, SP_VALUE_STRING_LIST);
   EXPECT_EQ(errors.flags, SP_KEY_HAS_MIN);
   EXPECT_EQ(errors.min, 1);

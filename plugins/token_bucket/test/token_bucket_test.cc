@@ -42,29 +42,21 @@ sdk::Message from(const std::string& caller, const std::string& channel = "#a",
   return m;
 }
 
-// The schema's row for `key`; fails the test when there is none.
-sp_config_key row_of(std::string_view key) {
-  for (std::uint32_t i = 0; i < kSchema.size(); ++i)
-    if (kSchema.data()[i].key == key) return kSchema.data()[i];
-  ADD_FAILURE() << "no row for " << key;
-  return {};
-}
-
 TEST(TokenBucketSettings, SchemaBoundsRateAndBurstAndListsTheKeys) {
-  const auto rate = row_of("rate");
+  const auto rate = kSchema.row("rate");
   EXPECT_EQ(rate.type, SP_VALUE_NUMBER);
   EXPECT_EQ(rate.flags, SP_KEY_HAS_MIN | SP_KEY_MIN_EXCLUSIVE | SP_KEY_HAS_MAX);
   EXPECT_EQ(rate.min, 0);
   EXPECT_EQ(rate.max, 1e9);
   EXPECT_STREQ(rate.default_value, "1");
 
-  const auto burst = row_of("burst");
+  const auto burst = kSchema.row("burst");
   EXPECT_EQ(burst.type, SP_VALUE_INTEGER);
   EXPECT_EQ(burst.flags, SP_KEY_HAS_MIN);
   EXPECT_EQ(burst.min, 1);
   EXPECT_STREQ(burst.default_value, "3");
 
-  const auto key = row_of("key");
+  const auto key = kSchema.row("key");
   ASSERT_EQ(key.type, SP_VALUE_ENUM);
   std::vector<std::string> allowed(key.allowed, key.allowed + key.allowed_size);
   EXPECT_EQ(allowed, (std::vector<std::string>{"global", "channel", "workspace", "client"}));

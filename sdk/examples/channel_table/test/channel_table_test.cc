@@ -2,7 +2,6 @@
 // (descriptor and schema), the settings check, the factory and the router.
 #include <gtest/gtest.h>
 
-#include <cstring>
 #include <string>
 
 #include <slack_proxy/sdk/testing/fakes.h>
@@ -14,12 +13,6 @@ namespace sdk = slack_proxy::sdk;
 using sdk::testing::FakeHost;
 using sdk::testing::PluginRefused;
 using sdk::testing::PluginUnderTest;
-
-const sp_config_key* find_key(const PluginUnderTest& plugin, const char* name) {
-  for (const auto& key : plugin.schema())
-    if (std::strcmp(key.key, name) == 0) return &key;
-  return nullptr;
-}
 
 // The proxy's message when `body` is refused, "" otherwise.
 template <typename Body>
@@ -37,20 +30,18 @@ TEST(ChannelTable, RegistersAsARouterWithATableOfRoutesAndAnEnum) {
   EXPECT_STREQ(plugin.descriptor().name, "channel_table");
   EXPECT_EQ(plugin.descriptor().kind, SP_STAGE_ROUTER);
 
-  const sp_config_key* routes = find_key(plugin, "routes");
-  ASSERT_NE(routes, nullptr);
-  EXPECT_EQ(routes->type, SP_VALUE_STRING_MAP);
-  EXPECT_NE(routes->required, 0);
-  EXPECT_TRUE(routes->flags & SP_KEY_HAS_MIN);
-  EXPECT_EQ(routes->min, 1);
+  const sp_config_key routes = plugin.row("routes");
+  EXPECT_EQ(routes.type, SP_VALUE_STRING_MAP);
+  EXPECT_NE(routes.required, 0);
+  EXPECT_TRUE(routes.flags & SP_KEY_HAS_MIN);
+  EXPECT_EQ(routes.min, 1);
 
-  const sp_config_key* unrouted = find_key(plugin, "unrouted");
-  ASSERT_NE(unrouted, nullptr);
-  EXPECT_EQ(unrouted->type, SP_VALUE_ENUM);
-  ASSERT_EQ(unrouted->allowed_size, 2u);
-  EXPECT_STREQ(unrouted->allowed[0], "keep");
-  EXPECT_STREQ(unrouted->allowed[1], "reject");
-  EXPECT_STREQ(unrouted->default_value, "keep");
+  const sp_config_key unrouted = plugin.row("unrouted");
+  EXPECT_EQ(unrouted.type, SP_VALUE_ENUM);
+  ASSERT_EQ(unrouted.allowed_size, 2u);
+  EXPECT_STREQ(unrouted.allowed[0], "keep");
+  EXPECT_STREQ(unrouted.allowed[1], "reject");
+  EXPECT_STREQ(unrouted.default_value, "keep");
 }
 
 TEST(ChannelTable, TheProxyRefusesSettingsTheSchemaForbids) {

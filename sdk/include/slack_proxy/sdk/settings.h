@@ -49,6 +49,9 @@
 #include <initializer_list>
 #include <limits>
 #include <map>
+#include <optional>
+#include <ratio>
+#include <string_view>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -80,7 +83,13 @@ constexpr sp_value_type value_type_of() {
   else if constexpr (std::is_same_v<T, bool>) return SP_VALUE_BOOLEAN;
   else if constexpr (std::is_integral_v<T>) return SP_VALUE_INTEGER;
   else if constexpr (std::is_floating_point_v<T>) return SP_VALUE_NUMBER;
-  else if constexpr (is_duration<T>::value) return SP_VALUE_DURATION;
+  else if constexpr (is_duration<T>::value) {
+    // The host reads durations in milliseconds; a coarser member would
+    // silently drop part of "250ms".
+    static_assert(std::ratio_less_equal_v<typename T::period, std::milli>,
+                  "a duration setting needs a member of milliseconds or finer");
+    return SP_VALUE_DURATION;
+  }
   else if constexpr (std::is_same_v<T, std::vector<std::string>>) return SP_VALUE_STRING_LIST;
   else if constexpr (std::is_same_v<T, std::map<std::string, std::string>>) return SP_VALUE_STRING_MAP;
   else if constexpr (std::is_same_v<T, Secret>) return SP_VALUE_SECRET;
@@ -111,7 +120,12 @@ class Setting {
  public:
   using Reader = std::function<void(const ConfigView&, S&)>;
 
-  Setting(sp_config_key key, Reader reader) : key_(key), reader_(std::move(reader)) {}
+  Setting(sp_config_key key, Reader reader) : key_(key), reader_(std::move(reader)) {
+    // A narrow integer member's own range (see make_setting) stays a limit
+    // that the author's bounds can only tighten.
+    if (key_.flags & SP_KEY_HAS_MIN) type_min_ = key_.min;
+    if (key_.flags & SP_KEY_HAS_MAX) type_max_ = key_.max;
+  }
 
   // Text of the default, as the type reads it: strings, enums and durations
   // as plain text ("global", "15m"); numbers, booleans, lists and tables as
@@ -149,12 +163,20 @@ class Setting {
 
  private:
   Setting& bound_min(double v, bool exclusive) {
+    if (type_min_ && v < *type_min_) {
+      v = *type_min_;
+      exclusive = false;
+    }
     key_.flags |= SP_KEY_HAS_MIN;
     key_.flags = exclusive ? (key_.flags | SP_KEY_MIN_EXCLUSIVE) : (key_.flags & ~SP_KEY_MIN_EXCLUSIVE);
     key_.min = v;
     return *this;
   }
   Setting& bound_max(double v, bool exclusive) {
+    if (type_max_ && v > *type_max_) {
+      v = *type_max_;
+      exclusive = false;
+    }
     key_.flags |= SP_KEY_HAS_MAX;
     key_.flags = exclusive ? (key_.flags | SP_KEY_MAX_EXCLUSIVE) : (key_.flags & ~SP_KEY_MAX_EXCLUSIVE);
     key_.max = v;
@@ -164,6 +186,7 @@ class Setting {
   sp_config_key key_;
   Reader reader_;
   std::vector<const char*> allowed_;
+  std::optional<double> type_min_, type_max_;
 };
 
 namespace detail {
@@ -190,6 +213,13 @@ Setting<S> make_setting(const char* key, const char* doc, std::function<T&(S&)> 
 
 }  // namespace detail
 
+// The setting `key` of settings struct S, stored wherever `at` points (a
+// member of a member: `[](S& s) -> T& { return s.http.timeout; }`).
+template <typename S, typename T>
+Setting<S> setting_at(const char* key, std::function<T&(S&)> at, const char* doc) {
+  return detail::make_setting<S, T>(key, doc, std::move(at));
+}
+
 // The setting `key` of settings struct S, stored in `member`. `key` and `doc`
 // must be string literals (the descriptor points at them).
 template <typename S, typename T>
@@ -214,6 +244,13 @@ class Schema {
 
   const sp_config_key* data() const noexcept { return keys_.empty() ? nullptr : keys_.data(); }
   std::uint32_t size() const noexcept { return static_cast<std::uint32_t>(keys_.size()); }
+  // The row of setting `key`, for tests of the schema; all zero (key null)
+  // when there is none.
+  sp_config_key row(std::string_view key) const noexcept {
+    for (const auto& k : keys_)
+      if (key == k.key) return k;
+    return sp_config_key{};
+  }
 
   // The struct filled from a view the host has checked against this schema.
   S read(const ConfigView& view) const {

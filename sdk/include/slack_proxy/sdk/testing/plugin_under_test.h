@@ -25,6 +25,7 @@
 #include <vector>
 
 #include <slack_proxy/sdk/abi.h>
+#include <slack_proxy/sdk/fingerprint.h>
 #include <slack_proxy/sdk/host.h>
 #include <slack_proxy/sdk/stages.h>
 
@@ -42,11 +43,17 @@ class PluginUnderTest {
   // Loads `file` as the proxy does: no sanitizer runtime the test binary
   // lacks, the entry point, ABI version, build fingerprint, and a name equal
   // to the file's stem. Throws PluginRefused with the proxy's message.
-  explicit PluginUnderTest(const std::string& file);
+  // Also refuses a test built unlike this library (another compiler,
+  // -D_GLIBCXX_DEBUG, a sanitizer): the two share C++ objects too.
+  explicit PluginUnderTest(const std::string& file)
+      : PluginUnderTest(file.c_str(), SLACK_PROXY_BUILD_FINGERPRINT) {}
 
   const sp_plugin_descriptor& descriptor() const;
   // The schema rows as the proxy reads them (at the plugin's stride).
   const std::vector<sp_config_key>& schema() const;
+  // The row of setting `key` as the proxy reads it; all zero (key null) when
+  // there is none.
+  sp_config_key row(std::string_view key) const;
 
   // What `slack-proxy validate` does with a stage of this plugin whose table
   // holds `settings` (TOML, e.g. "rate = 2\nkey = \"channel\""): checks them
@@ -68,6 +75,8 @@ class PluginUnderTest {
   }
 
  private:
+  // Plain C arguments: nothing crosses before the fingerprints are compared.
+  PluginUnderTest(const char* file, const char* test_fingerprint);
   std::shared_ptr<Stage> create_stage(sp_stage_kind kind, HostServices& host,
                                       std::string_view settings) const;
 
