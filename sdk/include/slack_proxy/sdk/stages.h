@@ -8,8 +8,9 @@
 //         --> Sink::send --> Guard::after_result* --> done, or RetryPolicy
 //
 // Faults stay in the plugin. A stage method may throw: the host catches what
-// escapes it (host and plugin share one C++ runtime, which the build
-// fingerprint guarantees), logs it with the plugin's name, counts it in
+// escapes it (host and plugin share one C++ runtime: the build fingerprint
+// guarantees the compiler and standard library, and plugins link the shared
+// libstdc++), logs it with the plugin's name, counts it in
 // slackproxy_plugin_exceptions_total, and fails only that one request (500
 // internal_error) or that one attempt (a transient internal_error_in_<kind>,
 // see outcome.h). Do not mark an override noexcept: an exception from a

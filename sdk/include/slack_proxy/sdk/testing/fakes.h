@@ -151,7 +151,7 @@ class RecordingMetrics : public Metrics {
 
 // A ConfigView over plain values. Unlike the host's it applies no schema:
 // set every key the stage reads. To test settings through the schema, as the
-// host checks them, load the plugin with PluginUnderTest (plugin_loader.h).
+// host checks them, load the plugin with PluginUnderTest (plugin_under_test.h).
 class MapConfig : public ConfigView {
  public:
   using StringMap = std::map<std::string, std::string>;
