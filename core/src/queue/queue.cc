@@ -19,6 +19,19 @@ std::optional<DeadLetterKind> dead_letter_kind_from(std::string_view text) {
   return std::nullopt;
 }
 
+std::string lane_key(const sdk::Message& m) {
+  std::string key;
+  key.reserve(m.pipeline.size() + m.workspace.size() + m.channel.size() + 2);
+  key.append(m.pipeline).push_back('/');
+  if (!m.workspace.empty()) key.append(m.workspace).push_back(':');
+  key.append(m.channel);
+  return key;
+}
+
+std::string_view pipeline_of_lane(std::string_view lane) {
+  return lane.substr(0, lane.find('/'));
+}
+
 void Queue::push_async(sdk::Message message, const PushOptions& options, PushDone done) {
   done(push(std::move(message), options));
 }

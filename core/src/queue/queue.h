@@ -1,6 +1,11 @@
 // The message queue between ingress and dispatcher, and the dead-letter
 // store beside it.
 //
+// The store is the queue: the dispatcher keeps only a window of each lane
+// (one lane per pipeline, workspace and channel) in memory and pages the
+// rest in, in order, with read_lane(). So memory does not grow with the
+// backlog, and a restart does not load the world.
+//
 // Contract every backend keeps (memory, SQLite; Redis later). The shared
 // contract test suite (tests/unit/queue_contract_test.cc) checks each point
 // against every backend:
@@ -8,10 +13,15 @@
 //     pushes can never both take the last slot. It returns only when the
 //     message is as durable as the backend promises (SQLite: committed, and
 //     fsynced when sync = "full"), so the ingress answers 200 only then.
-//   - take() hands out messages in push order, and a message stays counted
-//     in size()/bytes() (it is "leased") until ack() or dead_letter()
-//     records its outcome. A durable backend hands leased messages out again
-//     after a restart: delivery is at-least-once.
+//   - Every stored message has a sequence number, rising in push order
+//     across restarts (a replayed dead letter gets a new one, behind what is
+//     queued). take() announces each message pushed since it was opened
+//     once, in that order; read_lane() reads a lane's stored messages again,
+//     in order, as often as asked. A message stays stored, and counted in
+//     size()/bytes(), until ack() or dead_letter() records its outcome; a
+//     durable backend keeps it across a restart: delivery is at-least-once.
+//   - What was stored before the queue was opened is not announced by
+//     take(): backlog() names its lanes, and read_lane() reads them.
 //   - A push carrying a dedup key that was pushed before, within the dedup
 //     window, is answered Duplicate and not stored again.
 //   - push_async() reports to its callback exactly once, outside the
@@ -32,6 +42,26 @@
 #include <slack_proxy/sdk/message.h>
 
 namespace slack_proxy {
+
+// The lane a message waits in: "pipeline/workspace:channel", or
+// "pipeline/channel" for the pipeline's default workspace. Per-channel order
+// is kept within a lane. Pipeline names cannot hold '/', so the pipeline is
+// everything before the first one.
+std::string lane_key(const sdk::Message& m);
+std::string_view pipeline_of_lane(std::string_view lane);
+
+// A stored message and its place in the queue.
+struct Queued {
+  std::uint64_t seq = 0;  // rising in push order; unique within the store
+  sdk::Message message;
+};
+
+// Part of the stored backlog: a lane, its first message and how many.
+struct LaneBacklog {
+  std::string lane;
+  std::uint64_t first_seq = 0;
+  std::size_t count = 0;
+};
 
 // Why a message left the queue without being delivered.
 enum class DeadLetterKind {
@@ -97,8 +127,8 @@ class DeadLetterStore {
 };
 
 struct QueueLimits {
-  std::size_t max_messages = 10'000;        // queued + leased
-  std::size_t max_bytes = 64 * 1024 * 1024; // sum of payload sizes, queued + leased
+  std::size_t max_messages = 10'000;        // stored
+  std::size_t max_bytes = 64 * 1024 * 1024; // sum of payload sizes, stored
   // How long a dedup key is remembered; zero turns deduplication off.
   std::chrono::milliseconds dedup_window{std::chrono::minutes(10)};
 };
@@ -144,34 +174,60 @@ class Queue {
   // This default runs push() and then `done`.
   virtual void push_async(sdk::Message message, const PushOptions& options, PushDone done);
 
-  // Up to `max` messages in push order, without blocking. They stay leased
-  // until ack() or dead_letter().
-  virtual std::vector<sdk::Message> take(std::size_t max) = 0;
+  // Up to `max` messages pushed (or replayed) since the last call, in push
+  // order, without blocking: the dispatcher learns from them which lanes
+  // grew. It may keep or drop each one; the message stays stored until
+  // ack() or dead_letter().
+  virtual std::vector<Queued> take(std::size_t max) = 0;
 
-  // ack() and dead_letter() apply to messages handed out by take().
+  // The lanes of the messages that were stored when the queue was opened
+  // (and are still stored), each with its first sequence number and count,
+  // ordered by first_seq. take() never announces these.
+  virtual std::vector<LaneBacklog> backlog() = 0;
+
+  // Up to `max` stored messages of `lane` with after < seq <= upto, in
+  // sequence order: how the dispatcher pages a lane in. `upto` is the
+  // highest sequence the caller has seen (from take() or backlog()), so a
+  // page never holds a message take() has yet to announce. A durable
+  // backend reads its store here (SQLite: an indexed read on a connection
+  // of its own, never waiting for a commit).
+  virtual std::vector<Queued> read_lane(const std::string& lane, std::uint64_t after,
+                                        std::uint64_t upto, std::size_t max) = 0;
+
+  // Stored messages of `lane`, whoever has seen them. For tests and tools:
+  // it may read the store.
+  virtual std::size_t lane_size(const std::string& lane) = 0;
+
+  // The highest sequence number that backlog() covers (0 when none).
+  virtual std::uint64_t backlog_upto() const = 0;
+
+  // ack() and dead_letter() apply to stored messages the caller got from
+  // take() or read_lane().
   //
   // Delivered (or otherwise finished without a record): it leaves the queue
   // for good. May be made durable lazily: after a crash an acked message can
   // be delivered once more, never lost.
-  virtual void ack(const std::string& id) = 0;
+  virtual void ack(const Queued& done) = 0;
 
-  // Moves a leased message to the dead-letter store; `letter.message` is the
-  // dispatcher's copy (attempts, last attempt). Its delivery token is kept
-  // only in memory or sealed (see token_seal.h), so a replay can still
+  // Moves stored message `seq` to the dead-letter store; `letter.message` is
+  // the dispatcher's copy (attempts, last attempt). Its delivery token is
+  // kept only in memory or sealed (see token_seal.h), so a replay can still
   // deliver it, and is never shown by the dead-letter store's readers.
-  virtual void dead_letter(DeadLetter letter) = 0;
+  virtual void dead_letter(std::uint64_t seq, DeadLetter letter) = 0;
 
-  // Queued + leased.
+  // Stored (announced or not, read or not), until their outcome is recorded.
   virtual std::size_t size() const = 0;
   virtual std::size_t bytes() const = 0;
   virtual QueueLimits limits() const = 0;
 
-  // Messages found in the store when it was opened (0 for memory).
+  // Messages found in the store when it was opened (0 for memory): what
+  // backlog() covers, counted once at open.
   virtual std::size_t recovered() const { return 0; }
 
   virtual DeadLetterStore& dead_letters() = 0;
 
-  // Called after messages become available to take(), so the consumer can
+  // Called after messages become available to take() (or to read_lane()),
+  // so the consumer can
   // wake up instead of polling: from the pushing thread (memory) or the
   // backend's writer thread (SQLite), possibly after push() returned. Set
   // once, before use.
