@@ -23,13 +23,30 @@ std::string lane_key(const sdk::Message& m) {
   std::string key;
   key.reserve(m.pipeline.size() + m.workspace.size() + m.channel.size() + 2);
   key.append(m.pipeline).push_back('/');
-  if (!m.workspace.empty()) key.append(m.workspace).push_back(':');
+  for (const char c : m.workspace) {
+    if (c == ':')
+      key.append("%3A");
+    else if (c == '%')
+      key.append("%25");
+    else
+      key.push_back(c);
+  }
+  key.push_back(':');
   key.append(m.channel);
   return key;
 }
 
 std::string_view pipeline_of_lane(std::string_view lane) {
   return lane.substr(0, lane.find('/'));
+}
+
+std::string_view scope_of_lane(std::string_view lane) {
+  return lane.substr(0, lane.find(':'));
+}
+
+std::string_view channel_of_lane(std::string_view lane) {
+  const auto colon = lane.find(':');
+  return colon == std::string_view::npos ? std::string_view() : lane.substr(colon + 1);
 }
 
 void Queue::push_async(sdk::Message message, const PushOptions& options, PushDone done) {

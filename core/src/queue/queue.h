@@ -43,12 +43,17 @@
 
 namespace slack_proxy {
 
-// The lane a message waits in: "pipeline/workspace:channel", or
-// "pipeline/channel" for the pipeline's default workspace. Per-channel order
-// is kept within a lane. Pipeline names cannot hold '/', so the pipeline is
-// everything before the first one.
+// The lane a message waits in: "pipeline/workspace:channel" (workspace
+// empty for the pipeline's default one). Per-channel order is kept within a
+// lane. Pipeline names cannot hold '/', and ':' and '%' in a workspace name
+// are escaped, so the parts read back exactly: the pipeline is what comes
+// before the first '/', the scope (pipeline/workspace, what a workspace
+// pause or limiter covers) what comes before the first ':', the channel
+// everything after it.
 std::string lane_key(const sdk::Message& m);
 std::string_view pipeline_of_lane(std::string_view lane);
+std::string_view scope_of_lane(std::string_view lane);
+std::string_view channel_of_lane(std::string_view lane);
 
 // A stored message and its place in the queue.
 struct Queued {
