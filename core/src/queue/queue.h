@@ -57,7 +57,7 @@ std::string_view channel_of_lane(std::string_view lane);
 
 // A stored message and its place in the queue.
 struct Queued {
-  std::uint64_t seq = 0;  // rising in push order; unique within the store
+  std::uint64_t seq = 0;  // from 1, rising in push order; unique within the store
   sdk::Message message;
 };
 
