@@ -394,7 +394,9 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
   }
   const auto worker_count = static_cast<std::size_t>(cfg.dispatcher.workers);
   ThreadPool workers(worker_count);
-  Dispatcher dispatcher(queue, pipelines, clock, core_metrics, log, workers, worker_count);
+  Dispatcher dispatcher(queue, pipelines, clock, core_metrics, log, workers, worker_count,
+                        DispatcherWindow{static_cast<std::size_t>(cfg.dispatcher.lane_window),
+                                         cfg.dispatcher.window_bytes});
 
   IngressOptions ingress_options;
   ingress_options.max_body_bytes = cfg.server.max_body_bytes;

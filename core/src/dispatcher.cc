@@ -17,17 +17,11 @@ constexpr auto kMaxIdleWait = std::chrono::seconds(1);
 // How long pushes gather after the one that woke the dispatcher (loop()).
 constexpr auto kPushGather = std::chrono::milliseconds(1);
 
-std::string lane_key(const sdk::Message& m) {
-  std::string key;
-  key.reserve(m.pipeline.size() + m.workspace.size() + m.channel.size() + 2);
-  key.append(m.pipeline).push_back('/');
-  if (!m.workspace.empty()) key.append(m.workspace).push_back(':');
-  key.append(m.channel);
-  return key;
-}
+// What a message in a window costs beyond its payload: the struct and its
+// short strings' heap blocks, roughly.
+constexpr std::size_t kEntryOverhead = sizeof(Queued) + 128;
 
-// The scope of a Workspace back-pressure: every channel of the workspace.
-std::string workspace_key(const sdk::Message& m) { return m.pipeline + "/" + m.workspace; }
+std::size_t footprint(const Queued& q) { return q.message.payload.size() + kEntryOverhead; }
 
 // When a sink reports back-pressure without saying until when.
 constexpr auto kDefaultPause = std::chrono::seconds(1);
@@ -52,54 +46,185 @@ std::string describe(const sdk::SendResult& r) {
 Dispatcher::Dispatcher(Queue& queue, std::vector<std::shared_ptr<Pipeline>> pipelines,
                        const sdk::Clock& clock, CoreMetrics& metrics,
                        std::shared_ptr<spdlog::logger> log, Executor& executor,
-                       std::size_t max_in_flight)
+                       std::size_t max_in_flight, DispatcherWindow window)
     : queue_(queue),
       clock_(clock),
       metrics_(metrics),
       log_(std::move(log)),
       executor_(executor),
-      max_in_flight_(max_in_flight == 0 ? 1 : max_in_flight) {
+      max_in_flight_(max_in_flight == 0 ? 1 : max_in_flight),
+      window_{std::max<std::size_t>(window.lane_window, 1), window.window_bytes} {
   for (auto& p : pipelines) pipelines_.emplace(p->name, std::move(p));
 }
 
 Dispatcher::~Dispatcher() { stop(); }
 
-void Dispatcher::intake() {
+// ---- lanes and their windows ----
+
+Dispatcher::Lane& Dispatcher::lane_for(const std::string& key,
+                                       const std::shared_ptr<Pipeline>& pipeline) {
+  auto [it, fresh] = lanes_.try_emplace(key);
+  Lane& lane = it->second;
+  if (fresh) {
+    lane.key = key;
+    lane.pipeline = pipeline;
+    lane.scope_len = static_cast<std::uint32_t>(scope_of_lane(key).size());
+  }
+  return lane;
+}
+
+void Dispatcher::count_stored(const Lane& lane, std::ptrdiff_t delta) {
+  if (delta == 0) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto n = static_cast<std::size_t>(delta < 0 ? -delta : delta);
+  auto& depth = channel_depths_[std::string(lane.channel())];
+  if (delta > 0) {
+    depth += n;
+    stored_ += n;
+    return;
+  }
+  depth -= std::min(depth, n);
+  stored_ -= std::min(stored_, n);
+  if (depth == 0) channel_depths_.erase(std::string(lane.channel()));
+}
+
+void Dispatcher::adopt_stored_backlog() {
+  adopted_ = true;
+  seen_upto_ = std::max(seen_upto_, queue_.backlog_upto());
+  std::vector<LaneBacklog> stored = queue_.backlog();  // ordered by first_seq
+  if (stored.empty()) return;
+  auto batch = std::make_unique<Batch>();
+  batch->lanes.reserve(stored.size());
+  std::size_t messages = 0;
+  for (const LaneBacklog& b : stored) {
+    const auto pipeline = pipelines_.find(std::string(pipeline_of_lane(b.lane)));
+    Lane& lane = lane_for(b.lane, pipeline == pipelines_.end() ? nullptr : pipeline->second);
+    if (lane.stored() == 0) lane.cursor = b.first_seq - 1;
+    lane.unloaded += b.count;
+    messages += b.count;
+    count_stored(lane, static_cast<std::ptrdiff_t>(b.count));
+    if (lane.state == Lane::State::Idle) {
+      lane.state = Lane::State::Scheduled;
+      batch->lanes.push_back(&lane);
+    }
+  }
+  log_->info("{} stored message(s) in {} lane(s) left from before; paged in as each lane "
+             "advances",
+             messages, stored.size());
+  push_due(std::move(batch));
+}
+
+void Dispatcher::take_arrivals() {
   for (;;) {
-    auto batch = queue_.take(kTakeBatch);
-    for (auto& message : batch) {
-      auto pipeline = pipelines_.find(message.pipeline);
+    std::vector<Queued> batch = queue_.take(kTakeBatch);
+    for (Queued& q : batch) {
+      seen_upto_ = std::max(seen_upto_, q.seq);
+      const auto pipeline = pipelines_.find(q.message.pipeline);
       if (pipeline == pipelines_.end()) {
         // Only possible if a backend hands back a message from an older
         // configuration; it cannot be delivered, so it is counted and logged.
-        log_->error("message {} names unknown pipeline '{}'; dead-lettered", message.id,
-                    message.pipeline);
-        metrics_.failed(message.original_channel);
-        bury(std::move(message), DeadLetterKind::Failed, "unknown_pipeline",
-             "no pipeline of this name in the configuration", 0);
+        log_->error("message {} names unknown pipeline '{}'; dead-lettered", q.message.id,
+                    q.message.pipeline);
+        metrics_.failed(q.message.original_channel);
+        store_dead_letter(q.seq, std::move(q.message), DeadLetterKind::Failed,
+                          "unknown_pipeline", "no pipeline of this name in the configuration", 0);
         continue;
       }
-      std::string key = lane_key(message);
-      Lane& lane = lanes_[key];
-      if (lane.key.empty()) {
-        lane.key = key;
-        lane.pipeline = pipeline->second;
+      Lane& lane = lane_for(lane_key(q.message), pipeline->second);
+      count_stored(lane, 1);
+      // Behind what is still in the store, or past the window: the store
+      // keeps it, and the lane pages it in when it gets there.
+      const bool fits = lane.unloaded == 0 && lane.window.size() < window_.lane_window &&
+                        (lane.window.empty() || loaded_bytes_ < window_.window_bytes);
+      if (fits) {
+        lane.cursor = q.seq;
+        loaded_messages_ += 1;
+        loaded_bytes_ += footprint(q);
+        lane.window.push_back(std::move(q));
+      } else {
+        ++lane.unloaded;
       }
-      lane.entries.push_back(Entry{next_seq_++, std::move(message)});
+      if (lane.state == Lane::State::Idle) make_due(lane);
     }
     if (batch.size() < kTakeBatch) return;
   }
 }
 
-void Dispatcher::finish(Lane& lane, const char* outcome) {
-  const auto& m = lane.entries.front().message;
-  log_->debug("message {} to {}: {}", m.id, m.channel, outcome);
-  queue_.ack(m.id);
-  lane.entries.pop_front();
+bool Dispatcher::load_head(Lane& lane) {
+  if (!lane.window.empty()) return true;
+  if (lane.unloaded == 0) return false;
+  const std::size_t want = loaded_bytes_ < window_.window_bytes ? window_.lane_window : 1;
+  std::vector<Queued> page = queue_.read_lane(lane.key, lane.cursor, seen_upto_, want);
+  if (page.empty()) {
+    // The count came from the store, so this means rows it cannot read
+    // back (it logs them); nothing is left to page in after the cursor.
+    log_->error("lane {}: {} stored message(s) after #{} could not be read back; skipped",
+                lane.key, lane.unloaded, lane.cursor);
+    count_stored(lane, -static_cast<std::ptrdiff_t>(lane.unloaded));
+    lane.unloaded = 0;
+    return false;
+  }
+  const std::size_t got = page.size();
+  for (Queued& q : page) {
+    lane.cursor = q.seq;
+    loaded_messages_ += 1;
+    loaded_bytes_ += footprint(q);
+    lane.window.push_back(std::move(q));
+  }
+  lane.unloaded -= std::min(lane.unloaded, got);
+  if (got < want && lane.unloaded > 0) {
+    // A short page means nothing more is stored up to what was announced.
+    log_->error("lane {}: {} stored message(s) after #{} could not be read back; skipped",
+                lane.key, lane.unloaded, lane.cursor);
+    count_stored(lane, -static_cast<std::ptrdiff_t>(lane.unloaded));
+    lane.unloaded = 0;
+  }
+  return true;
 }
 
-void Dispatcher::bury(sdk::Message message, DeadLetterKind kind, std::string error,
-                      std::string reason, int http_status) {
+void Dispatcher::unload_front(Lane& lane) {
+  const Queued& q = lane.window.front();
+  loaded_messages_ -= 1;
+  loaded_bytes_ -= std::min(loaded_bytes_, footprint(q));
+}
+
+void Dispatcher::shed_window(Lane& lane) {
+  if (loaded_bytes_ <= window_.window_bytes || lane.window.empty()) return;
+  // A head already tried carries its attempt count, which only this
+  // process has: it stays. Everything else can be read again.
+  const sdk::Message& head = lane.window.front().message;
+  const bool keep_head = head.attempts > 0 || head.last_attempt_at != sdk::WallTime{};
+  const std::size_t keep = keep_head ? 1 : 0;
+  if (lane.window.size() <= keep) return;
+  for (std::size_t i = keep; i < lane.window.size(); ++i) {
+    const Queued& q = lane.window[i];
+    loaded_messages_ -= 1;
+    loaded_bytes_ -= std::min(loaded_bytes_, footprint(q));
+  }
+  const std::size_t dropped = lane.window.size() - keep;
+  lane.cursor = keep_head ? lane.window.front().seq : lane.window.front().seq - 1;
+  lane.window.resize(keep);
+  lane.unloaded += dropped;
+}
+
+std::size_t Dispatcher::window_of(const std::string& lane) const {
+  const auto it = lanes_.find(lane);
+  return it == lanes_.end() ? 0 : it->second.window.size();
+}
+
+// ---- outcomes ----
+
+void Dispatcher::ack_head(Lane& lane, const char* outcome) {
+  const Queued& head = lane.window.front();
+  log_->debug("message {} to {}: {}", head.message.id, head.message.channel, outcome);
+  queue_.ack(head);
+  unload_front(lane);
+  lane.window.erase(lane.window.begin());
+  count_stored(lane, -1);
+}
+
+void Dispatcher::store_dead_letter(std::uint64_t seq, sdk::Message message, DeadLetterKind kind,
+                                   std::string error, std::string reason, int http_status) {
   metrics_.dead_lettered(message.original_channel, to_string(kind));
   DeadLetter letter;
   letter.message = std::move(message);
@@ -108,15 +233,18 @@ void Dispatcher::bury(sdk::Message message, DeadLetterKind kind, std::string err
   letter.reason = std::move(reason);
   letter.http_status = http_status;
   letter.dead_at = clock_.wall_now();
-  queue_.dead_letter(std::move(letter));
+  queue_.dead_letter(seq, std::move(letter));
 }
 
-void Dispatcher::finish_dead(Lane& lane, DeadLetterKind kind, std::string error,
-                             std::string reason, int http_status) {
-  sdk::Message m = std::move(lane.entries.front().message);
-  lane.entries.pop_front();
+void Dispatcher::dead_letter_head(Lane& lane, DeadLetterKind kind, std::string error,
+                                  std::string reason, int http_status) {
+  const std::uint64_t seq = lane.window.front().seq;
+  sdk::Message m = std::move(lane.window.front().message);
+  unload_front(lane);
+  lane.window.erase(lane.window.begin());
+  count_stored(lane, -1);
   log_->debug("message {} to {}: dead-lettered ({})", m.id, m.channel, to_string(kind));
-  bury(std::move(m), kind, std::move(error), std::move(reason), http_status);
+  store_dead_letter(seq, std::move(m), kind, std::move(error), std::move(reason), http_status);
 }
 
 template <typename Call>
@@ -145,20 +273,19 @@ bool Dispatcher::contained(const Pipeline& p, const sdk::Stage* stage, std::stri
   return false;
 }
 
-void Dispatcher::apply(Completion c, sdk::SteadyTime now) {
+void Dispatcher::record_result(Completion c, sdk::SteadyTime now) {
   if (started_ > 0) --started_;
   auto it = lanes_.find(c.lane);
-  if (it == lanes_.end() || it->second.entries.empty() ||
-      it->second.entries.front().message.id != c.id) {
+  if (it == lanes_.end() || it->second.window.empty() ||
+      it->second.window.front().seq != c.seq) {
     // Cannot happen while a lane has one send at a time; if it ever does,
     // free the lane rather than leave it waiting forever.
-    if (it != lanes_.end()) it->second.busy = false;
-    log_->error("result for unknown message {} on lane {} ignored", c.id, c.lane);
+    log_->error("result for unknown message #{} on lane {} ignored", c.seq, c.lane);
+    if (it != lanes_.end() && it->second.state == Lane::State::Busy) make_due(it->second);
     return;
   }
   Lane& lane = it->second;
-  lane.busy = false;
-  sdk::Message& m = lane.entries.front().message;
+  sdk::Message& m = lane.window.front().message;
   const Pipeline& p = *lane.pipeline;
 
   for (const auto& guard : p.guards) {
@@ -170,37 +297,49 @@ void Dispatcher::apply(Completion c, sdk::SteadyTime now) {
   if (c.result.delivered) {
     metrics_.succeeded(m.original_channel);
     metrics_.delivery_latency(seconds_between(m.enqueued_at, now));
-    finish(lane, "delivered");
+    ack_head(lane, "delivered");
+    settle_idle(lane);
     return;
   }
-  settle_failure(lane, c.result, now);
+  const sdk::SteadyTime due = retry_or_dead_letter(lane, c.result, now);
+  if (due > now && due != sdk::SteadyTime::max()) {
+    wait_until(lane, due);
+  } else {
+    settle_idle(lane);
+  }
 }
 
-void Dispatcher::pause(const sdk::Message& m, const sdk::BackPressure& bp, sdk::SteadyTime until) {
+void Dispatcher::pause_scope(const Lane& lane, const sdk::BackPressure& bp,
+                             sdk::SteadyTime until) {
   auto& paused = bp.scope == sdk::BackPressure::Scope::Workspace
-                     ? paused_workspaces_[workspace_key(m)]
-                     : paused_channels_[lane_key(m)];
+                     ? paused_workspaces_[std::string(lane.scope())]
+                     : paused_channels_[lane.key];
   paused = std::max(paused, until);
 }
 
-sdk::SteadyTime Dispatcher::paused_until(const sdk::Message& m, sdk::SteadyTime now) {
+sdk::SteadyTime Dispatcher::paused_until(const Lane& lane, sdk::SteadyTime now, bool* workspace) {
   sdk::SteadyTime until = now;
+  *workspace = false;
   const auto check = [&](std::unordered_map<std::string, sdk::SteadyTime>& pauses,
-                         const std::string& key) {
+                         const std::string& key, bool is_workspace) {
     auto it = pauses.find(key);
     if (it == pauses.end()) return;
-    if (it->second > now)
-      until = std::max(until, it->second);
-    else
+    if (it->second <= now) {
       pauses.erase(it);
+      return;
+    }
+    if (it->second > until) {
+      until = it->second;
+      *workspace = is_workspace;
+    }
   };
-  check(paused_workspaces_, workspace_key(m));
-  check(paused_channels_, lane_key(m));
+  check(paused_workspaces_, std::string(lane.scope()), true);
+  check(paused_channels_, lane.key, false);
   return until;
 }
 
-sdk::RetryDecision Dispatcher::decide(const Pipeline& p, const sdk::Message& m,
-                                      const sdk::SendResult& result) {
+sdk::RetryDecision Dispatcher::ask_retry_policy(const Pipeline& p, const sdk::Message& m,
+                                                const sdk::SendResult& result) {
   if (!p.retry) {
     // Without a policy nothing is retried, but back-pressure is not a
     // failure of this message: it waits out the pause and goes again.
@@ -219,8 +358,9 @@ sdk::RetryDecision Dispatcher::decide(const Pipeline& p, const sdk::Message& m,
   return decision;
 }
 
-void Dispatcher::settle_failure(Lane& lane, const sdk::SendResult& result, sdk::SteadyTime now) {
-  sdk::Message& m = lane.entries.front().message;
+sdk::SteadyTime Dispatcher::retry_or_dead_letter(Lane& lane, const sdk::SendResult& result,
+                                                 sdk::SteadyTime now) {
+  sdk::Message& m = lane.window.front().message;
   const Pipeline& p = *lane.pipeline;
 
   sdk::SteadyTime paused = now;
@@ -229,13 +369,13 @@ void Dispatcher::settle_failure(Lane& lane, const sdk::SendResult& result, sdk::
     // it until then, whatever the policy decides for this one.
     paused = result.back_pressure->until == sdk::SteadyTime{} ? now + kDefaultPause
                                                               : result.back_pressure->until;
-    pause(m, *result.back_pressure, paused);
+    pause_scope(lane, *result.back_pressure, paused);
     metrics_.rate_limited(m.original_channel);
   }
 
-  const sdk::RetryDecision decision = decide(p, m, result);
+  const sdk::RetryDecision decision = ask_retry_policy(p, m, result);
   if (decision.action == sdk::RetryDecision::Action::Retry) {
-    lane.ready_at = std::max(now + decision.delay, paused);
+    const sdk::SteadyTime due = std::max(now + decision.delay, paused);
     if (result.back_pressure) {
       // The receiver did not look at the message: the attempt does not
       // spend its retry budget, and it keeps its place in the lane.
@@ -244,14 +384,13 @@ void Dispatcher::settle_failure(Lane& lane, const sdk::SendResult& result, sdk::
                  result.back_pressure->scope == sdk::BackPressure::Scope::Workspace
                      ? "workspace"
                      : "channel",
-                 std::chrono::duration_cast<std::chrono::milliseconds>(lane.ready_at - now)
-                     .count());
-      return;
+                 std::chrono::duration_cast<std::chrono::milliseconds>(due - now).count());
+      return due;
     }
     metrics_.retried(m.original_channel);
     log_->warn("message {} to {} failed (attempt {}): {}; retrying in {} ms", m.id, m.channel,
                m.attempts, describe(result), decision.delay.count());
-    return;
+    return due;
   }
   metrics_.failed(m.original_channel);
   // The dead-letter store keeps the request for a replay; the log says
@@ -262,176 +401,276 @@ void Dispatcher::settle_failure(Lane& lane, const sdk::SendResult& result, sdk::
                          ? "http_" + std::to_string(result.http_status)
                          : result.error;
   if (code.empty()) code = "unknown_error";
-  finish_dead(lane, DeadLetterKind::Failed, std::move(code), decision.reason, result.http_status);
+  dead_letter_head(lane, DeadLetterKind::Failed, std::move(code), decision.reason,
+                   result.http_status);
+  return sdk::SteadyTime::max();
 }
 
-void Dispatcher::fail_before_send(Lane& lane, std::string_view code, std::string detail,
-                                  sdk::SteadyTime now) {
-  ++lane.entries.front().message.attempts;
-  settle_failure(lane, sdk::SendResult::failure(code, std::move(detail)), now);
+sdk::SteadyTime Dispatcher::fail_before_send(Lane& lane, std::string_view code,
+                                             std::string detail, sdk::SteadyTime now) {
+  ++lane.window.front().message.attempts;
+  return retry_or_dead_letter(lane, sdk::SendResult::failure(code, std::move(detail)), now);
 }
 
-bool Dispatcher::guards_allow(Lane& lane, sdk::SteadyTime now) {
+bool Dispatcher::guards_allow(Lane& lane, sdk::SteadyTime now, sdk::SteadyTime* retry_at) {
   const Pipeline& p = *lane.pipeline;
-  sdk::Message& m = lane.entries.front().message;
+  sdk::Message& m = lane.window.front().message;
   for (const auto& guard : p.guards) {
     sdk::GuardVerdict v;
     std::string failure;
     if (!contained(p, guard.get(), "before_send", m, failure,
                    [&] { v = guard->before_send(m, now); })) {
-      fail_before_send(lane, sdk::outcome::kInternalErrorInGuard, std::move(failure), now);
+      *retry_at = fail_before_send(lane, sdk::outcome::kInternalErrorInGuard, std::move(failure),
+                                   now);
       return false;
     }
     if (!v.allow) {
       metrics_.not_processed(m.original_channel);
       log_->info("message {} to {} not sent: {}; kept as a dead letter", m.id, m.channel,
                  v.reason);
-      finish_dead(lane, DeadLetterKind::NotProcessed, "denied", v.reason, 0);
+      dead_letter_head(lane, DeadLetterKind::NotProcessed, "denied", v.reason, 0);
+      *retry_at = sdk::SteadyTime::max();
       return false;
     }
   }
   return true;
 }
 
-bool Dispatcher::limiters_allow(Lane& lane, sdk::SteadyTime now) {
+bool Dispatcher::limiters_allow(Lane& lane, sdk::SteadyTime now, sdk::SteadyTime* wait_until,
+                                sdk::SteadyTime* retry_at) {
   const Pipeline& p = *lane.pipeline;
-  sdk::Message& m = lane.entries.front().message;
+  sdk::Message& m = lane.window.front().message;
   sdk::SteadyTime due = now;
   std::string failure;
   for (const auto& limiter : p.limiters) {
     if (!contained(p, limiter.get(), "next_send_time", m, failure,
                    [&] { due = std::max(due, limiter->next_send_time(m, now)); })) {
-      fail_before_send(lane, sdk::outcome::kInternalErrorInRateLimiter, std::move(failure), now);
+      *retry_at = fail_before_send(lane, sdk::outcome::kInternalErrorInRateLimiter,
+                                   std::move(failure), now);
       return false;
     }
   }
   if (due > now) {
-    lane.ready_at = due;
+    *wait_until = due;
     return false;
   }
   for (const auto& limiter : p.limiters) {
     if (!contained(p, limiter.get(), "on_send", m, failure, [&] { limiter->on_send(m, now); })) {
-      fail_before_send(lane, sdk::outcome::kInternalErrorInRateLimiter, std::move(failure), now);
+      *retry_at = fail_before_send(lane, sdk::outcome::kInternalErrorInRateLimiter,
+                                   std::move(failure), now);
       return false;
     }
   }
   return true;
 }
 
-void Dispatcher::try_start(Lane& lane, sdk::SteadyTime now) {
-  const Pipeline& p = *lane.pipeline;
-  while (!lane.entries.empty()) {
-    sdk::Message& m = lane.entries.front().message;
-
-    if (const sdk::SteadyTime until = paused_until(m, now); until > now) {
-      lane.ready_at = until;
-      return;
+Dispatcher::Start Dispatcher::start_head(Lane& lane, sdk::SteadyTime now) {
+  while (load_head(lane)) {
+    sdk::Message& m = lane.window.front().message;
+    if (!lane.pipeline) {
+      // Stored by a configuration that had this pipeline: it cannot be
+      // delivered, so it is counted, logged and kept.
+      log_->error("message {} names unknown pipeline '{}'; dead-lettered", m.id, m.pipeline);
+      metrics_.failed(m.original_channel);
+      dead_letter_head(lane, DeadLetterKind::Failed, "unknown_pipeline",
+                       "no pipeline of this name in the configuration", 0);
+      continue;
     }
+    const Pipeline& p = *lane.pipeline;
+
+    bool workspace_pause = false;
+    if (const sdk::SteadyTime until = paused_until(lane, now, &workspace_pause); until > now)
+      return Start{Start::Kind::Waits, until, workspace_pause};
 
     // A stage that failed on the head settled it: retried, it waits (even a
     // zero delay ends this round, so a stage that always throws cannot spin
     // here); dead-lettered or denied, the next message may go.
-    const std::string head = m.id;
-    const auto head_waits = [&] {
-      return !lane.entries.empty() && lane.entries.front().message.id == head;
-    };
-    if (!guards_allow(lane, now)) {
-      if (head_waits()) return;
+    sdk::SteadyTime retry_at = sdk::SteadyTime::max();
+    if (!guards_allow(lane, now, &retry_at)) {
+      if (retry_at != sdk::SteadyTime::max())
+        return Start{Start::Kind::Waits, std::max(retry_at, now + sdk::SteadyTime::duration(1)),
+                     false};
       continue;
     }
 
     if (p.caller_token && m.delivery_token.empty()) {
-      // The caller's token did not survive (a replay of a message queued by
-      // an older process without a sealing key): never deliver it with the
-      // proxy's own token instead.
+      // The caller's token did not survive (sealed with a key this process
+      // does not have, or a replay of a message queued without one): never
+      // deliver it with the proxy's own token instead.
       metrics_.failed(m.original_channel);
       log_->error("message {} to {} has no caller token to deliver with; kept as a dead letter",
                   m.id, m.channel);
-      finish_dead(lane, DeadLetterKind::Failed, "token_unavailable",
-                  "the caller's token is no longer available; the caller must send it again", 0);
+      dead_letter_head(lane, DeadLetterKind::Failed, "token_unavailable",
+                       "the caller's token is no longer available; the caller must send it again",
+                       0);
       continue;
     }
 
-    if (!limiters_allow(lane, now)) {
-      if (head_waits()) return;
+    sdk::SteadyTime wait = now;
+    if (!limiters_allow(lane, now, &wait, &retry_at)) {
+      if (wait > now) return Start{Start::Kind::Waits, wait, true};
+      if (retry_at != sdk::SteadyTime::max())
+        return Start{Start::Kind::Waits, std::max(retry_at, now + sdk::SteadyTime::duration(1)),
+                     false};
       continue;
     }
+    send(lane, now);
+    return Start{Start::Kind::Sent, {}, false};
+  }
+  return Start{};
+}
 
-    if (m.attempts == 0 && m.last_attempt_at == sdk::WallTime{})
-      metrics_.queue_wait(seconds_between(m.enqueued_at, now));
-    ++m.attempts;
-    m.last_attempt_at = clock_.wall_now();
-    lane.busy = true;
-    ++started_;
+void Dispatcher::send(Lane& lane, sdk::SteadyTime now) {
+  Queued& head = lane.window.front();
+  sdk::Message& m = head.message;
+  if (m.attempts == 0 && m.last_attempt_at == sdk::WallTime{})
+    metrics_.queue_wait(seconds_between(m.enqueued_at, now));
+  ++m.attempts;
+  m.last_attempt_at = clock_.wall_now();
+  lane.state = Lane::State::Busy;
+  ++started_;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++in_flight_;
+  }
+  executor_.post([this, pipeline = lane.pipeline, key = lane.key, seq = head.seq, message = m]() {
+    sdk::SendResult result;
+    std::string failure;
+    if (!contained(*pipeline, pipeline->sink.get(), "send", message, failure,
+                   [&] { result = pipeline->sink->send(message); })) {
+      result = sdk::SendResult::failure(sdk::outcome::kInternalErrorInSink, std::move(failure));
+    }
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      ++in_flight_;
+      completions_.push_back(Completion{key, seq, std::move(result)});
+      --in_flight_;
     }
-    executor_.post([this, pipeline = lane.pipeline, key = lane.key, message = m]() {
-      sdk::SendResult result;
-      std::string failure;
-      if (!contained(*pipeline, pipeline->sink.get(), "send", message, failure,
-                     [&] { result = pipeline->sink->send(message); })) {
-        result = sdk::SendResult::failure(sdk::outcome::kInternalErrorInSink, std::move(failure));
-      }
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        completions_.push_back(Completion{key, message.id, std::move(result)});
-        --in_flight_;
-      }
-      wake();
-    });
+    wake();
+  });
+}
+
+// ---- scheduling ----
+
+void Dispatcher::push_due(std::unique_ptr<Batch> batch) {
+  if (!batch || batch->done()) return;
+  const std::uint64_t head = batch->front()->head_order();
+  due_.push_back(Due{head, next_order_++, std::move(batch)});
+  std::push_heap(due_.begin(), due_.end(), [](const Due& a, const Due& b) {
+    return a.head != b.head ? a.head > b.head : a.order > b.order;
+  });
+}
+
+void Dispatcher::push_timer(sdk::SteadyTime when, std::unique_ptr<Batch> batch) {
+  if (!batch || batch->done()) return;
+  timers_.push_back(Timer{when, next_order_++, std::move(batch)});
+  std::push_heap(timers_.begin(), timers_.end(), [](const Timer& a, const Timer& b) {
+    return a.when != b.when ? a.when > b.when : a.order > b.order;
+  });
+}
+
+void Dispatcher::make_due(Lane& lane) {
+  lane.state = Lane::State::Scheduled;
+  auto batch = std::make_unique<Batch>();
+  batch->lanes.push_back(&lane);
+  push_due(std::move(batch));
+}
+
+void Dispatcher::wait_until(Lane& lane, sdk::SteadyTime when) {
+  lane.state = Lane::State::Scheduled;
+  shed_window(lane);
+  auto batch = std::make_unique<Batch>();
+  batch->lanes.push_back(&lane);
+  push_timer(when, std::move(batch));
+}
+
+void Dispatcher::settle_idle(Lane& lane) {
+  if (lane.stored() > 0) {
+    make_due(lane);
     return;
   }
+  lane.state = Lane::State::Idle;
+  lanes_.erase(lanes_.find(lane.key));  // idle channels cost nothing
+}
+
+void Dispatcher::fire_timers(sdk::SteadyTime now) {
+  const auto later = [](const Timer& a, const Timer& b) {
+    return a.when != b.when ? a.when > b.when : a.order > b.order;
+  };
+  while (!timers_.empty() && timers_.front().when <= now) {
+    std::pop_heap(timers_.begin(), timers_.end(), later);
+    std::unique_ptr<Batch> batch = std::move(timers_.back().batch);
+    timers_.pop_back();
+    ++last_round_.batches_fired;
+    push_due(std::move(batch));
+  }
+}
+
+void Dispatcher::start_due_lanes(sdk::SteadyTime now) {
+  const auto after = [](const Due& a, const Due& b) {
+    return a.head != b.head ? a.head > b.head : a.order > b.order;
+  };
+  // This round's shared waits, by scope and time: each becomes one batch.
+  std::map<std::pair<std::string_view, sdk::SteadyTime>, std::unique_ptr<Batch>> waits;
+  while (!due_.empty() && started_ < max_in_flight_) {
+    std::pop_heap(due_.begin(), due_.end(), after);
+    std::unique_ptr<Batch> batch = std::move(due_.back().batch);
+    due_.pop_back();
+    Lane& lane = *batch->front();
+    ++batch->next;
+    ++last_round_.lanes_asked;
+
+    const Start start = start_head(lane, now);
+    if (start.kind == Start::Kind::Sent) {
+      // Busy until its result comes back.
+    } else if (start.kind == Start::Kind::Empty) {
+      lane.state = Lane::State::Idle;
+      lanes_.erase(lanes_.find(lane.key));
+    } else if (!start.shared) {
+      wait_until(lane, start.until);
+    } else {
+      shed_window(lane);
+      auto& shared = waits[{lane.scope(), start.until}];
+      if (!shared) {
+        shared = std::make_unique<Batch>();
+        shared->scope = std::string(lane.scope());
+      }
+      shared->lanes.push_back(&lane);
+      if (!batch->done() && !batch->scope.empty() && batch->scope == lane.scope()) {
+        // Turned away together last time, and again now: the rest of the
+        // batch would hear the same answer, so it waits without asking.
+        push_timer(start.until, std::move(batch));
+        continue;
+      }
+    }
+    push_due(std::move(batch));
+  }
+  for (auto& [key, batch] : waits) push_timer(key.second, std::move(batch));
 }
 
 sdk::SteadyTime Dispatcher::run_once() {
   const sdk::SteadyTime now = clock_.now();
-  intake();
+  last_round_ = RoundStats{};
+  if (!adopted_) adopt_stored_backlog();
+  take_arrivals();
 
   std::vector<Completion> done;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     done.swap(completions_);
   }
-  for (auto& c : done) apply(std::move(c), now);
+  for (auto& c : done) record_result(std::move(c), now);
 
-  // Start due lanes oldest-head-first, so a shared (global) limiter serves
-  // channels in arrival order, as one FIFO would.
-  std::vector<Lane*> due;
-  for (auto& [key, lane] : lanes_) {
-    if (!lane.busy && !lane.entries.empty() && lane.ready_at <= now) due.push_back(&lane);
-  }
-  std::sort(due.begin(), due.end(), [](const Lane* a, const Lane* b) {
-    return a->entries.front().seq < b->entries.front().seq;
-  });
-  for (Lane* lane : due) {
-    if (started_ >= max_in_flight_) break;  // the rest stay due for the next round
-    try_start(*lane, now);
-  }
+  fire_timers(now);
+  start_due_lanes(now);
 
+  // Due lanes left waiting for a free worker are woken by that worker's
+  // completion, not by the clock.
   sdk::SteadyTime next = sdk::SteadyTime::max();
-  std::map<std::string, std::size_t> backlog;
-  std::map<std::string, std::size_t> depths;
-  for (auto it = lanes_.begin(); it != lanes_.end();) {
-    Lane& lane = it->second;
-    if (lane.entries.empty() && !lane.busy) {
-      it = lanes_.erase(it);  // idle channels cost nothing
-      continue;
-    }
-    // A due lane left waiting for a free worker is woken by that worker's
-    // completion, not by the clock.
-    if (!lane.busy && (lane.ready_at > now || started_ < max_in_flight_))
-      next = std::min(next, lane.ready_at);
-    backlog[lane.key] = lane.entries.size();
-    depths[lane.entries.front().message.channel] += lane.entries.size();
-    ++it;
-  }
+  if (!due_.empty() && started_ < max_in_flight_) next = now;
+  if (!timers_.empty()) next = std::min(next, timers_.front().when);
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    backlog_ = std::move(backlog);
-    channel_depths_ = std::move(depths);
-    if (backlog_.empty() && in_flight_ == 0 && completions_.empty() && queue_.size() == 0)
+    if (stored_ == 0 && in_flight_ == 0 && completions_.empty() && queue_.size() == 0)
       idle_cv_.notify_all();
   }
   return next;
@@ -487,13 +726,15 @@ void Dispatcher::stop() {
 bool Dispatcher::wait_idle(std::chrono::steady_clock::time_point deadline) {
   std::unique_lock<std::mutex> lock(mutex_);
   return idle_cv_.wait_until(lock, deadline, [&] {
-    return backlog_.empty() && in_flight_ == 0 && completions_.empty() && queue_.size() == 0;
+    return stored_ == 0 && in_flight_ == 0 && completions_.empty() && queue_.size() == 0;
   });
 }
 
 std::map<std::string, std::size_t> Dispatcher::backlog() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return backlog_;
+  std::map<std::string, std::size_t> out;
+  for (const auto& [key, lane] : lanes_)
+    if (lane.stored() > 0) out[key] = lane.stored();
+  return out;
 }
 
 std::map<std::string, std::size_t> Dispatcher::channel_depths() const {

@@ -26,6 +26,24 @@
 // Host and plugin share one C++ runtime (the build fingerprint guarantees
 // it), so a plugin's exception is caught here like the host's own.
 //
+// Memory holds a window, the queue the backlog: a lane keeps at most
+// `lane_window` of its messages in memory (its head and a read-ahead) and
+// knows only how many more the queue stores; it pages them in, in order, with
+// Queue::read_lane() as it advances. When all windows together pass
+// `window_bytes`, read-ahead stops and a lane that starts to wait gives back
+// what it does not need (never a head that was already tried: its attempt
+// count lives here). A restart reads only Queue::backlog(): one record per
+// lane, not one per message.
+//
+// A round costs what is due, not what exists: waiting lanes sit in a timer
+// heap, due ones in a heap ordered by their head's sequence (so a shared
+// limiter serves channels in arrival order, as one FIFO would). Lanes that a
+// limiter or a workspace pause turned away at the same moment until the same
+// time wait as one batch; when the batch is due its lanes are asked one at a
+// time, and once one is turned away again the rest follow it unasked. So a
+// workspace limiter over 100,000 waiting channels costs one question per
+// token, not 100,000.
+//
 // Back-pressure: a sink that reports SendResult::back_pressure pauses the
 // message's channel or its whole workspace until the time it says; the
 // dispatcher never reads HTTP statuses.
@@ -38,12 +56,12 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -59,6 +77,12 @@
 
 namespace slack_proxy {
 
+// How much of the backlog the dispatcher keeps in memory.
+struct DispatcherWindow {
+  std::size_t lane_window = 16;                  // messages per lane, head included (>= 1)
+  std::size_t window_bytes = 8 * 1024 * 1024;    // all lanes' read-ahead together
+};
+
 class Dispatcher {
  public:
   // `max_in_flight` should be the executor's worker count: a send is only
@@ -67,7 +91,8 @@ class Dispatcher {
   Dispatcher(Queue& queue, std::vector<std::shared_ptr<Pipeline>> pipelines,
              const sdk::Clock& clock, CoreMetrics& metrics, std::shared_ptr<spdlog::logger> log,
              Executor& executor,
-             std::size_t max_in_flight = std::numeric_limits<std::size_t>::max());
+             std::size_t max_in_flight = std::numeric_limits<std::size_t>::max(),
+             DispatcherWindow window = {});
   ~Dispatcher();
 
   Dispatcher(const Dispatcher&) = delete;
@@ -91,63 +116,139 @@ class Dispatcher {
   // Returns true when idle.
   bool wait_idle(std::chrono::steady_clock::time_point deadline);
 
-  // Messages held in lanes (waiting or in flight), per lane key. For logs.
+  // Stored messages per lane key (in memory or not). For the shutdown log:
+  // call it only when the scheduling thread is stopped.
   std::map<std::string, std::size_t> backlog() const;
-  // The same, per delivery channel (summed over pipelines). For metrics.
+  // Stored messages per delivery channel (summed over pipelines), kept up to
+  // date as they come and go, so a scrape copies it and nothing is rebuilt
+  // per round.
   std::map<std::string, std::size_t> channel_depths() const;
   std::size_t in_flight() const;
 
- private:
-  struct Entry {
-    std::uint64_t seq;
-    sdk::Message message;
+  // For tests, from the thread running rounds: what the last round looked
+  // at (lanes it asked to start), how many lanes exist, how many messages a
+  // lane holds in memory, and all windows together.
+  struct RoundStats {
+    std::size_t lanes_asked = 0;     // lanes the round tried to start
+    std::size_t batches_fired = 0;   // timer entries that came due
   };
+  RoundStats last_round() const { return last_round_; }
+  std::size_t lane_count() const { return lanes_.size(); }
+  std::size_t window_of(const std::string& lane) const;
+  std::size_t messages_in_memory() const { return loaded_messages_; }
+
+ private:
   struct Lane {
-    std::string key;
-    std::shared_ptr<Pipeline> pipeline;
-    std::deque<Entry> entries;
-    sdk::SteadyTime ready_at{};
-    bool busy = false;
+    std::string key;                      // lane_key(): pipeline/workspace:channel
+    std::shared_ptr<Pipeline> pipeline;   // null: a stored lane of a pipeline that is gone
+    std::uint32_t scope_len = 0;          // key.substr(0, scope_len): its workspace scope
+    std::vector<Queued> window;           // in memory, in order; front() is the head
+    std::size_t unloaded = 0;             // stored after `cursor`, not in the window
+    std::uint64_t cursor = 0;             // the highest seq loaded (or passed over)
+    enum class State { Idle, Scheduled, Busy } state = State::Idle;
+
+    std::string_view scope() const { return std::string_view(key).substr(0, scope_len); }
+    std::string_view channel() const { return channel_of_lane(key); }
+    std::size_t stored() const { return window.size() + unloaded; }
+    // Where the lane stands in the FIFO among lanes: its head's sequence
+    // (or the lowest it can be, while the head is not loaded).
+    std::uint64_t head_order() const { return window.empty() ? cursor + 1 : window.front().seq; }
+  };
+  // Lanes due at the same time, in head order. `scope` is set when they
+  // were all turned away by a limiter or a workspace pause of that scope at
+  // the same moment: then the first one turned away again takes the rest.
+  struct Batch {
+    std::vector<Lane*> lanes;
+    std::size_t next = 0;
+    std::string scope;
+    bool done() const { return next == lanes.size(); }
+    Lane* front() const { return lanes[next]; }
+  };
+  struct Timer {
+    sdk::SteadyTime when;
+    std::uint64_t order;  // FIFO among equal times
+    std::unique_ptr<Batch> batch;
+  };
+  struct Due {
+    std::uint64_t head;  // the front lane's head_order()
+    std::uint64_t order;
+    std::unique_ptr<Batch> batch;
   };
   struct Completion {
     std::string lane;
-    std::string id;
+    std::uint64_t seq;
     sdk::SendResult result;
   };
+  // What asking a lane to start its head came to.
+  struct Start {
+    enum class Kind { Sent, Empty, Waits } kind = Kind::Empty;
+    sdk::SteadyTime until{};
+    bool shared = false;  // turned away by a limiter or a workspace pause
+  };
 
-  void intake();
-  void apply(Completion c, sdk::SteadyTime now);
+  // Loads what the queue stored before this process (once).
+  void adopt_stored_backlog();
+  // Gives each announced message to its lane (or drops it to the store).
+  void take_arrivals();
+  Lane& lane_for(const std::string& key, const std::shared_ptr<Pipeline>& pipeline);
+  // Records a finished send's result on its lane's head.
+  void record_result(Completion c, sdk::SteadyTime now);
   // What a failed attempt of the lane's head leads to: a pause on
-  // back-pressure, then the retry policy's retry or a dead letter.
-  void settle_failure(Lane& lane, const sdk::SendResult& result, sdk::SteadyTime now);
-  sdk::RetryDecision decide(const Pipeline& p, const sdk::Message& m,
-                            const sdk::SendResult& result);
-  void pause(const sdk::Message& m, const sdk::BackPressure& bp, sdk::SteadyTime until);
-  // The time the message's workspace or channel is paused until; now or
-  // earlier when it is not.
-  sdk::SteadyTime paused_until(const sdk::Message& m, sdk::SteadyTime now);
+  // back-pressure, then the retry policy's retry or a dead letter. Returns
+  // when the lane is due again.
+  sdk::SteadyTime retry_or_dead_letter(Lane& lane, const sdk::SendResult& result,
+                                       sdk::SteadyTime now);
+  sdk::RetryDecision ask_retry_policy(const Pipeline& p, const sdk::Message& m,
+                                      const sdk::SendResult& result);
+  void pause_scope(const Lane& lane, const sdk::BackPressure& bp, sdk::SteadyTime until);
+  // The time the lane's workspace or channel is paused until; now or
+  // earlier when it is not. `workspace` is set when the workspace's pause
+  // is the later one.
+  sdk::SteadyTime paused_until(const Lane& lane, sdk::SteadyTime now, bool* workspace);
   // Asks the guards; false when one denied (or failed on) the head, which
-  // is then settled.
-  bool guards_allow(Lane& lane, sdk::SteadyTime now);
-  // Asks the limiters; false when the head must wait (or a limiter failed
-  // and the head was settled).
-  bool limiters_allow(Lane& lane, sdk::SteadyTime now);
+  // is then settled (a due time in *retry_at if it is to be retried).
+  bool guards_allow(Lane& lane, sdk::SteadyTime now, sdk::SteadyTime* retry_at);
+  // Asks the limiters; false when the head must wait (*wait_until) or a
+  // limiter failed and the head was settled (*retry_at).
+  bool limiters_allow(Lane& lane, sdk::SteadyTime now, sdk::SteadyTime* wait_until,
+                      sdk::SteadyTime* retry_at);
   // Counts an attempt that failed before any send (a stage threw) and
-  // settles it.
-  void fail_before_send(Lane& lane, std::string_view code, std::string detail,
-                        sdk::SteadyTime now);
+  // settles it; returns when the lane is due again (or max when dead).
+  sdk::SteadyTime fail_before_send(Lane& lane, std::string_view code, std::string detail,
+                                   sdk::SteadyTime now);
   // Runs `call`, a call into a stage; if it throws, logs and counts the
   // exception, puts a loggable description into `failure` and returns false.
   template <typename Call>
   bool contained(const Pipeline& p, const sdk::Stage* stage, std::string_view method,
                  const sdk::Message& m, std::string& failure, Call&& call) noexcept;
-  void try_start(Lane& lane, sdk::SteadyTime now);
-  void finish(Lane& lane, const char* outcome);
-  // Moves the lane's head (or a message never laned) to the dead letters.
-  void finish_dead(Lane& lane, DeadLetterKind kind, std::string error, std::string reason,
-                   int http_status);
-  void bury(sdk::Message message, DeadLetterKind kind, std::string error, std::string reason,
-            int http_status);
+  // Starts the lane's head if everything allows it, settling heads that
+  // cannot be sent at all on the way.
+  Start start_head(Lane& lane, sdk::SteadyTime now);
+  void send(Lane& lane, sdk::SteadyTime now);
+  // Ensures the head is in memory, paging the lane in; false when the lane
+  // turned out empty.
+  bool load_head(Lane& lane);
+  // Gives back the read-ahead (and an untried head) while all windows are
+  // over window_bytes.
+  void shed_window(Lane& lane);
+  void unload_front(Lane& lane);
+  // The head is delivered (or otherwise done): acked and removed.
+  void ack_head(Lane& lane, const char* outcome);
+  // The head leaves for the dead letters.
+  void dead_letter_head(Lane& lane, DeadLetterKind kind, std::string error, std::string reason,
+                        int http_status);
+  void store_dead_letter(std::uint64_t seq, sdk::Message message, DeadLetterKind kind,
+                         std::string error, std::string reason, int http_status);
+  void count_stored(const Lane& lane, std::ptrdiff_t delta);
+  // Scheduling: a lane due now, a lane due later, batches coming due.
+  void make_due(Lane& lane);
+  void wait_until(Lane& lane, sdk::SteadyTime when);
+  void push_due(std::unique_ptr<Batch> batch);
+  void push_timer(sdk::SteadyTime when, std::unique_ptr<Batch> batch);
+  void fire_timers(sdk::SteadyTime now);
+  void start_due_lanes(sdk::SteadyTime now);
+  // A lane nobody holds any more: dropped when it has nothing stored.
+  void settle_idle(Lane& lane);
   void loop();
 
   Queue& queue_;
@@ -158,24 +259,32 @@ class Dispatcher {
   Executor& executor_;
 
   const std::size_t max_in_flight_;
+  const DispatcherWindow window_;
 
   // Owned by the scheduling thread (or the test calling run_once).
   std::unordered_map<std::string, Lane> lanes_;
+  std::vector<Timer> timers_;  // min-heap on (when, order)
+  std::vector<Due> due_;       // min-heap on (head, order)
+  std::uint64_t next_order_ = 0;
+  std::uint64_t seen_upto_ = 0;  // the highest seq announced or adopted
+  bool adopted_ = false;
+  std::size_t loaded_messages_ = 0;
+  std::size_t loaded_bytes_ = 0;
   std::size_t started_ = 0;  // sends started whose result is not applied yet
-  // Scopes a sink reported back-pressure for: workspaces by
-  // pipeline/workspace, channels by lane key. Two maps, so that a workspace
-  // and a channel of the same spelling never share a pause.
+  RoundStats last_round_;
+  // Scopes a sink reported back-pressure for: workspaces by their scope
+  // (pipeline/workspace), channels by lane key. Two maps, so that a
+  // workspace and a channel of the same spelling never share a pause.
   std::unordered_map<std::string, sdk::SteadyTime> paused_workspaces_;
   std::unordered_map<std::string, sdk::SteadyTime> paused_channels_;
-  std::uint64_t next_seq_ = 0;
 
-  // Shared with workers.
+  // Shared with workers and scrapes.
   mutable std::mutex mutex_;
   std::condition_variable wake_cv_;
   std::condition_variable idle_cv_;
   std::vector<Completion> completions_;
-  std::map<std::string, std::size_t> backlog_;  // refreshed each round
   std::map<std::string, std::size_t> channel_depths_;
+  std::size_t stored_ = 0;  // over all lanes
   std::size_t in_flight_ = 0;
   bool stopping_ = false;
   std::atomic<bool> wake_pending_{false};

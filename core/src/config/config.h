@@ -115,6 +115,8 @@ struct QueueConfig {                        // [queue]
 struct DispatcherConfig {                   // [dispatcher]
   int workers = 8;                          // concurrent sends (one per channel at most)
   std::chrono::milliseconds shutdown_timeout{30'000};  // drain deadline on SIGTERM
+  int lane_window = 16;                     // messages a lane holds in memory, head included
+  std::size_t window_bytes = 8 << 20;       // read-ahead of all lanes together, payload bytes
   bool operator==(const DispatcherConfig&) const = default;
 };
 

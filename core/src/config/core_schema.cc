@@ -117,6 +117,14 @@ const sdk::Schema<DispatcherConfig>& dispatcher_schema() {
       // 0 is allowed: exit at once and report what was left.
       sdk::setting("shutdown_timeout", &C::shutdown_timeout, "drain deadline on SIGTERM")
           .default_to("30s"),
+      sdk::setting("lane_window", &C::lane_window,
+                   "messages a channel's lane holds in memory, its head included; the queue "
+                   "holds the rest")
+          .at_least(1).at_most(10000).default_to("16"),
+      sdk::setting("window_bytes", &C::window_bytes,
+                   "payload bytes all lanes may read ahead together; beyond it a waiting lane "
+                   "keeps only a head it already tried")
+          .default_to("8388608"),
   };
   return schema;
 }
