@@ -20,7 +20,30 @@ MemoryQueue::MemoryQueue(std::size_t max_messages)
       dedup_(std::chrono::milliseconds(0)) {}
 
 std::string MemoryQueue::over_limit(std::size_t payload_bytes) const {
-  return queue_over_limit(limits_, pending_.size() + leased_.size(), bytes_, payload_bytes);
+  return queue_over_limit(limits_, lane_of_.size(), bytes_, payload_bytes);
+}
+
+void MemoryQueue::store_locked(sdk::Message message) {
+  const std::uint64_t seq = next_seq_++;
+  bytes_ += message.payload.size();
+  auto lane = lanes_.try_emplace(lane_key(message)).first;
+  lane->second.emplace_hint(lane->second.end(), seq, std::move(message));
+  lane_of_.emplace_hint(lane_of_.end(), seq, &lane->first);
+  arrivals_.push_back(seq);
+}
+
+bool MemoryQueue::remove_locked(std::uint64_t seq) {
+  auto where = lane_of_.find(seq);
+  if (where == lane_of_.end()) return false;
+  auto lane = lanes_.find(*where->second);
+  auto it = lane->second.find(seq);
+  bytes_ -= it->second.payload.size();
+  lane->second.erase(it);
+  lane_of_.erase(where);
+  // A drained lane goes: a storm over 100,000 channels leaves no empty
+  // lanes behind to hash past.
+  if (lane->second.empty()) lanes_.erase(lane);
+  return true;
 }
 
 Queue::PushResult MemoryQueue::push(sdk::Message message, const PushOptions& options) {
@@ -33,45 +56,61 @@ Queue::PushResult MemoryQueue::push(sdk::Message message, const PushOptions& opt
     if (std::string limit = over_limit(message.payload.size()); !limit.empty())
       return {PushStatus::Full, std::move(limit)};
     if (dedup) dedup_.remember(options.dedup_key, clock_->wall_now());
-    bytes_ += message.payload.size();
-    pending_.push_back(std::move(message));
+    store_locked(std::move(message));
   }
   if (listener_) listener_();
   return {PushStatus::Accepted, {}};
 }
 
-std::vector<sdk::Message> MemoryQueue::take(std::size_t max) {
-  std::vector<sdk::Message> out;
+std::vector<Queued> MemoryQueue::take(std::size_t max) {
+  std::vector<Queued> out;
   std::lock_guard<std::mutex> lock(mutex_);
-  while (!pending_.empty() && out.size() < max) {
-    leased_.emplace(pending_.front().id, pending_.front().payload.size());
-    out.push_back(std::move(pending_.front()));
-    pending_.pop_front();
+  while (!arrivals_.empty() && out.size() < max) {
+    const std::uint64_t seq = arrivals_.front();
+    arrivals_.pop_front();
+    // Finished before it was announced (acked by a sequence the caller did
+    // not get from take()): there is nothing left to announce.
+    auto where = lane_of_.find(seq);
+    if (where == lane_of_.end()) continue;
+    out.push_back({seq, lanes_.at(*where->second).at(seq)});
   }
   return out;
 }
 
-void MemoryQueue::ack(const std::string& id) {
+std::vector<Queued> MemoryQueue::read_lane(const std::string& lane, std::uint64_t after,
+                                           std::uint64_t upto, std::size_t max) {
+  std::vector<Queued> out;
   std::lock_guard<std::mutex> lock(mutex_);
-  auto it = leased_.find(id);
-  if (it == leased_.end()) return;
-  bytes_ -= it->second;
-  leased_.erase(it);
+  auto found = lanes_.find(lane);
+  if (found == lanes_.end()) return out;
+  const Lane& stored = found->second;
+  for (auto it = stored.upper_bound(after);
+       it != stored.end() && it->first <= upto && out.size() < max; ++it)
+    out.push_back({it->first, it->second});
+  return out;
 }
 
-void MemoryQueue::dead_letter(DeadLetter letter) {
+std::size_t MemoryQueue::lane_size(const std::string& lane) {
   std::lock_guard<std::mutex> lock(mutex_);
-  auto it = leased_.find(letter.message.id);
-  if (it == leased_.end()) return;  // not ours (already finished)
-  bytes_ -= it->second;
-  leased_.erase(it);
+  auto found = lanes_.find(lane);
+  return found == lanes_.end() ? 0 : found->second.size();
+}
+
+void MemoryQueue::ack(const Queued& done) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  remove_locked(done.seq);
+}
+
+void MemoryQueue::dead_letter(std::uint64_t seq, DeadLetter letter) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!remove_locked(seq)) return;  // not ours (already finished)
   dead_.push_back(std::move(letter));
   while (dead_.size() > max_dead_letters_) dead_.pop_front();
 }
 
 std::size_t MemoryQueue::size() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return pending_.size() + leased_.size();
+  return lane_of_.size();
 }
 
 std::size_t MemoryQueue::bytes() const {
@@ -147,8 +186,7 @@ DeadLetterStore::ReplayStatus MemoryQueue::replay_locked(std::deque<DeadLetter>:
   dead_.erase(it);
   prepare_replay(m, clock_ ? clock_->now() : std::chrono::steady_clock::now(),
                  clock_ ? clock_->wall_now() : std::chrono::system_clock::now());
-  bytes_ += m.payload.size();
-  pending_.push_back(std::move(m));
+  store_locked(std::move(m));  // a new sequence: behind everything queued
   return ReplayStatus::Replayed;
 }
 
