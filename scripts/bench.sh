@@ -18,6 +18,11 @@
 #   scripts/bench.sh --profile [DURATION_SECONDS]  only a CPU profile of the
 #                                                  SQLite sync = "full" proxy under
 #                                                  wrk -c32: perf, else callgrind
+#   scripts/bench.sh --backlog [DURATION_SECONDS]  only issue #12's figures: memory,
+#                                                  start-up, drain and ingest with a
+#                                                  million messages queued on disk,
+#                                                  and a 100,000-channel backlog
+#                                                  (see the section for its knobs)
 # BENCH_ROUNDS: rounds of the wrk runs, default 3; the tables give medians
 #   and each ratio's range over them.
 # BENCH_PROXY_SERVER: extra lines for the proxy's [server] table, e.g.
@@ -25,12 +30,15 @@
 # BUILD_DIR (scripts/common.sh): the build to use, default build/.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
-PROFILE=0
-if [[ "${1:-}" == "--profile" ]]; then PROFILE=1; shift; fi
+MODE=all
+case "${1:-}" in
+  --profile) MODE=profile; shift ;;
+  --backlog) MODE=backlog; shift ;;
+esac
 DURATION="${1:-10}"
 ROUNDS="${BENCH_ROUNDS:-3}"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_ROUNDS must be a positive number" >&2; exit 2; }
-[[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 2 ]] || { echo "usage: $0 [--profile] [SECONDS >= 2]" >&2; exit 2; }
+[[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 2 ]] || { echo "usage: $0 [--profile | --backlog] [SECONDS >= 2]" >&2; exit 2; }
 
 IDLE=10000 TRICKLE=1000 PROBES=2000
 configure_and_build --bench
@@ -76,11 +84,23 @@ LUA
 pids+=("$!")
 
 # One proxy at a time, on the same port: "memory", "sqlite" (sync full) or
-# "sqlite-normal", with optional extra [server] lines. Sets $proxy to its pid.
-# $PROXY_WRAPPER (the profiler) runs it, when set.
+# "sqlite-normal", with optional extra [server] lines and, instead of the
+# token bucket at 1/s, other [[pipeline.stage]] tables before the sink. Sets
+# $proxy to its pid. $PROXY_WRAPPER (the profiler) runs it, when set.
 PROXY_WRAPPER=()
+PACED_STAGES='[[pipeline.stage]]
+plugin = "token_bucket"
+rate = 1.0
+burst = 3
+[[pipeline.stage]]
+plugin = "slack_retry"'
 start_proxy() {
-  local backend=$1 sync=full server_extra=${2:-}
+  write_proxy_config "$@"
+  launch_proxy
+  wait_healthy "$1"
+}
+write_proxy_config() {  # backend [server-extra [stages]]
+  local backend=$1 sync=full server_extra=${2:-} stages=${3:-$PACED_STAGES}
   [[ $backend == sqlite-normal ]] && { backend=sqlite; sync=normal; }
   cat >"$WORK/bench.toml" <<TOML
 [server]
@@ -102,20 +122,19 @@ level = "warn"
 [[pipeline]]
 name = "slack"
 paths = ["/"]
-[[pipeline.stage]]
-plugin = "token_bucket"
-rate = 1.0
-burst = 3
-[[pipeline.stage]]
-plugin = "slack_retry"
+$stages
 [[pipeline.stage]]
 plugin = "slack_sink"
 url = "http://127.0.0.1:$FAKE_PORT/api/chat.postMessage"
 TOML
+}
+launch_proxy() {
   SLACK_TOKEN=xoxb-bench-not-a-real-token "${PROXY_WRAPPER[@]}" "$BIN/slack-proxy" \
     --config "$WORK/bench.toml" >/dev/null 2>>"$WORK/proxy.log" &
   proxy=$!
   pids+=("$proxy")
+}
+wait_healthy() {  # what was started, for the error
   for _ in $(seq 600); do  # 60 s: under valgrind it starts slowly
     curl -fsS -m 1 "http://127.0.0.1:$METRICS_PORT/health" >/dev/null 2>&1 && return 0
     kill -0 "$proxy" 2>/dev/null || break
@@ -184,6 +203,48 @@ run_wrk() {
     /Socket errors/ {gsub(/,/, ""); errors += $4 + $6 + $8 + $10}
     END {if (rps == "" || rps == 0) {rps = "-"; p99 = "-"}
          printf "%s %s %d\n", rps, (p99 == "" ? "-" : p99), errors}' "$out"
+}
+
+# Each round measures nginx and then every proxy target, one after the
+# other, so that each ratio compares runs minutes apart at most; the tables
+# give the median over the rounds (this machine's nginx alone varies by
+# +-15% from run to run) and each ratio's range.
+# shellcheck disable=SC2034  # run_p99 and run_errs are read through per_round's nameref
+declare -A run_rps run_p99 run_errs
+measure() {  # name url connections round
+  echo "[${SECONDS}s] round $4, wrk -c$3: $1" >&2
+  read -r "run_rps[$1,$3,$4]" "run_p99[$1,$3,$4]" "run_errs[$1,$3,$4]" < <(run_wrk "$2" "$3")
+}
+
+# The numbers given, "-" (no figure) left out, smallest first.
+measured_sorted() { printf '%s\n' "$@" | awk '$1 != "-"' | sort -g; }
+# The median of the numbers given ("-" if none).
+median() {
+  measured_sorted "$@" |
+    awk '{v[NR] = $1} END {if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2];
+                           else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+# name connections field -> the field's values over the rounds
+per_round() {
+  local -n table=$3
+  local r
+  for r in $(seq "$ROUNDS"); do echo "${table[$1,$2,$r]:--}"; done
+}
+# name connections [base-name base-connections] -> each round's ratio
+ratios() {
+  local r
+  # shellcheck disable=SC2005  # ratio prints no newline; echo ends each line
+  for r in $(seq "$ROUNDS"); do echo "$(ratio "${run_rps[$1,$2,$r]:--}" "${run_rps[$3,$4,$r]:--}")"; done
+}
+# "median (min-max)" of a ratio over the rounds
+ratio_cell() {
+  local values
+  mapfile -t values < <(ratios "$@")
+  local m lo hi
+  m=$(median "${values[@]}")
+  lo=$(measured_sorted "${values[@]}" | head -1)
+  hi=$(measured_sorted "${values[@]}" | tail -1)
+  if ((ROUNDS > 1)) && [[ -n $lo ]]; then echo "$m ($lo-$hi)"; else echo "$m"; fi
 }
 
 # --- CPU profile (--profile) --------------------------------------------------
@@ -272,8 +333,301 @@ LUA
   echo "(kept in $out)"
 }
 
-if ((PROFILE)); then
+if [[ $MODE == profile ]]; then
   profile
+  exit 0
+fi
+
+# --- bounded memory: a million queued messages (--backlog, issue #12) ---------
+# Every figure from one run, with the real binary and the fake Slack:
+#   - idle RSS: an empty SQLite queue, BACKLOG_SETTLE seconds after start;
+#   - with BACKLOG_MESSAGES (1,000,000) over BACKLOG_CHANNELS (50) channels on
+#     disk, written by queue-fill: exec to the ingress port accepting (a
+#     connect() in a tight loop), and the RSS BACKLOG_SETTLE seconds after
+#     start (and its maximum until then) while nothing can be delivered;
+#   - the same backlog drained with no limiter: the maximum RSS sampled every
+#     0.5 s, and the drain rate (messages over exec to the last delivery);
+#   - LANES_MESSAGES (200,000) over LANES_CHANNELS (100,000) channels: the
+#     CPU of the sp-dispatcher thread over CPU_WINDOW (10) seconds while every
+#     lane waits on its own per-channel bucket (1 per hour, each lane's first
+#     message sent), then, restarted on what is left, the delivered rate over
+#     LANES_WINDOW (20) seconds under 1/s per channel and RATE_LIMIT (200)/s
+#     for the workspace, beside that limit;
+#   - durable ingest (wrk -c32, sync = "full", BENCH_ROUNDS rounds, nginx
+#     first in each) into an empty queue and into the backlog; a 429 keeps
+#     both queues as they are, so the only difference is the backlog.
+# BACKLOG_DRAIN_DEADLINE (1800 s) and LANES_DEADLINE (600 s) bound the waits
+# for deliveries: a figure not reached by then is printed as what was done.
+#
+# Why Slack answers 429 with Retry-After: 3600 while the backlog must stay:
+# the proxy then pauses the whole workspace for an hour after its first few
+# sends (a 429 spends no retry budget and keeps each message in its place),
+# so nothing is delivered, dropped or dead-lettered and every message stays
+# on disk, as in an outage during an alert storm. Tiny limiter rates would
+# let each channel's burst through and measure the buckets' timers instead.
+BACKLOG_MESSAGES=${BACKLOG_MESSAGES:-1000000}
+BACKLOG_CHANNELS=${BACKLOG_CHANNELS:-50}
+LANES_CHANNELS=${LANES_CHANNELS:-100000}
+LANES_MESSAGES=${LANES_MESSAGES:-$((2 * LANES_CHANNELS))}
+BACKLOG_SETTLE=${BACKLOG_SETTLE:-5}
+CPU_WINDOW=${CPU_WINDOW:-10}
+LANES_WINDOW=${LANES_WINDOW:-20}
+RATE_LIMIT=${RATE_LIMIT:-200}
+BACKLOG_DRAIN_DEADLINE=${BACKLOG_DRAIN_DEADLINE:-1800}
+LANES_DEADLINE=${LANES_DEADLINE:-600}
+
+RELAXED_STAGES='[[pipeline.stage]]
+plugin = "slack_retry"'
+HOURLY_STAGES='[[pipeline.stage]]
+plugin = "token_bucket"
+name = "per_channel"
+key = "channel"
+rate = 0.000277778    # 1 per hour
+burst = 1
+[[pipeline.stage]]
+plugin = "slack_retry"'
+LIMITED_STAGES="[[pipeline.stage]]
+plugin = \"token_bucket\"
+name = \"per_channel\"
+key = \"channel\"
+rate = 1.0
+burst = 1
+[[pipeline.stage]]
+plugin = \"token_bucket\"
+name = \"per_workspace\"
+key = \"workspace\"
+rate = $RATE_LIMIT
+burst = 10
+[[pipeline.stage]]
+plugin = \"slack_retry\""
+
+fake() {  # GET path, or POST path [json]
+  local body=()
+  [[ $1 == POST ]] && body=(-d "${3:-}")  # with a Content-Length, even when empty
+  curl -fsS -m 10 -X "$1" "${body[@]}" "http://127.0.0.1:$FAKE_PORT/_fake/$2"
+}
+# Requests the fake recorded since its last reset (every one answered as
+# its default says: ok, or the 429 while blocked).
+fake_count() { fake GET stats | grep -o '"delivered":[0-9]*' | cut -d: -f2; }
+slack_ok() { fake POST reset >/dev/null; }
+slack_429() { fake POST reset >/dev/null; fake POST default '{"status":429,"retry_after":3600}' >/dev/null; }
+
+now_ms() { local t=$EPOCHREALTIME; echo $((${t/./} / 1000)); }
+mib() { awk -v k="$1" 'BEGIN {if (k == "" || k == "-") print "-"; else printf "%.1f", k / 1024}'; }
+max_of() { awk -v a="$1" -v b="$2" 'BEGIN {print (b == "" || a + 0 >= b + 0) ? a : b}'; }
+per_second() { awk -v n="$1" -v ms="$2" 'BEGIN {if (ms > 0) printf "%.0f", n * 1000 / ms; else print "-"}'; }
+
+# Starts the proxy on $WORK/queue.db with the stages given and sets
+# listen_ms: from just before the fork to the first accepted connect() on
+# the ingress port, polled in a tight loop (each try is a subshell's
+# /dev/tcp connect, about a millisecond). Then waits for /health.
+start_timed() {  # stages
+  write_proxy_config sqlite "" "$1"
+  local deadline
+  started_ms=$(now_ms)
+  deadline=$((started_ms + 60000))
+  launch_proxy
+  listen_ms=-
+  while ! (exec 3<>"/dev/tcp/127.0.0.1/$PROXY_PORT") 2>/dev/null; do
+    kill -0 "$proxy" 2>/dev/null || break
+    (($(now_ms) < deadline)) || break
+  done
+  (exec 3<>"/dev/tcp/127.0.0.1/$PROXY_PORT") 2>/dev/null && listen_ms=$(($(now_ms) - started_ms))
+  wait_healthy "backlog"
+}
+# The highest VmRSS (KiB), sampled every 0.5 s until `seconds` after start;
+# rss_now is the last sample.
+rss_until() {  # seconds-after-start
+  local end=$((started_ms + $1 * 1000))
+  rss_max="" rss_now=""
+  while :; do
+    still_running
+    rss_now=$(rss_kib "$proxy")
+    rss_max=$(max_of "$rss_now" "$rss_max")
+    (($(now_ms) < end)) || break
+    sleep 0.5
+  done
+}
+# A copy of the filled backlog as the proxy's queue; the template itself is
+# never opened by a proxy.
+use_backlog() {
+  local f
+  fresh_queue
+  for f in "$WORK"/backlog.db*; do cp "$f" "$WORK/queue.db${f#"$WORK"/backlog.db}"; done
+}
+fill() {  # file messages channels
+  echo "[${SECONDS}s] queue-fill: $2 messages over $3 channels" >&2
+  "$BIN/queue-fill" --db "$1" --messages "$2" --channels "$3" >&2
+}
+# Waits until the fake has recorded `n` requests or `deadline` (ms) passes,
+# sampling the proxy's RSS every 0.5 s; sets got, done_ms and rss_max.
+wait_delivered() {  # n deadline-ms
+  rss_max=""
+  while :; do
+    still_running
+    rss_max=$(max_of "$(rss_kib "$proxy")" "$rss_max")
+    got=$(fake_count)
+    done_ms=$(now_ms)
+    ((got < $1 && done_ms < $2)) || return 0
+    sleep 0.5
+  done
+}
+# A proxy that died mid-run ends the run, with its log.
+still_running() {
+  kill -0 "$proxy" 2>/dev/null && return 0
+  echo "slack-proxy exited during the run:" >&2
+  tail -20 "$WORK/proxy.log" >&2
+  exit 1
+}
+# utime + stime of a thread, in clock ticks.
+thread_ticks() {  # pid tid
+  local stat
+  stat=$(cat "/proc/$1/task/$2/stat")
+  stat=${stat##*) }  # after "tid (comm) ": field 3 (state) on, so utime is the 12th
+  awk '{print $12 + $13}' <<<"$stat"
+}
+process_ticks() {  # pid
+  local stat
+  stat=$(cat "/proc/$1/stat")
+  stat=${stat##*) }
+  awk '{print $12 + $13}' <<<"$stat"
+}
+thread_named() {  # pid name
+  local t
+  for t in /proc/"$1"/task/*; do
+    [[ $(cat "$t/comm" 2>/dev/null) == "$2" ]] && { echo "${t##*/}"; return 0; }
+  done
+  return 1
+}
+percent_of_core() {  # ticks milliseconds
+  awk -v t="$1" -v ms="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", t * 100 * 1000 / hz / ms}'
+}
+
+backlog() {
+  local n=$BACKLOG_MESSAGES
+  start_nginx bench "
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / { default_type application/json; return 200 '{\"ok\":true}'; }
+  }"
+  fill "$WORK/backlog.db" "$n" "$BACKLOG_CHANNELS"
+  db_mib=$(du -sk "$WORK"/backlog.db* | awk '{s += $1} END {printf "%.0f", s / 1024}')
+
+  echo "[${SECONDS}s] idle" >&2
+  slack_ok
+  fresh_queue
+  start_timed "$RELAXED_STAGES"
+  rss_until "$BACKLOG_SETTLE"
+  idle_kib=$rss_now
+  stop_proxy "$proxy"
+
+  # Ingest rounds; the first backlog start also gives the start-up figures.
+  local round
+  declare -ga backlog_listen=()
+  for round in $(seq "$ROUNDS"); do
+    measure nginx "http://127.0.0.1:$NGINX_PORT/" 32 "$round"
+    slack_429
+    fresh_queue
+    start_timed "$PACED_STAGES"
+    measure empty "http://127.0.0.1:$PROXY_PORT/" 32 "$round"
+    stop_proxy "$proxy"
+    slack_429
+    use_backlog
+    start_timed "$PACED_STAGES"
+    backlog_listen+=("$listen_ms")
+    if ((round == 1)); then
+      rss_until "$BACKLOG_SETTLE"
+      blocked_kib=$rss_now blocked_max_kib=$rss_max
+      blocked_queued=$(queued) blocked_sent=$(fake_count)
+    fi
+    measure backlog "http://127.0.0.1:$PROXY_PORT/" 32 "$round"
+    stop_proxy "$proxy"
+  done
+
+  echo "[${SECONDS}s] draining $n messages, no limiter" >&2
+  slack_ok
+  use_backlog
+  start_timed "$RELAXED_STAGES"
+  drain_listen=$listen_ms
+  wait_delivered "$n" $((started_ms + BACKLOG_DRAIN_DEADLINE * 1000))
+  drain_kib=$rss_max drain_got=$got drain_ms=$((done_ms - started_ms))
+  drain_left=$(queued)
+  stop_proxy "$proxy"
+  slack_ok  # the fake forgets the million it recorded
+
+  echo "[${SECONDS}s] $LANES_CHANNELS lanes: each lane's first message, then 1 per hour" >&2
+  fresh_queue
+  fill "$WORK/queue.db" "$LANES_MESSAGES" "$LANES_CHANNELS"
+  start_timed "$HOURLY_STAGES"
+  lanes_listen=$listen_ms
+  wait_delivered "$LANES_CHANNELS" $((started_ms + LANES_DEADLINE * 1000))
+  heads_got=$got heads_ms=$((done_ms - started_ms))
+  lanes_kib=$rss_max
+  cpu_dispatcher=- cpu_process=- cpu_sent=-
+  local tid
+  if ((heads_got >= LANES_CHANNELS)) && tid=$(thread_named "$proxy" sp-dispatcher); then
+    sleep 1  # the last replies' outcomes recorded
+    local t0 p0 c0 ms from
+    t0=$(thread_ticks "$proxy" "$tid") p0=$(process_ticks "$proxy") c0=$(fake_count)
+    from=$(now_ms)
+    sleep "$CPU_WINDOW"
+    ms=$(($(now_ms) - from))
+    cpu_dispatcher=$(percent_of_core $(($(thread_ticks "$proxy" "$tid") - t0)) "$ms")
+    cpu_process=$(percent_of_core $(($(process_ticks "$proxy") - p0)) "$ms")
+    cpu_sent=$(($(fake_count) - c0))
+  fi
+  stop_proxy "$proxy"
+
+  echo "[${SECONDS}s] $LANES_CHANNELS lanes at 1/s per channel, $RATE_LIMIT/s per workspace" >&2
+  slack_ok
+  start_timed "$LIMITED_STAGES"
+  limited_listen=$listen_ms
+  local c0 from
+  sleep 5  # past the start and the workspace bucket's burst
+  c0=$(fake_count) from=$(now_ms)
+  sleep "$LANES_WINDOW"
+  limited_rate=$(per_second $(($(fake_count) - c0)) $(($(now_ms) - from)))
+  stop_proxy "$proxy"
+
+  backlog_summary
+}
+
+median_of() {  # name: its -c32 req/s over the rounds
+  local values
+  mapfile -t values < <(per_round "$1" 32 run_rps)
+  median "${values[@]}"
+}
+backlog_summary() {
+  local listen_cell rounds_cell heads_cell
+  listen_cell=$(median "${backlog_listen[@]}")
+  printf -v rounds_cell '%s / ' "${backlog_listen[@]}"
+  rounds_cell=${rounds_cell% / }
+  heads_cell="$heads_got of $LANES_CHANNELS in ${heads_ms} ms ($(per_second "$heads_got" "$heads_ms")/s)"
+  cat <<OUT
+
+| issue #12: $n messages over $BACKLOG_CHANNELS channels on disk (database ${db_mib} MiB) | measured | target |
+|---|---|---|
+| idle RSS, empty SQLite queue, ${BACKLOG_SETTLE} s after start | $(mib "$idle_kib") MiB | <= 15 MiB |
+| exec to ingress accepting, $n queued (median of $ROUNDS starts; each) | $listen_cell ms ($rounds_cell) | <= 2000 ms |
+| RSS ${BACKLOG_SETTLE} s after start, $n queued, Slack answering 429 (max until then) | $(mib "$blocked_kib") MiB ($(mib "$blocked_max_kib")) | <= 64 MiB |
+| max RSS while draining them, no limiter (sampled every 0.5 s) | $(mib "$drain_kib") MiB | <= 64 MiB |
+| drain rate: delivered / exec to the last delivery | $(per_second "$drain_got" "$drain_ms") msg/s ($drain_got in ${drain_ms} ms) | |
+| nginx return 200 -c32, the same rounds (median req/s) | $(median_of nginx) | |
+| durable ingest -c32, empty queue (median req/s; / nginx) | $(median_of empty) ($(ratio_cell empty 32 nginx 32)) | |
+| durable ingest -c32, $n queued (median req/s; / nginx) | $(median_of backlog) ($(ratio_cell backlog 32 nginx 32)) | |
+| ingest with the backlog / into the empty queue (each round's own) | $(ratio_cell backlog 32 empty 32) | >= 0.90 |
+| $LANES_CHANNELS lanes ($LANES_MESSAGES messages), all waiting (1/h per channel): sp-dispatcher CPU over ${CPU_WINDOW} s | $cpu_dispatcher% of a core (whole process $cpu_process%; sent meanwhile: $cpu_sent) | < 10% |
+| $LANES_CHANNELS lanes, 1/s per channel + $RATE_LIMIT/s per workspace: delivered/s over ${LANES_WINDOW} s | $limited_rate/s | $RATE_LIMIT/s |
+
+checks: with $n queued and Slack answering 429, slackproxy_queue_size ${blocked_queued:-?} and ${blocked_sent:-?} requests reached Slack ${BACKLOG_SETTLE} s after start;
+after the drain slackproxy_queue_size ${drain_left:-?}; exec to accepting ${drain_listen} ms (drain start), ${lanes_listen} ms ($LANES_MESSAGES over $LANES_CHANNELS lanes), ${limited_listen} ms (restart on what was left);
+first message of each of the $LANES_CHANNELS lanes, no workspace limit: $heads_cell, max RSS $(mib "$lanes_kib") MiB
+(wrk -t2 -c32 -d${DURATION}s, $ROUNDS rounds, 200-byte JSON body, sync = "full"; nginx $(nproc) workers; $(nproc) cores; $(date -u +%F))
+OUT
+}
+
+if [[ $MODE == backlog ]]; then
+  backlog
   exit 0
 fi
 
@@ -291,17 +645,6 @@ start_nginx bench "
     access_log $WORK/access.log;
     location / { default_type application/json; return 200 '{\"ok\":true}'; }
   }"
-
-# Each round measures nginx and then every proxy target, one after the
-# other, so that each ratio compares runs minutes apart at most; the tables
-# give the median over the rounds (this machine's nginx alone varies by
-# +-15% from run to run) and each ratio's range.
-# shellcheck disable=SC2034  # run_p99 and run_errs are read through per_round's nameref
-declare -A run_rps run_p99 run_errs
-measure() {  # name url connections round
-  echo "[${SECONDS}s] round $4, wrk -c$3: $1" >&2
-  read -r "run_rps[$1,$3,$4]" "run_p99[$1,$3,$4]" "run_errs[$1,$3,$4]" < <(run_wrk "$2" "$3")
-}
 
 # A fresh proxy and queue for each run, so that the -c1000 run does not start
 # with the -c32 run's messages queued.
@@ -325,36 +668,6 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-# The numbers given, "-" (no figure) left out, smallest first.
-measured_sorted() { printf '%s\n' "$@" | awk '$1 != "-"' | sort -g; }
-# The median of the numbers given ("-" if none).
-median() {
-  measured_sorted "$@" |
-    awk '{v[NR] = $1} END {if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2];
-                           else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
-}
-# name connections field -> the field's values over the rounds
-per_round() {
-  local -n table=$3
-  local r
-  for r in $(seq "$ROUNDS"); do echo "${table[$1,$2,$r]:--}"; done
-}
-# name connections [base-name base-connections] -> each round's ratio
-ratios() {
-  local r
-  # shellcheck disable=SC2005  # ratio prints no newline; echo ends each line
-  for r in $(seq "$ROUNDS"); do echo "$(ratio "${run_rps[$1,$2,$r]:--}" "${run_rps[$3,$4,$r]:--}")"; done
-}
-# "median (min-max)" of a ratio over the rounds
-ratio_cell() {
-  local values
-  mapfile -t values < <(ratios "$@")
-  local m lo hi
-  m=$(median "${values[@]}")
-  lo=$(measured_sorted "${values[@]}" | head -1)
-  hi=$(measured_sorted "${values[@]}" | tail -1)
-  if ((ROUNDS > 1)) && [[ -n $lo ]]; then echo "$m ($lo-$hi)"; else echo "$m"; fi
-}
 declare -A rps p99 errs
 for key in nginx nginx_log memory sqlite sqlite-normal; do
   for c in 32 1000; do
