@@ -15,10 +15,12 @@
 
 #include <stdlib.h>  // mkdtemp
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <latch>
@@ -264,9 +266,28 @@ DeadLetterFilter by_kind(DeadLetterKind kind) {
   return f;
 }
 
-std::vector<std::string> ids(const std::vector<sdk::Message>& messages) {
+std::vector<std::string> ids(const std::vector<Queued>& queued) {
   std::vector<std::string> out;
-  for (const auto& m : messages) out.push_back(m.id);
+  for (const auto& q : queued) out.push_back(q.message.id);
+  return out;
+}
+
+std::vector<std::uint64_t> seqs(const std::vector<Queued>& queued) {
+  std::vector<std::uint64_t> out;
+  for (const auto& q : queued) out.push_back(q.seq);
+  return out;
+}
+
+// Everything a reopened queue found in its store, as the dispatcher reads
+// it: every lane backlog() names, through read_lane(), then merged into
+// sequence order (push order, across lanes).
+std::vector<Queued> stored_backlog(Queue& q) {
+  std::vector<Queued> out;
+  for (const auto& lane : q.backlog())
+    for (auto& m : q.read_lane(lane.lane, 0, q.backlog_upto(), lane.count + 1))
+      out.push_back(std::move(m));
+  std::sort(out.begin(), out.end(),
+            [](const Queued& a, const Queued& b) { return a.seq < b.seq; });
   return out;
 }
 
@@ -501,7 +522,8 @@ class QueueContractTest : public ::testing::TestWithParam<Backend> {
     ASSERT_EQ(q.push(m).status, PushStatus::Accepted);
     auto taken = q.take(1);
     ASSERT_EQ(ids(taken), std::vector<std::string>{m.id});
-    q.dead_letter(letter_for(std::move(taken[0]), error, kind, clock_.wall_now()));
+    q.dead_letter(taken[0].seq, letter_for(std::move(taken[0].message), error, kind,
+                                           clock_.wall_now()));
   }
 
   FakeClock clock_;  // outlives the factory and its queue
@@ -534,14 +556,14 @@ TEST_P(QueueContractTest, PerChannelOrderIsKeptAcrossInterleavedChannels) {
   for (const auto& [id, channel] : pushes)
     ASSERT_EQ(q.push(message(id, channel)).status, PushStatus::Accepted);
 
-  std::vector<sdk::Message> taken;
+  std::vector<Queued> taken;
   for (auto batch = q.take(2); !batch.empty(); batch = q.take(2))
     for (auto& m : batch) taken.push_back(std::move(m));
 
   auto of = [&](const std::string& channel) {
     std::vector<std::string> out;
-    for (const auto& m : taken)
-      if (m.channel == channel) out.push_back(m.id);
+    for (const auto& q : taken)
+      if (q.message.channel == channel) out.push_back(q.message.id);
     return out;
   };
   EXPECT_THAT(of("#a"), ElementsAre("a1", "a2", "a3"));
@@ -557,7 +579,7 @@ TEST_P(QueueContractTest, TakeHandsOutEveryFieldAsPushed) {
 
   auto taken = q.take(1);
   ASSERT_EQ(taken.size(), 1u);
-  EXPECT_TRUE(same_message(m, taken[0]));
+  EXPECT_TRUE(same_message(m, taken[0].message));
 }
 
 // -- ack and size
@@ -570,18 +592,20 @@ TEST_P(QueueContractTest, SizeAndBytesCountLeasedMessagesUntilAcked) {
   EXPECT_EQ(q.size(), 3u);
   EXPECT_EQ(q.bytes(), 60u);
 
-  ASSERT_EQ(q.take(2).size(), 2u);
+  const auto taken = q.take(2);
+  ASSERT_EQ(taken.size(), 2u);
   EXPECT_EQ(q.size(), 3u);  // leased still count
   EXPECT_EQ(q.bytes(), 60u);
 
-  q.ack("1");
+  q.ack(taken[0]);
   EXPECT_EQ(q.size(), 2u);
   EXPECT_EQ(q.bytes(), 50u);
-  q.ack("2");
+  q.ack(taken[1]);
   EXPECT_EQ(q.size(), 1u);
   EXPECT_EQ(q.bytes(), 30u);
-  EXPECT_THAT(ids(q.take(10)), ElementsAre("3"));
-  q.ack("3");
+  const auto rest = q.take(10);
+  EXPECT_THAT(ids(rest), ElementsAre("3"));
+  q.ack(rest.at(0));
   EXPECT_EQ(q.size(), 0u);
   EXPECT_EQ(q.bytes(), 0u);
 }
@@ -589,18 +613,266 @@ TEST_P(QueueContractTest, SizeAndBytesCountLeasedMessagesUntilAcked) {
 TEST_P(QueueContractTest, AckOfUnknownOrAlreadyAckedIdIsHarmless) {
   Queue& q = open();
   ASSERT_EQ(q.push(message("1", "#a", "0123456789")).status, PushStatus::Accepted);
-  ASSERT_EQ(q.take(1).size(), 1u);
+  const auto taken = q.take(1);
+  ASSERT_EQ(taken.size(), 1u);
 
-  q.ack("no-such-id");
+  q.ack(Queued{taken[0].seq + 1000, message("no-such-id")});
   EXPECT_EQ(q.size(), 1u);
   EXPECT_EQ(q.bytes(), 10u);
 
-  q.ack("1");
-  q.ack("1");  // twice: no underflow, nothing else removed
+  q.ack(taken[0]);
+  q.ack(taken[0]);  // twice: no underflow, nothing else removed
   EXPECT_EQ(q.size(), 0u);
   EXPECT_EQ(q.bytes(), 0u);
   ASSERT_EQ(q.push(message("2")).status, PushStatus::Accepted);
   EXPECT_EQ(q.size(), 1u);
+}
+
+// -- sequences, arrivals and lanes
+
+// Ids in push order "0".."n-1", each in lane "#c<i % lanes>".
+std::vector<std::string> push_spread(Queue& q, int n, int lanes) {
+  std::vector<std::string> pushed;
+  for (int i = 0; i < n; ++i) {
+    pushed.push_back(std::to_string(i));
+    EXPECT_EQ(q.push(message(pushed.back(), "#c" + std::to_string(i % lanes))).status,
+              PushStatus::Accepted);
+  }
+  return pushed;
+}
+
+TEST_P(QueueContractTest, SequenceNumbersRiseInPushOrderAndAreNeverReused) {
+  Queue& q = open();
+  const auto pushed = push_spread(q, 10, 3);
+  const auto out = q.take(20);
+  ASSERT_EQ(ids(out), pushed);
+  EXPECT_GE(out[0].seq, 1u) << "0 must stay free to mean 'before the first'";
+  for (std::size_t i = 1; i < out.size(); ++i)
+    EXPECT_GT(out[i].seq, out[i - 1].seq) << "across lanes too: " << out[i].message.id;
+
+  // Finishing the newest does not free its number for the next push.
+  q.ack(out.back());
+  ASSERT_EQ(q.push(message("next", "#c0")).status, PushStatus::Accepted);
+  const auto next = q.take(10);
+  ASSERT_THAT(ids(next), ElementsAre("next"));
+  EXPECT_GT(next[0].seq, out.back().seq);
+}
+
+// take() is the arrivals feed: each push once, in order; reading a lane or
+// finishing a message neither consumes nor repeats an announcement.
+TEST_P(QueueContractTest, TakeAnnouncesEachPushExactlyOnceInOrder) {
+  Queue& q = open();
+  ASSERT_EQ(q.push(message("1", "#a")).status, PushStatus::Accepted);
+  ASSERT_EQ(q.push(message("2", "#b")).status, PushStatus::Accepted);
+  ASSERT_EQ(q.push(message("3", "#a")).status, PushStatus::Accepted);
+  const std::string a = lane_key(message("x", "#a"));
+
+  const auto first = q.take(1);
+  ASSERT_THAT(ids(first), ElementsAre("1"));
+  EXPECT_THAT(ids(q.read_lane(a, 0, first[0].seq, 10)), ElementsAre("1"));
+  EXPECT_THAT(ids(q.read_lane(a, 0, first[0].seq, 10)), ElementsAre("1"));
+  q.ack(first[0]);
+  ASSERT_EQ(q.push(message("4", "#b")).status, PushStatus::Accepted);
+
+  EXPECT_THAT(ids(q.take(10)), ElementsAre("2", "3", "4"));
+  EXPECT_THAT(q.take(10), IsEmpty());
+  EXPECT_EQ(q.size(), 3u);  // announced is not finished
+}
+
+TEST_P(QueueContractTest, ReadLanePagesOneLaneInOrderWithinAfterUptoAndMax) {
+  Queue& q = open();
+  const std::vector<std::pair<std::string, std::string>> pushes = {
+      {"a1", "#a"}, {"b1", "#b"}, {"a2", "#a"}, {"a3", "#a"},
+      {"b2", "#b"}, {"a4", "#a"}, {"a5", "#a"}};
+  for (const auto& [id, channel] : pushes)
+    ASSERT_EQ(q.push(message(id, channel)).status, PushStatus::Accepted);
+  const auto all = q.take(20);
+  ASSERT_EQ(all.size(), pushes.size());
+  std::map<std::string, std::uint64_t> seq;
+  for (const auto& m : all) seq[m.message.id] = m.seq;
+  const std::uint64_t upto = all.back().seq;
+  const std::string a = lane_key(message("x", "#a"));
+  const std::string b = lane_key(message("x", "#b"));
+
+  // Page by page, each page after the last one's final sequence.
+  auto page = q.read_lane(a, 0, upto, 2);
+  EXPECT_THAT(ids(page), ElementsAre("a1", "a2"));
+  EXPECT_THAT(seqs(page), ElementsAre(seq["a1"], seq["a2"]));  // the numbers take() gave
+  page = q.read_lane(a, page.back().seq, upto, 2);
+  EXPECT_THAT(ids(page), ElementsAre("a3", "a4"));
+  page = q.read_lane(a, page.back().seq, upto, 2);
+  EXPECT_THAT(ids(page), ElementsAre("a5"));
+  EXPECT_THAT(q.read_lane(a, page.back().seq, upto, 2), IsEmpty());
+
+  // `after` need not be one of the lane's own; `upto` caps the page; max 0 reads nothing.
+  EXPECT_THAT(ids(q.read_lane(a, seq["b1"], upto, 10)), ElementsAre("a2", "a3", "a4", "a5"));
+  EXPECT_THAT(ids(q.read_lane(a, 0, seq["a3"], 10)), ElementsAre("a1", "a2", "a3"));
+  EXPECT_THAT(ids(q.read_lane(a, 0, seq["b2"], 10)), ElementsAre("a1", "a2", "a3"));
+  EXPECT_THAT(q.read_lane(a, 0, seq["a1"] - 1, 10), IsEmpty());
+  EXPECT_THAT(q.read_lane(a, 0, upto, 0), IsEmpty());
+
+  // Only that lane; an unknown lane is empty.
+  EXPECT_THAT(ids(q.read_lane(b, 0, upto, 10)), ElementsAre("b1", "b2"));
+  EXPECT_THAT(q.read_lane(lane_key(message("x", "#nowhere")), 0, upto, 10), IsEmpty());
+  EXPECT_EQ(q.lane_size(a), 5u);
+  EXPECT_EQ(q.lane_size(b), 2u);
+
+  // Again and again, until an outcome is recorded.
+  EXPECT_THAT(ids(q.read_lane(a, 0, upto, 2)), ElementsAre("a1", "a2"));
+  EXPECT_THAT(ids(q.read_lane(a, 0, upto, 2)), ElementsAre("a1", "a2"));
+  q.ack(all[0]);
+  EXPECT_THAT(ids(q.read_lane(a, 0, upto, 2)), ElementsAre("a2", "a3"));
+}
+
+TEST_P(QueueContractTest, ReadLaneHandsOutEveryFieldAsPushed) {
+  Queue& q = open();
+  const sdk::Message m = full_message("1", clock_);
+  ASSERT_EQ(q.push(m).status, PushStatus::Accepted);
+  const auto taken = q.take(1);
+  ASSERT_EQ(taken.size(), 1u);
+
+  const auto page = q.read_lane(lane_key(m), 0, taken[0].seq, 10);
+  ASSERT_EQ(page.size(), 1u);
+  EXPECT_EQ(page[0].seq, taken[0].seq);
+  EXPECT_TRUE(same_message(m, page[0].message));
+}
+
+TEST_P(QueueContractTest, AckAndDeadLetterRemoveExactlyTheMessageTheirSeqNames) {
+  Queue& q = open();
+  ASSERT_EQ(q.push(message("a1", "#a", std::string(10, 'x'))).status, PushStatus::Accepted);
+  ASSERT_EQ(q.push(message("a2", "#a", std::string(20, 'x'))).status, PushStatus::Accepted);
+  ASSERT_EQ(q.push(message("a3", "#a", std::string(30, 'x'))).status, PushStatus::Accepted);
+  ASSERT_EQ(q.push(message("b1", "#b", std::string(40, 'x'))).status, PushStatus::Accepted);
+  const std::uint64_t upto = q.take(10).back().seq;
+  const std::string a = lane_key(message("x", "#a"));
+  const std::string b = lane_key(message("x", "#b"));
+
+  // What read_lane() handed out can be finished, from the middle of a lane.
+  const auto lane = q.read_lane(a, 0, upto, 10);
+  ASSERT_THAT(ids(lane), ElementsAre("a1", "a2", "a3"));
+  q.ack(lane[1]);
+  EXPECT_THAT(ids(q.read_lane(a, 0, upto, 10)), ElementsAre("a1", "a3"));
+  EXPECT_EQ(q.lane_size(a), 2u);
+  EXPECT_EQ(q.size(), 3u);
+  EXPECT_EQ(q.bytes(), 80u);
+
+  q.dead_letter(lane[0].seq, letter_for(lane[0].message, "invalid_auth", DeadLetterKind::Failed,
+                                        clock_.wall_now()));
+  EXPECT_THAT(ids(q.read_lane(a, 0, upto, 10)), ElementsAre("a3"));
+  EXPECT_EQ(q.lane_size(a), 1u);
+  EXPECT_EQ(q.size(), 2u);
+  EXPECT_EQ(q.bytes(), 70u);
+  EXPECT_TRUE(q.dead_letters().get("a1").has_value());
+
+  q.ack(lane[2]);
+  EXPECT_THAT(q.read_lane(a, 0, upto, 10), IsEmpty());
+  EXPECT_EQ(q.lane_size(a), 0u);
+  EXPECT_THAT(ids(q.read_lane(b, 0, upto, 10)), ElementsAre("b1"));  // untouched
+  EXPECT_EQ(q.lane_size(b), 1u);
+  EXPECT_EQ(q.size(), 1u);
+  EXPECT_EQ(q.bytes(), 40u);
+}
+
+// At-least-once delivery finishes a message more than once now and then:
+// a second outcome for the same seq, or one for a seq never stored, must not
+// take another message with it or skew the counts.
+TEST_P(QueueContractTest, SecondOutcomeForTheSameSeqChangesNothing) {
+  Queue& q = open();
+  ASSERT_EQ(q.push(message("1", "#a", std::string(10, 'x'))).status, PushStatus::Accepted);
+  ASSERT_EQ(q.push(message("2", "#a", std::string(20, 'x'))).status, PushStatus::Accepted);
+  const auto taken = q.take(10);
+  ASSERT_EQ(taken.size(), 2u);
+  const std::string a = lane_key(taken[0].message);
+  const auto unchanged = [&](std::size_t dead) {
+    EXPECT_THAT(ids(q.read_lane(a, 0, taken[1].seq, 10)), ElementsAre("2"));
+    EXPECT_EQ(q.lane_size(a), 1u);
+    EXPECT_EQ(q.size(), 1u);
+    EXPECT_EQ(q.bytes(), 20u);
+    EXPECT_EQ(q.dead_letters().count(), dead);
+  };
+
+  q.ack(taken[0]);
+  {
+    SCOPED_TRACE("after the first ack");
+    unchanged(0);
+  }
+  {
+    SCOPED_TRACE("ack again");
+    q.ack(taken[0]);
+    unchanged(0);
+  }
+  {
+    SCOPED_TRACE("dead letter after the ack");
+    q.dead_letter(taken[0].seq, letter_for(taken[0].message, "invalid_auth",
+                                           DeadLetterKind::Failed, clock_.wall_now()));
+    unchanged(0);
+  }
+  {
+    SCOPED_TRACE("a seq never stored");
+    q.ack(Queued{taken[1].seq + 1000, taken[1].message});
+    q.dead_letter(taken[1].seq + 1000, letter_for(taken[1].message, "invalid_auth",
+                                                  DeadLetterKind::Failed, clock_.wall_now()));
+    unchanged(0);
+  }
+  EXPECT_FALSE(q.dead_letters().get("1").has_value());
+}
+
+// A replay is a new arrival: behind everything queued, in its lane too, and
+// announced like a push.
+TEST_P(QueueContractTest, ReplayedDeadLetterGetsANewSeqAboveEverythingAndIsAnnounced) {
+  Queue& q = open();
+  ASSERT_EQ(q.push(message("dead", "#a")).status, PushStatus::Accepted);
+  ASSERT_EQ(q.push(message("other", "#b")).status, PushStatus::Accepted);
+  const auto taken = q.take(10);
+  ASSERT_THAT(ids(taken), ElementsAre("dead", "other"));
+  q.dead_letter(taken[0].seq, letter_for(taken[0].message, "invalid_auth",
+                                         DeadLetterKind::Failed, clock_.wall_now()));
+  ASSERT_EQ(q.push(message("queued", "#a")).status, PushStatus::Accepted);
+
+  ASSERT_EQ(q.dead_letters().replay("dead"), ReplayStatus::Replayed);
+  const auto out = q.take(10);
+  ASSERT_THAT(ids(out), ElementsAre("queued", "dead"));
+  EXPECT_GT(out[1].seq, out[0].seq);
+  EXPECT_GT(out[0].seq, taken[1].seq);
+  EXPECT_NE(out[1].seq, taken[0].seq);
+
+  const std::string a = lane_key(taken[0].message);
+  const auto lane = q.read_lane(a, 0, out[1].seq, 10);
+  ASSERT_THAT(ids(lane), ElementsAre("queued", "dead"));
+  EXPECT_THAT(seqs(lane), ElementsAre(out[0].seq, out[1].seq));
+  EXPECT_EQ(q.lane_size(a), 2u);
+  q.ack(out[1]);
+  EXPECT_THAT(ids(q.read_lane(a, 0, out[1].seq, 10)), ElementsAre("queued"));
+}
+
+// The lane key reads back exactly, whatever a workspace holds: so two
+// messages share a lane only when pipeline, workspace and channel match.
+TEST_P(QueueContractTest, LaneKeyNamesItsPartsAndEachLaneReadsOnlyItsOwn) {
+  sdk::Message m = message("1", "#ops:odd");
+  m.pipeline = "pager";
+  m.workspace = "T1:50%";
+  const std::string lane = lane_key(m);
+  EXPECT_EQ(pipeline_of_lane(lane), "pager");
+  EXPECT_EQ(scope_of_lane(lane), "pager/T1%3A50%25");
+  EXPECT_EQ(channel_of_lane(lane), "#ops:odd");
+  EXPECT_EQ(lane_key(message("2", "#ops")), "slack/:#ops");  // the default workspace
+  EXPECT_EQ(pipeline_of_lane("slack/:#ops"), "slack");
+
+  // Unescaped, both would be "slack/a:b:#c".
+  sdk::Message colon_in_workspace = message("ws", "#c");
+  colon_in_workspace.workspace = "a:b";
+  sdk::Message colon_in_channel = message("ch", "b:#c");
+  colon_in_channel.workspace = "a";
+  ASSERT_NE(lane_key(colon_in_workspace), lane_key(colon_in_channel));
+
+  Queue& q = open();
+  for (const auto& pushed : {m, colon_in_workspace, colon_in_channel})
+    ASSERT_EQ(q.push(pushed).status, PushStatus::Accepted);
+  const std::uint64_t upto = q.take(10).back().seq;
+  EXPECT_THAT(ids(q.read_lane(lane, 0, upto, 10)), ElementsAre("1"));
+  EXPECT_THAT(ids(q.read_lane(lane_key(colon_in_workspace), 0, upto, 10)), ElementsAre("ws"));
+  EXPECT_THAT(ids(q.read_lane(lane_key(colon_in_channel), 0, upto, 10)), ElementsAre("ch"));
+  EXPECT_EQ(q.lane_size(lane_key(colon_in_channel)), 1u);
 }
 
 // -- dead letters
@@ -612,20 +884,20 @@ TEST_P(QueueContractTest, DeadLetterMovesLeasedMessageToTheStore) {
   auto taken = q.take(1);
   ASSERT_EQ(taken.size(), 1u);
   // The dispatcher's copy: one more attempt than the queue knows of.
-  taken[0].attempts = 3;
-  taken[0].last_attempt_at = clock_.wall_now() - 5s;
-  DeadLetter d =
-      letter_for(taken[0], "channel_not_found", DeadLetterKind::NotProcessed, clock_.wall_now());
+  taken[0].message.attempts = 3;
+  taken[0].message.last_attempt_at = clock_.wall_now() - 5s;
+  DeadLetter d = letter_for(taken[0].message, "channel_not_found", DeadLetterKind::NotProcessed,
+                            clock_.wall_now());
   d.reason = "channel is parked";
   d.http_status = 404;
-  q.dead_letter(d);
+  q.dead_letter(taken[0].seq, d);
 
   EXPECT_EQ(q.size(), 0u);
   EXPECT_EQ(q.bytes(), 0u);
   EXPECT_EQ(q.dead_letters().count(), 1u);
   auto got = q.dead_letters().get("1");
   ASSERT_TRUE(got.has_value());
-  sdk::Message want = taken[0];
+  sdk::Message want = taken[0].message;
   want.delivery_token.clear();  // readers never see it
   EXPECT_TRUE(same_message(want, got->message));
   EXPECT_EQ(got->kind, DeadLetterKind::NotProcessed);
@@ -728,9 +1000,10 @@ TEST_P(QueueContractTest, ReplayPutsTheMessageBackAtTheEndAsNew) {
   ASSERT_EQ(q.push(m).status, PushStatus::Accepted);
   auto taken = q.take(1);
   ASSERT_EQ(taken.size(), 1u);
-  taken[0].attempts = 4;
-  taken[0].last_attempt_at = clock_.wall_now();
-  q.dead_letter(letter_for(taken[0], "invalid_auth", DeadLetterKind::Failed, clock_.wall_now()));
+  taken[0].message.attempts = 4;
+  taken[0].message.last_attempt_at = clock_.wall_now();
+  q.dead_letter(taken[0].seq, letter_for(taken[0].message, "invalid_auth", DeadLetterKind::Failed,
+                                         clock_.wall_now()));
   ASSERT_EQ(q.push(message("queued")).status, PushStatus::Accepted);
 
   clock_.advance(1h);
@@ -742,7 +1015,7 @@ TEST_P(QueueContractTest, ReplayPutsTheMessageBackAtTheEndAsNew) {
   EXPECT_EQ(q.bytes(), m.payload.size() + message("queued").payload.size());
   auto out = q.take(10);
   ASSERT_THAT(ids(out), ElementsAre("queued", "dead"));
-  const sdk::Message& r = out[1];
+  const sdk::Message& r = out[1].message;
   sdk::Message want = m;  // as accepted, except what a replay resets
   want.attempts = 0;
   want.last_attempt_at = {};
@@ -773,8 +1046,9 @@ TEST_P(QueueContractTest, ReplayIntoAFullQueueIsFullAndKeepsTheDeadLetter) {
   EXPECT_TRUE(q.dead_letters().get("dead").has_value());
   EXPECT_EQ(q.size(), 2u);
 
-  ASSERT_EQ(q.take(1).size(), 1u);
-  q.ack("a");
+  const auto taken = q.take(1);
+  ASSERT_THAT(ids(taken), ElementsAre("a"));
+  q.ack(taken[0]);
   EXPECT_EQ(q.dead_letters().replay("dead"), ReplayStatus::Replayed);
   EXPECT_THAT(ids(q.take(10)), ElementsAre("b", "dead"));
 }
@@ -796,9 +1070,9 @@ TEST_P(QueueContractTest, ReplayMatchingStopsWhenFullAndCountsWhatIsLeft) {
   auto out = q.take(10);
   EXPECT_THAT(ids(out), ElementsAre("queued", "m1", "m2"));  // oldest dead letters first
   for (std::size_t i = 1; i < out.size(); ++i)
-    EXPECT_EQ(out[i].attributes[sdk::kReplayedAttribute], "true") << out[i].id;
+    EXPECT_EQ(out[i].message.attributes[sdk::kReplayedAttribute], "true") << out[i].message.id;
 
-  for (const auto& m : out) q.ack(m.id);
+  for (const auto& m : out) q.ack(m);
   n = q.dead_letters().replay_matching(by_channel("#ops"));
   EXPECT_EQ(n.replayed, 2u);
   EXPECT_EQ(n.left, 0u);
@@ -826,7 +1100,8 @@ TEST_P(QueueContractTest, DeliveryTokenIsNeverShownButAReplayStillCarriesIt) {
   ASSERT_EQ(q.dead_letters().replay("1"), ReplayStatus::Replayed);
   auto out = q.take(1);
   ASSERT_EQ(out.size(), 1u);
-  EXPECT_TRUE(out[0].delivery_token == kCallerToken) << "the replayed message lost its token";
+  EXPECT_TRUE(out[0].message.delivery_token == kCallerToken)
+      << "the replayed message lost its token";
 }
 
 // -- the dead-letter cap
@@ -851,14 +1126,14 @@ TEST_P(QueueContractTest, DeadLettersBeyondTheCapPushOutTheOldestFirst) {
   Queue& q = open();
   for (const char* id : {"1", "2", "3", "4", "5"})
     ASSERT_EQ(q.push(message(id)).status, PushStatus::Accepted);
-  std::map<std::string, sdk::Message> leased;
-  for (auto& m : q.take(10)) leased.emplace(m.id, std::move(m));
+  std::map<std::string, Queued> leased;
+  for (auto& m : q.take(10)) leased.emplace(m.message.id, std::move(m));
   ASSERT_EQ(leased.size(), 5u);
 
   // Dead in another order than pushed: "oldest" is the oldest dead letter.
   for (const char* id : {"2", "4", "1", "5", "3"}) {
-    q.dead_letter(letter_for(leased.at(id), "invalid_auth", DeadLetterKind::Failed,
-                             clock_.wall_now()));
+    q.dead_letter(leased.at(id).seq, letter_for(leased.at(id).message, "invalid_auth",
+                                                DeadLetterKind::Failed, clock_.wall_now()));
     clock_.advance(1s);
   }
   auto& store = q.dead_letters();
@@ -885,17 +1160,19 @@ TEST_P(QueueContractTest, PendingAndLeasedMessagesComeBackAfterReopenInOrder) {
     pushed.push_back(full_message(id, clock_));
     ASSERT_EQ(q.push(pushed.back()).status, PushStatus::Accepted);
   }
-  ASSERT_THAT(ids(q.take(2)), ElementsAre("1", "2"));
-  q.ack("1");  // "2" stays leased: delivery is at-least-once
+  const auto taken = q.take(2);
+  ASSERT_THAT(ids(taken), ElementsAre("1", "2"));
+  q.ack(taken[0]);  // "2" stays leased: delivery is at-least-once
 
   clock_.advance(30s);
   Queue& r = factory_->reopen();
   EXPECT_EQ(r.recovered(), 3u);
   EXPECT_EQ(r.size(), 3u);
   EXPECT_EQ(r.bytes(), total_payload({pushed[1], pushed[2], pushed[3]}));
-  auto out = r.take(10);
+  auto out = stored_backlog(r);
   ASSERT_THAT(ids(out), ElementsAre("2", "3", "4"));
-  for (std::size_t i = 0; i < out.size(); ++i) EXPECT_TRUE(same_message(pushed[i + 1], out[i]));
+  for (std::size_t i = 0; i < out.size(); ++i)
+    EXPECT_TRUE(same_message(pushed[i + 1], out[i].message));
 }
 
 TEST_P(QueueContractTest, AckedMessagesDoNotComeBackAfterClose) {
@@ -903,13 +1180,14 @@ TEST_P(QueueContractTest, AckedMessagesDoNotComeBackAfterClose) {
   Queue& q = open();
   for (const char* id : {"1", "2", "3"})
     ASSERT_EQ(q.push(message(id)).status, PushStatus::Accepted);
-  for (const auto& m : q.take(10)) q.ack(m.id);
+  for (const auto& m : q.take(10)) q.ack(m);
 
   Queue& r = factory_->reopen();  // closes first, which records every ack
   EXPECT_EQ(r.recovered(), 0u);
   EXPECT_EQ(r.size(), 0u);
   EXPECT_EQ(r.bytes(), 0u);
-  EXPECT_THAT(r.take(10), IsEmpty());
+  EXPECT_THAT(r.backlog(), IsEmpty());
+  EXPECT_THAT(stored_backlog(r), IsEmpty());
 }
 
 TEST_P(QueueContractTest, DeadLettersSurviveReopen) {
@@ -941,14 +1219,15 @@ TEST_P(QueueContractTest, DeadLettersSurviveReopen) {
   ASSERT_EQ(r.dead_letters().replay("1"), ReplayStatus::Replayed);
   auto out = r.take(10);
   ASSERT_THAT(ids(out), ElementsAre("1"));
-  EXPECT_TRUE(out[0].delivery_token == kCallerToken) << "the replayed message lost its token";
+  EXPECT_TRUE(out[0].message.delivery_token == kCallerToken)
+      << "the replayed message lost its token";
 }
 
 TEST_P(QueueContractTest, DedupKeysSurviveReopen) {
   SKIP_UNLESS_DURABLE();
   Queue& q = open();
   ASSERT_EQ(q.push(message("1"), {.dedup_key = "k"}).status, PushStatus::Accepted);
-  for (const auto& m : q.take(10)) q.ack(m.id);
+  for (const auto& m : q.take(10)) q.ack(m);
 
   clock_.advance(5min);
   Queue& r = factory_->reopen();
@@ -974,9 +1253,9 @@ TEST_P(QueueContractTest, MessageWithATokenSealedUnderAnotherKeyBecomesADeadLett
   Queue& r = factory_->reopen_with_another_token_key();
   EXPECT_EQ(r.recovered(), 1u);
   EXPECT_EQ(r.size(), 1u);
-  auto out = r.take(10);
+  auto out = stored_backlog(r);
   ASSERT_THAT(ids(out), ElementsAre("2"));  // never handed out without its token
-  EXPECT_TRUE(same_message(without_token, out[0]));
+  EXPECT_TRUE(same_message(without_token, out[0].message));
 
   EXPECT_EQ(r.dead_letters().count(), 2u);
   for (const char* id : {"0", "1"}) {
@@ -1002,6 +1281,150 @@ TEST_P(QueueContractTest, DeadLetterWhoseTokenCannotBeOpenedIsNotReplayedWithout
   EXPECT_NE(r.dead_letters().replay("1"), ReplayStatus::Replayed);
   EXPECT_THAT(ids(r.take(10)), IsEmpty());
   EXPECT_EQ(r.dead_letters().count(), 1u);
+}
+
+// -- the stored backlog (durable backends)
+
+// A message of `channel` in workspace "T9:x" (a ':' the lane key escapes).
+sdk::Message in_workspace(const std::string& id, const std::string& channel) {
+  sdk::Message m = message(id, channel);
+  m.workspace = "T9:x";
+  return m;
+}
+
+TEST_P(QueueContractTest, BacklogAfterReopenNamesTheStoredLanesByFirstSeq) {
+  SKIP_UNLESS_DURABLE();
+  Queue& q = open();
+  const std::vector<sdk::Message> pushes = {
+      message("a1", "#a"),      message("b1", "#b"),      message("a2", "#a"),
+      in_workspace("c1", "#c"), message("b2", "#b"),      in_workspace("c2", "#c"),
+      message("d1", "#d")};
+  for (const auto& m : pushes) ASSERT_EQ(q.push(m).status, PushStatus::Accepted);
+  const auto taken = q.take(10);
+  ASSERT_EQ(taken.size(), pushes.size());
+  q.ack(taken[1]);  // b1: lane #b now starts at b2, after #c's first
+  q.ack(taken[6]);  // d1, the newest: its lane is gone, and it is not the backlog's end
+  const std::string a = lane_key(pushes[0]);
+  const std::string b = lane_key(pushes[1]);
+  const std::string c = lane_key(pushes[3]);
+
+  Queue& r = factory_->reopen();
+  EXPECT_EQ(r.recovered(), 5u);
+  EXPECT_THAT(r.take(10), IsEmpty()) << "take() announces only what is pushed after the open";
+
+  const auto backlog = r.backlog();
+  ASSERT_EQ(backlog.size(), 3u);
+  EXPECT_EQ(backlog[0].lane, a);
+  EXPECT_EQ(backlog[1].lane, c);
+  EXPECT_EQ(backlog[2].lane, b);
+  EXPECT_EQ(backlog[0].count, 2u);
+  EXPECT_EQ(backlog[1].count, 2u);
+  EXPECT_EQ(backlog[2].count, 1u);
+  EXPECT_EQ(scope_of_lane(backlog[1].lane), "slack/T9%3Ax");  // a stored lane reads back
+  EXPECT_EQ(channel_of_lane(backlog[1].lane), "#c");
+
+  const std::uint64_t upto = r.backlog_upto();
+  const auto lane_a = r.read_lane(a, 0, upto, 10);
+  const auto lane_c = r.read_lane(c, 0, upto, 10);
+  const auto lane_b = r.read_lane(b, 0, upto, 10);
+  ASSERT_THAT(ids(lane_a), ElementsAre("a1", "a2"));
+  ASSERT_THAT(ids(lane_c), ElementsAre("c1", "c2"));
+  ASSERT_THAT(ids(lane_b), ElementsAre("b2"));
+  EXPECT_TRUE(same_message(pushes[3], lane_c[0].message));
+  EXPECT_LT(lane_a[0].seq, lane_a[1].seq);
+  EXPECT_LT(lane_c[0].seq, lane_c[1].seq);
+  EXPECT_EQ(backlog[0].first_seq, lane_a[0].seq);
+  EXPECT_EQ(backlog[1].first_seq, lane_c[0].seq);
+  EXPECT_EQ(backlog[2].first_seq, lane_b[0].seq);
+  EXPECT_LT(backlog[0].first_seq, backlog[1].first_seq);
+  EXPECT_LT(backlog[1].first_seq, backlog[2].first_seq);
+  EXPECT_EQ(upto, lane_c[1].seq) << "the highest stored seq (c2; d1 was acked)";
+  EXPECT_EQ(r.lane_size(a), 2u);
+  EXPECT_EQ(r.lane_size(b), 1u);
+  EXPECT_EQ(r.lane_size(c), 2u);
+  EXPECT_EQ(r.lane_size(lane_key(pushes[6])), 0u);
+
+  // New pushes come after the backlog, and only they are announced.
+  ASSERT_EQ(r.push(message("a3", "#a")).status, PushStatus::Accepted);
+  const auto fresh = r.take(10);
+  ASSERT_THAT(ids(fresh), ElementsAre("a3"));
+  EXPECT_GT(fresh[0].seq, upto);
+  EXPECT_THAT(ids(r.read_lane(a, 0, fresh[0].seq, 10)), ElementsAre("a1", "a2", "a3"));
+  EXPECT_THAT(ids(r.read_lane(a, 0, upto, 10)), ElementsAre("a1", "a2"));  // upto still caps
+}
+
+// "Rising in push order across restarts": a restart must not hand out again
+// the number of a message acked before it.
+TEST_P(QueueContractTest, SeqsKeepRisingAcrossARestartPastAckedOnes) {
+  SKIP_UNLESS_DURABLE();
+  Queue& q = open();
+  for (const char* id : {"1", "2", "3"})
+    ASSERT_EQ(q.push(message(id)).status, PushStatus::Accepted);
+  const auto taken = q.take(10);
+  ASSERT_EQ(taken.size(), 3u);
+  q.ack(taken[2]);
+
+  Queue& r = factory_->reopen();
+  EXPECT_EQ(r.backlog_upto(), taken[1].seq);
+  ASSERT_EQ(r.push(message("4")).status, PushStatus::Accepted);
+  const auto fresh = r.take(10);
+  ASSERT_THAT(ids(fresh), ElementsAre("4"));
+  EXPECT_GT(fresh[0].seq, taken[2].seq);
+}
+
+// The "lanes page in order across restarts and retries": a lane is
+// paged a few at a time, its head read again while it is retried (not
+// acked), and the store restarted twice on the way; every message comes out
+// once in order, and a lane beside it is untouched.
+TEST_P(QueueContractTest, LanesPageInOrderAcrossRestartsAndRetries) {
+  SKIP_UNLESS_DURABLE();
+  Queue* q = &open();
+  std::vector<std::string> want_a;
+  std::vector<std::string> want_b;
+  for (int i = 0; i < 10; ++i) {
+    want_a.push_back("a" + std::to_string(i));
+    want_b.push_back("b" + std::to_string(i));
+    ASSERT_EQ(q->push(message(want_a.back(), "#a")).status, PushStatus::Accepted);
+    ASSERT_EQ(q->push(message(want_b.back(), "#b")).status, PushStatus::Accepted);
+  }
+  const std::string a = lane_key(message("x", "#a"));
+  const std::string b = lane_key(message("x", "#b"));
+  std::uint64_t upto = q->take(100).back().seq;
+  std::vector<std::string> delivered;
+  // Reads a page from the lane's head and acks its first `n`: the rest of
+  // the page is the lane's head again on the next read (a retry).
+  const auto deliver_head = [&](Queue& from, std::size_t page, std::size_t n) {
+    const auto got = from.read_lane(a, 0, upto, page);
+    for (std::size_t i = 0; i < n && i < got.size(); ++i) {
+      delivered.push_back(got[i].message.id);
+      from.ack(got[i]);
+    }
+    return ids(got);
+  };
+
+  EXPECT_THAT(deliver_head(*q, 3, 2), ElementsAre("a0", "a1", "a2"));
+  EXPECT_THAT(deliver_head(*q, 3, 0), ElementsAre("a2", "a3", "a4"));  // a2 retried
+  EXPECT_THAT(deliver_head(*q, 3, 1), ElementsAre("a2", "a3", "a4"));
+
+  q = &factory_->reopen();
+  upto = q->backlog_upto();
+  ASSERT_EQ(q->lane_size(a), 7u);
+  EXPECT_THAT(deliver_head(*q, 3, 1), ElementsAre("a3", "a4", "a5"));
+  EXPECT_THAT(deliver_head(*q, 3, 1), ElementsAre("a4", "a5", "a6"));
+  // Paging on past the head, as a lane's read-ahead does, does not move it.
+  const auto ahead = q->read_lane(a, q->read_lane(a, 0, upto, 2).back().seq, upto, 2);
+  EXPECT_THAT(ids(ahead), ElementsAre("a7", "a8"));
+
+  q = &factory_->reopen();
+  upto = q->backlog_upto();
+  ASSERT_EQ(q->lane_size(a), 5u);
+  for (auto page = deliver_head(*q, 2, 2); !page.empty(); page = deliver_head(*q, 2, 2)) {
+  }
+  EXPECT_EQ(delivered, want_a);
+  EXPECT_EQ(q->lane_size(a), 0u);
+  EXPECT_EQ(q->lane_size(b), 10u);
+  EXPECT_EQ(ids(q->read_lane(b, 0, upto, 100)), want_b);
+  EXPECT_EQ(q->size(), 10u);
 }
 
 // -- capacity
@@ -1051,11 +1474,12 @@ TEST_P(QueueContractTest, AckOrDeadLetterFreesSpaceForTheNextPush) {
   ASSERT_EQ(taken.size(), 2u);
   EXPECT_EQ(q.push(message("3", "#a", "x")).status, PushStatus::Full);  // leased count
 
-  q.ack("1");
+  q.ack(taken[0]);
   EXPECT_EQ(q.push(message("3", "#a", std::string(10, 'x'))).status, PushStatus::Accepted);
   EXPECT_EQ(q.push(message("4", "#a", "x")).status, PushStatus::Full);
 
-  q.dead_letter(letter_for(taken[1], "invalid_auth", DeadLetterKind::Failed, clock_.wall_now()));
+  q.dead_letter(taken[1].seq, letter_for(taken[1].message, "invalid_auth", DeadLetterKind::Failed,
+                                         clock_.wall_now()));
   EXPECT_EQ(q.push(message("4", "#a", std::string(10, 'x'))).status, PushStatus::Accepted);
   EXPECT_THAT(ids(q.take(10)), ElementsAre("3", "4"));
 }
@@ -1123,7 +1547,7 @@ TEST_P(QueueContractTest, SameDedupKeyWithinTheWindowIsDuplicateAndNotStored) {
 TEST_P(QueueContractTest, DedupKeyIsRememberedAfterTheMessageWasAcked) {
   Queue& q = open();
   ASSERT_EQ(q.push(message("1"), {.dedup_key = "k"}).status, PushStatus::Accepted);
-  for (const auto& m : q.take(10)) q.ack(m.id);
+  for (const auto& m : q.take(10)) q.ack(m);
   EXPECT_EQ(q.push(message("2"), {.dedup_key = "k"}).status, PushStatus::Duplicate);
   EXPECT_EQ(q.size(), 0u);
 }
@@ -1161,7 +1585,7 @@ TEST_P(QueueContractTest, PushRefusedAsFullDoesNotRememberItsDedupKey) {
   Queue& q = open(limits);
   ASSERT_EQ(q.push(message("1")).status, PushStatus::Accepted);
   ASSERT_EQ(q.push(message("2"), {.dedup_key = "k"}).status, PushStatus::Full);
-  for (const auto& m : q.take(10)) q.ack(m.id);
+  for (const auto& m : q.take(10)) q.ack(m);
   // The client retries after its 503: this is the first time it is stored.
   EXPECT_EQ(q.push(message("2"), {.dedup_key = "k"}).status, PushStatus::Accepted);
 }
@@ -1191,7 +1615,8 @@ TEST_P(QueueContractTest, OnPushIsCalledAfterAcceptedPushesAndReplaysOnly) {
   listener.set_phase("take, dead letter");
   auto taken = q.take(1);
   ASSERT_EQ(ids(taken), std::vector<std::string>{"1"});
-  q.dead_letter(letter_for(taken[0], "invalid_auth", DeadLetterKind::Failed, clock_.wall_now()));
+  q.dead_letter(taken[0].seq, letter_for(taken[0].message, "invalid_auth", DeadLetterKind::Failed,
+                                         clock_.wall_now()));
   listener.set_phase("replay 1");
   ASSERT_EQ(q.dead_letters().replay("1"), ReplayStatus::Replayed);
   ASSERT_TRUE(listener.wait_for_calls(3));
@@ -1308,9 +1733,9 @@ TEST_P(QueueContractTest, PushAsyncAcceptedMessageIsThereAfterAReopen) {
 
   Queue& r = factory_->reopen();
   EXPECT_EQ(r.recovered(), 1u);
-  auto out = r.take(10);
+  auto out = stored_backlog(r);
   ASSERT_EQ(out.size(), 1u);
-  EXPECT_TRUE(same_message(m, out[0]));
+  EXPECT_TRUE(same_message(m, out[0].message));
   r.push_async(message("2"), {.dedup_key = "k"}, reports.done_for("again"));
   ASSERT_TRUE(reports.wait_for(2));
   EXPECT_EQ(reports.result("again").status, PushStatus::Duplicate);  // the key was stored too
@@ -1490,9 +1915,9 @@ TEST_P(QueueContractTest, ConcurrentPushAsyncCallersAreAllReportedInOrder) {
   const auto out = q.take(kThreads * kPerThread + 1);
   ASSERT_EQ(out.size(), static_cast<std::size_t>(kThreads * kPerThread));
   std::vector<int> next(kThreads, 0);  // per channel, push order is kept
-  for (const auto& m : out) {
-    const int t = std::stoi(m.channel.substr(2));
-    EXPECT_EQ(m.id, std::to_string(t) + "-" + std::to_string(next[t]));
+  for (const auto& q : out) {
+    const int t = std::stoi(q.message.channel.substr(2));
+    EXPECT_EQ(q.message.id, std::to_string(t) + "-" + std::to_string(next[t]));
     ++next[t];
   }
 }
@@ -1520,6 +1945,17 @@ TEST(MemoryQueueTest, CountOnlyConstructorAcceptsExactlyNAndNeverDedups) {
   EXPECT_EQ(full.status, PushStatus::Full);
   EXPECT_THAT(full.detail, HasSubstr("3 messages"));
   EXPECT_EQ(q.size(), 3u);
+}
+
+// Nothing outlives the process, so there is never a stored backlog: every
+// message is announced by take().
+TEST(MemoryQueueTest, HasNoStoredBacklog) {
+  MemoryQueue q(10);
+  ASSERT_EQ(q.push(message("1")).status, PushStatus::Accepted);
+  EXPECT_THAT(q.backlog(), IsEmpty());
+  EXPECT_EQ(q.backlog_upto(), 0u);
+  EXPECT_EQ(q.recovered(), 0u);
+  EXPECT_THAT(ids(q.take(10)), ElementsAre("1"));
 }
 
 // ---- SqliteQueue only -----------------------------------------------------------
@@ -1563,7 +1999,7 @@ TEST_F(SqliteQueueTest, DiskFullMakesPushUnavailableAndKeepsWhatWasAccepted) {
   // Acks still work: they are recorded and free space.
   auto taken = q->take(accepted.size() + 10);
   ASSERT_EQ(ids(taken), accepted);
-  q->ack(accepted[0]);
+  q->ack(taken[0]);
   EXPECT_EQ(q->size(), accepted.size() - 1);
   q->close();
   q.reset();
@@ -1571,7 +2007,7 @@ TEST_F(SqliteQueueTest, DiskFullMakesPushUnavailableAndKeepsWhatWasAccepted) {
   auto r = open(options());
   EXPECT_EQ(r->recovered(), accepted.size() - 1);
   const std::vector<std::string> rest(accepted.begin() + 1, accepted.end());
-  EXPECT_EQ(ids(r->take(accepted.size() + 10)), rest);
+  EXPECT_EQ(ids(stored_backlog(*r)), rest);
 }
 
 // What "Accepted" promises, seen from outside: a copy of the database files
@@ -1596,7 +2032,7 @@ TEST_F(SqliteQueueTest, PushAsyncAcceptedMessageIsInTheFileWhenItsDoneRuns) {
   o.path = (copy.path() / "queue.db").string();
   auto snapshot = open(o);
   EXPECT_EQ(snapshot->recovered(), 1u);
-  EXPECT_THAT(ids(snapshot->take(10)), ElementsAre("1"));
+  EXPECT_THAT(ids(stored_backlog(*snapshot)), ElementsAre("1"));
 }
 
 // A failed commit is reported to its push as Unavailable with the cause, and
@@ -1633,7 +2069,7 @@ TEST_F(SqliteQueueTest, PushAsyncRepeatOfAPendingKeyGetsTheFirstCopysFailure) {
   EXPECT_EQ(q->size(), stored);  // the failed ones are not counted
 
   // The key was not kept: once there is room, the client's retry is stored.
-  for (const auto& m : q->take(stored + 10)) q->ack(m.id);
+  for (const auto& m : q->take(stored + 10)) q->ack(m);
   EXPECT_EQ(q->push(message("retry"), {.dedup_key = "k"}).status, PushStatus::Accepted);
 }
 
