@@ -1,6 +1,7 @@
 #include "admin_api.h"
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -104,9 +105,9 @@ struct Harness {
     ASSERT_EQ(queue.push(m).status, Queue::PushStatus::Accepted);
     auto taken = queue.take(1);
     ASSERT_EQ(taken.size(), 1u);
-    ASSERT_EQ(taken[0].id, b.id);
+    ASSERT_EQ(taken[0].message.id, b.id);
     DeadLetter dead;
-    dead.message = taken[0];
+    dead.message = taken[0].message;
     dead.message.attempts = b.attempts;
     if (b.attempts > 0) {
       clock.advance(1s);
@@ -118,7 +119,7 @@ struct Harness {
     dead.http_status = b.attempts > 0 ? 200 : 0;
     clock.advance(1s);
     dead.dead_at = clock.wall_now();
-    queue.dead_letter(std::move(dead));
+    queue.dead_letter(taken[0].seq, std::move(dead));
   }
 
   HttpReply call(const std::string& method, const std::string& uri) {
@@ -157,9 +158,16 @@ class ThrowingQueue final : public Queue, private DeadLetterStore {
 
   using Queue::push;
   PushResult push(sdk::Message, const PushOptions&) override { throw QueueError(kWhy); }
-  std::vector<sdk::Message> take(std::size_t) override { throw QueueError(kWhy); }
-  void ack(const std::string&) override { throw QueueError(kWhy); }
-  void dead_letter(DeadLetter) override { throw QueueError(kWhy); }
+  std::vector<Queued> take(std::size_t) override { throw QueueError(kWhy); }
+  std::vector<LaneBacklog> backlog() override { throw QueueError(kWhy); }
+  std::vector<Queued> read_lane(const std::string&, std::uint64_t, std::uint64_t,
+                                std::size_t) override {
+    throw QueueError(kWhy);
+  }
+  std::size_t lane_size(const std::string&) override { throw QueueError(kWhy); }
+  std::uint64_t backlog_upto() const override { throw QueueError(kWhy); }
+  void ack(const Queued&) override { throw QueueError(kWhy); }
+  void dead_letter(std::uint64_t, DeadLetter) override { throw QueueError(kWhy); }
   std::size_t size() const override { throw QueueError(kWhy); }
   std::size_t bytes() const override { throw QueueError(kWhy); }
   QueueLimits limits() const override { throw QueueError(kWhy); }
@@ -187,9 +195,16 @@ class ScriptedReplayQueue final : public Queue, private DeadLetterStore {
 
   using Queue::push;
   PushResult push(sdk::Message, const PushOptions&) override { return {}; }
-  std::vector<sdk::Message> take(std::size_t) override { return {}; }
-  void ack(const std::string&) override {}
-  void dead_letter(DeadLetter) override {}
+  std::vector<Queued> take(std::size_t) override { return {}; }
+  std::vector<LaneBacklog> backlog() override { return {}; }
+  std::vector<Queued> read_lane(const std::string&, std::uint64_t, std::uint64_t,
+                                std::size_t) override {
+    return {};
+  }
+  std::size_t lane_size(const std::string&) override { return 0; }
+  std::uint64_t backlog_upto() const override { return 0; }
+  void ack(const Queued&) override {}
+  void dead_letter(std::uint64_t, DeadLetter) override {}
   std::size_t size() const override { return 0; }
   std::size_t bytes() const override { return 0; }
   QueueLimits limits() const override { return {}; }
@@ -426,10 +441,10 @@ TEST(AdminApi, ReplayOneMovesTheMessageBackIntoTheQueue) {
   EXPECT_EQ(h.queue.dead_letters().count(), 1u);
   const auto taken = h.queue.take(10);
   ASSERT_EQ(taken.size(), 1u);
-  EXPECT_EQ(taken[0].id, "m-1");
-  EXPECT_EQ(taken[0].attempts, 0u);
-  EXPECT_EQ(taken[0].attributes.at(sdk::kReplayedAttribute), "true");
-  EXPECT_EQ(taken[0].delivery_token, kToken);  // it can still be delivered as its caller
+  EXPECT_EQ(taken[0].message.id, "m-1");
+  EXPECT_EQ(taken[0].message.attempts, 0u);
+  EXPECT_EQ(taken[0].message.attributes.at(sdk::kReplayedAttribute), "true");
+  EXPECT_EQ(taken[0].message.delivery_token, kToken);  // it can still be delivered as its caller
   EXPECT_EQ(h.error_of(404, "GET", "/admin/dead-letters/m-1"), "not_found");
   EXPECT_THAT(h.log_text.str(), HasSubstr("admin: replayed dead letter m-1"));
 }
@@ -514,7 +529,7 @@ TEST(AdminApi, ReplayMatchingMovesOnlyTheMatchesAndLogsTheCount) {
   EXPECT_EQ(reply->getValue<int>("left"), 0);
   EXPECT_EQ(h.queue.size(), 2u);
   std::vector<std::string> taken;
-  for (const auto& m : h.queue.take(10)) taken.push_back(m.id);
+  for (const auto& m : h.queue.take(10)) taken.push_back(m.message.id);
   EXPECT_THAT(taken, ElementsAre("b-1", "b-3"));
   EXPECT_THAT(ids_of(h.expect(200, "GET", "/admin/dead-letters")), ElementsAre("b-2"));
   EXPECT_THAT(h.log_text.str(), HasSubstr("admin: replayed 2 dead letter(s) (channel=#x)"));
@@ -731,7 +746,7 @@ TEST(AdminApi, DeliveryTokenNeverAppearsInAnyReplyOrLogLine) {
   // The replayed messages kept their token: only readers never see it.
   const auto taken = h.queue.take(10);
   ASSERT_EQ(taken.size(), 3u);
-  for (const auto& m : taken) EXPECT_EQ(m.delivery_token, kToken);
+  for (const auto& m : taken) EXPECT_EQ(m.message.delivery_token, kToken);
 }
 
 }  // namespace
