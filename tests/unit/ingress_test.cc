@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
@@ -130,7 +131,12 @@ class IngressTest : public ::testing::Test {
     return metric_value(registry, "slackproxy_requests_rejected_total", {{"error", error}});
   }
 
-  std::vector<sdk::Message> queued() { return queue->take(100); }
+  // The messages take() announces: what the ingress stored, in order.
+  std::vector<sdk::Message> queued() {
+    std::vector<sdk::Message> out;
+    for (auto& q : queue->take(100)) out.push_back(std::move(q.message));
+    return out;
+  }
 
   sdk::testing::FakeClock clock;
   std::unique_ptr<MemoryQueue> queue = std::make_unique<MemoryQueue>(10);
@@ -802,9 +808,16 @@ class BrokenQueue final : public Queue {
   PushResult push(sdk::Message, const PushOptions&) override {
     return {PushStatus::Unavailable, "disk I/O error writing /var/lib/secret-path/queue.db"};
   }
-  std::vector<sdk::Message> take(std::size_t) override { return {}; }
-  void ack(const std::string&) override {}
-  void dead_letter(DeadLetter) override {}
+  std::vector<Queued> take(std::size_t) override { return {}; }
+  std::vector<LaneBacklog> backlog() override { return {}; }
+  std::vector<Queued> read_lane(const std::string&, std::uint64_t, std::uint64_t,
+                                std::size_t) override {
+    return {};
+  }
+  std::size_t lane_size(const std::string&) override { return 0; }
+  std::uint64_t backlog_upto() const override { return 0; }
+  void ack(const Queued&) override {}
+  void dead_letter(std::uint64_t, DeadLetter) override {}
   std::size_t size() const override { return 0; }
   std::size_t bytes() const override { return 0; }
   QueueLimits limits() const override { return {}; }
@@ -909,9 +922,18 @@ class WriterThreadQueue final : public Queue {
   PushResult push(sdk::Message message, const PushOptions& options) override {
     return inner_.push(std::move(message), options);
   }
-  std::vector<sdk::Message> take(std::size_t max) override { return inner_.take(max); }
-  void ack(const std::string& id) override { inner_.ack(id); }
-  void dead_letter(DeadLetter d) override { inner_.dead_letter(std::move(d)); }
+  std::vector<Queued> take(std::size_t max) override { return inner_.take(max); }
+  std::vector<LaneBacklog> backlog() override { return inner_.backlog(); }
+  std::vector<Queued> read_lane(const std::string& lane, std::uint64_t after, std::uint64_t upto,
+                                std::size_t max) override {
+    return inner_.read_lane(lane, after, upto, max);
+  }
+  std::size_t lane_size(const std::string& lane) override { return inner_.lane_size(lane); }
+  std::uint64_t backlog_upto() const override { return inner_.backlog_upto(); }
+  void ack(const Queued& done) override { inner_.ack(done); }
+  void dead_letter(std::uint64_t seq, DeadLetter d) override {
+    inner_.dead_letter(seq, std::move(d));
+  }
   std::size_t size() const override { return inner_.size(); }
   std::size_t bytes() const override { return inner_.bytes(); }
   QueueLimits limits() const override { return inner_.limits(); }
