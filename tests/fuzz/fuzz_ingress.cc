@@ -148,7 +148,10 @@ std::vector<HttpReply> serve(std::uint8_t flags, const FuzzRequest& request,
   std::vector<HttpReply> replies;
   const int sends = (flags & 0x20) != 0 ? 2 : 1;
   for (int i = 0; i < sends; ++i) replies.push_back(ingress.admit(request, std::string(body)));
-  if (queued != nullptr) *queued = queue.take(sends);
+  if (queued != nullptr) {
+    queued->clear();
+    for (auto& q : queue.take(sends)) queued->push_back(std::move(q.message));
+  }
   return replies;
 }
 

@@ -156,7 +156,7 @@ class TransportUnderTest {
   void reset() {
     ingress_.set_draining(false);
     for (auto taken = queue_.take(64); !taken.empty(); taken = queue_.take(64))
-      for (const auto& m : taken) queue_.ack(m.id);
+      for (const auto& m : taken) queue_.ack(m);
     clock_.advance(1s);
   }
 
