@@ -412,7 +412,7 @@ fake_count() { fake GET stats | grep -o '"delivered":[0-9]*' | cut -d: -f2; }
 slack_ok() { fake POST reset >/dev/null; }
 slack_429() { fake POST reset >/dev/null; fake POST default '{"status":429,"retry_after":3600}' >/dev/null; }
 
-now_ms() { local t=$EPOCHREALTIME; echo $((${t/./} / 1000)); }
+now_ms() { local t=$EPOCHREALTIME; echo $((${t//[.,]/} / 1000)); }  # the decimal point is the locale's
 mib() { awk -v k="$1" 'BEGIN {if (k == "" || k == "-") print "-"; else printf "%.1f", k / 1024}'; }
 max_of() { awk -v a="$1" -v b="$2" 'BEGIN {print (b == "" || a + 0 >= b + 0) ? a : b}'; }
 per_second() { awk -v n="$1" -v ms="$2" 'BEGIN {if (ms > 0) printf "%.0f", n * 1000 / ms; else print "-"}'; }
@@ -423,16 +423,19 @@ per_second() { awk -v n="$1" -v ms="$2" 'BEGIN {if (ms > 0) printf "%.0f", n * 1
 # /dev/tcp connect, about a millisecond). Then waits for /health.
 start_timed() {  # stages
   write_proxy_config sqlite "" "$1"
-  local deadline
-  started_ms=$(now_ms)
-  deadline=$((started_ms + 60000))
+  local t0=$EPOCHREALTIME t1
+  started_ms=$((${t0//[.,]/} / 1000))
   launch_proxy
   listen_ms=-
-  while ! (exec 3<>"/dev/tcp/127.0.0.1/$PROXY_PORT") 2>/dev/null; do
+  while :; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PROXY_PORT") 2>/dev/null; then
+      t1=$EPOCHREALTIME
+      listen_ms=$(((${t1//[.,]/} - ${t0//[.,]/}) / 1000))
+      break
+    fi
     kill -0 "$proxy" 2>/dev/null || break
-    (($(now_ms) < deadline)) || break
+    (($(now_ms) < started_ms + 60000)) || break
   done
-  (exec 3<>"/dev/tcp/127.0.0.1/$PROXY_PORT") 2>/dev/null && listen_ms=$(($(now_ms) - started_ms))
   wait_healthy "backlog"
 }
 # The highest VmRSS (KiB), sampled every 0.5 s until `seconds` after start;
