@@ -52,7 +52,8 @@ static void PrintTo(Queue::PushStatus s, std::ostream* os) {
   *os << kNames[static_cast<int>(s)];
 }
 static void PrintTo(DeadLetterStore::ReplayStatus s, std::ostream* os) {
-  constexpr const char* kNames[] = {"Replayed", "NotFound", "Full", "Unavailable"};
+  constexpr const char* kNames[] = {"Replayed", "NotFound", "Full", "Unavailable",
+                                    "TokenUnavailable"};
   *os << kNames[static_cast<int>(s)];
 }
 
