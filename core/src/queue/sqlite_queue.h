@@ -1,4 +1,6 @@
-// The durable default: a SQLite database in WAL mode.
+// The durable default: a SQLite database in WAL mode. The database is the
+// queue; memory holds what is on its way in and a few counters, never the
+// backlog.
 //
 // Group commit: a pusher checks its message (capacity, dedup, sealing,
 // encoding) and hands it to one writer thread with its completion; the
@@ -8,33 +10,52 @@
 // durability costs one fsync per batch, not per message, and an event
 // thread never waits for the disk.
 //
+// The writer is a loop over typed commands, one handler each: Insert (a
+// push), Finish (an ack), Bury (a dead letter), Replay (a dead letter going
+// back) share the group commit; Admin (the dead-letter store's calls) runs
+// in a transaction of its own after it; housekeeping (purging expired dedup
+// keys, trimming dead letters beyond the cap) is a task the writer
+// schedules for itself, in its own transaction.
+//
 // Outcomes (ack, dead letter) travel the same way, but nobody waits for
 // them: after a crash an acked-but-unrecorded message is delivered once
 // more (at-least-once), never lost. A failed commit (disk full, I/O error)
-// fails the pushes in it (the callers get 503) and keeps the outcomes for
-// the next commit.
+// fails the pushes and replays in it (the callers get 503) and keeps the
+// outcomes for the next commit.
 //
-// Messages waiting for the dispatcher are also kept in memory, so take()
-// never reads the disk; on open, everything in the database is loaded back
-// in the original order and counted in recovered().
+// In memory, per message: only arrivals committed but not yet take()n, and
+// the outcomes handed to the writer but not yet committed. Besides: the
+// counters (size, bytes, reservations of pushes in flight), the dedup keys
+// of the window and the keys whose first copy is still being committed.
+// Everything else is read from disk: read_lane() and lane_size() on a
+// second, read-only connection (WAL lets it read while the writer commits,
+// and it never sees an uncommitted transaction), which also checks that an
+// acked sequence is still stored. Opening reads totals kept by triggers,
+// the highest sequence, the live dedup keys and the dead-letter count; it
+// never loads the messages. A row whose sealed caller token cannot be
+// opened (no key, or another key) is read with an empty delivery_token:
+// the dispatcher dead-letters it (token_unavailable) when it reaches it.
 //
-// The database is opened with an exclusive lock: a second proxy pointed at
-// the same file refuses to start instead of delivering everything twice.
+// A second proxy pointed at the same file refuses to start instead of
+// delivering everything twice: the queue holds an exclusive flock(2) on
+// `<path>.lock`, beside the database, for its lifetime (SQLite's own
+// locks cannot say this once two connections share the file).
 #pragma once
 
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <map>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <stdexcept>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <spdlog/logger.h>
@@ -43,14 +64,11 @@
 
 #include "queue/dedup_index.h"
 #include "queue/queue.h"
+#include "queue/sqlite_db.h"
+#include "queue/sqlite_dead_letters.h"
 #include "queue/token_seal.h"
 
 namespace slack_proxy {
-
-class QueueError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 struct SqliteQueueOptions {
   std::string path;  // the database file; its directory is created if missing
@@ -61,17 +79,17 @@ struct SqliteQueueOptions {
   enum class Sync { Full, Normal } sync = Sync::Full;
   std::size_t max_dead_letters = 100'000;  // beyond it the oldest are deleted
   // Seals delivery tokens at rest. Without one, tokens are never written:
-  // a recovered message that had one is dead-lettered "token_unavailable".
+  // a stored message that had one is read back without it.
   std::shared_ptr<const TokenSealer> sealer;
   // Test hook: caps the database size in pages (SQLite's max_page_count),
   // so "disk full" can be provoked without filling a disk. 0 = no cap.
   std::uint32_t max_page_count = 0;
 };
 
-class SqliteQueue final : public Queue, private DeadLetterStore {
+class SqliteQueue final : public Queue, private SqliteDeadLetters::Writer {
  public:
-  // Opens (creating if needed) and recovers. Throws QueueError naming the
-  // path and SQLite's message when the database cannot be opened.
+  // Opens (creating or migrating if needed). Throws QueueError naming the
+  // path when the database cannot be opened or another process holds it.
   SqliteQueue(SqliteQueueOptions options, const sdk::Clock& clock,
               std::shared_ptr<spdlog::logger> log);
   ~SqliteQueue() override;
@@ -82,117 +100,169 @@ class SqliteQueue final : public Queue, private DeadLetterStore {
   using Queue::push;
   PushResult push(sdk::Message message, const PushOptions& options) override;
   void push_async(sdk::Message message, const PushOptions& options, PushDone done) override;
-  std::vector<sdk::Message> take(std::size_t max) override;
-  void ack(const std::string& id) override;
-  void dead_letter(DeadLetter letter) override;
+  std::vector<Queued> take(std::size_t max) override;
+  std::vector<LaneBacklog> backlog() override;
+  std::vector<Queued> read_lane(const std::string& lane, std::uint64_t after, std::uint64_t upto,
+                                std::size_t max) override;
+  std::size_t lane_size(const std::string& lane) override;
+  std::uint64_t backlog_upto() const override { return backlog_upto_; }
+  void ack(const Queued& done) override;
+  void dead_letter(std::uint64_t seq, DeadLetter letter) override;
   std::size_t size() const override;
   std::size_t bytes() const override;
   QueueLimits limits() const override { return options_.limits; }
   std::size_t recovered() const override { return recovered_; }
-  DeadLetterStore& dead_letters() override { return *this; }
+  DeadLetterStore& dead_letters() override { return dead_letters_; }
   void on_push(std::function<void()> listener) override { listener_ = std::move(listener); }
   void close() override;
 
-  class Db;  // the connection and its statements (sqlite_queue.cc)
-
  private:
-  // An admin call's work: runs inside its own transaction on the writer
-  // thread; `after` runs under the queue's lock once it committed, `failed`
-  // if it did not.
-  struct Txn {
-    std::function<void(Db&)> run;
-    std::function<void()> after;
-    std::function<void(const std::string&)> failed;
-  };
-  struct Op {
-    enum class Kind { Insert, Delete, DeadLetter, Txn } kind;
-    std::int64_t seq = 0;
-    std::string body;    // Insert, DeadLetter: encode_message()
-    std::string sealed;  // Insert, DeadLetter: sealed delivery token, or empty
+  // ---- the writer's commands ----
+  struct Insert {
+    std::uint64_t seq = 0;
+    std::string lane;
+    std::string body;    // encode_message()
+    std::string sealed;  // sealed delivery token, or empty
     std::string dedup_key;
     std::int64_t dedup_expires_ms = 0;
-    sdk::Message message;  // Insert: handed to take() after the commit
-    PushDone done;         // Insert: told the outcome after the commit
-    // The rarer kinds keep their bulk out of line: every push moves its Op
-    // into ops_ under the lock, and this halves what it moves.
-    std::unique_ptr<DeadLetter> letter;  // DeadLetter: the record's fields (message unused)
-    std::unique_ptr<Txn> txn;            // Txn
+    sdk::Message message;  // announced by take() after the commit
+    PushDone done;
   };
+  struct Finish {  // ack
+    std::uint64_t seq = 0;
+    std::size_t bytes = 0;  // as stored, given back if the row was gone
+    bool deleted = false;   // set by the commit
+  };
+  struct Bury {  // dead letter
+    std::uint64_t seq = 0;
+    std::size_t bytes = 0;
+    std::string body, sealed;
+    DeadLetter record;  // its message's payload and token are dropped (the body has them)
+    bool deleted = false;
+  };
+  struct Replay {
+    std::string id;
+    std::uint64_t seq = 0;  // given when handed over, so arrivals stay in sequence order
+    std::shared_ptr<std::promise<DeadLetterStore::ReplayStatus>> outcome;
+    // Set by the commit:
+    DeadLetterStore::ReplayStatus status = DeadLetterStore::ReplayStatus::Unavailable;
+    std::size_t reserved_bytes = 0;  // counted in reserved_* while the commit runs
+    bool reserved = false;
+    Queued queued;
+  };
+  struct Admin {
+    std::function<void(SqliteDb&)> work;
+    std::shared_ptr<std::promise<std::string>> outcome;  // empty: committed
+  };
+  using Command = std::variant<Insert, Finish, Bury, Replay, Admin>;
 
-  // DeadLetterStore
-  DeadLetterPage list(const DeadLetterFilter& filter, const std::string& after,
-                      std::size_t limit) override;
-  std::optional<DeadLetter> get(const std::string& id) override;
-  std::size_t count() override;
-  bool remove(const std::string& id) override;
-  std::size_t remove_matching(const DeadLetterFilter& filter) override;
-  ReplayStatus replay(const std::string& id) override;
-  ReplayCount replay_matching(const DeadLetterFilter& filter) override;
-
-  // A push's outcome, to be reported outside the lock.
+  // A push's outcome, reported outside the lock.
   struct Completion {
     PushDone done;
     PushResult result;
   };
+  struct Settled {
+    bool arrived = false;      // take() has something new
+    std::size_t retrying = 0;  // outcomes put back into ops_ after a failed commit
+  };
 
-  void recover();
+  // ---- opening ----
+  void open_database();
+  void load_state();
+
+  // ---- pushing ----
   // push_async's checks. Hands the push (and `done`) to the writer, or to
   // the outcome of a pending first copy, and returns nullopt; or returns
   // why it is refused now and leaves `done` with the caller.
   std::optional<PushResult> admit(sdk::Message&& message, const PushOptions& options,
                                   PushDone& done);
-  void writer_loop();
-  // Commits the data ops of one batch; returns the error, empty on success.
-  std::string commit(std::vector<Op>& ops);
-  struct Settled {
-    bool inserted = false;      // a message became takeable
-    std::size_t retrying = 0;   // outcomes put back into ops_ after a failed commit
-  };
-  // Holding mutex_: books one batch's committed (or failed) ops, queues the
-  // pushers' completions (the first copy's before its repeats') and puts
-  // back the outcomes to retry.
-  Settled settle(std::vector<Op>& ops, const std::string& error,
-                 std::vector<Completion>& completions);
-  // Calls `done`; never lets it throw into the writer.
-  void report(PushDone& done, PushResult result) noexcept;
-  // Runs `txn` on the writer thread in a transaction of its own and waits.
-  // Returns false (and sets *error) if it threw or did not commit.
-  // `after` (on success) and `on_fail` run under mutex_ on the writer thread.
-  bool run_txn(std::function<void(Db&)> txn, std::function<void()> after, std::string* error,
-               std::function<void()> on_fail = {});
   std::string over_limit(std::size_t payload_bytes) const;  // holding mutex_
+  void reserve(std::size_t payload_bytes);                   // holding mutex_
+  void release(std::size_t payload_bytes);                   // holding mutex_
   std::string seal(const std::string& token) const;
+
+  // ---- outcomes ----
+  // The stored size of `seq`, claimed for one outcome; nullopt when it is
+  // not stored or already has its outcome on the way.
+  std::optional<std::size_t> claim(std::uint64_t seq);
+
+  // ---- reading ----
+  std::optional<std::size_t> stored_bytes(std::uint64_t seq);  // on the read connection
+  std::set<std::uint64_t> finishing_between(std::uint64_t after, std::uint64_t upto) const;
+  std::optional<Queued> decode_row(Stmt& row);
+  void log_unreadable_once(std::uint64_t seq);
+
+  // ---- the writer thread ----
+  void writer_loop();
+  // Waits for work (or for housekeeping to come due) and takes it; false
+  // once closing with nothing left.
+  bool next_batch(std::vector<Command>& batch, std::size_t retrying);
+  // Commits the data commands of one batch; returns the error, empty on success.
+  std::string commit(std::vector<Command>& batch);
+  void store(Insert& c);
+  void store(Finish& c);
+  void store(Bury& c);
+  void store(Replay& c);
+  void store(Admin&) {}  // in transactions of their own
+  // Holding mutex_: books one batch's committed (or failed) commands,
+  // queues the completions (the first copy's before its repeats') and puts
+  // back the outcomes to retry.
+  Settled settle(std::vector<Command>& batch, const std::string& error,
+                 std::vector<Completion>& completions);
+  void settle(Insert& c, const std::string& error, Settled& s, std::vector<Completion>& out);
+  void settle(Finish& c, const std::string& error, Settled& s, std::vector<Completion>& out);
+  void settle(Bury& c, const std::string& error, Settled& s, std::vector<Completion>& out);
+  void settle(Replay& c, const std::string& error, Settled& s, std::vector<Completion>& out);
+  void settle(Admin&, const std::string&, Settled&, std::vector<Completion>&) {}
+  void retry_later(Command&& outcome);  // holding mutex_
+  void answer_repeats(const std::string& dedup_key, const std::string& error,
+                      std::vector<Completion>& out);  // holding mutex_
+  void run_admin(Admin& admin);
+  bool housekeeping_due();
+  void run_housekeeping();
+  void report(Completion& c) noexcept;
   void wake_consumer();
+
+  // ---- the dead-letter store's way in (SqliteDeadLetters::Writer) ----
+  std::string transact(std::function<void(SqliteDb&)> work) override;
+  DeadLetterStore::ReplayStatus requeue(const std::string& id) override;
 
   const SqliteQueueOptions options_;
   const sdk::Clock& clock_;
   std::shared_ptr<spdlog::logger> log_;
-  std::unique_ptr<Db> db_;  // used by the constructor, then the writer thread only
+  std::unique_ptr<FileLock> lock_;  // first in, last out
+  std::unique_ptr<SqliteDb> db_;    // used by the constructor, then the writer thread only
+  SqliteDeadLetters dead_letters_;
+
+  // The read connection, for the dispatcher (read_lane, ack's check) and tools.
+  std::mutex read_mutex_;
+  std::unique_ptr<SqliteDb> reader_;
+  std::set<std::uint64_t> logged_unreadable_;  // rows already logged as undecodable
 
   mutable std::mutex mutex_;
   std::condition_variable work_cv_;
-  std::condition_variable done_cv_;      // admin transactions finished
-  std::vector<Op> ops_;                  // waiting for the next commit
+  std::vector<Command> ops_;  // waiting for the writer
   // Dedup keys whose push has not committed yet, and the repeats that came
   // meanwhile: they are answered with the first copy's outcome (Duplicate,
   // or its error), never "ok" before that copy is stored.
   std::unordered_map<std::string, std::vector<PushDone>> pending_keys_;
-  std::deque<sdk::Message> ready_;       // committed, not yet taken
-  // Committed and not yet finished (ready or leased): id -> (row, bytes).
-  // Ordered, not hashed, as MemoryQueue's leased ids: no rehash of a
-  // large backlog under the lock, on the writer's way to its next commit.
-  std::map<std::string, std::pair<std::int64_t, std::size_t>> rows_;
-  std::size_t reserved_ = 0;             // pushes counted but not committed yet
+  std::deque<Queued> arrivals_;        // committed, not yet taken
+  std::set<std::uint64_t> finishing_;  // outcomes handed to the writer, not committed yet
+  std::size_t size_ = 0;               // stored, minus the outcomes on their way
+  std::size_t bytes_ = 0;
+  std::size_t reserved_ = 0;           // pushes and replays counted but not committed yet
   std::size_t reserved_bytes_ = 0;
-  std::size_t bytes_ = 0;                // of rows_
-  std::int64_t next_seq_ = 1;
+  std::uint64_t next_seq_ = 1;
   DedupIndex dedup_;
-  std::size_t dead_count_ = 0;
   std::size_t recovered_ = 0;
-  std::size_t lost_outcomes_ = 0;        // dropped by a failed commit after close()
+  std::uint64_t backlog_upto_ = 0;
+  std::size_t lost_outcomes_ = 0;      // dropped by a failed commit after close()
   bool closed_ = false;
   bool stop_writer_ = false;
   std::function<void()> listener_;
+
+  // The writer thread's own.
+  sdk::SteadyTime next_dedup_purge_{};
   std::thread writer_;
 };
 
