@@ -621,8 +621,8 @@ backlog_summary() {
 | max RSS while draining them, no limiter (sampled every 0.5 s until all were delivered) | $(mib "$drain_kib") MiB | <= 64 MiB |
 | drain rate: delivered / exec to the last delivery | $(per_second "$drain_got" "$drain_ms") msg/s ($drain_got of $n in ${drain_ms} ms) | |
 | nginx return 200 -c32, the same rounds (median req/s) | $(median_of nginx) | |
-| durable ingest -c32, empty queue (median req/s; / nginx) | $(median_of empty) ($(ratio_cell empty 32 nginx 32)) | |
-| durable ingest -c32, $n queued (median req/s; / nginx) | $(median_of backlog) ($(ratio_cell backlog 32 nginx 32)) | |
+| durable ingest -c32, empty queue (median req/s, and of nginx) | $(median_of empty) req/s, $(ratio_cell empty 32 nginx 32) of nginx | |
+| durable ingest -c32, $n queued (median req/s, and of nginx) | $(median_of backlog) req/s, $(ratio_cell backlog 32 nginx 32) of nginx | |
 | ingest with the backlog / into the empty queue (each round's own) | $(ratio_cell backlog 32 empty 32) | >= 0.90 |
 | $LANES_CHANNELS lanes ($LANES_MESSAGES messages), all waiting (1/h per channel): sp-dispatcher CPU over ${CPU_WINDOW} s | $cpu_note | < 10% |
 | $LANES_CHANNELS lanes, 1/s per channel + $RATE_LIMIT/s per workspace: delivered/s over ${LANES_WINDOW} s | $limited_rate/s | $RATE_LIMIT/s |
