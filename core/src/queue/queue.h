@@ -21,7 +21,12 @@
 //     size()/bytes(), until ack() or dead_letter() records its outcome; a
 //     durable backend keeps it across a restart: delivery is at-least-once.
 //   - What was stored before the queue was opened is not announced by
-//     take(): backlog() names its lanes, and read_lane() reads them.
+//     take(): backlog() names its lanes, and read_lane() reads them. A
+//     stored message whose sealed delivery token this process cannot open
+//     (another key) is kept and read with an empty delivery_token, never a
+//     wrong one; the dispatcher decides its fate (token_unavailable).
+//   - An outcome (ack() or dead_letter()) for a sequence that is not stored
+//     (already finished, or never was) changes nothing.
 //   - A push carrying a dedup key that was pushed before, within the dedup
 //     window, is answered Duplicate and not stored again.
 //   - push_async() reports to its callback exactly once, outside the
