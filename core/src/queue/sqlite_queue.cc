@@ -199,6 +199,11 @@ std::string SqliteQueue::seal(const std::string& token) const {
   return options_.sealer->seal(token);
 }
 
+std::optional<std::string> SqliteQueue::open_token(std::string_view sealed) const {
+  if (sealed.empty() || !options_.sealer) return std::nullopt;
+  return options_.sealer->open(sealed);
+}
+
 std::vector<Queued> SqliteQueue::take(std::size_t max) {
   std::vector<Queued> out;
   std::lock_guard<std::mutex> lock(mutex_);
@@ -332,12 +337,9 @@ std::optional<Queued> SqliteQueue::decode_row(Stmt& row) {
     log_unreadable_once(seq);
     return std::nullopt;
   }
-  const std::string_view sealed = row.blob_at(2);
-  if (!sealed.empty() && options_.sealer) {
-    // Left empty when it cannot be opened (another key): the dispatcher
-    // never sends a caller's message without the caller's token.
-    if (auto token = options_.sealer->open(sealed)) m->delivery_token = std::move(*token);
-  }
+  // Left empty when it cannot be opened (another key): the dispatcher
+  // never sends a caller's message without the caller's token.
+  if (auto token = open_token(row.blob_at(2))) m->delivery_token = std::move(*token);
   // Time already spent queued counts (for the queue-wait histogram).
   const auto age = std::max(clock_.wall_now() - m->received_at, sdk::WallTime::duration::zero());
   m->enqueued_at = clock_.now() - std::chrono::duration_cast<sdk::SteadyTime::duration>(age);
@@ -482,28 +484,15 @@ void SqliteQueue::store(Replay& c) {
                 options_.path, c.id);
     return;
   }
+  std::optional<std::string> token = open_token(stored->sealed);
+  if (!stored->sealed.empty() && !token) {
+    // Never hand out a caller's message without the caller's token.
+    c.status = Status::TokenUnavailable;
+    return;
+  }
   sdk::Message m = std::move(stored->letter->message);
-  std::optional<std::string> token;
-  if (!stored->sealed.empty()) {
-    if (options_.sealer) token = options_.sealer->open(stored->sealed);
-    if (!token) {
-      // Never hand out a caller's message without the caller's token.
-      c.status = Status::TokenUnavailable;
-      return;
-    }
-  }
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (closed_) return;
-    if (!over_limit(m.payload.size()).empty()) {
-      c.status = Status::Full;
-      return;
-    }
-    // Take the slot now, as a push does, so a racing push cannot take it too.
-    c.reserved_bytes = m.payload.size();
-    reserve(c.reserved_bytes);
-    c.reserved = true;
-  }
+  c.status = reserve_for_replay(c, m.payload.size());
+  if (c.status != Status::Replayed) return;
   m.delivery_token.clear();
   prepare_replay(m, clock_.now(), clock_.wall_now());
   db_->cached(kInsertMessage)
@@ -517,7 +506,17 @@ void SqliteQueue::store(Replay& c) {
   SqliteDeadLetters::erase(*db_, stored->row);
   if (token) m.delivery_token = std::move(*token);
   c.queued = Queued{c.seq, std::move(m)};
-  c.status = Status::Replayed;
+}
+
+DeadLetterStore::ReplayStatus SqliteQueue::reserve_for_replay(Replay& c, std::size_t payload) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (closed_) return DeadLetterStore::ReplayStatus::Unavailable;
+  if (!over_limit(payload).empty()) return DeadLetterStore::ReplayStatus::Full;
+  // Take the slot now, as a push does, so a racing push cannot take it too.
+  reserve(payload);
+  c.reserved_bytes = payload;
+  c.reserved = true;
+  return DeadLetterStore::ReplayStatus::Replayed;
 }
 
 SqliteQueue::Settled SqliteQueue::settle(std::vector<Command>& batch, const std::string& error,

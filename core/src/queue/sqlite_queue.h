@@ -52,6 +52,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -180,6 +181,8 @@ class SqliteQueue final : public Queue, private SqliteDeadLetters::Writer {
   void reserve(std::size_t payload_bytes);                   // holding mutex_
   void release(std::size_t payload_bytes);                   // holding mutex_
   std::string seal(const std::string& token) const;
+  // nullopt when there is none, or it cannot be opened (no key, another key).
+  std::optional<std::string> open_token(std::string_view sealed) const;
 
   // ---- outcomes ----
   // The stored size of `seq`, claimed for one outcome; nullopt when it is
@@ -203,6 +206,7 @@ class SqliteQueue final : public Queue, private SqliteDeadLetters::Writer {
   void store(Finish& c);
   void store(Bury& c);
   void store(Replay& c);
+  DeadLetterStore::ReplayStatus reserve_for_replay(Replay& c, std::size_t payload);
   void store(Admin&) {}  // in transactions of their own
   // Holding mutex_: books one batch's committed (or failed) commands,
   // queues the completions (the first copy's before its repeats') and puts
