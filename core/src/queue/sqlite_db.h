@@ -104,7 +104,9 @@ class Transaction {
 
 // An exclusive flock(2) on `path` (created if missing), held until
 // destroyed. Throws QueueError naming the path when another process holds
-// it. Close-on-exec, so a child process never keeps it.
+// it. Close-on-exec, so a child process never keeps it. The file is never
+// removed: a process that removed it could leave the next two locking two
+// different files.
 class FileLock {
  public:
   explicit FileLock(const std::string& path);
