@@ -21,7 +21,7 @@ allowed_skips=(
   # The memory queue keeps nothing across a restart, so the queue contract's
   # recovery cases have nothing to check there (SKIP_UNLESS_DURABLE in
   # tests/unit/queue_contract_test.cc); the sqlite backend runs them.
-  '^Backends/QueueContractTest\.(PendingAndLeasedMessagesComeBackAfterReopenInOrder|AckedMessagesDoNotComeBackAfterClose|DeadLettersSurviveReopen|DedupKeysSurviveReopen|MessageWithATokenSealedUnderAnotherKeyBecomesADeadLetter|DeadLetterWhoseTokenCannotBeOpenedIsNotReplayedWithoutIt|PushAsyncAcceptedMessageIsThereAfterAReopen)/Memory$'
+  '^Backends/QueueContractTest\.(PendingAndLeasedMessagesComeBackAfterReopenInOrder|AckedMessagesDoNotComeBackAfterClose|DeadLettersSurviveReopen|DedupKeysSurviveReopen|MessageWithATokenSealedUnderAnotherKeyIsKeptAndReadWithoutIt|DeadLetterWhoseTokenCannotBeOpenedIsNotReplayedWithoutIt|BacklogAfterReopenNamesTheStoredLanesByFirstSeq|SeqsKeepRisingAcrossARestartPastAckedOnes|LanesPageInOrderAcrossRestartsAndRetries|PushAsyncAcceptedMessageIsThereAfterAReopen)/Memory$'
 )
 
 # Prints how many tests CTest skipped (from its JUnit report, where a skip is

@@ -266,6 +266,7 @@ TEST(ConfigTest, UnknownTopLevelTableNamesAllowedTables) {
 }
 
 struct UnknownKeyCase {
+  std::string table;  // names the case in the test's name
   std::string text;
   std::string expected;
 };
@@ -279,22 +280,23 @@ TEST_P(UnknownKeyInHostTable, IsRejectedWithAllowedKeys) {
 INSTANTIATE_TEST_SUITE_P(
     EveryHostTable, UnknownKeyInHostTable,
     ::testing::Values(
-        UnknownKeyCase{with_pipeline("[metrics]\nbogus = 1\n"),
+        UnknownKeyCase{"metrics", with_pipeline("[metrics]\nbogus = 1\n"),
                        "[metrics]: unknown key 'bogus'; allowed: enabled, listen, max_channel_labels, public"},
-        UnknownKeyCase{with_pipeline("[admin]\nbogus = 1\n"),
+        UnknownKeyCase{"admin", with_pipeline("[admin]\nbogus = 1\n"),
                        "[admin]: unknown key 'bogus'; allowed: key_env, key_file"},
-        UnknownKeyCase{with_pipeline("[queue]\nbogus = 1\n"),
+        UnknownKeyCase{"queue", with_pipeline("[queue]\nbogus = 1\n"),
                        "[queue]: unknown key 'bogus'; allowed: backend, capacity, dedup_window, max_bytes, "
                        "max_dead_letters, path, retry_after, sync, token_key_env"},
-        UnknownKeyCase{with_pipeline("[dispatcher]\nbogus = 1\n"),
-                       "[dispatcher]: unknown key 'bogus'; allowed: shutdown_timeout, workers"},
-        UnknownKeyCase{with_pipeline("[log]\nbogus = 1\n"),
+        UnknownKeyCase{"dispatcher", with_pipeline("[dispatcher]\nbogus = 1\n"),
+                       "[dispatcher]: unknown key 'bogus'; allowed: lane_window, shutdown_timeout, window_bytes, workers"},
+        UnknownKeyCase{"log", with_pipeline("[log]\nbogus = 1\n"),
                        "[log]: unknown key 'bogus'; allowed: level"},
-        UnknownKeyCase{with_pipeline("[plugins]\nbogus = 1\n"),
+        UnknownKeyCase{"plugins", with_pipeline("[plugins]\nbogus = 1\n"),
                        "[plugins]: unknown key 'bogus'; allowed: paths"},
-        UnknownKeyCase{"[[pipeline]]\nname = \"p\"\nbogus = 1\n[[pipeline.stage]]\nplugin = \"x\"\n",
+        UnknownKeyCase{"pipeline", "[[pipeline]]\nname = \"p\"\nbogus = 1\n[[pipeline.stage]]\nplugin = \"x\"\n",
                        "cfg.toml:3:1: pipeline 'p': unknown key 'bogus'; allowed: default_channel, "
-                       "delivery_token, name, paths, stage, style"}));
+                       "delivery_token, name, paths, stage, style"}),
+    [](const ::testing::TestParamInfo<UnknownKeyCase>& info) { return info.param.table; });
 
 TEST(ConfigTest, WrongTypeNamesExpectedAndActualType) {
   EXPECT_EQ(error_of(with_pipeline("[server]\nthreads = \"64\"\n")),
