@@ -19,6 +19,7 @@
 
 #include "queue/memory_queue.h"
 #include "queue/sqlite_queue.h"
+#include "queue_test_support.h"
 
 namespace slack_proxy {
 namespace {
@@ -188,28 +189,12 @@ class ThrowingQueue final : public Queue, private DeadLetterStore {
 
 // A store whose replays answer what the test says: for outcomes the memory
 // backend cannot produce (it keeps tokens in memory, so never loses one).
-class ScriptedReplayQueue final : public Queue, private DeadLetterStore {
+class ScriptedReplayQueue final : public test_support::EmptyQueue, private DeadLetterStore {
  public:
   ReplayStatus replay_status = ReplayStatus::Replayed;
   ReplayCount replay_count;
 
-  using Queue::push;
-  PushResult push(sdk::Message, const PushOptions&) override { return {}; }
-  std::vector<Queued> take(std::size_t) override { return {}; }
-  std::vector<LaneBacklog> backlog() override { return {}; }
-  std::vector<Queued> read_lane(const std::string&, std::uint64_t, std::uint64_t,
-                                std::size_t) override {
-    return {};
-  }
-  std::size_t lane_size(const std::string&) override { return 0; }
-  std::uint64_t backlog_upto() const override { return 0; }
-  void ack(const Queued&) override {}
-  void dead_letter(std::uint64_t, DeadLetter) override {}
-  std::size_t size() const override { return 0; }
-  std::size_t bytes() const override { return 0; }
-  QueueLimits limits() const override { return {}; }
   DeadLetterStore& dead_letters() override { return *this; }
-  void on_push(std::function<void()>) override {}
 
  private:
   DeadLetterPage list(const DeadLetterFilter&, const std::string&, std::size_t) override {

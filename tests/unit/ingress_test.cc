@@ -25,6 +25,7 @@
 
 #include "metric_values.h"
 #include "queue/memory_queue.h"
+#include "queue_test_support.h"
 
 namespace slack_proxy {
 namespace {
@@ -802,27 +803,13 @@ TEST_F(DedupIngressTest, KeysAreScopedPerPipeline) {
 }
 
 // A queue whose storage is broken (disk full, I/O error).
-class BrokenQueue final : public Queue {
+class BrokenQueue final : public test_support::EmptyQueue {
  public:
   using Queue::push;
   PushResult push(sdk::Message, const PushOptions&) override {
     return {PushStatus::Unavailable, "disk I/O error writing /var/lib/secret-path/queue.db"};
   }
-  std::vector<Queued> take(std::size_t) override { return {}; }
-  std::vector<LaneBacklog> backlog() override { return {}; }
-  std::vector<Queued> read_lane(const std::string&, std::uint64_t, std::uint64_t,
-                                std::size_t) override {
-    return {};
-  }
-  std::size_t lane_size(const std::string&) override { return 0; }
-  std::uint64_t backlog_upto() const override { return 0; }
-  void ack(const Queued&) override {}
-  void dead_letter(std::uint64_t, DeadLetter) override {}
-  std::size_t size() const override { return 0; }
-  std::size_t bytes() const override { return 0; }
-  QueueLimits limits() const override { return {}; }
   DeadLetterStore& dead_letters() override { return inner_.dead_letters(); }
-  void on_push(std::function<void()>) override {}
 
  private:
   MemoryQueue inner_{1};

@@ -13,8 +13,6 @@
 #include "queue/sqlite_queue.h"
 #include "queue/token_seal.h"
 
-#include <stdlib.h>  // mkdtemp
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -43,6 +41,7 @@
 #include <slack_proxy/sdk/testing/fakes.h>
 
 #include "metric_values.h"
+#include "queue_test_support.h"
 
 namespace slack_proxy {
 
@@ -66,6 +65,9 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using PushStatus = Queue::PushStatus;
 using ReplayStatus = DeadLetterStore::ReplayStatus;
+using test_support::ids;
+using test_support::seqs;
+using test_support::TempDir;
 
 // Generous, so tests that are not about limits never meet one.
 QueueLimits roomy() {
@@ -81,27 +83,6 @@ constexpr const char* kCallerToken = "xoxp-contract-test-caller-token";
 const std::string kTokenKeyHex = "00112233445566778899aabbccddeeff0123456789abcdef0f1e2d3c4b5a6978";
 const std::string kOtherTokenKeyHex =
     "ffeeddccbbaa99887766554433221100fedcba98765432100123456789abcdef";
-
-// A fresh directory under the system temp dir, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "sp-queue-XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr)
-      throw std::runtime_error("mkdtemp failed for " + pattern);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 // ---- backends ---------------------------------------------------------------
 
@@ -265,18 +246,6 @@ DeadLetterFilter by_kind(DeadLetterKind kind) {
   DeadLetterFilter f;
   f.kind = kind;
   return f;
-}
-
-std::vector<std::string> ids(const std::vector<Queued>& queued) {
-  std::vector<std::string> out;
-  for (const auto& q : queued) out.push_back(q.message.id);
-  return out;
-}
-
-std::vector<std::uint64_t> seqs(const std::vector<Queued>& queued) {
-  std::vector<std::uint64_t> out;
-  for (const auto& q : queued) out.push_back(q.seq);
-  return out;
 }
 
 // Everything a reopened queue found in its store, as the dispatcher reads

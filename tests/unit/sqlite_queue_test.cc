@@ -5,8 +5,6 @@
 // on their way, and the lock file.
 #include "queue/sqlite_queue.h"
 
-#include <stdlib.h>  // mkdtemp
-
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -24,6 +22,7 @@
 #include "queue/message_codec.h"
 #include "queue/sqlite_db.h"
 #include "queue/token_seal.h"
+#include "queue_test_support.h"
 
 namespace slack_proxy {
 namespace {
@@ -35,6 +34,9 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using PushStatus = Queue::PushStatus;
 using ReplayStatus = DeadLetterStore::ReplayStatus;
+using test_support::ids;
+using test_support::seqs;
+using test_support::TempDir;
 
 const std::string kTokenKeyHex = "00112233445566778899aabbccddeeff0123456789abcdef0f1e2d3c4b5a6978";
 const std::string kOtherTokenKeyHex =
@@ -69,26 +71,6 @@ CREATE TABLE dedup (
 PRAGMA user_version=1;
 )sql";
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "sp-sqlite-XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr)
-      throw std::runtime_error("mkdtemp failed for " + pattern);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
-
 sdk::Message message(const std::string& id, const std::string& channel = "#general",
                      const std::string& payload = R"({"text":"hello"})") {
   sdk::Message m;
@@ -99,18 +81,6 @@ sdk::Message message(const std::string& id, const std::string& channel = "#gener
   m.payload = payload;
   m.content_type = "application/json";
   return m;
-}
-
-std::vector<std::string> ids(const std::vector<Queued>& queued) {
-  std::vector<std::string> out;
-  for (const auto& q : queued) out.push_back(q.message.id);
-  return out;
-}
-
-std::vector<std::uint64_t> seqs(const std::vector<Queued>& queued) {
-  std::vector<std::uint64_t> out;
-  for (const auto& q : queued) out.push_back(q.seq);
-  return out;
 }
 
 std::string lane_of(const std::string& channel) { return lane_key(message("x", channel)); }
