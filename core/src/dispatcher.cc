@@ -16,6 +16,13 @@ constexpr std::size_t kTakeBatch = 512;
 constexpr auto kMaxIdleWait = std::chrono::seconds(1);
 // How long pushes gather after the one that woke the dispatcher (loop()).
 constexpr auto kPushGather = std::chrono::milliseconds(1);
+// How long a lane (or the stored backlog) waits after its store failed to
+// read, before it asks again.
+constexpr auto kUnreadableRetry = std::chrono::seconds(1);
+// Heads one ask may settle without sending (dead-lettered, denied): a lane
+// of a million undeliverable messages must not hold the scheduling thread
+// until it is through; it yields and is asked again next round.
+constexpr std::size_t kSettledPerAsk = 64;
 
 // What a message in a window costs beyond its payload: the struct and its
 // short strings' heap blocks, roughly.
@@ -88,13 +95,23 @@ void Dispatcher::count_stored(const Lane& lane, std::ptrdiff_t delta) {
   if (depth == 0) channel_depths_.erase(std::string(lane.channel()));
 }
 
-void Dispatcher::adopt_stored_backlog() {
+void Dispatcher::adopt_stored_backlog(sdk::SteadyTime now) {
+  if (now < adopt_retry_at_) return;
+  std::vector<LaneBacklog> stored;
+  try {
+    stored = queue_.backlog();  // ordered by first_seq
+  } catch (const std::exception&) {
+    // The backend logged why; nothing was adopted, so ask again shortly.
+    adopt_retry_at_ = now + kUnreadableRetry;
+    return;
+  }
   adopted_ = true;
   seen_upto_ = std::max(seen_upto_, queue_.backlog_upto());
-  std::vector<LaneBacklog> stored = queue_.backlog();  // ordered by first_seq
   if (stored.empty()) return;
-  auto batch = std::make_unique<Batch>();
-  batch->lanes.reserve(stored.size());
+  // One batch per workspace scope, each in first_seq order: if a limiter
+  // or pause of that scope turns the first lanes away, the rest of the
+  // scope follows them unasked instead of each being read and asked.
+  std::map<std::string_view, std::unique_ptr<Batch>> batches;
   std::size_t messages = 0;
   for (const LaneBacklog& b : stored) {
     const auto pipeline = pipelines_.find(std::string(pipeline_of_lane(b.lane)));
@@ -105,13 +122,18 @@ void Dispatcher::adopt_stored_backlog() {
     count_stored(lane, static_cast<std::ptrdiff_t>(b.count));
     if (lane.state == Lane::State::Idle) {
       lane.state = Lane::State::Scheduled;
+      auto& batch = batches[lane.scope()];
+      if (!batch) {
+        batch = std::make_unique<Batch>();
+        batch->scope = std::string(lane.scope());
+      }
       batch->lanes.push_back(&lane);
     }
   }
   log_->info("{} stored message(s) in {} lane(s) left from before; paged in as each lane "
              "advances",
              messages, stored.size());
-  push_due(std::move(batch));
+  for (auto& [scope, batch] : batches) push_due(std::move(batch));
 }
 
 void Dispatcher::take_arrivals() {
@@ -150,11 +172,18 @@ void Dispatcher::take_arrivals() {
   }
 }
 
-bool Dispatcher::load_head(Lane& lane) {
-  if (!lane.window.empty()) return true;
-  if (lane.unloaded == 0) return false;
+Dispatcher::Load Dispatcher::load_head(Lane& lane) {
+  if (!lane.window.empty()) return Load::Loaded;
+  if (lane.unloaded == 0) return Load::Empty;
   const std::size_t want = loaded_bytes_ < window_.window_bytes ? window_.lane_window : 1;
-  std::vector<Queued> page = queue_.read_lane(lane.key, lane.cursor, seen_upto_, want);
+  std::vector<Queued> page;
+  try {
+    page = queue_.read_lane(lane.key, lane.cursor, seen_upto_, want);
+  } catch (const std::exception&) {
+    // The backend logged why. The lane keeps its cursor and count, so what
+    // is stored still goes first, in order, once the store reads again.
+    return Load::Unreadable;
+  }
   if (page.empty()) {
     // The count came from the store, so this means rows it cannot read
     // back (it logs them); nothing is left to page in after the cursor.
@@ -162,7 +191,7 @@ bool Dispatcher::load_head(Lane& lane) {
                 lane.key, lane.unloaded, lane.cursor);
     count_stored(lane, -static_cast<std::ptrdiff_t>(lane.unloaded));
     lane.unloaded = 0;
-    return false;
+    return Load::Empty;
   }
   const std::size_t got = page.size();
   for (Queued& q : page) {
@@ -179,7 +208,7 @@ bool Dispatcher::load_head(Lane& lane) {
     count_stored(lane, -static_cast<std::ptrdiff_t>(lane.unloaded));
     lane.unloaded = 0;
   }
-  return true;
+  return Load::Loaded;
 }
 
 void Dispatcher::unload_front(Lane& lane) {
@@ -239,8 +268,8 @@ void Dispatcher::store_dead_letter(std::uint64_t seq, sdk::Message message, Dead
 void Dispatcher::dead_letter_head(Lane& lane, DeadLetterKind kind, std::string error,
                                   std::string reason, int http_status) {
   const std::uint64_t seq = lane.window.front().seq;
+  unload_front(lane);  // before the move: it counts the payload's bytes
   sdk::Message m = std::move(lane.window.front().message);
-  unload_front(lane);
   lane.window.erase(lane.window.begin());
   count_stored(lane, -1);
   log_->debug("message {} to {}: dead-lettered ({})", m.id, m.channel, to_string(kind));
@@ -465,7 +494,11 @@ bool Dispatcher::limiters_allow(Lane& lane, sdk::SteadyTime now, sdk::SteadyTime
 }
 
 Dispatcher::Start Dispatcher::start_head(Lane& lane, sdk::SteadyTime now) {
-  while (load_head(lane)) {
+  for (std::size_t settled = 0;; ++settled) {
+    if (settled == kSettledPerAsk) return Start{Start::Kind::Waits, now, false};  // yields
+    const Load load = load_head(lane);
+    if (load == Load::Empty) return Start{};
+    if (load == Load::Unreadable) return Start{Start::Kind::Waits, now + kUnreadableRetry, false};
     sdk::Message& m = lane.window.front().message;
     if (!lane.pipeline) {
       // Stored by a configuration that had this pipeline: it cannot be
@@ -517,7 +550,6 @@ Dispatcher::Start Dispatcher::start_head(Lane& lane, sdk::SteadyTime now) {
     send(lane, now);
     return Start{Start::Kind::Sent, {}, false};
   }
-  return Start{};
 }
 
 void Dispatcher::send(Lane& lane, sdk::SteadyTime now) {
@@ -650,8 +682,10 @@ void Dispatcher::start_due_lanes(sdk::SteadyTime now) {
 sdk::SteadyTime Dispatcher::run_once() {
   const sdk::SteadyTime now = clock_.now();
   last_round_ = RoundStats{};
-  if (!adopted_) adopt_stored_backlog();
-  take_arrivals();
+  if (!adopted_) adopt_stored_backlog(now);
+  // Arrivals only after the stored backlog is adopted: they are newer, and
+  // a lane must page its older stored messages in before them.
+  if (adopted_) take_arrivals();
 
   std::vector<Completion> done;
   {

@@ -136,6 +136,7 @@ class Dispatcher {
   std::size_t lane_count() const { return lanes_.size(); }
   std::size_t window_of(const std::string& lane) const;
   std::size_t messages_in_memory() const { return loaded_messages_; }
+  std::size_t bytes_in_memory() const { return loaded_bytes_; }  // as window_bytes counts them
 
  private:
   struct Lane {
@@ -187,7 +188,7 @@ class Dispatcher {
   };
 
   // Loads what the queue stored before this process (once).
-  void adopt_stored_backlog();
+  void adopt_stored_backlog(sdk::SteadyTime now);
   // Gives each announced message to its lane (or drops it to the store).
   void take_arrivals();
   Lane& lane_for(const std::string& key, const std::shared_ptr<Pipeline>& pipeline);
@@ -225,9 +226,10 @@ class Dispatcher {
   // cannot be sent at all on the way.
   Start start_head(Lane& lane, sdk::SteadyTime now);
   void send(Lane& lane, sdk::SteadyTime now);
-  // Ensures the head is in memory, paging the lane in; false when the lane
-  // turned out empty.
-  bool load_head(Lane& lane);
+  // Ensures the head is in memory, paging the lane in. Unreadable: the
+  // store failed to read (the lane keeps its place and tries again later).
+  enum class Load { Loaded, Empty, Unreadable };
+  Load load_head(Lane& lane);
   // Gives back the read-ahead (and an untried head) while all windows are
   // over window_bytes.
   void shed_window(Lane& lane);
@@ -268,6 +270,7 @@ class Dispatcher {
   std::uint64_t next_order_ = 0;
   std::uint64_t seen_upto_ = 0;  // the highest seq announced or adopted
   bool adopted_ = false;
+  sdk::SteadyTime adopt_retry_at_{};  // after a failed backlog() read
   std::size_t loaded_messages_ = 0;
   std::size_t loaded_bytes_ = 0;
   std::size_t started_ = 0;  // sends started whose result is not applied yet

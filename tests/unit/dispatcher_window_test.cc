@@ -25,6 +25,7 @@
 #include "metric_values.h"
 #include "queue/memory_queue.h"
 #include "queue/sqlite_queue.h"
+#include "queue_test_support.h"
 
 namespace slack_proxy {
 namespace {
@@ -34,6 +35,7 @@ using sdk::Message;
 using sdk::SendResult;
 using sdk::SteadyTime;
 using ::testing::_;
+using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::Invoke;
 using ::testing::NiceMock;
@@ -69,6 +71,42 @@ class OnePerSecond final : public sdk::RateLimiter {
 
  private:
   SteadyTime next_{};
+};
+
+// A queue whose reads fail while the test says so, like a SQLite read that
+// hits an I/O error or its busy timeout; everything else is the inner one.
+class FlakyQueue final : public Queue {
+ public:
+  explicit FlakyQueue(Queue& inner) : inner_(inner) {}
+  bool fail_reads = false;
+  bool fail_backlog = false;
+
+  using Queue::push;
+  PushResult push(sdk::Message m, const PushOptions& o) override {
+    return inner_.push(std::move(m), o);
+  }
+  std::vector<Queued> take(std::size_t max) override { return inner_.take(max); }
+  std::vector<LaneBacklog> backlog() override {
+    if (fail_backlog) throw QueueError("disk I/O error (test)");
+    return inner_.backlog();
+  }
+  std::vector<Queued> read_lane(const std::string& lane, std::uint64_t after, std::uint64_t upto,
+                                std::size_t max) override {
+    if (fail_reads) throw QueueError("disk I/O error (test)");
+    return inner_.read_lane(lane, after, upto, max);
+  }
+  std::size_t lane_size(const std::string& lane) override { return inner_.lane_size(lane); }
+  std::uint64_t backlog_upto() const override { return inner_.backlog_upto(); }
+  void ack(const Queued& q) override { inner_.ack(q); }
+  void dead_letter(std::uint64_t seq, DeadLetter l) override { inner_.dead_letter(seq, std::move(l)); }
+  std::size_t size() const override { return inner_.size(); }
+  std::size_t bytes() const override { return inner_.bytes(); }
+  QueueLimits limits() const override { return inner_.limits(); }
+  DeadLetterStore& dead_letters() override { return inner_.dead_letters(); }
+  void on_push(std::function<void()> l) override { inner_.on_push(std::move(l)); }
+
+ private:
+  Queue& inner_;
 };
 
 class DispatcherWindowTest : public ::testing::Test {
@@ -307,6 +345,122 @@ TEST_F(DispatcherWindowTest, AWorkspaceLimiterOverManyWaitingLanesAsksOneLanePer
   }
   // Channels are served in the order their messages arrived, as one FIFO.
   EXPECT_THAT(sent_in_order, ElementsAreArray(numbered("w", 0, 21)));
+}
+
+TEST_F(DispatcherWindowTest, DeadLettersGiveBackWhatTheirMessagesCountedInTheBudget) {
+  MemoryQueue queue(roomy(), clock);
+  pipeline->caller_token = true;  // and none of these has one: each is a dead letter
+  for (int i = 0; i < 10; ++i) push(queue, "a" + std::to_string(i), "#a");
+  Dispatcher& d = dispatcher(queue, DispatcherWindow{4, 1 << 20});
+
+  drain(d, queue, [](Dispatcher&) {});
+
+  EXPECT_EQ(queue.dead_letters().count(), 10u);
+  EXPECT_EQ(d.messages_in_memory(), 0u);
+  EXPECT_EQ(d.bytes_in_memory(), 0u) << "a dead letter's payload left counted in the budget";
+}
+
+TEST_F(DispatcherWindowTest, ALaneOfUndeliverableMessagesYieldsToTheOtherLanes) {
+  MemoryQueue queue(roomy(), clock);
+  pipeline->caller_token = true;
+  for (int i = 0; i < 500; ++i) push(queue, "dead" + std::to_string(i), "#dead");
+  Message live = make_message("live", "#live");
+  live.delivery_token = "xoxp-caller-token-for-the-test";
+  ASSERT_EQ(queue.push(live).status, Queue::PushStatus::Accepted);
+  Dispatcher& d = dispatcher(queue, DispatcherWindow{});
+
+  d.run_once();
+  EXPECT_LT(queue.dead_letters().count(), 500u) << "one ask settled the whole lane";
+  EXPECT_GT(queue.dead_letters().count(), 0u);
+  executor.run_all();
+  EXPECT_THAT(sent_in_order, ElementsAre("live")) << "the other lane went in the same round";
+
+  drain(d, queue, [](Dispatcher&) {});
+  EXPECT_EQ(queue.dead_letters().count(), 500u);
+}
+
+TEST_F(DispatcherWindowTest, AFailedReadKeepsTheLanesPlaceSoNothingOvertakesWhatIsStored) {
+  MemoryQueue inner(roomy(), clock);
+  FlakyQueue queue(inner);
+  for (int i = 0; i < 6; ++i) push(queue, "a" + std::to_string(i), "#a");
+  Dispatcher& d = dispatcher(queue, DispatcherWindow{2, 1 << 20});
+  d.run_once();  // a0 and a1 in the window, a2..a5 left in the store
+  queue.fail_reads = true;
+  for (int round = 0; round < 10; ++round) {
+    const SteadyTime next = d.run_once();
+    if (round == 3) push(queue, "a6", "#a");  // arrives while the store cannot be read
+    if (executor.pending() > 0) {
+      executor.run_all();
+      continue;
+    }
+    ASSERT_NE(next, SteadyTime::max()) << "round " << round << ": the lane was given up on";
+    clock.advance(next - clock.now());
+  }
+  EXPECT_THAT(sent_in_order, ElementsAre("a0", "a1"));
+  EXPECT_EQ(d.channel_depths().at("#a"), 5u);
+
+  queue.fail_reads = false;
+  drain(d, queue, [](Dispatcher&) {});
+  EXPECT_THAT(sent_in_order, ElementsAreArray(numbered("a", 0, 7)));
+}
+
+TEST_F(DispatcherWindowTest, AFailedBacklogReadIsAskedAgainAndTheStoredMessagesStillGoFirst) {
+  test_support::TempDir dir("sp-dispatch");
+  SqliteQueueOptions options;
+  options.path = (dir.path() / "queue.db").string();
+  options.limits = roomy();
+  options.sync = SqliteQueueOptions::Sync::Normal;
+  {
+    SqliteQueue before(options, clock, test_support::null_logger());
+    for (int i = 0; i < 3; ++i) push(before, "a" + std::to_string(i), "#a");
+    before.close();
+  }
+  SqliteQueue after(options, clock, test_support::null_logger());
+  FlakyQueue queue(after);
+  queue.fail_backlog = true;
+  Dispatcher& d = dispatcher(queue, DispatcherWindow{});
+  d.run_once();
+  push(queue, "a3", "#a");  // newer than the stored three
+  d.run_once();
+  executor.run_all();
+  EXPECT_TRUE(sent_in_order.empty());
+
+  queue.fail_backlog = false;
+  clock.advance(1s);
+  drain(d, queue, [](Dispatcher&) {});
+  EXPECT_THAT(sent_in_order, ElementsAreArray(numbered("a", 0, 4)));
+  after.close();
+}
+
+TEST_F(DispatcherWindowTest, AfterARestartAWorkspaceLimiterAsksOneStoredLanePerToken) {
+  test_support::TempDir dir("sp-dispatch");
+  SqliteQueueOptions options;
+  options.path = (dir.path() / "queue.db").string();
+  options.limits = roomy();
+  options.sync = SqliteQueueOptions::Sync::Normal;
+  constexpr int kLanes = 2'000;
+  {
+    SqliteQueue before(options, clock, test_support::null_logger());
+    for (int c = 0; c < kLanes; ++c)
+      push(before, "w" + std::to_string(c), "#w" + std::to_string(c));
+    before.close();
+  }
+  SqliteQueue after(options, clock, test_support::null_logger());
+  auto limiter = std::make_shared<OnePerSecond>();
+  pipeline->limiters.push_back(limiter);
+  Dispatcher& d = dispatcher(after, DispatcherWindow{});
+
+  d.run_once();
+  EXPECT_LE(d.last_round().lanes_asked, 2u) << "every stored lane was read and asked";
+  executor.run_all();
+  for (int second = 1; second <= 5; ++second) {
+    clock.advance(1s);
+    d.run_once();
+    EXPECT_LE(d.last_round().lanes_asked, 2u) << "second " << second;
+    executor.run_all();
+  }
+  EXPECT_THAT(sent_in_order, ElementsAreArray(numbered("w", 0, 6)));
+  after.close();
 }
 
 }  // namespace

@@ -192,7 +192,8 @@ class Queue {
 
   // The lanes of the messages that were stored when the queue was opened
   // (and are still stored), each with its first sequence number and count,
-  // ordered by first_seq. take() never announces these.
+  // ordered by first_seq. take() never announces these. Throws QueueError
+  // when the store cannot be read; the caller asks again later.
   virtual std::vector<LaneBacklog> backlog() = 0;
 
   // Up to `max` stored messages of `lane` with after < seq <= upto, in
@@ -200,12 +201,16 @@ class Queue {
   // highest sequence the caller has seen (from take() or backlog()), so a
   // page never holds a message take() has yet to announce. A durable
   // backend reads its store here (SQLite: an indexed read on a connection
-  // of its own, never waiting for a commit).
+  // of its own, never waiting for a commit). A row that cannot be decoded
+  // is skipped (and logged) without using up the page, so a page shorter
+  // than `max` means nothing more is readable up to `upto`. A failed read
+  // (I/O error, busy timeout) throws QueueError instead: it must not look
+  // like the end of the lane, or newer messages would overtake the rest.
   virtual std::vector<Queued> read_lane(const std::string& lane, std::uint64_t after,
                                         std::uint64_t upto, std::size_t max) = 0;
 
   // Stored messages of `lane`, whoever has seen them. For tests and tools:
-  // it may read the store.
+  // it may read the store, and throws QueueError when that read fails.
   virtual std::size_t lane_size(const std::string& lane) = 0;
 
   // The highest sequence number that backlog() covers (0 when none).

@@ -314,19 +314,23 @@ std::vector<Queued> SqliteQueue::read_lane(const std::string& lane, std::uint64_
   // not in the read's snapshot either, one committed before is in neither.
   const std::set<std::uint64_t> finishing = finishing_between(after, upto);
   std::lock_guard<std::mutex> lock(read_mutex_);
-  if (!reader_) return out;
-  Stmt& rows = reader_->cached(kReadLane);
+  if (!reader_) throw QueueError("queue database " + options_.path + " is closed");
+  Stmt* rows = nullptr;
   try {
-    rows.bind_text(1, lane).bind(2, as_int(after)).bind(3, as_int(upto));
+    rows = &reader_->cached(kReadLane);
+    rows->bind_text(1, lane).bind(2, as_int(after)).bind(3, as_int(upto));
     // No SQL LIMIT: skipped rows must not use up the page.
-    while (out.size() < max && rows.step()) {
-      if (finishing.contains(static_cast<std::uint64_t>(rows.int_at(0)))) continue;
-      if (auto q = decode_row(rows)) out.push_back(std::move(*q));
+    while (out.size() < max && rows->step()) {
+      if (finishing.contains(static_cast<std::uint64_t>(rows->int_at(0)))) continue;
+      if (auto q = decode_row(*rows)) out.push_back(std::move(*q));
     }
   } catch (const QueueError& e) {
+    // Not the end of the lane: the caller keeps its place and asks again.
+    if (rows) rows->reset();
     log_->error("queue database {}: cannot read lane {}: {}", options_.path, lane, e.what());
+    throw;
   }
-  rows.reset();
+  rows->reset();
   return out;
 }
 
@@ -358,12 +362,17 @@ std::vector<LaneBacklog> SqliteQueue::backlog() {
   if (backlog_upto_ == 0) return out;
   (void)transact([](SqliteDb&) {});  // every outcome handed over before is committed
   std::lock_guard<std::mutex> lock(read_mutex_);
-  if (!reader_) return out;
-  Stmt s(reader_->raw(), kBacklog);
-  s.bind(1, as_int(backlog_upto_));
-  while (s.step()) {
-    out.push_back(LaneBacklog{s.text_at(0), static_cast<std::uint64_t>(s.int_at(1)),
-                              static_cast<std::size_t>(s.int_at(2))});
+  if (!reader_) throw QueueError("queue database " + options_.path + " is closed");
+  try {
+    Stmt s(reader_->raw(), kBacklog);
+    s.bind(1, as_int(backlog_upto_));
+    while (s.step()) {
+      out.push_back(LaneBacklog{s.text_at(0), static_cast<std::uint64_t>(s.int_at(1)),
+                                static_cast<std::size_t>(s.int_at(2))});
+    }
+  } catch (const QueueError& e) {
+    log_->error("queue database {}: cannot read the stored backlog: {}", options_.path, e.what());
+    throw;
   }
   return out;
 }
@@ -371,11 +380,16 @@ std::vector<LaneBacklog> SqliteQueue::backlog() {
 std::size_t SqliteQueue::lane_size(const std::string& lane) {
   (void)transact([](SqliteDb&) {});  // every outcome handed over before is committed
   std::lock_guard<std::mutex> lock(read_mutex_);
-  if (!reader_) return 0;
+  if (!reader_) throw QueueError("queue database " + options_.path + " is closed");
   Stmt& s = reader_->cached(kLaneSize);
-  s.bind_text(1, lane);
   std::size_t n = 0;
-  if (s.step()) n = static_cast<std::size_t>(s.int_at(0));
+  try {
+    s.bind_text(1, lane);
+    if (s.step()) n = static_cast<std::size_t>(s.int_at(0));
+  } catch (const QueueError&) {
+    s.reset();
+    throw;
+  }
   s.reset();
   return n;
 }
