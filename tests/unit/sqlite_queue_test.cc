@@ -5,6 +5,7 @@
 // on their way, and the lock file.
 #include "queue/sqlite_queue.h"
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -327,6 +328,46 @@ TEST_F(SqliteQueueFileTest, AnAckOfAnUnknownOrFinishedSeqChangesNothing) {
   q->ack(taken[0]);  // after the commit too
   EXPECT_EQ(q->size(), 1u);
   EXPECT_EQ(q->bytes(), 5u);
+}
+
+TEST_F(SqliteQueueFileTest, AnOutcomeWhoseLookupFailsIsStillRecordedAndAFailedReadThrows) {
+  auto fault = std::make_shared<std::atomic<bool>>(false);
+  SqliteQueueOptions o = options();
+  o.read_fault = fault;
+  auto q = open(o);
+  ASSERT_EQ(q->push(message("1", "#a", "0123456789")).status, PushStatus::Accepted);
+  ASSERT_EQ(q->push(message("2", "#a", "01234")).status, PushStatus::Accepted);
+  ASSERT_EQ(q->push(message("3", "#a", "abc")).status, PushStatus::Accepted);
+  const auto taken = q->take(10);
+  ASSERT_EQ(taken.size(), 3u);
+
+  fault->store(true);
+  // A failed read is not the end of the lane.
+  EXPECT_THROW(q->read_lane(lane_of("#a"), 0, taken[2].seq, 10), QueueError);
+  q->ack(taken[0]);
+  DeadLetter d;
+  d.message = taken[1].message;
+  q->dead_letter(taken[1].seq, d);
+  EXPECT_EQ(q->size(), 1u);
+  q->ack(taken[0]);  // its outcome is on its way already
+  EXPECT_EQ(q->size(), 1u);
+
+  fault->store(false);
+  EXPECT_EQ(q->lane_size(lane_of("#a")), 1u);  // after the writer committed both outcomes
+  EXPECT_EQ(q->bytes(), 3u) << "the commit read the sizes the lookups could not";
+  EXPECT_EQ(q->dead_letters().count(), 1u);
+  EXPECT_THAT(ids(q->read_lane(lane_of("#a"), 0, taken[2].seq, 10)), ElementsAre("3"));
+  q->close();
+  q.reset();
+
+  fault->store(true);
+  q = open(o);
+  EXPECT_EQ(q->size(), 1u);
+  EXPECT_THROW(q->backlog(), QueueError);
+  fault->store(false);
+  const auto stored = q->backlog();
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_EQ(stored[0].count, 1u);
 }
 
 TEST_F(SqliteQueueFileTest, AReplayIsStoredUnderANewSeqAndAnnouncedByTake) {

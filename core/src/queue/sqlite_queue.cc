@@ -226,16 +226,25 @@ std::size_t SqliteQueue::bytes() const {
 
 // ---- outcomes ---------------------------------------------------------------
 
-void SqliteQueue::ack(const Queued& done) {
-  const auto stored = claim(done.seq);
-  if (!stored) return;
+template <typename Outcome>
+void SqliteQueue::hand_over(Outcome c, const Lookup& found) {
+  c.bytes = found.bytes;
+  c.bytes_known = found.kind == Lookup::Kind::Stored;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     size_ -= std::min<std::size_t>(size_, 1);
-    bytes_ -= std::min(bytes_, *stored);
-    ops_.emplace_back(Finish{done.seq, *stored});
+    bytes_ -= std::min(bytes_, c.bytes);
+    ops_.emplace_back(std::move(c));
   }
   work_cv_.notify_one();
+}
+
+void SqliteQueue::ack(const Queued& done) {
+  const Lookup found = claim(done.seq);
+  if (found.kind == Lookup::Kind::Missing) return;
+  Finish c;
+  c.seq = done.seq;
+  hand_over(std::move(c), found);
 }
 
 void SqliteQueue::dead_letter(std::uint64_t seq, DeadLetter letter) {
@@ -254,49 +263,55 @@ void SqliteQueue::dead_letter(std::uint64_t seq, DeadLetter letter) {
   letter.message.payload.shrink_to_fit();
   letter.message.delivery_token.clear();
   c.record = std::move(letter);
-  const auto stored = claim(seq);
-  if (!stored) return;
-  c.bytes = *stored;
+  const Lookup found = claim(seq);
+  if (found.kind == Lookup::Kind::Missing) return;
   dead_letters_.counted(+1);
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    size_ -= std::min<std::size_t>(size_, 1);
-    bytes_ -= std::min(bytes_, *stored);
-    ops_.emplace_back(std::move(c));
-  }
-  work_cv_.notify_one();
+  hand_over(std::move(c), found);
 }
 
-std::optional<std::size_t> SqliteQueue::claim(std::uint64_t seq) {
+SqliteQueue::Lookup SqliteQueue::claim(std::uint64_t seq) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (stop_writer_ || !finishing_.insert(seq).second) return std::nullopt;
+    if (stop_writer_ || !finishing_.insert(seq).second) return {};
   }
   // Claimed first, read second: a commit of an earlier outcome for this seq
   // drops its claim only after the row is gone, so the read cannot see it.
-  const auto bytes = stored_bytes(seq);
-  if (!bytes) {
+  const Lookup found = stored_bytes(seq);
+  if (found.kind == Lookup::Kind::Missing) {
     std::lock_guard<std::mutex> lock(mutex_);
     finishing_.erase(seq);
   }
-  return bytes;
+  return found;
 }
 
 // ---- reading ----------------------------------------------------------------
 
-std::optional<std::size_t> SqliteQueue::stored_bytes(std::uint64_t seq) {
+void SqliteQueue::check_read_fault() const {
+  if (options_.read_fault && options_.read_fault->load()) throw QueueError("disk I/O error (injected)");
+}
+
+SqliteQueue::Lookup SqliteQueue::stored_bytes(std::uint64_t seq) {
   std::lock_guard<std::mutex> lock(read_mutex_);
-  if (!reader_) return std::nullopt;
+  if (!reader_) return {};
+  Stmt* s = nullptr;
   try {
-    Stmt& s = reader_->cached(kStoredBytes);
-    s.bind(1, as_int(seq));
-    if (!s.step()) return std::nullopt;
-    const auto bytes = static_cast<std::size_t>(std::max<std::int64_t>(s.int_at(0), 0));
-    s.reset();
-    return bytes;
+    check_read_fault();
+    s = &reader_->cached(kStoredBytes);
+    s->bind(1, as_int(seq));
+    Lookup found;
+    if (s->step()) {
+      found.kind = Lookup::Kind::Stored;
+      found.bytes = static_cast<std::size_t>(std::max<std::int64_t>(s->int_at(0), 0));
+    }
+    s->reset();
+    return found;
   } catch (const QueueError& e) {
-    log_->error("queue database {}: cannot read message #{}: {}", options_.path, seq, e.what());
-    return std::nullopt;
+    if (s) s->reset();
+    // Not "missing": dropping the outcome would leave the message counted
+    // (and, after a restart, delivered again). The writer reads its size.
+    log_->error("queue database {}: cannot read message #{}: {}; its outcome is recorded anyway",
+                options_.path, seq, e.what());
+    return Lookup{Lookup::Kind::Unreadable, 0};
   }
 }
 
@@ -317,6 +332,7 @@ std::vector<Queued> SqliteQueue::read_lane(const std::string& lane, std::uint64_
   if (!reader_) throw QueueError("queue database " + options_.path + " is closed");
   Stmt* rows = nullptr;
   try {
+    check_read_fault();
     rows = &reader_->cached(kReadLane);
     rows->bind_text(1, lane).bind(2, as_int(after)).bind(3, as_int(upto));
     // No SQL LIMIT: skipped rows must not use up the page.
@@ -364,6 +380,7 @@ std::vector<LaneBacklog> SqliteQueue::backlog() {
   std::lock_guard<std::mutex> lock(read_mutex_);
   if (!reader_) throw QueueError("queue database " + options_.path + " is closed");
   try {
+    check_read_fault();
     Stmt s(reader_->raw(), kBacklog);
     s.bind(1, as_int(backlog_upto_));
     while (s.step()) {
@@ -473,12 +490,22 @@ void SqliteQueue::store(Insert& c) {
     db_->cached(kRememberKey).bind_text(1, c.dedup_key).bind(2, c.dedup_expires_ms).run();
 }
 
+void SqliteQueue::read_unknown_bytes(std::uint64_t seq, bool known, std::size_t& bytes) {
+  if (known) return;
+  Stmt& s = db_->cached(kStoredBytes);
+  s.bind(1, as_int(seq));
+  if (s.step()) bytes = static_cast<std::size_t>(std::max<std::int64_t>(s.int_at(0), 0));
+  s.reset();
+}
+
 void SqliteQueue::store(Finish& c) {
+  read_unknown_bytes(c.seq, c.bytes_known, c.bytes);
   db_->cached(kDeleteMessage).bind(1, as_int(c.seq)).run();
   c.deleted = db_->changes() > 0;
 }
 
 void SqliteQueue::store(Bury& c) {
+  read_unknown_bytes(c.seq, c.bytes_known, c.bytes);
   db_->cached(kDeleteMessage).bind(1, as_int(c.seq)).run();
   c.deleted = db_->changes() > 0;
   if (c.deleted) SqliteDeadLetters::insert(*db_, c.record, c.body, c.sealed);
@@ -573,17 +600,17 @@ void SqliteQueue::settle(Finish& c, const std::string& error, Settled&,
                          std::vector<Completion>&) {
   if (!error.empty()) return retry_later(std::move(c));
   finishing_.erase(c.seq);
-  if (c.deleted) return;
+  if (c.deleted) return take_off_unknown_bytes(c);
   ++size_;  // it was gone already: what ack() took off goes back
-  bytes_ += c.bytes;
+  if (c.bytes_known) bytes_ += c.bytes;
 }
 
 void SqliteQueue::settle(Bury& c, const std::string& error, Settled&, std::vector<Completion>&) {
   if (!error.empty()) return retry_later(std::move(c));
   finishing_.erase(c.seq);
-  if (c.deleted) return;
+  if (c.deleted) return take_off_unknown_bytes(c);
   ++size_;
-  bytes_ += c.bytes;
+  if (c.bytes_known) bytes_ += c.bytes;
   dead_letters_.counted(-1);
 }
 

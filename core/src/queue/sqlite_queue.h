@@ -42,6 +42,8 @@
 // locks cannot say this once two connections share the file).
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -85,6 +87,9 @@ struct SqliteQueueOptions {
   // Test hook: caps the database size in pages (SQLite's max_page_count),
   // so "disk full" can be provoked without filling a disk. 0 = no cap.
   std::uint32_t max_page_count = 0;
+  // Test hook: while it holds true, every read on the read-only connection
+  // fails as an I/O error would (read_lane, backlog, an outcome's lookup).
+  std::shared_ptr<const std::atomic<bool>> read_fault;
 };
 
 class SqliteQueue final : public Queue, private SqliteDeadLetters::Writer {
@@ -131,12 +136,14 @@ class SqliteQueue final : public Queue, private SqliteDeadLetters::Writer {
   };
   struct Finish {  // ack
     std::uint64_t seq = 0;
-    std::size_t bytes = 0;  // as stored, given back if the row was gone
-    bool deleted = false;   // set by the commit
+    std::size_t bytes = 0;     // as stored, given back if the row was gone
+    bool bytes_known = true;   // false: the read failed; the commit reads them
+    bool deleted = false;      // set by the commit
   };
   struct Bury {  // dead letter
     std::uint64_t seq = 0;
     std::size_t bytes = 0;
+    bool bytes_known = true;
     std::string body, sealed;
     DeadLetter record;  // its message's payload and token are dropped (the body has them)
     bool deleted = false;
@@ -185,12 +192,23 @@ class SqliteQueue final : public Queue, private SqliteDeadLetters::Writer {
   std::optional<std::string> open_token(std::string_view sealed) const;
 
   // ---- outcomes ----
-  // The stored size of `seq`, claimed for one outcome; nullopt when it is
-  // not stored or already has its outcome on the way.
-  std::optional<std::size_t> claim(std::uint64_t seq);
+  // What claim() and stored_bytes() found: the stored size, or that the
+  // row is not stored, or that the read failed (the size is then unknown:
+  // the outcome still goes to the writer, which reads the size itself).
+  struct Lookup {
+    enum class Kind { Stored, Missing, Unreadable } kind = Kind::Missing;
+    std::size_t bytes = 0;
+  };
+  // Claims `seq` for one outcome. Missing when it is not stored or already
+  // has its outcome on the way.
+  Lookup claim(std::uint64_t seq);
+  // Hands an outcome to the writer, taking it off the counters now.
+  template <typename Outcome>
+  void hand_over(Outcome c, const Lookup& found);
 
   // ---- reading ----
-  std::optional<std::size_t> stored_bytes(std::uint64_t seq);  // on the read connection
+  Lookup stored_bytes(std::uint64_t seq);  // on the read connection
+  void check_read_fault() const;           // throws QueueError when the hook says so
   std::set<std::uint64_t> finishing_between(std::uint64_t after, std::uint64_t upto) const;
   std::optional<Queued> decode_row(Stmt& row);
   void log_unreadable_once(std::uint64_t seq);
@@ -205,6 +223,13 @@ class SqliteQueue final : public Queue, private SqliteDeadLetters::Writer {
   void store(Insert& c);
   void store(Finish& c);
   void store(Bury& c);
+  // An outcome whose size claim() could not read reads it in the commit.
+  void read_unknown_bytes(std::uint64_t seq, bool known, std::size_t& bytes);
+  // Holding mutex_: takes off what hand_over() could not (its size unknown).
+  template <typename Outcome>
+  void take_off_unknown_bytes(const Outcome& c) {
+    if (!c.bytes_known) bytes_ -= std::min(bytes_, c.bytes);
+  }
   void store(Replay& c);
   DeadLetterStore::ReplayStatus reserve_for_replay(Replay& c, std::size_t payload);
   void store(Admin&) {}  // in transactions of their own
