@@ -23,6 +23,9 @@ constexpr auto kUnreadableRetry = std::chrono::seconds(1);
 // of a million undeliverable messages must not hold the scheduling thread
 // until it is through; it yields and is asked again next round.
 constexpr std::size_t kSettledPerAsk = 64;
+// How often pauses that are over are forgotten. A lane forgets its own when
+// it looks, but a channel that went quiet while paused never looks again.
+constexpr auto kPauseSweep = std::chrono::minutes(1);
 
 // What a message in a window costs beyond its payload: the struct and its
 // short strings' heap blocks, roughly.
@@ -624,6 +627,13 @@ void Dispatcher::settle_idle(Lane& lane) {
   lanes_.erase(lanes_.find(lane.key));  // idle channels cost nothing
 }
 
+void Dispatcher::forget_pauses_over(sdk::SteadyTime now) {
+  if (now < next_pause_sweep_) return;
+  next_pause_sweep_ = now + kPauseSweep;
+  for (auto* pauses : {&paused_workspaces_, &paused_channels_})
+    std::erase_if(*pauses, [&](const auto& pause) { return pause.second <= now; });
+}
+
 void Dispatcher::fire_timers(sdk::SteadyTime now) {
   const auto later = [](const Timer& a, const Timer& b) {
     return a.when != b.when ? a.when > b.when : a.order > b.order;
@@ -696,6 +706,7 @@ sdk::SteadyTime Dispatcher::run_once() {
 
   fire_timers(now);
   start_due_lanes(now);
+  forget_pauses_over(now);
 
   // Due lanes left waiting for a free worker are woken by that worker's
   // completion, not by the clock.

@@ -137,6 +137,7 @@ class Dispatcher {
   std::size_t window_of(const std::string& lane) const;
   std::size_t messages_in_memory() const { return loaded_messages_; }
   std::size_t bytes_in_memory() const { return loaded_bytes_; }  // as window_bytes counts them
+  std::size_t pauses_held() const { return paused_workspaces_.size() + paused_channels_.size(); }
 
  private:
   struct Lane {
@@ -280,6 +281,8 @@ class Dispatcher {
   // workspace and a channel of the same spelling never share a pause.
   std::unordered_map<std::string, sdk::SteadyTime> paused_workspaces_;
   std::unordered_map<std::string, sdk::SteadyTime> paused_channels_;
+  sdk::SteadyTime next_pause_sweep_{};
+  void forget_pauses_over(sdk::SteadyTime now);  // once a minute, O(pauses)
 
   // Shared with workers and scrapes.
   mutable std::mutex mutex_;

@@ -463,5 +463,35 @@ TEST_F(DispatcherWindowTest, AfterARestartAWorkspaceLimiterAsksOneStoredLanePerT
   after.close();
 }
 
+TEST_F(DispatcherWindowTest, APauseOfAChannelThatWentQuietIsForgottenOnceItIsOver) {
+  MemoryQueue queue(roomy(), clock);
+  auto retry = std::make_shared<NiceMock<sdk::testing::MockRetryPolicy>>();
+  ON_CALL(*retry, decide(_, _)).WillByDefault(Invoke([](const Message&, const SendResult&) {
+    return sdk::RetryDecision::give_up("test");
+  }));
+  pipeline->retry = retry;
+  ON_CALL(*sink, send(_)).WillByDefault(Invoke([&](const Message& m) {
+    sent_in_order.push_back(m.id);
+    SendResult r = SendResult::failed(429, "ratelimited");
+    r.back_pressure = sdk::BackPressure{sdk::BackPressure::Scope::Channel, clock.now() + 10s};
+    return r;
+  }));
+  for (int c = 0; c < 100; ++c) push(queue, "q" + std::to_string(c), "#q" + std::to_string(c));
+  Dispatcher& d = dispatcher(queue, DispatcherWindow{});
+  d.run_once();
+  executor.run_all();
+  d.run_once();  // each is a dead letter, its lane gone, its channel paused for 10 s
+  ASSERT_EQ(queue.dead_letters().count(), 100u);
+  ASSERT_EQ(d.lane_count(), 0u);
+  EXPECT_EQ(d.pauses_held(), 100u);
+
+  clock.advance(5s);
+  d.run_once();
+  EXPECT_EQ(d.pauses_held(), 100u) << "a pause still running is kept";
+  clock.advance(2min);
+  d.run_once();
+  EXPECT_EQ(d.pauses_held(), 0u);
+}
+
 }  // namespace
 }  // namespace slack_proxy
