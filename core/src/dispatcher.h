@@ -135,13 +135,14 @@ class Dispatcher {
   RoundStats last_round() const { return last_round_; }
   std::size_t lane_count() const { return lanes_.size(); }
   std::size_t window_of(const std::string& lane) const;
+  std::size_t window_capacity_of(const std::string& lane) const;  // room allocated, used or not
   std::size_t messages_in_memory() const { return loaded_messages_; }
   std::size_t bytes_in_memory() const { return loaded_bytes_; }  // as window_bytes counts them
   std::size_t pauses_held() const { return paused_workspaces_.size() + paused_channels_.size(); }
 
  private:
   struct Lane {
-    std::string key;                      // lane_key(): pipeline/workspace:channel
+    const std::string* key_ = nullptr;    // lane_key(), the lanes_ map's own copy
     std::shared_ptr<Pipeline> pipeline;   // null: a stored lane of a pipeline that is gone
     std::uint32_t scope_len = 0;          // key.substr(0, scope_len): its workspace scope
     std::vector<Queued> window;           // in memory, in order; front() is the head
@@ -149,8 +150,9 @@ class Dispatcher {
     std::uint64_t cursor = 0;             // the highest seq loaded (or passed over)
     enum class State { Idle, Scheduled, Busy } state = State::Idle;
 
-    std::string_view scope() const { return std::string_view(key).substr(0, scope_len); }
-    std::string_view channel() const { return channel_of_lane(key); }
+    const std::string& key() const { return *key_; }  // pipeline/workspace:channel
+    std::string_view scope() const { return std::string_view(key()).substr(0, scope_len); }
+    std::string_view channel() const { return channel_of_lane(key()); }
     std::size_t stored() const { return window.size() + unloaded; }
     // Where the lane stands in the FIFO among lanes: its head's sequence
     // (or the lowest it can be, while the head is not loaded).
@@ -232,8 +234,9 @@ class Dispatcher {
   enum class Load { Loaded, Empty, Unreadable };
   Load load_head(Lane& lane);
   // Gives back the read-ahead (and an untried head) while all windows are
-  // over window_bytes.
+  // over window_bytes, and always the window's spare capacity.
   void shed_window(Lane& lane);
+  void give_back_spare_room(Lane& lane);  // the window's capacity beyond its size
   void unload_front(Lane& lane);
   // The head is delivered (or otherwise done): acked and removed.
   void ack_head(Lane& lane, const char* outcome);

@@ -239,6 +239,12 @@ TEST_F(DispatcherWindowTest, WindowsOverTheirByteBudgetGiveBackWhatTheyHaveNotTr
 
   EXPECT_EQ(d.lane_count(), 50u);
   EXPECT_LE(d.messages_in_memory(), 20u) << "waiting lanes past the budget keep nothing";
+  std::size_t spare = 0;  // room allocated beyond what the windows hold
+  for (int c = 0; c < 50; ++c) {
+    const std::string lane = lane_of("#c" + std::to_string(c));
+    spare += d.window_capacity_of(lane) - d.window_of(lane);
+  }
+  EXPECT_EQ(spare, 0u) << "waiting lanes keep room they do not use, uncounted by the budget";
   EXPECT_EQ(queue.size(), 500u);
   std::size_t counted = 0;
   for (const auto& [channel, n] : d.channel_depths()) counted += n;
