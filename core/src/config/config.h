@@ -116,7 +116,7 @@ struct DispatcherConfig {                   // [dispatcher]
   int workers = 8;                          // concurrent sends (one per channel at most)
   std::chrono::milliseconds shutdown_timeout{30'000};  // drain deadline on SIGTERM
   int lane_window = 16;                     // messages a lane holds in memory, head included
-  std::size_t window_bytes = 8 << 20;       // read-ahead of all lanes together, payload bytes
+  std::size_t window_bytes = 8 << 20;       // all windows together: payload + ~500 a message
   bool operator==(const DispatcherConfig&) const = default;
 };
 

@@ -122,8 +122,8 @@ const sdk::Schema<DispatcherConfig>& dispatcher_schema() {
                    "holds the rest")
           .at_least(1).at_most(10000).default_to("16"),
       sdk::setting("window_bytes", &C::window_bytes,
-                   "payload bytes all lanes may read ahead together; beyond it a waiting lane "
-                   "keeps only a head it already tried")
+                   "bytes all lanes' windows may hold together (payload plus about 500 a "
+                   "message); beyond it a waiting lane keeps only a head it already tried")
           .default_to("8388608"),
   };
   return schema;
