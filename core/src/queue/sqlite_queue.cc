@@ -35,6 +35,22 @@ constexpr const char* kBacklog =
 
 std::int64_t as_int(std::uint64_t v) { return static_cast<std::int64_t>(v); }
 
+// The stored size of message `seq` on `db`, nullopt when it is not stored.
+// A failed read throws QueueError (the statement is left reset).
+std::optional<std::size_t> stored_size(SqliteDb& db, std::uint64_t seq) {
+  Stmt& s = db.cached(kStoredBytes);
+  std::optional<std::size_t> bytes;
+  try {
+    s.bind(1, as_int(seq));
+    if (s.step()) bytes = static_cast<std::size_t>(std::max<std::int64_t>(s.int_at(0), 0));
+  } catch (const QueueError&) {
+    s.reset();
+    throw;
+  }
+  s.reset();
+  return bytes;
+}
+
 void create_parent_directory(const std::string& path) {
   const std::filesystem::path p(path);
   if (!p.has_parent_path()) return;
@@ -286,27 +302,20 @@ SqliteQueue::Lookup SqliteQueue::claim(std::uint64_t seq) {
 
 // ---- reading ----------------------------------------------------------------
 
-void SqliteQueue::check_read_fault() const {
-  if (options_.read_fault && options_.read_fault->load()) throw QueueError("disk I/O error (injected)");
+SqliteDb& SqliteQueue::reader() {
+  if (!reader_) throw QueueError("queue database " + options_.path + " is closed");
+  if (options_.read_fault && options_.read_fault->load())
+    throw QueueError("disk I/O error (injected)");
+  return *reader_;
 }
 
 SqliteQueue::Lookup SqliteQueue::stored_bytes(std::uint64_t seq) {
   std::lock_guard<std::mutex> lock(read_mutex_);
   if (!reader_) return {};
-  Stmt* s = nullptr;
   try {
-    check_read_fault();
-    s = &reader_->cached(kStoredBytes);
-    s->bind(1, as_int(seq));
-    Lookup found;
-    if (s->step()) {
-      found.kind = Lookup::Kind::Stored;
-      found.bytes = static_cast<std::size_t>(std::max<std::int64_t>(s->int_at(0), 0));
-    }
-    s->reset();
-    return found;
+    const auto bytes = stored_size(reader(), seq);
+    return bytes ? Lookup{Lookup::Kind::Stored, *bytes} : Lookup{};
   } catch (const QueueError& e) {
-    if (s) s->reset();
     // Not "missing": dropping the outcome would leave the message counted
     // (and, after a restart, delivered again). The writer reads its size.
     log_->error("queue database {}: cannot read message #{}: {}; its outcome is recorded anyway",
@@ -329,11 +338,9 @@ std::vector<Queued> SqliteQueue::read_lane(const std::string& lane, std::uint64_
   // not in the read's snapshot either, one committed before is in neither.
   const std::set<std::uint64_t> finishing = finishing_between(after, upto);
   std::lock_guard<std::mutex> lock(read_mutex_);
-  if (!reader_) throw QueueError("queue database " + options_.path + " is closed");
   Stmt* rows = nullptr;
   try {
-    check_read_fault();
-    rows = &reader_->cached(kReadLane);
+    rows = &reader().cached(kReadLane);
     rows->bind_text(1, lane).bind(2, as_int(after)).bind(3, as_int(upto));
     // No SQL LIMIT: skipped rows must not use up the page.
     while (out.size() < max && rows->step()) {
@@ -378,10 +385,8 @@ std::vector<LaneBacklog> SqliteQueue::backlog() {
   if (backlog_upto_ == 0) return out;
   (void)transact([](SqliteDb&) {});  // every outcome handed over before is committed
   std::lock_guard<std::mutex> lock(read_mutex_);
-  if (!reader_) throw QueueError("queue database " + options_.path + " is closed");
   try {
-    check_read_fault();
-    Stmt s(reader_->raw(), kBacklog);
+    Stmt s(reader().raw(), kBacklog);
     s.bind(1, as_int(backlog_upto_));
     while (s.step()) {
       out.push_back(LaneBacklog{s.text_at(0), static_cast<std::uint64_t>(s.int_at(1)),
@@ -397,8 +402,7 @@ std::vector<LaneBacklog> SqliteQueue::backlog() {
 std::size_t SqliteQueue::lane_size(const std::string& lane) {
   (void)transact([](SqliteDb&) {});  // every outcome handed over before is committed
   std::lock_guard<std::mutex> lock(read_mutex_);
-  if (!reader_) throw QueueError("queue database " + options_.path + " is closed");
-  Stmt& s = reader_->cached(kLaneSize);
+  Stmt& s = reader().cached(kLaneSize);
   std::size_t n = 0;
   try {
     s.bind_text(1, lane);
@@ -492,10 +496,7 @@ void SqliteQueue::store(Insert& c) {
 
 void SqliteQueue::read_unknown_bytes(std::uint64_t seq, bool known, std::size_t& bytes) {
   if (known) return;
-  Stmt& s = db_->cached(kStoredBytes);
-  s.bind(1, as_int(seq));
-  if (s.step()) bytes = static_cast<std::size_t>(std::max<std::int64_t>(s.int_at(0), 0));
-  s.reset();
+  if (const auto stored = stored_size(*db_, seq)) bytes = *stored;
 }
 
 void SqliteQueue::store(Finish& c) {

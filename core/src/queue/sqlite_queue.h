@@ -208,7 +208,9 @@ class SqliteQueue final : public Queue, private SqliteDeadLetters::Writer {
 
   // ---- reading ----
   Lookup stored_bytes(std::uint64_t seq);  // on the read connection
-  void check_read_fault() const;           // throws QueueError when the hook says so
+  // Holding read_mutex_: the read connection; QueueError when it is closed
+  // (or when the read_fault hook says so).
+  SqliteDb& reader();
   std::set<std::uint64_t> finishing_between(std::uint64_t after, std::uint64_t upto) const;
   std::optional<Queued> decode_row(Stmt& row);
   void log_unreadable_once(std::uint64_t seq);
