@@ -221,8 +221,15 @@ void Dispatcher::unload_front(Lane& lane) {
 }
 
 void Dispatcher::shed_window(Lane& lane) {
-  give_back_spare_room(lane);
-  if (loaded_bytes_ <= window_.window_bytes || lane.window.empty()) return;
+  if (loaded_bytes_ > window_.window_bytes) give_back_untried(lane);
+  // A vector keeps its capacity when emptied: a Queued's worth (some 400
+  // bytes) per waiting lane, uncounted by the budget, was 40 MiB over
+  // 100,000 waiting channels. A lane that waits keeps only what it holds.
+  if (lane.window.capacity() > lane.window.size()) lane.window.shrink_to_fit();
+}
+
+void Dispatcher::give_back_untried(Lane& lane) {
+  if (lane.window.empty()) return;
   // A head already tried carries its attempt count, which only this
   // process has: it stays. Everything else can be read again.
   const sdk::Message& head = lane.window.front().message;
@@ -238,14 +245,6 @@ void Dispatcher::shed_window(Lane& lane) {
   lane.cursor = keep_head ? lane.window.front().seq : lane.window.front().seq - 1;
   lane.window.resize(keep);
   lane.unloaded += dropped;
-  give_back_spare_room(lane);
-}
-
-void Dispatcher::give_back_spare_room(Lane& lane) {
-  // A vector keeps its capacity when emptied: a Queued's worth (some 400
-  // bytes) per waiting lane, uncounted by the budget, was 40 MiB over
-  // 100,000 waiting channels. A lane that waits keeps only what it holds.
-  if (lane.window.capacity() > lane.window.size()) lane.window.shrink_to_fit();
 }
 
 std::size_t Dispatcher::window_of(const std::string& lane) const {
@@ -680,8 +679,7 @@ void Dispatcher::start_due_lanes(sdk::SteadyTime now) {
     if (start.kind == Start::Kind::Sent) {
       // Busy until its result comes back.
     } else if (start.kind == Start::Kind::Empty) {
-      lane.state = Lane::State::Idle;
-      lanes_.erase(lanes_.find(lane.key()));
+      settle_idle(lane);  // nothing stored: forgotten
     } else if (!start.shared) {
       wait_until(lane, start.until);
     } else {

@@ -233,10 +233,11 @@ class Dispatcher {
   // store failed to read (the lane keeps its place and tries again later).
   enum class Load { Loaded, Empty, Unreadable };
   Load load_head(Lane& lane);
-  // Gives back the read-ahead (and an untried head) while all windows are
-  // over window_bytes, and always the window's spare capacity.
+  // A lane starts to wait: while all windows are over window_bytes it gives
+  // back its read-ahead (and an untried head), and always its window's
+  // spare capacity.
   void shed_window(Lane& lane);
-  void give_back_spare_room(Lane& lane);  // the window's capacity beyond its size
+  void give_back_untried(Lane& lane);
   void unload_front(Lane& lane);
   // The head is delivered (or otherwise done): acked and removed.
   void ack_head(Lane& lane, const char* outcome);
