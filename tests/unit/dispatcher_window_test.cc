@@ -5,10 +5,7 @@
 // sleep, and the counts come from the dispatcher's own accessors.
 #include "dispatcher.h"
 
-#include <stdlib.h>
-
 #include <chrono>
-#include <filesystem>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -173,6 +170,15 @@ QueueLimits roomy() {
   return limits;
 }
 
+// A SQLite queue file in `dir`, roomy, without an fsync per commit.
+SqliteQueueOptions stored_in(const test_support::TempDir& dir) {
+  SqliteQueueOptions options;
+  options.path = (dir.path() / "queue.db").string();
+  options.limits = roomy();
+  options.sync = SqliteQueueOptions::Sync::Normal;
+  return options;
+}
+
 TEST_F(DispatcherWindowTest, ALaneWithALongBacklogNeverHoldsMoreThanItsWindow) {
   MemoryQueue queue(roomy(), clock);
   for (int i = 0; i < 200; ++i) push(queue, "a" + std::to_string(i), "#a");
@@ -254,14 +260,8 @@ TEST_F(DispatcherWindowTest, WindowsOverTheirByteBudgetGiveBackWhatTheyHaveNotTr
 // Lanes of a durable queue, paged in after a restart: the store is read
 // lane by lane, in order, never loaded whole.
 TEST_F(DispatcherWindowTest, AStoredBacklogIsPagedInOrderAfterARestart) {
-  std::string pattern =
-      (std::filesystem::temp_directory_path() / "sp-dispatch-XXXXXX").string();
-  ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-  const std::filesystem::path dir = pattern;
-  SqliteQueueOptions options;
-  options.path = (dir / "queue.db").string();
-  options.limits = roomy();
-  options.sync = SqliteQueueOptions::Sync::Normal;
+  const test_support::TempDir dir("sp-dispatch");
+  const SqliteQueueOptions options = stored_in(dir);
   {
     SqliteQueue before(options, clock, test_support::null_logger());
     for (int i = 0; i < 30; ++i) {
@@ -288,8 +288,6 @@ TEST_F(DispatcherWindowTest, AStoredBacklogIsPagedInOrderAfterARestart) {
     EXPECT_LE(most_in_memory, 8u);
     after.close();
   }
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
 
   EXPECT_THAT(sent["#a"], ElementsAreArray(numbered("a", 5, 30)));
   EXPECT_THAT(sent["#b"], ElementsAreArray(numbered("b", 0, 30)));
@@ -411,11 +409,8 @@ TEST_F(DispatcherWindowTest, AFailedReadKeepsTheLanesPlaceSoNothingOvertakesWhat
 }
 
 TEST_F(DispatcherWindowTest, AFailedBacklogReadIsAskedAgainAndTheStoredMessagesStillGoFirst) {
-  test_support::TempDir dir("sp-dispatch");
-  SqliteQueueOptions options;
-  options.path = (dir.path() / "queue.db").string();
-  options.limits = roomy();
-  options.sync = SqliteQueueOptions::Sync::Normal;
+  const test_support::TempDir dir("sp-dispatch");
+  const SqliteQueueOptions options = stored_in(dir);
   {
     SqliteQueue before(options, clock, test_support::null_logger());
     for (int i = 0; i < 3; ++i) push(before, "a" + std::to_string(i), "#a");
@@ -439,11 +434,8 @@ TEST_F(DispatcherWindowTest, AFailedBacklogReadIsAskedAgainAndTheStoredMessagesS
 }
 
 TEST_F(DispatcherWindowTest, AfterARestartAWorkspaceLimiterAsksOneStoredLanePerToken) {
-  test_support::TempDir dir("sp-dispatch");
-  SqliteQueueOptions options;
-  options.path = (dir.path() / "queue.db").string();
-  options.limits = roomy();
-  options.sync = SqliteQueueOptions::Sync::Normal;
+  const test_support::TempDir dir("sp-dispatch");
+  const SqliteQueueOptions options = stored_in(dir);
   constexpr int kLanes = 2'000;
   {
     SqliteQueue before(options, clock, test_support::null_logger());
