@@ -1,5 +1,8 @@
 #include "host_services.h"
 
+#include <Poco/DigestEngine.h>
+#include <Poco/SHA2Engine.h>
+
 #include "http/http_client.h"
 #include "redact.h"
 
@@ -54,6 +57,21 @@ std::shared_ptr<sdk::HttpClient> StageHost::http_client(const sdk::HttpClientSet
     error = e.what();
     return nullptr;
   }
+}
+
+std::string budget_id_of(std::string_view credential) noexcept {
+  try {
+    Poco::SHA2Engine sha(Poco::SHA2Engine::SHA_256);
+    sha.update(std::string("slack-proxy budget v1\n"));
+    sha.update(credential.data(), static_cast<unsigned>(credential.size()));
+    return "b-" + Poco::DigestEngine::digestToHex(sha.digest()).substr(0, 32);
+  } catch (...) {
+    return {};
+  }
+}
+
+std::string StageHost::budget_id(std::string_view credential) const noexcept {
+  return budget_id_of(credential);
 }
 
 }  // namespace slack_proxy

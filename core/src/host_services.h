@@ -1,6 +1,7 @@
 // The host's implementations of the SDK services: a spdlog-backed logger
 // that names the stage, the system clock, and the per-stage bundle (which
-// also makes the stage's HTTP clients).
+// also makes the stage's HTTP clients and hands out the process's shared
+// buckets).
 #pragma once
 
 #include <memory>
@@ -34,9 +35,13 @@ class StageLogger final : public sdk::Logger {
 // What one stage instance receives. Owned by the pipeline, outlives the stage.
 class StageHost final : public sdk::HostServices {
  public:
+  // `buckets` is shared by every stage of the process: kept alive by each.
   StageHost(std::shared_ptr<spdlog::logger> log, std::string prefix, sdk::Metrics& metrics,
-            const sdk::Clock& clock)
-      : logger_(std::move(log), std::move(prefix)), metrics_(metrics), clock_(clock) {}
+            const sdk::Clock& clock, std::shared_ptr<sdk::SharedBuckets> buckets)
+      : logger_(std::move(log), std::move(prefix)),
+        metrics_(metrics),
+        clock_(clock),
+        buckets_(std::move(buckets)) {}
   sdk::Logger& logger() noexcept override { return logger_; }
   sdk::Metrics& metrics() noexcept override { return metrics_; }
   const sdk::Clock& clock() noexcept override { return clock_; }
@@ -45,11 +50,20 @@ class StageHost final : public sdk::HostServices {
   // settings cannot be used.
   std::shared_ptr<sdk::HttpClient> http_client(const sdk::HttpClientSettings& settings,
                                                std::string& error) noexcept override;
+  sdk::SharedBuckets& shared_buckets() noexcept override { return *buckets_; }
+  std::string budget_id(std::string_view credential) const noexcept override;
 
  private:
   StageLogger logger_;
   sdk::Metrics& metrics_;
   const sdk::Clock& clock_;
+  std::shared_ptr<sdk::SharedBuckets> buckets_;
 };
+
+// HostServices::budget_id(): "b-" and the first 32 hex digits of the
+// SHA-256 of a domain tag and the credential. Unsalted on purpose, so that
+// every replica names a token's budget alike; a Slack token carries far more
+// entropy than a digest of it could leak. "" when hashing fails.
+std::string budget_id_of(std::string_view credential) noexcept;
 
 }  // namespace slack_proxy

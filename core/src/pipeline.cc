@@ -111,6 +111,8 @@ void create_stage(Pipeline& pipeline, const LoadedPlugin& plugin,
     case SP_STAGE_SINK:
       keep(pipeline, pipeline.sink,
            PluginHost::create<sdk::Sink>(plugin, host, settings, name, check_only), label);
+      // An older plugin's vtable ends before budget_of().
+      pipeline.sink_names_budget = plugin.descriptor->abi_minor >= 2;
       break;
     case SP_STAGE_RETRY_POLICY:
       keep(pipeline, pipeline.retry,
@@ -133,6 +135,8 @@ std::vector<std::shared_ptr<Pipeline>> assemble(const config::ProxyConfig& confi
     checked.push_back(check_pipeline(spec, plugins, check_only, errors));
   if (!errors.empty()) throw config::ConfigError(std::move(errors));
 
+  // One set for every pipeline: that is what lets two of them share a budget.
+  auto buckets = std::make_shared<sdk::LocalSharedBuckets>();
   std::vector<std::shared_ptr<Pipeline>> out;
   for (std::size_t p = 0; p < config.pipelines.size(); ++p) {
     const auto& spec = config.pipelines[p];
@@ -144,7 +148,8 @@ std::vector<std::shared_ptr<Pipeline>> assemble(const config::ProxyConfig& confi
     pipeline->caller_token = spec.delivery_token == "caller";
     for (std::size_t i = 0; i < spec.stages.size(); ++i) {
       const auto& stage = spec.stages[i];
-      auto host = std::make_shared<StageHost>(log, spec.name + "/" + stage.name, metrics, clock);
+      auto host = std::make_shared<StageHost>(log, spec.name + "/" + stage.name, metrics, clock,
+                                              buckets);
       try {
         create_stage(*pipeline, *checked[p][i].plugin, std::move(host), checked[p][i].settings,
                      stage.name, check_only);

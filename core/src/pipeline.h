@@ -34,6 +34,9 @@ struct Pipeline {
   std::vector<std::shared_ptr<sdk::RateLimiter>> limiters;
   std::vector<std::shared_ptr<sdk::Guard>> guards;
   std::shared_ptr<sdk::Sink> sink;                    // exactly one
+  // The sink was built against ABI 1.2 or later, so Sink::budget_of() may be
+  // called. A test's mock sink has it.
+  bool sink_names_budget = true;
   std::shared_ptr<sdk::RetryPolicy> retry;            // optional: none = no retries
   // Every stage above, by address. Kept beside the stages rather than in
   // them so that a stage is still just the plugin's object.

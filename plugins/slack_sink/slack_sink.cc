@@ -330,7 +330,11 @@ SlackSink::SlackSink(sdk::HostServices& host, SinkConfig config, Tokens tokens)
                                          {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10})),
       config_(std::move(config)),
       http_(client_from(host, config_.http)),
-      tokens_(std::move(tokens)) {
+      tokens_(std::move(tokens)),
+      host_(host),
+      fallback_budget_(host.budget_id(tokens_.fallback)) {
+  for (const auto& [workspace, token] : tokens_.by_workspace)
+    budget_by_workspace_.emplace(workspace, host.budget_id(token));
   log_.info("delivering to " + origin_of(config_.url));
 }
 
@@ -347,6 +351,16 @@ const std::string* SlackSink::token_for(const sdk::Message& message) const {
   // falls back to the default token, as before workspaces had tokens.
   if (sdk::is_caller_tenant(message.workspace)) return &tokens_.fallback;
   return nullptr;
+}
+
+std::string SlackSink::budget_of(const sdk::Message& message) {
+  // Mirrors token_for(), with each configured token's budget worked out once.
+  if (!message.delivery_token.empty()) return host_.budget_id(message.delivery_token);
+  if (message.workspace.empty()) return fallback_budget_;
+  if (auto it = budget_by_workspace_.find(message.workspace); it != budget_by_workspace_.end())
+    return it->second;
+  if (sdk::is_caller_tenant(message.workspace)) return fallback_budget_;
+  return {};
 }
 
 void SlackSink::warn_no_token(const std::string& workspace) {

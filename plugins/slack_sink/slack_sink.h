@@ -122,6 +122,11 @@ class SlackSink final : public sdk::Sink {
   // written the routed channel into it.
   sdk::SendResult send(const sdk::Message& message) override;
 
+  // The budget of the token send() would use (HostServices::budget_id), so
+  // every pipeline delivering with that token shares its pacing and its 429
+  // pauses; "" when the message's workspace has no token here.
+  std::string budget_of(const sdk::Message& message) override;
+
  private:
   // Null when the message's workspace has no token here.
   const std::string* token_for(const sdk::Message& message) const;
@@ -135,6 +140,10 @@ class SlackSink final : public sdk::Sink {
   SinkConfig config_;
   std::shared_ptr<sdk::HttpClient> http_;
   Tokens tokens_;
+  sdk::HostServices& host_;
+  // budget_id() of each configured token, worked out once.
+  std::string fallback_budget_;
+  std::map<std::string, std::string, std::less<>> budget_by_workspace_;
   std::mutex warned_mutex_;
   std::set<std::string, std::less<>> warned_;  // workspaces already logged
 };

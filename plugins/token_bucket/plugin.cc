@@ -10,9 +10,9 @@ using slack_proxy::plugins::token_bucket::kSchema;
 using slack_proxy::plugins::token_bucket::Settings;
 using slack_proxy::plugins::token_bucket::TokenBucket;
 
-std::unique_ptr<slack_proxy::sdk::RateLimiter> make(const slack_proxy::sdk::PluginContext&,
+std::unique_ptr<slack_proxy::sdk::RateLimiter> make(const slack_proxy::sdk::PluginContext& ctx,
                                                     const Settings& settings) {
-  return std::make_unique<TokenBucket>(settings);
+  return std::make_unique<TokenBucket>(settings, ctx.host.shared_buckets());
 }
 
 }  // namespace

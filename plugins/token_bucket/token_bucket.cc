@@ -10,13 +10,8 @@ namespace slack_proxy::plugins::token_bucket {
 
 namespace {
 
-constexpr double kNanosPerSecond = 1e9;
 // Keeps interval * burst far from overflowing 64-bit nanoseconds (~292 years).
 constexpr double kMaxRefillSeconds = 365.0 * 24 * 3600;
-
-std::chrono::nanoseconds interval_for(double rate) {
-  return std::chrono::nanoseconds(std::llround(kNanosPerSecond / rate));
-}
 
 // "0.5" and "-1" rather than std::to_string's "0.500000".
 std::string shortest(double value) {
@@ -26,13 +21,13 @@ std::string shortest(double value) {
 }
 
 // The schema bounds rate and burst one by one; their ratio is up to us.
-std::chrono::nanoseconds checked_interval(const Settings& settings) {
+sdk::BucketShape checked_shape(const Settings& settings) {
   if (static_cast<double>(settings.burst) / settings.rate > kMaxRefillSeconds) {
     throw std::invalid_argument("burst / rate must be at most one year, got burst " +
                                 std::to_string(settings.burst) + " at rate " +
                                 shortest(settings.rate));
   }
-  return interval_for(settings.rate);
+  return sdk::BucketShape::of(settings.rate, settings.burst, settings.jitter);
 }
 
 BucketKey bucket_key(const std::string& key) {
@@ -46,55 +41,60 @@ BucketKey bucket_key(const std::string& key) {
 
 }  // namespace
 
-TokenBucket::TokenBucket(const Settings& settings)
+TokenBucket::TokenBucket(const Settings& settings, sdk::SharedBuckets& shared)
     : key_(bucket_key(settings.key)),
-      interval_(checked_interval(settings)),
-      capacity_(interval_ * settings.burst) {}
+      share_(settings.shared),
+      shape_(checked_shape(settings)),
+      shared_(shared) {}
 
-std::string TokenBucket::key_of(const sdk::Message& message) const {
+TokenBucket::Place TokenBucket::place_of(const sdk::Message& message) const {
+  const bool per_token = key_ == BucketKey::Workspace || key_ == BucketKey::Channel;
+  if (share_ && per_token) {
+    auto it = message.attributes.find(sdk::kBudgetAttribute);
+    if (it != message.attributes.end() && !it->second.empty()) {
+      // "w" or "c" keeps a workspace bucket and a channel bucket of one
+      // token apart; a newline cannot occur in a budget name.
+      if (key_ == BucketKey::Workspace) return {true, "token_bucket\nw\n" + it->second};
+      return {true, "token_bucket\nc\n" + it->second + "\n" + message.channel};
+    }
+  }
   switch (key_) {
     case BucketKey::Global:
-      return {};
+      return {false, {}};
     case BucketKey::Workspace:
-      return message.workspace;
+      return {false, message.workspace};
     case BucketKey::Channel:
-      return sdk::channel_key(message);
+      return {false, sdk::channel_key(message)};
     case BucketKey::Client:
       // The authenticator's identity; callers without one share a bucket.
-      return message.caller;
+      return {false, message.caller};
   }
-  return {};
+  return {false, {}};
 }
 
 sdk::SteadyTime TokenBucket::next_send_time(const sdk::Message& message,
                                             sdk::SteadyTime now) noexcept {
   return sdk::guarded(
       [&] {
-        auto it = empty_at_.find(key_of(message));
-        if (it == empty_at_.end()) return now;
-        // One token has accumulated one interval after the bucket was empty.
-        return std::max(now, it->second + interval_);
+        const Place place = place_of(message);
+        return place.shared ? shared_.next_token(place.key, shape_, now)
+                            : own_.next_token(place.key, shape_, now);
       },
       // Pacing must not fail open into a flood, nor stop delivery for good.
-      [&](std::string_view) { return now + interval_; });
+      [&](std::string_view) { return now + shape_.interval; });
 }
 
 void TokenBucket::on_send(const sdk::Message& message, sdk::SteadyTime now) noexcept {
   sdk::guarded(
       [&] {
-        auto [it, inserted] = empty_at_.try_emplace(key_of(message), now - capacity_);
-        // A bucket cannot hold more than `burst` tokens however long it idled.
-        it->second = std::max(it->second, now - capacity_) + interval_;
-        if (inserted && empty_at_.size() >= prune_at_) prune(now);
+        const Place place = place_of(message);
+        if (place.shared) {
+          shared_.take(place.key, shape_, now);
+        } else {
+          own_.take(place.key, shape_, now);
+        }
       },
       [](std::string_view) {});
-}
-
-void TokenBucket::prune(sdk::SteadyTime now) {
-  std::erase_if(empty_at_, [&](const auto& entry) { return entry.second <= now - capacity_; });
-  // Pruning is O(n); doubling the threshold keeps it amortised O(1) per send
-  // while most buckets are busy.
-  prune_at_ = std::max(kPruneThreshold, 2 * empty_at_.size());
 }
 
 }  // namespace slack_proxy::plugins::token_bucket

@@ -1,6 +1,7 @@
 // Paces delivery with a token bucket: up to `burst` messages at once, then
 // `rate` per second, per key (everything, a channel, a workspace, or a
-// caller).
+// caller). Channel and workspace buckets belong to the token, not the
+// pipeline.
 #ifndef SLACK_PROXY_PLUGINS_TOKEN_BUCKET_H
 #define SLACK_PROXY_PLUGINS_TOKEN_BUCKET_H
 
@@ -8,9 +9,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
-#include <unordered_map>
 
 #include <slack_proxy/sdk/host.h>
+#include <slack_proxy/sdk/pacing.h>
 #include <slack_proxy/sdk/settings.h>
 #include <slack_proxy/sdk/stages.h>
 
@@ -22,6 +23,9 @@ struct Settings {
   double rate = 1.0;             // tokens per second
   std::int64_t burst = 3;        // bucket capacity
   std::string key = "global";    // one of kSchema's values for `key`
+  // channel and workspace buckets: one per token, whichever pipeline sends
+  bool shared = true;
+  std::chrono::milliseconds jitter{20};  // taken from the burst (BucketShape::of)
 };
 
 // The host checks every bound here before the plugin is created. 1e9/s is
@@ -39,38 +43,51 @@ inline const sdk::Schema<Settings> kSchema{
                  "(caller)")
         .one_of({"global", "channel", "workspace", "client"})
         .default_to("global"),
+    sdk::setting("shared", &Settings::shared,
+                 "channel and workspace buckets are the token's: shared with every pipeline "
+                 "that delivers with the same token (false: this stage's own)")
+        .default_to("true"),
+    sdk::setting("jitter", &Settings::jitter,
+                 "how much closer together requests may arrive than they left; kept free in "
+                 "the burst so that a strict receiver never sees one early")
+        .at_most(60000)
+        .default_to("20ms"),
 };
 
-// The fill level of each bucket is stored as the time at which it was (or
-// will be) empty rather than as a fractional token count. All arithmetic is
-// then in whole nanoseconds, so a send at exactly next_send_time() leaves the
-// bucket at exactly zero instead of a rounding error below it.
+// The buckets themselves are sdk::BucketMap's (pacing.h). Channel and
+// workspace buckets of a message whose sink names its budget live in the
+// host's shared buckets instead, keyed by that budget, unless `shared` is
+// false: so two pipelines delivering with one token draw from one bucket.
 class TokenBucket final : public sdk::RateLimiter {
  public:
   // Throws std::invalid_argument when burst / rate is over a year (the
   // refill window would overflow the clock), or `key` is none of kSchema's.
-  explicit TokenBucket(const Settings& settings);
+  // `shared` outlives the stage (the host's).
+  TokenBucket(const Settings& settings, sdk::SharedBuckets& shared);
 
   sdk::SteadyTime next_send_time(const sdk::Message& message,
                                  sdk::SteadyTime now) noexcept override;
   void on_send(const sdk::Message& message, sdk::SteadyTime now) noexcept override;
 
-  // Buckets currently remembered; full ones may have been forgotten.
-  std::size_t bucket_count() const noexcept { return empty_at_.size(); }
+  // This stage's own buckets currently remembered; full ones may have been
+  // forgotten.
+  std::size_t bucket_count() const noexcept { return own_.size(); }
 
-  // Above this many buckets, full ones are forgotten: a full bucket behaves
-  // exactly like one never seen, so nothing changes but the memory used.
-  static constexpr std::size_t kPruneThreshold = 1024;
+  static constexpr std::size_t kPruneThreshold = sdk::BucketMap::kPruneThreshold;
 
  private:
-  std::string key_of(const sdk::Message& message) const;
-  void prune(sdk::SteadyTime now);
+  // Where the message's bucket lives and its key there.
+  struct Place {
+    bool shared;
+    std::string key;
+  };
+  Place place_of(const sdk::Message& message) const;
 
   BucketKey key_;
-  std::chrono::nanoseconds interval_;  // time to refill one token
-  std::chrono::nanoseconds capacity_;  // time to refill from empty to full
-  std::unordered_map<std::string, sdk::SteadyTime> empty_at_;
-  std::size_t prune_at_ = kPruneThreshold;
+  bool share_;
+  sdk::BucketShape shape_;
+  sdk::BucketMap own_;
+  sdk::SharedBuckets& shared_;
 };
 
 }  // namespace slack_proxy::plugins::token_bucket

@@ -186,6 +186,7 @@ WebhookSink::WebhookSink(sdk::HostServices& host, std::string url,
                                          "Time taken by one request to Slack, in seconds",
                                          {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10})),
       url_(std::move(url)),
+      budget_(host.budget_id(url_)),
       http_(client_from(host, http)) {
   host.logger().info("delivering to " + origin_of(url_));
   if (url_.starts_with("http://")) {
@@ -226,5 +227,7 @@ std::unique_ptr<sdk::Sink> make_webhook_sink(const sdk::PluginContext& ctx, cons
   }
   return std::make_unique<WebhookSink>(ctx.host, std::move(url), settings.http);
 }
+
+std::string WebhookSink::budget_of(const sdk::Message&) { return budget_; }
 
 }  // namespace slack_proxy::plugins::webhook_sink

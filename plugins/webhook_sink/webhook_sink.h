@@ -70,10 +70,15 @@ class WebhookSink final : public sdk::Sink {
   // A 429 also pauses the whole pipeline (its one webhook) until Retry-After.
   sdk::SendResult send(const sdk::Message& message) override;
 
+  // The webhook's own budget (HostServices::budget_id of its URL): Slack
+  // limits each incoming webhook, so pipelines posting to one share it.
+  std::string budget_of(const sdk::Message& message) override;
+
  private:
   const sdk::Clock& clock_;
   sdk::Histogram& duration_;
   std::string url_;  // SECRET
+  std::string budget_;
   std::shared_ptr<sdk::HttpClient> http_;
 };
 

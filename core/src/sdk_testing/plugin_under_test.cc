@@ -138,6 +138,9 @@ void PluginUnderTest::validate(std::string_view settings) const {
       error = "no connections in check-only mode";
       return nullptr;
     }
+    SharedBuckets& shared_buckets() noexcept override { return buckets_; }
+    std::string budget_id(std::string_view) const noexcept override { return {}; }
+    LocalSharedBuckets buckets_;
   } quiet;
   auto stage = impl_->create(impl_->plugin->descriptor->kind, quiet,
                              impl_->settings(settings, /*read_secrets=*/false),

@@ -232,6 +232,24 @@ TEST_F(SlackSinkTest, PostsTheBodyWithTokenAndHeaders) {
   EXPECT_EQ(request.headers.at("user-agent"), "slack-proxy/0.1");
 }
 
+// Slack's limits follow the token: the sink names the budget of the token
+// send() would use, and never the token itself.
+TEST_F(SlackSinkTest, NamesTheBudgetOfTheTokenItWouldSendWith) {
+  SlackSink sink(host, parse_settings(config_for(slack.url())),
+                 Tokens{kToken, {{"acme", "xoxb-acme-token"}}});
+  sdk::Message m = hello();
+  EXPECT_EQ(sink.budget_of(m), host.budget_id(kToken));
+  m.workspace = "acme";
+  EXPECT_EQ(sink.budget_of(m), host.budget_id("xoxb-acme-token"));
+  m.workspace = "unknown";
+  EXPECT_EQ(sink.budget_of(m), "") << "no token here, so no budget: its own scope";
+  m.workspace = sdk::caller_tenant("0123456789abcdef");
+  m.delivery_token = "xoxb-the-callers-own";
+  EXPECT_EQ(sink.budget_of(m), host.budget_id("xoxb-the-callers-own"));
+  for (const char* token : {kToken, "xoxb-acme-token", "xoxb-the-callers-own"})
+    EXPECT_EQ(sink.budget_of(m).find(token), std::string::npos);
+}
+
 // The host writes the routed channel into the payload (message.h); the
 // sink sends the payload byte for byte and never re-serializes it.
 TEST_F(SlackSinkTest, SendsThePayloadAsTheHostHandsItOver) {

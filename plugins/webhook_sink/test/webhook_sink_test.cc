@@ -376,6 +376,15 @@ class WebhookSinkTest : public ::testing::Test {
   FakeSlack slack;
 };
 
+// Slack limits each incoming webhook: its URL names the budget, and the
+// name does not contain the URL's secret path.
+TEST_F(WebhookSinkTest, NamesTheWebhooksBudgetWithoutItsUrl) {
+  const std::string url = webhook_url(slack);
+  auto sink = make_sink();
+  EXPECT_EQ(sink->budget_of(hello()), host.budget_id(url));
+  EXPECT_EQ(sink->budget_of(hello()).find(url), std::string::npos);
+}
+
 TEST_F(WebhookSinkTest, DeliversOnA200WithPlainOk) {
   const auto result = send_with(plain(200, "ok"));
   EXPECT_TRUE(result.delivered) << result.error << ": " << result.detail;

@@ -40,14 +40,14 @@ extern "C" {
 #endif
 /* Bumped when something is appended that old plugins can ignore. */
 #ifndef SLACK_PROXY_ABI_MINOR
-#define SLACK_PROXY_ABI_MINOR 1
+#define SLACK_PROXY_ABI_MINOR 2
 #endif
 
 /* 1.1 appended: the sp_config_key fields from `flags` on, the setting types
  * ENUM, STRING_MAP and SECRET, sp_plugin_descriptor.schema_entry_size, and
  * create() returning no stage under SP_CREATE_CHECK_ONLY. */
 
-#define SLACK_PROXY_SDK_VERSION "0.2.0"
+#define SLACK_PROXY_SDK_VERSION "0.3.0"
 
 /* The name of the exported entry point. */
 #define SLACK_PROXY_ENTRY_POINT "slack_proxy_plugin_descriptor"

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include <slack_proxy/sdk/message.h>
+#include <slack_proxy/sdk/pacing.h>
 #include <slack_proxy/sdk/stages.h>
 
 namespace slack_proxy::sdk {
@@ -213,6 +214,14 @@ class HostServices {
   // The client lives as long as the returned pointer; keep it in the stage.
   virtual std::shared_ptr<HttpClient> http_client(const HttpClientSettings& settings,
                                                   std::string& error) noexcept = 0;
+
+  // ABI 1.2. The buckets every stage of this process shares.
+  virtual SharedBuckets& shared_buckets() noexcept = 0;
+  // ABI 1.2. A stable, secret-free name for the rate budget a credential
+  // draws from: the same credential gives the same name in every pipeline
+  // and every process, and the name does not reveal it (a truncated SHA-256
+  // of the credential). For a sink's Sink::budget_of().
+  virtual std::string budget_id(std::string_view credential) const noexcept = 0;
 };
 
 }  // namespace slack_proxy::sdk

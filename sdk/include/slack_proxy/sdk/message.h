@@ -80,6 +80,13 @@ struct Message {
 // message through as a probe: the operator says the channel exists now.
 inline constexpr const char* kReplayedAttribute = "slack_proxy.replayed";
 
+// Set by the host, before rate limiters and guards see a message, to the
+// rate budget its sink says it draws from (Sink::budget_of): a secret-free
+// name that is the same in every pipeline delivering with the same token.
+// Absent when the sink names none. A limiter that keys on it shares its
+// bucket with those pipelines (HostServices::shared_buckets()).
+inline constexpr const char* kBudgetAttribute = "slack_proxy.budget";
+
 // Workspace names beginning with this are reserved for the tenants of
 // callers' own tokens (pipelines with `delivery_token = "caller"`). The host
 // names them; a plugin that names workspaces refuses this prefix.

@@ -208,6 +208,19 @@ class Sink : public Stage {
  public:
   static constexpr StageKind kKind = StageKind::Sink;
   virtual SendResult send(const Message& message) = 0;
+
+  // ABI 1.2. Which rate budget `message` draws from: the receiver's limits
+  // follow the credential it is sent with (a Slack token's workspace), not
+  // the pipeline. Return HostServices::budget_id() of that credential, or ""
+  // when this sink has no shared budget. The host asks before the rate
+  // limiters and guards run, on the scheduling thread, and puts the answer in
+  // the message's kBudgetAttribute; it also keys 429 pauses and the pacing it
+  // learns from them by it, so pipelines sharing a token share those too.
+  // The host never calls this on a plugin built against ABI 1.0 or 1.1.
+  virtual std::string budget_of(const Message& message) {
+    (void)message;
+    return {};
+  }
 };
 
 // --------------------------------------------------------- retry policy --

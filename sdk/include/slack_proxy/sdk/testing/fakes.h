@@ -8,6 +8,7 @@
 #define SLACK_PROXY_SDK_TESTING_FAKES_H
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -262,12 +263,21 @@ class FakeHost : public HostServices {
     if (!http) error = "FakeHost has no http client";
     return http;
   }
+  SharedBuckets& shared_buckets() noexcept override { return buckets; }
+  // Not the host's digest: a test only needs one name per credential that
+  // does not contain it.
+  std::string budget_id(std::string_view credential) const noexcept override {
+    return "budget-" + std::to_string(std::hash<std::string_view>{}(credential));
+  }
 
   FakeClock time;
   RecordingLogger log;
   RecordingMetrics stats;
   std::shared_ptr<HttpClient> http = std::make_shared<FakeHttpClient>();
   std::vector<HttpClientSettings> http_settings;
+  // Stages created from one FakeHost share these, as the stages of every
+  // pipeline of one process share the host's.
+  LocalSharedBuckets buckets;
 };
 
 }  // namespace slack_proxy::sdk::testing

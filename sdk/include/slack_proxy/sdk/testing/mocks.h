@@ -75,6 +75,8 @@ class MockHostServices : public HostServices {
   MOCK_METHOD(const Clock&, clock, (), (noexcept, override));
   MOCK_METHOD(std::shared_ptr<HttpClient>, http_client, (const HttpClientSettings&, std::string&),
               (noexcept, override));
+  MOCK_METHOD(SharedBuckets&, shared_buckets, (), (noexcept, override));
+  MOCK_METHOD(std::string, budget_id, (std::string_view), (const, noexcept, override));
 };
 
 class MockAuthenticator : public Authenticator {
@@ -103,6 +105,7 @@ class MockGuard : public Guard {
 class MockSink : public Sink {
  public:
   MOCK_METHOD(SendResult, send, (const Message&), (override));
+  MOCK_METHOD(std::string, budget_of, (const Message&), (override));
 };
 
 class MockRetryPolicy : public RetryPolicy {
