@@ -33,6 +33,12 @@ constexpr std::size_t kEntryOverhead = sizeof(Queued) + 128;
 
 std::size_t footprint(const Queued& q) { return q.message.payload.size() + kEntryOverhead; }
 
+// Deliveries in the last second above which a channel is taken to have
+// caused a 429 itself: Slack documents about one message a second per
+// channel. DeliveryCount's estimate of two is above it however the two fall
+// around a second's boundary, as long as the later is in the current second.
+constexpr double kBusyChannel = 1;
+
 // When a sink reports back-pressure without saying until when.
 constexpr auto kDefaultPause = std::chrono::seconds(1);
 
@@ -339,7 +345,10 @@ void Dispatcher::record_result(Completion c, sdk::SteadyTime now) {
               [&] { guard->after_result(m, c.result, now); });
   }
 
+  if (c.result.back_pressure) learn_from(lane, *c.result.back_pressure, c, now);
   if (c.result.delivered) {
+    lane.delivered.add(now);
+    learned_.delivered(workspace_key(lane), c.sent_at);
     metrics_.succeeded(m.original_channel);
     metrics_.delivery_latency(seconds_between(m.enqueued_at, now));
     ack_head(lane, "delivered");
@@ -354,12 +363,103 @@ void Dispatcher::record_result(Completion c, sdk::SteadyTime now) {
   }
 }
 
+void Dispatcher::name_budget(Lane& lane) {
+  sdk::Message& m = lane.window.front().message;
+  const Pipeline& p = *lane.pipeline;
+  std::string budget;
+  if (p.sink_names_budget) {
+    std::string failure;  // logged and counted; the lane's own scope stands in
+    contained(p, p.sink.get(), "budget_of", m, failure, [&] { budget = p.sink->budget_of(m); });
+  }
+  // Always written, never trusted from the store: a replayed message's
+  // token may have changed since.
+  if (budget.empty()) {
+    m.attributes.erase(sdk::kBudgetAttribute);
+  } else {
+    m.attributes.insert_or_assign(sdk::kBudgetAttribute, std::move(budget));
+  }
+}
+
+std::string Dispatcher::workspace_key(const Lane& lane) const {
+  const auto& attributes = lane.window.front().message.attributes;
+  auto it = attributes.find(sdk::kBudgetAttribute);
+  // A budget name has no "/" and a scope always has, so the two never meet.
+  return it != attributes.end() ? it->second : std::string(lane.scope());
+}
+
+std::string Dispatcher::wait_group(const Lane& lane) const {
+  std::string group(lane.scope());
+  group.push_back('\n');  // neither a scope nor a caller holds one
+  if (!lane.window.empty()) group.append(lane.window.front().message.caller);
+  return group;
+}
+
+std::string Dispatcher::channel_key(const Lane& lane) const {
+  std::string key = workspace_key(lane);
+  key.push_back('\n');  // a workspace key never holds one
+  key.append(lane.channel());
+  return key;
+}
+
 void Dispatcher::pause_scope(const Lane& lane, const sdk::BackPressure& bp,
                              sdk::SteadyTime until) {
   auto& paused = bp.scope == sdk::BackPressure::Scope::Workspace
-                     ? paused_workspaces_[std::string(lane.scope())]
-                     : paused_channels_[lane.key()];
+                     ? paused_workspaces_[workspace_key(lane)]
+                     : paused_channels_[channel_key(lane)];
   paused = std::max(paused, until);
+}
+
+void Dispatcher::learn_from(const Lane& lane, const sdk::BackPressure& bp, const Completion& c,
+                            sdk::SteadyTime now) {
+  const sdk::Message& m = lane.window.front().message;
+  // Slack answers 429 alike for a channel over its 1/s and for a workspace
+  // over its budget, so a sink reports the wider scope. A channel that itself
+  // sent more than one message in the last second is the likelier cause:
+  // then only that channel is slowed, and the workspace keeps its pace.
+  const double channel_rate = lane.delivered.last_second(c.sent_at);
+  const bool workspace = bp.scope == sdk::BackPressure::Scope::Workspace &&
+                         channel_rate <= kBusyChannel;
+  const std::string key = workspace ? workspace_key(lane) : channel_key(lane);
+  if (!learned_.limited(key, c.sent_at, now)) return;
+  const double rate = learned_.rate(key, now).value_or(0);
+  log_->warn("{} {} of pipeline '{}' answered 429: held to {:.3g} message(s)/s from now, "
+             "returning to its configured pace over the next minutes",
+             workspace ? "workspace" : "channel",
+             workspace ? (m.workspace.empty() ? std::string("(default)") : m.workspace) : m.channel,
+             lane.pipeline->name, rate);
+  if (workspace) {
+    // Callers' own tokens are tenants without a name worth a series.
+    if (sdk::is_caller_tenant(m.workspace)) return;
+    auto& labels = learned_labels_[key];
+    if (labels.first.empty()) labels = {lane.pipeline->name, m.workspace.empty() ? "default" : m.workspace};
+    metrics_.set_effective_rate(labels.first, labels.second, rate);
+  }
+  metrics_.set_learned_channels(static_cast<double>(learned_.paced() - learned_labels_.size()));
+}
+
+sdk::SteadyTime Dispatcher::learned_wait(const Lane& lane, sdk::SteadyTime now,
+                                         bool* workspace) const {
+  if (learned_.paced() == 0) return now;  // the usual case costs no key
+  const sdk::SteadyTime by_workspace = learned_.next_send(workspace_key(lane), now);
+  const sdk::SteadyTime by_channel = learned_.next_send(channel_key(lane), now);
+  *workspace = by_workspace >= by_channel;
+  return std::max(by_workspace, by_channel);
+}
+
+void Dispatcher::forget_learned(sdk::SteadyTime now) {
+  if (now < next_learned_sweep_) return;
+  next_learned_sweep_ = now + std::chrono::seconds(1);
+  for (const std::string& key : learned_.forget_recovered(now)) {
+    auto it = learned_labels_.find(key);
+    if (it == learned_labels_.end()) continue;
+    metrics_.clear_effective_rate(it->second.first, it->second.second);
+    log_->info("workspace {} of pipeline '{}' is back to its configured pace", it->second.second,
+               it->second.first);
+    learned_labels_.erase(it);
+  }
+  for (const auto& [key, labels] : learned_labels_)
+    metrics_.set_effective_rate(labels.first, labels.second, learned_.rate(key, now).value_or(0));
+  metrics_.set_learned_channels(static_cast<double>(learned_.paced() - learned_labels_.size()));
 }
 
 sdk::SteadyTime Dispatcher::paused_until(const Lane& lane, sdk::SteadyTime now, bool* workspace) {
@@ -378,8 +478,9 @@ sdk::SteadyTime Dispatcher::paused_until(const Lane& lane, sdk::SteadyTime now, 
       *workspace = is_workspace;
     }
   };
-  check(paused_workspaces_, std::string(lane.scope()), true);
-  check(paused_channels_, lane.key(), false);
+  if (paused_workspaces_.empty() && paused_channels_.empty()) return until;
+  check(paused_workspaces_, workspace_key(lane), true);
+  check(paused_channels_, channel_key(lane), false);
   return until;
 }
 
@@ -526,9 +627,12 @@ Dispatcher::Start Dispatcher::start_head(Lane& lane, sdk::SteadyTime now) {
       continue;
     }
     const Pipeline& p = *lane.pipeline;
+    name_budget(lane);
 
     bool workspace_pause = false;
     if (const sdk::SteadyTime until = paused_until(lane, now, &workspace_pause); until > now)
+      return Start{Start::Kind::Waits, until, workspace_pause};
+    if (const sdk::SteadyTime until = learned_wait(lane, now, &workspace_pause); until > now)
       return Start{Start::Kind::Waits, until, workspace_pause};
 
     // A stage that failed on the head settled it: retried, it waits (even a
@@ -577,12 +681,16 @@ void Dispatcher::send(Lane& lane, sdk::SteadyTime now) {
   m.last_attempt_at = clock_.wall_now();
   lane.state = Lane::State::Busy;
   ++started_;
+  if (learned_.paced() > 0) {
+    learned_.sent(workspace_key(lane), now);
+    learned_.sent(channel_key(lane), now);
+  }
   {
     std::lock_guard<std::mutex> lock(mutex_);
     ++in_flight_;
   }
   executor_.post([this, pipeline = lane.pipeline, key = lane.key(), seq = head.seq,
-                  message = m]() {
+                  message = m, now]() {
     sdk::SendResult result;
     std::string failure;
     if (!contained(*pipeline, pipeline->sink.get(), "send", message, failure,
@@ -591,7 +699,7 @@ void Dispatcher::send(Lane& lane, sdk::SteadyTime now) {
     }
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      completions_.push_back(Completion{key, seq, std::move(result)});
+      completions_.push_back(Completion{key, seq, std::move(result), now});
       --in_flight_;
     }
     wake();
@@ -665,8 +773,9 @@ void Dispatcher::start_due_lanes(sdk::SteadyTime now) {
   const auto after = [](const Due& a, const Due& b) {
     return a.head != b.head ? a.head > b.head : a.order > b.order;
   };
-  // This round's shared waits, by scope and time: each becomes one batch.
-  std::map<std::pair<std::string_view, sdk::SteadyTime>, std::unique_ptr<Batch>> waits;
+  // This round's shared waits, by group (wait_group) and time: each becomes
+  // one batch.
+  std::map<std::pair<std::string, sdk::SteadyTime>, std::unique_ptr<Batch>> waits;
   while (!due_.empty() && started_ < max_in_flight_) {
     std::pop_heap(due_.begin(), due_.end(), after);
     std::unique_ptr<Batch> batch = std::move(due_.back().batch);
@@ -683,14 +792,20 @@ void Dispatcher::start_due_lanes(sdk::SteadyTime now) {
     } else if (!start.shared) {
       wait_until(lane, start.until);
     } else {
+      std::string group = wait_group(lane);
       shed_window(lane);
-      auto& shared = waits[{lane.scope(), start.until}];
+      // The batch it came in: one of the same group turned away together
+      // last time, or the stored backlog of its scope (whose heads are not
+      // read yet, so their callers are unknown).
+      const bool same_as_batch =
+          !batch->scope.empty() && (batch->scope == group || batch->scope == lane.scope());
+      auto& shared = waits[{std::move(group), start.until}];
       if (!shared) {
         shared = std::make_unique<Batch>();
-        shared->scope = std::string(lane.scope());
+        shared->scope = wait_group(lane);
       }
       shared->lanes.push_back(&lane);
-      if (!batch->done() && !batch->scope.empty() && batch->scope == lane.scope()) {
+      if (!batch->done() && same_as_batch) {
         // Turned away together last time, and again now: the rest of the
         // batch would hear the same answer, so it waits without asking.
         push_timer(start.until, std::move(batch));
@@ -720,6 +835,7 @@ sdk::SteadyTime Dispatcher::run_once() {
   fire_timers(now);
   start_due_lanes(now);
   forget_pauses_over(now);
+  forget_learned(now);
 
   // Due lanes left waiting for a free worker are woken by that worker's
   // completion, not by the clock.

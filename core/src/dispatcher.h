@@ -71,6 +71,7 @@
 #include <slack_proxy/sdk/host.h>
 
 #include "executor.h"
+#include "learned_pacing.h"
 #include "metrics.h"
 #include "pipeline.h"
 #include "queue/queue.h"
@@ -139,6 +140,9 @@ class Dispatcher {
   std::size_t messages_in_memory() const { return loaded_messages_; }
   std::size_t bytes_in_memory() const { return loaded_bytes_; }  // as window_bytes counts them
   std::size_t pauses_held() const { return paused_workspaces_.size() + paused_channels_.size(); }
+  // The rate learned pacing holds a workspace or channel to (keys as
+  // workspace_key() and channel_key() make them); nullopt when none.
+  const LearnedPacing& learned() const { return learned_; }
 
  private:
   struct Lane {
@@ -149,6 +153,7 @@ class Dispatcher {
     std::size_t unloaded = 0;             // stored after `cursor`, not in the window
     std::uint64_t cursor = 0;             // the highest seq loaded (or passed over)
     enum class State { Idle, Scheduled, Busy } state = State::Idle;
+    DeliveryCount delivered;              // for pacing learned from a channel's 429
 
     const std::string& key() const { return *key_; }  // pipeline/workspace:channel
     std::string_view scope() const { return std::string_view(key()).substr(0, scope_len); }
@@ -159,8 +164,10 @@ class Dispatcher {
     std::uint64_t head_order() const { return window.empty() ? cursor + 1 : window.front().seq; }
   };
   // Lanes due at the same time, in head order. `scope` is set when they
-  // were all turned away by a limiter or a workspace pause of that scope at
-  // the same moment: then the first one turned away again takes the rest.
+  // were all turned away by a limiter or a workspace pause at the same
+  // moment (then it is their wait_group), or are the stored backlog of a
+  // scope (then it is the scope): the first one turned away again takes the
+  // rest.
   struct Batch {
     std::vector<Lane*> lanes;
     std::size_t next = 0;
@@ -182,6 +189,7 @@ class Dispatcher {
     std::string lane;
     std::uint64_t seq;
     sdk::SendResult result;
+    sdk::SteadyTime sent_at;  // when the send was started
   };
   // What asking a lane to start its head came to.
   struct Start {
@@ -204,6 +212,24 @@ class Dispatcher {
                                        sdk::SteadyTime now);
   sdk::RetryDecision ask_retry_policy(const Pipeline& p, const sdk::Message& m,
                                       const sdk::SendResult& result);
+  // Asks the sink which rate budget the head draws from and notes it on the
+  // message (sdk::kBudgetAttribute) for the limiters and for the keys below.
+  void name_budget(Lane& lane);
+  // Where the head's workspace-wide and channel pauses and learned pacing
+  // live: under its token's budget when the sink names one (so pipelines
+  // sharing a token share them), else under the lane's own scope.
+  std::string workspace_key(const Lane& lane) const;
+  std::string channel_key(const Lane& lane) const;
+  // Lanes turned away at the same moment until the same time are batched by
+  // scope and caller: a limiter keyed by caller (token_bucket's "client")
+  // turns away one caller's lanes, and another caller's must still be asked.
+  std::string wait_group(const Lane& lane) const;
+  // Slows the scope down after a 429 (LearnedPacing) and exports the rate.
+  void learn_from(const Lane& lane, const sdk::BackPressure& bp, const Completion& c,
+                  sdk::SteadyTime now);
+  // The rate learned pacing holds the head to: when it may go.
+  sdk::SteadyTime learned_wait(const Lane& lane, sdk::SteadyTime now, bool* workspace) const;
+  void forget_learned(sdk::SteadyTime now);  // every second: recovered scopes, stale counts
   void pause_scope(const Lane& lane, const sdk::BackPressure& bp, sdk::SteadyTime until);
   // The time the lane's workspace or channel is paused until; now or
   // earlier when it is not. `workspace` is set when the workspace's pause
@@ -287,6 +313,12 @@ class Dispatcher {
   std::unordered_map<std::string, sdk::SteadyTime> paused_channels_;
   sdk::SteadyTime next_pause_sweep_{};
   void forget_pauses_over(sdk::SteadyTime now);  // once a minute, O(pauses)
+  // Pacing learned from 429s, by workspace_key() or channel_key(), and the
+  // gauge's labels for each paced workspace.
+  LearnedPacing learned_;
+
+  std::unordered_map<std::string, std::pair<std::string, std::string>> learned_labels_;
+  sdk::SteadyTime next_learned_sweep_{};
 
   // Shared with workers and scrapes.
   mutable std::mutex mutex_;

@@ -208,6 +208,17 @@ CoreMetrics::CoreMetrics(prometheus::Registry& registry, std::size_t max_channel
                          .Help("Messages in the dead-letter store")
                          .Register(registry)
                          .Add({})),
+      effective_rate_(prometheus::BuildGauge()
+                          .Name("slackproxy_effective_rate")
+                          .Help("Messages per second a workspace is held to after Slack's 429s "
+                                "(learned pacing); absent while none is learned")
+                          .Register(registry)),
+      learned_channels_(&prometheus::BuildGauge()
+                             .Name("slackproxy_learned_pacing_channels")
+                             .Help("Channels held below their configured pace after a "
+                                   "channel-scoped 429")
+                             .Register(registry)
+                             .Add({})),
       max_channel_labels_(max_channel_labels),
       instance_(next_instance()) {}
 

@@ -103,6 +103,17 @@ class CoreMetrics {
   void queue_wait(double seconds) { queue_wait_->Observe(seconds); }
   // From acceptance to delivery (the sink's success), in seconds.
   void delivery_latency(double seconds) { delivery_latency_->Observe(seconds); }
+  // The rate a workspace is held to after Slack's 429s (LearnedPacing), per
+  // second; the series is removed once the workspace has recovered.
+  void set_effective_rate(const std::string& pipeline, const std::string& workspace,
+                          double per_second) {
+    effective_rate_.Add({{"pipeline", pipeline}, {"workspace", workspace}}).Set(per_second);
+  }
+  void clear_effective_rate(const std::string& pipeline, const std::string& workspace) {
+    effective_rate_.Remove(&effective_rate_.Add({{"pipeline", pipeline}, {"workspace", workspace}}));
+  }
+  // Channels held below their configured pace after a channel-scoped 429.
+  void set_learned_channels(double n) { learned_channels_->Set(n); }
   // Messages waiting per delivery channel; channels no longer listed are
   // removed, so idle channels leave no series behind.
   void set_channel_depths(const std::map<std::string, std::size_t>& depths);
@@ -131,6 +142,8 @@ class CoreMetrics {
   prometheus::Family<prometheus::Counter>& dead_lettered_;
   prometheus::Gauge* queue_bytes_;
   prometheus::Gauge* dead_letters_;
+  prometheus::Family<prometheus::Gauge>& effective_rate_;
+  prometheus::Gauge* learned_channels_;
   // The label for `channel`: itself while under the cap, else kOtherChannel.
   std::string label(const std::string& channel);
   const std::size_t max_channel_labels_;

@@ -37,6 +37,9 @@ const std::map<std::string, std::string> kCounterOrGauge = {
     {"slackproxy_channel_queue_depth", "gauge"},
     {"slackproxy_denylist_size", "gauge"},
     {"slackproxy_plugin_exceptions_total", "counter"},
+    // #limited's 429 below makes the proxy learn a pace for the workspace.
+    {"slackproxy_effective_rate", "gauge"},
+    {"slackproxy_learned_pacing_channels", "gauge"},
 };
 
 // A reply this slow keeps one message in flight while the scrape is taken,
@@ -79,6 +82,10 @@ class MetricsFamiliesTest : public ProxyTest {
   std::string scrape_after_every_kind_of_traffic() {
     slack.enqueue(Behaviour::http_status(503), 1, "#flaky");       // retried
     slack.enqueue(Behaviour::rate_limited(0), 1, "#limited");      // rate-limited, retried
+    // Two delivered, then a 429: a channel that sent twice in a second is
+    // learned as the cause (slackproxy_learned_pacing_channels).
+    slack.enqueue(Behaviour::ok(), 2, "#busy");
+    slack.enqueue(Behaviour::rate_limited(0), 1, "#busy");
     slack.enqueue(Behaviour::error("invalid_auth"), 1, "#perm");   // failed
     slack.enqueue(Behaviour::error("channel_not_found"), 1, "#gone");  // failed, parked
     slack.enqueue(Behaviour::slow(kSlowReply), 1, "#slow");
@@ -89,6 +96,9 @@ class MetricsFamiliesTest : public ProxyTest {
     c.stages = stage("faulty_router") + ProxyConfig::fast_retry_stages();
     auto& p = start(c);
 
+    // #busy first and alone, so that no other 429 has slowed the workspace.
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(p.post(message("#busy", "traffic")).status, 200);
+    EXPECT_TRUE(p.wait_for_metric(series(kSucceeded, "#busy"), 3));
     for (const char* channel : {"#ok", "#flaky", "#limited", "#perm", "#gone"}) {
       EXPECT_EQ(p.post(message(channel, "traffic")).status, 200) << channel;
     }

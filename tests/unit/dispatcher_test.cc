@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <gmock/gmock.h>
@@ -135,6 +136,37 @@ TEST_F(DispatcherTest, PendingSendOnOneChannelDoesNotHoldBackAnotherChannel) {
   EXPECT_EQ(executor.pending(), 2u);
   executor.run_all();
   EXPECT_THAT(sent, UnorderedElementsAre("a1", "b1"));
+}
+
+// Lanes turned away together until the same time wait as one batch, and
+// when the first is turned away again the rest follow it unasked. That is
+// only sound within one caller: a limiter keyed by caller (token_bucket's
+// "client") that turns caller a away again says nothing about caller b.
+TEST_F(DispatcherTest, AnotherCallersLaneIsAskedWhenOneCallerIsTurnedAwayAgain) {
+  auto limiter = std::make_shared<NiceMock<sdk::testing::MockRateLimiter>>();
+  pipeline->limiters.push_back(limiter);
+  const SteadyTime t = clock.now() + 1s;
+  ON_CALL(*limiter, next_send_time(_, _))
+      .WillByDefault(Invoke([&](const Message& m, SteadyTime now) {
+        if (now < t) return t;                         // both wait until t...
+        return m.caller == "a" ? t + 1000s : now;      // ...then only a waits on
+      }));
+  for (const auto& [id, channel, caller] :
+       {std::tuple{"a1", "#a", "a"}, std::tuple{"b1", "#b", "b"}}) {
+    Message m;
+    m.id = id;
+    m.pipeline = "default";
+    m.channel = channel;
+    m.original_channel = channel;
+    m.caller = caller;
+    m.payload = R"({"text":"x"})";
+    ASSERT_EQ(queue.push(std::move(m)).status, Queue::PushStatus::Accepted);
+  }
+  run_until_quiet();
+  EXPECT_TRUE(sent.empty());
+  clock.advance(1s);
+  run_until_quiet();
+  EXPECT_THAT(sent, ElementsAre("b1"));
 }
 
 TEST_F(DispatcherTest, ChannelWaitingOnItsLimiterDoesNotDelayAnotherAndSetsTheNextWakeUp) {
@@ -467,7 +499,13 @@ TEST_F(DispatcherRateLimitTest, WorkspaceBackPressurePausesEveryChannelOfTheWork
 
   clock.advance(1ms);
   run_until_quiet();
-  EXPECT_THAT(order, ElementsAre("a1", "c1", "a1", "b1"));  // a1 keeps its place in #a
+  EXPECT_THAT(order, ElementsAre("a1", "c1", "a1"));  // a1 keeps its place in #a
+  // Learned pacing: the workspace had delivered nothing in the second
+  // before its 429, so it is held to about one message a second for now
+  // (LearnedPacingTest has the exact figures).
+  clock.advance(1s);
+  run_until_quiet();
+  EXPECT_THAT(order, ElementsAre("a1", "c1", "a1", "b1"));
   EXPECT_EQ(counter("slackproxy_rate_limited_total", "#a"), 1);
   EXPECT_EQ(counter("slackproxy_requests_retried_total", "#a"), 0);
   EXPECT_EQ(counter("slackproxy_requests_succeeded_total", "#a"), 1);
@@ -485,7 +523,36 @@ TEST_F(DispatcherRateLimitTest, ChannelBackPressurePausesOnlyThatChannel) {
   EXPECT_THAT(order, ElementsAre("a1", "b1"));
   clock.advance(3s);
   run_until_quiet();
+  EXPECT_THAT(order, ElementsAre("a1", "b1", "a1"));
+  clock.advance(1s);  // the channel's learned pace: one a second
+  run_until_quiet();
   EXPECT_THAT(order, ElementsAre("a1", "b1", "a1", "a2"));
+}
+
+// Slack answers 429 alike for a busy channel and a busy workspace; a channel
+// that itself sent twice in the second before is taken as the cause.
+TEST_F(DispatcherRateLimitTest, AWorkspace429AfterTheChannelSentTwiceInASecondSlowsOnlyThatChannel) {
+  int calls = 0;
+  ON_CALL(*sink, send(_)).WillByDefault(Invoke([&](const Message& m) {
+    order.push_back(m.id);
+    return ++calls == 3 ? rate_limited(1s) : SendResult::ok();
+  }));
+  for (const char* id : {"a1", "a2", "a3", "a4"}) push_in(id, "#a", "T1");
+  run_until_quiet();
+  ASSERT_THAT(order, ElementsAre("a1", "a2", "a3"));  // a3 refused: the workspace waits 1 s
+
+  push_in("b1", "#b", "T1");
+  push_in("b2", "#b", "T1");
+  clock.advance(1s);
+  run_until_quiet();
+  EXPECT_THAT(order, ElementsAre("a1", "a2", "a3", "a3", "b1", "b2"))
+      << "#b is not slowed; #a is held to about one a second, so a4 waits";
+  EXPECT_EQ(metric_value(registry, "slackproxy_learned_pacing_channels"), 1);
+  EXPECT_FALSE(test_support::has_series(registry, "slackproxy_effective_rate",
+                                        {{"pipeline", "default"}, {"workspace", "T1"}}));
+  clock.advance(1s);
+  run_until_quiet();
+  EXPECT_THAT(order, ElementsAre("a1", "a2", "a3", "a3", "b1", "b2", "a4"));
 }
 
 TEST_F(DispatcherRateLimitTest, TheRetryPolicyDecidesButTheAttemptSpendsNoBudget) {
@@ -504,7 +571,9 @@ TEST_F(DispatcherRateLimitTest, TheRetryPolicyDecidesButTheAttemptSpendsNoBudget
     return ++calls <= 3 ? rate_limited(1s) : SendResult::ok();
   }));
   push_in("a1", "#a", "");
-  for (int i = 0; i < 4; ++i) {
+  // Each 429 also slows the workspace (learned pacing), so the fourth
+  // attempt comes a little after the third pause ends.
+  for (int i = 0; i < 5; ++i) {
     run_until_quiet();
     clock.advance(1s);
   }
@@ -661,6 +730,51 @@ TEST_F(DispatcherTest, ACallerTokenMessageWithoutItsTokenIsNeverSentWithTheProxy
   ASSERT_TRUE(letter.has_value());
   EXPECT_EQ(letter->error, "token_unavailable");
   EXPECT_EQ(queue.size(), 0u);
+}
+
+TEST_F(DispatcherTest, LimitersSeeTheBudgetTheSinkNames) {
+  auto limiter = std::make_shared<NiceMock<sdk::testing::MockRateLimiter>>();
+  pipeline->limiters.push_back(limiter);
+  ON_CALL(*sink, budget_of(_)).WillByDefault(Return("b-token-of-a"));
+  std::vector<std::string> seen;
+  ON_CALL(*limiter, next_send_time(_, _))
+      .WillByDefault(Invoke([&](const Message& m, SteadyTime now) {
+        seen.push_back(m.attributes.at(sdk::kBudgetAttribute));
+        return now;
+      }));
+  push("a1", "#a");
+  run_until_quiet();
+  EXPECT_THAT(seen, ElementsAre("b-token-of-a"));
+  EXPECT_THAT(sent, ElementsAre("a1"));
+}
+
+TEST_F(DispatcherTest, ASinkBuiltBeforeAbi12IsNeverAskedForItsBudget) {
+  pipeline->sink_names_budget = false;  // what an ABI 1.1 sink's descriptor makes it
+  EXPECT_CALL(*sink, budget_of(_)).Times(0);
+  push("a1", "#a");
+  run_until_quiet();
+  EXPECT_THAT(sent, ElementsAre("a1"));
+}
+
+TEST_F(DispatcherTest, ASinkThatThrowsFromBudgetOfStillDeliversUnderItsOwnScope) {
+  auto limiter = std::make_shared<NiceMock<sdk::testing::MockRateLimiter>>();
+  pipeline->limiters.push_back(limiter);
+  ON_CALL(*sink, budget_of(_)).WillByDefault(Invoke([](const Message&) -> std::string {
+    throw std::runtime_error("no budget today");
+  }));
+  bool had_budget = true;
+  ON_CALL(*limiter, next_send_time(_, _))
+      .WillByDefault(Invoke([&](const Message& m, SteadyTime now) {
+        had_budget = m.attributes.count(sdk::kBudgetAttribute) > 0;
+        return now;
+      }));
+  push("a1", "#a");
+  run_until_quiet();
+  EXPECT_FALSE(had_budget);
+  EXPECT_THAT(sent, ElementsAre("a1"));
+  EXPECT_EQ(metric_value(registry, "slackproxy_plugin_exceptions_total",
+                         {{"pipeline", "default"}, {"stage", "(unnamed)"}, {"method", "budget_of"}}),
+            1);
 }
 
 TEST_F(DispatcherTest, AMessageOfAnUnknownPipelineBecomesADeadLetter) {

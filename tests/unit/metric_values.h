@@ -4,6 +4,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <prometheus/registry.h>
@@ -13,9 +14,10 @@
 namespace slack_proxy::test_support {
 
 // Value of the counter or gauge `name` whose labels are exactly `labels`;
-// 0 when no such series exists (a counter never incremented reads 0 too).
-inline double metric_value(const prometheus::Registry& registry, const std::string& name,
-                           const std::map<std::string, std::string>& labels = {}) {
+// nullopt when no such series is exported.
+inline std::optional<double> series_value(const prometheus::Registry& registry,
+                                          const std::string& name,
+                                          const std::map<std::string, std::string>& labels) {
   for (const auto& family : registry.Collect()) {
     if (family.name != name) continue;
     for (const auto& metric : family.metric) {
@@ -26,7 +28,20 @@ inline double metric_value(const prometheus::Registry& registry, const std::stri
                                                           : metric.counter.value;
     }
   }
-  return 0.0;
+  return std::nullopt;
+}
+
+// As series_value, but 0 when no such series exists (a counter never
+// incremented reads 0 too).
+inline double metric_value(const prometheus::Registry& registry, const std::string& name,
+                           const std::map<std::string, std::string>& labels = {}) {
+  return series_value(registry, name, labels).value_or(0.0);
+}
+
+// Whether the series exists at all: a gauge that is not exported is not 0.
+inline bool has_series(const prometheus::Registry& registry, const std::string& name,
+                       const std::map<std::string, std::string>& labels = {}) {
+  return series_value(registry, name, labels).has_value();
 }
 
 inline std::shared_ptr<spdlog::logger> null_logger() {
