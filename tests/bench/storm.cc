@@ -552,7 +552,7 @@ int main(int argc, char** argv) {
                   *o.max_ratio);
     fail(3, why);
   }
-  if (status == 1) {
+  if (status != 0) {
     std::fprintf(stderr, "storm-bench: end of the proxy's log:\n%s\n",
                  last_lines(proxy.log(), 40).c_str());
   }
