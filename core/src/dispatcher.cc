@@ -277,6 +277,8 @@ void Dispatcher::ack_head(Lane& lane, const char* outcome) {
 void Dispatcher::store_dead_letter(std::uint64_t seq, sdk::Message message, DeadLetterKind kind,
                                    std::string error, std::string reason, int http_status) {
   metrics_.dead_lettered(message.original_channel, to_string(kind));
+  // An unsalted digest of the token is for this process's pacing only.
+  message.attributes.erase(sdk::kBudgetAttribute);
   DeadLetter letter;
   letter.message = std::move(message);
   letter.kind = kind;
@@ -366,25 +368,47 @@ void Dispatcher::record_result(Completion c, sdk::SteadyTime now) {
 void Dispatcher::name_budget(Lane& lane) {
   sdk::Message& m = lane.window.front().message;
   const Pipeline& p = *lane.pipeline;
-  std::string budget;
-  if (p.sink_names_budget) {
-    std::string failure;  // logged and counted; the lane's own scope stands in
-    contained(p, p.sink.get(), "budget_of", m, failure, [&] { budget = p.sink->budget_of(m); });
+  if (!lane.budget_asked) {
+    // Once per lane: its messages share a workspace, so a token, so a
+    // budget; a sink that throws is logged once, not every round.
+    lane.budget_asked = true;
+    std::string budget;
+    if (p.sink_names_budget) {
+      std::string failure;  // logged and counted; the lane's own scope stands in
+      contained(p, p.sink.get(), "budget_of", m, failure, [&] { budget = p.sink->budget_of(m); });
+    }
+    // Keys built from it rely on a budget holding no "/" (a scope always
+    // does) and no newline (the separator in channel keys).
+    if (budget.find_first_of("/\n") != std::string::npos) {
+      log_->warn("pipeline '{}': its sink named a budget with '/' or a newline; ignored",
+                 p.name);
+      budget.clear();
+    }
+    if (!budget.empty()) lane.budget = intern_budget(std::move(budget));
   }
-  // Always written, never trusted from the store: a replayed message's
-  // token may have changed since.
-  if (budget.empty()) {
+  // Written on the message every time, never trusted from the store: a
+  // replayed message's token may have changed since.
+  if (!lane.budget) {
     m.attributes.erase(sdk::kBudgetAttribute);
-  } else {
-    m.attributes.insert_or_assign(sdk::kBudgetAttribute, std::move(budget));
+  } else if (auto it = m.attributes.find(sdk::kBudgetAttribute);
+             it == m.attributes.end() || it->second != *lane.budget) {
+    m.attributes.insert_or_assign(sdk::kBudgetAttribute, *lane.budget);
   }
 }
 
+std::shared_ptr<const std::string> Dispatcher::intern_budget(std::string budget) {
+  auto& slot = budget_names_[budget];
+  std::shared_ptr<const std::string> name = slot.lock();
+  if (!name) {
+    name = std::make_shared<const std::string>(std::move(budget));
+    slot = name;
+  }
+  return name;
+}
+
 std::string Dispatcher::workspace_key(const Lane& lane) const {
-  const auto& attributes = lane.window.front().message.attributes;
-  auto it = attributes.find(sdk::kBudgetAttribute);
   // A budget name has no "/" and a scope always has, so the two never meet.
-  return it != attributes.end() ? it->second : std::string(lane.scope());
+  return lane.budget ? *lane.budget : std::string(lane.scope());
 }
 
 std::string Dispatcher::wait_group(const Lane& lane) const {
@@ -428,11 +452,12 @@ void Dispatcher::learn_from(const Lane& lane, const sdk::BackPressure& bp, const
              workspace ? (m.workspace.empty() ? std::string("(default)") : m.workspace) : m.channel,
              lane.pipeline->name, rate);
   if (workspace) {
-    // Callers' own tokens are tenants without a name worth a series.
-    if (sdk::is_caller_tenant(m.workspace)) return;
     auto& labels = learned_labels_[key];
-    if (labels.first.empty()) labels = {lane.pipeline->name, m.workspace.empty() ? "default" : m.workspace};
-    metrics_.set_effective_rate(labels.first, labels.second, rate);
+    // Callers' own tokens are tenants without a name worth a series: kept
+    // with empty labels, so that they are not counted as channels either.
+    if (labels.first.empty() && !sdk::is_caller_tenant(m.workspace))
+      labels = {lane.pipeline->name, m.workspace.empty() ? "default" : m.workspace};
+    if (!labels.first.empty()) metrics_.set_effective_rate(labels.first, labels.second, rate);
   }
   metrics_.set_learned_channels(static_cast<double>(learned_.paced() - learned_labels_.size()));
 }
@@ -452,13 +477,18 @@ void Dispatcher::forget_learned(sdk::SteadyTime now) {
   for (const std::string& key : learned_.forget_recovered(now)) {
     auto it = learned_labels_.find(key);
     if (it == learned_labels_.end()) continue;
-    metrics_.clear_effective_rate(it->second.first, it->second.second);
-    log_->info("workspace {} of pipeline '{}' is back to its configured pace", it->second.second,
-               it->second.first);
+    if (!it->second.first.empty()) {
+      metrics_.clear_effective_rate(it->second.first, it->second.second);
+      log_->info("workspace {} of pipeline '{}' is back to its configured pace",
+                 it->second.second, it->second.first);
+    }
     learned_labels_.erase(it);
   }
-  for (const auto& [key, labels] : learned_labels_)
+  for (const auto& [key, labels] : learned_labels_) {
+    if (labels.first.empty()) continue;
     metrics_.set_effective_rate(labels.first, labels.second, learned_.rate(key, now).value_or(0));
+  }
+  std::erase_if(budget_names_, [](const auto& name) { return name.second.expired(); });
   metrics_.set_learned_channels(static_cast<double>(learned_.paced() - learned_labels_.size()));
 }
 
@@ -792,6 +822,7 @@ void Dispatcher::start_due_lanes(sdk::SteadyTime now) {
     } else if (!start.shared) {
       wait_until(lane, start.until);
     } else {
+      // Named before shed_window, which may give the head back.
       std::string group = wait_group(lane);
       shed_window(lane);
       // The batch it came in: one of the same group turned away together
@@ -799,10 +830,10 @@ void Dispatcher::start_due_lanes(sdk::SteadyTime now) {
       // read yet, so their callers are unknown).
       const bool same_as_batch =
           !batch->scope.empty() && (batch->scope == group || batch->scope == lane.scope());
-      auto& shared = waits[{std::move(group), start.until}];
+      auto& shared = waits[{group, start.until}];
       if (!shared) {
         shared = std::make_unique<Batch>();
-        shared->scope = wait_group(lane);
+        shared->scope = std::move(group);
       }
       shared->lanes.push_back(&lane);
       if (!batch->done() && same_as_batch) {

@@ -140,9 +140,6 @@ class Dispatcher {
   std::size_t messages_in_memory() const { return loaded_messages_; }
   std::size_t bytes_in_memory() const { return loaded_bytes_; }  // as window_bytes counts them
   std::size_t pauses_held() const { return paused_workspaces_.size() + paused_channels_.size(); }
-  // The rate learned pacing holds a workspace or channel to (keys as
-  // workspace_key() and channel_key() make them); nullopt when none.
-  const LearnedPacing& learned() const { return learned_; }
 
  private:
   struct Lane {
@@ -154,6 +151,10 @@ class Dispatcher {
     std::uint64_t cursor = 0;             // the highest seq loaded (or passed over)
     enum class State { Idle, Scheduled, Busy } state = State::Idle;
     DeliveryCount delivered;              // for pacing learned from a channel's 429
+    // The rate budget its sink names (interned: lanes of a token share one
+    // string), asked once; null when none.
+    std::shared_ptr<const std::string> budget;
+    bool budget_asked = false;
 
     const std::string& key() const { return *key_; }  // pipeline/workspace:channel
     std::string_view scope() const { return std::string_view(key()).substr(0, scope_len); }
@@ -212,9 +213,11 @@ class Dispatcher {
                                        sdk::SteadyTime now);
   sdk::RetryDecision ask_retry_policy(const Pipeline& p, const sdk::Message& m,
                                       const sdk::SendResult& result);
-  // Asks the sink which rate budget the head draws from and notes it on the
-  // message (sdk::kBudgetAttribute) for the limiters and for the keys below.
+  // Asks the sink, once per lane, which rate budget its messages draw from,
+  // and notes it on the head (sdk::kBudgetAttribute) for the limiters and
+  // for the keys below.
   void name_budget(Lane& lane);
+  std::shared_ptr<const std::string> intern_budget(std::string budget);
   // Where the head's workspace-wide and channel pauses and learned pacing
   // live: under its token's budget when the sink names one (so pipelines
   // sharing a token share them), else under the lane's own scope.
@@ -318,6 +321,8 @@ class Dispatcher {
   LearnedPacing learned_;
 
   std::unordered_map<std::string, std::pair<std::string, std::string>> learned_labels_;
+  // Budget names lanes hold, one string each; expired ones swept each second.
+  std::unordered_map<std::string, std::weak_ptr<const std::string>> budget_names_;
   sdk::SteadyTime next_learned_sweep_{};
 
   // Shared with workers and scrapes.

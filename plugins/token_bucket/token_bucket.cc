@@ -45,6 +45,11 @@ TokenBucket::TokenBucket(const Settings& settings, sdk::SharedBuckets& shared)
     : key_(bucket_key(settings.key)),
       share_(settings.shared),
       shape_(checked_shape(settings)),
+      // Stages share a token's bucket only when configured alike: two
+      // stages of one pipeline with other rates (5/s and 300/min, say) each
+      // keep theirs, rather than both taking from one.
+      shared_prefix_("token_bucket\n" + std::to_string(shape_.interval.count()) + "/" +
+                     std::to_string(shape_.capacity.count()) + "\n"),
       shared_(shared) {}
 
 TokenBucket::Place TokenBucket::place_of(const sdk::Message& message) const {
@@ -54,8 +59,8 @@ TokenBucket::Place TokenBucket::place_of(const sdk::Message& message) const {
     if (it != message.attributes.end() && !it->second.empty()) {
       // "w" or "c" keeps a workspace bucket and a channel bucket of one
       // token apart; a newline cannot occur in a budget name.
-      if (key_ == BucketKey::Workspace) return {true, "token_bucket\nw\n" + it->second};
-      return {true, "token_bucket\nc\n" + it->second + "\n" + message.channel};
+      if (key_ == BucketKey::Workspace) return {true, shared_prefix_ + "w\n" + it->second};
+      return {true, shared_prefix_ + "c\n" + it->second + "\n" + message.channel};
     }
   }
   switch (key_) {

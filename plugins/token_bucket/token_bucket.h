@@ -56,8 +56,9 @@ inline const sdk::Schema<Settings> kSchema{
 
 // The buckets themselves are sdk::BucketMap's (pacing.h). Channel and
 // workspace buckets of a message whose sink names its budget live in the
-// host's shared buckets instead, keyed by that budget, unless `shared` is
-// false: so two pipelines delivering with one token draw from one bucket.
+// host's shared buckets instead, keyed by that budget and the bucket's
+// shape, unless `shared` is false: so two pipelines delivering with one
+// token, with buckets configured alike, draw from one bucket.
 class TokenBucket final : public sdk::RateLimiter {
  public:
   // Throws std::invalid_argument when burst / rate is over a year (the
@@ -68,6 +69,9 @@ class TokenBucket final : public sdk::RateLimiter {
   sdk::SteadyTime next_send_time(const sdk::Message& message,
                                  sdk::SteadyTime now) noexcept override;
   void on_send(const sdk::Message& message, sdk::SteadyTime now) noexcept override;
+
+  // Time to refill one token.
+  std::chrono::nanoseconds interval() const noexcept { return shape_.interval; }
 
   // This stage's own buckets currently remembered; full ones may have been
   // forgotten.
@@ -86,6 +90,7 @@ class TokenBucket final : public sdk::RateLimiter {
   BucketKey key_;
   bool share_;
   sdk::BucketShape shape_;
+  std::string shared_prefix_;  // this shape's part of its shared keys
   sdk::BucketMap own_;
   sdk::SharedBuckets& shared_;
 };

@@ -748,6 +748,22 @@ TEST_F(DispatcherTest, LimitersSeeTheBudgetTheSinkNames) {
   EXPECT_THAT(sent, ElementsAre("a1"));
 }
 
+// The budget is an unsalted digest of the token, for this process's pacing:
+// a dead letter (kept, listed by the admin API) does not carry it.
+TEST_F(DispatcherTest, ADeadLetterKeepsNoBudget) {
+  ON_CALL(*sink, budget_of(_)).WillByDefault(Return("b-token-of-a"));
+  EXPECT_CALL(*sink, send(_))
+      .WillOnce(Invoke([](const Message& m) {
+        EXPECT_EQ(m.attributes.count(sdk::kBudgetAttribute), 1u);
+        return SendResult::failed(200, "channel_not_found", "no such channel");
+      }));
+  push("a1", "#a");
+  run_until_quiet();
+  auto letter = queue.dead_letters().get("a1");
+  ASSERT_TRUE(letter.has_value());
+  EXPECT_EQ(letter->message.attributes.count(sdk::kBudgetAttribute), 0u);
+}
+
 TEST_F(DispatcherTest, ASinkBuiltBeforeAbi12IsNeverAskedForItsBudget) {
   pipeline->sink_names_budget = false;  // what an ABI 1.1 sink's descriptor makes it
   EXPECT_CALL(*sink, budget_of(_)).Times(0);

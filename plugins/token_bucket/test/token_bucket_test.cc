@@ -421,21 +421,45 @@ TEST(TokenBucketSharing, GlobalAndClientBucketsAreNeverShared) {
   }
 }
 
-TEST(TokenBucketSharing, StagesWithDifferentRatesEachEnforceTheirOwnAgainstTheSharedLevel) {
+// Only buckets configured alike are one: a pipeline stacking a 5/s and a
+// 300/min workspace bucket must not have both take from one, and two
+// pipelines with other limits for one token keep theirs apart.
+TEST(TokenBucketSharing, StagesWithDifferentRatesOrBurstsKeepSeparateBuckets) {
   FakeClock clock;
   sdk::LocalSharedBuckets process;
-  TokenBucket slow(exact({1.0, 1, "workspace"}), process);
-  TokenBucket fast(exact({2.0, 1, "workspace"}), process);
-  const auto start = clock.now();
-  EXPECT_EQ(send_when_allowed(slow, clock, budgeted("b-1")), start);
-  // The bucket is empty now: each waits for one of its own tokens.
-  EXPECT_EQ(slow.next_send_time(budgeted("b-1"), clock.now()), start + 1s);
-  EXPECT_EQ(fast.next_send_time(budgeted("b-1"), clock.now()), start + 500ms);
-  EXPECT_EQ(send_when_allowed(fast, clock, budgeted("b-1")), start + 500ms);
-  // The fast stage's send empties it again: the slow one waits a whole
-  // second from then, not from its own last send.
-  EXPECT_EQ(slow.next_send_time(budgeted("b-1"), clock.now()), start + 1500ms);
-  EXPECT_EQ(fast.next_send_time(budgeted("b-1"), clock.now()), start + 1s);
+  TokenBucket per_second(exact({5.0, 10, "workspace"}), process);
+  TokenBucket per_minute(exact({5.0, 300, "workspace"}), process);
+  TokenBucket slower(exact({1.0, 10, "workspace"}), process);
+  for (int i = 0; i < 10; ++i) per_second.on_send(budgeted("b-1"), clock.now());
+  EXPECT_EQ(per_second.next_send_time(budgeted("b-1"), clock.now()), clock.now() + 200ms);
+  EXPECT_EQ(per_minute.next_send_time(budgeted("b-1"), clock.now()), clock.now());
+  EXPECT_EQ(slower.next_send_time(budgeted("b-1"), clock.now()), clock.now());
+  EXPECT_EQ(process.size(), 1u);
+}
+
+// Two stages of one pipeline, configured alike and keyed alike, are one
+// bucket: each takes from it (configure one).
+TEST(TokenBucketSharing, StagesConfiguredAlikeAreOneBucket) {
+  FakeClock clock;
+  sdk::LocalSharedBuckets process;
+  TokenBucket first(exact({1.0, 2, "workspace"}), process);
+  TokenBucket second(exact({1.0, 2, "workspace"}), process);
+  first.on_send(budgeted("b-1"), clock.now());
+  second.on_send(budgeted("b-1"), clock.now());
+  EXPECT_EQ(first.next_send_time(budgeted("b-1"), clock.now()), clock.now() + 1s);
+  EXPECT_EQ(process.size(), 1u);
+}
+
+// A jitter the burst cannot hold lowers the rate; the operator hears so once,
+// when the stage is made, and not when it fits.
+TEST(TokenBucketPlugin, WarnsWhenTheJitterIsMoreThanTheBurstCanSpare) {
+  sdk::testing::PluginUnderTest plugin(SLACK_PROXY_PLUGIN_FILE);
+  sdk::testing::FakeHost fits;
+  plugin.create<sdk::RateLimiter>(fits, "rate = 1.0\nburst = 3");
+  EXPECT_FALSE(fits.log.contains("jitter"));
+  sdk::testing::FakeHost too_much;
+  plugin.create<sdk::RateLimiter>(too_much, "rate = 100.0\nburst = 1");
+  EXPECT_TRUE(too_much.log.contains("jitter 20 ms is more than the burst's 0 spare interval(s)"));
 }
 
 // The registration, through the C ABI as the proxy loads token_bucket.so: the
