@@ -38,6 +38,10 @@ constexpr std::array<JsonField, 3> kJsonFields = {{
 constexpr std::array<std::string_view, 6> kBooleanFields = {
     "unfurl_links", "unfurl_media", "mrkdwn", "link_names", "as_user", "reply_broadcast"};
 
+// Poco's parser ends a member name at a NUL; every other receiver does not,
+// so the proxy would route and check one field and Slack read another.
+constexpr const char* kNulMemberName = "a member name holds a NUL character (\\u0000)";
+
 // Poco's parser has a depth limit of its own (128); ours, checked before
 // parsing, must be the one that decides.
 std::size_t parser_depth(std::size_t max_json_depth) { return max_json_depth + 1; }
@@ -137,6 +141,10 @@ std::optional<DecodeError> check_form_utf8(
   for (const auto& [key, value] : fields) {
     if (invalid_utf8_at(key) != std::string_view::npos)
       return bad("invalid_utf8", "a form field name is not valid UTF-8");
+    // Sent on as JSON, "channel%00" would become the member "channel\u0000",
+    // which Poco's parser reads as a second "channel" and Slack as another field.
+    if (key.find('\0') != std::string::npos)
+      return bad("invalid_form_data", "a form field name holds a NUL character");
     if (const auto at = invalid_utf8_at(value); at != std::string_view::npos) {
       return bad("invalid_utf8", "form field '" + key + "' is not valid UTF-8 (decoded byte " +
                                      std::to_string(at) + ")");
@@ -223,6 +231,8 @@ std::variant<ChatMessage, DecodeError> decode_chat_message(std::string body,
       return bad("invalid_utf8", "the body is not valid UTF-8 (byte " + std::to_string(at) + ")");
     if (json_nests_deeper_than(body, max_depth))
       return bad("invalid_json", too_deep("the body", max_depth));
+    if (json_member_name_holds_nul(body))
+      return bad("invalid_json", kNulMemberName);
     // Most bodies go on untouched, so validate with the plain parser; the
     // order-keeping one is used only if the payload must be rewritten.
     Poco::SharedPtr<TopLevelKeyCounter> channels(new TopLevelKeyCounter("channel"));
@@ -256,6 +266,8 @@ std::variant<ChatMessage, DecodeError> decode_chat_message(std::string body,
     if (options.webhook_style && fields.size() == 1 && fields[0].first == "payload") {
       if (json_nests_deeper_than(fields[0].second, max_depth))
         return bad("invalid_payload", too_deep("the payload field", max_depth));
+      if (json_member_name_holds_nul(fields[0].second))
+        return bad("invalid_payload", kNulMemberName);
       try {
         object = as_object(parse_ordered(fields[0].second, max_depth));
       } catch (const std::exception&) {

@@ -146,6 +146,25 @@ std::optional<std::string> remove_top_level_member(std::string_view json, std::s
   return out;
 }
 
+bool json_member_name_holds_nul(std::string_view json) {
+  std::size_t i = 0;
+  while (i < json.size()) {
+    if (json[i] != '"') {
+      ++i;
+      continue;
+    }
+    bool nul = false;
+    for (++i; i < json.size() && json[i] != '"'; ++i) {
+      if (json[i] != '\\') continue;
+      nul = nul || json.substr(i + 1, 5) == "u0000";
+      ++i;  // the escaped character, which may be a quote
+    }
+    i = skip_space(json, i + 1);  // past the closing quote
+    if (nul && i < json.size() && json[i] == ':') return true;
+  }
+  return false;
+}
+
 // Appends `text` as a JSON string literal. Valid UTF-8 is kept as is; a byte
 // that does not start a valid sequence becomes U+FFFD, so the reply is
 // always valid JSON whatever a stored payload holds.

@@ -23,6 +23,13 @@ std::optional<std::string> remove_top_level_member(std::string_view json, std::s
 std::optional<std::string> replace_top_level_member(std::string_view json, std::string_view key,
                                                     std::string_view value);
 
+// True when a member name anywhere in `json` spells a NUL character
+// ("a\u0000b"). Poco's parser ends a member name at its first NUL while any
+// other receiver keeps the whole name, so such a body would mean one thing
+// to the proxy's checks and another to Slack. Only the text is scanned; it
+// need not be valid JSON.
+bool json_member_name_holds_nul(std::string_view json);
+
 // Appends `text` as a JSON string literal (quotes included). Valid UTF-8 is
 // kept as is; a byte that does not start a valid sequence becomes U+FFFD, so
 // the result is always valid JSON whatever `text` holds.

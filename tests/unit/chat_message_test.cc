@@ -288,5 +288,31 @@ TEST(ChatMessageTest, Utf8LengthCountsCodePoints) {
   EXPECT_EQ(utf8_length("\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80"), 3u);  // é € 😀
 }
 
+// A member name with a NUL is read as "channel" by Poco and as another field
+// by Slack: the proxy would pace, route and check a channel Slack never sees.
+// Found by fuzz_ingress (tests/fuzz/corpus/ingress/nul-in-field-name).
+TEST(ChatMessageTest, AMemberOrFieldNameHoldingANulIsRefused) {
+  const auto json = error_of(R"({"channel":"#a","text":"x","channel\u0000":"#b"})");
+  EXPECT_EQ(json.status, 400);
+  EXPECT_EQ(json.error, "invalid_json");
+  EXPECT_NE(json.detail.find("NUL"), std::string::npos) << json.detail;
+
+  const auto form = error_of("channel=%23a&text=x&channel%00=%23b", BodyFormat::Form);
+  EXPECT_EQ(form.status, 400);
+  EXPECT_EQ(form.error, "invalid_form_data");
+
+  DecodeOptions webhook;
+  webhook.webhook_style = true;
+  const auto payload =
+      error_of("payload=%7B%22text%22%3A%22x%22%2C%22channel%5Cu0000%22%3A%22%23b%22%7D",
+               BodyFormat::Form, webhook);
+  EXPECT_EQ(payload.status, 400);
+  EXPECT_EQ(payload.error, "invalid_payload");
+
+  // In a value a NUL is only text, and every parser agrees on it.
+  EXPECT_EQ(accepted(R"({"channel":"#a","text":"a\u0000b"})").channel, "#a");
+  EXPECT_EQ(accepted("channel=%23a&text=a%00b", BodyFormat::Form).channel, "#a");
+}
+
 }  // namespace
 }  // namespace slack_proxy

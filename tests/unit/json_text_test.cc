@@ -68,5 +68,22 @@ TEST(ReplaceTopLevelMemberTest, AnyEscapedTopLevelKeyLeavesItToAParser) {
             R"({"channel":"#y","t":"\"q\"","o":{"k\u0065y":1}})");
 }
 
+// Poco's parser cuts a member name at a NUL, so "channel\u0000x" would be a
+// second "channel" to the proxy and another field to Slack.
+TEST(MemberNameHoldsNulTest, FindsAnEscapedNulInAnyMemberName) {
+  for (const char* json : {R"({"channel\u0000":"#b"})", R"({"a":1,"o":{"k\u0000" : 2}})",
+                           R"({"x\"\u0000y":1})", "{\"\\u0000\"\t:1}"}) {
+    EXPECT_TRUE(json_member_name_holds_nul(json)) << json;
+  }
+}
+
+TEST(MemberNameHoldsNulTest, IgnoresNulInValuesAndAnEscapedBackslashBeforeU0000) {
+  for (const char* json : {R"({"text":"a\u0000b"})", R"({"text":"\\u0000"})",
+                           R"({"a\\u0000":1})", R"({"l":["\u0000"]})", R"({"k\u0001":1})",
+                           R"({"cut\u0000)"}) {
+    EXPECT_FALSE(json_member_name_holds_nul(json)) << json;
+  }
+}
+
 }  // namespace
 }  // namespace slack_proxy
