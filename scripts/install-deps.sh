@@ -10,6 +10,7 @@ packages=(
   libgtest-dev libgmock-dev
   python3                    # scripts/test.sh reads CTest's JUnit report for skips
   prometheus-alertmanager prometheus   # the real Alertmanager; promtool (metrics check)
+  redis-server               # the Redis tests start their own (tests/redis/redis_server.h)
   clang libclang-rt-14-dev   # libFuzzer for the fuzz targets (scripts/fuzz.sh)
 )
 # The real Slack SDKs run on Node.js (18 or newer); keep one already there.
@@ -34,13 +35,13 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 
 # Some of these packages are servers (prometheus on :9090, Alertmanager on
-# :9093, nginx on :80) that Debian starts and enables on install. The tests
+# :9093, Redis on :6379, nginx on :80) that Debian starts and enables on install. The tests
 # and benchmarks start their own copies on free ports; a system Prometheus
 # on :9090 would take the proxy's default metrics port. So: none is started
 # during the install (policy-rc.d, unless the machine has its own), and
 # those installed here are disabled afterwards.
 declare -A service_of=([prometheus]=prometheus [prometheus-alertmanager]=prometheus-alertmanager
-                       [nginx-light]=nginx)
+                       [redis-server]=redis-server [nginx-light]=nginx)
 policy=/usr/sbin/policy-rc.d
 if [[ ! -e $policy ]]; then
   printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null

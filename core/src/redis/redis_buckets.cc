@@ -1,0 +1,275 @@
+#include "redis/redis_buckets.h"
+
+#include <algorithm>
+#include <exception>
+
+#include <Poco/Redis/Error.h>
+#include <Poco/Redis/Type.h>
+
+namespace slack_proxy {
+namespace {
+
+using namespace std::chrono;
+
+// One bucket, with sdk::BucketMap's arithmetic (pacing.h) in microseconds:
+// a bucket is the time it was (or will be) empty.
+//   KEYS[1]  the bucket
+//   ARGV[1]  interval (us)    ARGV[2]  capacity (us)
+//   ARGV[3]  "claim": one token if one is there now; otherwise nothing,
+//            and how long until there is one
+//            "force": ARGV[4] tokens, whether there or not (taken without a claim)
+//            "refund": give back ARGV[4] tokens claimed and never used
+//   ARGV[5]  now (us), or "" for Redis' own clock
+//   ARGV[6]  least time to keep the key (ms); the key otherwise expires
+//            once the bucket is full again, when it is the same as none
+// Returns {tokens taken, microseconds to wait}.
+constexpr const char* kScript = R"lua(
+local now
+if ARGV[5] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[5])
+end
+local interval = tonumber(ARGV[1])
+local capacity = tonumber(ARGV[2])
+local mode = ARGV[3]
+local n = tonumber(ARGV[4])
+local stored = redis.call('GET', KEYS[1])
+if stored then stored = tonumber(stored) end
+if mode == 'refund' then
+  if not stored then return {0, 0} end
+  local empty_at = math.max(stored - n * interval, now - capacity)
+  redis.call('SET', KEYS[1], string.format('%d', empty_at), 'KEEPTTL')
+  return {0, 0}
+end
+if mode == 'claim' then
+  if stored and stored + interval > now then return {0, stored + interval - now} end
+  n = 1
+end
+local empty_at = math.max(stored or (now - capacity), now - capacity) + n * interval
+local keep = math.floor((empty_at + math.max(interval, capacity) - now) / 1000) + 1
+redis.call('SET', KEYS[1], string.format('%d', empty_at), 'PX', math.max(keep, tonumber(ARGV[6])))
+return {n, 0}
+)lua";
+
+std::int64_t micros(nanoseconds d) { return duration_cast<microseconds>(d).count(); }
+std::int64_t micros_up(nanoseconds d) { return (d.count() + 999) / 1000; }
+
+std::int64_t integer_at(const Poco::Redis::Array& reply, std::size_t i) {
+  return reply.get<Poco::Int64>(i);
+}
+
+}  // namespace
+
+const char* RedisSharedBuckets::script() { return kScript; }
+
+RedisSharedBuckets::RedisSharedBuckets(std::unique_ptr<RedisConnection> connection,
+                                       const sdk::Clock& clock, std::shared_ptr<spdlog::logger> log,
+                                       bool redis_clock)
+    : connection_(std::move(connection)),
+      clock_(clock),
+      log_(std::move(log)),
+      redis_clock_(redis_clock),
+      thread_([this] { run(); }) {}
+
+RedisSharedBuckets::~RedisSharedBuckets() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+std::string RedisSharedBuckets::redis_key(std::string_view key) const {
+  // Keys hold newlines and budget ids, never a token (pacing.h).
+  return connection_->settings().key_prefix + "bucket:" + std::string(key);
+}
+
+sdk::SteadyTime RedisSharedBuckets::next_token(std::string_view key, const sdk::BucketShape& shape,
+                                               sdk::SteadyTime now) noexcept {
+  try {
+    std::lock_guard lock(mutex_);
+    Entry& e = entries_[std::string(key)];
+    e.shape = shape;
+    e.used_at = now;
+    if (e.granted > 0 && now - e.granted_at <= kGrantLifetime) return now;
+    if (e.retry_at > now) return e.retry_at;
+    e.wanted = true;
+    if (!e.queued) {
+      e.queued = true;
+      pending_.emplace_back(key);
+      wake_.notify_one();
+    }
+    return now + kPoll;
+  } catch (...) {
+    return now + shape.interval;  // allocation failed: slow, never a flood
+  }
+}
+
+void RedisSharedBuckets::take(std::string_view key, const sdk::BucketShape& shape,
+                              sdk::SteadyTime now) noexcept {
+  try {
+    std::lock_guard lock(mutex_);
+    Entry& e = entries_[std::string(key)];
+    e.shape = shape;
+    e.used_at = now;
+    if (e.granted > 0 && now - e.granted_at <= kGrantLifetime) {
+      --e.granted;
+      return;
+    }
+    // Taken without a token claimed for it (a stage that does not ask
+    // first): Redis still has to count it.
+    ++e.forced;
+    if (!e.queued) {
+      e.queued = true;
+      pending_.emplace_back(key);
+      wake_.notify_one();
+    }
+  } catch (...) {
+  }
+}
+
+void RedisSharedBuckets::run() {
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    // Claimed tokens left untaken go back, so that a bucket another stage
+    // kept waiting does not lose its turns.
+    const auto now = clock_.now();
+    auto next_expiry = sdk::SteadyTime::max();
+    for (auto& [key, e] : entries_) {
+      if (e.granted == 0) continue;
+      if (now - e.granted_at > kGrantLifetime) {
+        e.forced -= e.granted;  // negative: a refund
+        e.granted = 0;
+        if (!e.queued) {
+          e.queued = true;
+          pending_.push_back(key);
+        }
+      } else {
+        next_expiry = std::min(next_expiry, e.granted_at + kGrantLifetime);
+      }
+    }
+    forget_idle(now);
+    if (pending_.empty()) {
+      settled_.notify_all();
+      // The clock may be a test's: wake at least every few milliseconds of
+      // real time to look at it again.
+      wake_.wait_for(lock, next_expiry == sdk::SteadyTime::max() ? milliseconds(1000) : kPoll);
+      continue;
+    }
+    std::deque<std::string> batch;
+    batch.swap(pending_);
+    in_flight_ = batch.size();
+    lock.unlock();
+    claim(std::move(batch));
+    lock.lock();
+    in_flight_ = 0;
+  }
+}
+
+void RedisSharedBuckets::claim(std::deque<std::string> keys) {
+  struct Op {
+    std::string key;
+    const char* mode;
+    int count;
+  };
+  std::vector<Op> ops;
+  std::vector<Poco::Redis::Array> commands;
+  const std::string now_arg = redis_clock_ ? "" : std::to_string(micros(clock_.now().time_since_epoch()));
+  const std::string keep_ms = redis_clock_ ? "0" : "600000";
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& key : keys) {
+      auto it = entries_.find(key);
+      if (it == entries_.end()) continue;
+      Entry& e = it->second;
+      e.queued = false;
+      const auto add = [&](const char* mode, int count) {
+        Poco::Redis::Array command;
+        command << "EVAL" << kScript << "1" << redis_key(key)
+                << std::to_string(std::max<std::int64_t>(1, micros_up(e.shape.interval)))
+                << std::to_string(std::max<std::int64_t>(0, micros(e.shape.capacity))) << mode
+                << std::to_string(count) << now_arg << keep_ms;
+        commands.push_back(std::move(command));
+        ops.push_back({key, mode, count});
+      };
+      if (e.forced > 0) add("force", e.forced);
+      if (e.forced < 0) add("refund", -e.forced);
+      e.forced = 0;
+      if (e.wanted && e.granted == 0) add("claim", 1);
+      e.wanted = false;
+    }
+  }
+  if (commands.empty()) return;
+
+  Poco::Redis::Array replies;
+  bool reached = true;
+  try {
+    replies = connection_->pipeline(commands);
+  } catch (const std::exception&) {
+    reached = false;  // the connection logged it, once
+  }
+  const auto now = clock_.now();
+  std::lock_guard lock(mutex_);
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    auto it = entries_.find(ops[i].key);
+    if (it == entries_.end()) continue;
+    Entry& e = it->second;
+    const std::string_view mode = ops[i].mode;
+    Poco::Redis::Array reply;
+    bool ok = reached;
+    if (ok) {
+      try {
+        reply = replies.get<Poco::Redis::Array>(i);
+      } catch (const std::exception&) {
+        ok = false;  // an error reply
+      }
+    }
+    if (!ok) {
+      // Nothing granted; a forced take is kept to record later. Pausing is
+      // the safe side: a proxy that cannot see the shared budget must not
+      // spend it.
+      if (mode == "force") e.forced += ops[i].count;
+      if (mode == "claim") e.retry_at = now + std::max<nanoseconds>(e.shape.interval, seconds(1));
+      continue;
+    }
+    if (mode != "claim") continue;
+    if (integer_at(reply, 0) > 0) {
+      ++granted_total_;
+      e.granted = 1;
+      e.granted_at = now;
+    } else {
+      ++refused_total_;
+      e.retry_at = now + microseconds(integer_at(reply, 1));
+    }
+  }
+}
+
+void RedisSharedBuckets::forget_idle(sdk::SteadyTime now) {
+  if (now - swept_at_ < seconds(10)) return;
+  swept_at_ = now;
+  std::erase_if(entries_, [&](const auto& item) {
+    const Entry& e = item.second;
+    return !e.queued && e.granted == 0 && e.forced == 0 && now - e.used_at > seconds(60) &&
+           e.retry_at <= now;
+  });
+}
+
+bool RedisSharedBuckets::wait_settled(std::chrono::milliseconds deadline) {
+  std::unique_lock lock(mutex_);
+  wake_.notify_one();
+  return settled_.wait_for(lock, deadline, [&] { return pending_.empty() && in_flight_ == 0; });
+}
+
+std::uint64_t RedisSharedBuckets::granted() const {
+  std::lock_guard lock(mutex_);
+  return granted_total_;
+}
+std::uint64_t RedisSharedBuckets::refused() const {
+  std::lock_guard lock(mutex_);
+  return refused_total_;
+}
+
+}  // namespace slack_proxy

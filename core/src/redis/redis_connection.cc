@@ -1,0 +1,187 @@
+#include "redis/redis_connection.h"
+
+#include <algorithm>
+#include <charconv>
+
+#include <Poco/Exception.h>
+#include <Poco/Net/SocketAddress.h>
+#include <Poco/Redis/Error.h>
+#include <Poco/Redis/Exception.h>
+#include <Poco/Redis/Type.h>
+#include <Poco/Timespan.h>
+
+namespace slack_proxy {
+namespace {
+
+constexpr std::chrono::milliseconds kFirstBackoff{100};
+constexpr std::chrono::milliseconds kMaxBackoff{5000};
+
+Poco::Timespan timespan(std::chrono::milliseconds ms) {
+  return Poco::Timespan(static_cast<Poco::Timespan::TimeDiff>(ms.count()) * 1000);
+}
+
+bool parse_number(std::string_view text, long max, long& out) {
+  if (text.empty()) return false;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return ec == std::errc() && end == text.data() + text.size() && out >= 0 && out <= max;
+}
+
+}  // namespace
+
+std::string RedisSettings::where() const {
+  return host + ":" + std::to_string(port) + "/" + std::to_string(database);
+}
+
+void parse_redis_url(const std::string& url, RedisSettings& out) {
+  constexpr std::string_view scheme = "redis://";
+  if (url.rfind(scheme, 0) != 0)
+    throw std::invalid_argument("must start with redis:// (rediss:// is not supported)");
+  std::string_view rest = std::string_view(url).substr(scheme.size());
+  if (rest.find('@') != std::string_view::npos)
+    throw std::invalid_argument(
+        "must not hold a user or password: set user, and password_env or password_file");
+  std::string_view path;
+  if (const auto slash = rest.find('/'); slash != std::string_view::npos) {
+    path = rest.substr(slash + 1);
+    rest = rest.substr(0, slash);
+  }
+  std::string_view host = rest;
+  long port = 6379;
+  if (const auto colon = rest.rfind(':'); colon != std::string_view::npos && rest.front() != '[') {
+    host = rest.substr(0, colon);
+    if (!parse_number(rest.substr(colon + 1), 65535, port) || port == 0)
+      throw std::invalid_argument("has no valid port (1 to 65535)");
+  }
+  if (host.empty()) throw std::invalid_argument("names no host");
+  long database = 0;
+  if (!path.empty() && !parse_number(path, 15, database))
+    throw std::invalid_argument("names no valid database after '/' (0 to 15)");
+  out.host = std::string(host);
+  out.port = static_cast<std::uint16_t>(port);
+  out.database = static_cast<int>(database);
+}
+
+RedisMetrics::RedisMetrics(prometheus::Registry& registry) {
+  round_trip_ = &prometheus::BuildHistogram()
+                     .Name("slackproxy_redis_round_trip_seconds")
+                     .Help("Time from sending a batch of Redis commands to reading every reply")
+                     .Register(registry)
+                     .Add({}, prometheus::Histogram::BucketBoundaries{
+                                  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1});
+  commands_ = &prometheus::BuildCounter()
+                   .Name("slackproxy_redis_commands_total")
+                   .Help("Redis commands answered (errors Redis itself replied included)")
+                   .Register(registry)
+                   .Add({});
+  errors_ = &prometheus::BuildCounter()
+                 .Name("slackproxy_redis_errors_total")
+                 .Help("Batches of Redis commands that failed: unreachable, timed out or cut off")
+                 .Register(registry)
+                 .Add({});
+  connects_ = &prometheus::BuildCounter()
+                   .Name("slackproxy_redis_connects_total")
+                   .Help("Connections made to Redis (the first one and every reconnection)")
+                   .Register(registry)
+                   .Add({});
+}
+
+void RedisMetrics::round_trip(std::chrono::nanoseconds took, std::size_t commands) {
+  round_trip_->Observe(std::chrono::duration<double>(took).count());
+  commands_->Increment(static_cast<double>(commands));
+}
+void RedisMetrics::failed() { errors_->Increment(); }
+void RedisMetrics::connected(bool up) {
+  if (up) connects_->Increment();
+}
+
+RedisConnection::RedisConnection(RedisSettings settings, std::shared_ptr<spdlog::logger> log,
+                                 std::shared_ptr<RedisMetrics> metrics)
+    : settings_(std::move(settings)), log_(std::move(log)), metrics_(std::move(metrics)) {}
+
+RedisConnection::~RedisConnection() {
+  try {
+    if (client_) client_->disconnect();
+  } catch (...) {
+  }
+}
+
+void RedisConnection::connect() {
+  client_ = std::make_unique<Poco::Redis::Client>();
+  client_->connect(Poco::Net::SocketAddress(settings_.host, settings_.port),
+                   timespan(settings_.connect_timeout));
+  client_->setReceiveTimeout(timespan(settings_.command_timeout));
+  std::vector<Poco::Redis::Array> setup;
+  if (!settings_.password.empty()) {
+    Poco::Redis::Array auth;
+    auth << "AUTH";
+    if (!settings_.user.empty()) auth << settings_.user;
+    auth << settings_.password;
+    setup.push_back(std::move(auth));
+  }
+  if (settings_.database != 0) {
+    Poco::Redis::Array select;
+    select << "SELECT" << std::to_string(settings_.database);
+    setup.push_back(std::move(select));
+  }
+  if (setup.empty()) return;
+  const Poco::Redis::Array replies = client_->sendCommands(setup);
+  for (std::size_t i = 0; i < replies.size(); ++i) {
+    if (replies.getType(i) == Poco::Redis::RedisTypeTraits<Poco::Redis::Error>::TypeId) {
+      // Redis' own words ("WRONGPASS invalid username-password pair"),
+      // which never repeat the password.
+      throw RedisUnavailable(std::string(i == 0 && !settings_.password.empty() ? "AUTH" : "SELECT") +
+                             " refused: " + replies.get<Poco::Redis::Error>(i).getMessage());
+    }
+  }
+}
+
+void RedisConnection::fail(const std::string& why) {
+  client_.reset();
+  metrics_->failed();
+  backoff_ = backoff_.count() == 0 ? kFirstBackoff : std::min(kMaxBackoff, backoff_ * 2);
+  retry_at_ = std::chrono::steady_clock::now() + backoff_;
+  if (up_ || !ever_tried_) {
+    log_->error("redis at {} is unreachable: {}; retrying with backoff up to {} s", settings_.where(),
+                why, kMaxBackoff.count() / 1000);
+  }
+  up_ = false;
+  ever_tried_ = true;
+}
+
+Poco::Redis::Array RedisConnection::pipeline(const std::vector<Poco::Redis::Array>& commands) {
+  if (!client_) {
+    if (ever_tried_ && !up_ && std::chrono::steady_clock::now() < retry_at_)
+      throw RedisUnavailable("redis at " + settings_.where() + " is unreachable (waiting to retry)");
+    try {
+      connect();
+    } catch (const RedisUnavailable& e) {
+      fail(e.what());
+      throw;
+    } catch (const Poco::Exception& e) {
+      fail(e.displayText());
+      throw RedisUnavailable("redis at " + settings_.where() + ": " + e.displayText());
+    } catch (const std::exception& e) {
+      fail(e.what());
+      throw RedisUnavailable("redis at " + settings_.where() + ": " + e.what());
+    }
+    metrics_->connected(true);
+    if (!up_ && ever_tried_) log_->info("redis at {} is reachable again", settings_.where());
+    up_ = true;
+    ever_tried_ = true;
+    backoff_ = {};
+  }
+  const auto started = std::chrono::steady_clock::now();
+  try {
+    Poco::Redis::Array replies = client_->sendCommands(commands);
+    metrics_->round_trip(std::chrono::steady_clock::now() - started, commands.size());
+    return replies;
+  } catch (const Poco::Exception& e) {
+    fail(e.displayText());
+    throw RedisUnavailable("redis at " + settings_.where() + ": " + e.displayText());
+  } catch (const std::exception& e) {
+    fail(e.what());
+    throw RedisUnavailable("redis at " + settings_.where() + ": " + e.what());
+  }
+}
+
+}  // namespace slack_proxy

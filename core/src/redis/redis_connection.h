@@ -1,0 +1,104 @@
+// One connection to Redis, with the settings of [redis], reconnection with
+// backoff, and a log line per change of state (reachable / unreachable), not
+// per failed command. The password is a secret: it is sent in AUTH and kept
+// out of every message, log line and error.
+#ifndef SLACK_PROXY_CORE_REDIS_REDIS_CONNECTION_H
+#define SLACK_PROXY_CORE_REDIS_REDIS_CONNECTION_H
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <Poco/Redis/Array.h>
+#include <Poco/Redis/Client.h>
+#include <prometheus/counter.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <spdlog/logger.h>
+
+namespace slack_proxy {
+
+struct RedisSettings {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 6379;
+  int database = 0;
+  std::string user;      // ACL user; empty: the default user
+  std::string password;  // a secret: never logged; empty: no AUTH
+  std::chrono::milliseconds connect_timeout{1000};
+  std::chrono::milliseconds command_timeout{1000};
+  std::string key_prefix = "slack-proxy:";
+  // Where the address came from, for messages: "127.0.0.1:6379/0".
+  std::string where() const;
+};
+
+// "redis://host[:port][/db]" (no user or password in it: those come from
+// the environment or a file). Throws std::invalid_argument saying what is
+// wrong; the message never repeats anything after an '@'.
+void parse_redis_url(const std::string& url, RedisSettings& out);
+
+// A command failed because Redis could not be reached or did not answer in
+// time (not because Redis refused it: that is RedisReplyError).
+class RedisUnavailable : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+// Redis answered with an error reply ("NOSCRIPT ...", "WRONGTYPE ...").
+class RedisReplyError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Round trips and failures, exported as slackproxy_redis_*.
+class RedisMetrics {
+ public:
+  explicit RedisMetrics(prometheus::Registry& registry);
+  void round_trip(std::chrono::nanoseconds took, std::size_t commands);
+  void failed();
+  void connected(bool up);
+
+ private:
+  prometheus::Histogram* round_trip_;
+  prometheus::Counter* commands_;
+  prometheus::Counter* errors_;
+  prometheus::Counter* connects_;
+};
+
+// Not thread-safe: one user at a time (RedisSharedBuckets' thread).
+class RedisConnection {
+ public:
+  RedisConnection(RedisSettings settings, std::shared_ptr<spdlog::logger> log,
+                  std::shared_ptr<RedisMetrics> metrics);
+  ~RedisConnection();
+  RedisConnection(const RedisConnection&) = delete;
+  RedisConnection& operator=(const RedisConnection&) = delete;
+
+  // Sends every command in one write and reads every reply (pipelining).
+  // Connects first if needed; when the last attempt failed less than the
+  // backoff ago, throws RedisUnavailable without trying. A reply that is an
+  // error comes back as a Poco::Redis::Error element, not as an exception.
+  Poco::Redis::Array pipeline(const std::vector<Poco::Redis::Array>& commands);
+
+  bool up() const noexcept { return up_; }
+  const RedisSettings& settings() const noexcept { return settings_; }
+
+ private:
+  void connect();
+  void fail(const std::string& why);
+
+  RedisSettings settings_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::shared_ptr<RedisMetrics> metrics_;
+  std::unique_ptr<Poco::Redis::Client> client_;
+  bool up_ = false;
+  bool ever_tried_ = false;
+  std::chrono::steady_clock::time_point retry_at_{};
+  std::chrono::milliseconds backoff_{0};
+};
+
+}  // namespace slack_proxy
+
+#endif  // SLACK_PROXY_CORE_REDIS_REDIS_CONNECTION_H

@@ -1,0 +1,224 @@
+// RedisSharedBuckets against a real redis-server: the same arithmetic as the
+// in-process buckets, one bucket for every replica, a pause (never a flood)
+// while Redis is away, and no secret in any message.
+#include "redis/redis_buckets.h"
+
+#include <sstream>
+
+#include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+
+#include <slack_proxy/sdk/testing/fakes.h>
+
+#include "redis_server.h"
+
+namespace slack_proxy {
+namespace {
+
+using namespace std::chrono_literals;
+using sdk::BucketShape;
+using testing::RedisServer;
+
+constexpr auto kSettle = 10'000ms;  // only reached when something is broken
+
+struct LogCapture {
+  std::ostringstream text;
+  std::shared_ptr<spdlog::logger> log = std::make_shared<spdlog::logger>(
+      "redis", std::make_shared<spdlog::sinks::ostream_sink_mt>(text));
+};
+
+RedisSettings settings_for(const RedisServer& server) {
+  RedisSettings s;
+  parse_redis_url(server.url(), s);
+  return s;
+}
+
+class Replica {
+ public:
+  Replica(const RedisServer& server, const sdk::Clock& clock, prometheus::Registry& registry,
+          RedisSettings settings = {}, bool use_server = true)
+      : capture_(std::make_unique<LogCapture>()) {
+    if (use_server) {
+      const RedisSettings base = settings_for(server);
+      settings.host = base.host;
+      settings.port = base.port;
+    }
+    auto connection = std::make_unique<RedisConnection>(
+        settings, capture_->log, std::make_shared<RedisMetrics>(registry));
+    buckets_ = std::make_unique<RedisSharedBuckets>(std::move(connection), clock, capture_->log,
+                                                    /*redis_clock=*/false);
+  }
+  // What next_token() says once this replica has heard from Redis.
+  sdk::SteadyTime ask(std::string_view key, const BucketShape& shape, sdk::SteadyTime now) {
+    auto at = buckets_->next_token(key, shape, now);
+    if (at != now + RedisSharedBuckets::kPoll) return at;
+    EXPECT_TRUE(buckets_->wait_settled(kSettle));
+    return buckets_->next_token(key, shape, now);
+  }
+  RedisSharedBuckets& buckets() { return *buckets_; }
+  std::string log() const { return capture_->text.str(); }
+
+ private:
+  std::unique_ptr<LogCapture> capture_;
+  std::unique_ptr<RedisSharedBuckets> buckets_;
+};
+
+class RedisBucketsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SP_REQUIRE_TOOL(program, "redis-server", "redis-server");
+    server_ = std::make_unique<RedisServer>(program);
+  }
+  sdk::testing::FakeClock clock_;
+  prometheus::Registry registry_;
+  std::unique_ptr<RedisServer> server_;
+};
+
+TEST(RedisUrlTest, ReadsHostPortAndDatabaseAndRefusesCredentialsInTheUrl) {
+  RedisSettings s;
+  parse_redis_url("redis://redis.internal:6380/2", s);
+  EXPECT_EQ(s.host, "redis.internal");
+  EXPECT_EQ(s.port, 6380);
+  EXPECT_EQ(s.database, 2);
+  parse_redis_url("redis://10.0.0.5", s);
+  EXPECT_EQ(s.port, 6379);
+  EXPECT_EQ(s.database, 0);
+  for (const char* bad : {"http://x", "redis://", "redis://h:0", "redis://h:70000", "redis://h/16",
+                          "redis://h:x", "rediss://h"}) {
+    EXPECT_THROW(parse_redis_url(bad, s), std::invalid_argument) << bad;
+  }
+  try {
+    parse_redis_url("redis://user:hunter2secret@h:6379", s);
+    ADD_FAILURE() << "accepted a password in the URL";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_EQ(std::string(e.what()).find("hunter2secret"), std::string::npos) << e.what();
+  }
+}
+
+// Every answer equals sdk::BucketMap's for the same calls: the script is the
+// same bucket, kept elsewhere.
+TEST_F(RedisBucketsTest, TheScriptKeepsTheSameBucketAsTheInProcessOne) {
+  Replica replica(*server_, clock_, registry_);
+  sdk::BucketMap local;
+  const auto shape = BucketShape::of(2.0, 3, 20ms);  // 500 ms apart, 3 at once less 20 ms
+  int granted = 0;
+  // Uneven steps: bursts, idling past full, and asking too early.
+  const std::chrono::milliseconds steps[] = {0ms,   1ms,   1ms,   0ms,    120ms, 380ms, 499ms, 1ms,
+                                             250ms, 2000ms, 0ms,  0ms,    0ms,   0ms,   480ms, 20ms};
+  for (const auto step : steps) {
+    clock_.advance(step);
+    const auto now = clock_.now();
+    const auto expected = local.next_token("k", shape, now);
+    const auto said = replica.ask("k", shape, now);
+    ASSERT_EQ((said - now).count(), (expected - now).count()) << "after " << granted << " tokens";
+    if (expected <= now) {
+      replica.buckets().take("k", shape, now);
+      local.take("k", shape, now);
+      ++granted;
+    }
+  }
+  EXPECT_GE(granted, 6);
+  EXPECT_EQ(replica.buckets().granted(), static_cast<std::uint64_t>(granted));
+}
+
+// Two replicas asking as fast as they can draw from one bucket: together
+// they get the burst plus the rate, not twice that.
+TEST_F(RedisBucketsTest, TwoReplicasShareOneBucket) {
+  Replica a(*server_, clock_, registry_);
+  prometheus::Registry other_registry;
+  Replica b(*server_, clock_, other_registry);
+  const auto shape = BucketShape::of(1.0, 3, 0ms);
+  int taken_a = 0, taken_b = 0;
+  for (int step = 0; step <= 100; ++step) {  // 10 s in 100 ms steps
+    const auto now = clock_.now();
+    for (auto* replica : {&a, &b}) {
+      if (replica->ask("w", shape, now) > now) continue;
+      replica->buckets().take("w", shape, now);
+      ++(replica == &a ? taken_a : taken_b);
+    }
+    clock_.advance(100ms);
+  }
+  // A full bucket of 3, then one a second for 10 s.
+  EXPECT_EQ(taken_a + taken_b, 13);
+  EXPECT_GT(taken_a, 0);
+  EXPECT_GT(taken_b, 0);
+}
+
+// A claimed token left untaken goes back: a stage that claimed it and then
+// waited on another bucket must not cost the budget a turn.
+TEST_F(RedisBucketsTest, AClaimedTokenLeftUntakenGoesBack) {
+  Replica a(*server_, clock_, registry_);
+  prometheus::Registry other_registry;
+  Replica b(*server_, clock_, other_registry);
+  const auto shape = BucketShape::of(1.0, 1, 0ms);
+  ASSERT_EQ(a.ask("c", shape, clock_.now()), clock_.now());  // claimed, never taken
+  EXPECT_EQ(b.ask("c", shape, clock_.now()) - clock_.now(), 1s);  // a holds it
+
+  clock_.advance(RedisSharedBuckets::kGrantLifetime + 1ms);
+  // The claim has expired: a gives it back before claiming again, so the
+  // token is there now (kept, it would be 949 ms away).
+  EXPECT_EQ(a.ask("c", shape, clock_.now()), clock_.now());
+  prometheus::Registry third_registry;
+  Replica c(*server_, clock_, third_registry);
+  EXPECT_EQ(c.ask("c", shape, clock_.now()) - clock_.now(), 1s)
+      << "a's second claim holds the one token";
+}
+
+// Without Redis no token is granted, however long it is asked: the shared
+// budget cannot be seen, so it is not spent. Back, and tokens flow again.
+TEST_F(RedisBucketsTest, RedisGoneMeansAPauseNotAFloodAndItResumes) {
+  Replica replica(*server_, clock_, registry_);
+  const auto shape = BucketShape::of(10.0, 5, 0ms);
+  ASSERT_EQ(replica.ask("p", shape, clock_.now()), clock_.now());
+  replica.buckets().take("p", shape, clock_.now());
+
+  server_->kill();
+  for (int i = 0; i < 5; ++i) {
+    clock_.advance(2s);
+    EXPECT_GT(replica.ask("p", shape, clock_.now()), clock_.now()) << "granted while Redis is down";
+  }
+  EXPECT_NE(replica.log().find("unreachable"), std::string::npos) << replica.log();
+
+  server_->start();
+  // The connection retries with backoff (at most 5 s): ask until it is back.
+  const auto deadline = std::chrono::steady_clock::now() + 15s;
+  bool granted = false;
+  while (!granted && std::chrono::steady_clock::now() < deadline) {
+    clock_.advance(1s);
+    granted = replica.ask("p", shape, clock_.now()) <= clock_.now();
+  }
+  EXPECT_TRUE(granted) << replica.log();
+  EXPECT_NE(replica.log().find("reachable again"), std::string::npos) << replica.log();
+}
+
+class RedisAuthTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SP_REQUIRE_TOOL(program, "redis-server", "redis-server");
+    server_ = std::make_unique<RedisServer>(program, std::vector<std::string>{
+                                                         "--requirepass", "pw-9f3e1c-secret"});
+  }
+  sdk::testing::FakeClock clock_;
+  prometheus::Registry registry_;
+  std::unique_ptr<RedisServer> server_;
+};
+
+TEST_F(RedisAuthTest, AWrongPasswordIsReportedWithoutThePassword) {
+  RedisSettings wrong;
+  wrong.password = "pw-wrong-7a2b-secret";
+  Replica replica(*server_, clock_, registry_, wrong);
+  const auto shape = BucketShape::of(1.0, 1, 0ms);
+  EXPECT_GT(replica.ask("x", shape, clock_.now()), clock_.now());
+  EXPECT_NE(replica.log().find("AUTH refused"), std::string::npos) << replica.log();
+  EXPECT_EQ(replica.log().find("pw-wrong-7a2b-secret"), std::string::npos) << replica.log();
+
+  RedisSettings right;
+  right.password = "pw-9f3e1c-secret";
+  prometheus::Registry other_registry;
+  Replica ok(*server_, clock_, other_registry, right);
+  EXPECT_EQ(ok.ask("x", shape, clock_.now()), clock_.now()) << ok.log();
+  EXPECT_EQ(ok.log().find("pw-9f3e1c-secret"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace slack_proxy
