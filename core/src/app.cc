@@ -28,6 +28,7 @@
 #include <spdlog/spdlog.h>
 
 #include <slack_proxy/sdk/fingerprint.h>
+#include <slack_proxy/sdk/secret_file.h>
 
 #include "dispatcher.h"
 #include "executor.h"
@@ -42,6 +43,7 @@
 #include "queue/memory_queue.h"
 #include "queue/sqlite_queue.h"
 #include "queue/token_seal.h"
+#include "redis/redis_buckets.h"
 #include "server_params.h"
 #include "transport/http_server.h"
 #include "transport/tls.h"
@@ -214,6 +216,49 @@ std::string load_admin_key(const config::AdminConfig& admin) {
   return key;
 }
 
+// The Redis password from [redis] password_file or password_env; empty when
+// neither gives one. Never echoes it.
+std::string load_redis_password(const config::RedisConfig& redis) {
+  if (!redis.password_file.empty()) {
+    std::string problem;
+    auto password = sdk::read_secret_file(redis.password_file, problem);
+    if (!password) throw std::runtime_error("[redis] password_file: " + problem);
+    return *password;
+  }
+  if (redis.password_env.empty()) return {};
+  const char* env = std::getenv(redis.password_env.c_str());
+  return env == nullptr ? std::string() : std::string(env);
+}
+
+// [redis] as connection settings; nullopt without a url.
+std::optional<RedisSettings> redis_settings(const config::RedisConfig& redis) {
+  if (redis.url.empty()) return std::nullopt;
+  RedisSettings s;
+  parse_redis_url(redis.url, s);  // checked with the config
+  s.user = redis.user;
+  s.password = load_redis_password(redis);
+  s.connect_timeout = redis.connect_timeout;
+  s.command_timeout = redis.command_timeout;
+  s.key_prefix = redis.key_prefix;
+  return s;
+}
+
+// The shared token buckets: in Redis when [redis] says so, so that every
+// replica draws from one budget; otherwise in this process.
+std::shared_ptr<sdk::SharedBuckets> open_shared_buckets(const config::ProxyConfig& cfg,
+                                                        const sdk::Clock& clock,
+                                                        prometheus::Registry& registry,
+                                                        const std::shared_ptr<spdlog::logger>& log) {
+  const auto settings = redis_settings(cfg.redis);
+  if (!settings || !cfg.redis.buckets) return std::make_shared<sdk::LocalSharedBuckets>();
+  log->info("shared token buckets live in Redis at {} (keys under \"{}\"); every replica using "
+            "it draws from one budget",
+            settings->where(), settings->key_prefix);
+  auto connection = std::make_unique<RedisConnection>(*settings, log,
+                                                      std::make_shared<RedisMetrics>(registry));
+  return std::make_shared<RedisSharedBuckets>(std::move(connection), clock, log);
+}
+
 // The configured queue backend, opened (and, for SQLite, recovered).
 std::unique_ptr<Queue> open_queue(const config::ProxyConfig& cfg, const sdk::Clock& clock,
                                   const std::shared_ptr<spdlog::logger>& log) {
@@ -377,8 +422,8 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
   CoreMetrics core_metrics(metrics.registry(), cfg.metrics.max_channel_labels);
   SystemClock clock;
   PluginHost plugins(plugin_search_path(cfg));
-  std::vector<std::shared_ptr<Pipeline>> pipelines =
-      build_pipelines(cfg, plugins, log, metrics, clock);
+  std::vector<std::shared_ptr<Pipeline>> pipelines = build_pipelines(
+      cfg, plugins, log, metrics, clock, open_shared_buckets(cfg, clock, metrics.registry(), log));
 
   std::unique_ptr<Queue> queue_owner = open_queue(cfg, clock, log);
   Queue& queue = *queue_owner;

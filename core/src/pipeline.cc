@@ -128,6 +128,7 @@ std::vector<std::shared_ptr<Pipeline>> assemble(const config::ProxyConfig& confi
                                                 PluginHost& plugins,
                                                 const std::shared_ptr<spdlog::logger>& log,
                                                 sdk::Metrics& metrics, const sdk::Clock& clock,
+                                                std::shared_ptr<sdk::SharedBuckets> buckets,
                                                 bool check_only) {
   std::vector<std::string> errors;
   std::vector<std::vector<CheckedStage>> checked;
@@ -136,7 +137,7 @@ std::vector<std::shared_ptr<Pipeline>> assemble(const config::ProxyConfig& confi
   if (!errors.empty()) throw config::ConfigError(std::move(errors));
 
   // One set for every pipeline: that is what lets two of them share a budget.
-  auto buckets = std::make_shared<sdk::LocalSharedBuckets>();
+  if (!buckets) buckets = std::make_shared<sdk::LocalSharedBuckets>();
   std::vector<std::shared_ptr<Pipeline>> out;
   for (std::size_t p = 0; p < config.pipelines.size(); ++p) {
     const auto& spec = config.pipelines[p];
@@ -172,15 +173,13 @@ void validate_pipelines(const config::ProxyConfig& config, PluginHost& plugins) 
                                                 std::make_shared<spdlog::sinks::null_sink_mt>());
   PrometheusMetrics metrics(quiet);
   SystemClock clock;
-  assemble(config, plugins, quiet, metrics, clock, /*check_only=*/true);
+  assemble(config, plugins, quiet, metrics, clock, nullptr, /*check_only=*/true);
 }
 
-std::vector<std::shared_ptr<Pipeline>> build_pipelines(const config::ProxyConfig& config,
-                                                       PluginHost& plugins,
-                                                       std::shared_ptr<spdlog::logger> log,
-                                                       sdk::Metrics& metrics,
-                                                       const sdk::Clock& clock) {
-  return assemble(config, plugins, log, metrics, clock, /*check_only=*/false);
+std::vector<std::shared_ptr<Pipeline>> build_pipelines(
+    const config::ProxyConfig& config, PluginHost& plugins, std::shared_ptr<spdlog::logger> log,
+    sdk::Metrics& metrics, const sdk::Clock& clock, std::shared_ptr<sdk::SharedBuckets> buckets) {
+  return assemble(config, plugins, log, metrics, clock, std::move(buckets), /*check_only=*/false);
 }
 
 }  // namespace slack_proxy

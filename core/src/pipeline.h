@@ -60,11 +60,12 @@ struct Pipeline {
 void validate_pipelines(const config::ProxyConfig& config, PluginHost& plugins);
 
 // Validates, then creates every stage. Throws config::ConfigError, naming
-// the stage and its position in the file when a factory refuses.
-std::vector<std::shared_ptr<Pipeline>> build_pipelines(const config::ProxyConfig& config,
-                                                       PluginHost& plugins,
-                                                       std::shared_ptr<spdlog::logger> log,
-                                                       sdk::Metrics& metrics,
-                                                       const sdk::Clock& clock);
+// the stage and its position in the file when a factory refuses. Every
+// stage shares `buckets` (HostServices::shared_buckets()); null: one
+// in-process set for this build.
+std::vector<std::shared_ptr<Pipeline>> build_pipelines(
+    const config::ProxyConfig& config, PluginHost& plugins, std::shared_ptr<spdlog::logger> log,
+    sdk::Metrics& metrics, const sdk::Clock& clock,
+    std::shared_ptr<sdk::SharedBuckets> buckets = nullptr);
 
 }  // namespace slack_proxy

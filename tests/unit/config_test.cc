@@ -180,6 +180,33 @@ TEST(ConfigTest, MissingSectionsKeepDefaults) {
   EXPECT_EQ(config.queue.capacity, defaults.queue.capacity);
 }
 
+TEST(ConfigTest, RedisIsOffByDefaultAndReadsItsSettings) {
+  const auto off = parse(kMinimalPipeline);
+  EXPECT_EQ(off.redis, RedisConfig{});
+  EXPECT_TRUE(off.redis.url.empty());
+  const auto on = parse(with_pipeline(
+      "[redis]\nurl = \"redis://redis.internal:6380/1\"\nuser = \"proxy\"\n"
+      "password_file = \"/run/secrets/redis\"\ncommand_timeout = \"250ms\"\nbuckets = false\n"));
+  EXPECT_EQ(on.redis.url, "redis://redis.internal:6380/1");
+  EXPECT_EQ(on.redis.user, "proxy");
+  EXPECT_EQ(on.redis.password_file, "/run/secrets/redis");
+  EXPECT_EQ(on.redis.password_env, "SLACK_PROXY_REDIS_PASSWORD");
+  EXPECT_EQ(on.redis.command_timeout, 250ms);
+  EXPECT_FALSE(on.redis.buckets);
+}
+
+// A password belongs in password_env or password_file; one put in the URL
+// by mistake is refused without being repeated.
+TEST(ConfigTest, RedisUrlWithAPasswordIsRefusedWithoutRepeatingIt) {
+  const std::string error =
+      error_of(with_pipeline("[redis]\nurl = \"redis://u:s3cret-redis-pw@h:6379\"\n"));
+  EXPECT_NE(error.find("cfg.toml:2:"), std::string::npos) << error;
+  EXPECT_NE(error.find("password_env"), std::string::npos) << error;
+  EXPECT_EQ(error.find("s3cret-redis-pw"), std::string::npos) << error;
+  EXPECT_NE(error_of(with_pipeline("[redis]\nurl = \"redis://h:99999\"\n")).find("port"),
+            std::string::npos);
+}
+
 TEST(ConfigTest, EmptySectionsKeepDefaults) {
   const auto config = parse(with_pipeline("[server]\n[metrics]\n[queue]\n[dispatcher]\n[log]\n[plugins]\n"));
   EXPECT_EQ(config.server.threads, 0);
@@ -205,7 +232,7 @@ TEST(ConfigTest, CoreSectionBoundIsWordedAsAStageBound) {
 // section, and to an absent one) equals the default-constructed struct.
 TEST(ConfigTest, CoreSchemaDefaultsEqualTheStructDefaults) {
   for (const std::string_view sections :
-       {std::string_view(""), std::string_view("[server]\n[metrics]\n[admin]\n[queue]\n"
+       {std::string_view(""), std::string_view("[server]\n[metrics]\n[admin]\n[queue]\n[redis]\n"
                                                "[dispatcher]\n[log]\n[plugins]\n")}) {
     SCOPED_TRACE(sections);
     const auto config = parse(with_pipeline(sections));
@@ -213,6 +240,7 @@ TEST(ConfigTest, CoreSchemaDefaultsEqualTheStructDefaults) {
     EXPECT_EQ(config.metrics, MetricsConfig{});
     EXPECT_EQ(config.admin, AdminConfig{});
     EXPECT_EQ(config.queue, QueueConfig{});
+    EXPECT_EQ(config.redis, RedisConfig{});
     EXPECT_EQ(config.dispatcher, DispatcherConfig{});
     EXPECT_EQ(config.log, LogConfig{});
     EXPECT_EQ(config.plugins, PluginsConfig{});
@@ -240,8 +268,9 @@ std::map<std::string, std::string> described(const std::string& section) {
 TEST(ConfigTest, CoreSectionsAreListedWithTheirBoundsAndDefaults) {
   std::vector<std::string> names;
   for (const auto& s : core_sections()) names.push_back(s.name);
-  EXPECT_THAT(names, ElementsAre("[server]", "[metrics]", "[admin]", "[queue]", "[dispatcher]",
-                                 "[log]", "[plugins]", "[[pipeline]]"));
+  EXPECT_THAT(names, ElementsAre("[server]", "[metrics]", "[admin]", "[queue]", "[redis]",
+                                 "[dispatcher]", "[log]", "[plugins]", "[[pipeline]]"));
+  EXPECT_EQ(described("[redis]").at("command_timeout"), "duration, >= 1ms, default 1s");
   EXPECT_EQ(described("[server]").at("threads"), "integer, 0..1024, default 0");
   EXPECT_EQ(described("[server]").at("read_timeout"), "duration, >= 1ms, default 10s");
   EXPECT_EQ(described("[server]").at("tls_min_version"), "enum, one of: 1.2 | 1.3, default \"1.2\"");
@@ -262,7 +291,7 @@ TEST(ConfigTest, UnknownTopLevelTableNamesAllowedTables) {
   EXPECT_THAT(error_of(with_pipeline("[serverr]\nthreads = 4\n")),
               AllOf(StartsWith("cfg.toml:1:"),
                     HasSubstr("unknown key 'serverr' at the top level; allowed: server, metrics, "
-                              "admin, queue, dispatcher, log, plugins, pipeline")));
+                              "admin, queue, redis, dispatcher, log, plugins, pipeline")));
 }
 
 struct UnknownKeyCase {

@@ -1,4 +1,5 @@
 #include "config/config.h"
+#include "redis/redis_settings.h"
 
 #include "config/core_schema.h"
 #include "config/stage_config.h"
@@ -243,6 +244,23 @@ void read_plain(Problems& problems, const toml::table& doc, std::string_view nam
   if (table == nullptr) return;
   if (auto section = read_section(problems, *table, "[" + std::string(name) + "]", schema))
     out = std::move(*section);
+}
+
+void read_redis(Problems& problems, const toml::table& doc, RedisConfig& redis) {
+  const auto* table = host_table(problems, doc, "redis");
+  if (table == nullptr) return;
+  auto section = read_section(problems, *table, "[redis]", redis_schema());
+  if (!section) return;
+  if (!section->url.empty()) {
+    try {
+      RedisSettings parsed;
+      parse_redis_url(section->url, parsed);
+    } catch (const std::invalid_argument& e) {
+      // The message never repeats the URL: it may hold a password by mistake.
+      invalid(problems, where_of(*table, "url"), "[redis]", "url", e.what());
+    }
+  }
+  redis = std::move(*section);
 }
 
 void read_plugins(Problems& problems, const toml::table& doc, PluginsConfig& plugins) {
@@ -524,12 +542,13 @@ ProxyConfig parse_config(std::string_view text, const std::string& source_name) 
   ProxyConfig config;
   config.file = source_name;
   reject_unknown_keys(problems, doc, "at the top level",
-                      {"server", "metrics", "admin", "queue", "dispatcher", "log", "plugins",
-                       "pipeline"});
+                      {"server", "metrics", "admin", "queue", "redis", "dispatcher", "log",
+                       "plugins", "pipeline"});
   read_server(problems, doc, config.server);
   read_metrics(problems, doc, config.metrics);
   read_plain(problems, doc, "admin", admin_schema(), config.admin);
   read_plain(problems, doc, "queue", queue_schema(), config.queue);
+  read_redis(problems, doc, config.redis);
   read_plain(problems, doc, "dispatcher", dispatcher_schema(), config.dispatcher);
   read_plain(problems, doc, "log", log_schema(), config.log);
   read_plugins(problems, doc, config.plugins);

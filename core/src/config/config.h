@@ -112,6 +112,24 @@ struct QueueConfig {                        // [queue]
   bool operator==(const QueueConfig&) const = default;
 };
 
+struct RedisConfig {                        // [redis]
+  // "redis://host[:port][/db]"; empty: no Redis. The user and password are
+  // never in the URL (nor anywhere in the file): see below.
+  std::string url;
+  std::string user;                         // ACL user; empty: the default user
+  // The password comes from this environment variable, or from this file
+  // (file wins). Neither set, or the variable empty: no AUTH.
+  std::string password_env = "SLACK_PROXY_REDIS_PASSWORD";
+  std::string password_file;
+  std::chrono::milliseconds connect_timeout{1'000};
+  std::chrono::milliseconds command_timeout{1'000};
+  std::string key_prefix = "slack-proxy:";  // before every key this proxy writes
+  // Shared token buckets (token_bucket's workspace and channel buckets) live
+  // in Redis, so that every replica draws from one budget.
+  bool buckets = true;
+  bool operator==(const RedisConfig&) const = default;
+};
+
 struct DispatcherConfig {                   // [dispatcher]
   int workers = 8;                          // concurrent sends (one per channel at most)
   std::chrono::milliseconds shutdown_timeout{30'000};  // drain deadline on SIGTERM
@@ -169,6 +187,7 @@ struct ProxyConfig {
   MetricsConfig metrics;
   AdminConfig admin;
   QueueConfig queue;
+  RedisConfig redis;
   DispatcherConfig dispatcher;
   LogConfig log;
   PluginsConfig plugins;

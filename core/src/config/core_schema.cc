@@ -109,6 +109,30 @@ const sdk::Schema<QueueConfig>& queue_schema() {
   return schema;
 }
 
+const sdk::Schema<RedisConfig>& redis_schema() {
+  using C = RedisConfig;
+  static const sdk::Schema<C> schema{
+      sdk::setting("url", &C::url, "redis://host[:port][/db]; empty: no Redis").default_to(""),
+      sdk::setting("user", &C::user, "ACL user; empty: the default user").default_to(""),
+      sdk::setting("password_env", &C::password_env,
+                   "environment variable holding the Redis password")
+          .default_to("SLACK_PROXY_REDIS_PASSWORD"),
+      sdk::setting("password_file", &C::password_file,
+                   "file holding the Redis password (wins over password_env)")
+          .default_to(""),
+      sdk::setting("connect_timeout", &C::connect_timeout, "to open a connection")
+          .at_least(1).default_to("1s"),
+      sdk::setting("command_timeout", &C::command_timeout, "for Redis to answer a command")
+          .at_least(1).default_to("1s"),
+      sdk::setting("key_prefix", &C::key_prefix, "before every key this proxy writes")
+          .default_to("slack-proxy:"),
+      sdk::setting("buckets", &C::buckets,
+                   "shared token buckets live in Redis: every replica draws from one budget")
+          .default_to("true"),
+  };
+  return schema;
+}
+
 const sdk::Schema<DispatcherConfig>& dispatcher_schema() {
   using C = DispatcherConfig;
   static const sdk::Schema<C> schema{
@@ -169,6 +193,7 @@ std::vector<CoreSection> core_sections() {
   };
   return {row("[server]", server_schema()),         row("[metrics]", metrics_schema()),
           row("[admin]", admin_schema()),           row("[queue]", queue_schema()),
+          row("[redis]", redis_schema()),
           row("[dispatcher]", dispatcher_schema()), row("[log]", log_schema()),
           row("[plugins]", plugins_schema()),       row("[[pipeline]]", pipeline_schema())};
 }

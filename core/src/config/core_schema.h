@@ -33,6 +33,7 @@ const sdk::Schema<ServerSection>& server_schema();
 const sdk::Schema<MetricsSection>& metrics_schema();
 const sdk::Schema<AdminConfig>& admin_schema();
 const sdk::Schema<QueueConfig>& queue_schema();
+const sdk::Schema<RedisConfig>& redis_schema();
 const sdk::Schema<DispatcherConfig>& dispatcher_schema();
 const sdk::Schema<LogConfig>& log_schema();
 const sdk::Schema<PluginsConfig>& plugins_schema();

@@ -20,25 +20,9 @@
 #include <prometheus/registry.h>
 #include <spdlog/logger.h>
 
+#include "redis/redis_settings.h"
+
 namespace slack_proxy {
-
-struct RedisSettings {
-  std::string host = "127.0.0.1";
-  std::uint16_t port = 6379;
-  int database = 0;
-  std::string user;      // ACL user; empty: the default user
-  std::string password;  // a secret: never logged; empty: no AUTH
-  std::chrono::milliseconds connect_timeout{1000};
-  std::chrono::milliseconds command_timeout{1000};
-  std::string key_prefix = "slack-proxy:";
-  // Where the address came from, for messages: "127.0.0.1:6379/0".
-  std::string where() const;
-};
-
-// "redis://host[:port][/db]" (no user or password in it: those come from
-// the environment or a file). Throws std::invalid_argument saying what is
-// wrong; the message never repeats anything after an '@'.
-void parse_redis_url(const std::string& url, RedisSettings& out);
 
 // A command failed because Redis could not be reached or did not answer in
 // time (not because Redis refused it: that is RedisReplyError).
