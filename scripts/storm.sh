@@ -11,6 +11,11 @@
 #            honour Retry-After (nothing sent inside a 429's pause), learn
 #            the workspace's pace from the first 429s (at most 10 429s in
 #            all) and still drain within 10% of the minimum.
+#   replicas three proxies, matched, posted to in turn, sharing their buckets
+#            through Redis (issue #13), against the strict fake: no 429 and
+#            within 10% of the minimum, as one proxy;
+#   unshared the same three without Redis, for comparison (no budget: each
+#            spends the whole of it, and their 429s are the point).
 # All must lose nothing, deliver nothing twice, leave the proxy's queue empty
 # and count (slackproxy_rate_limited_total) exactly the 429s the fake sent.
 #
@@ -46,6 +51,8 @@ for run in $(seq "$RUNS"); do
     run_case "faster/$fake" --jitter-tolerance-ms "$tolerance" --faster --max-429 10 \
       --max-ratio 1.10
   done
+  run_case "replicas/strict" --jitter-tolerance-ms 0 --replicas 3 --max-429 0 --max-ratio 1.10
+  run_case "unshared/strict" --jitter-tolerance-ms 0 --replicas 3 --unshared
 done
 
 echo

@@ -42,6 +42,7 @@
 #include "fake_slack.h"
 #include "harness.h"
 #include "http_client.h"
+#include "redis_server.h"
 
 namespace {
 
@@ -79,6 +80,8 @@ struct Options {
   std::optional<long> max_rate_limited;
   std::optional<double> max_ratio;
   std::string log_level = "warn";
+  int replicas = 1;  // > 1: that many proxies sharing their buckets through Redis
+  bool unshared = false;  // replicas without Redis: each spends the whole budget
 };
 
 void usage(std::ostream& out) {
@@ -105,6 +108,9 @@ void usage(std::ostream& out) {
   --proxy-sink-extra TOML      lines added to the slack_sink stage's table, e.g.
                                'rate_limit_scope = "channel"'
   --log-level L                the proxy's log level (warn)
+  --replicas N                 N proxies (1), posted to in turn, sharing their token
+                               buckets through a redis-server the bench starts
+  --unshared                   the replicas without Redis (the comparison)
  Run:
   --deadline S                 give up waiting for deliveries after S seconds
                                (default 3 x the theoretical minimum + 30)
@@ -128,6 +134,7 @@ std::optional<Options> parse_options(int argc, char** argv) {
   using Setter = std::function<void(Options&, double)>;
   const std::map<std::string, Setter> numeric = {
       {"--channels", [](Options& o, double v) { o.channels = static_cast<int>(v); }},
+      {"--replicas", [](Options& o, double v) { o.replicas = static_cast<int>(v); }},
       {"--messages", [](Options& o, double v) { o.messages = static_cast<int>(v); }},
       {"--senders", [](Options& o, double v) { o.senders = static_cast<int>(v); }},
       {"--workers", [](Options& o, double v) { o.workers = static_cast<int>(v); }},
@@ -160,6 +167,8 @@ std::optional<Options> parse_options(int argc, char** argv) {
       std::exit(0);
     } else if (arg == "--faster") {
       o.faster = true;
+    } else if (arg == "--unshared") {
+      o.unshared = true;
     } else if (arg == "--proxy-config-extra" && i + 1 < argc) {
       o.pipeline_extra += std::string(argv[++i]) + "\n";
     } else if (arg == "--proxy-sink-extra" && i + 1 < argc) {
@@ -180,8 +189,8 @@ std::optional<Options> parse_options(int argc, char** argv) {
       return std::nullopt;
     }
   }
-  if (o.channels < 1 || o.messages < 1 || o.senders < 1 || o.workers < 1) {
-    std::cerr << "storm-bench: channels, messages, senders and workers must be >= 1\n";
+  if (o.channels < 1 || o.messages < 1 || o.senders < 1 || o.workers < 1 || o.replicas < 1) {
+    std::cerr << "storm-bench: channels, messages, senders, workers and replicas must be >= 1\n";
     return std::nullopt;
   }
   // The proxy matches the fake unless told otherwise.
@@ -326,8 +335,9 @@ struct PostResults {
 };
 
 // Every message, channels interleaved as a storm would bring them, from
-// `senders` threads as fast as the proxy answers.
-PostResults post_storm(const Options& o, const std::string& url) {
+// `senders` threads as fast as the proxies answer, each message to the
+// next proxy in turn (a load balancer's round robin).
+PostResults post_storm(const Options& o, const std::vector<std::string>& urls) {
   std::vector<std::pair<std::string, std::string>> messages;  // id, body
   for (int k = 0; k < o.messages; ++k) {
     for (int c = 0; c < o.channels; ++c) {
@@ -348,7 +358,7 @@ PostResults post_storm(const Options& o, const std::string& url) {
       for (std::size_t i = next++; i < messages.size(); i = next++) {
         int status = 0;
         try {
-          status = http_post(url, messages[i].second).status;
+          status = http_post(urls[i % urls.size()], messages[i].second).status;
         } catch (const Poco::Exception&) {
           // No reply: counted as refused with status 0.
         }
@@ -424,14 +434,35 @@ int main(int argc, char** argv) {
   slack.enforce_limits(o.fake);
   slack.start();
 
-  ProxyProcess proxy(proxy_config(o, slack.url()));
-  if (auto started = proxy.start(); !started) {
-    std::cerr << "storm-bench: " << started.message() << "\n";
-    return 2;
+  std::unique_ptr<RedisServer> redis;
+  std::string redis_section;
+  if (o.replicas > 1 && !o.unshared) {
+    const auto program = find_program({"redis-server"});
+    if (!program) {
+      std::cerr << "storm-bench: --replicas needs redis-server (Debian: redis-server)\n";
+      return 2;
+    }
+    redis = std::make_unique<RedisServer>(*program);
+    redis_section = "\n[redis]\nurl = \"" + redis->url() + "\"\n";
+  }
+  std::vector<std::unique_ptr<ProxyProcess>> proxies;
+  std::vector<std::string> urls;
+  for (int r = 0; r < o.replicas; ++r) {
+    proxies.push_back(std::make_unique<ProxyProcess>(proxy_config(o, slack.url()) + redis_section));
+    if (auto started = proxies.back()->start(); !started) {
+      std::cerr << "storm-bench: " << started.message() << "\n";
+      return 2;
+    }
+    urls.push_back(proxies.back()->url("/"));
   }
 
-  std::printf("storm: %d channels x %d messages, %d senders, %d proxy workers\n", o.channels,
-              o.messages, o.senders, o.workers);
+  std::printf("storm: %d channels x %d messages, %d senders, %d proxy workers%s\n", o.channels,
+              o.messages, o.senders, o.workers,
+              o.replicas == 1 ? ""
+              : o.unshared    ? (", " + std::to_string(o.replicas) + " replicas, each with its own buckets").c_str()
+                              : (", " + std::to_string(o.replicas) +
+                                 " replicas sharing their buckets through Redis")
+                                    .c_str());
   std::printf("  fake Slack: %s%s\n",
               limits_text(o.fake.channel_rate, o.fake.channel_burst, o.fake.workspace_per_minute,
                           o.fake.workspace_burst)
@@ -449,24 +480,30 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
 
   const auto first_post = Clock::now();
-  const PostResults posted = post_storm(o, proxy.url("/"));
+  const PostResults posted = post_storm(o, urls);
   const auto all_posted = Clock::now();
   const bool drained =
       deliveries.wait_unique(posted.accepted.size(), first_post + std::chrono::duration_cast<
                                                                       Clock::duration>(deadline));
   // Late duplicates (a retry of something already delivered) would still be
   // in the proxy's queue: wait for it to empty before counting them.
-  const bool queue_empty =
-      static_cast<bool>(proxy.wait_for_metric("slackproxy_queue_size", 0, std::chrono::seconds(10)));
-  std::string metrics;
-  try {
-    metrics = proxy.metrics();
-  } catch (const Poco::Exception&) {
-    // Reported as absent below.
+  bool queue_empty = true;
+  for (auto& proxy : proxies) {
+    queue_empty = queue_empty && static_cast<bool>(proxy->wait_for_metric(
+                                     "slackproxy_queue_size", 0, std::chrono::seconds(10)));
   }
-  proxy.signal(SIGTERM);
+  std::vector<std::string> scrapes;
+  for (auto& proxy : proxies) {
+    try {
+      scrapes.push_back(proxy->metrics());
+    } catch (const Poco::Exception&) {
+      scrapes.emplace_back();  // reported as absent below
+    }
+  }
+  for (auto& proxy : proxies) proxy->signal(SIGTERM);
   constexpr std::chrono::seconds kExitDeadline{10};
-  const std::optional<int> proxy_exit = proxy.wait_exit(kExitDeadline);
+  std::vector<std::optional<int>> exits;
+  for (auto& proxy : proxies) exits.push_back(proxy->wait_exit(kExitDeadline));
 
   const long total = static_cast<long>(o.channels) * o.messages;
   const long accepted = static_cast<long>(posted.accepted.size());
@@ -490,7 +527,12 @@ int main(int argc, char** argv) {
   std::printf("  lost       %ld\n", lost);
   std::printf("  duplicates %ld%s\n", duplicates,
               queue_empty ? "" : "  (the proxy's queue never emptied: more may follow)");
-  const std::optional<long> proxy_counted = proxy_rate_limited(metrics);
+  // The proxies' own 429 counts, summed; nullopt when none exposes any.
+  std::optional<long> proxy_counted;
+  for (const auto& scrape : scrapes) {
+    if (const auto counted = proxy_rate_limited(scrape))
+      proxy_counted = proxy_counted.value_or(0) + *counted;
+  }
   std::printf("  429s       %ld sent by the fake; the proxy counted %s\n", rate_limited,
               proxy_counted ? std::to_string(*proxy_counted).c_str()
                             : "none (no series)");
@@ -527,16 +569,28 @@ int main(int argc, char** argv) {
             "the wait for deliveries ended)");
   }
   if (duplicates > 0) fail(1, std::to_string(duplicates) + " message(s) delivered more than once");
-  if (metrics.empty()) {
-    fail(1, "the proxy's /metrics could not be read, so its 429 count cannot be checked");
-  } else if (const auto agree = rate_limited_counts_agree(metrics, rate_limited); !agree) {
-    fail(1, agree.message());
+  bool scraped = true;
+  for (const auto& scrape : scrapes) scraped = scraped && !scrape.empty();
+  if (!scraped) {
+    fail(1, "a proxy's /metrics could not be read, so its 429 count cannot be checked");
+  } else if (scrapes.size() == 1) {
+    if (const auto agree = rate_limited_counts_agree(scrapes[0], rate_limited); !agree)
+      fail(1, agree.message());
+  } else if (rate_limited == 0) {
+    for (const auto& scrape : scrapes) {
+      if (const auto zero = family_sums_to_zero(scrape, kRateLimitedFamily); !zero)
+        fail(1, zero.message());
+    }
+  } else if (proxy_counted.value_or(0) != rate_limited) {
+    fail(1, "the fake sent " + std::to_string(rate_limited) + " 429s but the proxies counted " +
+                std::to_string(proxy_counted.value_or(0)));
   }
-  // Its queue is empty by now, so the drain has nothing to wait for: a
+  // Their queues are empty by now, so the drain has nothing to wait for: a
   // non-zero exit or a hang is a shutdown bug (or a sanitizer report).
-  if (proxy_exit != 0) {
-    fail(1, proxy_exit ? "the proxy exited with " + std::to_string(*proxy_exit) + " after SIGTERM"
-                       : "the proxy was still running " + std::to_string(kExitDeadline.count()) +
+  for (const auto& proxy_exit : exits) {
+    if (proxy_exit == 0) continue;
+    fail(1, proxy_exit ? "a proxy exited with " + std::to_string(*proxy_exit) + " after SIGTERM"
+                       : "a proxy was still running " + std::to_string(kExitDeadline.count()) +
                              " s after SIGTERM");
   }
   if (o.max_rate_limited && rate_limited > *o.max_rate_limited) {
@@ -553,8 +607,10 @@ int main(int argc, char** argv) {
     fail(3, why);
   }
   if (status != 0) {
-    std::fprintf(stderr, "storm-bench: end of the proxy's log:\n%s\n",
-                 last_lines(proxy.log(), 40).c_str());
+    for (std::size_t r = 0; r < proxies.size(); ++r) {
+      std::fprintf(stderr, "storm-bench: end of proxy %zu's log:\n%s\n", r + 1,
+                   last_lines(proxies[r]->log(), 40).c_str());
+    }
   }
   return status;
 }
