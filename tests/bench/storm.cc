@@ -539,6 +539,15 @@ int main(int argc, char** argv) {
   std::printf("  early      %ld request(s) arrived inside a 429's Retry-After (after %lld ms "
               "in-flight grace)\n",
               early, static_cast<long long>(kInFlightGrace.count()));
+  if (redis) {
+    double commands = 0;
+    for (const auto& scrape : scrapes) {
+      if (family_exposed(scrape, "slackproxy_redis_commands_total"))
+        commands += metric_sum(scrape, "slackproxy_redis_commands_total");
+    }
+    std::printf("  redis      %.0f commands, %.2f per delivered message\n", commands,
+                delivered > 0 ? commands / static_cast<double>(delivered) : 0.0);
+  }
   std::printf("  drain      %.3f s (first POST -> last new delivery)\n", drain.count());
   std::printf("  minimum    %.3f s (channel %.3f s, workspace %.3f s, less %.3f s tolerance)\n",
               minimum.total().count(), minimum.channel.count(), minimum.workspace.count(),
