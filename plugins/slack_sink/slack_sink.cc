@@ -331,10 +331,10 @@ SlackSink::SlackSink(sdk::HostServices& host, SinkConfig config, Tokens tokens)
       config_(std::move(config)),
       http_(client_from(host, config_.http)),
       tokens_(std::move(tokens)),
-      host_(host),
-      fallback_budget_(host.budget_id(tokens_.fallback)) {
+      host_(host) {
+  budget_of_token_.emplace(&tokens_.fallback, host.budget_id(tokens_.fallback));
   for (const auto& [workspace, token] : tokens_.by_workspace)
-    budget_by_workspace_.emplace(workspace, host.budget_id(token));
+    budget_of_token_.emplace(&token, host.budget_id(token));
   log_.info("delivering to " + origin_of(config_.url));
 }
 
@@ -354,13 +354,11 @@ const std::string* SlackSink::token_for(const sdk::Message& message) const {
 }
 
 std::string SlackSink::budget_of(const sdk::Message& message) {
-  // Mirrors token_for(), with each configured token's budget worked out once.
-  if (!message.delivery_token.empty()) return host_.budget_id(message.delivery_token);
-  if (message.workspace.empty()) return fallback_budget_;
-  if (auto it = budget_by_workspace_.find(message.workspace); it != budget_by_workspace_.end())
-    return it->second;
-  if (sdk::is_caller_tenant(message.workspace)) return fallback_budget_;
-  return {};
+  // The budget of the token send() would use.
+  const std::string* token = token_for(message);
+  if (token == nullptr) return {};
+  if (auto it = budget_of_token_.find(token); it != budget_of_token_.end()) return it->second;
+  return host_.budget_id(*token);  // the caller's own
 }
 
 void SlackSink::warn_no_token(const std::string& workspace) {

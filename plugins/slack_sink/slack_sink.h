@@ -141,9 +141,9 @@ class SlackSink final : public sdk::Sink {
   std::shared_ptr<sdk::HttpClient> http_;
   Tokens tokens_;
   sdk::HostServices& host_;
-  // budget_id() of each configured token, worked out once.
-  std::string fallback_budget_;
-  std::map<std::string, std::string, std::less<>> budget_by_workspace_;
+  // budget_id() of each configured token (by where tokens_ keeps it, which
+  // never moves), worked out once.
+  std::map<const std::string*, std::string> budget_of_token_;
   std::mutex warned_mutex_;
   std::set<std::string, std::less<>> warned_;  // workspaces already logged
 };
