@@ -406,9 +406,10 @@ std::shared_ptr<const std::string> Dispatcher::intern_budget(std::string budget)
   return name;
 }
 
-std::string Dispatcher::workspace_key(const Lane& lane) const {
+std::string_view Dispatcher::workspace_key(const Lane& lane) const {
   // A budget name has no "/" and a scope always has, so the two never meet.
-  return lane.budget ? *lane.budget : std::string(lane.scope());
+  // Both live as long as the lane: every delivery asks, and builds nothing.
+  return lane.budget ? std::string_view(*lane.budget) : lane.scope();
 }
 
 std::string Dispatcher::wait_group(const Lane& lane) const {
@@ -419,7 +420,7 @@ std::string Dispatcher::wait_group(const Lane& lane) const {
 }
 
 std::string Dispatcher::channel_key(const Lane& lane) const {
-  std::string key = workspace_key(lane);
+  std::string key(workspace_key(lane));
   key.push_back('\n');  // a workspace key never holds one
   key.append(lane.channel());
   return key;
@@ -428,7 +429,7 @@ std::string Dispatcher::channel_key(const Lane& lane) const {
 void Dispatcher::pause_scope(const Lane& lane, const sdk::BackPressure& bp,
                              sdk::SteadyTime until) {
   auto& paused = bp.scope == sdk::BackPressure::Scope::Workspace
-                     ? paused_workspaces_[workspace_key(lane)]
+                     ? paused_workspaces_[std::string(workspace_key(lane))]
                      : paused_channels_[channel_key(lane)];
   paused = std::max(paused, until);
 }
@@ -443,7 +444,7 @@ void Dispatcher::learn_from(const Lane& lane, const sdk::BackPressure& bp, const
   const double channel_rate = lane.delivered.last_second(c.sent_at);
   const bool workspace = bp.scope == sdk::BackPressure::Scope::Workspace &&
                          channel_rate <= kBusyChannel;
-  const std::string key = workspace ? workspace_key(lane) : channel_key(lane);
+  const std::string key = workspace ? std::string(workspace_key(lane)) : channel_key(lane);
   if (!learned_.limited(key, c.sent_at, now)) return;
   const double rate = learned_.rate(key, now).value_or(0);
   log_->warn("{} {} of pipeline '{}' answered 429: held to {:.3g} message(s)/s from now, "
@@ -509,7 +510,7 @@ sdk::SteadyTime Dispatcher::paused_until(const Lane& lane, sdk::SteadyTime now, 
     }
   };
   if (paused_workspaces_.empty() && paused_channels_.empty()) return until;
-  check(paused_workspaces_, workspace_key(lane), true);
+  check(paused_workspaces_, std::string(workspace_key(lane)), true);
   check(paused_channels_, channel_key(lane), false);
   return until;
 }

@@ -221,7 +221,7 @@ class Dispatcher {
   // Where the head's workspace-wide and channel pauses and learned pacing
   // live: under its token's budget when the sink names one (so pipelines
   // sharing a token share them), else under the lane's own scope.
-  std::string workspace_key(const Lane& lane) const;
+  std::string_view workspace_key(const Lane& lane) const;
   std::string channel_key(const Lane& lane) const;
   // Lanes turned away at the same moment until the same time are batched by
   // scope and caller: a limiter keyed by caller (token_bucket's "client")
