@@ -34,6 +34,7 @@
 #include <vector>
 
 #include <slack_proxy/sdk/message.h>
+#include <slack_proxy/sdk/pacing.h>
 
 namespace slack_proxy {
 
@@ -109,17 +110,10 @@ class LearnedPacing {
     // one) until `answered_at` (its 429 came back).
     double accepted_around(sdk::SteadyTime t, sdk::SteadyTime answered_at) const;
   };
-  struct Hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view key) const noexcept {
-      return std::hash<std::string_view>{}(key);
-    }
-  };
-
   static double rate_of(const Pace& pace, sdk::SteadyTime now);
 
-  std::unordered_map<std::string, Pace, Hash, std::equal_to<>> paces_;
-  std::unordered_map<std::string, Log, Hash, std::equal_to<>> logs_;
+  std::unordered_map<std::string, Pace, sdk::StringKeyHash, std::equal_to<>> paces_;
+  std::unordered_map<std::string, Log, sdk::StringKeyHash, std::equal_to<>> logs_;
 };
 
 }  // namespace slack_proxy

@@ -82,6 +82,12 @@ RedisSharedBuckets::~RedisSharedBuckets() {
   thread_.join();
 }
 
+RedisSharedBuckets::Entry& RedisSharedBuckets::entry(std::string_view key) {
+  auto it = entries_.find(key);
+  if (it == entries_.end()) it = entries_.emplace(std::string(key), Entry{}).first;
+  return it->second;
+}
+
 std::string RedisSharedBuckets::redis_key(std::string_view key) const {
   // Keys hold newlines and budget ids, never a token (pacing.h).
   return connection_->settings().key_prefix + "bucket:" + std::string(key);
@@ -91,7 +97,7 @@ sdk::SteadyTime RedisSharedBuckets::next_token(std::string_view key, const sdk::
                                                sdk::SteadyTime now) noexcept {
   try {
     std::lock_guard lock(mutex_);
-    Entry& e = entries_[std::string(key)];
+    Entry& e = entry(key);
     e.shape = shape;
     e.used_at = now;
     if (e.granted > 0 && now - e.granted_at <= kGrantLifetime) return now;
@@ -112,7 +118,7 @@ void RedisSharedBuckets::take(std::string_view key, const sdk::BucketShape& shap
                               sdk::SteadyTime now) noexcept {
   try {
     std::lock_guard lock(mutex_);
-    Entry& e = entries_[std::string(key)];
+    Entry& e = entry(key);
     e.shape = shape;
     e.used_at = now;
     if (e.granted > 0 && now - e.granted_at <= kGrantLifetime) {

@@ -73,6 +73,7 @@ class RedisSharedBuckets final : public sdk::SharedBuckets {
     sdk::SteadyTime used_at{};
   };
 
+  Entry& entry(std::string_view key);  // under mutex_
   void run();
   void claim(std::deque<std::string> keys);
   std::string redis_key(std::string_view key) const;
@@ -87,7 +88,7 @@ class RedisSharedBuckets final : public sdk::SharedBuckets {
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable settled_;
-  std::unordered_map<std::string, Entry> entries_;
+  std::unordered_map<std::string, Entry, sdk::StringKeyHash, std::equal_to<>> entries_;
   std::deque<std::string> pending_;
   std::size_t in_flight_ = 0;
   std::uint64_t granted_total_ = 0;

@@ -59,6 +59,16 @@ inline SteadyTime full_bucket(const BucketShape& shape, SteadyTime now) {
   return now - shape.capacity;
 }
 
+// Hashes std::string keys and looks them up by std::string_view without
+// building a string: for std::unordered_map<std::string, T, StringKeyHash,
+// std::equal_to<>>.
+struct StringKeyHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view key) const noexcept {
+    return std::hash<std::string_view>{}(key);
+  }
+};
+
 // Buckets by key, as a limiter or the host keeps them. Full buckets are
 // forgotten once there are many: a full bucket behaves exactly like one
 // never seen, so nothing changes but the memory used. Not thread-safe.
@@ -92,13 +102,6 @@ class BucketMap {
     // by stages configured differently is full only by the slowest's measure.
     std::chrono::nanoseconds horizon;
   };
-  struct Hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view key) const noexcept {
-      return std::hash<std::string_view>{}(key);
-    }
-  };
-
   // O(n); doubling the threshold keeps it amortised O(1) per take while most
   // buckets are busy.
   void prune(SteadyTime now) {
@@ -108,7 +111,7 @@ class BucketMap {
     prune_at_ = std::max(kPruneThreshold, 2 * buckets_.size());
   }
 
-  std::unordered_map<std::string, Entry, Hash, std::equal_to<>> buckets_;
+  std::unordered_map<std::string, Entry, StringKeyHash, std::equal_to<>> buckets_;
   std::size_t prune_at_ = kPruneThreshold;
 };
 
