@@ -243,16 +243,16 @@ std::optional<RedisSettings> redis_settings(const config::RedisConfig& redis) {
   return s;
 }
 
-// The shared token buckets: in Redis when [redis] says so, so that every
-// replica draws from one budget; otherwise in this process.
-std::shared_ptr<sdk::SharedBuckets> open_shared_buckets(const config::ProxyConfig& cfg,
-                                                        const sdk::Clock& clock,
-                                                        prometheus::Registry& registry,
-                                                        const std::shared_ptr<spdlog::logger>& log) {
+// Pacing shared by every replica (token buckets and 429 pauses) when [redis]
+// says so; null otherwise, and then each process keeps its own.
+std::shared_ptr<RedisSharedBuckets> open_shared_pacing(const config::ProxyConfig& cfg,
+                                                       const sdk::Clock& clock,
+                                                       prometheus::Registry& registry,
+                                                       const std::shared_ptr<spdlog::logger>& log) {
   const auto settings = redis_settings(cfg.redis);
-  if (!settings || !cfg.redis.buckets) return std::make_shared<sdk::LocalSharedBuckets>();
-  log->info("shared token buckets live in Redis at {} (keys under \"{}\"); every replica using "
-            "it draws from one budget",
+  if (!settings || !cfg.redis.pacing) return nullptr;
+  log->info("shared token buckets and 429 pauses live in Redis at {} (keys under \"{}\"); every "
+            "replica using it draws from one budget",
             settings->where(), settings->key_prefix);
   auto connection = std::make_unique<RedisConnection>(*settings, log,
                                                       std::make_shared<RedisMetrics>(registry));
@@ -422,8 +422,10 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
   CoreMetrics core_metrics(metrics.registry(), cfg.metrics.max_channel_labels);
   SystemClock clock;
   PluginHost plugins(plugin_search_path(cfg));
-  std::vector<std::shared_ptr<Pipeline>> pipelines = build_pipelines(
-      cfg, plugins, log, metrics, clock, open_shared_buckets(cfg, clock, metrics.registry(), log));
+  const std::shared_ptr<RedisSharedBuckets> shared_pacing =
+      open_shared_pacing(cfg, clock, metrics.registry(), log);
+  std::vector<std::shared_ptr<Pipeline>> pipelines =
+      build_pipelines(cfg, plugins, log, metrics, clock, shared_pacing);
 
   std::unique_ptr<Queue> queue_owner = open_queue(cfg, clock, log);
   Queue& queue = *queue_owner;
@@ -442,6 +444,7 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
   Dispatcher dispatcher(queue, pipelines, clock, core_metrics, log, workers, worker_count,
                         DispatcherWindow{static_cast<std::size_t>(cfg.dispatcher.lane_window),
                                          cfg.dispatcher.window_bytes});
+  if (shared_pacing) dispatcher.share_pauses(shared_pacing);
 
   IngressOptions ingress_options;
   ingress_options.max_body_bytes = cfg.server.max_body_bytes;

@@ -428,10 +428,12 @@ std::string Dispatcher::channel_key(const Lane& lane) const {
 
 void Dispatcher::pause_scope(const Lane& lane, const sdk::BackPressure& bp,
                              sdk::SteadyTime until) {
-  auto& paused = bp.scope == sdk::BackPressure::Scope::Workspace
-                     ? paused_workspaces_[std::string(workspace_key(lane))]
-                     : paused_channels_[channel_key(lane)];
+  const bool workspace = bp.scope == sdk::BackPressure::Scope::Workspace;
+  auto& paused = workspace ? paused_workspaces_[std::string(workspace_key(lane))]
+                           : paused_channels_[channel_key(lane)];
   paused = std::max(paused, until);
+  // A workspace's pause holds every replica that delivers with its token.
+  if (workspace && shared_pauses_) shared_pauses_->pause(workspace_key(lane), until, clock_.now());
 }
 
 void Dispatcher::learn_from(const Lane& lane, const sdk::BackPressure& bp, const Completion& c,
@@ -509,6 +511,13 @@ sdk::SteadyTime Dispatcher::paused_until(const Lane& lane, sdk::SteadyTime now, 
       *workspace = is_workspace;
     }
   };
+  if (shared_pauses_) {
+    if (const sdk::SteadyTime shared = shared_pauses_->paused_until(workspace_key(lane), now);
+        shared > until) {
+      until = shared;
+      *workspace = true;
+    }
+  }
   if (paused_workspaces_.empty() && paused_channels_.empty()) return until;
   check(paused_workspaces_, std::string(workspace_key(lane)), true);
   check(paused_channels_, channel_key(lane), false);

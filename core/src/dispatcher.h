@@ -75,6 +75,7 @@
 #include "metrics.h"
 #include "pipeline.h"
 #include "queue/queue.h"
+#include "shared_pauses.h"
 
 namespace slack_proxy {
 
@@ -103,6 +104,10 @@ class Dispatcher {
   // every send that is due. Returns when the next round is needed on the
   // clock's timeline; SteadyTime::max() when only new input can help.
   sdk::SteadyTime run_once();
+
+  // Shares workspace pauses (429 Retry-After) with other replicas; before
+  // start(). Without it a pause holds this process only.
+  void share_pauses(std::shared_ptr<SharedPauses> pauses) { shared_pauses_ = std::move(pauses); }
 
   // Runs rounds on a thread of its own until stop().
   void start();
@@ -316,6 +321,7 @@ class Dispatcher {
   std::unordered_map<std::string, sdk::SteadyTime> paused_channels_;
   sdk::SteadyTime next_pause_sweep_{};
   void forget_pauses_over(sdk::SteadyTime now);  // once a minute, O(pauses)
+  std::shared_ptr<SharedPauses> shared_pauses_;
   // Pacing learned from 429s, by workspace_key() or channel_key(), and the
   // gauge's labels for each paced workspace.
   LearnedPacing learned_;

@@ -191,6 +191,30 @@ TEST_F(RedisBucketsTest, RedisGoneMeansAPauseNotAFloodAndItResumes) {
   EXPECT_NE(replica.log().find("reachable again"), std::string::npos) << replica.log();
 }
 
+// A 429 pause one replica was given holds the other within a poll, and a
+// shorter pause never cuts a longer one short.
+TEST_F(RedisBucketsTest, APauseOneReplicaWritesHoldsTheOther) {
+  Replica a(*server_, clock_, registry_);
+  prometheus::Registry other_registry;
+  Replica b(*server_, clock_, other_registry);
+  const auto now = clock_.now();
+  EXPECT_LE(b.buckets().paused_until("b-budget", now), now);  // and b now watches it
+
+  a.buckets().pause("b-budget", now + 2s, now);
+  a.buckets().pause("b-budget", now + 500ms, now);  // shorter: changes nothing
+  // Redis counts the pause down in real time, the test's clock stands still:
+  // b sees it end 2 s from the write, less the real time since.
+  const auto deadline = std::chrono::steady_clock::now() + kSettle;
+  sdk::SteadyTime seen = now;
+  while (seen <= now && std::chrono::steady_clock::now() < deadline) {
+    ASSERT_TRUE(b.buckets().wait_settled(kSettle));
+    seen = b.buckets().paused_until("b-budget", now);
+  }
+  EXPECT_GT(seen, now + 1s) << "not seen, or the shorter pause cut it";
+  EXPECT_LE(seen, now + 2s + 1ms);
+  EXPECT_LE(b.buckets().paused_until("another-budget", now), now);
+}
+
 class RedisAuthTest : public ::testing::Test {
  protected:
   void SetUp() override {

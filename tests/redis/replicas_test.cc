@@ -64,7 +64,7 @@ TEST_F(ReplicasTest, TwoReplicasWithRedisShareTheChannelBudget) {
   ProxyProcess b(toml(true));
   ASSERT_TRUE(a.start());
   ASSERT_TRUE(b.start());
-  ASSERT_TRUE(a.wait_for_log("shared token buckets live in Redis"));
+  ASSERT_TRUE(a.wait_for_log("shared token buckets and 429 pauses live in Redis"));
   storm(a, b);
   ASSERT_TRUE(a.wait_for_metric(series(kSucceeded, "#shared"), kMessages / 2));
   ASSERT_TRUE(b.wait_for_metric(series(kSucceeded, "#shared"), kMessages / 2));

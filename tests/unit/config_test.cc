@@ -186,13 +186,13 @@ TEST(ConfigTest, RedisIsOffByDefaultAndReadsItsSettings) {
   EXPECT_TRUE(off.redis.url.empty());
   const auto on = parse(with_pipeline(
       "[redis]\nurl = \"redis://redis.internal:6380/1\"\nuser = \"proxy\"\n"
-      "password_file = \"/run/secrets/redis\"\ncommand_timeout = \"250ms\"\nbuckets = false\n"));
+      "password_file = \"/run/secrets/redis\"\ncommand_timeout = \"250ms\"\npacing = false\n"));
   EXPECT_EQ(on.redis.url, "redis://redis.internal:6380/1");
   EXPECT_EQ(on.redis.user, "proxy");
   EXPECT_EQ(on.redis.password_file, "/run/secrets/redis");
   EXPECT_EQ(on.redis.password_env, "SLACK_PROXY_REDIS_PASSWORD");
   EXPECT_EQ(on.redis.command_timeout, 250ms);
-  EXPECT_FALSE(on.redis.buckets);
+  EXPECT_FALSE(on.redis.pacing);
 }
 
 // A password belongs in password_env or password_file; one put in the URL

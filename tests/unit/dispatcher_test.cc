@@ -512,6 +512,46 @@ TEST_F(DispatcherRateLimitTest, WorkspaceBackPressurePausesEveryChannelOfTheWork
   EXPECT_EQ(queue.size(), 0u);
 }
 
+// What RedisSharedBuckets is to the dispatcher, kept in a map.
+class FakeSharedPauses final : public SharedPauses {
+ public:
+  void pause(std::string_view key, SteadyTime until, SteadyTime) noexcept override {
+    written[std::string(key)] = until;
+  }
+  SteadyTime paused_until(std::string_view key, SteadyTime now) noexcept override {
+    const auto it = held.find(std::string(key));
+    return it == held.end() ? now : it->second;
+  }
+  std::map<std::string, SteadyTime> written;  // what this replica shared
+  std::map<std::string, SteadyTime> held;     // what other replicas did
+};
+
+TEST_F(DispatcherRateLimitTest, AWorkspacePauseIsSharedAndAnotherReplicasHoldsThisOne) {
+  auto shared = std::make_shared<FakeSharedPauses>();
+  dispatcher().share_pauses(shared);
+  answer_first_send_with_back_pressure(3s);
+  push_in("a1", "#a", "T1");
+  dispatcher().run_once();
+  const SteadyTime limited_at = clock.now();
+  executor.run_all();  // a1 gets back-pressure
+  dispatcher().run_once();
+  ASSERT_EQ(shared->written.size(), 1u);
+  const auto& [t1_key, until] = *shared->written.begin();
+  EXPECT_EQ(until, limited_at + 3s);
+  EXPECT_NE(t1_key.find("T1"), std::string::npos) << t1_key;
+
+  // Another replica was told to wait for T2: this one holds T2 too.
+  std::string t2_key = t1_key;
+  t2_key.replace(t2_key.find("T1"), 2, "T2");
+  shared->held[t2_key] = clock.now() + 2s;
+  push_in("c1", "#c", "T2");
+  run_until_quiet();
+  EXPECT_THAT(order, ElementsAre("a1")) << "sent while another replica's pause holds T2";
+  clock.advance(2s);
+  run_until_quiet();
+  EXPECT_THAT(order, ElementsAre("a1", "c1"));
+}
+
 TEST_F(DispatcherRateLimitTest, ChannelBackPressurePausesOnlyThatChannel) {
   answer_first_send_with_back_pressure(3s, sdk::BackPressure::Scope::Channel);
   push_in("a1", "#a", "T1");

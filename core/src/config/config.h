@@ -124,9 +124,10 @@ struct RedisConfig {                        // [redis]
   std::chrono::milliseconds connect_timeout{1'000};
   std::chrono::milliseconds command_timeout{1'000};
   std::string key_prefix = "slack-proxy:";  // before every key this proxy writes
-  // Shared token buckets (token_bucket's workspace and channel buckets) live
-  // in Redis, so that every replica draws from one budget.
-  bool buckets = true;
+  // Pacing state lives in Redis, so that every replica draws from one
+  // budget: token_bucket's shared (workspace and channel) buckets and the
+  // workspace pauses a 429's Retry-After asks for.
+  bool pacing = true;
   bool operator==(const RedisConfig&) const = default;
 };
 

@@ -126,8 +126,9 @@ const sdk::Schema<RedisConfig>& redis_schema() {
           .at_least(1).default_to("1s"),
       sdk::setting("key_prefix", &C::key_prefix, "before every key this proxy writes")
           .default_to("slack-proxy:"),
-      sdk::setting("buckets", &C::buckets,
-                   "shared token buckets live in Redis: every replica draws from one budget")
+      sdk::setting("pacing", &C::pacing,
+                   "token buckets and 429 pauses live in Redis: every replica draws from one "
+                   "budget")
           .default_to("true"),
   };
   return schema;

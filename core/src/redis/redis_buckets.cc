@@ -53,6 +53,14 @@ redis.call('SET', KEYS[1], string.format('%d', empty_at), 'PX', math.max(keep, t
 return {n, 0}
 )lua";
 
+// A 429 pause: KEYS[1] held for ARGV[1] ms, unless it is held longer already.
+constexpr const char* kPauseScript = R"lua(
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+return 0
+)lua";
+
 std::int64_t micros(nanoseconds d) { return duration_cast<microseconds>(d).count(); }
 std::int64_t micros_up(nanoseconds d) { return (d.count() + 999) / 1000; }
 
@@ -137,6 +145,62 @@ void RedisSharedBuckets::take(std::string_view key, const sdk::BucketShape& shap
   }
 }
 
+void RedisSharedBuckets::pause(std::string_view key, sdk::SteadyTime until,
+                               sdk::SteadyTime now) noexcept {
+  if (until <= now) return;
+  try {
+    {
+      std::lock_guard lock(mutex_);
+      auto it = pauses_.find(key);
+      if (it == pauses_.end()) it = pauses_.emplace(std::string(key), Watched{}).first;
+      Watched& w = it->second;
+      w.until = std::max(w.until, until);
+      w.asked_at = now;
+      w.write = std::max(w.write, duration_cast<milliseconds>(until - now) + milliseconds(1));
+      pause_written_ = true;
+    }
+    wake_.notify_one();
+  } catch (...) {
+    // Not shared then; this replica's own pause (the dispatcher's) stands.
+  }
+}
+
+sdk::SteadyTime RedisSharedBuckets::paused_until(std::string_view key, sdk::SteadyTime now) noexcept {
+  try {
+    std::lock_guard lock(mutex_);
+    auto it = pauses_.find(key);
+    if (it == pauses_.end()) it = pauses_.emplace(std::string(key), Watched{}).first;
+    it->second.asked_at = now;
+    return it->second.until;
+  } catch (...) {
+    return now;
+  }
+}
+
+std::vector<RedisSharedBuckets::PauseOp> RedisSharedBuckets::pause_ops(
+    std::vector<Poco::Redis::Array>& commands, bool poll) {
+  std::vector<PauseOp> ops;
+  const std::string& prefix = connection_->settings().key_prefix;
+  for (auto& [key, w] : pauses_) {
+    if (w.write.count() > 0) {
+      Poco::Redis::Array command;
+      command << "EVAL" << kPauseScript << "1" << prefix + "pause:" + key
+              << std::to_string(w.write.count());
+      commands.push_back(std::move(command));
+      ops.push_back({key, true});
+      w.write = milliseconds(0);
+    }
+    if (poll) {
+      Poco::Redis::Array command;
+      command << "PTTL" << prefix + "pause:" + key;
+      commands.push_back(std::move(command));
+      ops.push_back({key, false});
+    }
+  }
+  pause_written_ = false;
+  return ops;
+}
+
 void RedisSharedBuckets::run() {
   std::unique_lock lock(mutex_);
   while (!stopping_) {
@@ -158,24 +222,29 @@ void RedisSharedBuckets::run() {
       }
     }
     forget_idle(now);
-    if (pending_.empty()) {
+    const bool poll = !pauses_.empty() &&
+                      std::chrono::steady_clock::now() - polled_at_ >= kPausePoll;
+    if (pending_.empty() && !pause_written_ && !poll) {
       settled_.notify_all();
       // The clock may be a test's: wake at least every few milliseconds of
       // real time to look at it again.
-      wake_.wait_for(lock, next_expiry == sdk::SteadyTime::max() ? milliseconds(1000) : kPoll);
+      wake_.wait_for(lock, next_expiry != sdk::SteadyTime::max() ? milliseconds(kPoll)
+                           : !pauses_.empty()                  ? milliseconds(kPausePoll)
+                                                               : milliseconds(1000));
       continue;
     }
+    if (poll) polled_at_ = std::chrono::steady_clock::now();
     std::deque<std::string> batch;
     batch.swap(pending_);
-    in_flight_ = batch.size();
+    in_flight_ = batch.size() + 1;
     lock.unlock();
-    claim(std::move(batch));
+    claim(std::move(batch), poll);
     lock.lock();
     in_flight_ = 0;
   }
 }
 
-void RedisSharedBuckets::claim(std::deque<std::string> keys) {
+void RedisSharedBuckets::claim(std::deque<std::string> keys, bool poll) {
   struct Op {
     std::string key;
     const char* mode;
@@ -208,6 +277,11 @@ void RedisSharedBuckets::claim(std::deque<std::string> keys) {
       e.wanted = false;
     }
   }
+  std::vector<PauseOp> pauses;
+  {
+    std::lock_guard lock(mutex_);
+    pauses = pause_ops(commands, poll);
+  }
   if (commands.empty()) return;
 
   Poco::Redis::Array replies;
@@ -219,6 +293,21 @@ void RedisSharedBuckets::claim(std::deque<std::string> keys) {
   }
   const auto now = clock_.now();
   std::lock_guard lock(mutex_);
+  for (std::size_t j = 0; j < pauses.size(); ++j) {
+    auto it = pauses_.find(pauses[j].key);
+    if (it == pauses_.end()) continue;
+    Watched& w = it->second;
+    const std::size_t i = ops.size() + j;
+    // A write that failed is not tried again: this replica's own pause
+    // stands, and sharing it is worth no busy loop while Redis is away.
+    if (!reached || pauses[j].write) continue;
+    try {
+      const std::int64_t left_ms = replies.get<Poco::Int64>(i);
+      if (left_ms > 0) w.until = std::max(w.until, now + milliseconds(left_ms));
+    } catch (const std::exception&) {
+      // An error reply: nothing learned this time.
+    }
+  }
   for (std::size_t i = 0; i < ops.size(); ++i) {
     auto it = entries_.find(ops[i].key);
     if (it == entries_.end()) continue;
@@ -261,12 +350,17 @@ void RedisSharedBuckets::forget_idle(sdk::SteadyTime now) {
     return !e.queued && e.granted == 0 && e.forced == 0 && now - e.used_at > seconds(60) &&
            e.retry_at <= now;
   });
+  std::erase_if(pauses_, [&](const auto& item) {
+    const Watched& w = item.second;
+    return w.write.count() == 0 && now - w.asked_at > seconds(60) && w.until <= now;
+  });
 }
 
 bool RedisSharedBuckets::wait_settled(std::chrono::milliseconds deadline) {
   std::unique_lock lock(mutex_);
   wake_.notify_one();
-  return settled_.wait_for(lock, deadline, [&] { return pending_.empty() && in_flight_ == 0; });
+  return settled_.wait_for(lock, deadline,
+                           [&] { return pending_.empty() && !pause_written_ && in_flight_ == 0; });
 }
 
 std::uint64_t RedisSharedBuckets::granted() const {

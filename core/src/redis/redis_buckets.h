@@ -13,6 +13,10 @@
 // Redis unreachable: nothing is granted, so delivery through a shared bucket
 // pauses (next_token() answers one interval or more ahead, again and again)
 // until Redis is back; the connection retries with backoff.
+//
+// It also shares 429 pauses (SharedPauses): a pause is a key with a TTL,
+// written when a replica is told to wait and read back, for every workspace
+// this replica asked about in the last minute, every kPausePoll.
 #ifndef SLACK_PROXY_CORE_REDIS_REDIS_BUCKETS_H
 #define SLACK_PROXY_CORE_REDIS_REDIS_BUCKETS_H
 
@@ -31,11 +35,14 @@
 #include <slack_proxy/sdk/pacing.h>
 
 #include "redis/redis_connection.h"
+#include "shared_pauses.h"
 
 namespace slack_proxy {
 
-class RedisSharedBuckets final : public sdk::SharedBuckets {
+class RedisSharedBuckets final : public sdk::SharedBuckets, public SharedPauses {
  public:
+  // How often the pauses of the workspaces in use are read back.
+  static constexpr std::chrono::milliseconds kPausePoll{20};
   // How long a claimed token may wait to be taken before it is dropped.
   static constexpr std::chrono::milliseconds kGrantLifetime{50};
   // While a claim is in flight, next_token() says to ask again this soon.
@@ -51,6 +58,9 @@ class RedisSharedBuckets final : public sdk::SharedBuckets {
                              sdk::SteadyTime now) noexcept override;
   void take(std::string_view key, const sdk::BucketShape& shape,
             sdk::SteadyTime now) noexcept override;
+
+  void pause(std::string_view key, sdk::SteadyTime until, sdk::SteadyTime now) noexcept override;
+  sdk::SteadyTime paused_until(std::string_view key, sdk::SteadyTime now) noexcept override;
 
   // Tests: waits until no claim is pending or in flight; false at the deadline.
   bool wait_settled(std::chrono::milliseconds deadline);
@@ -75,7 +85,14 @@ class RedisSharedBuckets final : public sdk::SharedBuckets {
 
   Entry& entry(std::string_view key);  // under mutex_
   void run();
-  void claim(std::deque<std::string> keys);
+  // The pause commands of one batch: writes, then a read of every watched
+  // key when a poll is due.
+  struct PauseOp {
+    std::string key;
+    bool write;
+  };
+  std::vector<PauseOp> pause_ops(std::vector<Poco::Redis::Array>& commands, bool poll);
+  void claim(std::deque<std::string> keys, bool poll);
   std::string redis_key(std::string_view key) const;
   void forget_idle(sdk::SteadyTime now);
 
@@ -90,6 +107,14 @@ class RedisSharedBuckets final : public sdk::SharedBuckets {
   std::condition_variable settled_;
   std::unordered_map<std::string, Entry, sdk::StringKeyHash, std::equal_to<>> entries_;
   std::deque<std::string> pending_;
+  struct Watched {
+    sdk::SteadyTime until{};      // paused until (this replica's clock)
+    sdk::SteadyTime asked_at{};
+    std::chrono::milliseconds write{0};  // a pause to write, 0: none
+  };
+  std::unordered_map<std::string, Watched, sdk::StringKeyHash, std::equal_to<>> pauses_;
+  bool pause_written_ = false;  // a write waits in pauses_
+  std::chrono::steady_clock::time_point polled_at_{};
   std::size_t in_flight_ = 0;
   std::uint64_t granted_total_ = 0;
   std::uint64_t refused_total_ = 0;
