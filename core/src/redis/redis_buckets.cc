@@ -90,10 +90,25 @@ RedisSharedBuckets::~RedisSharedBuckets() {
   thread_.join();
 }
 
-RedisSharedBuckets::Entry& RedisSharedBuckets::entry(std::string_view key) {
+RedisSharedBuckets::Entry& RedisSharedBuckets::touch(std::string_view key,
+                                                     const sdk::BucketShape& shape,
+                                                     sdk::SteadyTime now) {
   auto it = entries_.find(key);
   if (it == entries_.end()) it = entries_.emplace(std::string(key), Entry{}).first;
+  it->second.shape = shape;
+  it->second.used_at = now;
   return it->second;
+}
+
+bool RedisSharedBuckets::holds_grant(const Entry& e, sdk::SteadyTime now) {
+  return e.granted > 0 && now - e.granted_at <= kGrantLifetime;
+}
+
+void RedisSharedBuckets::enqueue(Entry& e, std::string_view key) {
+  if (e.queued) return;
+  e.queued = true;
+  pending_.emplace_back(key);
+  wake_.notify_one();
 }
 
 std::string RedisSharedBuckets::redis_key(std::string_view key) const {
@@ -105,17 +120,11 @@ sdk::SteadyTime RedisSharedBuckets::next_token(std::string_view key, const sdk::
                                                sdk::SteadyTime now) noexcept {
   try {
     std::lock_guard lock(mutex_);
-    Entry& e = entry(key);
-    e.shape = shape;
-    e.used_at = now;
-    if (e.granted > 0 && now - e.granted_at <= kGrantLifetime) return now;
+    Entry& e = touch(key, shape, now);
+    if (holds_grant(e, now)) return now;
     if (e.retry_at > now) return e.retry_at;
     e.wanted = true;
-    if (!e.queued) {
-      e.queued = true;
-      pending_.emplace_back(key);
-      wake_.notify_one();
-    }
+    enqueue(e, key);
     return now + kPoll;
   } catch (...) {
     return now + shape.interval;  // allocation failed: slow, never a flood
@@ -126,21 +135,15 @@ void RedisSharedBuckets::take(std::string_view key, const sdk::BucketShape& shap
                               sdk::SteadyTime now) noexcept {
   try {
     std::lock_guard lock(mutex_);
-    Entry& e = entry(key);
-    e.shape = shape;
-    e.used_at = now;
-    if (e.granted > 0 && now - e.granted_at <= kGrantLifetime) {
+    Entry& e = touch(key, shape, now);
+    if (holds_grant(e, now)) {
       --e.granted;
       return;
     }
     // Taken without a token claimed for it (a stage that does not ask
     // first): Redis still has to count it.
     ++e.forced;
-    if (!e.queued) {
-      e.queued = true;
-      pending_.emplace_back(key);
-      wake_.notify_one();
-    }
+    enqueue(e, key);
   } catch (...) {
   }
 }

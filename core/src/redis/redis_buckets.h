@@ -83,7 +83,10 @@ class RedisSharedBuckets final : public sdk::SharedBuckets, public SharedPauses 
     sdk::SteadyTime used_at{};
   };
 
-  Entry& entry(std::string_view key);  // under mutex_
+  // Under mutex_: the entry for `key`, noted as asked at `now` with `shape`.
+  Entry& touch(std::string_view key, const sdk::BucketShape& shape, sdk::SteadyTime now);
+  static bool holds_grant(const Entry& e, sdk::SteadyTime now);  // claimed, not yet stale
+  void enqueue(Entry& e, std::string_view key);                  // under mutex_
   void run();
   // The pause commands of one batch: writes, then a read of every watched
   // key when a poll is due.

@@ -112,18 +112,7 @@ Poco::Redis::Array RedisConnection::pipeline(const std::vector<Poco::Redis::Arra
   if (!client_) {
     if (ever_tried_ && !up_ && std::chrono::steady_clock::now() < retry_at_)
       throw RedisUnavailable("redis at " + settings_.where() + " is unreachable (waiting to retry)");
-    try {
-      connect();
-    } catch (const RedisUnavailable& e) {
-      fail(e.what());
-      throw;
-    } catch (const Poco::Exception& e) {
-      fail(e.displayText());
-      throw RedisUnavailable("redis at " + settings_.where() + ": " + e.displayText());
-    } catch (const std::exception& e) {
-      fail(e.what());
-      throw RedisUnavailable("redis at " + settings_.where() + ": " + e.what());
-    }
+    failing_as_unavailable([&] { connect(); });
     metrics_->connected(true);
     if (!up_ && ever_tried_) log_->info("redis at {} is reachable again", settings_.where());
     up_ = true;
@@ -131,17 +120,11 @@ Poco::Redis::Array RedisConnection::pipeline(const std::vector<Poco::Redis::Arra
     backoff_ = {};
   }
   const auto started = std::chrono::steady_clock::now();
-  try {
+  return failing_as_unavailable([&] {
     Poco::Redis::Array replies = client_->sendCommands(commands);
     metrics_->round_trip(std::chrono::steady_clock::now() - started, commands.size());
     return replies;
-  } catch (const Poco::Exception& e) {
-    fail(e.displayText());
-    throw RedisUnavailable("redis at " + settings_.where() + ": " + e.displayText());
-  } catch (const std::exception& e) {
-    fail(e.what());
-    throw RedisUnavailable("redis at " + settings_.where() + ": " + e.what());
-  }
+  });
 }
 
 }  // namespace slack_proxy

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include <Poco/Exception.h>
 #include <Poco/Redis/Array.h>
 #include <Poco/Redis/Client.h>
 #include <prometheus/counter.h>
@@ -72,6 +73,23 @@ class RedisConnection {
  private:
   void connect();
   void fail(const std::string& why);
+  // Runs `f`; any failure drops the connection (fail()) and comes out as
+  // RedisUnavailable.
+  template <typename F>
+  auto failing_as_unavailable(F&& f) -> decltype(f()) {
+    try {
+      return f();
+    } catch (const RedisUnavailable& e) {
+      fail(e.what());
+      throw;
+    } catch (const Poco::Exception& e) {
+      fail(e.displayText());
+      throw RedisUnavailable("redis at " + settings_.where() + ": " + e.displayText());
+    } catch (const std::exception& e) {
+      fail(e.what());
+      throw RedisUnavailable("redis at " + settings_.where() + ": " + e.what());
+    }
+  }
 
   RedisSettings settings_;
   std::shared_ptr<spdlog::logger> log_;
