@@ -498,8 +498,7 @@ void Dispatcher::forget_learned(sdk::SteadyTime now) {
 sdk::SteadyTime Dispatcher::paused_until(const Lane& lane, sdk::SteadyTime now, bool* workspace) {
   sdk::SteadyTime until = now;
   *workspace = false;
-  const auto check = [&](std::unordered_map<std::string, sdk::SteadyTime>& pauses,
-                         const std::string& key, bool is_workspace) {
+  const auto check = [&](Pauses& pauses, std::string_view key, bool is_workspace) {
     auto it = pauses.find(key);
     if (it == pauses.end()) return;
     if (it->second <= now) {
@@ -519,7 +518,7 @@ sdk::SteadyTime Dispatcher::paused_until(const Lane& lane, sdk::SteadyTime now, 
     }
   }
   if (paused_workspaces_.empty() && paused_channels_.empty()) return until;
-  check(paused_workspaces_, std::string(workspace_key(lane)), true);
+  check(paused_workspaces_, workspace_key(lane), true);
   check(paused_channels_, channel_key(lane), false);
   return until;
 }

@@ -317,8 +317,10 @@ class Dispatcher {
   // Scopes a sink reported back-pressure for: workspaces by their scope
   // (pipeline/workspace), channels by lane key. Two maps, so that a
   // workspace and a channel of the same spelling never share a pause.
-  std::unordered_map<std::string, sdk::SteadyTime> paused_workspaces_;
-  std::unordered_map<std::string, sdk::SteadyTime> paused_channels_;
+  using Pauses =
+      std::unordered_map<std::string, sdk::SteadyTime, sdk::StringKeyHash, std::equal_to<>>;
+  Pauses paused_workspaces_;
+  Pauses paused_channels_;
   sdk::SteadyTime next_pause_sweep_{};
   void forget_pauses_over(sdk::SteadyTime now);  // once a minute, O(pauses)
   std::shared_ptr<SharedPauses> shared_pauses_;

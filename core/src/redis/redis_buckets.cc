@@ -53,13 +53,27 @@ redis.call('SET', KEYS[1], string.format('%d', empty_at), 'PX', math.max(keep, t
 return {n, 0}
 )lua";
 
-// A 429 pause: KEYS[1] held for ARGV[1] ms, unless it is held longer already.
+// A 429 pause: KEYS[1] holds until when (Redis' clock, ms) for ARGV[1] ms,
+// unless it holds a later time already. Its value is that time, so that every
+// pause can be read back in one MGET, beside one TIME to compare it with.
 constexpr const char* kPauseScript = R"lua(
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local till = now + tonumber(ARGV[1])
+local held = tonumber(redis.call('GET', KEYS[1]) or '0')
+if held < till then
+  redis.call('SET', KEYS[1], string.format('%d', till), 'PX', ARGV[1])
 end
 return 0
 )lua";
+
+// Redis' TIME reply ({seconds, microseconds} as text) in ms.
+std::int64_t redis_time_ms(const Poco::Redis::Array& time) {
+  const auto part = [&](std::size_t i) {
+    return std::stoll(time.get<Poco::Redis::BulkString>(i).value());
+  };
+  return part(0) * 1000 + part(1) / 1000;
+}
 
 std::int64_t micros(nanoseconds d) { return duration_cast<microseconds>(d).count(); }
 std::int64_t micros_up(nanoseconds d) { return (d.count() + 999) / 1000; }
@@ -184,8 +198,9 @@ std::vector<RedisSharedBuckets::PauseOp> RedisSharedBuckets::pause_ops(
     std::vector<Poco::Redis::Array>& commands, bool poll) {
   std::vector<PauseOp> ops;
   const std::string& prefix = connection_->settings().key_prefix;
-  for (auto& [key, w] : pauses_) {
-    if (w.write.count() > 0) {
+  if (pause_written_) {
+    for (auto& [key, w] : pauses_) {
+      if (w.write.count() == 0) continue;
       Poco::Redis::Array command;
       command << "EVAL" << kPauseScript << "1" << prefix + "pause:" + key
               << std::to_string(w.write.count());
@@ -193,14 +208,21 @@ std::vector<RedisSharedBuckets::PauseOp> RedisSharedBuckets::pause_ops(
       ops.push_back({key, true});
       w.write = milliseconds(0);
     }
-    if (poll) {
-      Poco::Redis::Array command;
-      command << "PTTL" << prefix + "pause:" + key;
-      commands.push_back(std::move(command));
+    pause_written_ = false;
+  }
+  if (poll && !pauses_.empty()) {
+    // Two commands however many workspaces: Redis' time, then every pause.
+    Poco::Redis::Array time;
+    time << "TIME";
+    commands.push_back(std::move(time));
+    Poco::Redis::Array mget;
+    mget << "MGET";
+    for (const auto& [key, w] : pauses_) {
+      mget << prefix + "pause:" + key;
       ops.push_back({key, false});
     }
+    commands.push_back(std::move(mget));
   }
-  pause_written_ = false;
   return ops;
 }
 
@@ -241,7 +263,12 @@ void RedisSharedBuckets::run() {
     batch.swap(pending_);
     in_flight_ = batch.size() + 1;
     lock.unlock();
-    claim(std::move(batch), poll);
+    try {
+      claim(std::move(batch), poll);
+    } catch (const std::exception& e) {
+      // Only allocation can get here; the next round tries again.
+      log_->error("shared pacing: {}", e.what());
+    }
     lock.lock();
     in_flight_ = 0;
   }
@@ -268,7 +295,7 @@ void RedisSharedBuckets::claim(std::deque<std::string> keys, bool poll) {
         Poco::Redis::Array command;
         command << "EVAL" << kScript << "1" << redis_key(key)
                 << std::to_string(std::max<std::int64_t>(1, micros_up(e.shape.interval)))
-                << std::to_string(std::max<std::int64_t>(0, micros(e.shape.capacity))) << mode
+                << std::to_string(micros(e.shape.capacity)) << mode
                 << std::to_string(count) << now_arg << keep_ms;
         commands.push_back(std::move(command));
         ops.push_back({key, mode, count});
@@ -287,6 +314,9 @@ void RedisSharedBuckets::claim(std::deque<std::string> keys, bool poll) {
   }
   if (commands.empty()) return;
 
+  // Redis counts a granted token as taken when it runs the script, which is
+  // after this: a grant's lifetime is measured from here, never later.
+  const auto sent_at = clock_.now();
   Poco::Redis::Array replies;
   bool reached = true;
   try {
@@ -296,33 +326,23 @@ void RedisSharedBuckets::claim(std::deque<std::string> keys, bool poll) {
   }
   const auto now = clock_.now();
   std::lock_guard lock(mutex_);
-  for (std::size_t j = 0; j < pauses.size(); ++j) {
-    auto it = pauses_.find(pauses[j].key);
-    if (it == pauses_.end()) continue;
-    Watched& w = it->second;
-    const std::size_t i = ops.size() + j;
-    // A write that failed is not tried again: this replica's own pause
-    // stands, and sharing it is worth no busy loop while Redis is away.
-    if (!reached || pauses[j].write) continue;
-    try {
-      const std::int64_t left_ms = replies.get<Poco::Int64>(i);
-      if (left_ms > 0) w.until = std::max(w.until, now + milliseconds(left_ms));
-    } catch (const std::exception&) {
-      // An error reply: nothing learned this time.
-    }
-  }
+  if (reached) read_pauses(replies, ops.size(), pauses, now);
   for (std::size_t i = 0; i < ops.size(); ++i) {
     auto it = entries_.find(ops[i].key);
     if (it == entries_.end()) continue;
     Entry& e = it->second;
     const std::string_view mode = ops[i].mode;
-    Poco::Redis::Array reply;
+    std::int64_t taken = 0;
+    std::int64_t wait_us = 0;
     bool ok = reached;
     if (ok) {
       try {
-        reply = replies.get<Poco::Redis::Array>(i);
+        const auto reply = replies.get<Poco::Redis::Array>(i);
+        taken = integer_at(reply, 0);
+        wait_us = integer_at(reply, 1);
       } catch (const std::exception&) {
-        ok = false;  // an error reply
+        ok = false;  // an error reply (NOPERM, OOM, ...), or one of another shape
+        connection_->reply_error(replies, i);
       }
     }
     if (!ok) {
@@ -334,14 +354,44 @@ void RedisSharedBuckets::claim(std::deque<std::string> keys, bool poll) {
       continue;
     }
     if (mode != "claim") continue;
-    if (integer_at(reply, 0) > 0) {
+    if (taken > 0) {
       ++granted_total_;
       e.granted = 1;
-      e.granted_at = now;
+      e.granted_at = sent_at;
     } else {
       ++refused_total_;
-      e.retry_at = now + microseconds(integer_at(reply, 1));
+      e.retry_at = now + microseconds(wait_us);
     }
+  }
+}
+
+void RedisSharedBuckets::read_pauses(const Poco::Redis::Array& replies, std::size_t first,
+                                     const std::vector<PauseOp>& pauses, sdk::SteadyTime now) {
+  // Writes first (one reply each), then TIME and MGET when polled. A write
+  // that failed is not tried again: this replica's own pause stands, and
+  // sharing it is worth no busy loop while Redis is away.
+  std::size_t i = first;
+  auto read = pauses.begin();
+  for (; read != pauses.end() && read->write; ++read, ++i) {
+    if (replies.getType(i) == Poco::Redis::RedisTypeTraits<Poco::Redis::Error>::TypeId)
+      connection_->reply_error(replies, i);
+  }
+  if (read == pauses.end()) return;
+  try {
+    const std::int64_t redis_now = redis_time_ms(replies.get<Poco::Redis::Array>(i));
+    const auto values = replies.get<Poco::Redis::Array>(i + 1);
+    for (std::size_t k = 0; read != pauses.end(); ++read, ++k) {
+      if (values.getType(k) != Poco::Redis::RedisTypeTraits<Poco::Redis::BulkString>::TypeId)
+        continue;
+      const auto value = values.get<Poco::Redis::BulkString>(k);
+      if (value.isNull()) continue;
+      const std::int64_t left_ms = std::stoll(value.value()) - redis_now;
+      auto it = pauses_.find(read->key);
+      if (left_ms > 0 && it != pauses_.end())
+        it->second.until = std::max(it->second.until, now + milliseconds(left_ms));
+    }
+  } catch (const std::exception&) {
+    connection_->reply_error(replies, i);  // nothing learned this time
   }
 }
 

@@ -95,6 +95,9 @@ class RedisSharedBuckets final : public sdk::SharedBuckets, public SharedPauses 
     bool write;
   };
   std::vector<PauseOp> pause_ops(std::vector<Poco::Redis::Array>& commands, bool poll);
+  // Under mutex_: what the pause commands, from reply `first` on, said.
+  void read_pauses(const Poco::Redis::Array& replies, std::size_t first,
+                   const std::vector<PauseOp>& pauses, sdk::SteadyTime now);
   void claim(std::deque<std::string> keys, bool poll);
   std::string redis_key(std::string_view key) const;
   void forget_idle(sdk::SteadyTime now);

@@ -38,6 +38,11 @@ RedisMetrics::RedisMetrics(prometheus::Registry& registry) {
                  .Help("Batches of Redis commands that failed: unreachable, timed out or cut off")
                  .Register(registry)
                  .Add({});
+  reply_errors_ = &prometheus::BuildCounter()
+                      .Name("slackproxy_redis_reply_errors_total")
+                      .Help("Redis commands Redis refused (NOPERM, OOM, ...) or answered unexpectedly")
+                      .Register(registry)
+                      .Add({});
   connects_ = &prometheus::BuildCounter()
                    .Name("slackproxy_redis_connects_total")
                    .Help("Connections made to Redis (the first one and every reconnection)")
@@ -50,6 +55,7 @@ void RedisMetrics::round_trip(std::chrono::nanoseconds took, std::size_t command
   commands_->Increment(static_cast<double>(commands));
 }
 void RedisMetrics::failed() { errors_->Increment(); }
+void RedisMetrics::reply_error() { reply_errors_->Increment(); }
 void RedisMetrics::connected(bool up) {
   if (up) connects_->Increment();
 }
@@ -95,8 +101,24 @@ void RedisConnection::connect() {
   }
 }
 
+void RedisConnection::reply_error(const Poco::Redis::Array& replies, std::size_t i) {
+  metrics_->reply_error();
+  if (reply_error_logged_) return;
+  reply_error_logged_ = true;
+  std::string what = "an answer of another kind than asked for";
+  try {
+    if (replies.getType(i) == Poco::Redis::RedisTypeTraits<Poco::Redis::Error>::TypeId)
+      what = replies.get<Poco::Redis::Error>(i).getMessage();
+  } catch (const std::exception&) {
+  }
+  log_->error("redis at {} refused a command: {}; shared pacing waits until it is accepted "
+              "(logged once per connection; slackproxy_redis_reply_errors_total counts them)",
+              settings_.where(), what);
+}
+
 void RedisConnection::fail(const std::string& why) {
   client_.reset();
+  reply_error_logged_ = false;
   metrics_->failed();
   backoff_ = backoff_.count() == 0 ? kFirstBackoff : std::min(kMaxBackoff, backoff_ * 2);
   retry_at_ = std::chrono::steady_clock::now() + backoff_;

@@ -43,12 +43,14 @@ class RedisMetrics {
   explicit RedisMetrics(prometheus::Registry& registry);
   void round_trip(std::chrono::nanoseconds took, std::size_t commands);
   void failed();
+  void reply_error();
   void connected(bool up);
 
  private:
   prometheus::Histogram* round_trip_;
   prometheus::Counter* commands_;
   prometheus::Counter* errors_;
+  prometheus::Counter* reply_errors_;
   prometheus::Counter* connects_;
 };
 
@@ -66,6 +68,11 @@ class RedisConnection {
   // backoff ago, throws RedisUnavailable without trying. A reply that is an
   // error comes back as a Poco::Redis::Error element, not as an exception.
   Poco::Redis::Array pipeline(const std::vector<Poco::Redis::Array>& commands);
+
+  // Reply `i` of a batch was an error (NOPERM, OOM, a Redis too old for a
+  // command) or not of the shape asked for: counted, and logged with Redis'
+  // words once per connection.
+  void reply_error(const Poco::Redis::Array& replies, std::size_t i);
 
   bool up() const noexcept { return up_; }
   const RedisSettings& settings() const noexcept { return settings_; }
@@ -97,6 +104,7 @@ class RedisConnection {
   std::unique_ptr<Poco::Redis::Client> client_;
   bool up_ = false;
   bool ever_tried_ = false;
+  bool reply_error_logged_ = false;
   std::chrono::steady_clock::time_point retry_at_{};
   std::chrono::milliseconds backoff_{0};
 };
