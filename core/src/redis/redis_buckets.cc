@@ -314,9 +314,6 @@ void RedisSharedBuckets::claim(std::deque<std::string> keys, bool poll) {
   }
   if (commands.empty()) return;
 
-  // Redis counts a granted token as taken when it runs the script, which is
-  // after this: a grant's lifetime is measured from here, never later.
-  const auto sent_at = clock_.now();
   Poco::Redis::Array replies;
   bool reached = true;
   try {
@@ -357,7 +354,7 @@ void RedisSharedBuckets::claim(std::deque<std::string> keys, bool poll) {
     if (taken > 0) {
       ++granted_total_;
       e.granted = 1;
-      e.granted_at = sent_at;
+      e.granted_at = now;
     } else {
       ++refused_total_;
       e.retry_at = now + microseconds(wait_us);
