@@ -37,25 +37,44 @@ cmake --build "$FUZZ_BUILD_DIR" -j "$(nproc)" --target "${names[@]/#/fuzz_}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}"
 
 failed=()
-summary=()
-for name in "${names[@]}"; do
-  work="$FUZZ_BUILD_DIR/fuzz-run/$name"
+# One fuzzer is one process on one core: run as many at once as there are
+# cores, so that the wall time is SECONDS per round of targets, not per
+# target, with the same fuzzing each.
+jobs="$(nproc)"
+fuzz_target() {  # name: runs it, and leaves its exit status in its work dir
+  local name="$1" work="$FUZZ_BUILD_DIR/fuzz-run/$1" status=0
   # New inputs go to the first directory, so the committed seeds stay as they are.
   mkdir -p "$work/corpus" "$work/artifacts"
-  log="$work/fuzz.log"
   echo "fuzz_$name: ${SECONDS_PER_TARGET} s, max_len ${max_len[$name]}" >&2
-  status=0
   "$FUZZ_BUILD_DIR/bin/fuzz_$name" \
     -max_total_time="$SECONDS_PER_TARGET" -max_len="${max_len[$name]}" \
     -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     -dict="$ROOT/tests/fuzz/$name.dict" \
     -artifact_prefix="$work/artifacts/" \
-    "$work/corpus" "$ROOT/tests/fuzz/corpus/$name" >"$log" 2>&1 || status=$?
+    "$work/corpus" "$ROOT/tests/fuzz/corpus/$name" >"$work/fuzz.log" 2>&1 || status=$?
+  echo "$status" >"$work/status"
+}
+running=0
+for name in "${names[@]}"; do
+  rm -f "$FUZZ_BUILD_DIR/fuzz-run/$name/status"
+  fuzz_target "$name" &
+  running=$((running + 1))
+  if [[ $running -ge $jobs ]]; then
+    wait -n || true
+    running=$((running - 1))
+  fi
+done
+wait
 
+summary=()
+for name in "${names[@]}"; do
+  work="$FUZZ_BUILD_DIR/fuzz-run/$name"
+  log="$work/fuzz.log"
+  status=$(cat "$work/status" 2>/dev/null || echo "no status")
   execs=$(awk '/^stat::number_of_executed_units:/ {print $2}' "$log" | tail -n 1)
   per_second=$(awk '/^stat::average_exec_per_sec:/ {print $2}' "$log" | tail -n 1)
   line=$(printf '%-18s %12s execs %8s exec/s' "fuzz_$name" "${execs:-?}" "${per_second:-?}")
-  if [[ $status -ne 0 ]]; then
+  if [[ "$status" != 0 ]]; then
     # libFuzzer names the kept input: "Test unit written to <path>".
     kept=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)
     tail -n 60 "$log" >&2
