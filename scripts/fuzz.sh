@@ -28,9 +28,8 @@ if ! command -v clang++ >/dev/null ||
   exit 1
 fi
 
-cmake -S "$ROOT" -B "$FUZZ_BUILD_DIR" -G Ninja \
-  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLACK_PROXY_WERROR=ON -DSLACK_PROXY_FUZZ=ON >/dev/null
+BUILD_DIR="$FUZZ_BUILD_DIR" configure \
+  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DSLACK_PROXY_FUZZ=ON
 cmake --build "$FUZZ_BUILD_DIR" -j "$(nproc)" --target "${names[@]/#/fuzz_}"
 
 # UB is fatal (the build says -fno-sanitize-recover); print its stack too.

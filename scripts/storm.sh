@@ -26,8 +26,7 @@ source "$(dirname "$0")/common.sh"
 RUNS="${1:-1}"
 
 "$ROOT/scripts/install-deps.sh"
-cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLACK_PROXY_WERROR=ON >/dev/null
+configure
 cmake --build "$BUILD_DIR" --target storm-bench
 BENCH="$BUILD_DIR/bin/storm-bench"
 

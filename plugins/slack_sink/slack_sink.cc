@@ -43,7 +43,6 @@ Poco::JSON::Object::Ptr parse_object(const std::string& text) {
 constexpr std::size_t kMaxWorkspaceName = 64;
 // What Slack's 429 means without a Retry-After; back_pressure_of's fallback too.
 constexpr std::chrono::seconds kDefaultRetryAfter{1};
-constexpr std::size_t kDetailBodyBytes = 200;
 // Remembering more workspaces than this would let a buggy router grow the set
 // without bound; beyond it every such message is logged.
 constexpr std::size_t kMaxWarnedWorkspaces = 1024;
