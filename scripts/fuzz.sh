@@ -4,7 +4,9 @@
 # leak, timeout or out-of-memory, and prints where the input that caused it
 # was kept. See docs/hardening.md.
 #   scripts/fuzz.sh [SECONDS]
-#   FUZZ_BUILD_DIR=...   build directory (default build-fuzz)
+#   FUZZ_BUILD_DIR=...   build directory (default build-fuzz). A tree already
+#                        configured with -DSLACK_PROXY_FUZZ=ON (scripts/test.sh's
+#                        sanitized one) is used as it is.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
@@ -28,8 +30,10 @@ if ! command -v clang++ >/dev/null ||
   exit 1
 fi
 
-BUILD_DIR="$FUZZ_BUILD_DIR" configure \
-  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DSLACK_PROXY_FUZZ=ON
+if ! grep -qx 'SLACK_PROXY_FUZZ:BOOL=ON' "$FUZZ_BUILD_DIR/CMakeCache.txt" 2>/dev/null; then
+  BUILD_DIR="$FUZZ_BUILD_DIR" configure \
+    -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DSLACK_PROXY_FUZZ=ON
+fi
 cmake --build "$FUZZ_BUILD_DIR" -j "$(nproc)" --target "${names[@]/#/fuzz_}"
 
 # UB is fatal (the build says -fno-sanitize-recover); print its stack too.
