@@ -44,6 +44,7 @@
 #include "queue/sqlite_queue.h"
 #include "queue/token_seal.h"
 #include "redis/redis_buckets.h"
+#include "redis/redis_marks.h"
 #include "server_params.h"
 #include "transport/http_server.h"
 #include "transport/tls.h"
@@ -254,9 +255,27 @@ std::shared_ptr<RedisSharedBuckets> open_shared_pacing(const config::ProxyConfig
   log->info("shared token buckets and 429 pauses live in Redis at {} (keys under \"{}\"); every "
             "replica using it draws from one budget",
             settings->where(), settings->key_prefix);
-  auto connection = std::make_unique<RedisConnection>(*settings, log,
-                                                      std::make_shared<RedisMetrics>(registry));
+  auto connection = std::make_unique<RedisConnection>(
+      *settings, log, std::make_shared<RedisMetrics>(registry, "pacing"), "pacing");
   return std::make_shared<RedisSharedBuckets>(std::move(connection), clock, log);
+}
+
+// The stages' marks in Redis (the deny-list's parked channels), when [redis]
+// says so; null: each stage keeps its own in this process. A connection of
+// its own, so that a slow read-back never delays a token claim.
+std::shared_ptr<RedisSharedMarks> open_shared_marks(const config::ProxyConfig& cfg,
+                                                    const sdk::Clock& clock,
+                                                    prometheus::Registry& registry,
+                                                    const std::shared_ptr<spdlog::logger>& log) {
+  const auto settings = redis_settings(cfg.redis);
+  if (!settings || !cfg.redis.marks) return nullptr;
+  log->info("stages' shared marks (the deny-list's parked channels) live in Redis at {}: every "
+            "replica using it sees them",
+            settings->where());
+  return std::make_shared<RedisSharedMarks>(
+      std::make_unique<RedisConnection>(*settings, log,
+                                        std::make_shared<RedisMetrics>(registry, "marks"), "marks"),
+      clock, log);
 }
 
 // The configured queue backend, opened (and, for SQLite, recovered).
@@ -424,8 +443,10 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
   PluginHost plugins(plugin_search_path(cfg));
   const std::shared_ptr<RedisSharedBuckets> shared_pacing =
       open_shared_pacing(cfg, clock, metrics.registry(), log);
+  const std::shared_ptr<RedisSharedMarks> shared_marks =
+      open_shared_marks(cfg, clock, metrics.registry(), log);
   std::vector<std::shared_ptr<Pipeline>> pipelines =
-      build_pipelines(cfg, plugins, log, metrics, clock, shared_pacing);
+      build_pipelines(cfg, plugins, log, metrics, clock, shared_pacing, shared_marks);
 
   std::unique_ptr<Queue> queue_owner = open_queue(cfg, clock, log);
   Queue& queue = *queue_owner;

@@ -36,12 +36,16 @@ class StageLogger final : public sdk::Logger {
 class StageHost final : public sdk::HostServices {
  public:
   // `buckets` is shared by every stage of the process: kept alive by each.
+  // `marks` is this stage's set (shared_marks.h); null: one of its own in
+  // this process.
   StageHost(std::shared_ptr<spdlog::logger> log, std::string prefix, sdk::Metrics& metrics,
-            const sdk::Clock& clock, std::shared_ptr<sdk::SharedBuckets> buckets)
+            const sdk::Clock& clock, std::shared_ptr<sdk::SharedBuckets> buckets,
+            std::shared_ptr<sdk::SharedMarks> marks = nullptr)
       : logger_(std::move(log), std::move(prefix)),
         metrics_(metrics),
         clock_(clock),
-        buckets_(std::move(buckets)) {}
+        buckets_(std::move(buckets)),
+        marks_(marks ? std::move(marks) : std::make_shared<sdk::LocalSharedMarks>()) {}
   sdk::Logger& logger() noexcept override { return logger_; }
   sdk::Metrics& metrics() noexcept override { return metrics_; }
   const sdk::Clock& clock() noexcept override { return clock_; }
@@ -52,12 +56,14 @@ class StageHost final : public sdk::HostServices {
                                                std::string& error) noexcept override;
   sdk::SharedBuckets& shared_buckets() noexcept override { return *buckets_; }
   std::string budget_id(std::string_view credential) const noexcept override;
+  sdk::SharedMarks& shared_marks() noexcept override { return *marks_; }
 
  private:
   StageLogger logger_;
   sdk::Metrics& metrics_;
   const sdk::Clock& clock_;
   std::shared_ptr<sdk::SharedBuckets> buckets_;
+  std::shared_ptr<sdk::SharedMarks> marks_;
 };
 
 // HostServices::budget_id(): "b-" and the first 32 hex digits of the

@@ -129,6 +129,7 @@ std::vector<std::shared_ptr<Pipeline>> assemble(const config::ProxyConfig& confi
                                                 const std::shared_ptr<spdlog::logger>& log,
                                                 sdk::Metrics& metrics, const sdk::Clock& clock,
                                                 std::shared_ptr<sdk::SharedBuckets> buckets,
+                                                const std::shared_ptr<MarkScopes>& marks,
                                                 bool check_only) {
   std::vector<std::string> errors;
   std::vector<std::vector<CheckedStage>> checked;
@@ -149,8 +150,13 @@ std::vector<std::shared_ptr<Pipeline>> assemble(const config::ProxyConfig& confi
     pipeline->caller_token = spec.delivery_token == "caller";
     for (std::size_t i = 0; i < spec.stages.size(); ++i) {
       const auto& stage = spec.stages[i];
-      auto host = std::make_shared<StageHost>(log, spec.name + "/" + stage.name, metrics, clock,
-                                              buckets);
+      const std::string scope = spec.name + "/" + stage.name;
+      // A caller-token pipeline names each caller's workspace with this
+      // process's own salt, so no other replica could match its keys: its
+      // stages keep their marks in this process.
+      const bool shareable = marks && spec.delivery_token != "caller";
+      auto host = std::make_shared<StageHost>(log, scope, metrics, clock, buckets,
+                                              shareable ? marks->scope(scope) : nullptr);
       try {
         create_stage(*pipeline, *checked[p][i].plugin, std::move(host), checked[p][i].settings,
                      stage.name, check_only);
@@ -173,13 +179,15 @@ void validate_pipelines(const config::ProxyConfig& config, PluginHost& plugins) 
                                                 std::make_shared<spdlog::sinks::null_sink_mt>());
   PrometheusMetrics metrics(quiet);
   SystemClock clock;
-  assemble(config, plugins, quiet, metrics, clock, nullptr, /*check_only=*/true);
+  assemble(config, plugins, quiet, metrics, clock, nullptr, nullptr, /*check_only=*/true);
 }
 
 std::vector<std::shared_ptr<Pipeline>> build_pipelines(
     const config::ProxyConfig& config, PluginHost& plugins, std::shared_ptr<spdlog::logger> log,
-    sdk::Metrics& metrics, const sdk::Clock& clock, std::shared_ptr<sdk::SharedBuckets> buckets) {
-  return assemble(config, plugins, log, metrics, clock, std::move(buckets), /*check_only=*/false);
+    sdk::Metrics& metrics, const sdk::Clock& clock, std::shared_ptr<sdk::SharedBuckets> buckets,
+    std::shared_ptr<MarkScopes> marks) {
+  return assemble(config, plugins, log, metrics, clock, std::move(buckets), marks,
+                  /*check_only=*/false);
 }
 
 }  // namespace slack_proxy

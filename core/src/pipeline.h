@@ -14,6 +14,7 @@
 
 #include "config/config.h"
 #include "plugin_host.h"
+#include "shared_marks.h"
 
 namespace slack_proxy {
 
@@ -62,10 +63,14 @@ void validate_pipelines(const config::ProxyConfig& config, PluginHost& plugins);
 // Validates, then creates every stage. Throws config::ConfigError, naming
 // the stage and its position in the file when a factory refuses. Every
 // stage shares `buckets` (HostServices::shared_buckets()); null: one
-// in-process set for this build.
+// in-process set for this build. Each stage's marks
+// (HostServices::shared_marks()) come from `marks`, by its scope
+// "pipeline/stage"; null, or a delivery_token = "caller" pipeline: each
+// stage has a set of its own in this process.
 std::vector<std::shared_ptr<Pipeline>> build_pipelines(
     const config::ProxyConfig& config, PluginHost& plugins, std::shared_ptr<spdlog::logger> log,
     sdk::Metrics& metrics, const sdk::Clock& clock,
-    std::shared_ptr<sdk::SharedBuckets> buckets = nullptr);
+    std::shared_ptr<sdk::SharedBuckets> buckets = nullptr,
+    std::shared_ptr<MarkScopes> marks = nullptr);
 
 }  // namespace slack_proxy

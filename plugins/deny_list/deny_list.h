@@ -3,6 +3,11 @@
 // retries on a channel that cannot receive them. A message an operator
 // replayed (sdk::kReplayedAttribute) passes a parked channel as a probe, and
 // any delivery to a parked channel un-parks it.
+//
+// Parked channels are the stage's shared marks (HostServices::shared_marks()):
+// with the proxy's [redis], a channel one replica parks is parked on every
+// replica running the same pipeline and stage, and a delivery on any of them
+// un-parks it everywhere.
 #ifndef SLACK_PROXY_PLUGINS_DENY_LIST_H
 #define SLACK_PROXY_PLUGINS_DENY_LIST_H
 
@@ -43,25 +48,31 @@ class DenyList final : public sdk::Guard {
   void after_result(const sdk::Message& message, const sdk::SendResult& result,
                     sdk::SteadyTime now) noexcept override;
 
-  std::size_t parked_count() const noexcept { return parked_.size(); }
+  // Channels parked now, as this replica knows them.
+  std::size_t parked_count(sdk::SteadyTime now) noexcept { return marks_.count(now); }
 
  private:
-  struct Parked {
+  // A parked channel this replica has seen (parked itself, or found parked
+  // by another replica), for the log line when its parking ends.
+  struct Seen {
     sdk::SteadyTime until;
-    std::string error;
-    std::string channel;  // for the log line when parking ends
+    std::string channel;
   };
 
-  void drop_expired(sdk::SteadyTime now);
-  void publish_size() noexcept;
+  void note_ended(sdk::SteadyTime now);
+  void publish_size(sdk::SteadyTime now) noexcept;
 
   sdk::Logger& log_;
   sdk::Gauge& size_;
+  sdk::SharedMarks& marks_;  // key: sdk::channel_key(); note: the error that parked it
   std::chrono::milliseconds ttl_;
   std::set<std::string, std::less<>> errors_;
-  std::unordered_map<std::string, Parked> parked_;
-  // Earliest `until` in parked_, so that expiry sweeps run only when due.
+  std::unordered_map<std::string, Seen> seen_;
+  // Earliest `until` in seen_, so that the sweep for ended parkings runs only
+  // when one is due.
   sdk::SteadyTime next_expiry_ = sdk::SteadyTime::max();
+  // Another replica's parkings change the size too: published at least this often.
+  sdk::SteadyTime size_published_at_{};
 };
 
 }  // namespace slack_proxy::plugins::deny_list

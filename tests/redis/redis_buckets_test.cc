@@ -24,6 +24,7 @@ using sdk::BucketShape;
 using testing::RedisServer;
 
 constexpr auto kSettle = 10'000ms;  // only reached when something is broken
+const std::map<std::string, std::string> kPacing{{"role", "pacing"}};  // the metrics' label
 
 struct LogCapture {
   std::ostringstream text;
@@ -48,7 +49,7 @@ class Replica {
       settings.port = base.port;
     }
     auto connection = std::make_unique<RedisConnection>(
-        settings, capture_->log, std::make_shared<RedisMetrics>(registry));
+        settings, capture_->log, std::make_shared<RedisMetrics>(registry, "pacing"), "pacing");
     buckets_ = std::make_unique<RedisSharedBuckets>(std::move(connection), clock, capture_->log,
                                                     /*redis_clock=*/false);
   }
@@ -87,8 +88,18 @@ TEST(RedisUrlTest, ReadsHostPortAndDatabaseAndRefusesCredentialsInTheUrl) {
   parse_redis_url("redis://10.0.0.5", s);
   EXPECT_EQ(s.port, 6379);
   EXPECT_EQ(s.database, 0);
+  parse_redis_url("redis://[::1]:6380/1", s);
+  EXPECT_EQ(s.host, "::1");
+  EXPECT_EQ(s.port, 6380);
+  EXPECT_EQ(s.database, 1);
+  EXPECT_EQ(s.where(), "[::1]:6380/1");
+  parse_redis_url("redis://[fd00::5]", s);
+  EXPECT_EQ(s.host, "fd00::5");
+  EXPECT_EQ(s.port, 6379);
   for (const char* bad : {"http://x", "redis://", "redis://h:0", "redis://h:70000", "redis://h/16",
-                          "redis://h:x", "rediss://h"}) {
+                          "redis://h:x", "rediss://h", "redis://[::1", "redis://[::1]x",
+                          "redis://[]:6379", "redis://[::1]:", "redis://fd00::5",
+                          "redis://::1:6379"}) {
     EXPECT_THROW(parse_redis_url(bad, s), std::invalid_argument) << bad;
   }
   try {
@@ -230,6 +241,45 @@ TEST_F(RedisBucketsTest, APauseOneReplicaWritesHoldsTheOther) {
   EXPECT_LE(b.buckets().paused_until("another-budget", now), now);
 }
 
+// Redis' INFO commandstats line for `command`, e.g. "calls=3,usec=...".
+std::string command_stats(const RedisServer& server, const std::string& command) {
+  Poco::Redis::Client client;
+  client.connect(Poco::Net::SocketAddress("127.0.0.1", server.port()));
+  Poco::Redis::Array info;
+  info << "INFO" << "commandstats";
+  const std::string text = client.execute<Poco::Redis::BulkString>(info).value();
+  const std::string key = "cmdstat_" + command + ":";
+  const auto at = text.find(key);
+  if (at == std::string::npos) return {};
+  return text.substr(at + key.size(), text.find('\r', at) - at - key.size());
+}
+
+// The scripts are loaded once a connection and run by their SHA1, not sent
+// in full with every claim; a script cache flushed under a running proxy
+// costs one refused batch, after which they are loaded again.
+TEST_F(RedisBucketsTest, ScriptsRunByTheirShaAndAFlushedCacheIsLoadedAgain) {
+  Replica replica(*server_, clock_, registry_);
+  const auto shape = BucketShape::of(1.0, 1, 0ms);
+  ASSERT_EQ(replica.ask("s", shape, clock_.now()), clock_.now());  // connects: sent in full
+  replica.buckets().take("s", shape, clock_.now());
+  clock_.advance(2s);
+  ASSERT_EQ(replica.ask("s", shape, clock_.now()), clock_.now());
+  EXPECT_NE(command_stats(*server_, "evalsha").find("calls="), std::string::npos)
+      << "EVALSHA never ran";
+  replica.buckets().take("s", shape, clock_.now());
+
+  ASSERT_EQ(server_->admin({"SCRIPT", "FLUSH"}), "OK");
+  clock_.advance(2s);
+  EXPECT_GT(replica.ask("s", shape, clock_.now()), clock_.now()) << "NOSCRIPT granted a token";
+  EXPECT_NE(replica.log().find("NOSCRIPT"), std::string::npos) << replica.log();
+  clock_.advance(2s);
+  EXPECT_EQ(replica.ask("s", shape, clock_.now()), clock_.now()) << replica.log();
+  clock_.advance(2s);
+  EXPECT_EQ(replica.ask("s", shape, clock_.now()), clock_.now()) << replica.log();
+  EXPECT_EQ(test_support::metric_value(registry_, "slackproxy_redis_reply_errors_total", kPacing),
+            1);
+}
+
 class RedisAuthTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -259,18 +309,12 @@ TEST_F(RedisAuthTest, AWrongPasswordIsReportedWithoutThePassword) {
   EXPECT_EQ(ok.log().find("pw-9f3e1c-secret"), std::string::npos);
 }
 
-// Redis refusing the script (here an ACL user without EVAL; NOPERM, OOM
+// Redis refusing the script (here an ACL user without EVAL and EVALSHA; NOPERM, OOM
 // under noeviction, ... alike) grants nothing, and says so once.
 TEST_F(RedisAuthTest, ACommandRedisRefusesGrantsNothingAndIsLoggedAndCounted) {
-  {
-    Poco::Redis::Client admin;
-    admin.connect(Poco::Net::SocketAddress("127.0.0.1", server_->port()));
-    Poco::Redis::Array auth, acl;
-    auth << "AUTH" << "pw-9f3e1c-secret";
-    acl << "ACL" << "SETUSER" << "limited" << "on" << ">pw-limited-4c1d" << "~*" << "+@all"
-        << "-eval";
-    admin.sendCommands({auth, acl});
-  }
+  ASSERT_EQ(server_->admin({"ACL", "SETUSER", "limited", "on", ">pw-limited-4c1d", "~*", "+@all",
+                            "-eval", "-evalsha"}),
+            "OK");
   RedisSettings limited;
   limited.user = "limited";
   limited.password = "pw-limited-4c1d";
@@ -281,11 +325,49 @@ TEST_F(RedisAuthTest, ACommandRedisRefusesGrantsNothingAndIsLoggedAndCounted) {
     clock_.advance(2s);
   }
   const std::string log = replica.log();
-  EXPECT_NE(log.find("refused a command: NOPERM"), std::string::npos) << log;
+  EXPECT_NE(log.find("refused a command (pacing): NOPERM"), std::string::npos) << log;
   EXPECT_EQ(log.find("refused a command", log.find("refused a command") + 1), std::string::npos)
       << "logged more than once:\n" << log;
   EXPECT_EQ(log.find("pw-limited-4c1d"), std::string::npos);
-  EXPECT_EQ(test_support::metric_value(registry_, "slackproxy_redis_reply_errors_total", {}), 3);
+  EXPECT_EQ(test_support::metric_value(registry_, "slackproxy_redis_reply_errors_total", kPacing),
+            3);
+}
+
+// A user set without a password still authenticates as that user (an ACL
+// user marked nopass), instead of silently staying the default one: here
+// its missing EVAL shows it is the user that sends.
+TEST_F(RedisAuthTest, AUserWithoutAPasswordIsThatUserNotTheDefaultOne) {
+  ASSERT_EQ(server_->admin({"ACL", "SETUSER", "nopass-user", "on", "nopass", "~*", "+@all", "-eval",
+                            "-evalsha"}),
+            "OK");
+  RedisSettings user_only;
+  user_only.user = "nopass-user";
+  Replica replica(*server_, clock_, registry_, user_only);
+  const auto shape = BucketShape::of(1.0, 1, 0ms);
+  EXPECT_GT(replica.ask("x", shape, clock_.now()), clock_.now());
+  EXPECT_NE(replica.log().find("refused a command (pacing): NOPERM"), std::string::npos)
+      << replica.log();
+}
+
+// An ACL user that may not SCRIPT LOAD still gets tokens: the scripts then
+// go in full, as EVAL, and the refusal is logged and counted once.
+TEST_F(RedisAuthTest, AUserWhoMayNotLoadScriptsStillGetsTokens) {
+  ASSERT_EQ(server_->admin({"ACL", "SETUSER", "no-script", "on", ">pw-noscript-2b7d", "~*", "+@all",
+                            "-script"}),
+            "OK");
+  RedisSettings user;
+  user.user = "no-script";
+  user.password = "pw-noscript-2b7d";
+  Replica replica(*server_, clock_, registry_, user);
+  const auto shape = BucketShape::of(1.0, 1, 0ms);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(replica.ask("x", shape, clock_.now()), clock_.now()) << replica.log();
+    replica.buckets().take("x", shape, clock_.now());
+    clock_.advance(2s);
+  }
+  EXPECT_NE(replica.log().find("NOPERM"), std::string::npos) << replica.log();
+  EXPECT_EQ(test_support::metric_value(registry_, "slackproxy_redis_reply_errors_total", kPacing),
+            1);
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/Redis/Array.h>
 #include <Poco/Redis/Client.h>
+#include <Poco/Redis/Error.h>
+#include <Poco/Redis/Type.h>
 #include <Poco/Timespan.h>
 #include <gtest/gtest.h>
 
@@ -50,6 +52,35 @@ void RedisServer::kill() {
   if (!process_) return;
   process_->kill_hard();
   process_.reset();
+}
+
+std::string RedisServer::admin(const std::vector<std::string>& words) const {
+  Poco::Redis::Client client;
+  client.connect(Poco::Net::SocketAddress("127.0.0.1", port_));
+  std::vector<Poco::Redis::Array> commands;
+  for (std::size_t i = 0; i + 1 < extra_.size(); ++i) {
+    if (extra_[i] != "--requirepass") continue;
+    Poco::Redis::Array auth;
+    auth << "AUTH" << extra_[i + 1];
+    commands.push_back(std::move(auth));
+  }
+  Poco::Redis::Array command;
+  for (const auto& word : words) command << word;
+  commands.push_back(std::move(command));
+  const Poco::Redis::Array replies = client.sendCommands(commands);
+  const std::size_t last = commands.size() - 1;
+  switch (replies.getType(last)) {
+    case Poco::Redis::RedisTypeTraits<Poco::Redis::Error>::TypeId:
+      return replies.get<Poco::Redis::Error>(last).getMessage();
+    case Poco::Redis::RedisTypeTraits<Poco::Int64>::TypeId:
+      return std::to_string(replies.get<Poco::Int64>(last));
+    case Poco::Redis::RedisTypeTraits<Poco::Redis::BulkString>::TypeId:
+      return replies.get<Poco::Redis::BulkString>(last).value();
+    case Poco::Redis::RedisTypeTraits<std::string>::TypeId:
+      return replies.get<std::string>(last);
+    default:
+      return "(an array)";
+  }
 }
 
 std::string RedisServer::log() const {

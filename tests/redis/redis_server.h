@@ -30,6 +30,10 @@ class RedisServer {
   // kill -9, as a crash or a lost host would.
   void kill();
   bool running() const { return process_ != nullptr; }
+  // Runs one command as the default user (after AUTH with the
+  // --requirepass it was started with, if any) and returns Redis' answer as
+  // text: "OK", a bulk string, a number, or the error's message.
+  std::string admin(const std::vector<std::string>& words) const;
   std::string log() const;
 
  private:

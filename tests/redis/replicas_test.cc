@@ -1,6 +1,13 @@
 // Two real proxies delivering with one token to a strict fake Slack: with
 // [redis] they share one channel bucket and Slack sees no 429; without it
 // each spends the whole budget (the control, so the first test can fail).
+// And a channel one of them parks (deny_list) is parked on the other.
+#include <algorithm>
+#include <thread>
+
+#include <Poco/Net/SocketAddress.h>
+#include <Poco/Redis/Array.h>
+#include <Poco/Redis/Client.h>
 #include <gtest/gtest.h>
 
 #include "fake_slack.h"
@@ -81,6 +88,71 @@ TEST_F(ReplicasTest, WithoutRedisTwoReplicasSpendTheBudgetTwice) {
   ASSERT_TRUE(a.wait_for_metric(series(kSucceeded, "#shared"), kMessages / 2));
   ASSERT_TRUE(b.wait_for_metric(series(kSucceeded, "#shared"), kMessages / 2));
   EXPECT_GT(slack_.rate_limited(), 0u) << "the control drew no 429: the test above proves nothing";
+}
+
+// Whether some scope's marks hash in Redis holds `field`.
+bool redis_has_mark(const RedisServer& server, const std::string& field) {
+  Poco::Redis::Client client;
+  client.connect(Poco::Net::SocketAddress("127.0.0.1", server.port()));
+  Poco::Redis::Array keys;
+  keys << "KEYS" << "slack-proxy:marks:*";
+  const auto found = client.execute<Poco::Redis::Array>(keys);
+  // Poco reads an empty reply as a null array, whose size() throws.
+  for (std::size_t i = 0; !found.isNull() && i < found.size(); ++i) {
+    Poco::Redis::Array exists;
+    exists << "HEXISTS" << found.get<Poco::Redis::BulkString>(i).value() << field;
+    if (client.execute<Poco::Int64>(exists) == 1) return true;
+  }
+  return false;
+}
+
+// Polls `p`'s /metrics until the series `name` reaches at least `least`.
+::testing::AssertionResult metric_reaches(const ProxyProcess& p, const std::string& name,
+                                          double least) {
+  const auto deadline = std::chrono::steady_clock::now() + kDeadline;
+  double seen = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    seen = metric(p.metrics(), name);
+    if (seen >= least) return ::testing::AssertionSuccess();
+    std::this_thread::sleep_for(20ms);
+  }
+  return ::testing::AssertionFailure() << name << " stayed at " << seen << ", below " << least;
+}
+
+// The shared deny-list: a channel Slack told one replica does not exist is
+// parked on the other too, which then sends nothing to it.
+TEST_F(ReplicasTest, AChannelOneReplicaParksIsParkedOnTheOtherWhichNeverSendsToIt) {
+  slack_.enqueue(Behaviour::error("channel_not_found"), 10, "#gone");
+  ProxyProcess a(toml(true));
+  ProxyProcess b(toml(true));
+  ASSERT_TRUE(a.start());
+  ASSERT_TRUE(b.start());
+  ASSERT_TRUE(b.wait_for_log("shared marks (the deny-list's parked channels) live in Redis"));
+
+  ASSERT_EQ(a.post(message("#gone", "first")).status, 200);
+  ASSERT_TRUE(a.wait_for_log("parking channel #gone")) << a.log();
+  const auto deadline = std::chrono::steady_clock::now() + kDeadline;
+  while (!redis_has_mark(*redis_, "\n#gone") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(redis_has_mark(*redis_, "\n#gone")) << a.log();
+  // b reads the marks back every 250 ms on a connection of their own: TIME
+  // and one HGETALL, 2 commands a round, and nothing else while it sets
+  // nothing. Four more than now are two rounds, the second one sent after
+  // the mark was in Redis.
+  const std::string marks_commands = "slackproxy_redis_commands_total{role=\"marks\"}";
+  const double before = metric(b.metrics(), marks_commands);
+  ASSERT_TRUE(metric_reaches(b, marks_commands, before + 4));
+
+  ASSERT_EQ(b.post(message("#gone", "second")).status, 200);
+  ASSERT_TRUE(b.wait_for_metric(series(kNotProcessed, "#gone"), 1)) << b.log();
+  EXPECT_NE(b.log().find("channel #gone is parked after channel_not_found by another replica"),
+            std::string::npos)
+      << b.log();
+  const auto seen = slack_.requests();
+  EXPECT_EQ(
+      std::count_if(seen.begin(), seen.end(), [](const auto& r) { return r.channel == "#gone"; }),
+      1)
+      << "b sent to the parked channel";
 }
 
 }  // namespace

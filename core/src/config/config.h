@@ -128,6 +128,9 @@ struct RedisConfig {                        // [redis]
   // budget: token_bucket's shared (workspace and channel) buckets and the
   // workspace pauses a 429's Retry-After asks for.
   bool pacing = true;
+  // Stages' shared marks live in Redis, so that every replica sees them:
+  // the deny_list's parked channels (HostServices::shared_marks()).
+  bool marks = true;
   bool operator==(const RedisConfig&) const = default;
 };
 

@@ -130,6 +130,10 @@ const sdk::Schema<RedisConfig>& redis_schema() {
                    "token buckets and 429 pauses live in Redis: every replica draws from one "
                    "budget")
           .default_to("true"),
+      sdk::setting("marks", &C::marks,
+                   "stages' shared marks (the deny-list's parked channels) live in Redis: "
+                   "every replica sees them")
+          .default_to("true"),
   };
   return schema;
 }

@@ -67,14 +67,6 @@ end
 return 0
 )lua";
 
-// Redis' TIME reply ({seconds, microseconds} as text) in ms.
-std::int64_t redis_time_ms(const Poco::Redis::Array& time) {
-  const auto part = [&](std::size_t i) {
-    return std::stoll(time.get<Poco::Redis::BulkString>(i).value());
-  };
-  return part(0) * 1000 + part(1) / 1000;
-}
-
 std::int64_t micros(nanoseconds d) { return duration_cast<microseconds>(d).count(); }
 std::int64_t micros_up(nanoseconds d) { return (d.count() + 999) / 1000; }
 
@@ -90,6 +82,8 @@ RedisSharedBuckets::RedisSharedBuckets(std::unique_ptr<RedisConnection> connecti
                                        const sdk::Clock& clock, std::shared_ptr<spdlog::logger> log,
                                        bool redis_clock)
     : connection_(std::move(connection)),
+      bucket_script_(connection_->add_script(kScript)),
+      pause_script_(connection_->add_script(kPauseScript)),
       clock_(clock),
       log_(std::move(log)),
       redis_clock_(redis_clock),
@@ -201,9 +195,8 @@ std::vector<RedisSharedBuckets::PauseOp> RedisSharedBuckets::pause_ops(
   if (pause_written_) {
     for (auto& [key, w] : pauses_) {
       if (w.write.count() == 0) continue;
-      Poco::Redis::Array command;
-      command << "EVAL" << kPauseScript << "1" << prefix + "pause:" + key
-              << std::to_string(w.write.count());
+      Poco::Redis::Array command = connection_->script(pause_script_);
+      command << "1" << prefix + "pause:" + key << std::to_string(w.write.count());
       commands.push_back(std::move(command));
       ops.push_back({key, true});
       w.write = milliseconds(0);
@@ -281,6 +274,7 @@ void RedisSharedBuckets::claim(std::deque<std::string> keys, bool poll) {
     int count;
   };
   std::vector<Op> ops;
+  std::vector<PauseOp> pauses;
   std::vector<Poco::Redis::Array> commands;
   const std::string now_arg = redis_clock_ ? "" : std::to_string(micros(clock_.now().time_since_epoch()));
   const std::string keep_ms = redis_clock_ ? "0" : "600000";
@@ -292,8 +286,8 @@ void RedisSharedBuckets::claim(std::deque<std::string> keys, bool poll) {
       Entry& e = it->second;
       e.queued = false;
       const auto add = [&](const char* mode, int count) {
-        Poco::Redis::Array command;
-        command << "EVAL" << kScript << "1" << redis_key(key)
+        Poco::Redis::Array command = connection_->script(bucket_script_);
+        command << "1" << redis_key(key)
                 << std::to_string(std::max<std::int64_t>(1, micros_up(e.shape.interval)))
                 << std::to_string(micros(e.shape.capacity)) << mode
                 << std::to_string(count) << now_arg << keep_ms;
@@ -306,10 +300,6 @@ void RedisSharedBuckets::claim(std::deque<std::string> keys, bool poll) {
       if (e.wanted && e.granted == 0) add("claim", 1);
       e.wanted = false;
     }
-  }
-  std::vector<PauseOp> pauses;
-  {
-    std::lock_guard lock(mutex_);
     pauses = pause_ops(commands, poll);
   }
   if (commands.empty()) return;
@@ -370,8 +360,7 @@ void RedisSharedBuckets::read_pauses(const Poco::Redis::Array& replies, std::siz
   std::size_t i = first;
   auto read = pauses.begin();
   for (; read != pauses.end() && read->write; ++read, ++i) {
-    if (replies.getType(i) == Poco::Redis::RedisTypeTraits<Poco::Redis::Error>::TypeId)
-      connection_->reply_error(replies, i);
+    if (is_reply_error(replies, i)) connection_->reply_error(replies, i);
   }
   if (read == pauses.end()) return;
   try {

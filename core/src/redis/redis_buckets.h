@@ -103,10 +103,11 @@ class RedisSharedBuckets final : public sdk::SharedBuckets, public SharedPauses 
   void forget_idle(sdk::SteadyTime now);
 
   std::unique_ptr<RedisConnection> connection_;
+  const std::size_t bucket_script_;  // connection_'s handles of the two scripts
+  const std::size_t pause_script_;
   const sdk::Clock& clock_;
   std::shared_ptr<spdlog::logger> log_;
   const bool redis_clock_;
-  std::string sha_;  // the script's SHA1 once loaded
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;

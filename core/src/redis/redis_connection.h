@@ -37,10 +37,16 @@ class RedisReplyError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Round trips and failures, exported as slackproxy_redis_*.
+// Redis' TIME reply ({seconds, microseconds} as text) in milliseconds.
+std::int64_t redis_time_ms(const Poco::Redis::Array& time);
+// Whether reply `i` of a batch is an error (NOPERM, OOM, NOSCRIPT, ...).
+bool is_reply_error(const Poco::Redis::Array& replies, std::size_t i);
+
+// Round trips and failures, exported as slackproxy_redis_*{role}: one
+// connection's, named by what it is for ("pacing", "marks").
 class RedisMetrics {
  public:
-  explicit RedisMetrics(prometheus::Registry& registry);
+  RedisMetrics(prometheus::Registry& registry, const std::string& role);
   void round_trip(std::chrono::nanoseconds took, std::size_t commands);
   void failed();
   void reply_error();
@@ -54,11 +60,15 @@ class RedisMetrics {
   prometheus::Counter* connects_;
 };
 
-// Not thread-safe: one user at a time (RedisSharedBuckets' thread).
+// Not thread-safe: one user at a time (RedisSharedBuckets' thread, or
+// RedisSharedMarks').
 class RedisConnection {
  public:
+  // `role` names what the connection is for in its log lines ("pacing",
+  // "marks"), as in its metrics' role label: a replica has one connection
+  // per role.
   RedisConnection(RedisSettings settings, std::shared_ptr<spdlog::logger> log,
-                  std::shared_ptr<RedisMetrics> metrics);
+                  std::shared_ptr<RedisMetrics> metrics, std::string role);
   ~RedisConnection();
   RedisConnection(const RedisConnection&) = delete;
   RedisConnection& operator=(const RedisConnection&) = delete;
@@ -71,14 +81,27 @@ class RedisConnection {
 
   // Reply `i` of a batch was an error (NOPERM, OOM, a Redis too old for a
   // command) or not of the shape asked for: counted, and logged with Redis'
-  // words once per connection.
+  // words once per connection. A NOSCRIPT (Redis' script cache flushed
+  // under us) has the scripts loaded again before the next batch.
   void reply_error(const Poco::Redis::Array& replies, std::size_t i);
+
+  // A Lua script this connection runs: register it before building commands
+  // with script(). It is loaded (SCRIPT LOAD) before the first batch of
+  // every connection and then run by its SHA1 (EVALSHA), instead of sending
+  // its text with every call.
+  std::size_t add_script(std::string text);
+  // The start of a command that runs script `handle`, to which the caller
+  // appends numkeys, keys and arguments: EVALSHA <sha1>, or EVAL <text> on
+  // a connection whose SCRIPT LOAD Redis refused (an ACL without SCRIPT);
+  // pipeline() turns a batch built before that refusal into EVALs too.
+  Poco::Redis::Array script(std::size_t handle) const;
 
   bool up() const noexcept { return up_; }
   const RedisSettings& settings() const noexcept { return settings_; }
 
  private:
   void connect();
+  void load_scripts();  // after connect(); never throws for a refusal
   void fail(const std::string& why);
   // Runs `f`; any failure drops the connection (fail()) and comes out as
   // RedisUnavailable.
@@ -101,10 +124,20 @@ class RedisConnection {
   RedisSettings settings_;
   std::shared_ptr<spdlog::logger> log_;
   std::shared_ptr<RedisMetrics> metrics_;
+  std::string role_;
   std::unique_ptr<Poco::Redis::Client> client_;
   bool up_ = false;
   bool ever_tried_ = false;
   bool reply_error_logged_ = false;
+  struct Script {
+    std::string text;
+    std::string sha;  // SHA1 of text, lowercase hex, as Redis names it
+  };
+  // `commands` with every EVALSHA of ours turned into EVAL <text>.
+  std::vector<Poco::Redis::Array> as_evals(const std::vector<Poco::Redis::Array>& commands) const;
+  std::vector<Script> scripts_;
+  bool scripts_loaded_ = false;  // on this connection
+  bool eval_only_ = false;       // this connection's SCRIPT LOAD was refused
   std::chrono::steady_clock::time_point retry_at_{};
   std::chrono::milliseconds backoff_{0};
 };

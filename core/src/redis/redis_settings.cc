@@ -16,7 +16,9 @@ bool parse_number(std::string_view text, long max, long& out) {
 }  // namespace
 
 std::string RedisSettings::where() const {
-  return host + ":" + std::to_string(port) + "/" + std::to_string(database);
+  const bool ipv6 = host.find(':') != std::string::npos;
+  return (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(port) + "/" +
+         std::to_string(database);
 }
 
 void parse_redis_url(const std::string& url, RedisSettings& out) {
@@ -33,13 +35,31 @@ void parse_redis_url(const std::string& url, RedisSettings& out) {
     rest = rest.substr(0, slash);
   }
   std::string_view host = rest;
-  long port = 6379;
-  if (const auto colon = rest.rfind(':'); colon != std::string_view::npos && rest.front() != '[') {
+  std::string_view port_text;
+  bool has_port = false;
+  if (!rest.empty() && rest.front() == '[') {
+    // An IPv6 literal: redis://[::1]:6379
+    const auto close = rest.find(']');
+    if (close == std::string_view::npos) throw std::invalid_argument("has a '[' without its ']'");
+    host = rest.substr(1, close - 1);
+    const std::string_view after = rest.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':')
+        throw std::invalid_argument("has something after ']' that is no port");
+      port_text = after.substr(1);
+      has_port = true;
+    }
+  } else if (const auto colon = rest.rfind(':'); colon != std::string_view::npos) {
     host = rest.substr(0, colon);
-    if (!parse_number(rest.substr(colon + 1), 65535, port) || port == 0)
-      throw std::invalid_argument("has no valid port (1 to 65535)");
+    port_text = rest.substr(colon + 1);
+    has_port = true;
   }
+  long port = 6379;
+  if (has_port && (!parse_number(port_text, 65535, port) || port == 0))
+    throw std::invalid_argument("has no valid port (1 to 65535)");
   if (host.empty()) throw std::invalid_argument("names no host");
+  if (rest.front() != '[' && host.find(':') != std::string_view::npos)
+    throw std::invalid_argument("must put an IPv6 address in brackets: redis://[::1]:6379");
   long database = 0;
   if (!path.empty() && !parse_number(path, 15, database))
     throw std::invalid_argument("names no valid database after '/' (0 to 15)");

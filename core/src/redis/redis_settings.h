@@ -23,7 +23,8 @@ struct RedisSettings {
   std::string where() const;
 };
 
-// "redis://host[:port][/db]" (no user or password in it: those come from
+// "redis://host[:port][/db]", the host an IPv6 literal in brackets
+// ("redis://[::1]:6379") or a name or IPv4 address (no user or password in it: those come from
 // the environment or a file). Throws std::invalid_argument saying what is
 // wrong; the message never repeats anything after an '@'.
 void parse_redis_url(const std::string& url, RedisSettings& out);

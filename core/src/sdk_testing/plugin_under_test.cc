@@ -140,7 +140,9 @@ void PluginUnderTest::validate(std::string_view settings) const {
     }
     SharedBuckets& shared_buckets() noexcept override { return buckets_; }
     std::string budget_id(std::string_view) const noexcept override { return {}; }
+    SharedMarks& shared_marks() noexcept override { return marks_; }
     LocalSharedBuckets buckets_;
+    LocalSharedMarks marks_;
   } quiet;
   auto stage = impl_->create(impl_->plugin->descriptor->kind, quiet,
                              impl_->settings(settings, /*read_secrets=*/false),

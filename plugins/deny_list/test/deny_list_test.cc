@@ -113,7 +113,7 @@ TEST_F(DenyListTest, DoesNotParkOnOtherErrors) {
     guard.after_result(to("#a"), slack_error(code), now());
   }
   EXPECT_TRUE(guard.before_send(to("#a"), now()).allow);
-  EXPECT_EQ(guard.parked_count(), 0u);
+  EXPECT_EQ(guard.parked_count(now()), 0u);
 }
 
 TEST_F(DenyListTest, DoesNotParkOnADeliveredResult) {
@@ -131,7 +131,7 @@ TEST_F(DenyListTest, ExpiresExactlyAtTtl) {
   EXPECT_FALSE(guard.before_send(to("#gone"), now()).allow);
   host.time.advance(1ns);
   EXPECT_TRUE(guard.before_send(to("#gone"), now()).allow);
-  EXPECT_EQ(guard.parked_count(), 0u);
+  EXPECT_EQ(guard.parked_count(now()), 0u);
 }
 
 TEST_F(DenyListTest, ParksOnConfiguredErrorCodes) {
@@ -201,7 +201,7 @@ TEST_F(DenyListTest, ReplayedMessagePassesAParkedChannelAsAProbe) {
                         "channel #gone is parked after channel_not_found, but message m-42 was "
                         "replayed by an operator: letting it through as a probe"));
   // Letting the probe through decides nothing yet: its result will.
-  EXPECT_EQ(guard.parked_count(), 1u);
+  EXPECT_EQ(guard.parked_count(now()), 1u);
   EXPECT_FALSE(guard.before_send(to("#gone"), now()).allow);
 }
 
@@ -241,7 +241,7 @@ TEST_F(DenyListTest, DeliveredProbeUnparksTheChannel) {
   const auto probe = replayed_to("#back", "team-1");
   ASSERT_TRUE(guard.before_send(probe, now()).allow);
   guard.after_result(probe, sdk::SendResult::ok(), now());
-  EXPECT_EQ(guard.parked_count(), 0u);
+  EXPECT_EQ(guard.parked_count(now()), 0u);
   EXPECT_EQ(host.stats.value(kSizeMetric), 0);
   EXPECT_TRUE(guard.before_send(to("#back", "team-1"), now()).allow);
   EXPECT_TRUE(logged_at(host.log, sdk::LogLevel::Info,
@@ -254,7 +254,7 @@ TEST_F(DenyListTest, AnyDeliveryToAParkedChannelUnparksIt) {
   guard.after_result(to("#back"), slack_error("channel_not_found"), now());
   guard.after_result(to("#back"), sdk::SendResult::ok(), now());
   EXPECT_TRUE(guard.before_send(to("#back"), now()).allow);
-  EXPECT_EQ(guard.parked_count(), 0u);
+  EXPECT_EQ(guard.parked_count(now()), 0u);
 }
 
 TEST_F(DenyListTest, DeliveryElsewhereLeavesAParkedChannelParked) {
@@ -264,6 +264,44 @@ TEST_F(DenyListTest, DeliveryElsewhereLeavesAParkedChannelParked) {
   guard.after_result(to("#gone", "team-2"), sdk::SendResult::ok(), now());
   EXPECT_FALSE(guard.before_send(to("#gone", "team-1"), now()).allow);
   EXPECT_EQ(host.stats.value(kSizeMetric), 1);
+}
+
+// ------------------------------------- several replicas, one set of marks --
+// Two stages made from one FakeHost share its marks, as the same stage of
+// two replicas shares them through Redis.
+
+TEST_F(DenyListTest, AChannelAnotherReplicaParkedIsDeniedAndSaidOnce) {
+  auto here = make();
+  auto other = make();
+  other.after_result(to("#gone"), slack_error("channel_not_found"), now());
+  EXPECT_FALSE(here.before_send(to("#gone"), now()).allow);
+  EXPECT_FALSE(here.before_send(to("#gone"), now()).allow);
+  std::size_t said = 0;
+  for (const auto& line : host.log.lines())
+    if (line.level == sdk::LogLevel::Warn &&
+        line.text.find("#gone is parked after channel_not_found by another replica (shared "
+                       "deny-list), 900 s left") != std::string::npos)
+      ++said;
+  EXPECT_EQ(said, 1u);
+  EXPECT_EQ(here.parked_count(now()), 1u);
+  // Its parking ends here when it ends there.
+  host.time.advance(900s);
+  EXPECT_TRUE(here.before_send(to("#gone"), now()).allow);
+  EXPECT_TRUE(logged_at(host.log, sdk::LogLevel::Info, "channel #gone is no longer parked"));
+  EXPECT_EQ(host.stats.value(kSizeMetric), 0);
+}
+
+TEST_F(DenyListTest, AChannelAnotherReplicaDeliveredToIsUnparkedHereAtOnce) {
+  auto here = make();
+  auto other = make();
+  here.after_result(to("#back"), slack_error("channel_not_found"), now());
+  EXPECT_FALSE(here.before_send(to("#back"), now()).allow);
+  other.after_result(to("#back"), sdk::SendResult::ok(), now());
+  host.time.advance(1s);
+  EXPECT_TRUE(here.before_send(to("#back"), now()).allow);
+  EXPECT_TRUE(logged_at(host.log, sdk::LogLevel::Info,
+                        "channel #back is no longer parked: another replica delivered to it"));
+  EXPECT_EQ(host.stats.value(kSizeMetric), 0);
 }
 
 }  // namespace

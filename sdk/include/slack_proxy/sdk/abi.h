@@ -40,14 +40,17 @@ extern "C" {
 #endif
 /* Bumped when something is appended that old plugins can ignore. */
 #ifndef SLACK_PROXY_ABI_MINOR
-#define SLACK_PROXY_ABI_MINOR 2
+#define SLACK_PROXY_ABI_MINOR 3
 #endif
 
 /* 1.1 appended: the sp_config_key fields from `flags` on, the setting types
  * ENUM, STRING_MAP and SECRET, sp_plugin_descriptor.schema_entry_size, and
- * create() returning no stage under SP_CREATE_CHECK_ONLY. */
+ * create() returning no stage under SP_CREATE_CHECK_ONLY.
+ * 1.2 appended: HostServices::shared_buckets() and budget_id(),
+ * Sink::budget_of().
+ * 1.3 appended: HostServices::shared_marks(). */
 
-#define SLACK_PROXY_SDK_VERSION "0.3.0"
+#define SLACK_PROXY_SDK_VERSION "0.4.0"
 
 /* The name of the exported entry point. */
 #define SLACK_PROXY_ENTRY_POINT "slack_proxy_plugin_descriptor"

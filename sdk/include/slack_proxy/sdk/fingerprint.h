@@ -92,7 +92,7 @@
   SLACK_PROXY_SAN_ADDRESS_ SLACK_PROXY_SAN_HWADDRESS_ SLACK_PROXY_SAN_THREAD_       \
       SLACK_PROXY_SAN_MEMORY_ SLACK_PROXY_SAN_UNDEFINED_
 
-// Example: "sdk-0.3.0;gcc-12;libstdc++-12-cxx11abi1", or with
+// Example: "sdk-0.4.0;gcc-12;libstdc++-12-cxx11abi1", or with
 // -D_GLIBCXX_DEBUG -fsanitize=address "...-cxx11abi1-glibcxx_debug-asan".
 #ifndef SLACK_PROXY_BUILD_FINGERPRINT
 #define SLACK_PROXY_BUILD_FINGERPRINT                                  \

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include <slack_proxy/sdk/marks.h>
 #include <slack_proxy/sdk/message.h>
 #include <slack_proxy/sdk/pacing.h>
 #include <slack_proxy/sdk/stages.h>
@@ -222,6 +223,10 @@ class HostServices {
   // and every process, and the name does not reveal it (a truncated SHA-256
   // of the credential). For a sink's Sink::budget_of().
   virtual std::string budget_id(std::string_view credential) const noexcept = 0;
+
+  // ABI 1.3. This stage's marks (marks.h): shared with the same stage of
+  // every replica when the proxy has [redis], in this process otherwise.
+  virtual SharedMarks& shared_marks() noexcept = 0;
 };
 
 }  // namespace slack_proxy::sdk

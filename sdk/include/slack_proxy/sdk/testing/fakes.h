@@ -264,6 +264,7 @@ class FakeHost : public HostServices {
     return http;
   }
   SharedBuckets& shared_buckets() noexcept override { return buckets; }
+  SharedMarks& shared_marks() noexcept override { return marks; }
   // Not the host's digest: a test only needs one name per credential that
   // does not contain it.
   std::string budget_id(std::string_view credential) const noexcept override {
@@ -278,6 +279,9 @@ class FakeHost : public HostServices {
   // Stages created from one FakeHost share these, as the stages of every
   // pipeline of one process share the host's.
   LocalSharedBuckets buckets;
+  // Every stage created from one FakeHost shares these too; the proxy gives
+  // each stage its own set (a test wanting that uses one FakeHost per stage).
+  LocalSharedMarks marks;
 };
 
 }  // namespace slack_proxy::sdk::testing

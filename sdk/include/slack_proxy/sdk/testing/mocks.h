@@ -77,6 +77,7 @@ class MockHostServices : public HostServices {
               (noexcept, override));
   MOCK_METHOD(SharedBuckets&, shared_buckets, (), (noexcept, override));
   MOCK_METHOD(std::string, budget_id, (std::string_view), (const, noexcept, override));
+  MOCK_METHOD(SharedMarks&, shared_marks, (), (noexcept, override));
 };
 
 class MockAuthenticator : public Authenticator {
