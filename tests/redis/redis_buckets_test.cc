@@ -103,6 +103,12 @@ TEST(RedisUrlTest, ReadsHostPortAndDatabaseAndRefusesCredentialsInTheUrl) {
     EXPECT_THROW(parse_redis_url(bad, s), std::invalid_argument) << bad;
   }
   try {
+    parse_redis_url("redis://fd00::abc", s);
+    ADD_FAILURE() << "accepted an IPv6 address without brackets";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("in brackets"), std::string::npos) << e.what();
+  }
+  try {
     parse_redis_url("redis://user:hunter2secret@h:6379", s);
     ADD_FAILURE() << "accepted a password in the URL";
   } catch (const std::invalid_argument& e) {
@@ -260,18 +266,21 @@ std::string command_stats(const RedisServer& server, const std::string& command)
 TEST_F(RedisBucketsTest, ScriptsRunByTheirShaAndAFlushedCacheIsLoadedAgain) {
   Replica replica(*server_, clock_, registry_);
   const auto shape = BucketShape::of(1.0, 1, 0ms);
-  ASSERT_EQ(replica.ask("s", shape, clock_.now()), clock_.now());  // connects: sent in full
+  ASSERT_EQ(replica.ask("s", shape, clock_.now()), clock_.now());  // connects, loads, EVALSHA
   replica.buckets().take("s", shape, clock_.now());
   clock_.advance(2s);
   ASSERT_EQ(replica.ask("s", shape, clock_.now()), clock_.now());
   EXPECT_NE(command_stats(*server_, "evalsha").find("calls="), std::string::npos)
       << "EVALSHA never ran";
+  EXPECT_EQ(command_stats(*server_, "eval"), "") << "a script was sent in full";
   replica.buckets().take("s", shape, clock_.now());
 
   ASSERT_EQ(server_->admin({"SCRIPT", "FLUSH"}), "OK");
   clock_.advance(2s);
   EXPECT_GT(replica.ask("s", shape, clock_.now()), clock_.now()) << "NOSCRIPT granted a token";
-  EXPECT_NE(replica.log().find("NOSCRIPT"), std::string::npos) << replica.log();
+  EXPECT_NE(replica.log().find("lost its scripts (SCRIPT FLUSH or a restart): loading them again"),
+            std::string::npos)
+      << replica.log();
   clock_.advance(2s);
   EXPECT_EQ(replica.ask("s", shape, clock_.now()), clock_.now()) << replica.log();
   clock_.advance(2s);

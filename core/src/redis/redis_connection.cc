@@ -195,9 +195,25 @@ void RedisConnection::reply_error(const Poco::Redis::Array& replies, std::size_t
     if (is_reply_error(replies, i)) what = replies.get<Poco::Redis::Error>(i).getMessage();
   } catch (const std::exception&) {
   }
-  // The script cache was flushed under us: load the scripts again before
-  // the next batch.
-  if (what.rfind("NOSCRIPT", 0) == 0) scripts_loaded_ = false;
+  if (what.rfind("NOSCRIPT", 0) == 0) {
+    // Said on a line of its own, so that it never hides another refusal.
+    if (loaded_for_batch_) {
+      // Forgotten right after loading (a proxy in front of several Redis
+      // servers, say): this connection sends its scripts in full instead.
+      if (!eval_only_)
+        log_->warn("redis at {} ({}) forgot its scripts right after loading them; they are "
+                   "sent in full on this connection",
+                   settings_.where(), role_);
+      eval_only_ = true;
+    } else {
+      // The script cache was flushed under us: loaded again before the next batch.
+      log_->info("redis at {} ({}) lost its scripts (SCRIPT FLUSH or a restart): loading them "
+                 "again",
+                 settings_.where(), role_);
+      scripts_loaded_ = false;
+    }
+    return;
+  }
   if (reply_error_logged_) return;
   reply_error_logged_ = true;
   log_->error("redis at {} refused a command ({}): {} (logged once per connection; "
@@ -233,7 +249,8 @@ Poco::Redis::Array RedisConnection::pipeline(const std::vector<Poco::Redis::Arra
     ever_tried_ = true;
     backoff_ = {};
   }
-  if (!scripts_loaded_ && !scripts_.empty()) failing_as_unavailable([&] { load_scripts(); });
+  loaded_for_batch_ = !scripts_loaded_ && !scripts_.empty();
+  if (loaded_for_batch_) failing_as_unavailable([&] { load_scripts(); });
   const auto started = std::chrono::steady_clock::now();
   return failing_as_unavailable([&] {
     // A batch built before this connection learned it may not load scripts.

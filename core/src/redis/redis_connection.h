@@ -138,6 +138,7 @@ class RedisConnection {
   std::vector<Script> scripts_;
   bool scripts_loaded_ = false;  // on this connection
   bool eval_only_ = false;       // this connection's SCRIPT LOAD was refused
+  bool loaded_for_batch_ = false;  // the scripts were loaded just before this batch
   std::chrono::steady_clock::time_point retry_at_{};
   std::chrono::milliseconds backoff_{0};
 };

@@ -119,19 +119,23 @@ void RedisSharedMarks::apply(const Change& change) {
 void RedisSharedMarks::queue(Change change) {
   apply(change);
   // A change not yet sent that this one makes moot goes: a clear replaces
-  // every change to its key, a set an earlier set (keeping the longer). So
-  // at most a clear and a set per key wait, besides those in flight.
-  for (auto it = changes_.begin(); it != changes_.end();) {
-    if (it->in_flight || it->scope != change.scope || it->key != change.key ||
-        (change.set && !it->set)) {
-      ++it;
-      continue;
+  // every change to its key; a set the set just before it (keeping the
+  // longer), never one from before a clear. So at most a clear and a set per
+  // key wait, besides those in flight.
+  const auto same_key = [&](const Change& c) {
+    return c.scope == change.scope && c.key == change.key;
+  };
+  if (!change.set) {
+    std::erase_if(changes_, [&](const Change& c) { return !c.in_flight && same_key(c); });
+  } else {
+    auto last = std::find_if(changes_.rbegin(), changes_.rend(), same_key);
+    if (last != changes_.rend() && !last->in_flight && last->set) {
+      if (last->until > change.until) {
+        change.until = last->until;
+        change.note = last->note;
+      }
+      changes_.erase(std::next(last).base());
     }
-    if (change.set && it->until > change.until) {
-      change.until = it->until;
-      change.note = it->note;
-    }
-    it = changes_.erase(it);
   }
   changes_.push_back(std::move(change));
   if (changes_.size() <= kMaxUnsent) return;
@@ -235,8 +239,12 @@ void RedisSharedMarks::sync(std::unique_lock<std::mutex>& lock) {
   const auto built_at = clock_.now();
   std::vector<Poco::Redis::Array> commands;
   std::vector<std::pair<std::uint64_t, std::size_t>> sent;  // seq, its reply (npos: none needed)
+  std::size_t batched = 0;
   for (auto& change : changes_) {
     if (change.in_flight) continue;
+    // A backlog goes over several rounds, so that no batch outlasts
+    // command_timeout and is sent again whole.
+    if (++batched > kMaxPerRound) break;
     change.in_flight = true;
     Poco::Redis::Array command;
     if (change.set) {
@@ -330,23 +338,33 @@ void RedisSharedMarks::sync(std::unique_lock<std::mutex>& lock) {
   }
 
   lock.lock();
-  last_ok_ = reached;
-  // Taken by Redis: done. Refused, or never sent: sent again next round.
+  // Taken by Redis: done. Refused, or never sent: sent again, but not
+  // before the next poll, so a Redis that keeps refusing (an ACL without a
+  // command, OOM) costs a round every kSharedMarksPoll, not a busy loop.
+  bool any_refused = false;
   for (const auto& [seq, reply] : sent) {
     const auto change = queued(seq);
     if (change == changes_.end()) continue;
-    if (!reached || (reply != std::string::npos && refused[reply])) {
+    const bool was_refused = reply != std::string::npos && refused[reply];
+    if (!reached || was_refused) {
       change->in_flight = false;
+      change->refused = change->refused || was_refused;
+      any_refused = any_refused || was_refused;
     } else {
       changes_.erase(change);
     }
   }
+  last_ok_ = reached && !any_refused;
   if (!reached) return;
   for (std::size_t s = 0; s < scopes.size(); ++s)
     if (snapshots[s]) copy_[scopes[s]] = std::move(*snapshots[s]);
   for (auto& [scope, fields] : expired) expired_[scope].merge(fields);
-  // What Redis does not have yet stays this replica's, on top.
-  for (const auto& change : changes_) apply(change);
+  // What Redis does not have yet stays this replica's, on top; except a
+  // clear Redis refused, which would hide a parking every other replica
+  // sees (until Redis takes it, this one sees what they see).
+  for (const auto& change : changes_)
+    if (change.set || !change.refused) apply(change);
+  if (changes_.empty()) dropped_logged_ = false;  // a later backlog is said again
   rounds_done_ = round;
   synced_.notify_all();
 }

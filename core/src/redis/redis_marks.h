@@ -55,6 +55,8 @@ class RedisSharedMarks final : public MarkScopes,
   // grow memory without bound. A dropped change never reaches the other
   // replicas, and this one forgets it at its next read-back.
   static constexpr std::size_t kMaxUnsent = 10'000;
+  // Changes sent in one round at most; a backlog goes over several.
+  static constexpr std::size_t kMaxPerRound = 500;
 
   // Make it with std::make_shared: scope() hands out views that keep it alive.
   RedisSharedMarks(std::unique_ptr<RedisConnection> connection, const sdk::Clock& clock,
@@ -86,6 +88,7 @@ class RedisSharedMarks final : public MarkScopes,
     std::string note;
     sdk::SteadyTime until{};  // of a set, on this replica's clock
     bool in_flight = false;   // sent, no reply yet
+    bool refused = false;     // Redis refused it at least once
   };
 
   void run();

@@ -54,12 +54,12 @@ void parse_redis_url(const std::string& url, RedisSettings& out) {
     port_text = rest.substr(colon + 1);
     has_port = true;
   }
-  long port = 6379;
-  if (has_port && (!parse_number(port_text, 65535, port) || port == 0))
-    throw std::invalid_argument("has no valid port (1 to 65535)");
   if (host.empty()) throw std::invalid_argument("names no host");
   if (rest.front() != '[' && host.find(':') != std::string_view::npos)
     throw std::invalid_argument("must put an IPv6 address in brackets: redis://[::1]:6379");
+  long port = 6379;
+  if (has_port && (!parse_number(port_text, 65535, port) || port == 0))
+    throw std::invalid_argument("has no valid port (1 to 65535)");
   long database = 0;
   if (!path.empty() && !parse_number(path, 15, database))
     throw std::invalid_argument("names no valid database after '/' (0 to 15)");

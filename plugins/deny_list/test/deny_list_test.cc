@@ -297,11 +297,9 @@ TEST_F(DenyListTest, AChannelAnotherReplicaDeliveredToIsUnparkedHereAtOnce) {
   here.after_result(to("#back"), slack_error("channel_not_found"), now());
   EXPECT_FALSE(here.before_send(to("#back"), now()).allow);
   other.after_result(to("#back"), sdk::SendResult::ok(), now());
-  host.time.advance(1s);
   EXPECT_TRUE(here.before_send(to("#back"), now()).allow);
   EXPECT_TRUE(logged_at(host.log, sdk::LogLevel::Info,
                         "channel #back is no longer parked: another replica delivered to it"));
-  EXPECT_EQ(host.stats.value(kSizeMetric), 0);
 }
 
 }  // namespace
