@@ -116,6 +116,26 @@ void Dispatcher::adopt_stored_backlog(sdk::SteadyTime now) {
   }
   adopted_ = true;
   seen_upto_ = std::max(seen_upto_, queue_.backlog_upto());
+  adopt(stored, "left from before");
+}
+
+void Dispatcher::adopt_taken_over() {
+  std::vector<LaneBacklog> lanes;
+  try {
+    lanes = queue_.take_over();
+  } catch (const std::exception& e) {
+    log_->error("could not collect the lanes handed to this replica: {}", e.what());
+    return;
+  }
+  if (lanes.empty()) return;
+  for (const LaneBacklog& b : lanes) seen_upto_ = std::max(seen_upto_, b.last_seq);
+  std::sort(lanes.begin(), lanes.end(), [](const LaneBacklog& a, const LaneBacklog& b) {
+    return a.first_seq < b.first_seq;
+  });
+  adopt(lanes, "taken over from another replica");
+}
+
+void Dispatcher::adopt(const std::vector<LaneBacklog>& stored, const char* what) {
   if (stored.empty()) return;
   // One batch per workspace scope, each in first_seq order: if a limiter
   // or pause of that scope turns the first lanes away, the rest of the
@@ -139,9 +159,8 @@ void Dispatcher::adopt_stored_backlog(sdk::SteadyTime now) {
       batch->lanes.push_back(&lane);
     }
   }
-  log_->info("{} stored message(s) in {} lane(s) left from before; paged in as each lane "
-             "advances",
-             messages, stored.size());
+  log_->info("{} stored message(s) in {} lane(s) {}; paged in as each lane advances", messages,
+             stored.size(), what);
   for (auto& [scope, batch] : batches) push_due(std::move(batch));
 }
 
@@ -192,6 +211,15 @@ Dispatcher::Load Dispatcher::load_head(Lane& lane) {
     // The backend logged why. The lane keeps its cursor and count, so what
     // is stored still goes first, in order, once the store reads again.
     return Load::Unreadable;
+  }
+  if (page.empty() && !queue_.holds(lane.key())) {
+    // Another replica delivers this lane now (this one was taken for
+    // dead): what is stored is its to send.
+    log_->warn("lane {}: {} stored message(s) are delivered by another replica now", lane.key(),
+               lane.unloaded);
+    count_stored(lane, -static_cast<std::ptrdiff_t>(lane.unloaded));
+    lane.unloaded = 0;
+    return Load::Empty;
   }
   if (page.empty()) {
     // The count came from the store, so this means rows it cannot read
@@ -863,7 +891,10 @@ sdk::SteadyTime Dispatcher::run_once() {
   if (!adopted_) adopt_stored_backlog(now);
   // Arrivals only after the stored backlog is adopted: they are newer, and
   // a lane must page its older stored messages in before them.
-  if (adopted_) take_arrivals();
+  if (adopted_) {
+    adopt_taken_over();
+    take_arrivals();
+  }
 
   std::vector<Completion> done;
   {

@@ -206,6 +206,12 @@ class Dispatcher {
 
   // Loads what the queue stored before this process (once).
   void adopt_stored_backlog(sdk::SteadyTime now);
+  // Lanes the queue handed this replica (Queue::take_over()), adopted like
+  // the stored backlog.
+  void adopt_taken_over();
+  // Schedules stored lanes whose messages are not read yet; `what` names
+  // them in the log line.
+  void adopt(const std::vector<LaneBacklog>& stored, const char* what);
   // Gives each announced message to its lane (or drops it to the store).
   void take_arrivals();
   Lane& lane_for(const std::string& key, const std::shared_ptr<Pipeline>& pipeline);

@@ -6,7 +6,7 @@
 // rest in, in order, with read_lane(). So memory does not grow with the
 // backlog, and a restart does not load the world.
 //
-// Contract every backend keeps (memory, SQLite; Redis later). The shared
+// Contract every backend keeps (memory, SQLite, Redis). The shared
 // contract test suite (tests/unit/queue_contract_test.cc) checks each point
 // against every backend:
 //   - push() checks both capacity limits and stores atomically: two racing
@@ -71,6 +71,9 @@ struct LaneBacklog {
   std::string lane;
   std::uint64_t first_seq = 0;
   std::size_t count = 0;
+  // The lane's last sequence when it was named (take_over() sets it; 0:
+  // covered by backlog_upto()).
+  std::uint64_t last_seq = 0;
 };
 
 // Why a message left the queue without being delivered.
@@ -212,6 +215,23 @@ class Queue {
   // Stored messages of `lane`, whoever has seen them. For tests and tools:
   // it may read the store, and throws QueueError when that read fails.
   virtual std::size_t lane_size(const std::string& lane) = 0;
+
+  // A shared backend (Redis): lanes this replica became responsible for
+  // since the last call, because the replica that delivered them died or
+  // let them go. The dispatcher adopts them like the stored backlog, before
+  // the arrivals that follow them: take() stops at a take-over that is
+  // still to be collected here (and wakes the consumer again). Empty for a
+  // backend that only one process uses.
+  virtual std::vector<LaneBacklog> take_over() { return {}; }
+
+  // Whether this process still delivers `lane`. False only on a shared
+  // backend, once another replica took the lane over (this one was taken
+  // for dead): read_lane() then reads nothing, and the caller forgets the
+  // lane instead of reporting unreadable messages. May ask the store.
+  virtual bool holds(const std::string& lane) {
+    (void)lane;
+    return true;
+  }
 
   // The highest sequence number that backlog() covers (0 when none).
   virtual std::uint64_t backlog_upto() const = 0;
