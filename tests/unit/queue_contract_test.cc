@@ -8,6 +8,11 @@
 //
 // Tests of things only one backend has (SQLite's disk-full handling, its
 // file lock) live in their own suites at the end.
+//
+// The same file is compiled a second time into sp_redis_test with
+// SP_QUEUE_CONTRACT_REDIS defined: there the suite runs on the Redis backend
+// alone, against a redis-server the test starts (tests/redis/), and the
+// suites of the other backends are left out.
 
 #include "queue/memory_queue.h"
 #include "queue/sqlite_queue.h"
@@ -42,6 +47,11 @@
 
 #include "metric_values.h"
 #include "queue_test_support.h"
+
+#ifdef SP_QUEUE_CONTRACT_REDIS
+#include "redis/redis_queue.h"
+#include "redis_server.h"
+#endif
 
 namespace slack_proxy {
 
@@ -158,6 +168,60 @@ class SqliteFactory final : public QueueFactory {
   SqliteQueueOptions options_;
   std::unique_ptr<SqliteQueue> queue_;
 };
+
+#ifdef SP_QUEUE_CONTRACT_REDIS
+// One redis-server for the whole suite; each open() starts from an empty
+// database. "Reopen" is a new process on the same Redis: the queue closes
+// (letting its lanes go), and a new RedisQueue, a new replica, opens.
+class RedisFactory final : public QueueFactory {
+ public:
+  explicit RedisFactory(FakeClock& clock) : QueueFactory(clock) {}
+  ~RedisFactory() override { queue_.reset(); }
+  bool durable() const override { return true; }
+  Queue& open(QueueLimits limits) override {
+    EXPECT_EQ(server().admin({"FLUSHALL"}), "OK");
+    options_.limits = limits;
+    options_.max_dead_letters = max_dead_letters_;
+    options_.sealer = std::make_shared<TokenSealer>(TokenSealer::from_hex(kTokenKeyHex));
+    return start();
+  }
+  Queue& reopen() override {
+    queue_->close();
+    queue_.reset();
+    return start();
+  }
+  Queue& reopen_with_another_token_key() override {
+    options_.sealer = std::make_shared<TokenSealer>(TokenSealer::from_hex(kOtherTokenKeyHex));
+    return reopen();
+  }
+
+ private:
+  static ::slack_proxy::testing::RedisServer& server() {
+    static std::unique_ptr<::slack_proxy::testing::RedisServer> shared = [] {
+      const auto program = ::slack_proxy::testing::find_program({"redis-server"});
+      if (!program) throw std::runtime_error("redis-server is not installed");
+      return std::make_unique<::slack_proxy::testing::RedisServer>(*program);
+    }();
+    return *shared;
+  }
+  Queue& start() {
+    RedisSettings settings;
+    parse_redis_url(server().url(), settings);
+    auto log = test_support::null_logger();
+    queue_ = std::make_unique<RedisQueue>(
+        options_,
+        [&, settings, log](const std::string& role) {
+          return std::make_unique<RedisConnection>(
+              settings, log, std::make_shared<RedisMetrics>(registry_, role), role);
+        },
+        clock_, log);
+    return *queue_;
+  }
+  prometheus::Registry registry_;
+  RedisQueueOptions options_;
+  std::unique_ptr<RedisQueue> queue_;
+};
+#endif
 
 struct Backend {
   const char* name;
@@ -1896,16 +1960,23 @@ TEST_P(QueueContractTest, ConcurrentPushAsyncCallersAreAllReportedInOrder) {
   }
 }
 
+#ifdef SP_QUEUE_CONTRACT_REDIS
+const Backend kBackends[] = {
+    {"Redis", &make_factory<RedisFactory>},
+};
+#else
 const Backend kBackends[] = {
     {"Memory", &make_factory<MemoryFactory>},
     {"Sqlite", &make_factory<SqliteFactory>},
 };
+#endif
 
 INSTANTIATE_TEST_SUITE_P(Backends, QueueContractTest, ::testing::ValuesIn(kBackends),
                          [](const ::testing::TestParamInfo<Backend>& info) {
                            return std::string(info.param.name);
                          });
 
+#ifndef SP_QUEUE_CONTRACT_REDIS
 // ---- MemoryQueue only ---------------------------------------------------------
 
 // The count-only constructor (tests and benchmarks): no clock, so no dedup.
@@ -2074,5 +2145,7 @@ TEST_F(SqliteQueueTest, PathUnderARegularFileIsRefusedNamingThePath) {
   }
 }
 
+#endif  // SP_QUEUE_CONTRACT_REDIS
 }  // namespace
+
 }  // namespace slack_proxy

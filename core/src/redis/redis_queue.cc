@@ -1,0 +1,1227 @@
+#include "redis/redis_queue.h"
+
+#include <Poco/Redis/Type.h>
+#include <Poco/UUIDGenerator.h>
+
+#include <algorithm>
+#include <future>
+#include <limits>
+
+#include "queue/dead_letter_filter.h"
+#include "queue/message_codec.h"
+#include "queue/sqlite_db.h"  // QueueError
+
+namespace slack_proxy {
+namespace {
+
+using namespace std::chrono;
+using Poco::Redis::Array;
+
+// Functions every script shares. ARGV[1] is the key prefix, ARGV[2] this
+// replica's name. Keys are built here from the prefix: the queue needs a
+// single Redis (or a primary with replicas), not a Cluster.
+constexpr const char* kCommon = R"lua(
+local p, me = ARGV[1], ARGV[2]
+local function counts()
+  return redis.call('HGET', p..'q:n', 'count') or '0', redis.call('HGET', p..'q:n', 'bytes') or '0'
+end
+local function over(bytes, max_n, max_b)
+  local n, b = counts()
+  if tonumber(n) >= max_n then return 'count' end
+  if tonumber(b) + bytes > max_b then return 'bytes' end
+  return nil
+end
+-- Stores a message, and puts it on its lane holder's inbox. An empty lane
+-- nobody holds becomes the pusher's (when the pusher is alive); a lane with
+-- older messages and no holder stays free, for a take-over that reads it
+-- whole.
+local function store(lane, bytes, record, token)
+  local seq = redis.call('INCR', p..'q:seq')
+  local lk = p..'q:l:'..lane
+  redis.call('HSET', p..'q:msg', seq, record)
+  redis.call('HSET', p..'q:meta', seq, bytes..' '..lane)
+  if token ~= '' then redis.call('HSET', p..'q:tok', seq, token) end
+  redis.call('ZADD', lk, seq, seq)
+  redis.call('HINCRBY', p..'q:n', 'count', 1)
+  redis.call('HINCRBY', p..'q:n', 'bytes', bytes)
+  local holder = redis.call('HGET', p..'q:holder', lane)
+  if not holder and redis.call('ZCARD', lk) == 1 and redis.call('ZSCORE', p..'q:replicas', me) then
+    holder = me
+    redis.call('HSET', p..'q:holder', lane, me)
+    redis.call('SADD', p..'q:held:'..me, lane)
+    redis.call('SREM', p..'q:free', lane)
+  end
+  if holder then
+    redis.call('RPUSH', p..'q:in:'..holder, seq)
+  else
+    redis.call('SADD', p..'q:free', lane)
+  end
+  return seq
+end
+)lua";
+
+// ARGV[3..]: max count, max bytes, now (ms, the proxy's clock), dedup
+// window (ms), dedup key (empty: none), lane, bytes, record, sealed token.
+constexpr const char* kPush = R"lua(
+local dk, now = ARGV[7], tonumber(ARGV[5])
+if dk ~= '' then
+  local till = redis.call('ZSCORE', p..'q:dd', dk)
+  if till and tonumber(till) > now then return {'dup'} end
+end
+local why = over(tonumber(ARGV[9]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+if why then return {'full', why} end
+if dk ~= '' then
+  redis.call('ZREMRANGEBYSCORE', p..'q:dd', '-inf', now)
+  redis.call('ZADD', p..'q:dd', now + tonumber(ARGV[6]), dk)
+end
+local seq = store(ARGV[8], tonumber(ARGV[9]), ARGV[10], ARGV[11])
+local n, b = counts()
+return {'ok', tostring(seq), n, b, redis.call('HGET', p..'q:holder', ARGV[8]) or ''}
+)lua";
+
+// ARGV[3..]: seq, id, dead letter record (empty: an ack), max dead letters.
+// Refused ('fenced') unless this replica holds the message's lane.
+constexpr const char* kOutcome = R"lua(
+local seq = ARGV[3]
+local meta = redis.call('HGET', p..'q:meta', seq)
+if not meta then local n, b = counts() return {'missing', n, b} end
+local sp = string.find(meta, ' ', 1, true)
+local bytes, lane = tonumber(string.sub(meta, 1, sp - 1)), string.sub(meta, sp + 1)
+if redis.call('HGET', p..'q:holder', lane) ~= me then local n, b = counts() return {'fenced', n, b} end
+local tok = redis.call('HGET', p..'q:tok', seq)
+redis.call('HDEL', p..'q:msg', seq)
+redis.call('HDEL', p..'q:meta', seq)
+redis.call('HDEL', p..'q:tok', seq)
+local lk = p..'q:l:'..lane
+redis.call('ZREM', lk, seq)
+redis.call('HINCRBY', p..'q:n', 'count', -1)
+redis.call('HINCRBY', p..'q:n', 'bytes', -bytes)
+if redis.call('ZCARD', lk) == 0 then
+  redis.call('HDEL', p..'q:holder', lane)
+  redis.call('SREM', p..'q:held:'..me, lane)
+end
+if ARGV[5] ~= '' then
+  local id = ARGV[4]
+  redis.call('HSET', p..'q:dl', id, ARGV[5])
+  if tok then redis.call('HSET', p..'q:dltok', id, tok) else redis.call('HDEL', p..'q:dltok', id) end
+  redis.call('ZADD', p..'q:dlz', redis.call('INCR', p..'q:dlseq'), id)
+  local max = tonumber(ARGV[6])
+  while redis.call('ZCARD', p..'q:dlz') > max do
+    local old = redis.call('ZPOPMIN', p..'q:dlz')
+    redis.call('HDEL', p..'q:dl', old[1])
+    redis.call('HDEL', p..'q:dltok', old[1])
+  end
+end
+local n, b = counts()
+return {'ok', n, b}
+)lua";
+
+// ARGV[3..]: lane, after, upto, max. The lane's holder, then seq, record,
+// sealed token for each message after < seq <= upto.
+constexpr const char* kRead = R"lua(
+local out = {redis.call('HGET', p..'q:holder', ARGV[3]) or ''}
+local seqs = redis.call('ZRANGEBYSCORE', p..'q:l:'..ARGV[3], '('..ARGV[4], ARGV[5], 'LIMIT', 0, tonumber(ARGV[6]))
+for _, s in ipairs(seqs) do
+  out[#out + 1] = s
+  out[#out + 1] = redis.call('HGET', p..'q:msg', s) or ''
+  out[#out + 1] = redis.call('HGET', p..'q:tok', s) or ''
+end
+return out
+)lua";
+
+// Pops up to ARGV[3] sequences off this replica's inbox; ARGV[4..] are
+// sequences already popped (by BLPOP). Returns seq, record, sealed token
+// for each that is still stored, in order.
+constexpr const char* kPop = R"lua(
+local seqs = {}
+for i = 4, #ARGV do seqs[#seqs + 1] = ARGV[i] end
+local key = p..'q:in:'..me
+local n = tonumber(ARGV[3])
+if n > 0 then
+  for _, s in ipairs(redis.call('LRANGE', key, 0, n - 1)) do seqs[#seqs + 1] = s end
+  redis.call('LTRIM', key, n, -1)
+end
+local out = {}
+for _, s in ipairs(seqs) do
+  local m = redis.call('HGET', p..'q:msg', s)
+  if m then
+    out[#out + 1] = s
+    out[#out + 1] = m
+    out[#out + 1] = redis.call('HGET', p..'q:tok', s) or ''
+  end
+end
+return out
+)lua";
+
+// The heartbeat. ARGV[3..]: lease (ms), lanes to take over at most (0:
+// none), '1' to register (else a replica no longer listed was taken for
+// dead: 'lost'), '1' to pop the inbox. Replicas silent for a lease are
+// removed and their lanes freed; then free lanes are taken over. Returns
+// 'ok', q:seq, count, bytes, the number of inbox sequences, those, then
+// lane, first seq, count, last seq for each lane taken over.
+constexpr const char* kBeat = R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if ARGV[5] ~= '1' and not redis.call('ZSCORE', p..'q:replicas', me) then return {'lost'} end
+redis.call('ZADD', p..'q:replicas', now, me)
+for _, d in ipairs(redis.call('ZRANGEBYSCORE', p..'q:replicas', '-inf', now - tonumber(ARGV[3]), 'LIMIT', 0, 8)) do
+  for _, l in ipairs(redis.call('SMEMBERS', p..'q:held:'..d)) do
+    if redis.call('HGET', p..'q:holder', l) == d then
+      redis.call('HDEL', p..'q:holder', l)
+      if redis.call('EXISTS', p..'q:l:'..l) == 1 then redis.call('SADD', p..'q:free', l) end
+    end
+  end
+  redis.call('DEL', p..'q:held:'..d, p..'q:in:'..d)
+  redis.call('ZREM', p..'q:replicas', d)
+end
+local inbox = {}
+if ARGV[6] == '1' then
+  inbox = redis.call('LRANGE', p..'q:in:'..me, 0, -1)
+  redis.call('DEL', p..'q:in:'..me)
+end
+local n, b = counts()
+local out = {'ok', redis.call('GET', p..'q:seq') or '0', n, b, tostring(#inbox)}
+for _, s in ipairs(inbox) do out[#out + 1] = s end
+local claim = tonumber(ARGV[4])
+if claim > 0 then
+  for _, l in ipairs(redis.call('SPOP', p..'q:free', claim)) do
+    local lk = p..'q:l:'..l
+    local count = redis.call('ZCARD', lk)
+    if count > 0 and not redis.call('HGET', p..'q:holder', l) then
+      redis.call('HSET', p..'q:holder', l, me)
+      redis.call('SADD', p..'q:held:'..me, l)
+      out[#out + 1] = l
+      out[#out + 1] = redis.call('ZRANGE', lk, 0, 0)[1]
+      out[#out + 1] = tostring(count)
+      out[#out + 1] = redis.call('ZRANGE', lk, -1, -1)[1]
+    end
+  end
+end
+return out
+)lua";
+
+// Lets every lane this replica holds go (a clean shutdown): the next
+// replica's heartbeat takes them over at once.
+constexpr const char* kRelease = R"lua(
+for _, l in ipairs(redis.call('SMEMBERS', p..'q:held:'..me)) do
+  if redis.call('HGET', p..'q:holder', l) == me then
+    redis.call('HDEL', p..'q:holder', l)
+    if redis.call('EXISTS', p..'q:l:'..l) == 1 then redis.call('SADD', p..'q:free', l) end
+  end
+end
+local inbox = redis.call('LRANGE', p..'q:in:'..me, 0, -1)
+redis.call('DEL', p..'q:held:'..me, p..'q:in:'..me)
+redis.call('ZREM', p..'q:replicas', me)
+return 0
+)lua";
+
+// ARGV[3..]: max count, max bytes, id, lane, bytes, record, sealed token.
+// Moves dead letter `id` back into the queue, if it is still there and fits.
+constexpr const char* kReplay = R"lua(
+local id = ARGV[5]
+if redis.call('HEXISTS', p..'q:dl', id) == 0 then return {'gone'} end
+local why = over(tonumber(ARGV[7]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+if why then return {'full', why} end
+redis.call('HDEL', p..'q:dl', id)
+redis.call('HDEL', p..'q:dltok', id)
+redis.call('ZREM', p..'q:dlz', id)
+local seq = store(ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9])
+local n, b = counts()
+return {'ok', tostring(seq), n, b, redis.call('HGET', p..'q:holder', ARGV[6]) or ''}
+)lua";
+
+// ARGV[3]: the dead letter's id. 1 when it was there.
+constexpr const char* kRemove = R"lua(
+local gone = redis.call('HDEL', p..'q:dl', ARGV[3])
+redis.call('HDEL', p..'q:dltok', ARGV[3])
+redis.call('ZREM', p..'q:dlz', ARGV[3])
+return gone
+)lua";
+
+// Element `i` of a reply as text: a bulk or simple string, or a number.
+std::string text_at(const Array& a, std::size_t i) {
+  switch (a.getType(i)) {
+    case Poco::Redis::RedisType::REDIS_INTEGER:
+      return std::to_string(a.get<Poco::Int64>(i));
+    case Poco::Redis::RedisType::REDIS_SIMPLE_STRING:
+      return a.get<std::string>(i);
+    case Poco::Redis::RedisType::REDIS_BULK_STRING: {
+      const auto s = a.get<Poco::Redis::BulkString>(i);
+      return s.isNull() ? std::string() : s.value();
+    }
+    default:
+      throw std::runtime_error("unexpected reply from Redis");
+  }
+}
+
+std::size_t size_of(const Array& a) { return a.isNull() ? 0 : a.size(); }
+
+std::uint64_t number(const std::string& text) {
+  try {
+    return text.empty() ? 0 : std::stoull(text);
+  } catch (const std::exception&) {
+    throw std::runtime_error("unexpected number from Redis");
+  }
+}
+
+// A dead letter's stored form: its message's record (message_codec) and
+// the record's own fields, each length-prefixed ("<len>:<bytes>").
+void put(std::string& out, const std::string& field) {
+  out += std::to_string(field.size());
+  out += ':';
+  out += field;
+}
+bool get_field(std::string_view& in, std::string& field) {
+  const auto colon = in.find(':');
+  if (colon == std::string_view::npos || colon == 0 || colon > 12) return false;
+  std::size_t n = 0;
+  for (char c : in.substr(0, colon)) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + static_cast<std::size_t>(c - '0');
+  }
+  in.remove_prefix(colon + 1);
+  if (n > in.size()) return false;
+  field.assign(in.substr(0, n));
+  in.remove_prefix(n);
+  return true;
+}
+
+std::string encode_dead_letter(const DeadLetter& d) {
+  std::string out = "dl1;";
+  put(out, encode_message(d.message));
+  put(out, to_string(d.kind));
+  put(out, d.error);
+  put(out, d.reason);
+  put(out, std::to_string(d.http_status));
+  put(out, std::to_string(to_unix_ms(d.dead_at)));
+  return out;
+}
+
+std::optional<DeadLetter> decode_dead_letter(std::string_view in) {
+  if (in.substr(0, 4) != "dl1;") return std::nullopt;
+  in.remove_prefix(4);
+  std::string record, kind, status, dead_at;
+  DeadLetter d;
+  if (!get_field(in, record) || !get_field(in, kind) || !get_field(in, d.error) ||
+      !get_field(in, d.reason) || !get_field(in, status) || !get_field(in, dead_at))
+    return std::nullopt;
+  auto message = decode_message(record);
+  auto k = dead_letter_kind_from(kind);
+  if (!message || !k) return std::nullopt;
+  d.message = std::move(*message);
+  d.kind = *k;
+  try {
+    d.http_status = std::stoi(status);
+    d.dead_at = from_unix_ms(std::stoll(dead_at));
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  return d;
+}
+
+constexpr std::size_t kBatch = 256;          // ops in one pipeline
+constexpr std::size_t kInboxBatch = 512;     // sequences popped at once
+constexpr auto kRefresh = milliseconds(250);  // counts read back when idle
+constexpr auto kRetry = milliseconds(200);    // outcomes wait after a failure
+// How long an accepted push's answer waits for its announcement at most:
+// it is stored either way.
+constexpr auto kAnnounceWait = milliseconds(1000);
+
+}  // namespace
+
+RedisQueue::RedisQueue(RedisQueueOptions options, const Connect& connect, const sdk::Clock& clock,
+                       std::shared_ptr<spdlog::logger> log)
+    : options_(std::move(options)),
+      clock_(clock),
+      log_(std::move(log)),
+      writer_conn_(connect("queue")),
+      watch_conn_(connect("queue-watch")),
+      read_conn_(connect("queue-read")),
+      dedup_(options_.limits.dedup_window) {
+  prefix_ = writer_conn_->settings().key_prefix;
+  const std::string suffix = Poco::UUIDGenerator::defaultGenerator().createRandom().toString();
+  base_name_ = options_.replica + "-" + suffix.substr(0, 8);
+  me_ = base_name_;
+  log_->info("redis queue: this replica is {} in Redis", me_);
+  for (RedisConnection* c : {writer_conn_.get(), watch_conn_.get(), read_conn_.get()}) {
+    const std::string common = kCommon;
+    push_script_ = c->add_script(common + kPush);
+    outcome_script_ = c->add_script(common + kOutcome);
+    read_script_ = c->add_script(common + kRead);
+    beat_script_ = c->add_script(common + kBeat);
+    pop_script_ = c->add_script(common + kPop);
+    release_script_ = c->add_script(common + kRelease);
+    replay_script_ = c->add_script(common + kReplay);
+    remove_script_ = c->add_script(common + kRemove);
+  }
+  // Registered, and the lanes nobody delivers taken over, before the first
+  // push: what backlog() will name is what was stored when this replica
+  // opened, and the lanes it pushes to from here on are its own. If Redis
+  // does not answer now, backlog() tries again.
+  try {
+    opened_ = claim_backlog();
+  } catch (const QueueError&) {
+    // The connection logged why.
+  }
+  writer_ = std::thread([this] { write_loop(); });
+  watcher_ = std::thread([this] { watch_loop(); });
+}
+
+RedisQueue::~RedisQueue() { close(); }
+
+std::string RedisQueue::replica() const {
+  std::lock_guard lock(mutex_);
+  return me_;
+}
+
+std::string RedisQueue::seal(const std::string& token) const {
+  if (token.empty() || !options_.sealer) return {};
+  return options_.sealer->seal(token);
+}
+
+std::string RedisQueue::open_token(const std::string& sealed) const {
+  if (sealed.empty() || !options_.sealer) return {};
+  return options_.sealer->open(sealed).value_or(std::string());
+}
+
+// ---- pushing ----------------------------------------------------------------
+
+void RedisQueue::push_async(sdk::Message message, const PushOptions& options, PushDone done) {
+  PushOp op;
+  op.lane = lane_key(message);
+  op.bytes = message.payload.size();
+  try {
+    op.sealed = seal(message.delivery_token);
+  } catch (const std::exception&) {
+    op.sealed.clear();  // not sealable: read back without a token
+  }
+  message.delivery_token.clear();
+  op.record = encode_message(message);
+  if (options_.limits.dedup_window.count() > 0) op.dedup_key = options.dedup_key;
+  std::optional<PushResult> refused;
+  {
+    std::lock_guard lock(mutex_);
+    // What is known here is answered here, as the other backends do: a
+    // key this replica accepted within the window, and a queue that is
+    // full by the last count Redis gave plus the pushes on their way (the
+    // script checks again, for every replica at once).
+    const std::size_t count = redis_count_ - std::min(redis_count_, pending_count_);
+    const std::size_t bytes = redis_bytes_ - std::min(redis_bytes_, pending_bytes_);
+    if (closed_) {
+      refused = PushResult{PushStatus::Unavailable, "the queue is closed"};
+    } else if (!op.dedup_key.empty() && dedup_.seen(op.dedup_key, clock_.wall_now())) {
+      refused = PushResult{PushStatus::Duplicate, {}};
+    } else if (!op.dedup_key.empty() && pending_keys_.count(op.dedup_key) > 0) {
+      // A repeat of a key whose first copy is on its way: answered after
+      // it, by the script (a duplicate, unless the first was refused).
+      op.reserved = false;
+      ++pending_keys_[op.dedup_key];
+      op.done = std::move(done);
+      ops_.push_back(std::move(op));
+      work_cv_.notify_one();
+      return;
+    } else if (std::string limit = queue_over_limit(options_.limits, count + pushing_count_,
+                                                    bytes + pushing_bytes_, op.bytes);
+               !limit.empty()) {
+      refused = PushResult{PushStatus::Full, std::move(limit)};
+    } else {
+      pushing_count_ += 1;
+      pushing_bytes_ += op.bytes;
+      if (!op.dedup_key.empty()) ++pending_keys_[op.dedup_key];
+      op.done = std::move(done);
+      ops_.push_back(std::move(op));
+      work_cv_.notify_one();
+      return;
+    }
+  }
+  done(std::move(*refused));
+}
+
+Queue::PushResult RedisQueue::push(sdk::Message message, const PushOptions& options) {
+  auto promise = std::make_shared<std::promise<PushResult>>();
+  auto future = promise->get_future();
+  push_async(std::move(message), options, [promise](PushResult r) { promise->set_value(r); });
+  return future.get();
+}
+
+void RedisQueue::write_loop() {
+  for (;;) {
+    std::vector<Op> batch;
+    std::string me;
+    {
+      std::unique_lock lock(mutex_);
+      work_cv_.wait_for(lock, kRefresh, [&] { return stopping_ || !ops_.empty(); });
+      if (stopping_ && ops_.empty()) return;
+      while (!ops_.empty() && batch.size() < kBatch) {
+        batch.push_back(std::move(ops_.front()));
+        ops_.pop_front();
+      }
+      me = me_;
+    }
+    std::vector<Array> commands;
+    const auto now_ms = std::to_string(to_unix_ms(clock_.wall_now()));
+    for (const Op& op : batch) {
+      if (const auto* push = std::get_if<PushOp>(&op)) {
+        Array c = writer_conn_->script(push_script_);
+        c << "0" << prefix_ << me << std::to_string(options_.limits.max_messages)
+          << std::to_string(options_.limits.max_bytes) << now_ms
+          << std::to_string(options_.limits.dedup_window.count())
+          << (options_.limits.dedup_window.count() > 0 ? push->dedup_key : std::string())
+          << push->lane << std::to_string(push->bytes) << push->record << push->sealed;
+        commands.push_back(std::move(c));
+      } else {
+        const auto& out = std::get<OutcomeOp>(op);
+        Array c = writer_conn_->script(outcome_script_);
+        c << "0" << prefix_ << me << std::to_string(out.seq) << out.id << out.dead
+          << std::to_string(options_.max_dead_letters);
+        commands.push_back(std::move(c));
+      }
+    }
+    if (commands.empty()) {  // idle: read the counts back (other replicas change them)
+      release_reports(steady_clock::now() - kAnnounceWait);
+      Array c;
+      c << "HMGET" << prefix_ + "q:n" << "count" << "bytes";
+      try {
+        const Array reply = writer_conn_->pipeline({c});
+        const Array counts = reply.get<Array>(0);
+        std::lock_guard lock(mutex_);
+        if (pending_count_ == 0) {
+          redis_count_ = number(text_at(counts, 0));
+          redis_bytes_ = number(text_at(counts, 1));
+        }
+      } catch (const std::exception&) {
+      }
+      continue;
+    }
+
+    Array replies;
+    bool reached = true;
+    try {
+      replies = writer_conn_->pipeline(commands);
+    } catch (const std::exception&) {
+      reached = false;  // the connection logged it, once per change of state
+    }
+    {
+      std::lock_guard lock(mutex_);
+      std::vector<Op> retry;
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        Op& op = batch[i];
+        const bool refused = reached && is_reply_error(replies, i);
+        if (refused) writer_conn_->reply_error(replies, i);
+        if (auto* push = std::get_if<PushOp>(&op)) {
+          if (push->reserved) {
+            pushing_count_ -= std::min(pushing_count_, std::size_t{1});
+            pushing_bytes_ -= std::min(pushing_bytes_, push->bytes);
+          }
+          if (!push->dedup_key.empty()) {
+            auto key = pending_keys_.find(push->dedup_key);
+            if (key != pending_keys_.end() && --key->second <= 0) pending_keys_.erase(key);
+          }
+          // Every answer goes through reports_, in push order.
+          Report report{0, steady_clock::now(), std::move(push->done), {}, false};
+          if (!reached || refused) {
+            report.result = {PushStatus::Unavailable,
+                             !reached ? "redis at " + writer_conn_->settings().where() +
+                                            " is unreachable"
+                                      : "redis refused the write"};
+            reports_.push_back(std::move(report));
+            continue;
+          }
+          try {
+            const Array r = replies.get<Array>(i);
+            const std::string status = text_at(r, 0);
+            if (status == "ok") {
+              redis_count_ = number(text_at(r, 2));
+              redis_bytes_ = number(text_at(r, 3));
+              // Announced by the lane holder's watcher, from its inbox.
+              // When that is this replica, the answer waits until take()
+              // has it (as with the other backends), or kAnnounceWait.
+              const std::uint64_t seq = number(text_at(r, 1));
+              if (!push->dedup_key.empty()) dedup_.remember(push->dedup_key, clock_.wall_now());
+              report.seq = seq;
+              report.wait = text_at(r, 4) == me;
+              report.result = {PushStatus::Accepted, {}};
+            } else if (status == "dup") {
+              report.result = {PushStatus::Duplicate, {}};
+            } else {
+              const bool count = text_at(r, 1) == "count";
+              report.result = {PushStatus::Full,
+                               queue_over_limit(options_.limits,
+                                                count ? options_.limits.max_messages : 0,
+                                                count ? 0 : options_.limits.max_bytes,
+                                                push->bytes)};
+            }
+          } catch (const std::exception&) {
+            report.result = {PushStatus::Unavailable, "unexpected reply from redis"};
+          }
+          reports_.push_back(std::move(report));
+          continue;
+        }
+        auto& out = std::get<OutcomeOp>(op);
+        if (!reached || refused) {
+          retry.push_back(std::move(op));  // sent again: nothing is lost
+          continue;
+        }
+        pending_count_ -= std::min(pending_count_, std::size_t{1});
+        pending_bytes_ -= std::min(pending_bytes_, out.bytes);
+        ++outcomes_sent_;
+        try {
+          const Array r = replies.get<Array>(i);
+          if (text_at(r, 0) == "fenced")
+            log_->warn("redis queue: outcome of message #{} refused: another replica delivers "
+                       "its lane now, and sends it again",
+                       out.seq);
+          redis_count_ = number(text_at(r, 1));
+          redis_bytes_ = number(text_at(r, 2));
+        } catch (const std::exception&) {
+        }
+      }
+      for (auto it = retry.rbegin(); it != retry.rend(); ++it) ops_.push_front(std::move(*it));
+    }
+    outcomes_cv_.notify_all();
+    release_reports(steady_clock::now() - kAnnounceWait);
+    if (!reached) {
+      std::unique_lock lock(mutex_);
+      stop_cv_.wait_for(lock, kRetry, [&] {
+        return stopping_ || std::any_of(ops_.begin(), ops_.end(), [](const Op& o) {
+                 return std::holds_alternative<PushOp>(o);
+               });
+      });
+    }
+  }
+}
+
+// ---- the watcher: heartbeat, take-overs, inbox ------------------------------
+
+bool RedisQueue::beat(bool register_first) {
+  std::string me;
+  bool adopted;
+  {
+    std::lock_guard lock(mutex_);
+    me = me_;
+    adopted = adopted_;
+  }
+  Array command = watch_conn_->script(beat_script_);
+  command << "0" << prefix_ << me << std::to_string(options_.lease.count())
+          << (adopted ? "1000" : "0") << (register_first ? "1" : "0") << "1";
+  Array reply;
+  try {
+    const Array replies = watch_conn_->pipeline({command});
+    if (is_reply_error(replies, 0)) {
+      watch_conn_->reply_error(replies, 0);
+      return false;
+    }
+    reply = replies.get<Array>(0);
+    if (text_at(reply, 0) == "lost") {
+      std::lock_guard lock(mutex_);
+      log_->warn("redis queue: replica {} was taken for dead (silent for over {} ms); its lanes "
+                 "went to other replicas; it goes on as a new replica",
+                 me_, options_.lease.count());
+      me_ = base_name_ + "." + std::to_string(++epoch_);
+      registered_ = false;
+      return true;
+    }
+  } catch (const std::exception&) {
+    return false;
+  }
+  try {
+    std::vector<std::string> inbox;
+    const std::size_t n = static_cast<std::size_t>(number(text_at(reply, 4)));
+    for (std::size_t i = 0; i < n; ++i) inbox.push_back(text_at(reply, 5 + i));
+    std::vector<Event> events;
+    if (!inbox.empty()) {
+      std::vector<Queued> arrivals = fetch(*watch_conn_, inbox);
+      for (auto& q : arrivals) events.emplace_back(std::move(q));
+    }
+    for (std::size_t i = 5 + n; i + 3 < size_of(reply); i += 4) {
+      LaneBacklog lane;
+      lane.lane = text_at(reply, i);
+      lane.first_seq = number(text_at(reply, i + 1));
+      lane.count = static_cast<std::size_t>(number(text_at(reply, i + 2)));
+      lane.last_seq = number(text_at(reply, i + 3));
+      log_->info("redis queue: lane {} ({} message(s)) taken over", lane.lane, lane.count);
+      events.emplace_back(std::move(lane));
+    }
+    {
+      std::lock_guard lock(mutex_);
+      registered_ = true;
+      if (pending_count_ == 0) {
+        redis_count_ = number(text_at(reply, 2));
+        redis_bytes_ = number(text_at(reply, 3));
+      }
+    }
+    announce(std::move(events));
+  } catch (const std::exception& e) {
+    log_->error("redis queue: unexpected heartbeat reply: {}", e.what());
+  }
+  return true;
+}
+
+std::vector<Queued> RedisQueue::decode(const Array& reply, std::size_t from,
+                                       const std::string& where) const {
+  std::vector<Queued> out;
+  for (std::size_t i = from; i + 2 < size_of(reply); i += 3) {
+    Queued q;
+    q.seq = number(text_at(reply, i));
+    auto message = decode_message(text_at(reply, i + 1));
+    if (!message) {
+      log_->error("redis queue: message #{}{} cannot be decoded; skipped", q.seq, where);
+      continue;
+    }
+    q.message = std::move(*message);
+    q.message.delivery_token = open_token(text_at(reply, i + 2));
+    q.message.enqueued_at = clock_.now();
+    out.push_back(std::move(q));
+  }
+  return out;
+}
+
+std::vector<Queued> RedisQueue::fetch(RedisConnection& connection,
+                                      const std::vector<std::string>& seqs) {
+  std::string me;
+  {
+    std::lock_guard lock(mutex_);
+    me = me_;
+  }
+  Array command = connection.script(pop_script_);
+  command << "0" << prefix_ << me << "0";
+  for (const auto& s : seqs) command << s;
+  const Array replies = connection.pipeline({command});
+  if (is_reply_error(replies, 0)) {
+    connection.reply_error(replies, 0);
+    throw RedisUnavailable("redis refused to read the inbox");
+  }
+  return decode(replies.get<Array>(0), 0, "");
+}
+
+void RedisQueue::drain_inbox(milliseconds wait) {
+  std::string me;
+  {
+    std::lock_guard lock(mutex_);
+    me = me_;
+  }
+  Array blpop;
+  const double seconds = std::max(0.01, static_cast<double>(wait.count()) / 1000.0);
+  blpop << "BLPOP" << prefix_ + "q:in:" + me << std::to_string(seconds);
+  std::vector<std::string> first;
+  try {
+    const Array replies = watch_conn_->pipeline({blpop});
+    if (is_reply_error(replies, 0)) {
+      watch_conn_->reply_error(replies, 0);
+      return;
+    }
+    const Array got = replies.get<Array>(0);
+    if (size_of(got) < 2) return;  // timed out: nothing pushed
+    first.push_back(text_at(got, 1));
+    Array pop = watch_conn_->script(pop_script_);
+    pop << "0" << prefix_ << me << std::to_string(kInboxBatch) << first.front();
+    const Array popped = watch_conn_->pipeline({pop});
+    if (is_reply_error(popped, 0)) {
+      watch_conn_->reply_error(popped, 0);
+      return;
+    }
+    std::vector<Event> events;
+    for (auto& q : decode(popped.get<Array>(0), 0, "")) events.emplace_back(std::move(q));
+    announce(std::move(events));
+  } catch (const std::exception&) {
+    // The connection logged it; the next beat finds what is left.
+  }
+}
+
+void RedisQueue::announce(std::vector<Event> events) {
+  if (events.empty()) return;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& e : events) {
+      if (const auto* q = std::get_if<Queued>(&e))
+        announced_upto_ = std::max(announced_upto_, q->seq);
+      events_.push_back(std::move(e));
+    }
+  }
+  announced_cv_.notify_all();
+  if (listener_) listener_();
+  release_reports(steady_clock::time_point::min());
+}
+
+void RedisQueue::release_reports(steady_clock::time_point waited_since) {
+  // One releaser at a time, so that answers leave in push order.
+  std::lock_guard order(report_mutex_);
+  std::vector<Report> ready;
+  {
+    std::lock_guard lock(mutex_);
+    while (!reports_.empty()) {
+      const Report& r = reports_.front();
+      if (r.wait && r.seq > announced_upto_ && r.since > waited_since && !stopping_) break;
+      ready.push_back(std::move(reports_.front()));
+      reports_.pop_front();
+    }
+  }
+  for (auto& r : ready) r.done(std::move(r.result));
+}
+
+void RedisQueue::watch_loop() {
+  const auto interval = std::max(milliseconds(100), options_.lease / 8);
+  auto next_beat = steady_clock::now();
+  for (;;) {
+    bool registered;
+    {
+      std::unique_lock lock(mutex_);
+      if (stopping_) return;
+      registered = registered_;
+    }
+    const auto now = steady_clock::now();
+    if (now >= next_beat || !registered) {
+      const bool ok = beat(!registered);
+      next_beat = steady_clock::now() + interval;
+      if (!ok) {
+        std::unique_lock lock(mutex_);
+        stop_cv_.wait_for(lock, interval, [&] { return stopping_; });
+      }
+      continue;
+    }
+    const auto left = duration_cast<milliseconds>(next_beat - now);
+    // Within the connection's command timeout, so a quiet inbox is not
+    // taken for a dead Redis.
+    const auto cap = std::max(milliseconds(50), watch_conn_->settings().command_timeout / 2);
+    drain_inbox(std::min({left, cap, milliseconds(500)}));
+  }
+}
+
+std::vector<Queued> RedisQueue::take(std::size_t max) {
+  std::vector<Queued> out;
+  bool stopped_at_take_over = false;
+  {
+    std::lock_guard lock(mutex_);
+    while (!events_.empty() && out.size() < max) {
+      auto* q = std::get_if<Queued>(&events_.front());
+      if (!q) {
+        stopped_at_take_over = true;
+        break;
+      }
+      out.push_back(std::move(*q));
+      events_.pop_front();
+    }
+  }
+  if (stopped_at_take_over && listener_) listener_();  // collect it, then the rest
+  return out;
+}
+
+std::vector<LaneBacklog> RedisQueue::take_over() {
+  std::vector<LaneBacklog> out;
+  std::lock_guard lock(mutex_);
+  while (!events_.empty()) {
+    auto* lane = std::get_if<LaneBacklog>(&events_.front());
+    if (!lane) break;
+    out.push_back(std::move(*lane));
+    events_.pop_front();
+  }
+  return out;
+}
+
+// ---- reads --------------------------------------------------------------------
+
+Array RedisQueue::read(const std::vector<Array>& commands) {
+  try {
+    Array replies = read_conn_->pipeline(commands);
+    for (std::size_t i = 0; i < commands.size(); ++i)
+      if (is_reply_error(replies, i)) {
+        read_conn_->reply_error(replies, i);
+        throw QueueError("redis refused a read of the queue");
+      }
+    return replies;
+  } catch (const RedisUnavailable& e) {
+    throw QueueError(e.what());
+  }
+}
+
+std::vector<LaneBacklog> RedisQueue::claim_backlog() {
+  std::string me;
+  bool registered;
+  {
+    std::lock_guard lock(mutex_);
+    me = me_;
+    registered = registered_;
+  }
+  std::vector<LaneBacklog> out;
+  std::uint64_t upto = 0;
+  {
+    std::lock_guard lock(read_mutex_);
+    Array command = read_conn_->script(beat_script_);
+    command << "0" << prefix_ << me << std::to_string(options_.lease.count())
+            << std::to_string(std::numeric_limits<std::int32_t>::max())
+            << (registered ? "0" : "1") << "0";
+    const Array reply = read(std::vector<Array>{command}).get<Array>(0);
+    if (text_at(reply, 0) != "ok") throw QueueError("this replica was taken for dead");
+    std::lock_guard state(mutex_);
+    registered_ = true;
+    redis_count_ = number(text_at(reply, 2));
+    redis_bytes_ = number(text_at(reply, 3));
+    for (std::size_t i = 5; i + 3 < size_of(reply); i += 4) {
+      LaneBacklog lane;
+      lane.lane = text_at(reply, i);
+      lane.first_seq = number(text_at(reply, i + 1));
+      lane.count = static_cast<std::size_t>(number(text_at(reply, i + 2)));
+      lane.last_seq = number(text_at(reply, i + 3));
+      upto = std::max(upto, lane.last_seq);  // the highest stored sequence it covers
+      out.push_back(std::move(lane));
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const LaneBacklog& a, const LaneBacklog& b) { return a.first_seq < b.first_seq; });
+  std::size_t messages = 0;
+  for (const auto& l : out) messages += l.count;
+  {
+    std::lock_guard lock(mutex_);
+    recovered_ = messages;
+    backlog_upto_ = upto;
+  }
+  if (!out.empty())
+    log_->info("redis queue: {} stored message(s) in {} lane(s) that no replica delivered are "
+               "this one's now",
+               messages, out.size());
+  return out;
+}
+
+std::vector<LaneBacklog> RedisQueue::backlog() {
+  std::optional<std::vector<LaneBacklog>> opened;
+  {
+    std::lock_guard lock(mutex_);
+    if (adopted_) return {};  // named once; later ones come through take_over()
+    opened = std::move(opened_);
+    opened_.reset();
+  }
+  if (!opened) opened = claim_backlog();  // throws QueueError while Redis is away
+  std::lock_guard lock(mutex_);
+  adopted_ = true;
+  return std::move(*opened);
+}
+
+std::uint64_t RedisQueue::backlog_upto() const {
+  std::lock_guard lock(mutex_);
+  return backlog_upto_;
+}
+
+std::size_t RedisQueue::recovered() const {
+  std::lock_guard lock(mutex_);
+  return recovered_;
+}
+
+std::vector<Queued> RedisQueue::read_lane(const std::string& lane, std::uint64_t after,
+                                          std::uint64_t upto, std::size_t max) {
+  std::vector<Queued> out;
+  if (max == 0 || upto <= after) return out;
+  const std::string me = replica();
+  std::lock_guard lock(read_mutex_);
+  Array command = read_conn_->script(read_script_);
+  command << "0" << prefix_ << me << lane << std::to_string(after) << std::to_string(upto)
+          << std::to_string(max);
+  const Array reply = read(std::vector<Array>{command}).get<Array>(0);
+  if (text_at(reply, 0) != me) return out;  // another replica's now: holds() says so
+  return decode(reply, 1, " of lane " + lane);
+}
+
+bool RedisQueue::holds(const std::string& lane) {
+  const std::string me = replica();
+  std::lock_guard lock(read_mutex_);
+  Array command;
+  command << "HGET" << prefix_ + "q:holder" << lane;
+  try {
+    return text_at(read(std::vector<Array>{command}), 0) == me;
+  } catch (const std::exception&) {
+    return true;  // unknown: the caller reports what it could not read
+  }
+}
+
+std::size_t RedisQueue::lane_size(const std::string& lane) {
+  std::lock_guard lock(read_mutex_);
+  Array command;
+  command << "ZCARD" << prefix_ + "q:l:" + lane;
+  return static_cast<std::size_t>(number(text_at(read(std::vector<Array>{command}), 0)));
+}
+
+// ---- outcomes -----------------------------------------------------------------
+
+void RedisQueue::ack(const Queued& done) {
+  OutcomeOp op;
+  op.seq = done.seq;
+  op.bytes = done.message.payload.size();
+  record(std::move(op));
+}
+
+void RedisQueue::dead_letter(std::uint64_t seq, DeadLetter letter) {
+  OutcomeOp op;
+  op.seq = seq;
+  op.bytes = letter.message.payload.size();
+  op.id = letter.message.id;
+  letter.message.delivery_token.clear();  // the stored, sealed one goes with it
+  op.dead = encode_dead_letter(letter);
+  record(std::move(op));
+}
+
+void RedisQueue::record(OutcomeOp op) {
+  // At once, so that what the caller reads next (read_lane, size, the
+  // dead letters) already shows it; the writer sends it later when Redis
+  // cannot take it now.
+  const std::string me = replica();
+  {
+    std::lock_guard lock(read_mutex_);
+    Array command = read_conn_->script(outcome_script_);
+    command << "0" << prefix_ << me << std::to_string(op.seq) << op.id << op.dead
+            << std::to_string(options_.max_dead_letters);
+    try {
+      const Array replies = read_conn_->pipeline({command});
+      if (is_reply_error(replies, 0)) {
+        read_conn_->reply_error(replies, 0);
+      } else {
+        const Array r = replies.get<Array>(0);
+        if (text_at(r, 0) == "fenced")
+          log_->warn("redis queue: outcome of message #{} refused: another replica delivers its "
+                     "lane now, and sends it again",
+                     op.seq);
+        std::lock_guard state(mutex_);
+        redis_count_ = number(text_at(r, 1));
+        redis_bytes_ = number(text_at(r, 2));
+        ++outcomes_handed_;
+        ++outcomes_sent_;
+        return;
+      }
+    } catch (const std::exception&) {
+      // Unreachable (the connection logged it): the writer sends it later.
+    }
+  }
+  std::lock_guard lock(mutex_);
+  ++pending_count_;
+  pending_bytes_ += op.bytes;
+  ++outcomes_handed_;
+  ops_.push_back(std::move(op));
+  work_cv_.notify_one();
+}
+
+bool RedisQueue::wait_outcomes(milliseconds deadline) {
+  std::unique_lock lock(mutex_);
+  const std::size_t want = outcomes_handed_;
+  return outcomes_cv_.wait_for(lock, deadline, [&] { return outcomes_sent_ >= want; });
+}
+
+std::size_t RedisQueue::size() const {
+  std::lock_guard lock(mutex_);
+  return redis_count_ - std::min(redis_count_, pending_count_);
+}
+
+std::size_t RedisQueue::bytes() const {
+  std::lock_guard lock(mutex_);
+  return redis_bytes_ - std::min(redis_bytes_, pending_bytes_);
+}
+
+void RedisQueue::close() {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return;
+    closed_ = true;
+  }
+  // The writer sends what was handed over (pushes and outcomes) first.
+  {
+    std::unique_lock lock(mutex_);
+    const auto deadline = steady_clock::now() + writer_conn_->settings().command_timeout * 5;
+    outcomes_cv_.wait_until(lock, deadline, [&] { return ops_.empty(); });
+    stopping_ = true;
+  }
+  work_cv_.notify_all();
+  stop_cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+  if (watcher_.joinable()) watcher_.join();
+  release_reports(steady_clock::time_point::max());
+  std::vector<Op> left;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& op : ops_) left.push_back(std::move(op));
+    ops_.clear();
+  }
+  std::size_t outcomes = 0;
+  for (auto& op : left) {
+    if (auto* push = std::get_if<PushOp>(&op))
+      push->done({PushStatus::Unavailable, "the queue is closed"});
+    else
+      ++outcomes;
+  }
+  if (outcomes > 0)
+    log_->warn("redis queue: {} outcome(s) could not reach Redis before shutdown; those messages "
+               "are delivered again",
+               outcomes);
+  // Lets this replica's lanes go, so that another takes them over at once.
+  try {
+    std::lock_guard lock(read_mutex_);
+    Array command = read_conn_->script(release_script_);
+    command << "0" << prefix_ << replica();
+    read(std::vector<Array>{command});
+  } catch (const std::exception&) {
+    // Unreachable: they are taken over once this replica's lease runs out.
+  }
+}
+
+// ---- the dead-letter store ----------------------------------------------------
+
+std::vector<DeadLetter> RedisQueue::all_dead_letters(const DeadLetterFilter& filter) {
+  std::vector<DeadLetter> out;
+  std::lock_guard lock(read_mutex_);
+  Array range;
+  range << "ZRANGE" << prefix_ + "q:dlz" << "0" << "-1";
+  const Array ids = read(std::vector<Array>{range}).get<Array>(0);
+  constexpr std::size_t kChunk = 256;
+  for (std::size_t at = 0; at < size_of(ids); at += kChunk) {
+    Array get;
+    get << "HMGET" << prefix_ + "q:dl";
+    const std::size_t end = std::min(size_of(ids), at + kChunk);
+    for (std::size_t i = at; i < end; ++i) get << text_at(ids, i);
+    const Array records = read(std::vector<Array>{get}).get<Array>(0);
+    for (std::size_t i = 0; i < size_of(records); ++i) {
+      const std::string text = text_at(records, i);
+      if (text.empty()) continue;  // removed meanwhile
+      auto d = decode_dead_letter(text);
+      if (!d) {
+        log_->error("redis queue: dead letter {} cannot be decoded; skipped", text_at(ids, at + i));
+        continue;
+      }
+      if (matches(filter, *d)) out.push_back(std::move(*d));
+    }
+  }
+  return out;
+}
+
+DeadLetterPage RedisQueue::list(const DeadLetterFilter& filter, const std::string& after,
+                                std::size_t limit) {
+  DeadLetterPage page;
+  std::vector<DeadLetter> all = all_dead_letters(filter);
+  auto it = all.begin();
+  if (!after.empty()) {
+    it = std::find_if(all.begin(), all.end(),
+                      [&](const DeadLetter& d) { return d.message.id == after; });
+    if (it != all.end()) ++it;
+  }
+  for (; it != all.end(); ++it) {
+    if (page.items.size() == limit) {
+      page.next_after = page.items.back().message.id;
+      break;
+    }
+    page.items.push_back(std::move(*it));
+  }
+  return page;
+}
+
+std::optional<DeadLetter> RedisQueue::get(const std::string& id) {
+  std::lock_guard lock(read_mutex_);
+  Array command;
+  command << "HGET" << prefix_ + "q:dl" << id;
+  const std::string text = text_at(read(std::vector<Array>{command}), 0);
+  if (text.empty()) return std::nullopt;
+  return decode_dead_letter(text);
+}
+
+std::size_t RedisQueue::count() {
+  std::lock_guard lock(read_mutex_);
+  Array command;
+  command << "ZCARD" << prefix_ + "q:dlz";
+  return static_cast<std::size_t>(number(text_at(read(std::vector<Array>{command}), 0)));
+}
+
+bool RedisQueue::remove(const std::string& id) {
+  std::lock_guard lock(read_mutex_);
+  Array command = read_conn_->script(remove_script_);
+  command << "0" << prefix_ << replica() << id;
+  return text_at(read(std::vector<Array>{command}), 0) == "1";
+}
+
+std::size_t RedisQueue::remove_matching(const DeadLetterFilter& filter) {
+  std::size_t n = 0;
+  for (const auto& d : all_dead_letters(filter)) n += remove(d.message.id) ? 1 : 0;
+  return n;
+}
+
+DeadLetterStore::ReplayStatus RedisQueue::replay(const std::string& id) {
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_) return ReplayStatus::Unavailable;
+  }
+  try {
+    std::string record, sealed;
+    {
+      std::lock_guard lock(read_mutex_);
+      Array get_record, get_token;
+      get_record << "HGET" << prefix_ + "q:dl" << id;
+      get_token << "HGET" << prefix_ + "q:dltok" << id;
+      const Array replies = read({get_record, get_token});
+      record = text_at(replies, 0);
+      sealed = text_at(replies, 1);
+    }
+    if (record.empty()) return ReplayStatus::NotFound;
+    auto d = decode_dead_letter(record);
+    if (!d) return ReplayStatus::NotFound;
+    sdk::Message m = std::move(d->message);
+    // Never hand out a caller's message without the caller's token.
+    if (!sealed.empty() && open_token(sealed).empty()) return ReplayStatus::TokenUnavailable;
+    prepare_replay(m, clock_.now(), clock_.wall_now());
+    const std::string lane = lane_key(m);
+    const std::size_t bytes = m.payload.size();
+    m.delivery_token.clear();
+    Array command = read_conn_->script(replay_script_);
+    command << "0" << prefix_ << replica() << std::to_string(options_.limits.max_messages)
+            << std::to_string(options_.limits.max_bytes) << id << lane << std::to_string(bytes)
+            << encode_message(m) << sealed;
+    std::string status;
+    std::uint64_t seq = 0;
+    bool mine = false;
+    {
+      std::lock_guard lock(read_mutex_);
+      const Array reply = read(std::vector<Array>{command}).get<Array>(0);
+      status = text_at(reply, 0);
+      if (status == "ok") {
+        seq = number(text_at(reply, 1));
+        mine = text_at(reply, 4) == replica();
+        std::lock_guard state(mutex_);
+        redis_count_ = number(text_at(reply, 2));
+        redis_bytes_ = number(text_at(reply, 3));
+      }
+    }
+    if (status == "gone") return ReplayStatus::NotFound;
+    if (status == "full") return ReplayStatus::Full;
+    // Announced from the inbox of its lane's holder; when that is this
+    // replica, answered once take() has it, as with the other backends.
+    if (mine) {
+      std::unique_lock lock(mutex_);
+      announced_cv_.wait_for(lock, kAnnounceWait,
+                             [&] { return stopping_ || announced_upto_ >= seq; });
+    }
+    return ReplayStatus::Replayed;
+  } catch (const QueueError&) {
+    return ReplayStatus::Unavailable;
+  }
+}
+
+DeadLetterStore::ReplayCount RedisQueue::replay_matching(const DeadLetterFilter& filter) {
+  ReplayCount n;
+  bool stopped = false;  // the queue is full or unavailable: count the rest
+  for (const auto& d : all_dead_letters(filter)) {
+    if (stopped) {
+      ++n.left;
+      continue;
+    }
+    switch (replay(d.message.id)) {
+      case ReplayStatus::Replayed:
+        ++n.replayed;
+        break;
+      case ReplayStatus::NotFound:
+        break;  // deleted meanwhile
+      case ReplayStatus::TokenUnavailable:
+        ++n.left;  // this one can never be replayed; the others still can
+        break;
+      case ReplayStatus::Full:
+      case ReplayStatus::Unavailable:
+        ++n.left;
+        stopped = true;
+        break;
+    }
+  }
+  return n;
+}
+
+}  // namespace slack_proxy
