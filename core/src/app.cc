@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include <Poco/Environment.h>
 #include <Poco/Exception.h>
 #include <Poco/Net/HTTPRequestHandler.h>
 #include <Poco/Net/HTTPRequestHandlerFactory.h>
@@ -45,6 +46,7 @@
 #include "queue/token_seal.h"
 #include "redis/redis_buckets.h"
 #include "redis/redis_marks.h"
+#include "redis/redis_queue.h"
 #include "server_params.h"
 #include "transport/http_server.h"
 #include "transport/tls.h"
@@ -247,10 +249,10 @@ std::optional<RedisSettings> redis_settings(const config::RedisConfig& redis) {
 // Pacing shared by every replica (token buckets and 429 pauses) when [redis]
 // says so; null otherwise, and then each process keeps its own.
 std::shared_ptr<RedisSharedBuckets> open_shared_pacing(const config::ProxyConfig& cfg,
+                                                       const std::optional<RedisSettings>& settings,
                                                        const sdk::Clock& clock,
                                                        prometheus::Registry& registry,
                                                        const std::shared_ptr<spdlog::logger>& log) {
-  const auto settings = redis_settings(cfg.redis);
   if (!settings || !cfg.redis.pacing) return nullptr;
   log->info("shared token buckets and 429 pauses live in Redis at {} (keys under \"{}\"); every "
             "replica using it draws from one budget",
@@ -264,10 +266,10 @@ std::shared_ptr<RedisSharedBuckets> open_shared_pacing(const config::ProxyConfig
 // says so; null: each stage keeps its own in this process. A connection of
 // its own, so that a slow read-back never delays a token claim.
 std::shared_ptr<RedisSharedMarks> open_shared_marks(const config::ProxyConfig& cfg,
+                                                    const std::optional<RedisSettings>& settings,
                                                     const sdk::Clock& clock,
                                                     prometheus::Registry& registry,
                                                     const std::shared_ptr<spdlog::logger>& log) {
-  const auto settings = redis_settings(cfg.redis);
   if (!settings || !cfg.redis.marks) return nullptr;
   log->info("stages' shared marks (the deny-list's parked channels) live in Redis at {}: every "
             "replica using it sees them",
@@ -278,8 +280,37 @@ std::shared_ptr<RedisSharedMarks> open_shared_marks(const config::ProxyConfig& c
       clock, log);
 }
 
+// The key that seals callers' tokens in a durable queue; null when no
+// pipeline takes the caller's token.
+std::shared_ptr<const TokenSealer> token_sealer(const config::ProxyConfig& cfg,
+                                                const std::shared_ptr<spdlog::logger>& log) {
+  const bool caller_tokens = std::any_of(cfg.pipelines.begin(), cfg.pipelines.end(),
+                                         [](const auto& p) { return p.delivery_token == "caller"; });
+  if (!caller_tokens) return nullptr;
+  const char* key = std::getenv(cfg.queue.token_key_env.c_str());
+  if (key != nullptr && *key != '\0') {
+    try {
+      return std::make_shared<TokenSealer>(TokenSealer::from_hex(key));
+    } catch (const std::exception& e) {
+      throw std::runtime_error("$" + cfg.queue.token_key_env + ": " + e.what());
+    }
+  }
+  if (cfg.queue.backend == "redis")
+    throw std::runtime_error("$" + cfg.queue.token_key_env +
+                             " is not set: with [queue] backend = \"redis\", a caller-token "
+                             "pipeline needs the same sealing key on every replica, or another "
+                             "replica could not open the tokens it takes over");
+  log->warn("${} is not set: callers' tokens are sealed in the queue with a key that dies "
+            "with this process, so caller-token messages left at exit are dead-lettered "
+            "as token_unavailable on the next start",
+            cfg.queue.token_key_env);
+  return std::make_shared<TokenSealer>(TokenSealer::random());
+}
+
 // The configured queue backend, opened (and, for SQLite, recovered).
-std::unique_ptr<Queue> open_queue(const config::ProxyConfig& cfg, const sdk::Clock& clock,
+std::unique_ptr<Queue> open_queue(const config::ProxyConfig& cfg,
+                                  const std::optional<RedisSettings>& redis,
+                                  const sdk::Clock& clock, prometheus::Registry& registry,
                                   const std::shared_ptr<spdlog::logger>& log) {
   QueueLimits limits;
   limits.max_messages = cfg.queue.capacity;
@@ -288,30 +319,34 @@ std::unique_ptr<Queue> open_queue(const config::ProxyConfig& cfg, const sdk::Clo
   if (cfg.queue.backend == "memory")
     return std::make_unique<MemoryQueue>(limits, clock, cfg.queue.max_dead_letters);
 
+  if (cfg.queue.backend == "redis") {
+    if (!redis) throw std::runtime_error("[queue] backend = \"redis\" needs [redis] url");
+    RedisQueueOptions o;
+    o.limits = limits;
+    o.max_dead_letters = cfg.queue.max_dead_letters;
+    o.sealer = token_sealer(cfg, log);
+    o.lease = cfg.queue.lease;
+    o.replica = Poco::Environment::nodeName();
+    log->info("queue: Redis at {} (keys under \"{}q:\"), shared by every replica using it; a "
+              "replica silent for {} ms has its channels taken over",
+              redis->where(), redis->key_prefix, cfg.queue.lease.count());
+    const RedisSettings settings = *redis;
+    return std::make_unique<RedisQueue>(
+        std::move(o),
+        [&](const std::string& role) {
+          return std::make_unique<RedisConnection>(
+              settings, log, std::make_shared<RedisMetrics>(registry, role), role);
+        },
+        clock, log);
+  }
+
   SqliteQueueOptions o;
   o.path = cfg.queue.path;
   o.limits = limits;
   o.sync = cfg.queue.sync == "normal" ? SqliteQueueOptions::Sync::Normal
                                       : SqliteQueueOptions::Sync::Full;
   o.max_dead_letters = cfg.queue.max_dead_letters;
-  const bool caller_tokens = std::any_of(cfg.pipelines.begin(), cfg.pipelines.end(),
-                                         [](const auto& p) { return p.delivery_token == "caller"; });
-  if (caller_tokens) {
-    const char* key = std::getenv(cfg.queue.token_key_env.c_str());
-    if (key != nullptr && *key != '\0') {
-      try {
-        o.sealer = std::make_shared<TokenSealer>(TokenSealer::from_hex(key));
-      } catch (const std::exception& e) {
-        throw std::runtime_error("$" + cfg.queue.token_key_env + ": " + e.what());
-      }
-    } else {
-      o.sealer = std::make_shared<TokenSealer>(TokenSealer::random());
-      log->warn("${} is not set: callers' tokens are sealed in the queue with a key that dies "
-                "with this process, so caller-token messages left at exit are dead-lettered "
-                "as token_unavailable on the next start",
-                cfg.queue.token_key_env);
-    }
-  }
+  o.sealer = token_sealer(cfg, log);
   return std::make_unique<SqliteQueue>(std::move(o), clock, log);
 }
 
@@ -441,14 +476,16 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
   CoreMetrics core_metrics(metrics.registry(), cfg.metrics.max_channel_labels);
   SystemClock clock;
   PluginHost plugins(plugin_search_path(cfg));
+  // Read once: the password file or variable is read here, for every use.
+  const std::optional<RedisSettings> redis = redis_settings(cfg.redis);
   const std::shared_ptr<RedisSharedBuckets> shared_pacing =
-      open_shared_pacing(cfg, clock, metrics.registry(), log);
+      open_shared_pacing(cfg, redis, clock, metrics.registry(), log);
   const std::shared_ptr<RedisSharedMarks> shared_marks =
-      open_shared_marks(cfg, clock, metrics.registry(), log);
+      open_shared_marks(cfg, redis, clock, metrics.registry(), log);
   std::vector<std::shared_ptr<Pipeline>> pipelines =
       build_pipelines(cfg, plugins, log, metrics, clock, shared_pacing, shared_marks);
 
-  std::unique_ptr<Queue> queue_owner = open_queue(cfg, clock, log);
+  std::unique_ptr<Queue> queue_owner = open_queue(cfg, redis, clock, metrics.registry(), log);
   Queue& queue = *queue_owner;
   if (cfg.queue.backend == "sqlite") {
     log->info("queue: {} (sync {}): recovered {} message(s); {} dead letter(s) stored",

@@ -78,8 +78,23 @@ std::string RedisServer::admin(const std::vector<std::string>& words) const {
       return replies.get<Poco::Redis::BulkString>(last).value();
     case Poco::Redis::RedisTypeTraits<std::string>::TypeId:
       return replies.get<std::string>(last);
+    case Poco::Redis::RedisTypeTraits<Poco::Redis::Array>::TypeId: {
+      // Strings, one per line (an empty array reads as a null one).
+      const auto items = replies.get<Poco::Redis::Array>(last);
+      std::string out;
+      for (std::size_t i = 0; !items.isNull() && i < items.size(); ++i) {
+        if (i > 0) out += '\n';
+        if (items.getType(i) == Poco::Redis::RedisTypeTraits<Poco::Redis::BulkString>::TypeId) {
+          const auto item = items.get<Poco::Redis::BulkString>(i);
+          out += item.isNull() ? "" : item.value();
+        } else {
+          out += "(not a string)";
+        }
+      }
+      return out;
+    }
     default:
-      return "(an array)";
+      return "(unknown reply)";
   }
 }
 

@@ -32,7 +32,8 @@ class RedisServer {
   bool running() const { return process_ != nullptr; }
   // Runs one command as the default user (after AUTH with the
   // --requirepass it was started with, if any) and returns Redis' answer as
-  // text: "OK", a bulk string, a number, or the error's message.
+  // text: "OK", a bulk string, a number, the error's message, or an
+  // array's strings one per line.
   std::string admin(const std::vector<std::string>& words) const;
   std::string log() const;
 

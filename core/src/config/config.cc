@@ -301,6 +301,15 @@ void check_listeners(Problems& problems, const ProxyConfig& config) {
   }
 }
 
+// The Redis queue needs [redis] url: where else would it be?
+void check_queue_backend(Problems& problems, const toml::table& doc, const ProxyConfig& config) {
+  if (config.queue.backend != "redis" || !config.redis.url.empty()) return;
+  const auto* queue = doc.get("queue") ? doc.get("queue")->as_table() : nullptr;
+  if (queue == nullptr || queue->get("backend") == nullptr) return;
+  invalid(problems, where_of(*queue, "backend"), "[queue]", "backend",
+          "\"redis\" needs [redis] url (redis://host[:port][/db])");
+}
+
 // `name` and `plugin` are the host's; the rest of the table moves into
 // StageSpec::settings (moved, not copied, so values keep their positions).
 std::optional<StageSpec> read_stage(Problems& problems, toml::table& table, const std::string& label) {
@@ -554,6 +563,7 @@ ProxyConfig parse_config(std::string_view text, const std::string& source_name) 
   read_plugins(problems, doc, config.plugins);
   read_pipelines(problems, doc, config.pipelines);
   check_listeners(problems, config);
+  check_queue_backend(problems, doc, config);
   problems.throw_if_any();
   return config;
 }

@@ -91,7 +91,8 @@ struct AdminConfig {                        // [admin]
 
 struct QueueConfig {                        // [queue]
   // "sqlite": durable (a 200 means on disk); "memory": faster, and lost on
-  // a crash or restart.
+  // a crash or restart; "redis": in Redis ([redis] url), shared by every
+  // replica (a 200 means Redis has it, as durable as Redis' persistence).
   std::string backend = "sqlite";
   // The SQLite database; a relative path is relative to the working
   // directory. Its directory is created if missing.
@@ -106,6 +107,9 @@ struct QueueConfig {                        // [queue]
   // answered 200 and not queued again; "0s" turns deduplication off.
   std::chrono::milliseconds dedup_window{600'000};
   std::size_t max_dead_letters = 100'000;   // beyond it the oldest are deleted
+  // Redis queue: a replica silent this long (crashed, cut off) is taken for
+  // dead, and the others take its channels over.
+  std::chrono::milliseconds lease{8'000};
   // Environment variable holding the key (64 hex digits) that seals callers'
   // tokens in the database (delivery_token = "caller" only).
   std::string token_key_env = "SLACK_PROXY_QUEUE_KEY";

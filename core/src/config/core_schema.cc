@@ -84,8 +84,10 @@ const sdk::Schema<AdminConfig>& admin_schema() {
 const sdk::Schema<QueueConfig>& queue_schema() {
   using C = QueueConfig;
   static const sdk::Schema<C> schema{
-      sdk::setting("backend", &C::backend, "sqlite: durable; memory: lost on a crash or restart")
-          .one_of({"sqlite", "memory"}).default_to("sqlite"),
+      sdk::setting("backend", &C::backend,
+                   "sqlite: durable; memory: lost on a crash or restart; redis: shared by "
+                   "replicas ([redis] url)")
+          .one_of({"sqlite", "memory", "redis"}).default_to("sqlite"),
       sdk::setting("path", &C::path, "the SQLite database (its directory is created)")
           .at_least(1).default_to("state/queue.db"),
       sdk::setting("sync", &C::sync, "full: fsync every group commit; normal: no fsync")
@@ -102,6 +104,9 @@ const sdk::Schema<QueueConfig>& queue_schema() {
           .default_to("10m"),
       sdk::setting("max_dead_letters", &C::max_dead_letters, "beyond it the oldest are deleted")
           .at_least(1).default_to("100000"),
+      sdk::setting("lease", &C::lease,
+                   "redis: how long a replica may be silent before others take its channels over")
+          .at_least(1000).default_to("8s"),
       sdk::setting("token_key_env", &C::token_key_env,
                    "environment variable holding the key that seals callers' tokens")
           .default_to("SLACK_PROXY_QUEUE_KEY"),

@@ -1,0 +1,201 @@
+// The Redis queue end to end: real proxies sharing one queue in a real
+// redis-server. Every message any replica answered 200 is delivered, in
+// order per channel, when a replica is killed -9 mid-stream (its channels
+// are taken over within the lease) and when Redis itself restarts (AOF on:
+// requests meanwhile get 503 queue_unavailable and succeed when retried).
+#include <algorithm>
+#include <map>
+#include <set>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "fake_slack.h"
+#include "proxy_test.h"
+#include "redis_server.h"
+
+namespace slack_proxy::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr int kChannels = 3;
+constexpr int kPerChannel = 10;
+constexpr const char* kLease = "2s";
+
+// Per channel, the texts Slack received, in the order it received them.
+std::map<std::string, std::vector<std::string>> received(const FakeSlack& slack) {
+  std::map<std::string, std::vector<std::string>> out;
+  for (const auto& r : slack.requests()) out[r.channel].push_back(text_of(r));
+  return out;
+}
+
+// "c<channel>-<n>" -> n.
+int number_of(const std::string& text) { return std::stoi(text.substr(text.find('-') + 1)); }
+
+// Every text of `sent` arrived; first deliveries kept the order they were
+// sent in; a repeat (at-least-once, after a take-over) only ever repeats
+// the message just before it or one already delivered.
+::testing::AssertionResult delivered_in_order(
+    const std::map<std::string, std::vector<std::string>>& got,
+    const std::map<std::string, std::vector<std::string>>& sent) {
+  for (const auto& [channel, texts] : sent) {
+    const auto it = got.find(channel);
+    if (it == got.end()) return ::testing::AssertionFailure() << channel << ": nothing arrived";
+    std::set<std::string> seen;
+    int last_first = -1;
+    for (const auto& text : it->second) {
+      if (!seen.insert(text).second) continue;  // a repeat
+      const int n = number_of(text);
+      if (n < last_first)
+        return ::testing::AssertionFailure()
+               << channel << ": " << text << " arrived after message " << last_first;
+      last_first = n;
+    }
+    for (const auto& text : texts)
+      if (seen.count(text) == 0)
+        return ::testing::AssertionFailure() << channel << ": " << text << " was lost";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+class RedisQueueTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SP_REQUIRE_TOOL(program, "redis-server", "redis-server");
+    // Every write on disk before Redis answers, as docs/scale-out.md
+    // recommends for the queue.
+    redis_ = std::make_unique<RedisServer>(
+        program, std::vector<std::string>{"--appendonly", "yes", "--appendfsync", "always"});
+    slack_.start();
+  }
+
+  // One message every 200 ms per channel: slow enough that a replica killed
+  // right after the posts still holds undelivered messages.
+  std::string toml() const {
+    ProxyConfig c;
+    c.slack_url = slack_.url();
+    c.queue_backend = "redis";
+    c.queue_settings = std::string("lease = \"") + kLease + "\"\n";
+    c.stages = stage("token_bucket", "key = \"channel\"\nrate = 5.0\nburst = 1\n") +
+               ProxyConfig::fast_retry_stages();
+    return c.toml() + "\n[redis]\nurl = \"" + redis_->url() + "\"\n";
+  }
+
+  std::unique_ptr<RedisServer> redis_;
+  FakeSlack slack_;
+};
+
+// Which replica Redis says delivers `channel` now (its q:holder entry).
+std::size_t holder_of(const RedisServer& redis, const std::string& channel,
+                      const std::vector<std::unique_ptr<ProxyProcess>>& replicas) {
+  const std::string all = redis.admin({"HGETALL", "slack-proxy:q:holder"});
+  for (std::size_t i = 0; i < replicas.size(); ++i) {
+    const std::string log = replicas[i]->log();
+    const std::string tag = "redis queue: this replica is ";
+    const auto at = log.find(tag);
+    if (at == std::string::npos) continue;
+    const std::string name = log.substr(at + tag.size(), log.find(' ', at + tag.size()) -
+                                                              (at + tag.size()));
+    if (all.find(":" + channel + "\n" + name) != std::string::npos) return i;
+  }
+  return replicas.size();
+}
+
+// Three replicas, the posts spread over them round robin. The replica that
+// delivers #c0 when the posts are done is killed -9: the others take its
+// channel over within the lease and deliver everything, in order.
+TEST_F(RedisQueueTest, AKilledReplicasChannelsAreTakenOverAndNothingAcceptedIsLost) {
+  std::vector<std::unique_ptr<ProxyProcess>> replicas;
+  for (int i = 0; i < 3; ++i) {
+    replicas.push_back(std::make_unique<ProxyProcess>(toml()));
+    ASSERT_TRUE(replicas.back()->start());
+  }
+  ASSERT_TRUE(replicas[0]->wait_for_log("queue: Redis at"));
+  std::map<std::string, std::vector<std::string>> sent;
+  for (int n = 0; n < kPerChannel; ++n) {
+    for (int c = 0; c < kChannels; ++c) {
+      const std::string channel = "#c" + std::to_string(c);
+      const std::string text = "c" + std::to_string(c) + "-" + std::to_string(n);
+      // Round robin, starting with the channel's own replica.
+      ProxyProcess& p = *replicas[static_cast<std::size_t>((c + n) % 3)];
+      const auto r = p.post(message(channel, text));
+      ASSERT_EQ(r.status, 200) << r.body;
+      sent[channel].push_back(text);
+    }
+  }
+  const std::size_t victim = holder_of(*redis_, "#c0", replicas);
+  ASSERT_LT(victim, replicas.size()) << "no replica holds #c0: "
+                                     << redis_->admin({"HGETALL", "slack-proxy:q:holder"});
+  const auto killed_at = std::chrono::steady_clock::now();
+  replicas[victim]->kill_hard();
+  const std::string killed_log = replicas[victim]->log();
+  EXPECT_LT(received(slack_)["#c0"].size(), static_cast<std::size_t>(kPerChannel))
+      << "#c0 was delivered before its replica was killed: the test proves nothing";
+
+  const auto deadline = killed_at + 30s;
+  while (std::chrono::steady_clock::now() < deadline &&
+         !delivered_in_order(received(slack_), sent))
+    std::this_thread::sleep_for(50ms);
+  EXPECT_TRUE(delivered_in_order(received(slack_), sent))
+      << killed_log << replicas[(victim + 1) % 3]->log() << replicas[(victim + 2) % 3]->log();
+  bool taken_over = false;
+  for (std::size_t i = 0; i < replicas.size(); ++i) {
+    if (i == victim) continue;
+    const std::string log = replicas[i]->log();
+    for (auto at = log.find("redis queue: lane "); at != std::string::npos;
+         at = log.find("redis queue: lane ", at + 1)) {
+      const std::string line = log.substr(at, log.find('\n', at) - at);
+      if (line.find(":#c0 (") != std::string::npos && line.find("taken over") != std::string::npos)
+        taken_over = true;
+    }
+  }
+  EXPECT_TRUE(taken_over) << "nobody took #c0 over:\n" << killed_log << replicas[(victim + 1) % 3]->log()
+                          << replicas[(victim + 2) % 3]->log();
+  EXPECT_LT(std::chrono::steady_clock::now() - killed_at, 30s);
+  // Duplicates: at most the one message replica 0 had in flight.
+  std::size_t total = 0;
+  for (const auto& [channel, texts] : received(slack_)) total += texts.size();
+  EXPECT_LE(total, static_cast<std::size_t>(kChannels * kPerChannel + 1));
+  EXPECT_EQ(slack_.rate_limited(), 0u);
+}
+
+// Redis goes away mid-stream and comes back from its AOF: what was
+// answered 200 before is delivered, requests meanwhile get 503
+// queue_unavailable with Retry-After, and succeed once Redis is back.
+TEST_F(RedisQueueTest, RedisRestartLosesNothingThatWasAnsweredAndRefusesMeanwhile) {
+  ProxyProcess p(toml());
+  ASSERT_TRUE(p.start());
+  std::map<std::string, std::vector<std::string>> sent;
+  for (int n = 0; n < 5; ++n) {
+    const std::string text = "c0-" + std::to_string(n);
+    ASSERT_EQ(p.post(message("#c0", text)).status, 200);
+    sent["#c0"].push_back(text);
+  }
+  redis_->kill();
+  const auto refused = p.post(message("#c0", "c0-refused"));
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_EQ(error_of(refused), "queue_unavailable");
+  EXPECT_TRUE(refused.header("retry-after").has_value());
+  redis_->start();
+  // Retried as a client would, until Redis answers again.
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  int status = 0;
+  for (int n = 5; n < 10; ++n) {
+    const std::string text = "c0-" + std::to_string(n);
+    do {
+      status = p.post(message("#c0", text)).status;
+      if (status != 200) std::this_thread::sleep_for(100ms);
+    } while (status != 200 && std::chrono::steady_clock::now() < deadline);
+    ASSERT_EQ(status, 200) << p.log();
+    sent["#c0"].push_back(text);
+  }
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  while (std::chrono::steady_clock::now() < until && !delivered_in_order(received(slack_), sent))
+    std::this_thread::sleep_for(50ms);
+  EXPECT_TRUE(delivered_in_order(received(slack_), sent)) << p.log() << redis_->log();
+  for (const auto& text : received(slack_)["#c0"]) EXPECT_NE(text, "c0-refused");
+}
+
+}  // namespace
+}  // namespace slack_proxy::testing
