@@ -195,6 +195,21 @@ TEST(ConfigTest, RedisIsOffByDefaultAndReadsItsSettings) {
   EXPECT_FALSE(on.redis.pacing);
 }
 
+// The Redis queue lives where [redis] url points: without one it is refused
+// at the line that asks for it. Its lease is read, and has a floor.
+TEST(ConfigTest, RedisQueueNeedsARedisUrlAndReadsItsLease) {
+  const std::string error = error_of(with_pipeline("[queue]\nbackend = \"redis\"\n"));
+  EXPECT_NE(error.find("cfg.toml:2:"), std::string::npos) << error;
+  EXPECT_NE(error.find("[redis] url"), std::string::npos) << error;
+  const auto on = parse(with_pipeline("[queue]\nbackend = \"redis\"\nlease = \"3s\"\n"
+                                      "[redis]\nurl = \"redis://127.0.0.1:6379\"\n"));
+  EXPECT_EQ(on.queue.backend, "redis");
+  EXPECT_EQ(on.queue.lease, 3s);
+  EXPECT_EQ(parse(kMinimalPipeline).queue.lease, 8s);
+  EXPECT_NE(error_of(with_pipeline("[queue]\nlease = \"10ms\"\n")).find("lease"),
+            std::string::npos);
+}
+
 // A password belongs in password_env or password_file; one put in the URL
 // by mistake is refused without being repeated.
 TEST(ConfigTest, RedisUrlWithAPasswordIsRefusedWithoutRepeatingIt) {

@@ -8,12 +8,16 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <set>
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
 
 #include <slack_proxy/sdk/testing/fakes.h>
 #include <slack_proxy/sdk/testing/mocks.h>
@@ -90,10 +94,17 @@ class FlakyQueue final : public Queue {
   std::vector<Queued> read_lane(const std::string& lane, std::uint64_t after, std::uint64_t upto,
                                 std::size_t max) override {
     if (fail_reads) throw QueueError("disk I/O error (test)");
+    if (lost.count(lane) > 0) return {};
     return inner_.read_lane(lane, after, upto, max);
   }
   std::size_t lane_size(const std::string& lane) override { return inner_.lane_size(lane); }
   std::uint64_t backlog_upto() const override { return inner_.backlog_upto(); }
+  // As a shared backend (Redis) would: lanes handed to this replica once,
+  // and lanes another replica delivers now (read as nothing).
+  std::vector<LaneBacklog> handed;
+  std::set<std::string> lost;
+  std::vector<LaneBacklog> take_over() override { return std::exchange(handed, {}); }
+  bool holds(const std::string& lane) override { return lost.count(lane) == 0; }
   void ack(const Queued& q) override { inner_.ack(q); }
   void dead_letter(std::uint64_t seq, DeadLetter l) override { inner_.dead_letter(seq, std::move(l)); }
   std::size_t size() const override { return inner_.size(); }
@@ -431,6 +442,57 @@ TEST_F(DispatcherWindowTest, AFailedBacklogReadIsAskedAgainAndTheStoredMessagesS
   drain(d, queue, [](Dispatcher&) {});
   EXPECT_THAT(sent_in_order, ElementsAreArray(numbered("a", 0, 4)));
   after.close();
+}
+
+// A lane taken over from a replica that died (Queue::take_over()) is read
+// from its first stored message, and what arrives behind it comes after.
+TEST_F(DispatcherWindowTest, ALaneTakenOverIsPagedInFromItsFirstMessageBeforeWhatFollows) {
+  MemoryQueue inner(100);
+  FlakyQueue queue(inner);
+  for (int i = 0; i < 3; ++i) push(queue, "a" + std::to_string(i), "#a");
+  const auto elsewhere = inner.take(10);  // announced to the replica that died
+  ASSERT_EQ(elsewhere.size(), 3u);
+  Dispatcher& d = dispatcher(queue, DispatcherWindow{2, 1 << 20});
+  d.run_once();
+  executor.run_all();
+  EXPECT_TRUE(sent_in_order.empty());  // nobody told this replica of them yet
+
+  queue.handed = {LaneBacklog{lane_key(elsewhere[0].message), elsewhere[0].seq, 3,
+                              elsewhere[2].seq}};
+  push(queue, "a3", "#a");  // announced by take() in the same round, behind them
+  drain(d, queue, [](Dispatcher&) {});
+  EXPECT_THAT(sent_in_order, ElementsAreArray(numbered("a", 0, 4)));
+}
+
+// A lane another replica took over (this one was taken for dead) is
+// forgotten: nothing more of it is sent from here, it is not counted, and
+// the log says why (not that its messages could not be read).
+TEST_F(DispatcherWindowTest, ALaneAnotherReplicaTookOverIsForgottenAndNotSentFromHere) {
+  MemoryQueue inner(100);
+  FlakyQueue queue(inner);
+  std::ostringstream logged;
+  Dispatcher d(queue, std::vector<std::shared_ptr<Pipeline>>{pipeline}, clock, metrics,
+               std::make_shared<spdlog::logger>(
+                   "test", std::make_shared<spdlog::sinks::ostream_sink_mt>(logged)),
+               executor, std::numeric_limits<std::size_t>::max(), DispatcherWindow{1, 1 << 20});
+  for (int i = 0; i < 4; ++i) push(queue, "a" + std::to_string(i), "#a");
+  d.run_once();  // a0 in the window, a1..a3 left in the store
+  executor.run_all();
+  ASSERT_THAT(sent_in_order, ElementsAre("a0"));
+
+  queue.lost.insert(lane_key(make_message("x", "#a")));
+  for (int round = 0; round < 5; ++round) {
+    d.run_once();
+    executor.run_all();
+    clock.advance(1s);
+  }
+  EXPECT_THAT(sent_in_order, ElementsAre("a0"));
+  EXPECT_EQ(d.channel_depths().count("#a"), 0u);
+  EXPECT_EQ(inner.size(), 3u) << "the other replica's to send";
+  EXPECT_NE(logged.str().find("3 stored message(s) are delivered by another replica now"),
+            std::string::npos)
+      << logged.str();
+  EXPECT_EQ(logged.str().find("could not be read back"), std::string::npos) << logged.str();
 }
 
 TEST_F(DispatcherWindowTest, AfterARestartAWorkspaceLimiterAsksOneStoredLanePerToken) {

@@ -323,6 +323,9 @@ constexpr std::size_t kBatch = 256;          // ops in one pipeline
 constexpr std::size_t kInboxBatch = 512;     // sequences popped at once
 constexpr auto kRefresh = milliseconds(250);  // counts read back when idle
 constexpr auto kRetry = milliseconds(200);    // outcomes wait after a failure
+// The longest BLPOP: a stopping queue waits this long for its watcher, and
+// an idle replica asks Redis this often.
+constexpr auto kInboxWait = milliseconds(100);
 // How long an accepted push's answer waits for its announcement at most:
 // it is stored either way.
 constexpr auto kAnnounceWait = milliseconds(1000);
@@ -783,7 +786,7 @@ void RedisQueue::watch_loop() {
     // Within the connection's command timeout, so a quiet inbox is not
     // taken for a dead Redis.
     const auto cap = std::max(milliseconds(50), watch_conn_->settings().command_timeout / 2);
-    drain_inbox(std::min({left, cap, milliseconds(500)}));
+    drain_inbox(std::min({left, cap, kInboxWait}));
   }
 }
 
