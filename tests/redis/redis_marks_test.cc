@@ -16,6 +16,7 @@
 
 #include "metric_values.h"
 #include "redis/redis_buckets.h"
+#include "redis/redis_queue.h"
 #include "redis_server.h"
 
 namespace slack_proxy {
@@ -279,6 +280,50 @@ TEST(RedisAclTest, TheDocumentedAclUserIsRefusedNothing) {
   EXPECT_EQ(test_support::series_value(registry, "slackproxy_redis_reply_errors_total", kPacing),
             std::optional<double>(0))
       << text.str();
+
+  // The queue ([queue] backend = "redis"): every call it makes, as the user.
+  {
+    RedisQueueOptions options;
+    RedisQueue queue(
+        options,
+        [&](const std::string& role) {
+          return std::make_unique<RedisConnection>(
+              bucket_user, log, std::make_shared<RedisMetrics>(registry, role), role);
+        },
+        clock, log);
+    ASSERT_TRUE(queue.backlog().empty());
+    sdk::Message m;
+    m.id = "acl-1";
+    m.pipeline = "slack";
+    m.channel = "#acl";
+    m.payload = R"({"text":"hi"})";
+    ASSERT_EQ(queue.push(m, {.dedup_key = "k"}).status, Queue::PushStatus::Accepted) << text.str();
+    m.id = "acl-2";
+    ASSERT_EQ(queue.push(m).status, Queue::PushStatus::Accepted) << text.str();
+    const auto taken = queue.take(10);
+    ASSERT_EQ(taken.size(), 2u) << text.str();
+    EXPECT_EQ(queue.read_lane(lane_key(m), 0, taken[1].seq, 10).size(), 2u);
+    EXPECT_EQ(queue.lane_size(lane_key(m)), 2u);
+    EXPECT_TRUE(queue.holds(lane_key(m)));
+    queue.ack(taken[0]);
+    DeadLetter letter;
+    letter.message = taken[1].message;
+    letter.error = "invalid_auth";
+    queue.dead_letter(taken[1].seq, letter);
+    EXPECT_EQ(queue.dead_letters().count(), 1u);
+    EXPECT_EQ(queue.dead_letters().list({}, "", 10).items.size(), 1u);
+    EXPECT_EQ(queue.dead_letters().replay("acl-2"), DeadLetterStore::ReplayStatus::Replayed);
+    const auto replayed = queue.take(10);
+    ASSERT_EQ(replayed.size(), 1u) << text.str();
+    queue.dead_letter(replayed[0].seq, letter);
+    EXPECT_TRUE(queue.dead_letters().remove("acl-2"));
+    queue.close();
+  }
+  for (const char* role : {"queue", "queue-watch", "queue-read"})
+    EXPECT_EQ(test_support::series_value(registry, "slackproxy_redis_reply_errors_total",
+                                         {{"role", role}}),
+              std::optional<double>(0))
+        << role << "\n" << text.str();
 }
 
 }  // namespace
