@@ -82,6 +82,7 @@ struct Options {
   std::string log_level = "warn";
   int replicas = 1;  // > 1: that many proxies sharing their buckets through Redis
   bool unshared = false;  // replicas without Redis: each spends the whole budget
+  bool redis_queue = false;  // the replicas share one queue in Redis too
 };
 
 void usage(std::ostream& out) {
@@ -111,6 +112,8 @@ void usage(std::ostream& out) {
   --replicas N                 N proxies (1), posted to in turn, sharing their token
                                buckets through a redis-server the bench starts
   --unshared                   the replicas without Redis (the comparison)
+  --redis-queue                the replicas share one queue in Redis too
+                               ([queue] backend = "redis"; else each its own)
  Run:
   --deadline S                 give up waiting for deliveries after S seconds
                                (default 3 x the theoretical minimum + 30)
@@ -169,6 +172,8 @@ std::optional<Options> parse_options(int argc, char** argv) {
       o.faster = true;
     } else if (arg == "--unshared") {
       o.unshared = true;
+    } else if (arg == "--redis-queue") {
+      o.redis_queue = true;
     } else if (arg == "--proxy-config-extra" && i + 1 < argc) {
       o.pipeline_extra += std::string(argv[++i]) + "\n";
     } else if (arg == "--proxy-sink-extra" && i + 1 < argc) {
@@ -191,6 +196,10 @@ std::optional<Options> parse_options(int argc, char** argv) {
   }
   if (o.channels < 1 || o.messages < 1 || o.senders < 1 || o.workers < 1 || o.replicas < 1) {
     std::cerr << "storm-bench: channels, messages, senders, workers and replicas must be >= 1\n";
+    return std::nullopt;
+  }
+  if (o.redis_queue && o.unshared) {
+    std::cerr << "storm-bench: --redis-queue shares through Redis; --unshared does not\n";
     return std::nullopt;
   }
   // The proxy matches the fake unless told otherwise.
@@ -308,7 +317,8 @@ std::string proxy_config(const Options& o, const std::string& slack_url) {
   t << std::fixed;  // "1.000000", never "1": rates are TOML floats
   t << "[server]\nlisten = \"@LISTEN@\"\nthreads = " << std::max(16, o.senders * 2) << "\n\n"
     << "[metrics]\nlisten = \"@METRICS@\"\n\n"
-    << "[queue]\nbackend = \"memory\"\ncapacity = " << std::max(1000L, 2 * total) << "\n\n"
+    << "[queue]\nbackend = \"" << (o.redis_queue ? "redis" : "memory")
+    << "\"\ncapacity = " << std::max(1000L, 2 * total) << "\n\n"
     << "[dispatcher]\nworkers = " << o.workers << "\nshutdown_timeout = \"5s\"\n\n"
     << "[log]\nlevel = \"" << o.log_level << "\"\n\n"
     << "[[pipeline]]\nname = \"storm\"\npaths = [\"/\"]\n"
@@ -436,7 +446,7 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<RedisServer> redis;
   std::string redis_section;
-  if (o.replicas > 1 && !o.unshared) {
+  if ((o.replicas > 1 && !o.unshared) || o.redis_queue) {
     const auto program = find_program({"redis-server"});
     if (!program) {
       std::cerr << "storm-bench: --replicas needs redis-server (Debian: redis-server)\n";
@@ -461,7 +471,9 @@ int main(int argc, char** argv) {
               o.replicas == 1 ? ""
               : o.unshared    ? (", " + std::to_string(o.replicas) + " replicas, each with its own buckets").c_str()
                               : (", " + std::to_string(o.replicas) +
-                                 " replicas sharing their buckets through Redis")
+                                 (o.redis_queue ? " replicas sharing their buckets and one queue "
+                                                  "through Redis"
+                                                : " replicas sharing their buckets through Redis"))
                                     .c_str());
   std::printf("  fake Slack: %s%s\n",
               limits_text(o.fake.channel_rate, o.fake.channel_burst, o.fake.workspace_per_minute,
