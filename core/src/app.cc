@@ -2,8 +2,10 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <map>
 #include <fstream>
@@ -307,6 +309,9 @@ std::shared_ptr<const TokenSealer> token_sealer(const config::ProxyConfig& cfg,
   return std::make_shared<TokenSealer>(TokenSealer::random());
 }
 
+// Set when the Redis queue took this replica for dead (see open_queue).
+std::atomic<bool> g_fenced{false};
+
 // The configured queue backend, opened (and, for SQLite, recovered).
 std::unique_ptr<Queue> open_queue(const config::ProxyConfig& cfg,
                                   const std::optional<RedisSettings>& redis,
@@ -331,13 +336,21 @@ std::unique_ptr<Queue> open_queue(const config::ProxyConfig& cfg,
               "replica silent for {} ms has its channels taken over",
               redis->where(), redis->key_prefix, cfg.queue.lease.count());
     const RedisSettings settings = *redis;
-    return std::make_unique<RedisQueue>(
+    auto queue = std::make_unique<RedisQueue>(
         std::move(o),
         [&](const std::string& role) {
           return std::make_unique<RedisConnection>(
               settings, log, std::make_shared<RedisMetrics>(registry, role), role);
         },
         clock, log);
+    // Taken for dead: the others deliver its channels now. It stops as if
+    // told to (serve() exits with kExitFenced), and starts again as a new
+    // replica under its supervisor.
+    queue->on_lost([] {
+      g_fenced.store(true);
+      ::kill(::getpid(), SIGTERM);
+    });
+    return queue;
   }
 
   SqliteQueueOptions o;
@@ -595,11 +608,11 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
               dispatcher.in_flight(),
               cfg.queue.backend == "memory" ? "" : " (they are sent again after the restart)");
     log->flush();
-    std::_Exit(kExitOk);
+    std::_Exit(g_fenced.load() ? kExitFenced : kExitOk);
   }
   log->info("stopped");
   log->flush();
-  return kExitOk;
+  return g_fenced.load() ? kExitFenced : kExitOk;
 }
 
 int run_proxy(const Options& o) {

@@ -14,6 +14,7 @@ enum ExitCode : int {
   kExitOk = 0,
   kExitInvalid = 1,  // `validate` found problems; bad command line
   kExitStartup = 2,  // could not start: config, plugin, listener
+  kExitFenced = 3,   // the Redis queue took this replica for dead: start it again
 };
 
 // Where plugins are looked for: the config's [plugins] paths, then

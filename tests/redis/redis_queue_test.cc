@@ -4,13 +4,18 @@
 // are taken over within the lease) and when Redis itself restarts (AOF on:
 // requests meanwhile get 503 queue_unavailable and succeed when retried).
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <set>
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <prometheus/registry.h>
+#include <slack_proxy/sdk/testing/fakes.h>
+#include <spdlog/logger.h>
 
 #include "fake_slack.h"
+#include "redis/redis_queue.h"
 #include "proxy_test.h"
 #include "redis_server.h"
 
@@ -194,7 +199,80 @@ TEST_F(RedisQueueTest, RedisRestartLosesNothingThatWasAnsweredAndRefusesMeanwhil
   while (std::chrono::steady_clock::now() < until && !delivered_in_order(received(slack_), sent))
     std::this_thread::sleep_for(50ms);
   EXPECT_TRUE(delivered_in_order(received(slack_), sent)) << p.log() << redis_->log();
-  for (const auto& text : received(slack_)["#c0"]) EXPECT_NE(text, "c0-refused");
+  const auto got = received(slack_);
+  for (const auto& text : got.at("#c0")) EXPECT_NE(text, "c0-refused");
+}
+
+// Two queues on one Redis, as two replicas: when one is taken for dead, the
+// other takes its lane over, and the first learns it at its next heartbeat:
+// it calls on_lost, holds nothing, reads nothing and refuses pushes. The
+// first is made to look dead by a long lease (a heartbeat every 3 s) while
+// the second reaps replicas silent for 1 s: it is taken for dead between
+// two of its own heartbeats, as one cut off from Redis would be.
+TEST(RedisQueueReplicasTest, AReplicaTakenForDeadStopsAndAnotherTakesItsLaneOver) {
+  SP_REQUIRE_TOOL(program, "redis-server", "redis-server");
+  RedisServer redis(program);
+  sdk::testing::FakeClock clock;
+  prometheus::Registry registry;
+  RedisSettings settings;
+  parse_redis_url(redis.url(), settings);
+  auto log = std::make_shared<spdlog::logger>("test");
+  auto open = [&](const std::string& name, std::chrono::milliseconds lease) {
+    RedisQueueOptions options;
+    options.lease = lease;
+    options.replica = name;
+    return std::make_unique<RedisQueue>(
+        options,
+        [&](const std::string& role) {
+          return std::make_unique<RedisConnection>(
+              settings, log, std::make_shared<RedisMetrics>(registry, name + "-" + role), role);
+        },
+        clock, log);
+  };
+  auto a = open("a", 24s);
+  auto b = open("b", 1s);
+  ASSERT_TRUE(a->backlog().empty());
+  ASSERT_TRUE(b->backlog().empty());
+  std::atomic<bool> a_lost{false};
+  a->on_lost([&] { a_lost = true; });
+
+  sdk::Message m;
+  m.id = "x1";
+  m.pipeline = "slack";
+  m.channel = "#x";
+  m.payload = R"({"text":"x1"})";
+  ASSERT_EQ(a->push(m).status, Queue::PushStatus::Accepted);
+  const std::string lane = lane_key(m);
+  ASSERT_EQ(a->take(10).size(), 1u);
+  ASSERT_TRUE(a->holds(lane));
+  ASSERT_FALSE(b->holds(lane));
+
+  std::vector<LaneBacklog> taken;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while ((taken.empty() || !a_lost) && std::chrono::steady_clock::now() < deadline) {
+    for (auto& l : b->take_over()) taken.push_back(std::move(l));
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].lane, lane);
+  EXPECT_EQ(taken[0].count, 1u);
+  EXPECT_TRUE(b->holds(lane));
+  const auto read = b->read_lane(lane, 0, taken[0].last_seq, 10);
+  ASSERT_EQ(read.size(), 1u);
+  EXPECT_EQ(read[0].message.id, "x1");
+
+  EXPECT_TRUE(a_lost);
+  EXPECT_FALSE(a->holds(lane));
+  EXPECT_TRUE(a->read_lane(lane, 0, taken[0].last_seq, 10).empty());
+  m.id = "x2";
+  EXPECT_EQ(a->push(m).status, Queue::PushStatus::Unavailable);
+  // Its outcome for the message is refused: b delivers it now.
+  a->ack(read[0]);
+  EXPECT_EQ(b->lane_size(lane), 1u);
+  b->ack(read[0]);
+  EXPECT_EQ(b->lane_size(lane), 0u);
+  a->close();
+  b->close();
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <future>
 #include <limits>
+#include <sstream>
 
 #include "queue/dead_letter_filter.h"
 #include "queue/message_codec.h"
@@ -129,19 +130,19 @@ end
 return out
 )lua";
 
-// Pops up to ARGV[3] sequences off this replica's inbox; ARGV[4..] are
-// sequences already popped (by BLPOP). Returns seq, record, sealed token
-// for each that is still stored, in order.
-constexpr const char* kPop = R"lua(
+// Reads (never pops) up to ARGV[3] sequences from the head of this
+// replica's inbox, and the messages ARGV[4..]. Returns how many inbox
+// entries it read, then seq, record, sealed token for each message still
+// stored, in order. The caller trims the inbox once it has announced them,
+// so a reply lost on the way loses nothing: the next read finds them again.
+constexpr const char* kPeek = R"lua(
 local seqs = {}
 for i = 4, #ARGV do seqs[#seqs + 1] = ARGV[i] end
-local key = p..'q:in:'..me
 local n = tonumber(ARGV[3])
-if n > 0 then
-  for _, s in ipairs(redis.call('LRANGE', key, 0, n - 1)) do seqs[#seqs + 1] = s end
-  redis.call('LTRIM', key, n, -1)
-end
-local out = {}
+local read = {}
+if n > 0 then read = redis.call('LRANGE', p..'q:in:'..me, 0, n - 1) end
+for _, s in ipairs(read) do seqs[#seqs + 1] = s end
+local out = {tostring(#read)}
 for _, s in ipairs(seqs) do
   local m = redis.call('HGET', p..'q:msg', s)
   if m then
@@ -155,10 +156,13 @@ return out
 
 // The heartbeat. ARGV[3..]: lease (ms), lanes to take over at most (0:
 // none), '1' to register (else a replica no longer listed was taken for
-// dead: 'lost'), '1' to pop the inbox. Replicas silent for a lease are
-// removed and their lanes freed; then free lanes are taken over. Returns
-// 'ok', q:seq, count, bytes, the number of inbox sequences, those, then
-// lane, first seq, count, last seq for each lane taken over.
+// dead: 'lost'), '1' to return the inbox. Replicas silent for a lease are
+// removed and their lanes freed; then free lanes are taken over, each
+// recorded in q:claim:<me> with "<first> <count> <last> <q:seq then>" until
+// the caller confirms it (HDEL) once announced: a reply lost on the way
+// loses no lane. Returns 'ok', q:seq, count, bytes, the number of inbox
+// entries and those, then lane and record for each claim not yet confirmed
+// (when taking over).
 constexpr const char* kBeat = R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -171,17 +175,10 @@ for _, d in ipairs(redis.call('ZRANGEBYSCORE', p..'q:replicas', '-inf', now - to
       if redis.call('EXISTS', p..'q:l:'..l) == 1 then redis.call('SADD', p..'q:free', l) end
     end
   end
-  redis.call('DEL', p..'q:held:'..d, p..'q:in:'..d)
+  redis.call('DEL', p..'q:held:'..d, p..'q:in:'..d, p..'q:claim:'..d)
   redis.call('ZREM', p..'q:replicas', d)
 end
-local inbox = {}
-if ARGV[6] == '1' then
-  inbox = redis.call('LRANGE', p..'q:in:'..me, 0, -1)
-  redis.call('DEL', p..'q:in:'..me)
-end
-local n, b = counts()
-local out = {'ok', redis.call('GET', p..'q:seq') or '0', n, b, tostring(#inbox)}
-for _, s in ipairs(inbox) do out[#out + 1] = s end
+local seq = redis.call('GET', p..'q:seq') or '0'
 local claim = tonumber(ARGV[4])
 if claim > 0 then
   for _, l in ipairs(redis.call('SPOP', p..'q:free', claim)) do
@@ -190,12 +187,19 @@ if claim > 0 then
     if count > 0 and not redis.call('HGET', p..'q:holder', l) then
       redis.call('HSET', p..'q:holder', l, me)
       redis.call('SADD', p..'q:held:'..me, l)
-      out[#out + 1] = l
-      out[#out + 1] = redis.call('ZRANGE', lk, 0, 0)[1]
-      out[#out + 1] = tostring(count)
-      out[#out + 1] = redis.call('ZRANGE', lk, -1, -1)[1]
+      redis.call('HSET', p..'q:claim:'..me, l, redis.call('ZRANGE', lk, 0, 0)[1]..' '..count..' '..
+                 redis.call('ZRANGE', lk, -1, -1)[1]..' '..seq)
     end
   end
+end
+local n, b = counts()
+local out = {'ok', seq, n, b}
+local inbox = {}
+if ARGV[6] == '1' then inbox = redis.call('LRANGE', p..'q:in:'..me, 0, -1) end
+out[#out + 1] = tostring(#inbox)
+for _, s in ipairs(inbox) do out[#out + 1] = s end
+if claim > 0 then
+  for _, v in ipairs(redis.call('HGETALL', p..'q:claim:'..me)) do out[#out + 1] = v end
 end
 return out
 )lua";
@@ -209,8 +213,7 @@ for _, l in ipairs(redis.call('SMEMBERS', p..'q:held:'..me)) do
     if redis.call('EXISTS', p..'q:l:'..l) == 1 then redis.call('SADD', p..'q:free', l) end
   end
 end
-local inbox = redis.call('LRANGE', p..'q:in:'..me, 0, -1)
-redis.call('DEL', p..'q:held:'..me, p..'q:in:'..me)
+redis.call('DEL', p..'q:held:'..me, p..'q:in:'..me, p..'q:claim:'..me)
 redis.call('ZREM', p..'q:replicas', me)
 return 0
 )lua";
@@ -323,7 +326,7 @@ constexpr std::size_t kBatch = 256;          // ops in one pipeline
 constexpr std::size_t kInboxBatch = 512;     // sequences popped at once
 constexpr auto kRefresh = milliseconds(250);  // counts read back when idle
 constexpr auto kRetry = milliseconds(200);    // outcomes wait after a failure
-// The longest BLPOP: a stopping queue waits this long for its watcher, and
+// The longest BLMOVE wait: a stopping queue waits this long for its watcher, and
 // an idle replica asks Redis this often.
 constexpr auto kInboxWait = milliseconds(100);
 // How long an accepted push's answer waits for its announcement at most:
@@ -352,7 +355,7 @@ RedisQueue::RedisQueue(RedisQueueOptions options, const Connect& connect, const 
     outcome_script_ = c->add_script(common + kOutcome);
     read_script_ = c->add_script(common + kRead);
     beat_script_ = c->add_script(common + kBeat);
-    pop_script_ = c->add_script(common + kPop);
+    peek_script_ = c->add_script(common + kPeek);
     release_script_ = c->add_script(common + kRelease);
     replay_script_ = c->add_script(common + kReplay);
     remove_script_ = c->add_script(common + kRemove);
@@ -410,8 +413,10 @@ void RedisQueue::push_async(sdk::Message message, const PushOptions& options, Pu
     // script checks again, for every replica at once).
     const std::size_t count = redis_count_ - std::min(redis_count_, pending_count_);
     const std::size_t bytes = redis_bytes_ - std::min(redis_bytes_, pending_bytes_);
-    if (closed_) {
-      refused = PushResult{PushStatus::Unavailable, "the queue is closed"};
+    if (closed_ || lost_) {
+      refused = PushResult{PushStatus::Unavailable,
+                           lost_ ? "this replica was taken for dead and stops"
+                                 : "the queue is closed"};
     } else if (!op.dedup_key.empty() && dedup_.seen(op.dedup_key, clock_.wall_now())) {
       refused = PushResult{PushStatus::Duplicate, {}};
     } else if (!op.dedup_key.empty() && pending_keys_.count(op.dedup_key) > 0) {
@@ -451,10 +456,14 @@ void RedisQueue::write_loop() {
   for (;;) {
     std::vector<Op> batch;
     std::string me;
+    bool last_round;
     {
       std::unique_lock lock(mutex_);
       work_cv_.wait_for(lock, kRefresh, [&] { return stopping_ || !ops_.empty(); });
       if (stopping_ && ops_.empty()) return;
+      // Stopping: one more try for what is left, whatever it comes to
+      // (close() says what could not be sent).
+      last_round = stopping_;
       while (!ops_.empty() && batch.size() < kBatch) {
         batch.push_back(std::move(ops_.front()));
         ops_.pop_front();
@@ -499,6 +508,7 @@ void RedisQueue::write_loop() {
 
     Array replies;
     bool reached = true;
+    std::size_t retried = 0;
     try {
       replies = writer_conn_->pipeline(commands);
     } catch (const std::exception&) {
@@ -579,11 +589,15 @@ void RedisQueue::write_loop() {
         } catch (const std::exception&) {
         }
       }
+      retried = retry.size();
       for (auto it = retry.rbegin(); it != retry.rend(); ++it) ops_.push_front(std::move(*it));
     }
     outcomes_cv_.notify_all();
     release_reports(steady_clock::now() - kAnnounceWait);
-    if (!reached) {
+    if (last_round) return;
+    if (retried > 0) {
+      // Unreachable, or refused (NOPERM, OOM): outcomes wait a little
+      // before they go again, never in a busy loop; pushes do not wait.
       std::unique_lock lock(mutex_);
       stop_cv_.wait_for(lock, kRetry, [&] {
         return stopping_ || std::any_of(ops_.begin(), ops_.end(), [](const Op& o) {
@@ -601,50 +615,34 @@ bool RedisQueue::beat(bool register_first) {
   bool adopted;
   {
     std::lock_guard lock(mutex_);
+    if (lost_) return true;
     me = me_;
     adopted = adopted_;
   }
   Array command = watch_conn_->script(beat_script_);
   command << "0" << prefix_ << me << std::to_string(options_.lease.count())
           << (adopted ? "1000" : "0") << (register_first ? "1" : "0") << "1";
-  Array reply;
   try {
     const Array replies = watch_conn_->pipeline({command});
     if (is_reply_error(replies, 0)) {
       watch_conn_->reply_error(replies, 0);
       return false;
     }
-    reply = replies.get<Array>(0);
+    const Array reply = replies.get<Array>(0);
     if (text_at(reply, 0) == "lost") {
-      std::lock_guard lock(mutex_);
-      log_->warn("redis queue: replica {} was taken for dead (silent for over {} ms); its lanes "
-                 "went to other replicas; it goes on as a new replica",
-                 me_, options_.lease.count());
-      me_ = base_name_ + "." + std::to_string(++epoch_);
-      registered_ = false;
+      fenced_off();
       return true;
     }
-  } catch (const std::exception&) {
-    return false;
-  }
-  try {
-    std::vector<std::string> inbox;
     const std::size_t n = static_cast<std::size_t>(number(text_at(reply, 4)));
+    std::vector<std::string> inbox;
     for (std::size_t i = 0; i < n; ++i) inbox.push_back(text_at(reply, 5 + i));
+    std::vector<std::pair<LaneBacklog, std::uint64_t>> claims = parse_claims(reply, 5 + n);
+    // Arrivals and lanes merged by sequence: a lane taken over goes after
+    // every arrival pushed before it was (which it does not hold), and
+    // before those pushed after (some of which may be its own).
+    std::vector<Queued> arrivals = fetch(*watch_conn_, inbox);
     std::vector<Event> events;
-    if (!inbox.empty()) {
-      std::vector<Queued> arrivals = fetch(*watch_conn_, inbox);
-      for (auto& q : arrivals) events.emplace_back(std::move(q));
-    }
-    for (std::size_t i = 5 + n; i + 3 < size_of(reply); i += 4) {
-      LaneBacklog lane;
-      lane.lane = text_at(reply, i);
-      lane.first_seq = number(text_at(reply, i + 1));
-      lane.count = static_cast<std::size_t>(number(text_at(reply, i + 2)));
-      lane.last_seq = number(text_at(reply, i + 3));
-      log_->info("redis queue: lane {} ({} message(s)) taken over", lane.lane, lane.count);
-      events.emplace_back(std::move(lane));
-    }
+    std::vector<std::string> confirm;
     {
       std::lock_guard lock(mutex_);
       registered_ = true;
@@ -652,12 +650,66 @@ bool RedisQueue::beat(bool register_first) {
         redis_count_ = number(text_at(reply, 2));
         redis_bytes_ = number(text_at(reply, 3));
       }
+      std::stable_sort(claims.begin(), claims.end(),
+                       [](const auto& a, const auto& b) { return a.second < b.second; });
+      std::size_t c = 0;
+      for (auto& q : arrivals) {
+        for (; c < claims.size() && claims[c].second < q.seq; ++c)
+          add_claim(std::move(claims[c].first), events, confirm);
+        if (q.seq > announced_upto_) events.emplace_back(std::move(q));
+      }
+      for (; c < claims.size(); ++c) add_claim(std::move(claims[c].first), events, confirm);
     }
     announce(std::move(events));
+    // Announced: now they may leave the inbox and the claims.
+    std::vector<Array> done;
+    if (n > 0) {
+      Array trim;
+      trim << "LTRIM" << prefix_ + "q:in:" + me << std::to_string(n) << "-1";
+      done.push_back(std::move(trim));
+    }
+    if (!confirm.empty()) {
+      Array hdel;
+      hdel << "HDEL" << prefix_ + "q:claim:" + me;
+      for (const auto& lane : confirm) hdel << lane;
+      done.push_back(std::move(hdel));
+    }
+    if (!done.empty()) {
+      watch_conn_->pipeline(done);  // if lost, the next beat finds them again, announced
+      std::lock_guard lock(mutex_);
+      for (const auto& lane : confirm) announced_claims_.erase(lane);
+    }
+    return true;
   } catch (const std::exception& e) {
-    log_->error("redis queue: unexpected heartbeat reply: {}", e.what());
+    // The connection logged an outage once; anything else is said here.
+    if (dynamic_cast<const RedisUnavailable*>(&e) == nullptr)
+      log_->error("redis queue: unexpected heartbeat reply: {}", e.what());
+    return false;
   }
-  return true;
+}
+
+void RedisQueue::add_claim(LaneBacklog lane, std::vector<Event>& events,
+                           std::vector<std::string>& confirm) {
+  confirm.push_back(lane.lane);
+  if (!announced_claims_.insert(lane.lane).second) return;  // announced before a lost reply
+  claimed_upto_[lane.lane] = lane.last_seq;
+  log_->info("redis queue: lane {} ({} message(s)) taken over", lane.lane, lane.count);
+  events.emplace_back(std::move(lane));
+}
+
+std::vector<std::pair<LaneBacklog, std::uint64_t>> RedisQueue::parse_claims(const Array& reply,
+                                                                            std::size_t from) {
+  std::vector<std::pair<LaneBacklog, std::uint64_t>> out;
+  for (std::size_t i = from; i + 1 < size_of(reply); i += 2) {
+    LaneBacklog lane;
+    lane.lane = text_at(reply, i);
+    std::istringstream record(text_at(reply, i + 1));
+    std::uint64_t at = 0;
+    if (!(record >> lane.first_seq >> lane.count >> lane.last_seq >> at))
+      throw std::runtime_error("unexpected lane record from Redis");
+    out.emplace_back(std::move(lane), at);
+  }
+  return out;
 }
 
 std::vector<Queued> RedisQueue::decode(const Array& reply, std::size_t from,
@@ -673,7 +725,10 @@ std::vector<Queued> RedisQueue::decode(const Array& reply, std::size_t from,
     }
     q.message = std::move(*message);
     q.message.delivery_token = open_token(text_at(reply, i + 2));
-    q.message.enqueued_at = clock_.now();
+    // Time already spent queued counts (for the queue-wait histogram).
+    const auto age =
+        std::max(clock_.wall_now() - q.message.received_at, sdk::WallTime::duration::zero());
+    q.message.enqueued_at = clock_.now() - duration_cast<sdk::SteadyTime::duration>(age);
     out.push_back(std::move(q));
   }
   return out;
@@ -681,58 +736,64 @@ std::vector<Queued> RedisQueue::decode(const Array& reply, std::size_t from,
 
 std::vector<Queued> RedisQueue::fetch(RedisConnection& connection,
                                       const std::vector<std::string>& seqs) {
-  std::string me;
-  {
-    std::lock_guard lock(mutex_);
-    me = me_;
-  }
-  Array command = connection.script(pop_script_);
-  command << "0" << prefix_ << me << "0";
+  if (seqs.empty()) return {};
+  Array command = connection.script(peek_script_);
+  command << "0" << prefix_ << replica() << "0";
   for (const auto& s : seqs) command << s;
   const Array replies = connection.pipeline({command});
   if (is_reply_error(replies, 0)) {
     connection.reply_error(replies, 0);
     throw RedisUnavailable("redis refused to read the inbox");
   }
-  return decode(replies.get<Array>(0), 0, "");
+  return decode(replies.get<Array>(0), 1, "");
 }
 
 void RedisQueue::drain_inbox(milliseconds wait) {
-  std::string me;
-  {
-    std::lock_guard lock(mutex_);
-    me = me_;
-  }
-  Array blpop;
+  const std::string me = replica();
+  const std::string inbox = prefix_ + "q:in:" + me;
+  // Waits until the inbox holds something, without taking it (a move of
+  // its head onto its head): what is read is trimmed only once announced.
+  Array wait_for;
   const double seconds = std::max(0.01, static_cast<double>(wait.count()) / 1000.0);
-  blpop << "BLPOP" << prefix_ + "q:in:" + me << std::to_string(seconds);
-  std::vector<std::string> first;
+  wait_for << "BLMOVE" << inbox << inbox << "LEFT" << "LEFT" << std::to_string(seconds);
   try {
-    const Array replies = watch_conn_->pipeline({blpop});
-    if (is_reply_error(replies, 0)) {
-      watch_conn_->reply_error(replies, 0);
+    const Array waited = watch_conn_->pipeline({wait_for});
+    if (is_reply_error(waited, 0)) {
+      watch_conn_->reply_error(waited, 0);
       return;
     }
-    const Array got = replies.get<Array>(0);
-    if (size_of(got) < 2) return;  // timed out: nothing pushed
-    first.push_back(text_at(got, 1));
-    Array pop = watch_conn_->script(pop_script_);
-    pop << "0" << prefix_ << me << std::to_string(kInboxBatch) << first.front();
-    const Array popped = watch_conn_->pipeline({pop});
-    if (is_reply_error(popped, 0)) {
-      watch_conn_->reply_error(popped, 0);
+    if (waited.getType(0) != Poco::Redis::RedisType::REDIS_BULK_STRING ||
+        waited.get<Poco::Redis::BulkString>(0).isNull())
+      return;  // timed out: nothing pushed
+    Array peek = watch_conn_->script(peek_script_);
+    peek << "0" << prefix_ << me << std::to_string(kInboxBatch);
+    const Array peeked = watch_conn_->pipeline({peek});
+    if (is_reply_error(peeked, 0)) {
+      watch_conn_->reply_error(peeked, 0);
       return;
     }
+    const Array reply = peeked.get<Array>(0);
+    const std::size_t n = static_cast<std::size_t>(number(text_at(reply, 0)));
     std::vector<Event> events;
-    for (auto& q : decode(popped.get<Array>(0), 0, "")) events.emplace_back(std::move(q));
+    {
+      std::lock_guard lock(mutex_);
+      for (auto& q : decode(reply, 1, ""))
+        if (q.seq > announced_upto_) events.emplace_back(std::move(q));
+    }
     announce(std::move(events));
+    if (n > 0) {
+      Array trim;
+      trim << "LTRIM" << inbox << std::to_string(n) << "-1";
+      watch_conn_->pipeline({trim});  // if lost, the next read skips what was announced
+    }
   } catch (const std::exception&) {
-    // The connection logged it; the next beat finds what is left.
+    // The connection logged it; the inbox still holds what was not trimmed.
   }
 }
 
 void RedisQueue::announce(std::vector<Event> events) {
   if (events.empty()) return;
+  std::function<void()> listener;
   {
     std::lock_guard lock(mutex_);
     for (auto& e : events) {
@@ -740,9 +801,10 @@ void RedisQueue::announce(std::vector<Event> events) {
         announced_upto_ = std::max(announced_upto_, q->seq);
       events_.push_back(std::move(e));
     }
+    listener = listener_;
   }
   announced_cv_.notify_all();
-  if (listener_) listener_();
+  if (listener) listener();
   release_reports(steady_clock::time_point::min());
 }
 
@@ -774,11 +836,15 @@ void RedisQueue::watch_loop() {
     }
     const auto now = steady_clock::now();
     if (now >= next_beat || !registered) {
-      const bool ok = beat(!registered);
-      next_beat = steady_clock::now() + interval;
-      if (!ok) {
+      if (beat(!registered)) {
+        next_beat = steady_clock::now() + interval;
+      } else {
+        // A failed beat may have taken lanes over all the same (its reply
+        // lost): only a beat may come next, which announces them before
+        // anything read from the inbox after them.
+        next_beat = steady_clock::now();
         std::unique_lock lock(mutex_);
-        stop_cv_.wait_for(lock, interval, [&] { return stopping_; });
+        stop_cv_.wait_for(lock, kRetry, [&] { return stopping_; });
       }
       continue;
     }
@@ -788,6 +854,22 @@ void RedisQueue::watch_loop() {
     const auto cap = std::max(milliseconds(50), watch_conn_->settings().command_timeout / 2);
     drain_inbox(std::min({left, cap, kInboxWait}));
   }
+}
+
+void RedisQueue::fenced_off() {
+  std::function<void()> on_lost;
+  {
+    std::lock_guard lock(mutex_);
+    if (lost_) return;
+    lost_ = true;
+    on_lost = on_lost_;
+    log_->error("redis queue: replica {} was taken for dead (silent for over {} ms) and its "
+                "channels went to other replicas; it delivers nothing more and stops, to "
+                "start again as a new replica",
+                me_, options_.lease.count());
+  }
+  announced_cv_.notify_all();
+  if (on_lost) on_lost();
 }
 
 std::vector<Queued> RedisQueue::take(std::size_t max) {
@@ -805,7 +887,14 @@ std::vector<Queued> RedisQueue::take(std::size_t max) {
       events_.pop_front();
     }
   }
-  if (stopped_at_take_over && listener_) listener_();  // collect it, then the rest
+  if (stopped_at_take_over) {  // collect it, then the rest
+    std::function<void()> listener;
+    {
+      std::lock_guard lock(mutex_);
+      listener = listener_;
+    }
+    if (listener) listener();
+  }
   return out;
 }
 
@@ -855,19 +944,21 @@ std::vector<LaneBacklog> RedisQueue::claim_backlog() {
             << (registered ? "0" : "1") << "0";
     const Array reply = read(std::vector<Array>{command}).get<Array>(0);
     if (text_at(reply, 0) != "ok") throw QueueError("this replica was taken for dead");
+    try {
+      // Every claim not yet confirmed: also those of an earlier try whose
+      // reply was lost.
+      for (auto& [lane, at] : parse_claims(reply, 5 + number(text_at(reply, 4)))) {
+        (void)at;
+        upto = std::max(upto, lane.last_seq);  // the highest stored sequence it covers
+        out.push_back(std::move(lane));
+      }
+    } catch (const std::runtime_error& e) {
+      throw QueueError(e.what());
+    }
     std::lock_guard state(mutex_);
     registered_ = true;
     redis_count_ = number(text_at(reply, 2));
     redis_bytes_ = number(text_at(reply, 3));
-    for (std::size_t i = 5; i + 3 < size_of(reply); i += 4) {
-      LaneBacklog lane;
-      lane.lane = text_at(reply, i);
-      lane.first_seq = number(text_at(reply, i + 1));
-      lane.count = static_cast<std::size_t>(number(text_at(reply, i + 2)));
-      lane.last_seq = number(text_at(reply, i + 3));
-      upto = std::max(upto, lane.last_seq);  // the highest stored sequence it covers
-      out.push_back(std::move(lane));
-    }
   }
   std::sort(out.begin(), out.end(),
             [](const LaneBacklog& a, const LaneBacklog& b) { return a.first_seq < b.first_seq; });
@@ -894,8 +985,29 @@ std::vector<LaneBacklog> RedisQueue::backlog() {
     opened_.reset();
   }
   if (!opened) opened = claim_backlog();  // throws QueueError while Redis is away
-  std::lock_guard lock(mutex_);
-  adopted_ = true;
+  std::vector<std::string> lanes;
+  {
+    std::lock_guard lock(mutex_);
+    adopted_ = true;
+    for (const auto& lane : *opened) {
+      lanes.push_back(lane.lane);
+      announced_claims_.insert(lane.lane);  // never announced again by a heartbeat
+      claimed_upto_[lane.lane] = lane.last_seq;
+    }
+  }
+  if (!lanes.empty()) {
+    std::lock_guard lock(read_mutex_);
+    Array hdel;
+    hdel << "HDEL" << prefix_ + "q:claim:" + replica();
+    for (const auto& lane : lanes) hdel << lane;
+    try {
+      read_conn_->pipeline({hdel});
+      std::lock_guard state(mutex_);
+      for (const auto& lane : lanes) announced_claims_.erase(lane);
+    } catch (const std::exception&) {
+      // The next heartbeat confirms them (and, knowing them, announces none).
+    }
+  }
   return std::move(*opened);
 }
 
@@ -912,8 +1024,24 @@ std::size_t RedisQueue::recovered() const {
 std::vector<Queued> RedisQueue::read_lane(const std::string& lane, std::uint64_t after,
                                           std::uint64_t upto, std::size_t max) {
   std::vector<Queued> out;
+  std::string me;
+  {
+    std::lock_guard lock(mutex_);
+    if (lost_) return out;  // another replica's now: holds() says so
+    me = me_;
+    // Never past what this replica was told of: a message still on its way
+    // through the inbox is read once announced, not before. A lane taken
+    // over was told of whole, up to its last message then.
+    std::uint64_t told = announced_upto_;
+    if (auto claimed = claimed_upto_.find(lane); claimed != claimed_upto_.end()) {
+      if (claimed->second <= announced_upto_)
+        claimed_upto_.erase(claimed);
+      else
+        told = claimed->second;
+    }
+    upto = std::min(upto, std::max(told, backlog_upto_));
+  }
   if (max == 0 || upto <= after) return out;
-  const std::string me = replica();
   std::lock_guard lock(read_mutex_);
   Array command = read_conn_->script(read_script_);
   command << "0" << prefix_ << me << lane << std::to_string(after) << std::to_string(upto)
@@ -924,7 +1052,12 @@ std::vector<Queued> RedisQueue::read_lane(const std::string& lane, std::uint64_t
 }
 
 bool RedisQueue::holds(const std::string& lane) {
-  const std::string me = replica();
+  std::string me;
+  {
+    std::lock_guard lock(mutex_);
+    if (lost_) return false;
+    me = me_;
+  }
   std::lock_guard lock(read_mutex_);
   Array command;
   command << "HGET" << prefix_ + "q:holder" << lane;
@@ -1029,6 +1162,7 @@ void RedisQueue::close() {
     outcomes_cv_.wait_until(lock, deadline, [&] { return ops_.empty(); });
     stopping_ = true;
   }
+  announced_cv_.notify_all();
   work_cv_.notify_all();
   stop_cv_.notify_all();
   if (writer_.joinable()) writer_.join();
@@ -1166,20 +1300,21 @@ DeadLetterStore::ReplayStatus RedisQueue::replay(const std::string& id) {
     const std::string lane = lane_key(m);
     const std::size_t bytes = m.payload.size();
     m.delivery_token.clear();
-    Array command = read_conn_->script(replay_script_);
-    command << "0" << prefix_ << replica() << std::to_string(options_.limits.max_messages)
-            << std::to_string(options_.limits.max_bytes) << id << lane << std::to_string(bytes)
-            << encode_message(m) << sealed;
+    const std::string me = replica();
     std::string status;
     std::uint64_t seq = 0;
     bool mine = false;
     {
       std::lock_guard lock(read_mutex_);
+      Array command = read_conn_->script(replay_script_);
+      command << "0" << prefix_ << me << std::to_string(options_.limits.max_messages)
+              << std::to_string(options_.limits.max_bytes) << id << lane
+              << std::to_string(bytes) << encode_message(m) << sealed;
       const Array reply = read(std::vector<Array>{command}).get<Array>(0);
       status = text_at(reply, 0);
       if (status == "ok") {
         seq = number(text_at(reply, 1));
-        mine = text_at(reply, 4) == replica();
+        mine = text_at(reply, 4) == me;
         std::lock_guard state(mutex_);
         redis_count_ = number(text_at(reply, 2));
         redis_bytes_ = number(text_at(reply, 3));

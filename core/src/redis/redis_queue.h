@@ -21,16 +21,20 @@
 // Lanes and leases. One replica at a time delivers a lane (its holder), so
 // per-channel order holds across replicas. A push to a lane nobody holds
 // makes the pusher its holder (when the lane was empty); every push to a
-// held lane is put on its holder's inbox, which the holder reads (BLPOP) and
-// announces through take(). A replica sends a heartbeat every lease / 8; one
+// held lane is put on its holder's inbox, which the holder waits on
+// (BLMOVE of its head onto itself), reads, announces through take(), and
+// only then trims: a reply lost on the way loses nothing. A replica sends a heartbeat every lease / 8; one
 // silent for a whole lease is taken for dead by the next replica's
 // heartbeat, and its lanes become free. A replica takes free lanes over at
-// its heartbeat and announces them through take_over(): within lease + the
-// heartbeat interval of a crash (8 s + 1 s by default), its lanes move on.
+// its heartbeat (recorded in q:claim:<replica> until it confirms it has
+// announced them) and announces them through take_over(): within lease +
+// the heartbeat interval of a crash (8 s + 1 s by default), its lanes move
+// on. A replica that learns it was taken for dead (cut off, or stopped, for
+// a lease) reads and pushes nothing more and calls on_lost(): the proxy
+// stops, to start again as a new replica.
 // Outcomes are fenced: an ack or a dead letter from a replica that no longer
 // holds the lane is refused, and the message stays for the new holder to
-// send (at-least-once; a duplicate is possible, a loss is not). read_lane()
-// of a lane this replica lost reads nothing, and holds() says so.
+// send (at-least-once; a duplicate is possible, a loss is not).
 //
 // The event stream (take() and take_over()) rises in sequence order: a
 // take-over is announced after every arrival popped before it, and take()
@@ -57,8 +61,10 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <unordered_map>
 #include <variant>
 #include <vector>
@@ -115,10 +121,21 @@ class RedisQueue final : public Queue, private DeadLetterStore {
   QueueLimits limits() const override { return options_.limits; }
   std::size_t recovered() const override;
   DeadLetterStore& dead_letters() override { return *this; }
-  void on_push(std::function<void()> listener) override { listener_ = std::move(listener); }
+  void on_push(std::function<void()> listener) override {
+    std::lock_guard lock(mutex_);
+    listener_ = std::move(listener);
+  }
+  // Called once, from the watcher thread, when this replica learns it was
+  // taken for dead (silent for a whole lease: stopped, or cut off from
+  // Redis) and its lanes went to others. From then on it reads and pushes
+  // nothing; the proxy stops, to start again as a new replica.
+  void on_lost(std::function<void()> callback) {
+    std::lock_guard lock(mutex_);
+    on_lost_ = std::move(callback);
+  }
   void close() override;
 
-  // This replica's name in Redis (changes if it was taken for dead).
+  // This replica's name in Redis.
   std::string replica() const;
   // Tests: waits until every outcome handed over so far has reached Redis;
   // false at the deadline.
@@ -162,6 +179,15 @@ class RedisQueue final : public Queue, private DeadLetterStore {
   // Pops this replica's inbox (blocking up to `wait` for the first) and
   // announces what it holds.
   void drain_inbox(std::chrono::milliseconds wait);
+  // Lanes taken over and not yet confirmed, from a heartbeat's reply at
+  // `from`: each with the q:seq at the time it was taken over.
+  static std::vector<std::pair<LaneBacklog, std::uint64_t>> parse_claims(
+      const Poco::Redis::Array& reply, std::size_t from);
+  // Under mutex_: a lane taken over goes into `events` unless it was
+  // announced before (a confirmation lost), and into `confirm` either way.
+  void add_claim(LaneBacklog lane, std::vector<Event>& events, std::vector<std::string>& confirm);
+  // This replica was taken for dead: it stops reading and pushing.
+  void fenced_off();
   // The stored messages `seqs`, with their tokens opened, in that order.
   std::vector<Queued> fetch(RedisConnection& connection, const std::vector<std::string>& seqs);
   // Triples (seq, record, sealed token) of `reply` from element `from`;
@@ -189,7 +215,7 @@ class RedisQueue final : public Queue, private DeadLetterStore {
   std::mutex read_mutex_;  // read_conn_ is one caller's at a time
   // Script handles, the same on each connection (each registers them all).
   std::size_t push_script_ = 0, outcome_script_ = 0, read_script_ = 0, beat_script_ = 0,
-              pop_script_ = 0, release_script_ = 0, replay_script_ = 0, remove_script_ = 0;
+              peek_script_ = 0, release_script_ = 0, replay_script_ = 0, remove_script_ = 0;
 
   mutable std::mutex mutex_;
   std::condition_variable work_cv_, stop_cv_, outcomes_cv_, announced_cv_;
@@ -209,8 +235,15 @@ class RedisQueue final : public Queue, private DeadLetterStore {
   std::deque<Report> reports_;
   std::mutex report_mutex_;  // held while answers leave, never with mutex_ waiting on it
   std::string me_;  // this replica's name in Redis
-  int epoch_ = 0;
   bool registered_ = false;
+  bool lost_ = false;  // taken for dead: reads, pushes and holds() refuse
+  std::function<void()> on_lost_;
+  // Lanes taken over and announced, whose confirmation has not reached
+  // Redis yet: a heartbeat that finds them again does not announce them.
+  std::set<std::string> announced_claims_;
+  // Lanes taken over -> their last sequence then: read_lane() may read
+  // them that far before take() has announced anything of them.
+  std::unordered_map<std::string, std::uint64_t> claimed_upto_;
   bool adopted_ = false;     // backlog() ran: the watcher takes free lanes over from now on
   std::optional<std::vector<LaneBacklog>> opened_;  // claimed when opened, for backlog()
   std::uint64_t backlog_upto_ = 0;
