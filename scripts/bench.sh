@@ -18,6 +18,10 @@
 #   scripts/bench.sh --profile [DURATION_SECONDS]  only a CPU profile of the
 #                                                  SQLite sync = "full" proxy under
 #                                                  wrk -c32: perf, else callgrind
+#   scripts/bench.sh --queues [DURATION_SECONDS]   only ingest by queue backend:
+#                                                  memory, SQLite (sync full) and
+#                                                  Redis (AOF, appendfsync always),
+#                                                  beside nginx (issue #13)
 #   scripts/bench.sh --backlog [DURATION_SECONDS]  only issue #12's figures: memory,
 #                                                  start-up, drain and ingest with a
 #                                                  million messages queued on disk,
@@ -34,18 +38,19 @@ MODE=all
 case "${1:-}" in
   --profile) MODE=profile; shift ;;
   --backlog) MODE=backlog; shift ;;
+  --queues) MODE=queues; shift ;;
 esac
 DURATION="${1:-10}"
 ROUNDS="${BENCH_ROUNDS:-3}"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_ROUNDS must be a positive number" >&2; exit 2; }
-[[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 2 ]] || { echo "usage: $0 [--profile | --backlog] [SECONDS >= 2]" >&2; exit 2; }
+[[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 2 ]] || { echo "usage: $0 [--profile | --backlog | --queues] [SECONDS >= 2]" >&2; exit 2; }
 
 IDLE=10000 TRICKLE=1000 PROBES=2000
 configure_and_build --bench
 BIN="$BUILD_DIR/bin"
 WORK="$(mktemp -d)"
 PROXY_PORT=18480 METRICS_PORT=18490 FAKE_PORT=18499
-NGINX_PORT=18481 NGINX_LOG_PORT=18482 NGINX_CAPACITY_PORT=18483
+NGINX_PORT=18481 NGINX_LOG_PORT=18482 NGINX_CAPACITY_PORT=18483 REDIS_PORT=18484
 pids=()
 nginx_pidfiles=()
 cleanup() {
@@ -100,8 +105,10 @@ start_proxy() {
   wait_healthy "$1"
 }
 write_proxy_config() {  # backend [server-extra [stages]]
-  local backend=$1 sync=full server_extra=${2:-} stages=${3:-$PACED_STAGES}
+  local backend=$1 sync=full server_extra=${2:-} stages=${3:-$PACED_STAGES} redis=""
   [[ $backend == sqlite-normal ]] && { backend=sqlite; sync=normal; }
+  [[ $backend == redis ]] && redis="[redis]
+url = \"redis://127.0.0.1:$REDIS_PORT\""
   cat >"$WORK/bench.toml" <<TOML
 [server]
 listen = "127.0.0.1:$PROXY_PORT"
@@ -115,6 +122,7 @@ path = "$WORK/queue.db"
 sync = "$sync"
 capacity = 10000000
 max_bytes = 10000000000
+$redis
 [dispatcher]
 shutdown_timeout = "1s"    # stopping must not wait for the queue to drain at 1/s
 [log]
@@ -151,7 +159,10 @@ stop_proxy() {
   kill -9 "$1" 2>/dev/null || true
   wait "$1" 2>/dev/null || true
 }
-fresh_queue() { rm -f "$WORK"/queue.db*; }
+fresh_queue() {
+  rm -f "$WORK"/queue.db*
+  if [[ -n ${redis_pid:-} ]]; then redis-cli -p "$REDIS_PORT" FLUSHALL >/dev/null; fi
+}
 
 # $1: name, $2: the server blocks. worker_connections covers the capacity
 # run's 11,000 connections even if one worker takes them all.
@@ -245,6 +256,12 @@ ratio_cell() {
   lo=$(measured_sorted "${values[@]}" | head -1)
   hi=$(measured_sorted "${values[@]}" | tail -1)
   if ((ROUNDS > 1)) && [[ -n $lo ]]; then echo "$m ($lo-$hi)"; else echo "$m"; fi
+}
+# A table row: label, then the key's medians (rps, p99, errs) and ratios.
+row() {  # label key
+  local r32=${rps[$2,32]} r1k=${rps[$2,1000]:--}
+  echo "| $1 | $r32 | ${p99[$2,32]} | $(ratio_cell "$2" 32 nginx 32) | $r1k | ${p99[$2,1000]:--}" \
+       "| $(ratio_cell "$2" 1000 nginx 1000) | $(ratio_cell "$2" 1000 "$2" 32) | ${errs[$2,32]} / ${errs[$2,1000]:--} |"
 }
 
 # --- CPU profile (--profile) --------------------------------------------------
@@ -639,6 +656,65 @@ if [[ $MODE == backlog ]]; then
   exit 0
 fi
 
+# --- ingest by queue backend (--queues, issue #13) -----------------------------
+# One proxy at a time, as above, with the memory queue, SQLite (sync full)
+# and Redis; Redis with every write in its AOF before it answers
+# (appendfsync always), the setting docs/scale-out.md gives for the queue.
+queues() {
+  command -v redis-server >/dev/null || { echo "--queues needs redis-server" >&2; exit 1; }
+  mkdir -p "$WORK/redis"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --save "" \
+    --appendonly yes --appendfsync always --logfile "$WORK/redis.log" &
+  redis_pid=$!
+  pids+=("$redis_pid")
+  for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" PING >/dev/null 2>&1 && break; sleep 0.1; done
+  start_nginx queues "
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / { default_type application/json; return 200 '{\"ok\":true}'; }
+  }"
+  local round c backend
+  for round in $(seq "$ROUNDS"); do
+    for c in 32 1000; do
+      measure nginx "http://127.0.0.1:$NGINX_PORT/" $c "$round"
+      for backend in memory sqlite redis; do
+        fresh_queue
+        start_proxy "$backend"
+        measure "$backend" "http://127.0.0.1:$PROXY_PORT/" $c "$round"
+        stop_proxy "$proxy"
+      done
+    done
+  done
+  declare -gA rps p99 errs
+  local key values
+  for key in nginx memory sqlite redis; do
+    for c in 32 1000; do
+      mapfile -t values < <(per_round "$key" "$c" run_rps)
+      rps[$key,$c]=$(median "${values[@]}")
+      mapfile -t values < <(per_round "$key" "$c" run_p99)
+      p99[$key,$c]=$(median "${values[@]}")
+      errs[$key,$c]=$(per_round "$key" "$c" run_errs | awk '$1 != "-" {s += $1} END {print s + 0}')
+    done
+  done
+  cat <<OUT
+
+Median of $ROUNDS rounds; a ratio is each round's own, median (min-max).
+
+| target | -c32 req/s | -c32 p99 (ms) | / nginx | -c1000 req/s | -c1000 p99 (ms) | / nginx | -c1000 / -c32 | errors -c32 / -c1000 |
+|---|---|---|---|---|---|---|---|---|
+$(row "nginx static return 200, access log off" nginx)
+$(row "slack-proxy, memory queue" memory)
+$(row "slack-proxy, SQLite queue, sync = \"full\"" sqlite)
+$(row "slack-proxy, Redis queue, AOF appendfsync always" redis)
+(wrk -t2 -d${DURATION}s, 200-byte JSON body; Redis $(redis-server --version | awk '{print $3}') on the same machine; nginx $(nproc) workers; $(nproc) cores; $(date -u +%F))
+OUT
+}
+
+if [[ $MODE == queues ]]; then
+  queues
+  exit 0
+fi
+
 # --- throughput and latency ---------------------------------------------------
 
 start_nginx bench "
@@ -773,11 +849,6 @@ capacity_row() {  # label file
 
 # --- summary ------------------------------------------------------------------
 
-row() {  # label key
-  local r32=${rps[$2,32]} r1k=${rps[$2,1000]:--}
-  echo "| $1 | $r32 | ${p99[$2,32]} | $(ratio_cell "$2" 32 nginx 32) | $r1k | ${p99[$2,1000]:--}" \
-       "| $(ratio_cell "$2" 1000 nginx 1000) | $(ratio_cell "$2" 1000 "$2" 32) | ${errs[$2,32]} / ${errs[$2,1000]:--} |"
-}
 # Each round's -c32 figures, as measured.
 round_rows() {
   local r

@@ -329,7 +329,7 @@ INSTANTIATE_TEST_SUITE_P(
         UnknownKeyCase{"admin", with_pipeline("[admin]\nbogus = 1\n"),
                        "[admin]: unknown key 'bogus'; allowed: key_env, key_file"},
         UnknownKeyCase{"queue", with_pipeline("[queue]\nbogus = 1\n"),
-                       "[queue]: unknown key 'bogus'; allowed: backend, capacity, dedup_window, max_bytes, "
+                       "[queue]: unknown key 'bogus'; allowed: backend, capacity, dedup_window, lease, max_bytes, "
                        "max_dead_letters, path, retry_after, sync, token_key_env"},
         UnknownKeyCase{"dispatcher", with_pipeline("[dispatcher]\nbogus = 1\n"),
                        "[dispatcher]: unknown key 'bogus'; allowed: lane_window, shutdown_timeout, window_bytes, workers"},
@@ -471,8 +471,9 @@ TEST(ConfigTest, ZeroShutdownTimeoutIsAllowed) {
 }
 
 TEST(ConfigTest, UnsupportedChoiceNamesAllowedValues) {
-  EXPECT_EQ(error_of(with_pipeline("[queue]\nbackend = \"redis\"\n")),
-            "cfg.toml:2:11: [queue]: 'backend' must be one of \"sqlite\" or \"memory\", got \"redis\"");
+  EXPECT_EQ(error_of(with_pipeline("[queue]\nbackend = \"postgres\"\n")),
+            "cfg.toml:2:11: [queue]: 'backend' must be one of \"sqlite\", \"memory\" or "
+            "\"redis\", got \"postgres\"");
   EXPECT_EQ(error_of(with_pipeline("[log]\nlevel = \"verbose\"\n")),
             "cfg.toml:2:9: [log]: 'level' must be one of \"trace\", \"debug\", \"info\", \"warn\" or "
             "\"error\", got \"verbose\"");

@@ -26,6 +26,12 @@ local p, me = ARGV[1], ARGV[2]
 local function counts()
   return redis.call('HGET', p..'q:n', 'count') or '0', redis.call('HGET', p..'q:n', 'bytes') or '0'
 end
+-- "<count> <bytes> <version>": the version rises with every change, so a
+-- replica keeps the newest of the copies its threads bring back.
+local function state()
+  local n, b = counts()
+  return n..' '..b..' '..(redis.call('HGET', p..'q:n', 'v') or '0')
+end
 local function over(bytes, max_n, max_b)
   local n, b = counts()
   if tonumber(n) >= max_n then return 'count' end
@@ -45,6 +51,7 @@ local function store(lane, bytes, record, token)
   redis.call('ZADD', lk, seq, seq)
   redis.call('HINCRBY', p..'q:n', 'count', 1)
   redis.call('HINCRBY', p..'q:n', 'bytes', bytes)
+  redis.call('HINCRBY', p..'q:n', 'v', 1)
   local holder = redis.call('HGET', p..'q:holder', lane)
   if not holder and redis.call('ZCARD', lk) == 1 and redis.call('ZSCORE', p..'q:replicas', me) then
     holder = me
@@ -76,8 +83,7 @@ if dk ~= '' then
   redis.call('ZADD', p..'q:dd', now + tonumber(ARGV[6]), dk)
 end
 local seq = store(ARGV[8], tonumber(ARGV[9]), ARGV[10], ARGV[11])
-local n, b = counts()
-return {'ok', tostring(seq), n, b, redis.call('HGET', p..'q:holder', ARGV[8]) or ''}
+return {'ok', tostring(seq), state(), redis.call('HGET', p..'q:holder', ARGV[8]) or ''}
 )lua";
 
 // ARGV[3..]: seq, id, dead letter record (empty: an ack), max dead letters.
@@ -85,10 +91,10 @@ return {'ok', tostring(seq), n, b, redis.call('HGET', p..'q:holder', ARGV[8]) or
 constexpr const char* kOutcome = R"lua(
 local seq = ARGV[3]
 local meta = redis.call('HGET', p..'q:meta', seq)
-if not meta then local n, b = counts() return {'missing', n, b} end
+if not meta then return {'missing', state()} end
 local sp = string.find(meta, ' ', 1, true)
 local bytes, lane = tonumber(string.sub(meta, 1, sp - 1)), string.sub(meta, sp + 1)
-if redis.call('HGET', p..'q:holder', lane) ~= me then local n, b = counts() return {'fenced', n, b} end
+if redis.call('HGET', p..'q:holder', lane) ~= me then return {'fenced', state()} end
 local tok = redis.call('HGET', p..'q:tok', seq)
 redis.call('HDEL', p..'q:msg', seq)
 redis.call('HDEL', p..'q:meta', seq)
@@ -97,6 +103,7 @@ local lk = p..'q:l:'..lane
 redis.call('ZREM', lk, seq)
 redis.call('HINCRBY', p..'q:n', 'count', -1)
 redis.call('HINCRBY', p..'q:n', 'bytes', -bytes)
+redis.call('HINCRBY', p..'q:n', 'v', 1)
 if redis.call('ZCARD', lk) == 0 then
   redis.call('HDEL', p..'q:holder', lane)
   redis.call('SREM', p..'q:held:'..me, lane)
@@ -113,8 +120,7 @@ if ARGV[5] ~= '' then
     redis.call('HDEL', p..'q:dltok', old[1])
   end
 end
-local n, b = counts()
-return {'ok', n, b}
+return {'ok', state()}
 )lua";
 
 // ARGV[3..]: lane, after, upto, max. The lane's holder, then seq, record,
@@ -160,15 +166,23 @@ return out
 // removed and their lanes freed; then free lanes are taken over, each
 // recorded in q:claim:<me> with "<first> <count> <last> <q:seq then>" until
 // the caller confirms it (HDEL) once announced: a reply lost on the way
-// loses no lane. Returns 'ok', q:seq, count, bytes, the number of inbox
+// loses no lane. Returns 'ok', q:seq, state(), the number of inbox
 // entries and those, then lane and record for each claim not yet confirmed
 // (when taking over).
 constexpr const char* kBeat = R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if ARGV[5] ~= '1' and not redis.call('ZSCORE', p..'q:replicas', me) then return {'lost'} end
+local prev = redis.call('ZSCORE', p..'q:replicas', me)
+if ARGV[5] ~= '1' and not prev then return {'lost'} end
 redis.call('ZADD', p..'q:replicas', now, me)
-for _, d in ipairs(redis.call('ZRANGEBYSCORE', p..'q:replicas', '-inf', now - tonumber(ARGV[3]), 'LIMIT', 0, 8)) do
+-- Only a replica that beat within the lease itself takes others for dead:
+-- after an outage of Redis every replica is late, and the first one back
+-- must not send all the others away.
+local reaping = {}
+if prev and now - tonumber(prev) <= tonumber(ARGV[3]) then
+  reaping = redis.call('ZRANGEBYSCORE', p..'q:replicas', '-inf', now - tonumber(ARGV[3]), 'LIMIT', 0, 8)
+end
+for _, d in ipairs(reaping) do
   for _, l in ipairs(redis.call('SMEMBERS', p..'q:held:'..d)) do
     if redis.call('HGET', p..'q:holder', l) == d then
       redis.call('HDEL', p..'q:holder', l)
@@ -192,8 +206,7 @@ if claim > 0 then
     end
   end
 end
-local n, b = counts()
-local out = {'ok', seq, n, b}
+local out = {'ok', seq, state()}
 local inbox = {}
 if ARGV[6] == '1' then inbox = redis.call('LRANGE', p..'q:in:'..me, 0, -1) end
 out[#out + 1] = tostring(#inbox)
@@ -229,8 +242,7 @@ redis.call('HDEL', p..'q:dl', id)
 redis.call('HDEL', p..'q:dltok', id)
 redis.call('ZREM', p..'q:dlz', id)
 local seq = store(ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9])
-local n, b = counts()
-return {'ok', tostring(seq), n, b, redis.call('HGET', p..'q:holder', ARGV[6]) or ''}
+return {'ok', tostring(seq), state(), redis.call('HGET', p..'q:holder', ARGV[6]) or ''}
 )lua";
 
 // ARGV[3]: the dead letter's id. 1 when it was there.
@@ -492,15 +504,12 @@ void RedisQueue::write_loop() {
     if (commands.empty()) {  // idle: read the counts back (other replicas change them)
       release_reports(steady_clock::now() - kAnnounceWait);
       Array c;
-      c << "HMGET" << prefix_ + "q:n" << "count" << "bytes";
+      c << "HMGET" << prefix_ + "q:n" << "count" << "bytes" << "v";
       try {
         const Array reply = writer_conn_->pipeline({c});
         const Array counts = reply.get<Array>(0);
         std::lock_guard lock(mutex_);
-        if (pending_count_ == 0) {
-          redis_count_ = number(text_at(counts, 0));
-          redis_bytes_ = number(text_at(counts, 1));
-        }
+        apply_state(text_at(counts, 0) + " " + text_at(counts, 1) + " " + text_at(counts, 2));
       } catch (const std::exception&) {
       }
       continue;
@@ -544,15 +553,14 @@ void RedisQueue::write_loop() {
             const Array r = replies.get<Array>(i);
             const std::string status = text_at(r, 0);
             if (status == "ok") {
-              redis_count_ = number(text_at(r, 2));
-              redis_bytes_ = number(text_at(r, 3));
+              apply_state(text_at(r, 2));
               // Announced by the lane holder's watcher, from its inbox.
               // When that is this replica, the answer waits until take()
               // has it (as with the other backends), or kAnnounceWait.
               const std::uint64_t seq = number(text_at(r, 1));
               if (!push->dedup_key.empty()) dedup_.remember(push->dedup_key, clock_.wall_now());
               report.seq = seq;
-              report.wait = text_at(r, 4) == me;
+              report.wait = text_at(r, 3) == me;
               report.result = {PushStatus::Accepted, {}};
             } else if (status == "dup") {
               report.result = {PushStatus::Duplicate, {}};
@@ -584,8 +592,7 @@ void RedisQueue::write_loop() {
             log_->warn("redis queue: outcome of message #{} refused: another replica delivers "
                        "its lane now, and sends it again",
                        out.seq);
-          redis_count_ = number(text_at(r, 1));
-          redis_bytes_ = number(text_at(r, 2));
+          apply_state(text_at(r, 1));
         } catch (const std::exception&) {
         }
       }
@@ -633,33 +640,51 @@ bool RedisQueue::beat(bool register_first) {
       fenced_off();
       return true;
     }
-    const std::size_t n = static_cast<std::size_t>(number(text_at(reply, 4)));
+    const std::size_t n = static_cast<std::size_t>(number(text_at(reply, 3)));
     std::vector<std::string> inbox;
-    for (std::size_t i = 0; i < n; ++i) inbox.push_back(text_at(reply, 5 + i));
-    std::vector<std::pair<LaneBacklog, std::uint64_t>> claims = parse_claims(reply, 5 + n);
+    for (std::size_t i = 0; i < n; ++i) inbox.push_back(text_at(reply, 4 + i));
+    std::vector<std::pair<LaneBacklog, std::uint64_t>> claims = parse_claims(reply, 4 + n);
     // Arrivals and lanes merged by sequence: a lane taken over goes after
     // every arrival pushed before it was (which it does not hold), and
     // before those pushed after (some of which may be its own).
     std::vector<Queued> arrivals = fetch(*watch_conn_, inbox);
     std::vector<Event> events;
     std::vector<std::string> confirm;
+    std::vector<std::pair<std::string, std::size_t>> taken;  // logged outside the lock
     {
       std::lock_guard lock(mutex_);
+      if (lost_) return true;
       registered_ = true;
-      if (pending_count_ == 0) {
-        redis_count_ = number(text_at(reply, 2));
-        redis_bytes_ = number(text_at(reply, 3));
+      apply_state(text_at(reply, 2));
+      if (adopted) {
+        // What Redis no longer lists was confirmed (a confirmation whose
+        // reply was lost): forgotten, so that the lane is announced again
+        // if it is ever taken over again.
+        std::set<std::string> listed;
+        for (const auto& c : claims) listed.insert(c.first.lane);
+        std::erase_if(announced_claims_, [&](const auto& a) { return !listed.contains(a.first); });
+        std::erase_if(claimed_upto_, [&](const auto& c) { return c.second <= announced_upto_; });
       }
       std::stable_sort(claims.begin(), claims.end(),
                        [](const auto& a, const auto& b) { return a.second < b.second; });
       std::size_t c = 0;
+      auto claim = [&](std::pair<LaneBacklog, std::uint64_t>& next) {
+        confirm.push_back(next.first.lane);
+        auto [it, fresh] = announced_claims_.try_emplace(next.first.lane, next.second);
+        if (!fresh && it->second == next.second) return;  // announced before a lost reply
+        it->second = next.second;
+        claimed_upto_[next.first.lane] = next.first.last_seq;
+        taken.emplace_back(next.first.lane, next.first.count);
+        events.emplace_back(std::move(next.first));
+      };
       for (auto& q : arrivals) {
-        for (; c < claims.size() && claims[c].second < q.seq; ++c)
-          add_claim(std::move(claims[c].first), events, confirm);
+        for (; c < claims.size() && claims[c].second < q.seq; ++c) claim(claims[c]);
         if (q.seq > announced_upto_) events.emplace_back(std::move(q));
       }
-      for (; c < claims.size(); ++c) add_claim(std::move(claims[c].first), events, confirm);
+      for (; c < claims.size(); ++c) claim(claims[c]);
     }
+    for (const auto& [lane, count] : taken)
+      log_->info("redis queue: lane {} ({} message(s)) taken over", lane, count);
     announce(std::move(events));
     // Announced: now they may leave the inbox and the claims.
     std::vector<Array> done;
@@ -675,9 +700,15 @@ bool RedisQueue::beat(bool register_first) {
       done.push_back(std::move(hdel));
     }
     if (!done.empty()) {
-      watch_conn_->pipeline(done);  // if lost, the next beat finds them again, announced
-      std::lock_guard lock(mutex_);
-      for (const auto& lane : confirm) announced_claims_.erase(lane);
+      // If this is lost or refused, the next beat finds them again, and
+      // knows they were announced.
+      const Array replies = watch_conn_->pipeline(done);
+      for (std::size_t i = 0; i < done.size(); ++i)
+        if (is_reply_error(replies, i)) watch_conn_->reply_error(replies, i);
+      if (!confirm.empty() && !is_reply_error(replies, done.size() - 1)) {
+        std::lock_guard lock(mutex_);
+        for (const auto& lane : confirm) announced_claims_.erase(lane);
+      }
     }
     return true;
   } catch (const std::exception& e) {
@@ -686,15 +717,6 @@ bool RedisQueue::beat(bool register_first) {
       log_->error("redis queue: unexpected heartbeat reply: {}", e.what());
     return false;
   }
-}
-
-void RedisQueue::add_claim(LaneBacklog lane, std::vector<Event>& events,
-                           std::vector<std::string>& confirm) {
-  confirm.push_back(lane.lane);
-  if (!announced_claims_.insert(lane.lane).second) return;  // announced before a lost reply
-  claimed_upto_[lane.lane] = lane.last_seq;
-  log_->info("redis queue: lane {} ({} message(s)) taken over", lane.lane, lane.count);
-  events.emplace_back(std::move(lane));
 }
 
 std::vector<std::pair<LaneBacklog, std::uint64_t>> RedisQueue::parse_claims(const Array& reply,
@@ -748,7 +770,7 @@ std::vector<Queued> RedisQueue::fetch(RedisConnection& connection,
   return decode(replies.get<Array>(0), 1, "");
 }
 
-void RedisQueue::drain_inbox(milliseconds wait) {
+bool RedisQueue::drain_inbox(milliseconds wait) {
   const std::string me = replica();
   const std::string inbox = prefix_ + "q:in:" + me;
   // Waits until the inbox holds something, without taking it (a move of
@@ -760,17 +782,17 @@ void RedisQueue::drain_inbox(milliseconds wait) {
     const Array waited = watch_conn_->pipeline({wait_for});
     if (is_reply_error(waited, 0)) {
       watch_conn_->reply_error(waited, 0);
-      return;
+      return false;
     }
     if (waited.getType(0) != Poco::Redis::RedisType::REDIS_BULK_STRING ||
         waited.get<Poco::Redis::BulkString>(0).isNull())
-      return;  // timed out: nothing pushed
+      return true;  // timed out: nothing pushed
     Array peek = watch_conn_->script(peek_script_);
     peek << "0" << prefix_ << me << std::to_string(kInboxBatch);
     const Array peeked = watch_conn_->pipeline({peek});
     if (is_reply_error(peeked, 0)) {
       watch_conn_->reply_error(peeked, 0);
-      return;
+      return false;
     }
     const Array reply = peeked.get<Array>(0);
     const std::size_t n = static_cast<std::size_t>(number(text_at(reply, 0)));
@@ -786,9 +808,22 @@ void RedisQueue::drain_inbox(milliseconds wait) {
       trim << "LTRIM" << inbox << std::to_string(n) << "-1";
       watch_conn_->pipeline({trim});  // if lost, the next read skips what was announced
     }
+    return true;
   } catch (const std::exception&) {
     // The connection logged it; the inbox still holds what was not trimmed.
+    return false;
   }
+}
+
+void RedisQueue::apply_state(const std::string& state) {
+  std::istringstream in(state);
+  std::size_t count = 0, bytes = 0;
+  std::uint64_t version = 0;
+  if (!(in >> count >> bytes >> version)) throw std::runtime_error("unexpected counts from Redis");
+  if (version < counts_version_) return;  // an older copy, overtaken on another thread
+  counts_version_ = version;
+  redis_count_ = count;
+  redis_bytes_ = bytes;
 }
 
 void RedisQueue::announce(std::vector<Event> events) {
@@ -852,7 +887,10 @@ void RedisQueue::watch_loop() {
     // Within the connection's command timeout, so a quiet inbox is not
     // taken for a dead Redis.
     const auto cap = std::max(milliseconds(50), watch_conn_->settings().command_timeout / 2);
-    drain_inbox(std::min({left, cap, kInboxWait}));
+    if (!drain_inbox(std::min({left, cap, kInboxWait}))) {
+      std::unique_lock lock(mutex_);  // never in a busy loop
+      stop_cv_.wait_for(lock, kRetry, [&] { return stopping_; });
+    }
   }
 }
 
@@ -862,6 +900,7 @@ void RedisQueue::fenced_off() {
     std::lock_guard lock(mutex_);
     if (lost_) return;
     lost_ = true;
+    events_.clear();  // what it was told of is the new holders' to send
     on_lost = on_lost_;
     log_->error("redis queue: replica {} was taken for dead (silent for over {} ms) and its "
                 "channels went to other replicas; it delivers nothing more and stops, to "
@@ -877,6 +916,7 @@ std::vector<Queued> RedisQueue::take(std::size_t max) {
   bool stopped_at_take_over = false;
   {
     std::lock_guard lock(mutex_);
+    if (lost_) return out;
     while (!events_.empty() && out.size() < max) {
       auto* q = std::get_if<Queued>(&events_.front());
       if (!q) {
@@ -947,9 +987,14 @@ std::vector<LaneBacklog> RedisQueue::claim_backlog() {
     try {
       // Every claim not yet confirmed: also those of an earlier try whose
       // reply was lost.
-      for (auto& [lane, at] : parse_claims(reply, 5 + number(text_at(reply, 4)))) {
-        (void)at;
+      for (auto& [lane, at] : parse_claims(reply, 4 + number(text_at(reply, 3)))) {
         upto = std::max(upto, lane.last_seq);  // the highest stored sequence it covers
+        // Named by backlog(), never again by a heartbeat (which forgets it
+        // once Redis no longer lists the claim); readable up to its last
+        // message from now on.
+        std::lock_guard state(mutex_);
+        announced_claims_[lane.lane] = at;
+        claimed_upto_[lane.lane] = lane.last_seq;
         out.push_back(std::move(lane));
       }
     } catch (const std::runtime_error& e) {
@@ -957,8 +1002,7 @@ std::vector<LaneBacklog> RedisQueue::claim_backlog() {
     }
     std::lock_guard state(mutex_);
     registered_ = true;
-    redis_count_ = number(text_at(reply, 2));
-    redis_bytes_ = number(text_at(reply, 3));
+    apply_state(text_at(reply, 2));
   }
   std::sort(out.begin(), out.end(),
             [](const LaneBacklog& a, const LaneBacklog& b) { return a.first_seq < b.first_seq; });
@@ -989,11 +1033,7 @@ std::vector<LaneBacklog> RedisQueue::backlog() {
   {
     std::lock_guard lock(mutex_);
     adopted_ = true;
-    for (const auto& lane : *opened) {
-      lanes.push_back(lane.lane);
-      announced_claims_.insert(lane.lane);  // never announced again by a heartbeat
-      claimed_upto_[lane.lane] = lane.last_seq;
-    }
+    for (const auto& lane : *opened) lanes.push_back(lane.lane);
   }
   if (!lanes.empty()) {
     std::lock_guard lock(read_mutex_);
@@ -1001,9 +1041,8 @@ std::vector<LaneBacklog> RedisQueue::backlog() {
     hdel << "HDEL" << prefix_ + "q:claim:" + replica();
     for (const auto& lane : lanes) hdel << lane;
     try {
-      read_conn_->pipeline({hdel});
-      std::lock_guard state(mutex_);
-      for (const auto& lane : lanes) announced_claims_.erase(lane);
+      const Array replies = read_conn_->pipeline({hdel});
+      if (is_reply_error(replies, 0)) read_conn_->reply_error(replies, 0);
     } catch (const std::exception&) {
       // The next heartbeat confirms them (and, knowing them, announces none).
     }
@@ -1039,7 +1078,7 @@ std::vector<Queued> RedisQueue::read_lane(const std::string& lane, std::uint64_t
       else
         told = claimed->second;
     }
-    upto = std::min(upto, std::max(told, backlog_upto_));
+    upto = std::min(upto, told);
   }
   if (max == 0 || upto <= after) return out;
   std::lock_guard lock(read_mutex_);
@@ -1115,8 +1154,7 @@ void RedisQueue::record(OutcomeOp op) {
                      "lane now, and sends it again",
                      op.seq);
         std::lock_guard state(mutex_);
-        redis_count_ = number(text_at(r, 1));
-        redis_bytes_ = number(text_at(r, 2));
+        apply_state(text_at(r, 1));
         ++outcomes_handed_;
         ++outcomes_sent_;
         return;
@@ -1152,7 +1190,7 @@ std::size_t RedisQueue::bytes() const {
 void RedisQueue::close() {
   {
     std::lock_guard lock(mutex_);
-    if (stopping_) return;
+    if (closed_) return;  // closed already (or closing on another thread)
     closed_ = true;
   }
   // The writer sends what was handed over (pushes and outcomes) first.
@@ -1314,10 +1352,9 @@ DeadLetterStore::ReplayStatus RedisQueue::replay(const std::string& id) {
       status = text_at(reply, 0);
       if (status == "ok") {
         seq = number(text_at(reply, 1));
-        mine = text_at(reply, 4) == me;
+        mine = text_at(reply, 3) == me;
         std::lock_guard state(mutex_);
-        redis_count_ = number(text_at(reply, 2));
-        redis_bytes_ = number(text_at(reply, 3));
+        apply_state(text_at(reply, 2));
       }
     }
     if (status == "gone") return ReplayStatus::NotFound;

@@ -58,6 +58,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -176,16 +177,13 @@ class RedisQueue final : public Queue, private DeadLetterStore {
   // One heartbeat (and take-over, once the backlog was adopted); false when
   // Redis could not be reached.
   bool beat(bool register_first);
-  // Pops this replica's inbox (blocking up to `wait` for the first) and
-  // announces what it holds.
-  void drain_inbox(std::chrono::milliseconds wait);
+  // Reads this replica's inbox (waiting up to `wait` for something),
+  // announces what it holds and trims it; false when Redis failed or refused.
+  bool drain_inbox(std::chrono::milliseconds wait);
   // Lanes taken over and not yet confirmed, from a heartbeat's reply at
   // `from`: each with the q:seq at the time it was taken over.
   static std::vector<std::pair<LaneBacklog, std::uint64_t>> parse_claims(
       const Poco::Redis::Array& reply, std::size_t from);
-  // Under mutex_: a lane taken over goes into `events` unless it was
-  // announced before (a confirmation lost), and into `confirm` either way.
-  void add_claim(LaneBacklog lane, std::vector<Event>& events, std::vector<std::string>& confirm);
   // This replica was taken for dead: it stops reading and pushing.
   void fenced_off();
   // The stored messages `seqs`, with their tokens opened, in that order.
@@ -195,6 +193,9 @@ class RedisQueue final : public Queue, private DeadLetterStore {
   std::vector<Queued> decode(const Poco::Redis::Array& reply, std::size_t from,
                              const std::string& where) const;
   void announce(std::vector<Event> events);
+  // Under mutex_: a script's "<count> <bytes> <version>", kept unless a
+  // newer version was seen already. Throws on a malformed one.
+  void apply_state(const std::string& state);
   // Answers the pushes at the front of reports_ that are ready: accepted
   // ones take() has now, those that waited since before `waited_since`
   // (stored all the same), and every refusal.
@@ -238,9 +239,10 @@ class RedisQueue final : public Queue, private DeadLetterStore {
   bool registered_ = false;
   bool lost_ = false;  // taken for dead: reads, pushes and holds() refuse
   std::function<void()> on_lost_;
-  // Lanes taken over and announced, whose confirmation has not reached
-  // Redis yet: a heartbeat that finds them again does not announce them.
-  std::set<std::string> announced_claims_;
+  // Lanes taken over and announced -> the q:seq when they were, until Redis
+  // no longer lists the claim: a heartbeat that finds the same claim again
+  // (its confirmation lost) does not announce it twice.
+  std::map<std::string, std::uint64_t> announced_claims_;
   // Lanes taken over -> their last sequence then: read_lane() may read
   // them that far before take() has announced anything of them.
   std::unordered_map<std::string, std::uint64_t> claimed_upto_;
@@ -249,6 +251,7 @@ class RedisQueue final : public Queue, private DeadLetterStore {
   std::uint64_t backlog_upto_ = 0;
   std::size_t recovered_ = 0;
   std::size_t redis_count_ = 0, redis_bytes_ = 0;       // as Redis last said
+  std::uint64_t counts_version_ = 0;                    // ... at this version of q:n
   std::size_t pending_count_ = 0, pending_bytes_ = 0;   // outcomes not yet sent
   std::size_t pushing_count_ = 0, pushing_bytes_ = 0;   // pushes handed to the writer
   DedupIndex dedup_;  // keys this replica accepted, within the window
