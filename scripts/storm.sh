@@ -14,6 +14,8 @@
 #   replicas three proxies, matched, posted to in turn, sharing their buckets
 #            through Redis (issue #13), against the strict fake: no 429 and
 #            within 10% of the minimum, as one proxy;
+#   replicas-queue  the same three sharing one queue in Redis too ([queue]
+#            backend = "redis"): the same bounds;
 #   unshared the same three without Redis, for comparison (no budget: each
 #            spends the whole of it, and their 429s are the point).
 # All must lose nothing, deliver nothing twice, leave the proxy's queue empty
@@ -51,6 +53,8 @@ for run in $(seq "$RUNS"); do
       --max-ratio 1.10
   done
   run_case "replicas/strict" --jitter-tolerance-ms 0 --replicas 3 --max-429 0 --max-ratio 1.10
+  run_case "replicas-queue/strict" --jitter-tolerance-ms 0 --replicas 3 --redis-queue --max-429 0 \
+    --max-ratio 1.10
   run_case "unshared/strict" --jitter-tolerance-ms 0 --replicas 3 --unshared
 done
 

@@ -331,6 +331,8 @@ std::unique_ptr<Queue> open_queue(const config::ProxyConfig& cfg,
     o.max_dead_letters = cfg.queue.max_dead_letters;
     o.sealer = token_sealer(cfg, log);
     o.lease = cfg.queue.lease;
+    o.wait_replicas = cfg.queue.wait_replicas;
+    o.wait_timeout = std::min(cfg.queue.wait_timeout, redis->command_timeout / 2);
     o.replica = Poco::Environment::nodeName();
     log->info("queue: Redis at {} (keys under \"{}q:\"), shared by every replica using it; a "
               "replica silent for {} ms has its channels taken over",

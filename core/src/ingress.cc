@@ -539,8 +539,13 @@ HttpReply Ingress::queued(const Admission& a, const Queue::PushResult& pushed) {
       return with_retry_after(refuse(a, 503, "queue_full", pushed.detail + "; retry later"));
     case Queue::PushStatus::Unavailable:
     default:
-      // The storage's own words go to the log only (paths, errno text).
-      log_->error("queue cannot store message for {}: {}", channel, pushed.detail);
+      // The storage's own words go to the log only (paths, errno text),
+      // throttled: with Redis away every request is refused.
+      if (std::uint64_t suppressed = 0; fault_log_.allow(clock_.now(), suppressed))
+        log_->error("queue cannot store message for {}: {}{}", channel, pushed.detail,
+                    suppressed == 0
+                        ? std::string()
+                        : fmt::format("; {} similar line(s) suppressed", suppressed));
       return with_retry_after(refuse(
           a, 503, "queue_unavailable",
           "the queue cannot store messages right now (see the proxy's log); retry later"));

@@ -210,6 +210,59 @@ TEST_F(RedisQueueTest, RedisRestartLosesNothingThatWasAnsweredAndRefusesMeanwhil
   for (const auto& text : got.at("#c0")) EXPECT_NE(text, "c0-refused");
 }
 
+// Two replicas share one dead-letter store: what one dead-letters, the
+// other lists, shows and replays, and the replay is delivered by whichever
+// replica holds the lane then (the one that pushed it back into the empty
+// lane).
+TEST(RedisQueueReplicasTest, TheyShareOneDeadLetterStore) {
+  SP_REQUIRE_TOOL(program, "redis-server", "redis-server");
+  RedisServer redis(program);
+  sdk::testing::FakeClock clock;
+  prometheus::Registry registry;
+  RedisSettings settings;
+  parse_redis_url(redis.url(), settings);
+  auto log = std::make_shared<spdlog::logger>("test");
+  auto open = [&](const std::string& name) {
+    RedisQueueOptions options;
+    options.replica = name;
+    return std::make_unique<RedisQueue>(
+        options,
+        [&](const std::string& role) {
+          return std::make_unique<RedisConnection>(
+              settings, log, std::make_shared<RedisMetrics>(registry, name + "-" + role), role);
+        },
+        clock, log);
+  };
+  auto a = open("a");
+  auto b = open("b");
+  ASSERT_TRUE(a->backlog().empty());
+  ASSERT_TRUE(b->backlog().empty());
+  sdk::Message d;
+  d.id = "d1";
+  d.pipeline = "slack";
+  d.channel = "#d";
+  d.payload = R"({"text":"d1"})";
+  ASSERT_EQ(a->push(d).status, Queue::PushStatus::Accepted);
+  const auto dead = a->take(10);
+  ASSERT_EQ(dead.size(), 1u);
+  DeadLetter letter;
+  letter.message = dead[0].message;
+  letter.error = "channel_not_found";
+  a->dead_letter(dead[0].seq, letter);
+  ASSERT_EQ(b->dead_letters().count(), 1u);
+  EXPECT_EQ(b->dead_letters().get("d1")->error, "channel_not_found");
+  EXPECT_EQ(b->dead_letters().replay("d1"), DeadLetterStore::ReplayStatus::Replayed);
+  const auto replayed = b->take(10);
+  ASSERT_EQ(replayed.size(), 1u);
+  EXPECT_EQ(replayed[0].message.id, "d1");
+  EXPECT_EQ(a->dead_letters().count(), 0u);
+  b->ack(replayed[0]);
+
+  EXPECT_EQ(b->lane_size(lane_key(d)), 0u);
+  a->close();
+  b->close();
+}
+
 // Two queues on one Redis, as two replicas: when one is taken for dead, the
 // other takes its lane over, and the first learns it at its next heartbeat:
 // it calls on_lost, holds nothing, reads nothing and refuses pushes. The
@@ -280,6 +333,52 @@ TEST(RedisQueueReplicasTest, AReplicaTakenForDeadStopsAndAnotherTakesItsLaneOver
   EXPECT_EQ(b->lane_size(lane), 0u);
   a->close();
   b->close();
+}
+
+// wait_replicas: a push is accepted once a Redis replica has it too (WAIT).
+// With the replica gone it is refused (the caller retries), though the
+// primary stored it.
+TEST(RedisQueueWaitTest, APushIsAcceptedOnlyOnceTheRedisReplicasHaveIt) {
+  SP_REQUIRE_TOOL(program, "redis-server", "redis-server");
+  RedisServer primary(program);
+  RedisServer replica(program, {"--replicaof", "127.0.0.1", std::to_string(primary.port())});
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (replica.admin({"INFO", "replication"}).find("master_link_status:up") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  ASSERT_NE(replica.admin({"INFO", "replication"}).find("master_link_status:up"),
+            std::string::npos);
+
+  sdk::testing::FakeClock clock;
+  prometheus::Registry registry;
+  RedisSettings settings;
+  parse_redis_url(primary.url(), settings);
+  auto log = std::make_shared<spdlog::logger>("test");
+  RedisQueueOptions options;
+  options.wait_replicas = 1;
+  options.wait_timeout = 200ms;
+  RedisQueue queue(
+      options,
+      [&](const std::string& role) {
+        return std::make_unique<RedisConnection>(
+            settings, log, std::make_shared<RedisMetrics>(registry, role), role);
+      },
+      clock, log);
+  ASSERT_TRUE(queue.backlog().empty());
+  sdk::Message m;
+  m.id = "w1";
+  m.pipeline = "slack";
+  m.channel = "#w";
+  m.payload = R"({"text":"w1"})";
+  EXPECT_EQ(queue.push(m).status, Queue::PushStatus::Accepted);
+
+  replica.kill();
+  m.id = "w2";
+  const auto refused = queue.push(m);
+  EXPECT_EQ(refused.status, Queue::PushStatus::Unavailable);
+  EXPECT_NE(refused.detail.find("0 of 1 redis replica(s)"), std::string::npos) << refused.detail;
+  EXPECT_EQ(queue.lane_size(lane_key(m)), 2u) << "the primary has it all the same";
+  queue.close();
 }
 
 }  // namespace

@@ -208,6 +208,12 @@ TEST(ConfigTest, RedisQueueNeedsARedisUrlAndReadsItsLease) {
   EXPECT_EQ(parse(kMinimalPipeline).queue.lease, 8s);
   EXPECT_NE(error_of(with_pipeline("[queue]\nlease = \"10ms\"\n")).find("lease"),
             std::string::npos);
+  // WAIT must give up before the connection does.
+  const std::string wait = error_of(with_pipeline(
+      "[queue]\nbackend = \"redis\"\nwait_replicas = 1\nwait_timeout = \"2s\"\n"
+      "[redis]\nurl = \"redis://127.0.0.1:6379\"\n"));
+  EXPECT_NE(wait.find("cfg.toml:4:"), std::string::npos) << wait;
+  EXPECT_NE(wait.find("below [redis] command_timeout (1000 ms)"), std::string::npos) << wait;
 }
 
 // A password belongs in password_env or password_file; one put in the URL
@@ -330,7 +336,8 @@ INSTANTIATE_TEST_SUITE_P(
                        "[admin]: unknown key 'bogus'; allowed: key_env, key_file"},
         UnknownKeyCase{"queue", with_pipeline("[queue]\nbogus = 1\n"),
                        "[queue]: unknown key 'bogus'; allowed: backend, capacity, dedup_window, lease, max_bytes, "
-                       "max_dead_letters, path, retry_after, sync, token_key_env"},
+                       "max_dead_letters, path, retry_after, sync, token_key_env, wait_replicas, "
+                       "wait_timeout"},
         UnknownKeyCase{"dispatcher", with_pipeline("[dispatcher]\nbogus = 1\n"),
                        "[dispatcher]: unknown key 'bogus'; allowed: lane_window, shutdown_timeout, window_bytes, workers"},
         UnknownKeyCase{"log", with_pipeline("[log]\nbogus = 1\n"),

@@ -303,11 +303,17 @@ void check_listeners(Problems& problems, const ProxyConfig& config) {
 
 // The Redis queue needs [redis] url: where else would it be?
 void check_queue_backend(Problems& problems, const toml::table& doc, const ProxyConfig& config) {
-  if (config.queue.backend != "redis" || !config.redis.url.empty()) return;
   const auto* queue = doc.get("queue") ? doc.get("queue")->as_table() : nullptr;
-  if (queue == nullptr || queue->get("backend") == nullptr) return;
-  invalid(problems, where_of(*queue, "backend"), "[queue]", "backend",
-          "\"redis\" needs [redis] url (redis://host[:port][/db])");
+  if (queue == nullptr) return;
+  if (config.queue.backend == "redis" && config.redis.url.empty() && queue->get("backend"))
+    invalid(problems, where_of(*queue, "backend"), "[queue]", "backend",
+            "\"redis\" needs [redis] url (redis://host[:port][/db])");
+  // WAIT's own timeout must end before the connection gives up on it.
+  if (config.queue.wait_replicas > 0 && queue->get("wait_timeout") &&
+      config.queue.wait_timeout >= config.redis.command_timeout)
+    invalid(problems, where_of(*queue, "wait_timeout"), "[queue]", "wait_timeout",
+            "must be below [redis] command_timeout (" +
+                std::to_string(config.redis.command_timeout.count()) + " ms)");
 }
 
 // `name` and `plugin` are the host's; the rest of the table moves into

@@ -110,6 +110,10 @@ struct QueueConfig {                        // [queue]
   // Redis queue: a replica silent this long (crashed, cut off) is taken for
   // dead, and the others take its channels over.
   std::chrono::milliseconds lease{8'000};
+  // Redis queue: a push is answered 200 only once this many Redis replicas
+  // have it too (Redis' WAIT), within wait_timeout; 0: the primary's word.
+  int wait_replicas = 0;
+  std::chrono::milliseconds wait_timeout{500};
   // Environment variable holding the key (64 hex digits) that seals callers'
   // tokens in the database (delivery_token = "caller" only).
   std::string token_key_env = "SLACK_PROXY_QUEUE_KEY";

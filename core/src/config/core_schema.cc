@@ -107,6 +107,12 @@ const sdk::Schema<QueueConfig>& queue_schema() {
       sdk::setting("lease", &C::lease,
                    "redis: how long a replica may be silent before others take its channels over")
           .at_least(1000).default_to("8s"),
+      sdk::setting("wait_replicas", &C::wait_replicas,
+                   "redis: Redis replicas that must have a push before its 200 (WAIT); 0: none")
+          .at_least(0).default_to("0"),
+      sdk::setting("wait_timeout", &C::wait_timeout,
+                   "redis: how long a push waits for them (below [redis] command_timeout)")
+          .at_least(1).default_to("500ms"),
       sdk::setting("token_key_env", &C::token_key_env,
                    "environment variable holding the key that seals callers' tokens")
           .default_to("SLACK_PROXY_QUEUE_KEY"),

@@ -501,6 +501,16 @@ void RedisQueue::write_loop() {
         commands.push_back(std::move(c));
       }
     }
+    // The replicas' word for the pushes of this batch, when asked for.
+    std::size_t wait_at = commands.size();
+    if (options_.wait_replicas > 0 &&
+        std::any_of(batch.begin(), batch.end(),
+                    [](const Op& o) { return std::holds_alternative<PushOp>(o); })) {
+      Array wait;
+      wait << "WAIT" << std::to_string(options_.wait_replicas)
+           << std::to_string(options_.wait_timeout.count());
+      commands.push_back(std::move(wait));
+    }
     if (commands.empty()) {  // idle: read the counts back (other replicas change them)
       release_reports(steady_clock::now() - kAnnounceWait);
       Array c;
@@ -518,8 +528,20 @@ void RedisQueue::write_loop() {
     Array replies;
     bool reached = true;
     std::size_t retried = 0;
+    std::string unconfirmed;  // why the replicas' word was not enough
     try {
       replies = writer_conn_->pipeline(commands);
+      if (wait_at < commands.size()) {
+        if (is_reply_error(replies, wait_at)) {
+          writer_conn_->reply_error(replies, wait_at);
+          unconfirmed = "redis refused WAIT";
+        } else if (const auto got = replies.get<Poco::Int64>(wait_at);
+                   got < options_.wait_replicas) {
+          unconfirmed = std::to_string(got) + " of " + std::to_string(options_.wait_replicas) +
+                        " redis replica(s) confirmed the write within " +
+                        std::to_string(options_.wait_timeout.count()) + " ms";
+        }
+      }
     } catch (const std::exception&) {
       reached = false;  // the connection logged it, once per change of state
     }
@@ -552,7 +574,12 @@ void RedisQueue::write_loop() {
           try {
             const Array r = replies.get<Array>(i);
             const std::string status = text_at(r, 0);
-            if (status == "ok") {
+            if (status == "ok" && !unconfirmed.empty()) {
+              // Stored on the primary, not confirmed by its replicas: the
+              // caller retries (a duplicate if it sent a dedup key).
+              apply_state(text_at(r, 2));
+              report.result = {PushStatus::Unavailable, unconfirmed};
+            } else if (status == "ok") {
               apply_state(text_at(r, 2));
               // Announced by the lane holder's watcher, from its inbox.
               // When that is this replica, the answer waits until take()

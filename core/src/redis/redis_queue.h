@@ -88,6 +88,11 @@ struct RedisQueueOptions {
   std::shared_ptr<const TokenSealer> sealer;
   // How long a replica may be silent before its lanes are taken over.
   std::chrono::milliseconds lease{8'000};
+  // A push is accepted only once this many Redis replicas confirm it
+  // (WAIT, within wait_timeout); fewer: Unavailable, though the primary
+  // has it (a retry with the same dedup key is then a duplicate).
+  int wait_replicas = 0;
+  std::chrono::milliseconds wait_timeout{500};
   // Names this replica in Redis (q:replicas, q:held:...) and in logs; a
   // random suffix is added, so a restarted replica is a new one.
   std::string replica = "replica";
