@@ -257,6 +257,21 @@ ratio_cell() {
   hi=$(measured_sorted "${values[@]}" | tail -1)
   if ((ROUNDS > 1)) && [[ -n $lo ]]; then echo "$m ($lo-$hi)"; else echo "$m"; fi
 }
+# rps, p99 and errs (summed) of each key given, over the rounds, at -c32
+# and -c1000.
+declare -A rps p99 errs
+medians() {
+  local key c values
+  for key in "$@"; do
+    for c in 32 1000; do
+      mapfile -t values < <(per_round "$key" "$c" run_rps)
+      rps[$key,$c]=$(median "${values[@]}")
+      mapfile -t values < <(per_round "$key" "$c" run_p99)
+      p99[$key,$c]=$(median "${values[@]}")
+      errs[$key,$c]=$(per_round "$key" "$c" run_errs | awk '$1 != "-" {s += $1} END {print s + 0}')
+    done
+  done
+}
 # A table row: label, then the key's medians (rps, p99, errs) and ratios.
 row() {  # label key
   local r32=${rps[$2,32]} r1k=${rps[$2,1000]:--}
@@ -685,17 +700,7 @@ queues() {
       done
     done
   done
-  declare -gA rps p99 errs
-  local key values
-  for key in nginx memory sqlite redis; do
-    for c in 32 1000; do
-      mapfile -t values < <(per_round "$key" "$c" run_rps)
-      rps[$key,$c]=$(median "${values[@]}")
-      mapfile -t values < <(per_round "$key" "$c" run_p99)
-      p99[$key,$c]=$(median "${values[@]}")
-      errs[$key,$c]=$(per_round "$key" "$c" run_errs | awk '$1 != "-" {s += $1} END {print s + 0}')
-    done
-  done
+  medians nginx memory sqlite redis
   cat <<OUT
 
 Median of $ROUNDS rounds; a ratio is each round's own, median (min-max).
@@ -752,16 +757,7 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-declare -A rps p99 errs
-for key in nginx nginx_log memory sqlite sqlite-normal; do
-  for c in 32 1000; do
-    mapfile -t values < <(per_round "$key" "$c" run_rps)
-    rps[$key,$c]=$(median "${values[@]}")
-    mapfile -t values < <(per_round "$key" "$c" run_p99)
-    p99[$key,$c]=$(median "${values[@]}")
-    errs[$key,$c]=$(per_round "$key" "$c" run_errs | awk '$1 != "-" {s += $1} END {print s + 0}')
-  done
-done
+medians nginx nginx_log memory sqlite sqlite-normal
 
 # --- RSS with 100,000 messages queued in SQLite -------------------------------
 # 2 wrk threads stop after 50,000 replies each (a few more may be in flight;

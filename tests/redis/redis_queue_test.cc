@@ -210,6 +210,38 @@ TEST_F(RedisQueueTest, RedisRestartLosesNothingThatWasAnsweredAndRefusesMeanwhil
   for (const auto& text : got.at("#c0")) EXPECT_NE(text, "c0-refused");
 }
 
+// Queues on one redis-server, as replicas of one fleet, each with its own
+// connections and metrics (labelled by its name).
+class Fleet {
+ public:
+  explicit Fleet(const RedisServer& redis) { parse_redis_url(redis.url(), settings_); }
+  std::unique_ptr<RedisQueue> open(const std::string& name, RedisQueueOptions options = {}) {
+    options.replica = name;
+    return std::make_unique<RedisQueue>(
+        options,
+        [this, name](const std::string& role) {
+          return std::make_unique<RedisConnection>(
+              settings_, log_, std::make_shared<RedisMetrics>(registry_, name + "-" + role), role);
+        },
+        clock_, log_);
+  }
+
+ private:
+  sdk::testing::FakeClock clock_;
+  prometheus::Registry registry_;
+  RedisSettings settings_;
+  std::shared_ptr<spdlog::logger> log_ = std::make_shared<spdlog::logger>("test");
+};
+
+sdk::Message queued_message(const std::string& id, const std::string& channel) {
+  sdk::Message m;
+  m.id = id;
+  m.pipeline = "slack";
+  m.channel = channel;
+  m.payload = R"({"text":")" + id + R"("})";
+  return m;
+}
+
 // Two replicas share one dead-letter store: what one dead-letters, the
 // other lists, shows and replays, and the replay is delivered by whichever
 // replica holds the lane then (the one that pushed it back into the empty
@@ -217,31 +249,12 @@ TEST_F(RedisQueueTest, RedisRestartLosesNothingThatWasAnsweredAndRefusesMeanwhil
 TEST(RedisQueueReplicasTest, TheyShareOneDeadLetterStore) {
   SP_REQUIRE_TOOL(program, "redis-server", "redis-server");
   RedisServer redis(program);
-  sdk::testing::FakeClock clock;
-  prometheus::Registry registry;
-  RedisSettings settings;
-  parse_redis_url(redis.url(), settings);
-  auto log = std::make_shared<spdlog::logger>("test");
-  auto open = [&](const std::string& name) {
-    RedisQueueOptions options;
-    options.replica = name;
-    return std::make_unique<RedisQueue>(
-        options,
-        [&](const std::string& role) {
-          return std::make_unique<RedisConnection>(
-              settings, log, std::make_shared<RedisMetrics>(registry, name + "-" + role), role);
-        },
-        clock, log);
-  };
-  auto a = open("a");
-  auto b = open("b");
+  Fleet fleet(redis);
+  auto a = fleet.open("a");
+  auto b = fleet.open("b");
   ASSERT_TRUE(a->backlog().empty());
   ASSERT_TRUE(b->backlog().empty());
-  sdk::Message d;
-  d.id = "d1";
-  d.pipeline = "slack";
-  d.channel = "#d";
-  d.payload = R"({"text":"d1"})";
+  const sdk::Message d = queued_message("d1", "#d");
   ASSERT_EQ(a->push(d).status, Queue::PushStatus::Accepted);
   const auto dead = a->take(10);
   ASSERT_EQ(dead.size(), 1u);
@@ -272,35 +285,18 @@ TEST(RedisQueueReplicasTest, TheyShareOneDeadLetterStore) {
 TEST(RedisQueueReplicasTest, AReplicaTakenForDeadStopsAndAnotherTakesItsLaneOver) {
   SP_REQUIRE_TOOL(program, "redis-server", "redis-server");
   RedisServer redis(program);
-  sdk::testing::FakeClock clock;
-  prometheus::Registry registry;
-  RedisSettings settings;
-  parse_redis_url(redis.url(), settings);
-  auto log = std::make_shared<spdlog::logger>("test");
-  auto open = [&](const std::string& name, std::chrono::milliseconds lease) {
-    RedisQueueOptions options;
-    options.lease = lease;
-    options.replica = name;
-    return std::make_unique<RedisQueue>(
-        options,
-        [&](const std::string& role) {
-          return std::make_unique<RedisConnection>(
-              settings, log, std::make_shared<RedisMetrics>(registry, name + "-" + role), role);
-        },
-        clock, log);
-  };
-  auto a = open("a", 24s);
-  auto b = open("b", 1s);
+  Fleet fleet(redis);
+  RedisQueueOptions slow, quick;
+  slow.lease = 24s;
+  quick.lease = 1s;
+  auto a = fleet.open("a", slow);
+  auto b = fleet.open("b", quick);
   ASSERT_TRUE(a->backlog().empty());
   ASSERT_TRUE(b->backlog().empty());
   std::atomic<bool> a_lost{false};
   a->on_lost([&] { a_lost = true; });
 
-  sdk::Message m;
-  m.id = "x1";
-  m.pipeline = "slack";
-  m.channel = "#x";
-  m.payload = R"({"text":"x1"})";
+  sdk::Message m = queued_message("x1", "#x");
   ASSERT_EQ(a->push(m).status, Queue::PushStatus::Accepted);
   const std::string lane = lane_key(m);
   ASSERT_EQ(a->take(10).size(), 1u);
@@ -349,27 +345,14 @@ TEST(RedisQueueWaitTest, APushIsAcceptedOnlyOnceTheRedisReplicasHaveIt) {
   ASSERT_NE(replica.admin({"INFO", "replication"}).find("master_link_status:up"),
             std::string::npos);
 
-  sdk::testing::FakeClock clock;
-  prometheus::Registry registry;
-  RedisSettings settings;
-  parse_redis_url(primary.url(), settings);
-  auto log = std::make_shared<spdlog::logger>("test");
+  Fleet fleet(primary);
   RedisQueueOptions options;
   options.wait_replicas = 1;
   options.wait_timeout = 200ms;
-  RedisQueue queue(
-      options,
-      [&](const std::string& role) {
-        return std::make_unique<RedisConnection>(
-            settings, log, std::make_shared<RedisMetrics>(registry, role), role);
-      },
-      clock, log);
+  auto owned = fleet.open("w", options);
+  RedisQueue& queue = *owned;
   ASSERT_TRUE(queue.backlog().empty());
-  sdk::Message m;
-  m.id = "w1";
-  m.pipeline = "slack";
-  m.channel = "#w";
-  m.payload = R"({"text":"w1"})";
+  sdk::Message m = queued_message("w1", "#w");
   EXPECT_EQ(queue.push(m).status, Queue::PushStatus::Accepted);
 
   replica.kill();

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "queue/queue.h"
 
@@ -28,6 +29,38 @@ inline std::string queue_over_limit(const QueueLimits& limits, std::size_t count
   if (bytes + payload_bytes > limits.max_bytes)
     return "the queue holds its limit of " + std::to_string(limits.max_bytes) + " bytes";
   return {};
+}
+
+// replay_matching's loop, the same for every backend: each id in turn
+// through `replay` (DeadLetterStore::replay), stopping at the first that
+// does not fit (full, unavailable) and counting the rest as left.
+template <typename Replay>
+DeadLetterStore::ReplayCount replay_in_turn(const std::vector<std::string>& ids, Replay&& replay) {
+  using Status = DeadLetterStore::ReplayStatus;
+  DeadLetterStore::ReplayCount n;
+  bool stopped = false;
+  for (const auto& id : ids) {
+    if (stopped) {
+      ++n.left;
+      continue;
+    }
+    switch (replay(id)) {
+      case Status::Replayed:
+        ++n.replayed;
+        break;
+      case Status::NotFound:
+        break;  // deleted meanwhile
+      case Status::TokenUnavailable:
+        ++n.left;  // this one can never be replayed; the others still can
+        break;
+      case Status::Full:
+      case Status::Unavailable:
+        ++n.left;
+        stopped = true;
+        break;
+    }
+  }
+  return n;
 }
 
 // A dead letter going back into the queue starts afresh: no attempts, and

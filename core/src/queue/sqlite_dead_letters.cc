@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "queue/dead_letter_filter.h"
 #include "queue/message_codec.h"
 
 namespace slack_proxy {
@@ -155,30 +156,7 @@ DeadLetterStore::ReplayCount SqliteDeadLetters::replay_matching(const DeadLetter
     after = std::move(page.next_after);
   } while (!after.empty());
 
-  ReplayCount n;
-  bool stopped = false;  // the queue is full or unavailable: count the rest
-  for (const auto& id : ids) {
-    if (stopped) {
-      ++n.left;
-      continue;
-    }
-    switch (replay(id)) {
-      case ReplayStatus::Replayed:
-        ++n.replayed;
-        break;
-      case ReplayStatus::NotFound:
-        break;  // deleted meanwhile
-      case ReplayStatus::TokenUnavailable:
-        ++n.left;  // this one can never be replayed; the others still can
-        break;
-      case ReplayStatus::Full:
-      case ReplayStatus::Unavailable:
-        ++n.left;
-        stopped = true;
-        break;
-    }
-  }
-  return n;
+  return replay_in_turn(ids, [this](const std::string& id) { return replay(id); });
 }
 
 void SqliteDeadLetters::insert(SqliteDb& db, const DeadLetter& d, std::string_view body,

@@ -38,6 +38,18 @@ local function over(bytes, max_n, max_b)
   if tonumber(b) + bytes > max_b then return 'bytes' end
   return nil
 end
+-- Replica r is gone (stopped, or taken for dead): every lane it held with
+-- messages left becomes free, for a heartbeat to take over.
+local function let_go(r)
+  for _, l in ipairs(redis.call('SMEMBERS', p..'q:held:'..r)) do
+    if redis.call('HGET', p..'q:holder', l) == r then
+      redis.call('HDEL', p..'q:holder', l)
+      if redis.call('EXISTS', p..'q:l:'..l) == 1 then redis.call('SADD', p..'q:free', l) end
+    end
+  end
+  redis.call('DEL', p..'q:held:'..r, p..'q:in:'..r, p..'q:claim:'..r)
+  redis.call('ZREM', p..'q:replicas', r)
+end
 -- Stores a message, and puts it on its lane holder's inbox. An empty lane
 -- nobody holds becomes the pusher's (when the pusher is alive); a lane with
 -- older messages and no holder stays free, for a take-over that reads it
@@ -182,16 +194,7 @@ local reaping = {}
 if prev and now - tonumber(prev) <= tonumber(ARGV[3]) then
   reaping = redis.call('ZRANGEBYSCORE', p..'q:replicas', '-inf', now - tonumber(ARGV[3]), 'LIMIT', 0, 8)
 end
-for _, d in ipairs(reaping) do
-  for _, l in ipairs(redis.call('SMEMBERS', p..'q:held:'..d)) do
-    if redis.call('HGET', p..'q:holder', l) == d then
-      redis.call('HDEL', p..'q:holder', l)
-      if redis.call('EXISTS', p..'q:l:'..l) == 1 then redis.call('SADD', p..'q:free', l) end
-    end
-  end
-  redis.call('DEL', p..'q:held:'..d, p..'q:in:'..d, p..'q:claim:'..d)
-  redis.call('ZREM', p..'q:replicas', d)
-end
+for _, d in ipairs(reaping) do let_go(d) end
 local seq = redis.call('GET', p..'q:seq') or '0'
 local claim = tonumber(ARGV[4])
 if claim > 0 then
@@ -220,14 +223,7 @@ return out
 // Lets every lane this replica holds go (a clean shutdown): the next
 // replica's heartbeat takes them over at once.
 constexpr const char* kRelease = R"lua(
-for _, l in ipairs(redis.call('SMEMBERS', p..'q:held:'..me)) do
-  if redis.call('HGET', p..'q:holder', l) == me then
-    redis.call('HDEL', p..'q:holder', l)
-    if redis.call('EXISTS', p..'q:l:'..l) == 1 then redis.call('SADD', p..'q:free', l) end
-  end
-end
-redis.call('DEL', p..'q:held:'..me, p..'q:in:'..me, p..'q:claim:'..me)
-redis.call('ZREM', p..'q:replicas', me)
+let_go(me)
 return 0
 )lua";
 
@@ -1400,30 +1396,11 @@ DeadLetterStore::ReplayStatus RedisQueue::replay(const std::string& id) {
 }
 
 DeadLetterStore::ReplayCount RedisQueue::replay_matching(const DeadLetterFilter& filter) {
-  ReplayCount n;
-  bool stopped = false;  // the queue is full or unavailable: count the rest
-  for (const auto& d : all_dead_letters(filter)) {
-    if (stopped) {
-      ++n.left;
-      continue;
-    }
-    switch (replay(d.message.id)) {
-      case ReplayStatus::Replayed:
-        ++n.replayed;
-        break;
-      case ReplayStatus::NotFound:
-        break;  // deleted meanwhile
-      case ReplayStatus::TokenUnavailable:
-        ++n.left;  // this one can never be replayed; the others still can
-        break;
-      case ReplayStatus::Full:
-      case ReplayStatus::Unavailable:
-        ++n.left;
-        stopped = true;
-        break;
-    }
-  }
-  return n;
+  // The matching ids first: a replayed message that fails again comes back
+  // as a new dead letter that matches too, and is not replayed again now.
+  std::vector<std::string> ids;
+  for (const auto& d : all_dead_letters(filter)) ids.push_back(d.message.id);
+  return replay_in_turn(ids, [this](const std::string& id) { return replay(id); });
 }
 
 }  // namespace slack_proxy
