@@ -25,6 +25,7 @@
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerResponse.h>
 #include <Poco/Net/ServerSocket.h>
+#include <Poco/SHA2Engine.h>
 #include <Poco/ThreadPool.h>
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -312,6 +313,21 @@ std::shared_ptr<const TokenSealer> token_sealer(const config::ProxyConfig& cfg,
 // Set when the Redis queue took this replica for dead (see open_queue).
 std::atomic<bool> g_fenced{false};
 
+// With the Redis queue, callers' tenants are named alike on every replica,
+// so that a caller's channel is one lane whichever replica took its
+// message: the salt comes from the sealing key they must share (never the
+// key itself). Empty otherwise: each process salts its own.
+std::string fleet_tenant_salt(const config::ProxyConfig& cfg) {
+  if (cfg.queue.backend != "redis") return {};
+  const char* key = std::getenv(cfg.queue.token_key_env.c_str());
+  if (key == nullptr || *key == '\0') return {};
+  Poco::SHA2Engine sha(Poco::SHA2Engine::SHA_256);
+  sha.update(std::string("slack-proxy tenant salt\n"));
+  sha.update(std::string(key));
+  const auto digest = sha.digest();
+  return std::string(digest.begin(), digest.end());
+}
+
 // The configured queue backend, opened (and, for SQLite, recovered).
 std::unique_ptr<Queue> open_queue(const config::ProxyConfig& cfg,
                                   const std::optional<RedisSettings>& redis,
@@ -524,6 +540,7 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
   ingress_options.max_json_depth = cfg.server.max_json_depth;
   ingress_options.retry_after = std::chrono::duration_cast<std::chrono::seconds>(
       cfg.queue.retry_after + std::chrono::milliseconds(999));
+  ingress_options.tenant_salt = fleet_tenant_salt(cfg);
   Ingress ingress(queue, pipelines, core_metrics, clock, log, ingress_options);
 
   ServerOptions server_options = ingress_server_options(cfg.server, ingress_options);

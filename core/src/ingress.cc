@@ -83,9 +83,12 @@ Ingress::Ingress(Queue& queue, std::vector<std::shared_ptr<Pipeline>> pipelines,
   char buf[24];
   std::snprintf(buf, sizeof(buf), "%08x%08x", rd(), rd());
   id_prefix_ = buf;
-  for (int i = 0; i < 8; ++i) {
-    const auto word = rd();
-    tenant_salt_.append(reinterpret_cast<const char*>(&word), sizeof(word));
+  tenant_salt_ = options_.tenant_salt;
+  if (tenant_salt_.empty()) {
+    for (int i = 0; i < 8; ++i) {
+      const auto word = rd();
+      tenant_salt_.append(reinterpret_cast<const char*>(&word), sizeof(word));
+    }
   }
 }
 

@@ -39,6 +39,10 @@ struct IngressOptions {
   std::size_t max_body_bytes = 1 << 20;
   std::size_t max_json_depth = 64;      // deeper JSON is 400 invalid_json
   std::chrono::seconds retry_after{5};  // sent with 503 queue_full / shutting_down
+  // Names callers' tenants (tenant_of); empty: a random one per process.
+  // Replicas sharing the Redis queue share one, so that a caller's channel
+  // is one lane (one holder, its order kept) whichever replica took it.
+  std::string tenant_salt;
 };
 
 class Ingress final : public HttpHandler {
@@ -138,7 +142,8 @@ class Ingress final : public HttpHandler {
   std::string next_id();
   // A stable, non-reversible name for the tenant behind a caller's token
   // (sdk::caller_tenant() of a salted digest), used as its workspace so that tenants never share buckets, 429 pauses
-  // or deny-list entries. Salted per process: never the token itself.
+  // or deny-list entries. Salted per process (or per fleet, when
+  // IngressOptions::tenant_salt says): never the token itself.
   std::string tenant_of(const std::string& token) const;
   std::string dedup_key(const Pipeline& pipeline, const sdk::Message& m,
                         const std::string& key) const;

@@ -1343,6 +1343,28 @@ TEST_F(IngressTest, ARoutedPayloadNamesOnlyTheRoutedChannelWhateverTheKeysLookLi
   EXPECT_EQ(parse_object(payload)->getValue<std::string>("channel"), "#forced");
 }
 
+// Replicas sharing the Redis queue are given one tenant salt: a caller's
+// token names the same tenant (so the same lane) on each. Without one, each
+// process salts its own.
+TEST_F(IngressTest, ACallersTenantIsTheSameOnEveryIngressGivenOneSalt) {
+  pipeline->caller_token = true;
+  const auto tenant_on = [&](const std::string& salt) {
+    IngressOptions o = options;
+    o.tenant_salt = salt;
+    Ingress other(*queue, {pipeline}, metrics, clock, log, o);
+    FakeRequest request("POST", "/");
+    request.with_header("Content-Type", kJson).with_header("Authorization", "Bearer xoxb-caller-1");
+    EXPECT_EQ(other.admit(request, R"({"channel":"#a","text":"hi"})").status, 200);
+    const auto messages = queued();
+    EXPECT_EQ(messages.size(), 1u);
+    return messages.empty() ? std::string() : messages[0].workspace;
+  };
+  const std::string fleet = "fleet-wide salt";
+  EXPECT_EQ(tenant_on(fleet), tenant_on(fleet));
+  EXPECT_NE(tenant_on(fleet), tenant_on("another fleet"));
+  EXPECT_NE(tenant_on(""), tenant_on(""));  // each process its own
+}
+
 TEST_F(IngressTest, CallerTokenTenantsAreNamedByTheSdk) {
   pipeline->caller_token = true;
   FakeRequest request("POST", "/");
