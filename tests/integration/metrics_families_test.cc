@@ -6,7 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -229,6 +233,49 @@ TEST_F(MetricsFamiliesTest, PromtoolFindsNothingWrongWithTheScrapeAfterRealTraff
   // Exit 1 is a parse error, 3 a lint problem; either prints what it found.
   EXPECT_EQ(*code, 0) << check.output() << "\nscrape:\n" << m;
   EXPECT_EQ(check.output(), "") << "scrape:\n" << m;
+}
+
+// config/prometheus/slack-proxy-alerts.yml: Prometheus' own checker finds
+// nothing wrong with it, its unit tests (slack-proxy-alerts.test.yml: each
+// alert fires on a bad series and stays quiet on a healthy one) pass, and
+// every metric it queries is exported by a live proxy after real traffic:
+// a rule on a metric that is not exported would never fire.
+TEST_F(MetricsFamiliesTest, TheAlertRulesPassPromtoolAndQueryOnlyExportedMetrics) {
+  SP_REQUIRE_TOOL(promtool, "prometheus", "promtool");
+  const std::filesystem::path rules =
+      std::filesystem::path(SP_SOURCE_DIR) / "config/prometheus/slack-proxy-alerts.yml";
+  const std::filesystem::path tests =
+      std::filesystem::path(SP_SOURCE_DIR) / "config/prometheus/slack-proxy-alerts.test.yml";
+  TempDir dir;
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {promtool.string(), "check", "rules", rules.string()},
+           {promtool.string(), "test", "rules", tests.string()}}) {
+    ChildProcess run(args, {}, dir.path() / "promtool.log");
+    const auto code = run.wait_exit(kDeadline);
+    ASSERT_TRUE(code.has_value()) << args[1] << ": promtool did not finish";
+    EXPECT_EQ(*code, 0) << args[1] << " rules:\n" << run.output();
+  }
+
+  std::ifstream in(rules);
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string m = scrape_after_every_kind_of_traffic();
+  const std::regex name("slackproxy_[a-z_]+");
+  std::set<std::string> queried;
+  const std::string rules_text = text.str();
+  for (auto it = std::sregex_iterator(rules_text.begin(), rules_text.end(), name);
+       it != std::sregex_iterator(); ++it) {
+    std::string family = it->str();
+    for (const char* suffix : {"_bucket", "_sum", "_count"})
+      if (family.size() > std::strlen(suffix) &&
+          family.compare(family.size() - std::strlen(suffix), std::string::npos, suffix) == 0)
+        family.resize(family.size() - std::strlen(suffix));
+    queried.insert(family);
+  }
+  ASSERT_GE(queried.size(), 4u) << rules_text;
+  for (const auto& family : queried)
+    EXPECT_NE(m.find("# TYPE " + family + " "), std::string::npos)
+        << family << " is queried by an alert rule but not exported";
 }
 
 }  // namespace
