@@ -137,13 +137,17 @@ class MemoryFactory final : public QueueFactory {
   std::unique_ptr<MemoryQueue> queue_;
 };
 
-class SqliteFactory final : public QueueFactory {
+// A durable backend: a store that outlives the queue object. Opening sets
+// the limits and the token key the same way for each; reopening closes the
+// queue and starts another on the same store. The backend says how to
+// empty its store (prepare) and how to start a queue on it (make).
+template <typename Options, typename Q>
+class DurableFactory : public QueueFactory {
  public:
   using QueueFactory::QueueFactory;
-  ~SqliteFactory() override { queue_.reset(); }  // before the directory goes
   bool durable() const override { return true; }
   Queue& open(QueueLimits limits) override {
-    options_.path = (dir_.path() / "queue.db").string();
+    prepare();
     options_.limits = limits;
     options_.max_dead_letters = max_dead_letters_;
     options_.sealer = std::make_shared<TokenSealer>(TokenSealer::from_hex(kTokenKeyHex));
@@ -159,43 +163,45 @@ class SqliteFactory final : public QueueFactory {
     return reopen();
   }
 
+ protected:
+  virtual void prepare() = 0;
+  virtual std::unique_ptr<Q> make() = 0;
+  // Derived destructors call it: the queue goes before what it uses.
+  void stop() { queue_.reset(); }
+  Options options_;
+
  private:
   Queue& start() {
-    queue_ = std::make_unique<SqliteQueue>(options_, clock_, test_support::null_logger());
+    queue_ = make();
     return *queue_;
   }
+  std::unique_ptr<Q> queue_;
+};
+
+class SqliteFactory final : public DurableFactory<SqliteQueueOptions, SqliteQueue> {
+ public:
+  using DurableFactory::DurableFactory;
+  ~SqliteFactory() override { stop(); }  // before the directory goes
+
+ private:
+  void prepare() override { options_.path = (dir_.path() / "queue.db").string(); }
+  std::unique_ptr<SqliteQueue> make() override {
+    return std::make_unique<SqliteQueue>(options_, clock_, test_support::null_logger());
+  }
   TempDir dir_;
-  SqliteQueueOptions options_;
-  std::unique_ptr<SqliteQueue> queue_;
 };
 
 #ifdef SP_QUEUE_CONTRACT_REDIS
 // One redis-server for the whole suite; each open() starts from an empty
 // database. "Reopen" is a new process on the same Redis: the queue closes
 // (letting its lanes go), and a new RedisQueue, a new replica, opens.
-class RedisFactory final : public QueueFactory {
+class RedisFactory final : public DurableFactory<RedisQueueOptions, RedisQueue> {
  public:
-  explicit RedisFactory(FakeClock& clock) : QueueFactory(clock) {}
-  ~RedisFactory() override { queue_.reset(); }
-  bool durable() const override { return true; }
-  Queue& open(QueueLimits limits) override {
-    EXPECT_EQ(server().admin({"FLUSHALL"}), "OK");
-    options_.limits = limits;
-    options_.max_dead_letters = max_dead_letters_;
-    options_.sealer = std::make_shared<TokenSealer>(TokenSealer::from_hex(kTokenKeyHex));
-    return start();
-  }
-  Queue& reopen() override {
-    queue_->close();
-    queue_.reset();
-    return start();
-  }
-  Queue& reopen_with_another_token_key() override {
-    options_.sealer = std::make_shared<TokenSealer>(TokenSealer::from_hex(kOtherTokenKeyHex));
-    return reopen();
-  }
+  using DurableFactory::DurableFactory;
+  ~RedisFactory() override { stop(); }  // before the metrics registry goes
 
  private:
+  void prepare() override { EXPECT_EQ(server().admin({"FLUSHALL"}), "OK"); }
   static ::slack_proxy::testing::RedisServer& server() {
     static std::unique_ptr<::slack_proxy::testing::RedisServer> shared = [] {
       const auto program = ::slack_proxy::testing::find_program({"redis-server"});
@@ -204,22 +210,19 @@ class RedisFactory final : public QueueFactory {
     }();
     return *shared;
   }
-  Queue& start() {
+  std::unique_ptr<RedisQueue> make() override {
     RedisSettings settings;
     parse_redis_url(server().url(), settings);
     auto log = test_support::null_logger();
-    queue_ = std::make_unique<RedisQueue>(
+    return std::make_unique<RedisQueue>(
         options_,
         [&, settings, log](const std::string& role) {
           return std::make_unique<RedisConnection>(
               settings, log, std::make_shared<RedisMetrics>(registry_, role), role);
         },
         clock_, log);
-    return *queue_;
   }
   prometheus::Registry registry_;
-  RedisQueueOptions options_;
-  std::unique_ptr<RedisQueue> queue_;
 };
 #endif
 
