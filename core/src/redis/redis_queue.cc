@@ -354,8 +354,7 @@ RedisQueue::RedisQueue(RedisQueueOptions options, const Connect& connect, const 
       dedup_(options_.limits.dedup_window) {
   prefix_ = writer_conn_->settings().key_prefix;
   const std::string suffix = Poco::UUIDGenerator::defaultGenerator().createRandom().toString();
-  base_name_ = options_.replica + "-" + suffix.substr(0, 8);
-  me_ = base_name_;
+  me_ = options_.replica + "-" + suffix.substr(0, 8);
   log_->info("redis queue: this replica is {} in Redis", me_);
   for (RedisConnection* c : {writer_conn_.get(), watch_conn_.get(), read_conn_.get()}) {
     const std::string common = kCommon;
@@ -608,7 +607,6 @@ void RedisQueue::write_loop() {
         }
         pending_count_ -= std::min(pending_count_, std::size_t{1});
         pending_bytes_ -= std::min(pending_bytes_, out.bytes);
-        ++outcomes_sent_;
         try {
           const Array r = replies.get<Array>(i);
           if (text_at(r, 0) == "fenced")
@@ -1178,8 +1176,6 @@ void RedisQueue::record(OutcomeOp op) {
                      op.seq);
         std::lock_guard state(mutex_);
         apply_state(text_at(r, 1));
-        ++outcomes_handed_;
-        ++outcomes_sent_;
         return;
       }
     } catch (const std::exception&) {
@@ -1189,15 +1185,8 @@ void RedisQueue::record(OutcomeOp op) {
   std::lock_guard lock(mutex_);
   ++pending_count_;
   pending_bytes_ += op.bytes;
-  ++outcomes_handed_;
   ops_.push_back(std::move(op));
   work_cv_.notify_one();
-}
-
-bool RedisQueue::wait_outcomes(milliseconds deadline) {
-  std::unique_lock lock(mutex_);
-  const std::size_t want = outcomes_handed_;
-  return outcomes_cv_.wait_for(lock, deadline, [&] { return outcomes_sent_ >= want; });
 }
 
 std::size_t RedisQueue::size() const {

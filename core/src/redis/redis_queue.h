@@ -143,9 +143,6 @@ class RedisQueue final : public Queue, private DeadLetterStore {
 
   // This replica's name in Redis.
   std::string replica() const;
-  // Tests: waits until every outcome handed over so far has reached Redis;
-  // false at the deadline.
-  bool wait_outcomes(std::chrono::milliseconds deadline);
 
  private:
   // DeadLetterStore
@@ -215,7 +212,6 @@ class RedisQueue final : public Queue, private DeadLetterStore {
   const sdk::Clock& clock_;
   std::shared_ptr<spdlog::logger> log_;
   std::string prefix_;     // [redis] key_prefix
-  std::string base_name_;  // options_.replica and a random suffix
 
   std::unique_ptr<RedisConnection> writer_conn_, watch_conn_, read_conn_;
   std::mutex read_mutex_;  // read_conn_ is one caller's at a time
@@ -261,7 +257,6 @@ class RedisQueue final : public Queue, private DeadLetterStore {
   std::size_t pushing_count_ = 0, pushing_bytes_ = 0;   // pushes handed to the writer
   DedupIndex dedup_;  // keys this replica accepted, within the window
   std::unordered_map<std::string, int> pending_keys_;  // dedup keys of pushes on their way
-  std::size_t outcomes_sent_ = 0, outcomes_handed_ = 0;
   bool closed_ = false;
   bool stopping_ = false;
   std::function<void()> listener_;
