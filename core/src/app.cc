@@ -499,6 +499,19 @@ void log_open_files_limit(spdlog::logger& log, const ServerOptions& options) {
   }
 }
 
+// How long a scrape waits for the dispatcher to look at its lanes' heads;
+// after that it reports the previous look's.
+constexpr std::chrono::milliseconds kOldestWait{250};
+
+// Seconds each channel's oldest message has waited, at `now`.
+std::map<std::string, double> oldest_ages(const std::map<std::string, sdk::SteadyTime>& since,
+                                          sdk::SteadyTime now) {
+  std::map<std::string, double> ages;
+  for (const auto& [channel, at] : since)
+    ages.emplace(channel, std::chrono::duration<double>(std::max(now - at, now - now)).count());
+  return ages;
+}
+
 // Runs the proxy until SIGTERM/SIGINT, then drains. Throws on start-up
 // failures; the caller turns them into exit code 2.
 int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>& log,
@@ -571,6 +584,8 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
                              core_metrics.set_dead_letters(
                                  static_cast<double>(queue.dead_letters().count()));
                              core_metrics.set_channel_depths(dispatcher.channel_depths());
+                             core_metrics.set_oldest_ages(
+                                 oldest_ages(dispatcher.channel_oldest(kOldestWait), clock.now()));
                            },
                            &admin),
         metrics_threads, bind(cfg.metrics.listen, 64), mparams);

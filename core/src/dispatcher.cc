@@ -250,6 +250,7 @@ Dispatcher::Load Dispatcher::load_head(Lane& lane) {
 
 void Dispatcher::unload_front(Lane& lane) {
   const Queued& q = lane.window.front();
+  lane.head_since = {};  // the next head's time is its own
   loaded_messages_ -= 1;
   loaded_bytes_ -= std::min(loaded_bytes_, footprint(q));
 }
@@ -276,6 +277,7 @@ void Dispatcher::give_back_untried(Lane& lane) {
     loaded_bytes_ -= std::min(loaded_bytes_, footprint(q));
   }
   const std::size_t dropped = lane.window.size() - keep;
+  if (!keep_head) lane.head_since = head.enqueued_at;
   lane.cursor = keep_head ? lane.window.front().seq : lane.window.front().seq - 1;
   lane.window.resize(keep);
   lane.unloaded += dropped;
@@ -521,6 +523,22 @@ void Dispatcher::forget_learned(sdk::SteadyTime now) {
   }
   std::erase_if(budget_names_, [](const auto& name) { return name.second.expired(); });
   metrics_.set_learned_channels(static_cast<double>(learned_.paced() - learned_labels_.size()));
+}
+
+void Dispatcher::sweep_oldest() {
+  if (!oldest_wanted_.exchange(false)) return;
+  std::map<std::string, sdk::SteadyTime> oldest;
+  for (const auto& [key, lane] : lanes_) {
+    const sdk::SteadyTime since =
+        lane.window.empty() ? lane.head_since : lane.window.front().message.enqueued_at;
+    if (lane.stored() == 0 || since == sdk::SteadyTime{}) continue;
+    auto [it, fresh] = oldest.try_emplace(std::string(lane.channel()), since);
+    if (!fresh) it->second = std::min(it->second, since);
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  channel_oldest_.swap(oldest);
+  ++oldest_sweeps_;
+  idle_cv_.notify_all();
 }
 
 sdk::SteadyTime Dispatcher::paused_until(const Lane& lane, sdk::SteadyTime now, bool* workspace) {
@@ -907,6 +925,7 @@ sdk::SteadyTime Dispatcher::run_once() {
   start_due_lanes(now);
   forget_pauses_over(now);
   forget_learned(now);
+  sweep_oldest();
 
   // Due lanes left waiting for a free worker are woken by that worker's
   // completion, not by the clock.
@@ -980,6 +999,17 @@ std::map<std::string, std::size_t> Dispatcher::backlog() const {
   for (const auto& [key, lane] : lanes_)
     if (lane.stored() > 0) out[key] = lane.stored();
   return out;
+}
+
+std::map<std::string, sdk::SteadyTime> Dispatcher::channel_oldest(
+    std::chrono::milliseconds wait) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  const std::uint64_t asked_at = oldest_sweeps_;
+  oldest_wanted_.store(true);
+  wake_pending_.store(true);
+  wake_cv_.notify_one();
+  idle_cv_.wait_for(lock, wait, [&] { return oldest_sweeps_ != asked_at; });
+  return channel_oldest_;
 }
 
 std::map<std::string, std::size_t> Dispatcher::channel_depths() const {

@@ -129,6 +129,15 @@ class Dispatcher {
   // date as they come and go, so a scrape copies it and nothing is rebuilt
   // per round.
   std::map<std::string, std::size_t> channel_depths() const;
+  // When each delivery channel's oldest stored message was accepted (its
+  // lanes' heads). Asks the scheduling thread to look at its lanes in its
+  // next round, waits up to `wait` for that, and returns what the latest
+  // look found (the one before, if the round did not come in time). Costs
+  // one pass over the lanes per call, so it is for scrapes, not loops. A
+  // lane whose head was never read yet (a stored backlog not paged in yet)
+  // is left out until it is.
+  std::map<std::string, sdk::SteadyTime> channel_oldest(
+      std::chrono::milliseconds wait = std::chrono::milliseconds(0));
   std::size_t in_flight() const;
 
   // For tests, from the thread running rounds: what the last round looked
@@ -154,6 +163,9 @@ class Dispatcher {
     std::vector<Queued> window;           // in memory, in order; front() is the head
     std::size_t unloaded = 0;             // stored after `cursor`, not in the window
     std::uint64_t cursor = 0;             // the highest seq loaded (or passed over)
+    // When the head was accepted, while it is given back to the store (else
+    // the window's front says); zero: not known.
+    sdk::SteadyTime head_since{};
     enum class State { Idle, Scheduled, Busy } state = State::Idle;
     DeliveryCount delivered;              // for pacing learned from a channel's 429
     // The rate budget its sink names (interned: lanes of a token share one
@@ -244,6 +256,7 @@ class Dispatcher {
   // The rate learned pacing holds the head to: when it may go.
   sdk::SteadyTime learned_wait(const Lane& lane, sdk::SteadyTime now, bool* workspace) const;
   void forget_learned(sdk::SteadyTime now);  // every second: recovered scopes, stale counts
+  void sweep_oldest();  // when channel_oldest() asked for it
   void pause_scope(const Lane& lane, const sdk::BackPressure& bp, sdk::SteadyTime until);
   // The time the lane's workspace or channel is paused until; now or
   // earlier when it is not. `workspace` is set when the workspace's pause
@@ -345,6 +358,9 @@ class Dispatcher {
   std::condition_variable idle_cv_;
   std::vector<Completion> completions_;
   std::map<std::string, std::size_t> channel_depths_;
+  std::map<std::string, sdk::SteadyTime> channel_oldest_;
+  std::uint64_t oldest_sweeps_ = 0;
+  std::atomic<bool> oldest_wanted_{false};
   std::size_t stored_ = 0;  // over all lanes
   std::size_t in_flight_ = 0;
   bool stopping_ = false;

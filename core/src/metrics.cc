@@ -1,5 +1,6 @@
 #include "metrics.h"
 
+#include <algorithm>
 #include <atomic>
 #include <sstream>
 #include <unordered_map>
@@ -183,6 +184,17 @@ CoreMetrics::CoreMetrics(prometheus::Registry& registry, std::size_t max_channel
                          .Name("slackproxy_channel_queue_depth")
                          .Help("Messages waiting or in flight, per delivery channel")
                          .Register(registry)),
+      channel_oldest_(prometheus::BuildGauge()
+                          .Name("slackproxy_channel_oldest_age_seconds")
+                          .Help("How long the oldest message waiting for a delivery channel has "
+                                "waited since it was accepted")
+                          .Register(registry)),
+      queue_oldest_(&prometheus::BuildGauge()
+                         .Name("slackproxy_queue_oldest_age_seconds")
+                         .Help("How long the oldest message waiting anywhere has waited since "
+                               "it was accepted; 0 when none waits")
+                         .Register(registry)
+                         .Add({})),
       duplicates_(prometheus::BuildCounter()
                       .Name("slackproxy_requests_duplicate_total")
                       .Help("Requests whose Idempotency-Key or client_msg_id was seen within "
@@ -259,21 +271,33 @@ std::string CoreMetrics::label(const std::string& channel) {
   return kOtherChannel;
 }
 
-void CoreMetrics::set_channel_depths(const std::map<std::string, std::size_t>& depths) {
-  std::lock_guard<std::mutex> lock(depth_mutex_);
-  for (auto it = depth_series_.begin(); it != depth_series_.end();) {
-    if (depths.count(it->first) == 0) {
-      channel_depth_.Remove(it->second);
-      it = depth_series_.erase(it);
+template <typename Number>
+void CoreMetrics::ChannelGauges::set(const std::map<std::string, Number>& values) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto it = series_.begin(); it != series_.end();) {
+    if (values.count(it->first) == 0) {
+      family_.Remove(it->second);
+      it = series_.erase(it);
     } else {
       ++it;
     }
   }
-  for (const auto& [channel, n] : depths) {
-    auto& gauge = depth_series_[channel];
-    if (gauge == nullptr) gauge = &channel_depth_.Add({{"channel", channel}});
-    gauge->Set(static_cast<double>(n));
+  for (const auto& [channel, value] : values) {
+    auto& gauge = series_[channel];
+    if (gauge == nullptr) gauge = &family_.Add({{"channel", channel}});
+    gauge->Set(static_cast<double>(value));
   }
+}
+
+void CoreMetrics::set_channel_depths(const std::map<std::string, std::size_t>& depths) {
+  channel_depth_.set(depths);
+}
+
+void CoreMetrics::set_oldest_ages(const std::map<std::string, double>& ages) {
+  channel_oldest_.set(ages);
+  double oldest = 0;
+  for (const auto& [channel, age] : ages) oldest = std::max(oldest, age);
+  queue_oldest_->Set(oldest);
 }
 
 }  // namespace slack_proxy

@@ -117,6 +117,10 @@ class CoreMetrics {
   // Messages waiting per delivery channel; channels no longer listed are
   // removed, so idle channels leave no series behind.
   void set_channel_depths(const std::map<std::string, std::size_t>& depths);
+  // How long each delivery channel's oldest stored message has waited since
+  // it was accepted, in seconds, and the longest of them (0 when nothing
+  // waits). Channels no longer listed are removed, as with the depths.
+  void set_oldest_ages(const std::map<std::string, double>& ages);
 
  private:
   // The family's series for `channel` (or "_other"). Looked up first in a
@@ -136,7 +140,22 @@ class CoreMetrics {
   prometheus::Gauge* queue_size_;
   prometheus::Histogram* queue_wait_;
   prometheus::Histogram* delivery_latency_;
-  prometheus::Family<prometheus::Gauge>& channel_depth_;
+  // A gauge per channel, replaced as a whole by each scrape: listed
+  // channels are set, the others' series removed.
+  class ChannelGauges {
+   public:
+    explicit ChannelGauges(prometheus::Family<prometheus::Gauge>& family) : family_(family) {}
+    template <typename Number>
+    void set(const std::map<std::string, Number>& values);
+
+   private:
+    prometheus::Family<prometheus::Gauge>& family_;
+    std::mutex mutex_;
+    std::map<std::string, prometheus::Gauge*> series_;
+  };
+  ChannelGauges channel_depth_;
+  ChannelGauges channel_oldest_;
+  prometheus::Gauge* queue_oldest_;
   prometheus::Family<prometheus::Counter>& duplicates_;
   prometheus::Family<prometheus::Counter>& client_requests_;
   prometheus::Family<prometheus::Counter>& dead_lettered_;
@@ -150,8 +169,6 @@ class CoreMetrics {
   const std::uint64_t instance_;  // tells this object's cached series from another's
   std::mutex labels_mutex_;
   std::unordered_set<std::string> labels_;
-  std::mutex depth_mutex_;
-  std::map<std::string, prometheus::Gauge*> depth_series_;
 };
 
 }  // namespace slack_proxy

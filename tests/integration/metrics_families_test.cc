@@ -39,6 +39,8 @@ const std::map<std::string, std::string> kCounterOrGauge = {
     {"slackproxy_requests_rejected_total", "counter"},
     {"slackproxy_rate_limited_total", "counter"},
     {"slackproxy_channel_queue_depth", "gauge"},
+    {"slackproxy_channel_oldest_age_seconds", "gauge"},
+    {"slackproxy_queue_oldest_age_seconds", "gauge"},
     {"slackproxy_denylist_size", "gauge"},
     {"slackproxy_plugin_exceptions_total", "counter"},
     // #limited's 429 below makes the proxy learn a pace for the workspace.
@@ -215,6 +217,12 @@ TEST_F(MetricsFamiliesTest, ExposesEveryDocumentedFamilyWithItsTypeAndLabelsAfte
   EXPECT_EQ(metric(m, "slackproxy_dead_letters"), 3);  // #perm, #gone twice
   EXPECT_EQ(metric(m, "slackproxy_denylist_size"), 1);
   EXPECT_EQ(metric(m, series("slackproxy_channel_queue_depth", "#slow")), 1);
+  // #slow's message is in flight behind the fake's slow reply, accepted a
+  // moment before the scrape: it has waited, but less than the reply takes.
+  const double slow_age = metric(m, series("slackproxy_channel_oldest_age_seconds", "#slow"));
+  EXPECT_GT(slow_age, 0);
+  EXPECT_LT(slow_age, std::chrono::duration<double>(kSlowReply).count());
+  EXPECT_EQ(metric(m, "slackproxy_queue_oldest_age_seconds"), slow_age);
   EXPECT_EQ(metric(m, "slackproxy_queue_size"), 1);
   EXPECT_GT(metric(m, "slackproxy_queue_bytes"), 0);
 }

@@ -698,6 +698,47 @@ TEST_F(DispatcherRateLimitTest, ChannelDepthsCountWaitingMessagesPerChannel) {
             (std::map<std::string, std::size_t>{{"#a", 2}, {"#b", 1}}));
 }
 
+// The oldest message's age per channel (slackproxy_channel_oldest_age_seconds)
+// follows each channel's head. A scrape asks, and the scheduling thread
+// looks in its next round, even while every lane waits behind a long pause.
+TEST_F(DispatcherRateLimitTest, OldestFollowsEachChannelsHeadEvenBehindALongPause) {
+  ON_CALL(*sink, send(_)).WillByDefault(Invoke([this](const Message&) { return rate_limited(60s); }));
+  const auto push_now = [this](const std::string& id, const std::string& channel) {
+    Message m;
+    m.id = id;
+    m.pipeline = "default";
+    m.channel = channel;
+    m.original_channel = channel;
+    m.payload = R"({"channel":")" + channel + R"(","text":"x"})";
+    m.enqueued_at = clock.now();
+    ASSERT_EQ(queue.push(std::move(m)).status, Queue::PushStatus::Accepted);
+  };
+  const auto look = [this] {
+    dispatcher().channel_oldest();  // asks for a look in the next round
+    dispatcher().run_once();
+    return dispatcher().channel_oldest();
+  };
+  const sdk::SteadyTime t0 = clock.now();
+  push_now("a1", "#a");
+  clock.advance(2s);
+  push_now("a2", "#a");
+  push_now("b1", "#b");
+  run_until_quiet();  // a1 is sent and paused for 60 s with the whole workspace
+  EXPECT_EQ(look(), (std::map<std::string, sdk::SteadyTime>{{"#a", t0}, {"#b", t0 + 2s}}));
+
+  clock.advance(5s);
+  push_now("c1", "#c");
+  EXPECT_EQ(look().at("#c"), clock.now()) << "seen while every lane waits for the pause";
+
+  ON_CALL(*sink, send(_)).WillByDefault(Return(SendResult::ok()));
+  clock.advance(60s);
+  for (int second = 0; second < 10 && queue.size() > 0; ++second) {
+    run_until_quiet();  // learned pacing lets about one a second go
+    clock.advance(1s);
+  }
+  ASSERT_EQ(queue.size(), 0u);
+  EXPECT_TRUE(look().empty()) << "everything was delivered";
+}
 
 // ---- outcomes that are not deliveries become dead letters ----------------
 
