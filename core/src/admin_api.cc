@@ -145,6 +145,7 @@ std::optional<std::string> percent_decode(std::string_view text, bool plus_is_sp
 
 enum class Route {
   Queue,           // /admin/queue
+  Reload,          // /admin/reload
   DeadLetters,     // /admin/dead-letters
   ReplayMatching,  // /admin/dead-letters/replay
   DeadLetter,      // /admin/dead-letters/{id}
@@ -155,6 +156,7 @@ enum class Route {
 const char* allowed_methods(Route route) {
   switch (route) {
     case Route::Queue: return "GET";
+    case Route::Reload: return "POST";
     case Route::DeadLetters: return "GET, DELETE";
     case Route::ReplayMatching: return "POST";
     case Route::DeadLetter: return "GET, DELETE";
@@ -166,6 +168,7 @@ const char* allowed_methods(Route route) {
 bool allows(Route route, const std::string& method) {
   switch (route) {
     case Route::Queue: return method == "GET";
+    case Route::Reload: return method == "POST";
     case Route::DeadLetters: return method == "GET" || method == "DELETE";
     case Route::ReplayMatching: return method == "POST";
     case Route::DeadLetter: return method == "GET" || method == "DELETE";
@@ -194,6 +197,7 @@ std::optional<Target> resolve(std::string_view path) {
     path.remove_prefix(slash + 1);
   }
   if (segments.size() == 1 && segments[0] == "queue") return Target{Route::Queue, {}};
+  if (segments.size() == 1 && segments[0] == "reload") return Target{Route::Reload, {}};
   if (segments.empty() || segments[0] != "dead-letters") return std::nullopt;
   if (segments.size() == 1) return Target{Route::DeadLetters, {}};
   if (segments[1].empty()) return std::nullopt;
@@ -315,11 +319,20 @@ std::string sha256(std::string_view text) {
 }
 }  // namespace
 
-void AdminApi::set_key(const std::string& key) { key_digest_ = key.empty() ? "" : sha256(key); }
+void AdminApi::set_key(const std::string& key) {
+  std::string digest = key.empty() ? "" : sha256(key);
+  std::lock_guard<std::mutex> lock(key_mutex_);
+  key_digest_ = std::move(digest);
+}
 
 std::optional<HttpReply> AdminApi::refuse_unauthorized(
     const std::optional<std::string>& authorization) const {
-  if (key_digest_.empty()) {
+  std::string key_digest;
+  {
+    std::lock_guard<std::mutex> lock(key_mutex_);
+    key_digest = key_digest_;
+  }
+  if (key_digest.empty()) {
     return error_reply(403, "admin_disabled",
                        "the admin API is off: start the proxy with an admin key ([admin] key_env "
                        "or key_file)");
@@ -336,7 +349,7 @@ std::optional<HttpReply> AdminApi::refuse_unauthorized(
   // Digests have a fixed length, so the comparison's time says nothing
   // about the key.
   const std::string digest = sha256(presented);
-  if (CRYPTO_memcmp(digest.data(), key_digest_.data(), digest.size()) != 0) {
+  if (CRYPTO_memcmp(digest.data(), key_digest.data(), digest.size()) != 0) {
     log_->warn("admin: request with a wrong admin key refused");
     HttpReply r = error_reply(401, "invalid_auth", "the admin key is wrong");
     r.headers.emplace_back("WWW-Authenticate",
@@ -386,6 +399,21 @@ HttpReply AdminApi::handle(const std::string& method, const std::string& uri) {
         append_number(body, "dead_letters", store.count());
         body.back() = '}';
         return json_reply(200, std::move(body));
+      }
+
+      case Route::Reload: {
+        if (auto error = parse_query(query, {}, q)) return std::move(*error);
+        if (!reload_) return not_found();
+        const ReloadReply outcome = reload_();  // logs what it did
+        std::string body = outcome.ok ? R"({"ok":true,"changes":[)"
+                                      : R"({"ok":false,"error":"reload_refused","errors":[)";
+        for (const auto& line : outcome.lines) {
+          append_json_string(body, line);
+          body.push_back(',');
+        }
+        if (!outcome.lines.empty()) body.pop_back();
+        body += "]}";
+        return json_reply(outcome.ok ? 200 : 409, std::move(body));
       }
 
       case Route::DeadLetters:

@@ -9,6 +9,11 @@
 //   DELETE /admin/dead-letters?channel=&error=&kind=|all=true         delete every match
 // Queue:
 //   GET    /admin/queue                                               size, bytes, limits
+// Configuration:
+//   POST   /admin/reload     read the config and every secret again (reload.h):
+//                            200 {"ok":true,"changes":[...]}, or 409
+//                            {"ok":false,"error":"reload_refused","errors":[...]}
+//                            with the running configuration left as it was
 //
 // Replies are Slack-style JSON: {"ok":true,...} or {"ok":false,"error":"..."}
 // with a 4xx/5xx status (400 invalid_arguments, invalid_kind, invalid_limit,
@@ -27,9 +32,12 @@
 // Replays and deletes are logged at info (warn when the queue has no room).
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <spdlog/logger.h>
 
@@ -52,9 +60,18 @@ class AdminApi {
   HttpReply handle(const std::string& method, const std::string& uri);
 
   // Every admin request must carry `Authorization: Bearer <admin key>`.
-  // Set the key once, before serving; only its SHA-256 is kept. Without a
-  // key the API is off: every request gets 403 admin_disabled.
+  // Only its SHA-256 is kept. Without a key the API is off: every request
+  // gets 403 admin_disabled. A reload sets it again while requests are
+  // served: a request is judged by the key of its moment.
   void set_key(const std::string& key);
+
+  // What POST /admin/reload runs: true and what changed, or false and why
+  // not. Set once, before serving; without it the route is 404.
+  struct ReloadReply {
+    bool ok = false;
+    std::vector<std::string> lines;
+  };
+  void set_reload(std::function<ReloadReply()> reload) { reload_ = std::move(reload); }
   // nullopt when `authorization` (the header's value, if any) carries the
   // key; otherwise the refusal to send (401 not_authed / invalid_auth with
   // WWW-Authenticate, or 403 admin_disabled). Compares in constant time.
@@ -62,7 +79,9 @@ class AdminApi {
 
  private:
   Queue& queue_;
+  mutable std::mutex key_mutex_;
   std::string key_digest_;  // SHA-256 of the admin key; empty: API off
+  std::function<ReloadReply()> reload_;
   std::shared_ptr<spdlog::logger> log_;
 };
 

@@ -44,6 +44,7 @@
 #include "config/core_schema.h"
 #include "config/stage_config.h"
 #include "admin_api.h"
+#include "reload.h"
 #include "queue/memory_queue.h"
 #include "queue/sqlite_queue.h"
 #include "queue/token_seal.h"
@@ -197,30 +198,6 @@ class MetricsFactory final : public Poco::Net::HTTPRequestHandlerFactory {
   std::function<void()> refresh_;
   AdminApi* admin_;
 };
-
-// The admin key from [admin] key_file or key_env; empty when neither is set.
-// Never echoes the key.
-std::string load_admin_key(const config::AdminConfig& admin) {
-  std::string key;
-  std::string source;
-  if (!admin.key_file.empty()) {
-    std::ifstream in(admin.key_file, std::ios::binary);
-    if (!in) throw std::runtime_error("[admin] key_file " + admin.key_file + ": cannot read it");
-    std::ostringstream text;
-    text << in.rdbuf();
-    key = text.str();
-    source = "[admin] key_file " + admin.key_file;
-  } else if (!admin.key_env.empty()) {
-    if (const char* env = std::getenv(admin.key_env.c_str())) key = env;
-    source = "$" + admin.key_env;
-  }
-  const auto first = key.find_first_not_of(" \t\r\n");
-  const auto last = key.find_last_not_of(" \t\r\n");
-  key = first == std::string::npos ? std::string() : key.substr(first, last - first + 1);
-  if (!key.empty() && key.size() < 16)
-    throw std::runtime_error(source + ": the admin key must be at least 16 characters");
-  return key;
-}
 
 // The Redis password from [redis] password_file or password_env; empty when
 // neither gives one. Never echoes it.
@@ -443,13 +420,15 @@ int run_plugins(const Options& o) {
   return rc;
 }
 
-// Blocks SIGINT/SIGTERM in this and every thread started later, so that the
-// main thread alone receives them through sigwait().
-sigset_t block_stop_signals() {
+// Blocks SIGINT/SIGTERM (stop) and SIGHUP (reload) in this and every thread
+// started later, so that the main thread alone receives them through
+// sigwait().
+sigset_t block_signals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   return set;
 }
@@ -514,20 +493,29 @@ std::map<std::string, double> oldest_ages(const std::map<std::string, sdk::Stead
 
 // Runs the proxy until SIGTERM/SIGINT, then drains. Throws on start-up
 // failures; the caller turns them into exit code 2.
-int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>& log,
-          const sigset_t& stop_signals) {
+int serve(const Options& o, const config::ProxyConfig& cfg,
+          const std::shared_ptr<spdlog::logger>& log, const sigset_t& signals) {
   PrometheusMetrics metrics(log);
   CoreMetrics core_metrics(metrics.registry(), cfg.metrics.max_channel_labels);
   SystemClock clock;
-  PluginHost plugins(plugin_search_path(cfg));
+  auto plugins = std::make_unique<PluginHost>(plugin_search_path(cfg));
   // Read once: the password file or variable is read here, for every use.
   const std::optional<RedisSettings> redis = redis_settings(cfg.redis);
   const std::shared_ptr<RedisSharedBuckets> shared_pacing =
       open_shared_pacing(cfg, redis, clock, metrics.registry(), log);
   const std::shared_ptr<RedisSharedMarks> shared_marks =
       open_shared_marks(cfg, redis, clock, metrics.registry(), log);
-  std::vector<std::shared_ptr<Pipeline>> pipelines =
-      build_pipelines(cfg, plugins, log, metrics, clock, shared_pacing, shared_marks);
+  // One set of buckets for the process's life, so that a reload keeps
+  // every bucket whose definition did not change.
+  const std::shared_ptr<sdk::SharedBuckets> buckets =
+      shared_pacing ? std::shared_ptr<sdk::SharedBuckets>(shared_pacing)
+                    : std::make_shared<sdk::LocalSharedBuckets>();
+  const Reloader::Build build = [&](const config::ProxyConfig& c, PluginHost& host,
+                                    const CarryOver* previous, std::vector<std::string>* carried) {
+    return build_pipelines(c, host, log, metrics, clock, buckets, shared_marks, previous,
+                           carried);
+  };
+  std::vector<std::shared_ptr<Pipeline>> pipelines = build(cfg, *plugins, nullptr, nullptr);
 
   std::unique_ptr<Queue> queue_owner = open_queue(cfg, redis, clock, metrics.registry(), log);
   Queue& queue = *queue_owner;
@@ -539,7 +527,9 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
   if (const std::string key = load_admin_key(cfg.admin); !key.empty()) {
     admin.set_key(key);
   } else if (cfg.metrics.enabled) {
-    log->warn("admin API is off: no admin key (set ${} or [admin] key_file)", cfg.admin.key_env);
+    log->warn("admin API is off: no admin key (set ${} or [admin] key_file); POST "
+              "/admin/reload with it, SIGHUP without",
+              cfg.admin.key_env);
   }
   const auto worker_count = static_cast<std::size_t>(cfg.dispatcher.workers);
   ThreadPool workers(worker_count);
@@ -555,6 +545,15 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
       cfg.queue.retry_after + std::chrono::milliseconds(999));
   ingress_options.tenant_salt = fleet_tenant_salt(cfg);
   Ingress ingress(queue, pipelines, core_metrics, clock, log, ingress_options);
+
+  Reloader reloader(o.config_path,
+                    Reloader::Running{cfg, std::move(plugins), pipelines}, build,
+                    Reloader::Targets{ingress, dispatcher, admin, log, o.log_level},
+                    metrics.registry(), clock);
+  admin.set_reload([&reloader] {
+    ReloadOutcome r = reloader.reload();
+    return AdminApi::ReloadReply{r.ok, r.ok ? std::move(r.changes) : std::move(r.errors)};
+  });
 
   ServerOptions server_options = ingress_server_options(cfg.server, ingress_options);
   Poco::Net::Context::Ptr tls;
@@ -604,14 +603,19 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
   for (const auto& p : cfg.pipelines) log->info("pipeline {}", describe_pipeline(p));
 
   int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
+  for (;;) {
+    sigwait(&signals, &signal_number);
+    if (signal_number != SIGHUP) break;
+    reloader.reload();  // logs what it did
+  }
 
   // Drain: refuse new work, deliver what was accepted, up to the deadline.
-  const auto deadline = std::chrono::steady_clock::now() + cfg.dispatcher.shutdown_timeout;
+  const auto shutdown_timeout = reloader.config().dispatcher.shutdown_timeout;
+  const auto deadline = std::chrono::steady_clock::now() + shutdown_timeout;
   ingress.set_draining(true);  // open keep-alive connections now get 503
   server->stop();              // and no new connection is accepted
   log->info("received {}; draining {} message(s), deadline {} ms", strsignal(signal_number),
-            queue.size(), cfg.dispatcher.shutdown_timeout.count());
+            queue.size(), shutdown_timeout.count());
   // Taken for dead by the Redis queue: its channels are other replicas'
   // now, so it waits for nothing (what is in flight is left to them).
   const bool drained = !g_fenced.load() && dispatcher.wait_idle(deadline);
@@ -652,7 +656,7 @@ int serve(const config::ProxyConfig& cfg, const std::shared_ptr<spdlog::logger>&
 }
 
 int run_proxy(const Options& o) {
-  const sigset_t stop_signals = block_stop_signals();
+  const sigset_t signals = block_signals();
 
   config::ProxyConfig cfg;
   try {
@@ -678,7 +682,7 @@ int run_proxy(const Options& o) {
     return kExitStartup;
   };
   try {
-    return serve(cfg, log, stop_signals);
+    return serve(o, cfg, log, signals);
   } catch (const Poco::Exception& e) {
     return fail(e.displayText());
   } catch (const std::exception& e) {

@@ -84,9 +84,40 @@ Dispatcher::Lane& Dispatcher::lane_for(const std::string& key,
   if (fresh) {
     lane.key_ = &it->first;  // unordered_map nodes stay put
     lane.pipeline = pipeline;
+    lane.generation = generation_;
     lane.scope_len = static_cast<std::uint32_t>(scope_of_lane(key).size());
   }
   return lane;
+}
+
+void Dispatcher::set_pipelines(std::vector<std::shared_ptr<Pipeline>> pipelines) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    new_pipelines_ = std::move(pipelines);
+  }
+  wake();
+}
+
+void Dispatcher::apply_new_pipelines() {
+  std::optional<std::vector<std::shared_ptr<Pipeline>>> taken;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    taken.swap(new_pipelines_);
+  }
+  if (!taken) return;
+  pipelines_.clear();
+  for (auto& p : *taken) pipelines_.emplace(p->name, std::move(p));
+  ++generation_;  // lanes take theirs as they next start (repoint)
+}
+
+void Dispatcher::repoint(Lane& lane) {
+  if (lane.generation == generation_) return;
+  lane.generation = generation_;
+  const auto it = pipelines_.find(std::string(pipeline_of_lane(lane.key())));
+  lane.pipeline = it == pipelines_.end() ? nullptr : it->second;
+  // The new sink may draw from another budget (another token).
+  lane.budget.reset();
+  lane.budget_asked = false;
 }
 
 void Dispatcher::count_stored(const Lane& lane, std::ptrdiff_t delta) {
@@ -702,9 +733,11 @@ Dispatcher::Start Dispatcher::start_head(Lane& lane, sdk::SteadyTime now) {
     if (load == Load::Empty) return Start{};
     if (load == Load::Unreadable) return Start{Start::Kind::Waits, now + kUnreadableRetry, false};
     sdk::Message& m = lane.window.front().message;
+    repoint(lane);
     if (!lane.pipeline) {
-      // Stored by a configuration that had this pipeline: it cannot be
-      // delivered, so it is counted, logged and kept.
+      // Stored by a configuration that had this pipeline (before a restart
+      // or a reload): it cannot be delivered, so it is counted, logged and
+      // kept.
       log_->error("message {} names unknown pipeline '{}'; dead-lettered", m.id, m.pipeline);
       metrics_.failed(m.original_channel);
       dead_letter_head(lane, DeadLetterKind::Failed, "unknown_pipeline",
@@ -906,6 +939,7 @@ void Dispatcher::start_due_lanes(sdk::SteadyTime now) {
 sdk::SteadyTime Dispatcher::run_once() {
   const sdk::SteadyTime now = clock_.now();
   last_round_ = RoundStats{};
+  apply_new_pipelines();
   if (!adopted_) adopt_stored_backlog(now);
   // Arrivals only after the stored backlog is adopted: they are newer, and
   // a lane must page its older stored messages in before them.

@@ -60,6 +60,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -108,6 +109,15 @@ class Dispatcher {
   // Shares workspace pauses (429 Retry-After) with other replicas; before
   // start(). Without it a pause holds this process only.
   void share_pauses(std::shared_ptr<SharedPauses> pauses) { shared_pauses_ = std::move(pauses); }
+
+  // Delivers with `pipelines` from the next round on (a reload), matched to
+  // lanes by name. A send in flight finishes on the pipeline that started
+  // it, and its result goes to that pipeline's guards and retry policy;
+  // the lane's next attempt is on the new one. A lane whose pipeline is
+  // gone dead-letters what it holds as unknown_pipeline, one message at a
+  // time as it comes up (replayable once a pipeline of that name is back).
+  // Safe from any thread.
+  void set_pipelines(std::vector<std::shared_ptr<Pipeline>> pipelines);
 
   // Runs rounds on a thread of its own until stop().
   void start();
@@ -159,6 +169,7 @@ class Dispatcher {
   struct Lane {
     const std::string* key_ = nullptr;    // lane_key(), the lanes_ map's own copy
     std::shared_ptr<Pipeline> pipeline;   // null: a stored lane of a pipeline that is gone
+    std::uint64_t generation = 0;         // of the pipelines `pipeline` was taken from
     std::uint32_t scope_len = 0;          // key.substr(0, scope_len): its workspace scope
     std::vector<Queued> window;           // in memory, in order; front() is the head
     std::size_t unloaded = 0;             // stored after `cursor`, not in the window
@@ -227,6 +238,10 @@ class Dispatcher {
   // Gives each announced message to its lane (or drops it to the store).
   void take_arrivals();
   Lane& lane_for(const std::string& key, const std::shared_ptr<Pipeline>& pipeline);
+  // Takes pipelines set_pipelines() handed over, if any.
+  void apply_new_pipelines();
+  // Points an idle lane at the current pipeline of its name, after a reload.
+  void repoint(Lane& lane);
   // Records a finished send's result on its lane's head.
   void record_result(Completion c, sdk::SteadyTime now);
   // What a failed attempt of the lane's head leads to: a pause on
@@ -313,6 +328,7 @@ class Dispatcher {
 
   Queue& queue_;
   std::unordered_map<std::string, std::shared_ptr<Pipeline>> pipelines_;
+  std::uint64_t generation_ = 0;  // counts the pipelines taken from set_pipelines()
   const sdk::Clock& clock_;
   CoreMetrics& metrics_;
   std::shared_ptr<spdlog::logger> log_;
@@ -357,6 +373,7 @@ class Dispatcher {
   std::condition_variable wake_cv_;
   std::condition_variable idle_cv_;
   std::vector<Completion> completions_;
+  std::optional<std::vector<std::shared_ptr<Pipeline>>> new_pipelines_;
   std::map<std::string, std::size_t> channel_depths_;
   std::map<std::string, sdk::SteadyTime> channel_oldest_;
   std::uint64_t oldest_sweeps_ = 0;

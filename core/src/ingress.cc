@@ -63,21 +63,11 @@ Ingress::Ingress(Queue& queue, std::vector<std::shared_ptr<Pipeline>> pipelines,
                  CoreMetrics& metrics, const sdk::Clock& clock,
                  std::shared_ptr<spdlog::logger> log, IngressOptions options)
     : queue_(queue),
-      pipelines_(std::move(pipelines)),
+      routes_(std::make_shared<const Routes>(std::move(pipelines))),
       metrics_(metrics),
       clock_(clock),
       log_(std::move(log)),
       options_(options) {
-  for (const auto& p : pipelines_) {
-    for (const auto& path : p->paths) {
-      if (path.size() >= 2 && path.compare(path.size() - 2, 2, "/*") == 0)
-        by_prefix_.emplace_back(path.substr(0, path.size() - 1), p.get());  // keeps the '/'
-      else
-        by_path_[path] = p.get();
-    }
-  }
-  std::sort(by_prefix_.begin(), by_prefix_.end(),
-            [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
   // Ids must not collide across restarts (a durable queue keeps old ones).
   std::random_device rd;
   char buf[24];
@@ -117,11 +107,28 @@ std::string Ingress::next_id() {
   return id_prefix_ + "-" + std::to_string(counter_.fetch_add(1, std::memory_order_relaxed) + 1);
 }
 
-const Pipeline* Ingress::find(std::string_view path) const {
-  if (auto it = by_path_.find(std::string(path)); it != by_path_.end()) return it->second;
-  for (const auto& [prefix, pipeline] : by_prefix_)
+Ingress::Routes::Routes(std::vector<std::shared_ptr<Pipeline>> all) : pipelines(std::move(all)) {
+  for (const auto& p : pipelines) {
+    for (const auto& path : p->paths) {
+      if (path.size() >= 2 && path.compare(path.size() - 2, 2, "/*") == 0)
+        by_prefix.emplace_back(path.substr(0, path.size() - 1), p.get());  // keeps the '/'
+      else
+        by_path[path] = p.get();
+    }
+  }
+  std::sort(by_prefix.begin(), by_prefix.end(),
+            [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+}
+
+const Pipeline* Ingress::Routes::find(std::string_view path) const {
+  if (auto it = by_path.find(std::string(path)); it != by_path.end()) return it->second;
+  for (const auto& [prefix, pipeline] : by_prefix)
     if (path.size() > prefix.size() && path.compare(0, prefix.size(), prefix) == 0) return pipeline;
   return nullptr;
+}
+
+void Ingress::set_pipelines(std::vector<std::shared_ptr<Pipeline>> pipelines) {
+  routes_.store(std::make_shared<const Routes>(std::move(pipelines)));
 }
 
 // ---------------------------------------------------------------- admission --
@@ -132,6 +139,9 @@ struct Ingress::Admission {
   explicit Admission(const sdk::RequestView& r) : request(r) {}
 
   const sdk::RequestView& request;
+  // The routes when the request came, held to its end: a reload cannot
+  // take its pipeline's stages away from under it.
+  std::shared_ptr<const Routes> routes;
   const Pipeline* pipeline = nullptr;  // once the path has found one
   ReplyStyle style = ReplyStyle::root();  // the pipeline's, once found
   std::string caller;                  // the authenticated identity, once known
@@ -362,7 +372,8 @@ void Ingress::admit_body(std::shared_ptr<Admission> a, ReplySink reply) noexcept
 
 Ingress::Step Ingress::find_pipeline(Admission& a) {
   const std::string_view path = path_only(a.request.path());
-  a.pipeline = find(path);
+  a.routes = routes_.load();
+  a.pipeline = a.routes->find(path);
   if (a.pipeline == nullptr) return reject(a, 404, "not_found", "no pipeline serves this path");
   a.style = ReplyStyle::of(*a.pipeline, path);
   return std::nullopt;

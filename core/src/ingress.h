@@ -74,6 +74,11 @@ class Ingress final : public HttpHandler {
   // While draining, pipelines answer 503 shutting_down and /health 503.
   void set_draining(bool draining) { draining_.store(draining); }
 
+  // Serves `pipelines` from now on (a reload). A request already past
+  // find_pipeline finishes on the pipeline it found: it holds the routes
+  // it started with. Safe from any thread.
+  void set_pipelines(std::vector<std::shared_ptr<Pipeline>> pipelines);
+
  private:
   struct Admission;  // one request's way through the chain
   class Exchange;    // an Admission waiting for its body (HttpExchange)
@@ -137,8 +142,17 @@ class Ingress final : public HttpHandler {
   // cleared of secrets, only for a line that is written.
   void count_and_log_refusal(const std::function<std::string()>& subject, int status,
                              std::string_view error, std::string_view detail);
-  // The pipeline serving `path`: exact paths first, then the longest "/x/*".
-  const Pipeline* find(std::string_view path) const;
+  // Every pipeline and the paths that reach them; replaced whole by a
+  // reload, never changed in place.
+  struct Routes {
+    explicit Routes(std::vector<std::shared_ptr<Pipeline>> pipelines);
+    // The pipeline serving `path`: exact paths first, then the longest "/x/*".
+    const Pipeline* find(std::string_view path) const;
+
+    std::vector<std::shared_ptr<Pipeline>> pipelines;
+    std::unordered_map<std::string, const Pipeline*> by_path;
+    std::vector<std::pair<std::string, const Pipeline*>> by_prefix;  // longest first
+  };
   std::string next_id();
   // A stable, non-reversible name for the tenant behind a caller's token
   // (sdk::caller_tenant() of a salted digest), used as its workspace so that tenants never share buckets, 429 pauses
@@ -149,9 +163,7 @@ class Ingress final : public HttpHandler {
                         const std::string& key) const;
 
   Queue& queue_;
-  std::vector<std::shared_ptr<Pipeline>> pipelines_;
-  std::unordered_map<std::string, const Pipeline*> by_path_;
-  std::vector<std::pair<std::string, const Pipeline*>> by_prefix_;  // longest first
+  std::atomic<std::shared_ptr<const Routes>> routes_;
   CoreMetrics& metrics_;
   const sdk::Clock& clock_;
   std::shared_ptr<spdlog::logger> log_;

@@ -85,12 +85,52 @@ void keep(Pipeline& pipeline, std::shared_ptr<Interface>& slot, std::shared_ptr<
   slot = std::move(stage);
 }
 
-// Creates one stage into its slot of `pipeline`.
+// The stage create_stage() just put into `pipeline`'s slot of `kind`.
+std::shared_ptr<sdk::Stage> newest_stage(const Pipeline& pipeline, sp_stage_kind kind) {
+  switch (kind) {
+    case SP_STAGE_AUTHENTICATOR: return pipeline.authenticator;
+    case SP_STAGE_ROUTER: return pipeline.routers.back();
+    case SP_STAGE_RATE_LIMITER: return pipeline.limiters.back();
+    case SP_STAGE_GUARD: return pipeline.guards.back();
+    case SP_STAGE_SINK: return pipeline.sink;
+    case SP_STAGE_RETRY_POLICY: return pipeline.retry;
+  }
+  return nullptr;
+}
+
+// The stage of `previous` that would be made again exactly as `stage` of
+// `spec` asks (see build_pipelines); null when there is none.
+std::shared_ptr<sdk::Stage> reusable(const CarryOver* previous, const config::PipelineSpec& spec,
+                                     const config::StageSpec& stage, const LoadedPlugin& plugin) {
+  if (previous == nullptr) return nullptr;
+  const sp_stage_kind kind = plugin.descriptor->kind;
+  if (kind != SP_STAGE_RATE_LIMITER && kind != SP_STAGE_GUARD) return nullptr;
+  for (const sp_config_key& key : plugin.schema)
+    if (key.type == SP_VALUE_SECRET) return nullptr;  // its secret is read anew
+  for (const auto& old : previous->pipelines) {
+    if (old->name != spec.name || old->delivery_token != spec.delivery_token) continue;
+    for (const BuiltStage& b : old->built) {
+      if (b.name == stage.name && b.plugin == stage.plugin && b.descriptor == plugin.descriptor &&
+          b.settings == stage.settings)
+        return b.object;
+    }
+  }
+  return nullptr;
+}
+
+// Creates one stage into its slot of `pipeline`, or takes `reused` over.
 void create_stage(Pipeline& pipeline, const LoadedPlugin& plugin,
                   std::shared_ptr<sdk::HostServices> host,
                   std::shared_ptr<const config::StageConfig> settings, const std::string& name,
-                  bool check_only) {
+                  bool check_only, const std::shared_ptr<sdk::Stage>& reused) {
   const StageLabel label{name, plugin.name};
+  if (reused != nullptr) {
+    if (plugin.descriptor->kind == SP_STAGE_RATE_LIMITER)
+      keep(pipeline, pipeline.limiters, std::static_pointer_cast<sdk::RateLimiter>(reused), label);
+    else
+      keep(pipeline, pipeline.guards, std::static_pointer_cast<sdk::Guard>(reused), label);
+    return;
+  }
   switch (plugin.descriptor->kind) {
     case SP_STAGE_AUTHENTICATOR:
       keep(pipeline, pipeline.authenticator,
@@ -130,7 +170,8 @@ std::vector<std::shared_ptr<Pipeline>> assemble(const config::ProxyConfig& confi
                                                 sdk::Metrics& metrics, const sdk::Clock& clock,
                                                 std::shared_ptr<sdk::SharedBuckets> buckets,
                                                 const std::shared_ptr<MarkScopes>& marks,
-                                                bool check_only) {
+                                                bool check_only, const CarryOver* previous,
+                                                std::vector<std::string>* carried) {
   std::vector<std::string> errors;
   std::vector<std::vector<CheckedStage>> checked;
   for (const auto& spec : config.pipelines)
@@ -148,22 +189,31 @@ std::vector<std::shared_ptr<Pipeline>> assemble(const config::ProxyConfig& confi
     pipeline->webhook_style = spec.style == "webhook";
     pipeline->default_channel = spec.default_channel;
     pipeline->caller_token = spec.delivery_token == "caller";
+    pipeline->delivery_token = spec.delivery_token;
     for (std::size_t i = 0; i < spec.stages.size(); ++i) {
       const auto& stage = spec.stages[i];
       const std::string scope = spec.name + "/" + stage.name;
+      const LoadedPlugin& plugin = *checked[p][i].plugin;
+      const std::shared_ptr<sdk::Stage> reused = reusable(previous, spec, stage, plugin);
+      if (reused != nullptr && carried != nullptr) carried->push_back(scope);
       // A caller-token pipeline names each caller's workspace with this
       // process's own salt, so no other replica could match its keys: its
       // stages keep their marks in this process.
       const bool shareable = marks && spec.delivery_token != "caller";
       auto host = std::make_shared<StageHost>(log, scope, metrics, clock, buckets,
                                               shareable ? marks->scope(scope) : nullptr);
+      const std::size_t before = pipeline->labels.size();
       try {
-        create_stage(*pipeline, *checked[p][i].plugin, std::move(host), checked[p][i].settings,
-                     stage.name, check_only);
+        create_stage(*pipeline, plugin, std::move(host), checked[p][i].settings, stage.name,
+                     check_only, reused);
       } catch (const PluginError& e) {
         errors.push_back(stage.where.str() + ": " + e.what());
         if (!check_only) throw config::ConfigError(std::move(errors));
       }
+      std::shared_ptr<sdk::Stage> object;
+      if (pipeline->labels.size() > before) object = newest_stage(*pipeline, plugin.descriptor->kind);
+      pipeline->built.push_back(
+          BuiltStage{stage.name, stage.plugin, plugin.descriptor, stage.settings, std::move(object)});
     }
     out.push_back(std::move(pipeline));
   }
@@ -179,15 +229,17 @@ void validate_pipelines(const config::ProxyConfig& config, PluginHost& plugins) 
                                                 std::make_shared<spdlog::sinks::null_sink_mt>());
   PrometheusMetrics metrics(quiet);
   SystemClock clock;
-  assemble(config, plugins, quiet, metrics, clock, nullptr, nullptr, /*check_only=*/true);
+  assemble(config, plugins, quiet, metrics, clock, nullptr, nullptr, /*check_only=*/true, nullptr,
+           nullptr);
 }
 
 std::vector<std::shared_ptr<Pipeline>> build_pipelines(
     const config::ProxyConfig& config, PluginHost& plugins, std::shared_ptr<spdlog::logger> log,
     sdk::Metrics& metrics, const sdk::Clock& clock, std::shared_ptr<sdk::SharedBuckets> buckets,
-    std::shared_ptr<MarkScopes> marks) {
+    std::shared_ptr<MarkScopes> marks, const CarryOver* previous,
+    std::vector<std::string>* carried) {
   return assemble(config, plugins, log, metrics, clock, std::move(buckets), marks,
-                  /*check_only=*/false);
+                  /*check_only=*/false, previous, carried);
 }
 
 }  // namespace slack_proxy

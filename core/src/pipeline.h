@@ -24,6 +24,16 @@ struct StageLabel {
   std::string plugin;  // the plugin that made it
 };
 
+// How a stage was made, so that a reload can tell whether it would be made
+// the same again (carry_over in build_pipelines).
+struct BuiltStage {
+  std::string name;                              // "[[pipeline.stage]] name"
+  std::string plugin;
+  const sp_plugin_descriptor* descriptor = nullptr;  // identifies the loaded library
+  toml::table settings;                          // as written in the file
+  std::shared_ptr<sdk::Stage> object;            // null for a check-only build
+};
+
 struct Pipeline {
   std::string name;
   std::vector<std::string> paths;
@@ -42,6 +52,8 @@ struct Pipeline {
   // Every stage above, by address. Kept beside the stages rather than in
   // them so that a stage is still just the plugin's object.
   std::map<const sdk::Stage*, StageLabel> labels;
+  std::string delivery_token;        // the spec's, as built
+  std::vector<BuiltStage> built;     // in file order
 
   // The label of `stage`; a stage built outside build_pipelines() (a test's
   // mock) is "(unnamed)" of plugin "(none)".
@@ -60,6 +72,12 @@ struct Pipeline {
 // Throws config::ConfigError listing every problem.
 void validate_pipelines(const config::ProxyConfig& config, PluginHost& plugins);
 
+// A reload's earlier build: stages that it made and that would be made
+// the same again are taken over instead (see build_pipelines).
+struct CarryOver {
+  std::vector<std::shared_ptr<Pipeline>> pipelines;
+};
+
 // Validates, then creates every stage. Throws config::ConfigError, naming
 // the stage and its position in the file when a factory refuses. Every
 // stage shares `buckets` (HostServices::shared_buckets()); null: one
@@ -67,10 +85,20 @@ void validate_pipelines(const config::ProxyConfig& config, PluginHost& plugins);
 // (HostServices::shared_marks()) come from `marks`, by its scope
 // "pipeline/stage"; null, or a delivery_token = "caller" pipeline: each
 // stage has a set of its own in this process.
+//
+// With `previous` (a reload), a rate limiter or guard whose pipeline and
+// stage names, plugin library (the very same one loaded, not a rebuilt
+// file), settings and pipeline delivery_token are all unchanged, and whose
+// plugin reads no secret, is not made again: the stage object itself is
+// taken over, with its state (token buckets, parked channels), so that a
+// reload neither grants a fresh burst nor forgets a dead channel. Every
+// other stage is made anew, re-reading its secrets. `carried`, if given,
+// gets "pipeline/stage" for each stage taken over.
 std::vector<std::shared_ptr<Pipeline>> build_pipelines(
     const config::ProxyConfig& config, PluginHost& plugins, std::shared_ptr<spdlog::logger> log,
     sdk::Metrics& metrics, const sdk::Clock& clock,
     std::shared_ptr<sdk::SharedBuckets> buckets = nullptr,
-    std::shared_ptr<MarkScopes> marks = nullptr);
+    std::shared_ptr<MarkScopes> marks = nullptr, const CarryOver* previous = nullptr,
+    std::vector<std::string>* carried = nullptr);
 
 }  // namespace slack_proxy

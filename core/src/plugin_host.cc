@@ -14,6 +14,10 @@
 
 #include <dlfcn.h>
 #include <elf.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <mutex>
 
 #include <boost/dll/import.hpp>
 #include <boost/dll/library_info.hpp>
@@ -288,6 +292,80 @@ void PluginHost::check_descriptor(const sp_plugin_descriptor* d, const std::stri
   }
 }
 
+namespace {
+
+// What identifies a file's contents well enough to tell a rebuilt plugin:
+// a build writes a new inode or at least a new modification time.
+struct FileIdentity {
+  dev_t device = 0;
+  ino_t inode = 0;
+  off_t size = 0;
+  std::int64_t modified_ns = 0;
+  bool operator==(const FileIdentity&) const = default;
+};
+
+FileIdentity identify(const std::filesystem::path& file, const std::string& path) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0)
+    throw PluginError(path + ": cannot read it: " + std::strerror(errno));
+  return FileIdentity{st.st_dev, st.st_ino, st.st_size,
+                      static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 +
+                          st.st_mtim.tv_nsec};
+}
+
+// What this process has loaded, by the file's path, for every PluginHost
+// (a reload makes a new one). `direct` is the library dlopen()ed under the
+// path itself: while it lives, the loader answers that path with it, so a
+// changed file must be loaded from a copy. `latest` is the newest load and
+// the file it was made from.
+struct Mapped {
+  std::weak_ptr<boost::dll::shared_library> direct;
+  std::weak_ptr<boost::dll::shared_library> latest;
+  FileIdentity latest_file;
+  LoadedPlugin latest_plugin;  // its `library` is reset: `latest` owns nothing
+};
+
+std::mutex& mapped_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::map<std::string, Mapped>& mapped() {
+  static std::map<std::string, Mapped> m;
+  return m;
+}
+
+// Copies `file` into a private directory and loads the copy. The copy and
+// its directory are removed at once: the mapping outlives them.
+std::shared_ptr<boost::dll::shared_library> load_copy(const std::filesystem::path& file,
+                                                      const std::string& name,
+                                                      const std::string& path) {
+  std::string dir_template =
+      (std::filesystem::temp_directory_path() / "slack-proxy-plugin-XXXXXX").string();
+  if (::mkdtemp(dir_template.data()) == nullptr)
+    throw PluginError(path + ": cannot make a directory for a copy of the rebuilt file: " +
+                      std::strerror(errno));
+  const std::filesystem::path dir(dir_template);
+  const std::filesystem::path copy = dir / (name + ".so");
+  std::error_code ec;
+  std::filesystem::copy_file(file, copy, ec);
+  std::shared_ptr<boost::dll::shared_library> library;
+  std::string problem = ec ? "cannot copy it to " + copy.string() + ": " + ec.message() : "";
+  if (!ec) {
+    try {
+      library = std::make_shared<boost::dll::shared_library>(
+          copy, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    } catch (const std::exception& e) {
+      problem = std::string("cannot load its copy in ") + dir.string() + " (is " +
+                dir.parent_path().string() + " mounted noexec? set TMPDIR): " + e.what();
+    }
+  }
+  std::filesystem::remove_all(dir, ec);
+  if (!library) throw PluginError(path + ": " + problem);
+  return library;
+}
+
+}  // namespace
+
 const LoadedPlugin& PluginHost::load(const std::string& name) {
   if (auto it = loaded_.find(name); it != loaded_.end()) return it->second;
   if (!valid_plugin_name(name)) {
@@ -313,12 +391,28 @@ const LoadedPlugin& PluginHost::load(const std::string& name) {
   LoadedPlugin plugin;
   plugin.name = name;
   plugin.path = found.string();
+  const FileIdentity file = identify(found, plugin.path);
+  std::lock_guard<std::mutex> lock(mapped_mutex());
+  Mapped& seen = mapped()[plugin.path];
+  if (auto library = seen.latest.lock(); library && seen.latest_file == file) {
+    LoadedPlugin same = seen.latest_plugin;
+    same.name = name;
+    same.library = std::move(library);
+    same.from_copy = false;  // loaded before, not by this host
+    return loaded_.emplace(name, std::move(same)).first->second;
+  }
   refuse_foreign_sanitizer(found, plugin.path);
-  try {
-    plugin.library = std::make_shared<boost::dll::shared_library>(
-        found, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
-  } catch (const std::exception& e) {
-    throw PluginError(plugin.path + ": cannot load: " + e.what());
+  if (!seen.direct.expired()) {
+    plugin.library = load_copy(found, name, plugin.path);
+    plugin.from_copy = true;
+  } else {
+    try {
+      plugin.library = std::make_shared<boost::dll::shared_library>(
+          found, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    } catch (const std::exception& e) {
+      throw PluginError(plugin.path + ": cannot load: " + e.what());
+    }
+    seen.direct = plugin.library;
   }
   if (!plugin.library->has(SLACK_PROXY_ENTRY_POINT)) {
     throw PluginError(plugin.path + ": not a slack-proxy plugin (no " SLACK_PROXY_ENTRY_POINT
@@ -328,6 +422,10 @@ const LoadedPlugin& PluginHost::load(const std::string& name) {
   plugin.descriptor = entry();
   check_descriptor(plugin.descriptor, plugin.path, name);
   plugin.schema = read_schema(*plugin.descriptor, plugin.path);
+  seen.latest = plugin.library;
+  seen.latest_file = file;
+  seen.latest_plugin = plugin;
+  seen.latest_plugin.library.reset();
   return loaded_.emplace(name, std::move(plugin)).first->second;
 }
 

@@ -27,6 +27,12 @@ class PluginError : public std::runtime_error {
 struct LoadedPlugin {
   std::string name;
   std::string path;
+  // This host loaded the library from a private copy of the file, which
+  // was replaced since the process first loaded it (a rebuilt plugin,
+  // picked up by a reload): the dynamic loader hands back the library it
+  // already holds for a path it has loaded. False when the library was
+  // already loaded (by an earlier host) and is shared.
+  bool from_copy = false;
   std::shared_ptr<boost::dll::shared_library> library;
   const sp_plugin_descriptor* descriptor = nullptr;
   // The descriptor's schema rows read at the plugin's stride, each widened to
@@ -42,7 +48,11 @@ class PluginHost {
   // Directories searched in order for "<name>.so".
   explicit PluginHost(std::vector<std::filesystem::path> search_dirs);
 
-  // Loads (once) and checks plugin `name`. Throws PluginError naming the file
+  // Loads (once per host) and checks plugin `name`. Every host of the
+  // process shares what is loaded: a file that is the one loaded before
+  // (same device, inode, size and modification time) while that library is
+  // still in use is that same library (see LoadedPlugin::from_copy for a
+  // changed one). Throws PluginError naming the file
   // and both values on an ABI or fingerprint mismatch, or listing the
   // plugins that do exist when `name` is not found. Before the library is
   // loaded (which runs its code), its file is read: one that needs a

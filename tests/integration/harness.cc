@@ -525,14 +525,22 @@ ProxyProcess::ProxyProcess(std::string config_text, Environment env,
   write_config();
 }
 
+std::string ProxyProcess::filled_in(const std::string& config_text) const {
+  std::string text =
+      replace_all(config_text, "@LISTEN@", "127.0.0.1:" + std::to_string(listen_port_));
+  text = replace_all(std::move(text), "@METRICS@", "127.0.0.1:" + std::to_string(metrics_port_));
+  return replace_all(std::move(text), "@CONFIG_DIR@", dir_.path().string());
+}
+
 void ProxyProcess::write_config() {
   listen_port_ = free_port();
   metrics_port_ = free_port();
-  std::string text = replace_all(config_template_, "@LISTEN@",
-                                 "127.0.0.1:" + std::to_string(listen_port_));
-  text = replace_all(std::move(text), "@METRICS@", "127.0.0.1:" + std::to_string(metrics_port_));
-  text = replace_all(std::move(text), "@CONFIG_DIR@", dir_.path().string());
-  config_path_ = dir_.write("slack-proxy.toml", text);
+  config_path_ = dir_.write("slack-proxy.toml", filled_in(config_template_));
+}
+
+void ProxyProcess::rewrite_config(const std::string& config_text) {
+  const std::filesystem::path next = dir_.write("slack-proxy.toml.next", filled_in(config_text));
+  std::filesystem::rename(next, config_path_);
 }
 
 ProxyProcess::ProxyProcess(const ProxyConfig& config, Environment env)

@@ -228,6 +228,11 @@ class ProxyProcess {
   ::testing::AssertionResult wait_for_metric(const std::string& series, double expected,
                                              std::chrono::milliseconds timeout = kDeadline) const;
 
+  // Writes `config_text` over the config file, with the placeholders filled
+  // in as at the start (the same ports): what a reload then reads. The
+  // file is replaced by a rename, as an editor or a deployment does.
+  void rewrite_config(const std::string& config_text);
+
   const std::filesystem::path& config_path() const { return config_path_; }
   const std::filesystem::path& log_path() const { return log_path_; }
   std::uint16_t listen_port() const { return listen_port_; }
@@ -236,6 +241,7 @@ class ProxyProcess {
   ChildProcess& child();
   // Picks fresh ports and writes the config file from the template.
   void write_config();
+  std::string filled_in(const std::string& config_text) const;
 
   TempDir dir_;
   std::string config_template_;

@@ -41,6 +41,8 @@ const std::map<std::string, std::string> kCounterOrGauge = {
     {"slackproxy_channel_queue_depth", "gauge"},
     {"slackproxy_channel_oldest_age_seconds", "gauge"},
     {"slackproxy_queue_oldest_age_seconds", "gauge"},
+    {"slackproxy_config_last_reload_successful", "gauge"},
+    {"slackproxy_config_last_reload_success_timestamp_seconds", "gauge"},
     {"slackproxy_denylist_size", "gauge"},
     {"slackproxy_plugin_exceptions_total", "counter"},
     // #limited's 429 below makes the proxy learn a pace for the workspace.

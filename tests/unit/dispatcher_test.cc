@@ -739,6 +739,52 @@ TEST_F(DispatcherRateLimitTest, OldestFollowsEachChannelsHeadEvenBehindALongPaus
   ASSERT_EQ(queue.size(), 0u);
   EXPECT_TRUE(look().empty()) << "everything was delivered";
 }
+// ---- a reload hands the dispatcher new pipelines ----------------------------
+
+// The send in flight finishes on the pipeline that started it, and its
+// result goes to that pipeline's retry policy; the retry and every later
+// message go through the new pipeline of the same name.
+TEST_F(DispatcherTest, AfterSetPipelinesTheSendInFlightFinishesOnItsPipelineAndTheRestUseTheNew) {
+  auto old_retry = std::make_shared<NiceMock<sdk::testing::MockRetryPolicy>>();
+  EXPECT_CALL(*old_retry, decide(_, _)).WillOnce(Return(sdk::RetryDecision::retry_after(0ms, "x")));
+  pipeline->retry = old_retry;
+  EXPECT_CALL(*sink, send(_)).WillOnce(Return(SendResult::failure("timeout")));
+  push("a1", "#a");
+  push("a2", "#a");
+  dispatcher().run_once();  // a1 is in flight on the old sink
+
+  auto next = std::make_shared<Pipeline>();
+  next->name = "default";
+  auto new_sink = std::make_shared<NiceMock<sdk::testing::MockSink>>();
+  std::vector<std::string> sent_new;
+  ON_CALL(*new_sink, send(_)).WillByDefault(Invoke([&](const Message& m) {
+    sent_new.push_back(m.id);
+    return SendResult::ok();
+  }));
+  next->sink = new_sink;
+  dispatcher().set_pipelines({next});
+  run_until_quiet();
+
+  EXPECT_THAT(sent_new, ElementsAre("a1", "a2")) << "the retry and the rest on the new sink";
+  EXPECT_EQ(queue.size(), 0u);
+}
+
+// A pipeline a reload removed: what its lanes hold becomes dead letters
+// (unknown_pipeline) as they come up, nothing is sent or lost.
+TEST_F(DispatcherTest, MessagesOfAPipelineAReloadRemovedAreDeadLetteredAsUnknownPipeline) {
+  push("a1", "#a");
+  auto other = std::make_shared<Pipeline>();
+  other->name = "other";
+  other->sink = sink;
+  dispatcher().set_pipelines({other});
+  run_until_quiet();
+  EXPECT_TRUE(sent.empty());
+  auto letter = queue.dead_letters().get("a1");
+  ASSERT_TRUE(letter.has_value());
+  EXPECT_EQ(letter->error, "unknown_pipeline");
+  EXPECT_EQ(queue.size(), 0u);
+}
+
 
 // ---- outcomes that are not deliveries become dead letters ----------------
 

@@ -173,6 +173,23 @@ TEST_F(IngressTest, AcceptedMessageIsQueuedWithAllFields) {
             1);
 }
 
+// A reload's new pipelines serve the next request: a path they add is
+// served, a path they drop is 404, and messages name the new pipeline.
+TEST_F(IngressTest, AfterSetPipelinesRequestsAreServedByTheNewPipelines) {
+  ASSERT_EQ(post(R"({"channel":"#a","text":"before"})").status, 200);
+  auto next = std::make_shared<Pipeline>();
+  next->name = "next";
+  next->paths = {"/next"};
+  next->sink = pipeline->sink;
+  ingress().set_pipelines({next});
+  EXPECT_EQ(post(R"({"channel":"#a","text":"gone"})").status, 404);
+  ASSERT_EQ(post(R"({"channel":"#a","text":"after"})", kJson, "/next").status, 200);
+  const auto messages = queued();
+  ASSERT_EQ(messages.size(), 2u);
+  EXPECT_EQ(messages[0].pipeline, "default");
+  EXPECT_EQ(messages[1].pipeline, "next");
+}
+
 TEST_F(IngressTest, EachAcceptedMessageGetsItsOwnId) {
   post(R"({"channel":"#a","text":"1"})");
   post(R"({"channel":"#a","text":"2"})");

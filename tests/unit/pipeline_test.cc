@@ -269,3 +269,63 @@ token_env = "SP_PIPELINE_TEST_TOKEN"
 
 }  // namespace
 }  // namespace slack_proxy
+
+namespace slack_proxy {
+namespace {
+
+// A reload's build takes over a limiter or guard that would be made the
+// same again, with its state, and makes everything else anew.
+class PipelineCarryOverTest : public ::testing::Test {
+ protected:
+  std::vector<std::shared_ptr<Pipeline>> build(const std::string& limiter_settings,
+                                               const CarryOver* previous,
+                                               std::vector<std::string>* carried = nullptr) {
+    const auto cfg = parse(R"(
+[[pipeline.stage]]
+plugin = "token_bucket"
+name = "per_channel"
+key = "global"
+)" + limiter_settings + R"(
+[[pipeline.stage]]
+plugin = "deny_list"
+[[pipeline.stage]]
+plugin = "slack_sink"
+token_env = "SP_PIPELINE_TEST_TOKEN"
+)");
+    return build_pipelines(cfg, host, log, fake.stats, fake.time, buckets, nullptr, previous,
+                           carried);
+  }
+
+  PluginHost host{{kDefaultPluginDir}};
+  sdk::testing::FakeHost fake;
+  std::shared_ptr<spdlog::logger> log = spdlog::null_logger_mt("pipeline_carry_over_test");
+  std::shared_ptr<sdk::SharedBuckets> buckets = std::make_shared<sdk::LocalSharedBuckets>();
+};
+
+TEST_F(PipelineCarryOverTest, AnUnchangedLimiterIsTakenOverWithItsBucketNothingElseIs) {
+  setenv("SP_PIPELINE_TEST_TOKEN", "xoxb-test", 1);
+  const auto first = build("rate = 1\nburst = 1\n", nullptr);
+  sdk::Message m;
+  m.channel = "#a";
+  auto& limiter = *first[0]->limiters[0];
+  ASSERT_EQ(limiter.next_send_time(m, fake.time.now()), fake.time.now());
+  limiter.on_send(m, fake.time.now());  // the one token is taken
+
+  std::vector<std::string> carried;
+  const CarryOver previous{first};
+  const auto second = build("rate = 1\nburst = 1\n", &previous, &carried);
+  EXPECT_EQ(second[0]->limiters[0], first[0]->limiters[0]) << "the same object";
+  EXPECT_EQ(second[0]->guards[0], first[0]->guards[0]);
+  EXPECT_NE(second[0]->sink, first[0]->sink) << "a sink reads its token again";
+  EXPECT_EQ(carried, (std::vector<std::string>{"p/per_channel", "p/deny_list"}));
+  EXPECT_GT(second[0]->limiters[0]->next_send_time(m, fake.time.now()), fake.time.now())
+      << "no fresh burst after a reload";
+
+  const CarryOver changed{second};
+  const auto third = build("rate = 2\nburst = 1\n", &changed);
+  EXPECT_NE(third[0]->limiters[0], second[0]->limiters[0]) << "its definition changed";
+  EXPECT_EQ(third[0]->guards[0], second[0]->guards[0]);
+}
+
+}  // namespace
+}  // namespace slack_proxy
