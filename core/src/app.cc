@@ -584,7 +584,7 @@ int serve(const Options& o, const config::ProxyConfig& cfg,
                                  static_cast<double>(queue.dead_letters().count()));
                              core_metrics.set_channel_depths(dispatcher.channel_depths());
                              core_metrics.set_oldest_ages(
-                                 oldest_ages(dispatcher.channel_oldest(kOldestWait), clock.now()));
+                                 oldest_ages(dispatcher.look(kOldestWait).oldest, clock.now()));
                            },
                            &admin),
         metrics_threads, bind(cfg.metrics.listen, 64), mparams);

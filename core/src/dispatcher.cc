@@ -353,6 +353,7 @@ void Dispatcher::store_dead_letter(std::uint64_t seq, sdk::Message message, Dead
 void Dispatcher::dead_letter_head(Lane& lane, DeadLetterKind kind, std::string error,
                                   std::string reason, int http_status) {
   const std::uint64_t seq = lane.window.front().seq;
+  if (kind == DeadLetterKind::Failed) count_recent(lane.channel(), false, clock_.now());
   unload_front(lane);  // before the move: it counts the payload's bytes
   sdk::Message m = std::move(lane.window.front().message);
   lane.window.erase(lane.window.begin());
@@ -413,6 +414,7 @@ void Dispatcher::record_result(Completion c, sdk::SteadyTime now) {
     lane.delivered.add(now);
     learned_.delivered(workspace_key(lane), c.sent_at);
     metrics_.succeeded(m.original_channel);
+    count_recent(lane.channel(), true, now);
     metrics_.delivery_latency(seconds_between(m.enqueued_at, now));
     ack_head(lane, "delivered");
     settle_idle(lane);
@@ -420,6 +422,8 @@ void Dispatcher::record_result(Completion c, sdk::SteadyTime now) {
   }
   const sdk::SteadyTime due = retry_or_dead_letter(lane, c.result, now);
   if (due > now && due != sdk::SteadyTime::max()) {
+    lane.wait_reason = c.result.back_pressure ? "pause_after_429" : "retry_backoff";
+    lane.waits_until = due;
     wait_until(lane, due);
   } else {
     settle_idle(lane);
@@ -556,19 +560,92 @@ void Dispatcher::forget_learned(sdk::SteadyTime now) {
   metrics_.set_learned_channels(static_cast<double>(learned_.paced() - learned_labels_.size()));
 }
 
-void Dispatcher::sweep_oldest() {
-  if (!oldest_wanted_.exchange(false)) return;
-  std::map<std::string, sdk::SteadyTime> oldest;
+void Dispatcher::count_recent(std::string_view channel, bool delivered, sdk::SteadyTime now) {
+  const std::int64_t minute =
+      std::chrono::duration_cast<std::chrono::minutes>(now.time_since_epoch()).count();
+  auto it = recent_.find(std::string(channel));
+  if (it == recent_.end()) {
+    if (recent_.size() >= kRecentChannels) return;
+    it = recent_.emplace(std::string(channel), std::vector<RecentMinute>{}).first;
+  }
+  auto& minutes = it->second;
+  if (minutes.empty() || minutes.back().minute != minute) {
+    if (minutes.size() > static_cast<std::size_t>(kRecentMinutes)) minutes.erase(minutes.begin());
+    minutes.push_back(RecentMinute{minute, {}});
+  }
+  (delivered ? minutes.back().counts.delivered : minutes.back().counts.failed) += 1;
+}
+
+void Dispatcher::take_look() {
+  if (!look_wanted_.exchange(false)) return;
+  const sdk::SteadyTime now = clock_.now();
+  std::size_t max_lanes = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    max_lanes = std::exchange(look_lanes_, 0);
+  }
+  Look look;
+  look.at = now;
+  look.lanes_total = lanes_.size();
+  std::vector<const Lane*> listed;
   for (const auto& [key, lane] : lanes_) {
     const sdk::SteadyTime since =
         lane.window.empty() ? lane.head_since : lane.window.front().message.enqueued_at;
-    if (lane.stored() == 0 || since == sdk::SteadyTime{}) continue;
-    auto [it, fresh] = oldest.try_emplace(std::string(lane.channel()), since);
-    if (!fresh) it->second = std::min(it->second, since);
+    if (lane.stored() > 0 && since != sdk::SteadyTime{}) {
+      auto [it, fresh] = look.oldest.try_emplace(std::string(lane.channel()), since);
+      if (!fresh) it->second = std::min(it->second, since);
+    }
+    if (max_lanes > 0) listed.push_back(&lane);
+  }
+  // The most queued first; among equals, the longest waiting.
+  const auto more_queued = [](const Lane* a, const Lane* b) {
+    return a->stored() != b->stored() ? a->stored() > b->stored()
+                                      : a->head_order() < b->head_order();
+  };
+  const std::size_t shown = std::min(max_lanes, listed.size());
+  std::partial_sort(listed.begin(), listed.begin() + static_cast<std::ptrdiff_t>(shown),
+                    listed.end(), more_queued);
+  for (std::size_t i = 0; i < shown; ++i) {
+    const Lane& lane = *listed[i];
+    LaneView v;
+    v.pipeline = std::string(pipeline_of_lane(lane.key()));
+    const std::string_view scope = lane.scope();
+    v.workspace = std::string(scope.substr(std::min(scope.size(), v.pipeline.size() + 1)));
+    v.channel = std::string(lane.channel());
+    v.queued = lane.stored();
+    v.oldest = lane.window.empty() ? lane.head_since : lane.window.front().message.enqueued_at;
+    if (lane.state == Lane::State::Busy) {
+      v.state = "sending";
+    } else if (lane.wait_reason != nullptr && lane.waits_until > now) {
+      v.state = "waiting";
+      v.reason = lane.wait_reason;
+      v.until = lane.waits_until;
+    }
+    look.lanes.push_back(std::move(v));
+  }
+  const std::int64_t minute =
+      std::chrono::duration_cast<std::chrono::minutes>(now.time_since_epoch()).count();
+  for (auto it = recent_.begin(); it != recent_.end();) {
+    Recent sum;
+    for (const RecentMinute& m : it->second) {
+      if (m.minute < minute - kRecentMinutes) continue;
+      sum.delivered += m.counts.delivered;
+      sum.failed += m.counts.failed;
+    }
+    if (sum.delivered == 0 && sum.failed == 0) {
+      it = recent_.erase(it);  // quiet for the whole window: forgotten
+      continue;
+    }
+    look.recent.emplace(it->first, sum);
+    ++it;
+  }
+  for (const auto& [key, labels] : learned_labels_) {
+    if (labels.first.empty()) continue;
+    look.learned_rates[labels] = learned_.rate(key, now).value_or(0);
   }
   std::lock_guard<std::mutex> lock(mutex_);
-  channel_oldest_.swap(oldest);
-  ++oldest_sweeps_;
+  look_ = std::move(look);
+  ++looks_;
   idle_cv_.notify_all();
 }
 
@@ -728,10 +805,12 @@ bool Dispatcher::limiters_allow(Lane& lane, sdk::SteadyTime now, sdk::SteadyTime
 
 Dispatcher::Start Dispatcher::start_head(Lane& lane, sdk::SteadyTime now) {
   for (std::size_t settled = 0;; ++settled) {
-    if (settled == kSettledPerAsk) return Start{Start::Kind::Waits, now, false};  // yields
+    if (settled == kSettledPerAsk)
+      return Start{Start::Kind::Waits, now, false, "yielding"};  // lets others go first
     const Load load = load_head(lane);
     if (load == Load::Empty) return Start{};
-    if (load == Load::Unreadable) return Start{Start::Kind::Waits, now + kUnreadableRetry, false};
+    if (load == Load::Unreadable)
+      return Start{Start::Kind::Waits, now + kUnreadableRetry, false, "store_unreadable"};
     sdk::Message& m = lane.window.front().message;
     repoint(lane);
     if (!lane.pipeline) {
@@ -749,9 +828,11 @@ Dispatcher::Start Dispatcher::start_head(Lane& lane, sdk::SteadyTime now) {
 
     bool workspace_pause = false;
     if (const sdk::SteadyTime until = paused_until(lane, now, &workspace_pause); until > now)
-      return Start{Start::Kind::Waits, until, workspace_pause};
+      return Start{Start::Kind::Waits, until, workspace_pause,
+                   workspace_pause ? "pause_workspace" : "pause_channel"};
     if (const sdk::SteadyTime until = learned_wait(lane, now, &workspace_pause); until > now)
-      return Start{Start::Kind::Waits, until, workspace_pause};
+      return Start{Start::Kind::Waits, until, workspace_pause,
+                   workspace_pause ? "learned_pace_workspace" : "learned_pace_channel"};
 
     // A stage that failed on the head settled it: retried, it waits (even a
     // zero delay ends this round, so a stage that always throws cannot spin
@@ -760,7 +841,7 @@ Dispatcher::Start Dispatcher::start_head(Lane& lane, sdk::SteadyTime now) {
     if (!guards_allow(lane, now, &retry_at)) {
       if (retry_at != sdk::SteadyTime::max())
         return Start{Start::Kind::Waits, std::max(retry_at, now + sdk::SteadyTime::duration(1)),
-                     false};
+                     false, "retry_backoff"};
       continue;
     }
 
@@ -779,10 +860,10 @@ Dispatcher::Start Dispatcher::start_head(Lane& lane, sdk::SteadyTime now) {
 
     sdk::SteadyTime wait = now;
     if (!limiters_allow(lane, now, &wait, &retry_at)) {
-      if (wait > now) return Start{Start::Kind::Waits, wait, true};
+      if (wait > now) return Start{Start::Kind::Waits, wait, true, "rate_limit"};
       if (retry_at != sdk::SteadyTime::max())
         return Start{Start::Kind::Waits, std::max(retry_at, now + sdk::SteadyTime::duration(1)),
-                     false};
+                     false, "retry_backoff"};
       continue;
     }
     send(lane, now);
@@ -903,6 +984,8 @@ void Dispatcher::start_due_lanes(sdk::SteadyTime now) {
     ++last_round_.lanes_asked;
 
     const Start start = start_head(lane, now);
+    lane.wait_reason = start.reason;
+    lane.waits_until = start.until;
     if (start.kind == Start::Kind::Sent) {
       // Busy until its result comes back.
     } else if (start.kind == Start::Kind::Empty) {
@@ -959,7 +1042,7 @@ sdk::SteadyTime Dispatcher::run_once() {
   start_due_lanes(now);
   forget_pauses_over(now);
   forget_learned(now);
-  sweep_oldest();
+  take_look();
 
   // Due lanes left waiting for a free worker are woken by that worker's
   // completion, not by the clock.
@@ -1035,15 +1118,15 @@ std::map<std::string, std::size_t> Dispatcher::backlog() const {
   return out;
 }
 
-std::map<std::string, sdk::SteadyTime> Dispatcher::channel_oldest(
-    std::chrono::milliseconds wait) {
+Dispatcher::Look Dispatcher::look(std::chrono::milliseconds wait, std::size_t max_lanes) {
   std::unique_lock<std::mutex> lock(mutex_);
-  const std::uint64_t asked_at = oldest_sweeps_;
-  oldest_wanted_.store(true);
+  const std::uint64_t asked_at = looks_;
+  look_lanes_ = std::max(look_lanes_, max_lanes);
+  look_wanted_.store(true);
   wake_pending_.store(true);
   wake_cv_.notify_one();
-  idle_cv_.wait_for(lock, wait, [&] { return oldest_sweeps_ != asked_at; });
-  return channel_oldest_;
+  idle_cv_.wait_for(lock, wait, [&] { return looks_ != asked_at; });
+  return look_;
 }
 
 std::map<std::string, std::size_t> Dispatcher::channel_depths() const {

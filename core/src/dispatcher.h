@@ -139,15 +139,50 @@ class Dispatcher {
   // date as they come and go, so a scrape copies it and nothing is rebuilt
   // per round.
   std::map<std::string, std::size_t> channel_depths() const;
-  // When each delivery channel's oldest stored message was accepted (its
-  // lanes' heads). Asks the scheduling thread to look at its lanes in its
-  // next round, waits up to `wait` for that, and returns what the latest
-  // look found (the one before, if the round did not come in time). Costs
-  // one pass over the lanes per call, so it is for scrapes, not loops. A
-  // lane whose head was never read yet (a stored backlog not paged in yet)
-  // is left out until it is.
-  std::map<std::string, sdk::SteadyTime> channel_oldest(
-      std::chrono::milliseconds wait = std::chrono::milliseconds(0));
+  // What the scheduling thread saw of its lanes at its last look (look()).
+  struct LaneView {
+    std::string pipeline;
+    std::string workspace;  // the lane's scope past the pipeline ("" for the default)
+    std::string channel;
+    std::size_t queued = 0;           // stored: waiting or in flight
+    sdk::SteadyTime oldest{};         // its head's acceptance; zero: not read yet
+    // "sending", "waiting" (with `reason` and `until`) or "due" (its turn
+    // is now: it waits for a worker or for lanes ahead of it).
+    const char* state = "due";
+    // Why it waits: rate_limit (a limiter's bucket), retry_backoff,
+    // pause_after_429, pause_workspace / pause_channel (a 429 pause that
+    // holds its scope), learned_pace_workspace / learned_pace_channel
+    // (paced after 429s), store_unreadable, yielding.
+    const char* reason = nullptr;
+    sdk::SteadyTime until{};
+  };
+  // Deliveries and failures (dead-lettered as failed) per delivery channel
+  // over the last kRecentMinutes whole minutes and this one.
+  static constexpr int kRecentMinutes = 5;
+  struct Recent {
+    std::size_t delivered = 0;
+    std::size_t failed = 0;
+  };
+  struct Look {
+    // When each delivery channel's oldest stored message was accepted (its
+    // lanes' heads). A lane whose head was never read yet (a stored
+    // backlog not paged in yet) is left out until it is.
+    std::map<std::string, sdk::SteadyTime> oldest;
+    std::vector<LaneView> lanes;  // the most queued first, at most max_lanes
+    std::size_t lanes_total = 0;
+    std::map<std::string, Recent> recent;  // by delivery channel
+    // The rate each workspace is held to after 429s: (pipeline, workspace)
+    // -> messages a second.
+    std::map<std::pair<std::string, std::string>, double> learned_rates;
+    sdk::SteadyTime at{};
+  };
+  // Asks the scheduling thread to look at its lanes in its next round,
+  // waits up to `wait` for that, and returns what the latest look found
+  // (the one before, if the round did not come in time). Costs one pass
+  // over the lanes per call, so it is for scrapes and the status page, not
+  // loops. Lane details are kept for the `max_lanes` most queued lanes.
+  Look look(std::chrono::milliseconds wait = std::chrono::milliseconds(0),
+            std::size_t max_lanes = 0);
   std::size_t in_flight() const;
 
   // For tests, from the thread running rounds: what the last round looked
@@ -177,6 +212,9 @@ class Dispatcher {
     // When the head was accepted, while it is given back to the store (else
     // the window's front says); zero: not known.
     sdk::SteadyTime head_since{};
+    // Why it waited when last asked, and until when (LaneView).
+    const char* wait_reason = nullptr;
+    sdk::SteadyTime waits_until{};
     enum class State { Idle, Scheduled, Busy } state = State::Idle;
     DeliveryCount delivered;              // for pacing learned from a channel's 429
     // The rate budget its sink names (interned: lanes of a token share one
@@ -225,6 +263,7 @@ class Dispatcher {
     enum class Kind { Sent, Empty, Waits } kind = Kind::Empty;
     sdk::SteadyTime until{};
     bool shared = false;  // turned away by a limiter or a workspace pause
+    const char* reason = nullptr;  // why it waits (LaneView::reason)
   };
 
   // Loads what the queue stored before this process (once).
@@ -271,7 +310,8 @@ class Dispatcher {
   // The rate learned pacing holds the head to: when it may go.
   sdk::SteadyTime learned_wait(const Lane& lane, sdk::SteadyTime now, bool* workspace) const;
   void forget_learned(sdk::SteadyTime now);  // every second: recovered scopes, stale counts
-  void sweep_oldest();  // when channel_oldest() asked for it
+  void take_look();  // when look() asked for it
+  void count_recent(std::string_view channel, bool delivered, sdk::SteadyTime now);
   void pause_scope(const Lane& lane, const sdk::BackPressure& bp, sdk::SteadyTime until);
   // The time the lane's workspace or channel is paused until; now or
   // earlier when it is not. `workspace` is set when the workspace's pause
@@ -367,6 +407,14 @@ class Dispatcher {
   // Budget names lanes hold, one string each; expired ones swept each second.
   std::unordered_map<std::string, std::weak_ptr<const std::string>> budget_names_;
   sdk::SteadyTime next_learned_sweep_{};
+  // Per delivery channel: (minute, delivered, failed) for the last minutes,
+  // newest last. At most kRecentChannels channels; the rest are not counted.
+  struct RecentMinute {
+    std::int64_t minute = 0;
+    Recent counts;
+  };
+  static constexpr std::size_t kRecentChannels = 10'000;
+  std::unordered_map<std::string, std::vector<RecentMinute>> recent_;
 
   // Shared with workers and scrapes.
   mutable std::mutex mutex_;
@@ -375,9 +423,10 @@ class Dispatcher {
   std::vector<Completion> completions_;
   std::optional<std::vector<std::shared_ptr<Pipeline>>> new_pipelines_;
   std::map<std::string, std::size_t> channel_depths_;
-  std::map<std::string, sdk::SteadyTime> channel_oldest_;
-  std::uint64_t oldest_sweeps_ = 0;
-  std::atomic<bool> oldest_wanted_{false};
+  Look look_;
+  std::uint64_t looks_ = 0;
+  std::size_t look_lanes_ = 0;  // the largest max_lanes asked for since the last look
+  std::atomic<bool> look_wanted_{false};
   std::size_t stored_ = 0;  // over all lanes
   std::size_t in_flight_ = 0;
   bool stopping_ = false;

@@ -714,9 +714,9 @@ TEST_F(DispatcherRateLimitTest, OldestFollowsEachChannelsHeadEvenBehindALongPaus
     ASSERT_EQ(queue.push(std::move(m)).status, Queue::PushStatus::Accepted);
   };
   const auto look = [this] {
-    dispatcher().channel_oldest();  // asks for a look in the next round
+    dispatcher().look();  // asks for a look in the next round
     dispatcher().run_once();
-    return dispatcher().channel_oldest();
+    return dispatcher().look().oldest;
   };
   const sdk::SteadyTime t0 = clock.now();
   push_now("a1", "#a");
@@ -783,6 +783,53 @@ TEST_F(DispatcherTest, MessagesOfAPipelineAReloadRemovedAreDeadLetteredAsUnknown
   ASSERT_TRUE(letter.has_value());
   EXPECT_EQ(letter->error, "unknown_pipeline");
   EXPECT_EQ(queue.size(), 0u);
+}
+
+// What the status page shows of each lane: why it waits and until when, and
+// what each channel delivered in the last minutes.
+TEST_F(DispatcherRateLimitTest, ALookSaysWhyEachLaneWaitsAndWhatEachChannelDelivered) {
+  answer_first_send_with_back_pressure(60s);
+  const auto look = [this] {
+    dispatcher().look(0ms, 10);
+    dispatcher().run_once();
+    return dispatcher().look(0ms, 10);
+  };
+  push_in("a1", "#a", "T1");
+  push_in("a2", "#a", "T1");
+  dispatcher().run_once();
+  executor.run_all();  // a1: a 429 with a minute's pause for the workspace
+  dispatcher().run_once();
+  push_in("b1", "#b", "T1");
+  const sdk::SteadyTime paused_at = clock.now();
+  Dispatcher::Look seen = look();
+  ASSERT_EQ(seen.lanes.size(), 2u);
+  EXPECT_EQ(seen.lanes_total, 2u);
+  EXPECT_EQ(seen.lanes[0].channel, "#a") << "the most queued first";
+  EXPECT_EQ(seen.lanes[0].queued, 2u);
+  EXPECT_EQ(seen.lanes[0].workspace, "T1");
+  EXPECT_STREQ(seen.lanes[0].state, "waiting");
+  EXPECT_STREQ(seen.lanes[0].reason, "pause_after_429");
+  EXPECT_EQ(seen.lanes[0].until, paused_at + 60s);
+  EXPECT_EQ(seen.lanes[1].channel, "#b");
+  EXPECT_STREQ(seen.lanes[1].state, "waiting");
+  EXPECT_STREQ(seen.lanes[1].reason, "pause_workspace") << "held by #a's pause";
+  EXPECT_TRUE(seen.recent.empty());
+
+  clock.advance(60s);
+  for (int second = 0; second < 5 && queue.size() > 0; ++second) {
+    run_until_quiet();  // learned pacing lets about one a second go
+    clock.advance(1s);
+  }
+  ASSERT_EQ(queue.size(), 0u);
+  seen = look();
+  EXPECT_TRUE(seen.lanes.empty());
+  EXPECT_EQ(seen.recent.at("#a").delivered, 2u);
+  EXPECT_EQ(seen.recent.at("#b").delivered, 1u);
+  EXPECT_EQ(seen.recent.at("#a").failed, 0u);
+  EXPECT_EQ(seen.learned_rates.size(), 1u) << "T1 is paced after its 429";
+
+  clock.advance(std::chrono::minutes(Dispatcher::kRecentMinutes + 1));
+  EXPECT_TRUE(look().recent.empty()) << "older than the window: forgotten";
 }
 
 
