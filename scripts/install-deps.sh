@@ -12,6 +12,10 @@ packages=(
   prometheus-alertmanager prometheus   # the real Alertmanager; promtool (metrics check)
   redis-server               # the Redis tests start their own (tests/redis/redis_server.h)
   clang libclang-rt-14-dev   # libFuzzer for the fuzz targets (scripts/fuzz.sh)
+  # scripts/package.sh: cpack's DEB generator finds binaries with `file`;
+  # lintian; systemd-analyze (not in a minimal Debian, which has no systemd);
+  # procps has /bin/kill, which the unit's ExecReload runs and verify checks.
+  file lintian systemd procps
 )
 # The real Slack SDKs run on Node.js (18 or newer); keep one already there.
 command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds everything with warnings as errors, and
 # runs every test: unit, plugin, fake Slack and end-to-end (the tests start
-# the fake Slack and the proxy themselves), then the plugin guide's quick
-# start against an installed copy (scripts/sdk-example.sh). Then runs them again under ASan +
+# the fake Slack and the proxy themselves), then builds and checks the Debian
+# packages (scripts/package.sh), then the plugin guide's quick start against
+# an installed copy (scripts/sdk-example.sh). Then runs them again under ASan +
 # UBSan, and runs every fuzzer for FUZZ_SECONDS (default 60) each. See
 # docs/hardening.md.
 #   ASAN_BUILD_DIR, FUZZ_BUILD_DIR: where those builds go (build-asan, build-fuzz)
@@ -62,6 +63,10 @@ run_tests() {
 
 configure_and_build
 run_tests "plain build" "$BUILD_DIR"
+
+# The Debian packages of that build: lintian, systemd-analyze verify, and the
+# packaged proxy validating its packaged config (docs/install.md).
+SLACK_PROXY_NO_BUILD=1 "$ROOT/scripts/package.sh"
 
 # The SDK as a plugin author gets it: install into a fresh prefix, build the
 # example plugins against that prefix only, run their tests, and deliver a
