@@ -2,13 +2,14 @@
 // real binary after real traffic: by name, TYPE and label names, with a
 // series that the traffic moved; and the whole scrape through Prometheus'
 // own linter, `promtool check metrics`. The family list is read from the
-// README at run time, so the table and this test cannot drift apart.
+// README at run time, so the table and this test cannot drift apart. And
+// the alert rules (config/prometheus/) query only what such a proxy
+// exports, in PromQL that promtool takes.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <regex>
 #include <set>
@@ -76,6 +77,46 @@ std::string text_of(const std::set<std::string>& names) {
   std::string out = "{";
   for (const auto& n : names) out += (out.size() > 1 ? "," : "") + n;
   return out + "}";
+}
+
+// The family a series belongs to: a histogram's _bucket, _sum and _count
+// series are its family's.
+std::string family_of(std::string series_name) {
+  for (const char* suffix : {"_bucket", "_sum", "_count"})
+    if (series_name.size() > std::strlen(suffix) &&
+        series_name.compare(series_name.size() - std::strlen(suffix), std::string::npos, suffix) ==
+            0)
+      series_name.resize(series_name.size() - std::strlen(suffix));
+  return series_name;
+}
+
+// The slackproxy_* metric families a text (a rules file, a query) queries.
+std::set<std::string> families_queried_by(const std::string& text) {
+  static const std::regex name("slackproxy_[a-z_]+");
+  std::set<std::string> queried;
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), name);
+       it != std::sregex_iterator(); ++it)
+    queried.insert(family_of(it->str()));
+  return queried;
+}
+
+// Fails the test for each of `families` that `scrape` does not export (no
+// `# TYPE` line): a rule or a panel on it would never see a value.
+void expect_exported(const std::string& scrape, const std::set<std::string>& families,
+                     const std::string& queried_by) {
+  for (const auto& family : families)
+    EXPECT_TRUE(family_exposed(scrape, family))
+        << family << " is queried by " << queried_by << " but not exported";
+}
+
+// promtool with `args`, run to completion in `dir`: its exit code (-1 when
+// it did not finish within kDeadline) and what it printed.
+CommandResult run_promtool(const std::filesystem::path& promtool, std::vector<std::string> args,
+                           const TempDir& dir) {
+  args.insert(args.begin(), promtool.string());
+  ChildProcess run(args, {}, dir.path() / "promtool.log");
+  const auto code = run.wait_exit(kDeadline);
+  return {code.value_or(-1), run.output()};
 }
 
 class MetricsFamiliesTest : public ProxyTest {
@@ -248,34 +289,15 @@ TEST_F(MetricsFamiliesTest, TheAlertRulesPassPromtoolAndQueryOnlyExportedMetrics
       std::filesystem::path(SP_SOURCE_DIR) / "config/prometheus/slack-proxy-alerts.test.yml";
   TempDir dir;
   for (const auto& args : std::vector<std::vector<std::string>>{
-           {promtool.string(), "check", "rules", rules.string()},
-           {promtool.string(), "test", "rules", tests.string()}}) {
-    ChildProcess run(args, {}, dir.path() / "promtool.log");
-    const auto code = run.wait_exit(kDeadline);
-    ASSERT_TRUE(code.has_value()) << args[1] << ": promtool did not finish";
-    EXPECT_EQ(*code, 0) << args[1] << " rules:\n" << run.output();
+           {"check", "rules", rules.string()}, {"test", "rules", tests.string()}}) {
+    const CommandResult run = run_promtool(promtool, args, dir);
+    EXPECT_EQ(run.exit_code, 0) << args[0] << " rules:\n" << run.output;
   }
 
-  std::ifstream in(rules);
-  std::stringstream text;
-  text << in.rdbuf();
-  const std::string m = scrape_after_every_kind_of_traffic();
-  const std::regex name("slackproxy_[a-z_]+");
-  std::set<std::string> queried;
-  const std::string rules_text = text.str();
-  for (auto it = std::sregex_iterator(rules_text.begin(), rules_text.end(), name);
-       it != std::sregex_iterator(); ++it) {
-    std::string family = it->str();
-    for (const char* suffix : {"_bucket", "_sum", "_count"})
-      if (family.size() > std::strlen(suffix) &&
-          family.compare(family.size() - std::strlen(suffix), std::string::npos, suffix) == 0)
-        family.resize(family.size() - std::strlen(suffix));
-    queried.insert(family);
-  }
+  const std::string rules_text = read_file(rules);
+  const std::set<std::string> queried = families_queried_by(rules_text);
   ASSERT_GE(queried.size(), 4u) << rules_text;
-  for (const auto& family : queried)
-    EXPECT_NE(m.find("# TYPE " + family + " "), std::string::npos)
-        << family << " is queried by an alert rule but not exported";
+  expect_exported(scrape_after_every_kind_of_traffic(), queried, "an alert rule");
 }
 
 }  // namespace
