@@ -2,21 +2,28 @@
 // real binary after real traffic: by name, TYPE and label names, with a
 // series that the traffic moved; and the whole scrape through Prometheus'
 // own linter, `promtool check metrics`. The family list is read from the
-// README at run time, so the table and this test cannot drift apart.
+// README at run time, so the table and this test cannot drift apart. And
+// the alert rules (config/prometheus/) and the Grafana dashboard
+// (config/grafana/) query only what such a proxy exports, in PromQL that
+// promtool takes.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <regex>
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include <Poco/JSON/Array.h>
+#include <Poco/JSON/Object.h>
+
 #include "proxy_test.h"
+#include "redis_server.h"
 
 namespace slack_proxy::testing {
 namespace {
@@ -80,6 +87,46 @@ std::string text_of(const std::set<std::string>& names) {
   std::string out = "{";
   for (const auto& n : names) out += (out.size() > 1 ? "," : "") + n;
   return out + "}";
+}
+
+// The family a series belongs to: a histogram's _bucket, _sum and _count
+// series are its family's.
+std::string family_of(std::string series_name) {
+  for (const char* suffix : {"_bucket", "_sum", "_count"})
+    if (series_name.size() > std::strlen(suffix) &&
+        series_name.compare(series_name.size() - std::strlen(suffix), std::string::npos, suffix) ==
+            0)
+      series_name.resize(series_name.size() - std::strlen(suffix));
+  return series_name;
+}
+
+// The slackproxy_* metric families a text (a rules file, a query) queries.
+std::set<std::string> families_queried_by(const std::string& text) {
+  static const std::regex name("slackproxy_[a-z_]+");
+  std::set<std::string> queried;
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), name);
+       it != std::sregex_iterator(); ++it)
+    queried.insert(family_of(it->str()));
+  return queried;
+}
+
+// Fails the test for each of `families` that `scrape` does not export (no
+// `# TYPE` line): a rule or a panel on it would never see a value.
+void expect_exported(const std::string& scrape, const std::set<std::string>& families,
+                     const std::string& queried_by) {
+  for (const auto& family : families)
+    EXPECT_TRUE(family_exposed(scrape, family))
+        << family << " is queried by " << queried_by << " but not exported";
+}
+
+// promtool with `args`, run to completion in `dir`: its exit code (-1 when
+// it did not finish within kDeadline) and what it printed.
+CommandResult run_promtool(const std::filesystem::path& promtool, std::vector<std::string> args,
+                           const TempDir& dir) {
+  args.insert(args.begin(), promtool.string());
+  ChildProcess run(args, {}, dir.path() / "promtool.log");
+  const auto code = run.wait_exit(kDeadline);
+  return {code.value_or(-1), run.output()};
 }
 
 class MetricsFamiliesTest : public ProxyTest {
@@ -258,34 +305,399 @@ TEST_F(MetricsFamiliesTest, TheAlertRulesPassPromtoolAndQueryOnlyExportedMetrics
       std::filesystem::path(SP_SOURCE_DIR) / "config/prometheus/slack-proxy-alerts.test.yml";
   TempDir dir;
   for (const auto& args : std::vector<std::vector<std::string>>{
-           {promtool.string(), "check", "rules", rules.string()},
-           {promtool.string(), "test", "rules", tests.string()}}) {
-    ChildProcess run(args, {}, dir.path() / "promtool.log");
-    const auto code = run.wait_exit(kDeadline);
-    ASSERT_TRUE(code.has_value()) << args[1] << ": promtool did not finish";
-    EXPECT_EQ(*code, 0) << args[1] << " rules:\n" << run.output();
+           {"check", "rules", rules.string()}, {"test", "rules", tests.string()}}) {
+    const CommandResult run = run_promtool(promtool, args, dir);
+    EXPECT_EQ(run.exit_code, 0) << args[0] << " rules:\n" << run.output;
   }
 
-  std::ifstream in(rules);
-  std::stringstream text;
-  text << in.rdbuf();
-  const std::string m = scrape_after_every_kind_of_traffic();
-  const std::regex name("slackproxy_[a-z_]+");
-  std::set<std::string> queried;
-  const std::string rules_text = text.str();
-  for (auto it = std::sregex_iterator(rules_text.begin(), rules_text.end(), name);
-       it != std::sregex_iterator(); ++it) {
-    std::string family = it->str();
-    for (const char* suffix : {"_bucket", "_sum", "_count"})
-      if (family.size() > std::strlen(suffix) &&
-          family.compare(family.size() - std::strlen(suffix), std::string::npos, suffix) == 0)
-        family.resize(family.size() - std::strlen(suffix));
-    queried.insert(family);
-  }
+  const std::string rules_text = read_file(rules);
+  const std::set<std::string> queried = families_queried_by(rules_text);
   ASSERT_GE(queried.size(), 4u) << rules_text;
-  for (const auto& family : queried)
-    EXPECT_NE(m.find("# TYPE " + family + " "), std::string::npos)
-        << family << " is queried by an alert rule but not exported";
+  expect_exported(scrape_after_every_kind_of_traffic(), queried, "an alert rule");
+}
+
+// --- The Grafana dashboard, config/grafana/slack-proxy.json ------------------
+
+// Families a proxy exports only with [redis] configured (RedisMetrics in
+// core/src/redis/redis_connection.cc, one series per connection role), for
+// the dashboard's Redis row. A query on them is checked against a proxy with
+// [redis]; the plain proxy must not export them, or this list is stale.
+const std::set<std::string> kOnlyWithRedis = {
+    "slackproxy_redis_commands_total",     "slackproxy_redis_errors_total",
+    "slackproxy_redis_reply_errors_total", "slackproxy_redis_round_trip_seconds",
+    "slackproxy_redis_connects_total",
+};
+
+// What the issue asks the dashboard to show: ingest, deliveries, failures
+// and dead letters by channel, the queue's depth and its oldest message's
+// age, 429s and the effective rate, delivery latency.
+const std::set<std::string> kAskedFor = {
+    "slackproxy_requests_received_total",   "slackproxy_requests_succeeded_total",
+    "slackproxy_requests_failed_total",     "slackproxy_dead_lettered_total",
+    "slackproxy_dead_letters",              "slackproxy_queue_size",
+    "slackproxy_channel_queue_depth",       "slackproxy_queue_oldest_age_seconds",
+    "slackproxy_channel_oldest_age_seconds", "slackproxy_rate_limited_total",
+    "slackproxy_effective_rate",            "slackproxy_delivery_latency_seconds",
+};
+
+// Grafana's own variables, as a duration it could put in; promtool only
+// parses them.
+const std::map<std::string, std::string> kGrafanaBuiltins = {
+    {"__rate_interval", "2m"}, {"__interval", "30s"}, {"__range", "6h"}};
+
+// Where its panels point: the dashboard's datasource variable.
+constexpr const char* kDatasourceUid = "${datasource}";
+
+struct DashboardQuery {
+  std::string where;   // "panel 12 \"Delivery latency\", query B": for messages
+  std::string record;  // its recording rule's name in the file promtool checks
+  // PromQL with Grafana's variables in it; a variable's
+  // label_values(selector, label) is written count by (label) (selector),
+  // which asks Prometheus for the same series.
+  std::string expr;
+};
+
+struct Dashboard {
+  Poco::JSON::Object::Ptr model;
+  std::vector<Poco::JSON::Object::Ptr> panels;  // every one, those inside rows too
+  std::vector<Poco::JSON::Object::Ptr> variables;
+  std::vector<DashboardQuery> queries;  // every panel target's and query variable's
+};
+
+void collect_panels(const Poco::JSON::Array::Ptr& list,
+                    std::vector<Poco::JSON::Object::Ptr>& panels) {
+  for (std::size_t i = 0; !list.isNull() && i < list->size(); ++i) {
+    const Poco::JSON::Object::Ptr panel = list->getObject(i);
+    if (panel.isNull()) throw std::runtime_error("a panel that is not a JSON object");
+    panels.push_back(panel);
+    collect_panels(panel->getArray("panels"), panels);  // a collapsed row's
+  }
+}
+
+std::string panel_name(const Poco::JSON::Object::Ptr& panel) {
+  return "panel " + std::to_string(panel->optValue<int>("id", -1)) + " \"" +
+         panel->optValue<std::string>("title", "") + "\"";
+}
+
+// A query variable's query: a string, or {"query": ..., "refId": ...}.
+std::string variable_query(const Poco::JSON::Object::Ptr& variable) {
+  const Poco::JSON::Object::Ptr object = variable->getObject("query");
+  return object.isNull() ? variable->optValue<std::string>("query", "")
+                         : object->optValue<std::string>("query", "");
+}
+
+Dashboard read_dashboard() {
+  Dashboard d;
+  d.model = parse_object(
+      read_file(std::filesystem::path(SP_SOURCE_DIR) / "config/grafana/slack-proxy.json"));
+  collect_panels(d.model->getArray("panels"), d.panels);
+  for (const auto& panel : d.panels) {
+    const Poco::JSON::Array::Ptr targets = panel->getArray("targets");
+    for (std::size_t i = 0; !targets.isNull() && i < targets->size(); ++i) {
+      const auto target = targets->getObject(i);
+      const std::string ref = target->optValue<std::string>("refId", "");
+      d.queries.push_back(
+          {panel_name(panel) + ", query " + ref,
+           "dashboard:panel_" + std::to_string(panel->optValue<int>("id", -1)) + "_" + ref,
+           target->optValue<std::string>("expr", "")});
+    }
+  }
+  const Poco::JSON::Object::Ptr templating = d.model->getObject("templating");
+  const Poco::JSON::Array::Ptr list =
+      templating.isNull() ? Poco::JSON::Array::Ptr() : templating->getArray("list");
+  static const std::regex label_values(R"(^\s*label_values\((.*),\s*(\w+)\s*\)\s*$)");
+  for (std::size_t i = 0; !list.isNull() && i < list->size(); ++i) {
+    const auto variable = list->getObject(i);
+    d.variables.push_back(variable);
+    if (variable->optValue<std::string>("type", "") != "query") continue;
+    const std::string name = variable->optValue<std::string>("name", "");
+    std::string expr = variable_query(variable);
+    std::smatch m;
+    // Anything else is left as it is, for promtool to refuse.
+    if (std::regex_match(expr, m, label_values))
+      expr = "count by (" + m[2].str() + ") (" + m[1].str() + ")";
+    d.queries.push_back({"variable $" + name, "dashboard:variable_" + name, expr});
+  }
+  return d;
+}
+
+// Whether `object`'s datasource is the dashboard's datasource variable.
+bool uses_datasource_variable(const Poco::JSON::Object::Ptr& object) {
+  const Poco::JSON::Object::Ptr ds = object->getObject("datasource");
+  return !ds.isNull() && ds->optValue<std::string>("uid", "") == kDatasourceUid &&
+         ds->optValue<std::string>("type", "") == "prometheus";
+}
+
+// What Grafana needs to import the dashboard anywhere and show every panel.
+void expect_well_formed(const Dashboard& d) {
+  EXPECT_FALSE(d.model->optValue<std::string>("uid", "").empty());
+  EXPECT_FALSE(d.model->optValue<std::string>("title", "").empty());
+  EXPECT_GE(d.model->optValue<int>("schemaVersion", 0), 36) << "older than Grafana 9.4's model";
+
+  std::map<std::string, Poco::JSON::Object::Ptr> variables;
+  for (const auto& v : d.variables) variables[v->optValue<std::string>("name", "")] = v;
+  // A datasource variable: the dashboard binds to whichever Prometheus the
+  // importer picks, not to one data source's uid on our Grafana.
+  ASSERT_EQ(variables.count("datasource"), 1u);
+  EXPECT_EQ(variables["datasource"]->optValue<std::string>("type", ""), "datasource");
+  EXPECT_EQ(variables["datasource"]->optValue<std::string>("query", ""), "prometheus");
+  for (const char* name : {"job", "instance", "channel"}) {
+    ASSERT_EQ(variables.count(name), 1u) << name;
+    EXPECT_EQ(variables[name]->optValue<std::string>("type", ""), "query") << name;
+  }
+  for (const auto& v : d.variables) {
+    if (v->optValue<std::string>("type", "") != "query") continue;
+    const std::string name = v->optValue<std::string>("name", "");
+    EXPECT_TRUE(uses_datasource_variable(v)) << "$" << name;
+    // Grafana lists `definition` and runs `query`: the one checked here.
+    EXPECT_EQ(v->optValue<std::string>("definition", ""), variable_query(v)) << "$" << name;
+  }
+
+  std::set<int> ids;
+  for (const auto& panel : d.panels) {
+    const std::string where = panel_name(panel);
+    EXPECT_TRUE(panel->has("id") && ids.insert(panel->getValue<int>("id")).second)
+        << where << ": no id, or one another panel has";
+    EXPECT_TRUE(panel->has("gridPos")) << where << ": no gridPos";
+    const Poco::JSON::Array::Ptr nested = panel->getArray("panels");
+    if (panel->optValue<std::string>("type", "") == "row") {
+      // An expanded row's panels follow it in the top-level list; ones
+      // nested in it as well would never be shown.
+      EXPECT_TRUE(panel->optValue<bool>("collapsed", false) || nested.isNull() ||
+                  nested->size() == 0)
+          << where << ": an expanded row with panels inside it";
+      continue;
+    }
+    EXPECT_TRUE(nested.isNull()) << where << ": panels inside a panel that is not a row";
+    EXPECT_TRUE(uses_datasource_variable(panel))
+        << where << ": datasource is not " << kDatasourceUid;
+    const Poco::JSON::Object::Ptr field_config = panel->getObject("fieldConfig");
+    const Poco::JSON::Object::Ptr defaults =
+        field_config.isNull() ? Poco::JSON::Object::Ptr() : field_config->getObject("defaults");
+    EXPECT_FALSE(defaults.isNull() || defaults->optValue<std::string>("unit", "").empty())
+        << where << ": no unit";
+    const Poco::JSON::Array::Ptr targets = panel->getArray("targets");
+    ASSERT_FALSE(targets.isNull() || targets->size() == 0) << where << ": no query";
+    std::set<std::string> refs;
+    static const std::regex ref_id("[A-Za-z0-9_]+");  // part of a recording rule's name below
+    for (std::size_t i = 0; i < targets->size(); ++i) {
+      const auto target = targets->getObject(i);
+      const std::string ref = target->optValue<std::string>("refId", "");
+      EXPECT_TRUE(std::regex_match(ref, ref_id) && refs.insert(ref).second)
+          << where << ": refId \"" << ref << "\" missing, odd, or repeated";
+      EXPECT_TRUE(uses_datasource_variable(target))
+          << where << ", query " << ref << ": datasource is not " << kDatasourceUid;
+      EXPECT_FALSE(target->optValue<std::string>("expr", "").empty())
+          << where << ", query " << ref << ": no expr";
+    }
+  }
+}
+
+// A value for each of the dashboard's query variables, as Grafana writes a
+// multi-value one into a query: a regex, "(a|b)".
+std::map<std::string, std::string> variable_values(const Dashboard& d) {
+  std::map<std::string, std::string> values;
+  for (const auto& v : d.variables) {
+    if (v->optValue<std::string>("type", "") != "query") continue;
+    const std::string name = v->optValue<std::string>("name", "");
+    values[name] = "(" + name + "-a|" + name + "-b)";
+  }
+  return values;
+}
+
+// `expr` with every Grafana variable ($name, ${name}, ${name:format},
+// [[name]]) replaced: Grafana's own by a duration, the dashboard's by
+// `values`. Adds to `problems` a variable that is neither, and one of the
+// dashboard's used anywhere but right after =~" (where "(a|b)" is a regex,
+// and not a channel of that name).
+std::string substitute_variables(const std::string& expr,
+                                 const std::map<std::string, std::string>& values,
+                                 std::vector<std::string>& problems) {
+  static const std::regex variable(R"(\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\])");
+  std::string out;
+  std::size_t copied = 0;
+  for (auto it = std::sregex_iterator(expr.begin(), expr.end(), variable);
+       it != std::sregex_iterator(); ++it) {
+    const std::smatch& m = *it;
+    const std::string name = m[1].matched ? m[1].str() : m[2].matched ? m[2].str() : m[3].str();
+    const auto at = static_cast<std::size_t>(m.position(0));
+    out += expr.substr(copied, at - copied);
+    copied = at + static_cast<std::size_t>(m.length(0));
+    if (const auto builtin = kGrafanaBuiltins.find(name); builtin != kGrafanaBuiltins.end()) {
+      out += builtin->second;
+    } else if (const auto value = values.find(name); value != values.end()) {
+      if (at < 3 || expr.compare(at - 3, 3, "=~\"") != 0)
+        problems.push_back(m.str() + " is used outside a =~\"...\" matcher");
+      out += value->second;
+    } else {
+      problems.push_back(m.str() + " is not a query variable of the dashboard");
+      out += m.str();
+    }
+  }
+  return out + expr.substr(copied);
+}
+
+using LabelsByFamily = std::map<std::string, std::set<std::string>>;
+
+// Label names of every family a scrape exports, over all its series (a
+// histogram's `le` too), and the target labels Prometheus adds to each.
+LabelsByFamily labels_by_family(const std::string& scrape) {
+  LabelsByFamily labels;
+  for (const auto& [name, type] : comment_lines(scrape, "TYPE")) labels[name] = {"job", "instance"};
+  for (const Sample& s : samples(scrape)) {
+    const auto family = labels.find(labels.count(s.name) != 0 ? s.name : family_of(s.name));
+    if (family == labels.end()) continue;
+    for (const auto& [label, value] : s.labels) family->second.insert(label);
+  }
+  return labels;
+}
+
+// Labels `expr` (variables substituted) matches on or aggregates by that
+// its families do not have: such a panel shows nothing, or one line where
+// several were meant. A family the scrape does not export is left to
+// expect_exported, and with it the by (...) clauses, which it might answer.
+std::vector<std::string> unknown_labels(const std::string& expr, const LabelsByFamily& exported) {
+  std::vector<std::string> problems;
+  std::set<std::string> any_family;  // what a by (...) may name
+  bool all_exported = true;
+  for (const auto& family : families_queried_by(expr)) {
+    const auto f = exported.find(family);
+    if (f == exported.end()) {
+      all_exported = false;
+    } else {
+      any_family.insert(f->second.begin(), f->second.end());
+    }
+  }
+
+  static const std::regex selector(R"((slackproxy_[a-z_]+)\{([^}]*)\})");
+  static const std::regex matcher(R"((\w+)\s*(?:=~|!~|!=|=)\s*")");
+  for (auto it = std::sregex_iterator(expr.begin(), expr.end(), selector);
+       it != std::sregex_iterator(); ++it) {
+    const auto family = exported.find(family_of((*it)[1].str()));
+    if (family == exported.end()) continue;
+    const std::string body = (*it)[2].str();
+    for (auto m = std::sregex_iterator(body.begin(), body.end(), matcher);
+         m != std::sregex_iterator(); ++m)
+      if (family->second.count((*m)[1].str()) == 0)
+        problems.push_back(family->first + " has no label " + (*m)[1].str());
+  }
+  if (!all_exported) return problems;
+  static const std::regex grouping(R"(\b(?:by|without)\s*\(([^)]*)\))");
+  static const std::regex label("\\w+");
+  for (auto it = std::sregex_iterator(expr.begin(), expr.end(), grouping);
+       it != std::sregex_iterator(); ++it) {
+    const std::string names = (*it)[1].str();
+    for (auto m = std::sregex_iterator(names.begin(), names.end(), label);
+         m != std::sregex_iterator(); ++m)
+      if (any_family.count(m->str()) == 0)
+        problems.push_back("no family queried here has the label " + m->str());
+  }
+  return problems;
+}
+
+std::string joined(const std::vector<std::string>& lines) {
+  std::string out;
+  for (const auto& line : lines) out += "\n  " + line;
+  return out;
+}
+
+bool queries_redis_only_family(const DashboardQuery& q) {
+  const auto families = families_queried_by(q.expr);
+  return std::any_of(families.begin(), families.end(),
+                     [](const std::string& f) { return kOnlyWithRedis.count(f) != 0; });
+}
+
+// config/grafana/slack-proxy.json: Grafana can import it anywhere and show
+// every panel (ids, datasource variable, units, a query in each), every
+// query is PromQL that Prometheus' own parser takes once Grafana's variables
+// are put in, and every metric and label it queries is exported by a live
+// proxy after real traffic. The Redis row's are checked in the next test.
+TEST_F(MetricsFamiliesTest, TheGrafanaDashboardQueriesOnlyExportedMetricsAndValidPromQL) {
+  SP_REQUIRE_TOOL(promtool, "prometheus", "promtool");
+  const Dashboard d = read_dashboard();
+  expect_well_formed(d);
+  ASSERT_GE(d.queries.size(), 20u) << "the dashboard lost its panels";
+
+  // Each query as a recording rule: `promtool check rules` parses them all.
+  const auto values = variable_values(d);
+  std::vector<std::string> exprs;
+  std::string rules = "groups:\n  - name: dashboard\n    rules:\n";
+  for (const DashboardQuery& q : d.queries) {
+    std::vector<std::string> problems;
+    exprs.push_back(substitute_variables(q.expr, values, problems));
+    EXPECT_TRUE(problems.empty()) << q.where << ": " << q.expr << joined(problems);
+    // YAML's single quotes take any text but ' (written twice).
+    rules += "      - record: " + q.record + "\n        expr: '" +
+             replace_all(exprs.back(), "'", "''") + "'\n";
+  }
+  TempDir dir;
+  const auto file = dir.write("dashboard-rules.yml", rules);
+  const CommandResult check = run_promtool(promtool, {"check", "rules", file.string()}, dir);
+  EXPECT_EQ(check.exit_code, 0) << check.output << "\n" << rules;
+  EXPECT_NE(check.output.find("SUCCESS: " + std::to_string(d.queries.size()) + " rules found"),
+            std::string::npos)
+      << check.output;
+
+  std::set<std::string> queried;
+  for (const DashboardQuery& q : d.queries) {
+    const auto families = families_queried_by(q.expr);
+    queried.insert(families.begin(), families.end());
+  }
+  for (const auto& family : kAskedFor)
+    EXPECT_EQ(queried.count(family), 1u) << "the dashboard does not show " << family;
+
+  const std::string m = scrape_after_every_kind_of_traffic();
+  const auto exported = labels_by_family(m);
+  for (std::size_t i = 0; i < d.queries.size(); ++i) {
+    const DashboardQuery& q = d.queries[i];
+    const auto families = families_queried_by(q.expr);
+    if (queries_redis_only_family(q)) {
+      for (const auto& family : families)
+        EXPECT_TRUE(kOnlyWithRedis.count(family) == 0 || !family_exposed(m, family))
+            << family << " is exported without [redis]: take it out of kOnlyWithRedis";
+      continue;  // against a proxy with [redis], below
+    }
+    expect_exported(m, families, q.where);
+    const auto problems = unknown_labels(exprs[i], exported);
+    EXPECT_TRUE(problems.empty()) << q.where << ": " << q.expr << joined(problems);
+  }
+}
+
+// The dashboard's Redis row against a proxy with [redis] configured, the
+// only one that exports those families: every metric and label its queries
+// name is there, and the proxy really talked to Redis.
+TEST_F(MetricsFamiliesTest, TheGrafanaDashboardsRedisPanelsQueryMetricsAProxyWithRedisExports) {
+  SP_REQUIRE_TOOL(redis_program, "redis-server", "redis-server");
+  const Dashboard d = read_dashboard();
+  RedisServer redis(redis_program);
+  auto& p = start(config().toml() + "\n[redis]\nurl = \"" + redis.url() + "\"\n");
+  ASSERT_EQ(p.post(message("#redis", "through a proxy with Redis")).status, 200);
+  ASSERT_TRUE(p.wait_for_metric(series(kSucceeded, "#redis"), 1));
+  std::string m = p.metrics();
+  ASSERT_TRUE(family_exposed(m, "slackproxy_redis_commands_total")) << m;
+  const auto deadline = std::chrono::steady_clock::now() + kDeadline;
+  while (metric_sum(m, "slackproxy_redis_commands_total") == 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+    m = p.metrics();
+  }
+  EXPECT_GT(metric_sum(m, "slackproxy_redis_commands_total"), 0) << m;
+
+  expect_exported(m, kOnlyWithRedis, "kOnlyWithRedis");
+  const auto values = variable_values(d);
+  const auto exported = labels_by_family(m);
+  int checked = 0;
+  for (const DashboardQuery& q : d.queries) {
+    if (!queries_redis_only_family(q)) continue;
+    ++checked;
+    std::vector<std::string> problems;
+    const std::string expr = substitute_variables(q.expr, values, problems);
+    expect_exported(m, families_queried_by(q.expr), q.where);
+    const auto unknown = unknown_labels(expr, exported);
+    problems.insert(problems.end(), unknown.begin(), unknown.end());
+    EXPECT_TRUE(problems.empty()) << q.where << ": " << q.expr << joined(problems);
+  }
+  EXPECT_GE(checked, 4) << "the dashboard's Redis row lost its panels";
 }
 
 }  // namespace
