@@ -6,7 +6,7 @@
 namespace slack_proxy {
 namespace {
 
-bool is_token_char(char c) {
+bool is_token_char(char c) noexcept {
   return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_' || c == '.';
 }
 
@@ -16,8 +16,10 @@ constexpr std::string_view kBearer = "Bearer ";
 constexpr std::string_view kMarker = "[REDACTED]";
 
 // Length of a secret starting at text[i], or 0.
-std::size_t secret_at(std::string_view text, std::size_t i, std::size_t& keep) {
+std::size_t secret_at(std::string_view text, std::size_t i, std::size_t& keep) noexcept {
   keep = 0;
+  // Every prefix starts with 'x' and kBearer with 'B': most bytes stop here.
+  if (text[i] != 'x' && text[i] != 'B') return 0;
   for (auto prefix : kTokenPrefixes) {
     if (text.substr(i, prefix.size()) == prefix) {
       std::size_t j = i + prefix.size();
@@ -55,6 +57,13 @@ std::string redact_secrets(std::string_view text) {
     i += n;
   }
   return out;
+}
+
+bool holds_secret(std::string_view text) noexcept {
+  std::size_t keep = 0;
+  for (std::size_t i = 0; i < text.size(); ++i)
+    if (secret_at(text, i, keep) != 0) return true;
+  return false;
 }
 
 }  // namespace slack_proxy
