@@ -15,11 +15,13 @@ constexpr std::array<std::string_view, 7> kTokenPrefixes = {
 constexpr std::string_view kBearer = "Bearer ";
 constexpr std::string_view kMarker = "[REDACTED]";
 
+// Every prefix starts with 'x' and kBearer with 'B': most bytes stop here.
+bool may_start_secret(char c) noexcept { return c == 'x' || c == 'B'; }
+
 // Length of a secret starting at text[i], or 0.
 std::size_t secret_at(std::string_view text, std::size_t i, std::size_t& keep) noexcept {
   keep = 0;
-  // Every prefix starts with 'x' and kBearer with 'B': most bytes stop here.
-  if (text[i] != 'x' && text[i] != 'B') return 0;
+  if (!may_start_secret(text[i])) return 0;
   for (auto prefix : kTokenPrefixes) {
     if (text.substr(i, prefix.size()) == prefix) {
       std::size_t j = i + prefix.size();
@@ -62,7 +64,7 @@ std::string redact_secrets(std::string_view text) {
 bool holds_secret(std::string_view text) noexcept {
   std::size_t keep = 0;
   for (std::size_t i = 0; i < text.size(); ++i)
-    if (secret_at(text, i, keep) != 0) return true;
+    if (may_start_secret(text[i]) && secret_at(text, i, keep) != 0) return true;
   return false;
 }
 
