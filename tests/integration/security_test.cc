@@ -601,7 +601,9 @@ void expect_json_records(const std::string& place, const std::string& log) {
 class RedactionGrepTest : public SecurityTest, public ::testing::WithParamInterface<std::string> {};
 
 INSTANTIATE_TEST_SUITE_P(BothLogFormats, RedactionGrepTest, ::testing::Values("text", "json"),
-                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
 
 TEST_P(RedactionGrepTest, FindsNoSecretInLogsQueueFilesAdminApiMetricsOrReplies) {
   // The fixed set, every one of them used below. Values are unlike each

@@ -73,7 +73,8 @@ std::vector<std::string> names_in_order(const std::string& line) {
 
 TEST(JsonLogFormatterTest, WritesUtcTimeWithMillisecondsLevelAndMessageOnOneLine) {
   EXPECT_EQ(json_of("queue: state/queue.db"),
-            R"({"time":"2026-12-05T01:02:03.456Z","level":"info","message":"queue: state/queue.db"})"
+            R"({"time":"2026-12-05T01:02:03.456Z","level":"info",)"
+            R"("message":"queue: state/queue.db"})"
             "\n");
 }
 
@@ -258,8 +259,8 @@ TEST(TextLogFormatterTest, TheTimeIsLocalWithItsOffsetAsBefore) {
   ASSERT_THAT(line, EndsWith("\n"));
   line.pop_back();
   // Whatever the machine's zone: the day may differ, and a zone may be off by half an hour.
-  EXPECT_THAT(line, ::testing::MatchesRegex(
-                        R"(2026-12-0[456]T[0-9]{2}:[0-9]{2}:03\.456[+-][0-9]{2}:[0-9]{2} info  x)"));
+  EXPECT_THAT(line, ::testing::MatchesRegex(R"(2026-12-0[456]T[0-9]{2}:[0-9]{2}:03\.456)"
+                                            R"([+-][0-9]{2}:[0-9]{2} info  x)"));
 }
 
 // ------------------------------------------------------------- factory --
