@@ -18,21 +18,33 @@ constexpr std::string_view kMarker = "[REDACTED]";
 // Every prefix starts with 'x' and kBearer with 'B': most bytes stop here.
 bool may_start_secret(char c) noexcept { return c == 'x' || c == 'B'; }
 
+// End of the run of token characters from `from`; `from` itself when the
+// run holds no letter or digit, which no credential lacks: a help text's
+// "export your token (xoxb-...)" stays readable.
+std::size_t credential_end(std::string_view text, std::size_t from) noexcept {
+  std::size_t j = from;
+  bool alnum = false;
+  while (j < text.size() && is_token_char(text[j])) {
+    alnum = alnum || std::isalnum(static_cast<unsigned char>(text[j])) != 0;
+    ++j;
+  }
+  return alnum ? j : from;
+}
+
 // Length of a secret starting at text[i], or 0.
 std::size_t secret_at(std::string_view text, std::size_t i, std::size_t& keep) noexcept {
   keep = 0;
   if (!may_start_secret(text[i])) return 0;
   for (auto prefix : kTokenPrefixes) {
     if (text.substr(i, prefix.size()) == prefix) {
-      std::size_t j = i + prefix.size();
-      while (j < text.size() && is_token_char(text[j])) ++j;
+      const std::size_t j = credential_end(text, i + prefix.size());
+      if (j == i + prefix.size()) return 0;
       keep = 4;  // keep "xoxb" so a reader knows which kind was there
       return j - i;
     }
   }
   if (text.substr(i, kBearer.size()) == kBearer) {
-    std::size_t j = i + kBearer.size();
-    while (j < text.size() && is_token_char(text[j])) ++j;
+    const std::size_t j = credential_end(text, i + kBearer.size());
     if (j > i + kBearer.size()) {
       keep = kBearer.size();
       return j - i;

@@ -44,6 +44,11 @@ TEST(RedactSecretsTest, BearerCredentialIsReplaced) {
                          Not(HasSubstr("abc.DEF-ghi_123"))));
 }
 
+TEST(RedactSecretsTest, ACredentialOfOneLetterOrDigitAmongPunctuationIsStillReplaced) {
+  EXPECT_EQ(redact_secrets("a xoxb-.-_7 b and Bearer ..x. c"),
+            "a xoxb[REDACTED] b and Bearer [REDACTED] c");
+}
+
 TEST(RedactSecretsTest, TokenInsideJsonKeepsTheJsonAroundIt) {
   const std::string out = redact_secrets(R"({"token":"xoxb-1-2-secret","text":"hi"})");
 
@@ -61,7 +66,9 @@ TEST(RedactSecretsTest, EverySecretInALineIsReplaced) {
 TEST(RedactSecretsTest, TextWithoutSecretsIsUnchanged) {
   for (const char* text :
        {"", "hello world", R"({"channel":"#general","text":"deploy done"})",
-        "xoxb without a dash", "nothing after a trailing Bearer ", "xox-b-not-a-token"}) {
+        "xoxb without a dash", "nothing after a trailing Bearer ", "xox-b-not-a-token",
+        "export your Slack bot token (xoxb-...) or set token_env", "a bare xapp- prefix",
+        "Bearer ... then"}) {
     EXPECT_EQ(redact_secrets(text), text);
   }
 }
