@@ -38,6 +38,7 @@
 #include "executor.h"
 #include "host_services.h"
 #include "ingress.h"
+#include "log_format.h"
 #include "metrics.h"
 #include "pipeline.h"
 #include "plugin_host.h"
@@ -116,9 +117,9 @@ std::optional<Options> parse_args(int argc, char** argv, int& exit_code) {
   return o;
 }
 
-std::shared_ptr<spdlog::logger> make_logger(const std::string& level) {
+std::shared_ptr<spdlog::logger> make_logger(const std::string& level, const std::string& format) {
   auto log = spdlog::stderr_color_mt("slack-proxy");
-  log->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%-5l%$ %v");
+  log->set_formatter(make_log_formatter(format));
   log->set_level(spdlog::level::from_str(level));
   log->flush_on(spdlog::level::info);
   return log;
@@ -671,12 +672,18 @@ int run_proxy(const Options& o) {
               << "'; use trace, debug, info, warn or error\n";
     return kExitStartup;
   }
-  auto log = make_logger(level);
+  auto log = make_logger(level, cfg.log.format);
   // Config and plugin problems name their file and line; everything else (a
   // port in use, no threads) says what failed. Poco's what() is only the
   // exception's class name, so its message comes from displayText().
-  // The logger also writes to stderr: one line, not two.
+  // The logger also writes to stderr: one line, not two. In JSON every line
+  // on stderr is a record, this one too (unless logging is off).
   auto fail = [&](const std::string& why) {
+    if (cfg.log.format == "json" && log->should_log(spdlog::level::critical)) {
+      log->critical("cannot start: {}", why);
+      log->flush();
+      return kExitStartup;
+    }
     log->flush();
     std::cerr << "slack-proxy: cannot start: " << why << "\n";
     return kExitStartup;

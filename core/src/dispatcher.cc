@@ -4,6 +4,7 @@
 
 #include <slack_proxy/sdk/outcome.h>
 
+#include "log_context.h"
 #include "redact.h"
 #include "thread_name.h"
 
@@ -48,6 +49,22 @@ std::string describe(const StageLabel& label) {
 
 double seconds_between(sdk::SteadyTime from, sdk::SteadyTime to) {
   return std::chrono::duration<double>(to - from).count();
+}
+
+// What a line logged about `m` is about (log_context.h).
+LogFields log_fields_of(const sdk::Message& m, std::string error = {}) {
+  return LogFields{.pipeline = m.pipeline,
+                   .channel = m.channel,
+                   .message_id = m.id,
+                   .client = m.caller,
+                   .error = std::move(error)};
+}
+
+// The error a failed send is known by: the sink's code, else the HTTP status.
+std::string error_of(const sdk::SendResult& r) {
+  if (r.delivered) return {};
+  if (r.error.empty() && r.http_status != 0) return "http_" + std::to_string(r.http_status);
+  return r.error;
 }
 
 std::string describe(const sdk::SendResult& r) {
@@ -402,6 +419,7 @@ void Dispatcher::record_result(Completion c, sdk::SteadyTime now) {
   Lane& lane = it->second;
   sdk::Message& m = lane.window.front().message;
   const Pipeline& p = *lane.pipeline;
+  const LogScope scope(log_fields_of(m, error_of(c.result)));
 
   for (const auto& guard : p.guards) {
     std::string failure;  // logged and counted; the result stands
@@ -764,6 +782,7 @@ bool Dispatcher::guards_allow(Lane& lane, sdk::SteadyTime now, sdk::SteadyTime* 
       return false;
     }
     if (!v.allow) {
+      const LogScope denied({.error = "denied"});
       metrics_.not_processed(m.original_channel);
       log_->info("message {} to {} not sent: {}; kept as a dead letter", m.id, m.channel,
                  v.reason);
@@ -812,11 +831,13 @@ Dispatcher::Start Dispatcher::start_head(Lane& lane, sdk::SteadyTime now) {
     if (load == Load::Unreadable)
       return Start{Start::Kind::Waits, now + kUnreadableRetry, false, "store_unreadable"};
     sdk::Message& m = lane.window.front().message;
+    const LogScope scope(log_fields_of(m));  // copies: `m` may be dead-lettered below
     repoint(lane);
     if (!lane.pipeline) {
       // Stored by a configuration that had this pipeline (before a restart
       // or a reload): it cannot be delivered, so it is counted, logged and
       // kept.
+      const LogScope unknown({.error = "unknown_pipeline"});
       log_->error("message {} names unknown pipeline '{}'; dead-lettered", m.id, m.pipeline);
       metrics_.failed(m.original_channel);
       dead_letter_head(lane, DeadLetterKind::Failed, "unknown_pipeline",
@@ -849,6 +870,7 @@ Dispatcher::Start Dispatcher::start_head(Lane& lane, sdk::SteadyTime now) {
       // The caller's token did not survive (sealed with a key this process
       // does not have, or a replay of a message queued without one): never
       // deliver it with the proxy's own token instead.
+      const LogScope unavailable({.error = "token_unavailable"});
       metrics_.failed(m.original_channel);
       log_->error("message {} to {} has no caller token to deliver with; kept as a dead letter",
                   m.id, m.channel);
@@ -890,6 +912,7 @@ void Dispatcher::send(Lane& lane, sdk::SteadyTime now) {
   }
   executor_.post([this, pipeline = lane.pipeline, key = lane.key(), seq = head.seq,
                   message = m, now]() {
+    const LogScope scope(log_fields_of(message));  // the sink's own lines too
     sdk::SendResult result;
     std::string failure;
     if (!contained(*pipeline, pipeline->sink.get(), "send", message, failure,

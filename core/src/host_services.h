@@ -20,7 +20,9 @@ class SystemClock final : public sdk::Clock {
 };
 
 // Logs to the proxy's logger as "[pipeline/stage] message", redacting
-// anything that looks like a Slack token on the way.
+// anything that looks like a Slack token on the way. A stage is called on
+// the thread handling the request or the message, so its lines carry that
+// thread's log fields (log_context.h) like the proxy's own.
 class StageLogger final : public sdk::Logger {
  public:
   StageLogger(std::shared_ptr<spdlog::logger> sink, std::string prefix);

@@ -21,6 +21,7 @@
 #include "admission/reply_style.h"
 #include "chat_message.h"
 #include "json_text.h"
+#include "log_context.h"
 #include "redact.h"
 
 namespace slack_proxy {
@@ -153,6 +154,15 @@ struct Ingress::Admission {
   // Kept for the reply once the message has gone to the queue.
   std::string id;
   std::string channel;  // as the caller sent it
+
+  // What a line logged for this request is about, as far as it is known.
+  LogFields log_fields(std::string_view error = {}) const {
+    return LogFields{.pipeline = pipeline != nullptr ? pipeline->name : std::string(),
+                     .channel = channel.empty() ? chat.channel : channel,
+                     .client = caller,
+                     .remote = request.remote_address(),
+                     .error = std::string(error)};
+  }
 };
 
 namespace {
@@ -195,6 +205,7 @@ void Ingress::count_and_log_refusal(const std::function<std::string()>& subject,
 
 HttpReply Ingress::reject(const Admission& a, int status, std::string_view error,
                           std::string_view detail) {
+  const LogScope scope(a.log_fields(error));
   count_and_log_refusal(
       [&] {
         const std::string where = a.pipeline != nullptr
@@ -220,6 +231,7 @@ HttpReply Ingress::with_retry_after(HttpReply reply) const {
 
 HttpReply Ingress::refuse_head(const std::string& remote_address, int status,
                                std::string_view error, std::string_view detail) {
+  const LogScope scope({.remote = remote_address, .error = std::string(error)});
   count_and_log_refusal([&] { return "request from " + remote_address; }, status, error, detail);
   HttpReply r = ReplyStyle::root().error(status, error, detail);
   r.close = true;
@@ -311,6 +323,7 @@ HttpReply internal_error_reply() {
 }  // namespace
 
 HttpReply Ingress::internal_error(const Admission& a, const std::exception& e) {
+  const LogScope scope(a.log_fields("internal_error"));
   log_->error("ingress failed on {} {}: {}", a.request.method(),
               a.pipeline != nullptr ? a.pipeline->name : std::string("(no pipeline)"),
               redact_secrets(e.what()));
@@ -322,6 +335,7 @@ HttpReply Ingress::internal_error(const Admission& a, const std::exception& e) {
 template <typename Call>
 Ingress::Step Ingress::call_stage(const Admission& a, const sdk::Stage* stage,
                                   std::string_view method, Call&& call) {
+  const LogScope scope(a.log_fields());  // the stage's own lines too
   std::string what;
   try {
     call();
@@ -536,6 +550,10 @@ void Ingress::enqueue(std::shared_ptr<Admission> a, ReplySink reply) {
 }
 
 HttpReply Ingress::queued(const Admission& a, const Queue::PushResult& pushed) {
+  LogFields fields = a.log_fields();
+  if (pushed.status == Queue::PushStatus::Accepted) fields.message_id = a.id;  // now it is one
+  if (pushed.status == Queue::PushStatus::Unavailable) fields.error = "queue_unavailable";
+  const LogScope scope(std::move(fields));
   const std::string& channel = a.channel;
   switch (pushed.status) {
     case Queue::PushStatus::Accepted:

@@ -11,4 +11,8 @@ namespace slack_proxy {
 // depth: code should not pass secrets to a logger in the first place.
 std::string redact_secrets(std::string_view text);
 
+// True when redact_secrets(text) would change it; allocates nothing, so a
+// caller can keep the common case (no secret) free.
+bool holds_secret(std::string_view text) noexcept;
+
 }  // namespace slack_proxy

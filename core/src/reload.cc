@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "app.h"
+#include "log_format.h"
 
 namespace slack_proxy {
 namespace {
@@ -192,6 +193,8 @@ std::vector<std::string> describe_changes(const config::ProxyConfig& a,
                     "they come up)");
   if (a.log.level != b.log.level)
     out.push_back("[log] level " + a.log.level + " -> " + b.log.level);
+  if (a.log.format != b.log.format)
+    out.push_back("[log] format " + a.log.format + " -> " + b.log.format);
   if (a.plugins.paths != b.plugins.paths) out.push_back("[plugins] paths changed");
   if (!(a.admin == b.admin)) out.push_back("[admin] key source changed");
   if (a.dispatcher.shutdown_timeout != b.dispatcher.shutdown_timeout)
@@ -288,6 +291,8 @@ ReloadOutcome Reloader::try_reload() {
   targets_.dispatcher.set_pipelines(pipelines);
   targets_.admin.set_key(admin_key);
   targets_.log->set_level(spdlog::level::from_str(level));
+  if (next.log.format != running_.config.log.format)
+    targets_.log->set_formatter(make_log_formatter(next.log.format));
   admin_key_digest_ = digest;
   {
     std::lock_guard<std::mutex> lock(running_mutex_);

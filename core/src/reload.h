@@ -14,7 +14,7 @@
 //      their state, see build_pipelines' CarryOver);
 //   5. swaps: the ingress serves the new pipelines to requests that arrive
 //      from now on, the dispatcher delivers with them from its next round,
-//      the admin API takes the new key, the log its new level.
+//      the admin API takes the new key, the log its new level and format.
 // A request or a send already under way finishes on the stages it started
 // with. Queued messages go on under the new pipeline of the same name; those
 // of a pipeline that is gone become dead letters (unknown_pipeline) as they

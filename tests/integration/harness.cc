@@ -494,7 +494,8 @@ std::string ProxyConfig::toml() const {
     << "workers = " << workers << "\n"
     << "shutdown_timeout = \"" << shutdown_timeout << "\"\n\n"
     << "[log]\n"
-    << "level = \"" << log_level << "\"\n\n";
+    << "level = \"" << log_level << "\"\n"
+    << log_settings << "\n";
   if (!plugin_paths.empty()) {
     t << "[plugins]\npaths = [";
     for (std::size_t i = 0; i < plugin_paths.size(); ++i) {

@@ -183,6 +183,7 @@ struct ProxyConfig {
   std::string shutdown_timeout = "1s";
   int workers = 8;
   std::string log_level = "info";
+  std::string log_settings;  // extra lines inside [log] (format = "json")
   std::vector<std::string> plugin_paths;
   std::string sink_settings;  // extra lines inside the slack_sink table
   std::string pipeline_settings;  // extra keys of the [[pipeline]] table itself

@@ -541,6 +541,7 @@ TEST(Cli, PluginsListsEachCoreConfigSectionWithItsBounds) {
            "  retry_after: duration, >= 1s, default 5s\n",
            "[dispatcher] (core)\n  workers: integer, 1..2147483647, default 8\n",
            "[log] (core)\n  level: enum, one of: trace | debug | info | warn | error, default \"info\"\n",
+           "  format: enum, one of: text | json, default \"text\"\n",
            "[plugins] (core)\n  paths: string list, default []\n",
            "[[pipeline]] (core)\n  name: string, required\n",
            "  paths: string list, at least 1 entry, default [\"/\"]\n",

@@ -94,6 +94,7 @@ std::map<std::string, std::string> authorization_by_text(const FakeSlack& slack)
 struct HostSettings {
   std::string queue = "backend = \"memory\"\ncapacity = 1000\n";
   std::string log_level = "debug";
+  std::string log_format = "text";
   std::string shutdown_timeout = "5s";
 };
 
@@ -105,7 +106,7 @@ std::string host_toml(const HostSettings& h = {}) {
          "[queue]\n" +
          h.queue +
          "\n[dispatcher]\nworkers = 8\nshutdown_timeout = \"" + h.shutdown_timeout +
-         "\"\n\n[log]\nlevel = \"" + h.log_level + "\"\n";
+         "\"\n\n[log]\nlevel = \"" + h.log_level + "\"\nformat = \"" + h.log_format + "\"\n";
 }
 
 std::string pipeline(const std::string& name, const std::string& settings,
@@ -579,7 +580,32 @@ std::vector<std::pair<std::string, HttpResponse>> admin_replies(const ProxyProce
   return out;
 }
 
-TEST_F(SecurityTest, RedactionGrepFindsNoSecretInLogsQueueFilesAdminApiMetricsOrReplies) {
+// Every line of a log written with [log] format = "json" is one JSON object
+// with a time, a level and a message: the grep read records, not fragments.
+void expect_json_records(const std::string& place, const std::string& log) {
+  std::size_t records = 0;
+  for (const auto& line : non_empty_lines(log)) {
+    try {
+      const auto record = parse_object(line);
+      for (const char* name : {"time", "level", "message"})
+        EXPECT_TRUE(record->has(name)) << place << ": no " << name << " in " << line;
+      ++records;
+    } catch (const std::exception&) {
+      ADD_FAILURE() << place << ": not a JSON object: " << line;
+    }
+  }
+  EXPECT_GT(records, 10u) << place;
+}
+
+// The grep runs once for each [log] format: what one redacts, the other must too.
+class RedactionGrepTest : public SecurityTest, public ::testing::WithParamInterface<std::string> {};
+
+INSTANTIATE_TEST_SUITE_P(BothLogFormats, RedactionGrepTest, ::testing::Values("text", "json"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
+
+TEST_P(RedactionGrepTest, FindsNoSecretInLogsQueueFilesAdminApiMetricsOrReplies) {
   // The fixed set, every one of them used below. Values are unlike each
   // other and anything the proxy prints, so a 12-character piece of one in
   // any output can only be a leak.
@@ -616,6 +642,7 @@ TEST_F(SecurityTest, RedactionGrepFindsNoSecretInLogsQueueFilesAdminApiMetricsOr
   h.queue = "backend = \"sqlite\"\npath = " + quoted((db_dir / "queue.db").string()) +
             "\nsync = \"full\"\ncapacity = 1000\n";
   h.log_level = "trace";
+  h.log_format = GetParam();
   h.shutdown_timeout = "1s";
   const std::string text =
       host_toml(h) +
@@ -853,6 +880,10 @@ TEST_F(SecurityTest, RedactionGrepFindsNoSecretInLogsQueueFilesAdminApiMetricsOr
     EXPECT_NE(log1.find(needle), std::string::npos) << "run 1 never logged " << needle;
   EXPECT_EQ(log1.find("suppressed"), std::string::npos)
       << "some refusals were not logged, so the grep did not see them";
+  if (GetParam() == "json") {
+    expect_json_records("the log of run 1", log1);
+    expect_json_records("the log of run 2", log2);
+  }
 }
 
 // ---------------------------------------------- 7. the example config --

@@ -79,6 +79,7 @@ shutdown_timeout = "1.5m"
 
 [log]
 level = "debug"
+format = "json"
 
 [plugins]
 paths = ["plugins-extra", "/opt/sp/plugins"]
@@ -123,6 +124,7 @@ plugin = "slack_sink"
   EXPECT_EQ(config.dispatcher.workers, 4);
   EXPECT_EQ(config.dispatcher.shutdown_timeout, 90s);
   EXPECT_EQ(config.log.level, "debug");
+  EXPECT_EQ(config.log.format, "json");
   EXPECT_THAT(config.plugins.paths,
               ElementsAre("/etc/slack-proxy/plugins-extra", "/opt/sp/plugins"));
 
@@ -130,11 +132,11 @@ plugin = "slack_sink"
   const auto& slack = config.pipelines[0];
   EXPECT_EQ(slack.name, "slack");
   EXPECT_THAT(slack.paths, ElementsAre("/", "/api/chat.postMessage"));
-  EXPECT_EQ(slack.where.str(), "/etc/slack-proxy/proxy.toml:30:1");
+  EXPECT_EQ(slack.where.str(), "/etc/slack-proxy/proxy.toml:31:1");
   ASSERT_EQ(slack.stages.size(), 2u);
   EXPECT_EQ(slack.stages[0].plugin, "token_bucket");
   EXPECT_EQ(slack.stages[0].name, "pace");
-  EXPECT_EQ(slack.stages[0].where.str(), "/etc/slack-proxy/proxy.toml:34:1");
+  EXPECT_EQ(slack.stages[0].where.str(), "/etc/slack-proxy/proxy.toml:35:1");
   // `plugin` and `name` are the host's; only the plugin's own keys remain.
   EXPECT_EQ(slack.stages[0].settings.size(), 2u);
   EXPECT_EQ(slack.stages[0].settings["rate"].value<double>(), 1.0);
@@ -170,6 +172,7 @@ TEST(ConfigTest, MissingSectionsKeepDefaults) {
   EXPECT_EQ(config.dispatcher.workers, 8);
   EXPECT_EQ(config.dispatcher.shutdown_timeout, 30s);
   EXPECT_EQ(config.log.level, "info");
+  EXPECT_EQ(config.log.format, "text");
   EXPECT_TRUE(config.plugins.paths.empty());
   ASSERT_EQ(config.pipelines.size(), 1u);
   EXPECT_THAT(config.pipelines[0].paths, ElementsAre("/"));
@@ -234,6 +237,7 @@ TEST(ConfigTest, EmptySectionsKeepDefaults) {
   EXPECT_TRUE(config.metrics.enabled);
   EXPECT_EQ(config.queue.capacity, 10000u);
   EXPECT_EQ(config.log.level, "info");
+  EXPECT_EQ(config.log.format, "text");
 }
 
 TEST(ConfigTest, UnknownKeyNamesPositionAndAllowedKeys) {
@@ -302,6 +306,7 @@ TEST(ConfigTest, CoreSectionsAreListedWithTheirBoundsAndDefaults) {
   EXPECT_EQ(described("[dispatcher]").at("workers"), "integer, 1..2147483647, default 8");
   EXPECT_EQ(described("[log]").at("level"),
             "enum, one of: trace | debug | info | warn | error, default \"info\"");
+  EXPECT_EQ(described("[log]").at("format"), "enum, one of: text | json, default \"text\"");
   EXPECT_EQ(described("[plugins]").at("paths"), "string list, default []");
   EXPECT_EQ(described("[[pipeline]]").at("name"), "string, required");
   EXPECT_EQ(described("[[pipeline]]").at("paths"), "string list, at least 1 entry, default [\"/\"]");
@@ -341,7 +346,7 @@ INSTANTIATE_TEST_SUITE_P(
         UnknownKeyCase{"dispatcher", with_pipeline("[dispatcher]\nbogus = 1\n"),
                        "[dispatcher]: unknown key 'bogus'; allowed: lane_window, shutdown_timeout, window_bytes, workers"},
         UnknownKeyCase{"log", with_pipeline("[log]\nbogus = 1\n"),
-                       "[log]: unknown key 'bogus'; allowed: level"},
+                       "[log]: unknown key 'bogus'; allowed: format, level"},
         UnknownKeyCase{"plugins", with_pipeline("[plugins]\nbogus = 1\n"),
                        "[plugins]: unknown key 'bogus'; allowed: paths"},
         UnknownKeyCase{"pipeline", "[[pipeline]]\nname = \"p\"\nbogus = 1\n[[pipeline.stage]]\nplugin = \"x\"\n",
@@ -484,6 +489,8 @@ TEST(ConfigTest, UnsupportedChoiceNamesAllowedValues) {
   EXPECT_EQ(error_of(with_pipeline("[log]\nlevel = \"verbose\"\n")),
             "cfg.toml:2:9: [log]: 'level' must be one of \"trace\", \"debug\", \"info\", \"warn\" or "
             "\"error\", got \"verbose\"");
+  EXPECT_EQ(error_of(with_pipeline("[log]\nformat = \"logfmt\"\n")),
+            "cfg.toml:2:10: [log]: 'format' must be one of \"text\" or \"json\", got \"logfmt\"");
 }
 
 TEST(ConfigTest, InvalidDurationNamesAcceptedForms) {

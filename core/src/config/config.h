@@ -152,6 +152,7 @@ struct DispatcherConfig {                   // [dispatcher]
 
 struct LogConfig {                          // [log]
   std::string level = "info";               // trace|debug|info|warn|error
+  std::string format = "text";              // text|json (one JSON object a line)
   bool operator==(const LogConfig&) const = default;
 };
 

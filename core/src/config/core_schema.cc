@@ -173,6 +173,10 @@ const sdk::Schema<LogConfig>& log_schema() {
   static const sdk::Schema<LogConfig> schema{
       sdk::setting("level", &LogConfig::level, "least severe level logged")
           .one_of({"trace", "debug", "info", "warn", "error"}).default_to("info"),
+      sdk::setting("format", &LogConfig::format,
+                   "text: one line a record for people; json: one JSON object a line for Loki "
+                   "or Elasticsearch")
+          .one_of({"text", "json"}).default_to("text"),
   };
   return schema;
 }
