@@ -547,12 +547,21 @@ int serve(const Options& o, const config::ProxyConfig& cfg,
   ingress_options.tenant_salt = fleet_tenant_salt(cfg);
   Ingress ingress(queue, pipelines, core_metrics, clock, log, ingress_options);
 
+  // Without a caller-token pipeline at start, a durable queue has no key
+  // to seal callers' tokens with (token_sealer): adding one needs a restart.
+  const bool can_seal_tokens =
+      cfg.queue.backend == "memory" ||
+      std::any_of(cfg.pipelines.begin(), cfg.pipelines.end(),
+                  [](const auto& p) { return p.delivery_token == "caller"; });
+  // The pipelines move into the reloader: after a reload nothing holds the
+  // first ones but what still uses them.
   Reloader reloader(o.config_path,
-                    Reloader::Running{cfg, std::move(plugins), pipelines}, build,
-                    Reloader::Targets{ingress, dispatcher, admin, log, o.log_level},
+                    Reloader::Running{cfg, std::move(plugins), std::move(pipelines)}, build,
+                    Reloader::Targets{ingress, dispatcher, admin, log, o.log_level,
+                                      can_seal_tokens},
                     metrics.registry(), clock);
   admin.set_reload([&reloader] {
-    ReloadOutcome r = reloader.reload();
+    ReloadOutcome r = reloader.reload(/*wait=*/false);
     return AdminApi::ReloadReply{r.ok, r.ok ? std::move(r.changes) : std::move(r.errors)};
   });
 

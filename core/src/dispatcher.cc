@@ -125,6 +125,22 @@ void Dispatcher::apply_new_pipelines() {
   pipelines_.clear();
   for (auto& p : *taken) pipelines_.emplace(p->name, std::move(p));
   ++generation_;  // lanes take theirs as they next start (repoint)
+  // Lanes turned away together by a limiter (or their workspace's pause)
+  // ask again now: the new limiters may let them go sooner, and a lane of
+  // a pipeline that is gone must not wait for a bucket that is gone too. A
+  // pause is the dispatcher's own and still holds them. Lanes waiting on
+  // their own (a backoff, a channel's pause) keep their time.
+  std::vector<Timer> kept;
+  for (Timer& t : timers_) {
+    if (!t.batch->scope.empty())
+      push_due(std::move(t.batch));
+    else
+      kept.push_back(std::move(t));
+  }
+  timers_ = std::move(kept);
+  std::make_heap(timers_.begin(), timers_.end(), [](const Timer& a, const Timer& b) {
+    return a.when != b.when ? a.when > b.when : a.order > b.order;
+  });
 }
 
 void Dispatcher::repoint(Lane& lane) {
@@ -217,7 +233,13 @@ void Dispatcher::take_arrivals() {
     std::vector<Queued> batch = queue_.take(kTakeBatch);
     for (Queued& q : batch) {
       seen_upto_ = std::max(seen_upto_, q.seq);
-      const auto pipeline = pipelines_.find(q.message.pipeline);
+      auto pipeline = pipelines_.find(q.message.pipeline);
+      if (pipeline == pipelines_.end()) {
+        // A reload may have handed its pipeline over since this round began
+        // (the ingress serves a new pipeline only after that).
+        apply_new_pipelines();
+        pipeline = pipelines_.find(q.message.pipeline);
+      }
       if (pipeline == pipelines_.end()) {
         // Only possible if a backend hands back a message from an older
         // configuration; it cannot be delivered, so it is counted and logged.
@@ -833,6 +855,10 @@ Dispatcher::Start Dispatcher::start_head(Lane& lane, sdk::SteadyTime now) {
     sdk::Message& m = lane.window.front().message;
     const LogScope scope(log_fields_of(m));  // copies: `m` may be dead-lettered below
     repoint(lane);
+    if (!lane.pipeline) {
+      apply_new_pipelines();  // as in take_arrivals
+      repoint(lane);
+    }
     if (!lane.pipeline) {
       // Stored by a configuration that had this pipeline (before a restart
       // or a reload): it cannot be delivered, so it is counted, logged and

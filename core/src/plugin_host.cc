@@ -314,16 +314,25 @@ FileIdentity identify(const std::filesystem::path& file, const std::string& path
 }
 
 // What this process has loaded, by the file's path, for every PluginHost
-// (a reload makes a new one). `direct` is the library dlopen()ed under the
-// path itself: while it lives, the loader answers that path with it, so a
-// changed file must be loaded from a copy. `latest` is the newest load and
-// the file it was made from.
+// (a reload makes a new one). `latest` is the newest load and the file it
+// was made from; `direct_file` is the file last dlopen()ed under the path
+// itself, which the loader keeps answering that path with for as long as
+// it holds that library: past its last dlclose() too, for a library with
+// STB_GNU_UNIQUE symbols (most C++ plugins), which glibc never unloads.
 struct Mapped {
-  std::weak_ptr<boost::dll::shared_library> direct;
   std::weak_ptr<boost::dll::shared_library> latest;
   FileIdentity latest_file;
   LoadedPlugin latest_plugin;  // its `library` is reset: `latest` owns nothing
+  FileIdentity direct_file;
 };
+
+// Whether the dynamic loader holds a library loaded under `file`'s path.
+bool loader_holds(const std::filesystem::path& file) {
+  void* handle = ::dlopen(file.c_str(), RTLD_LAZY | RTLD_NOLOAD);
+  if (handle == nullptr) return false;
+  ::dlclose(handle);  // the reference RTLD_NOLOAD just took
+  return true;
+}
 
 std::mutex& mapped_mutex() {
   static std::mutex m;
@@ -402,7 +411,8 @@ const LoadedPlugin& PluginHost::load(const std::string& name) {
     return loaded_.emplace(name, std::move(same)).first->second;
   }
   refuse_foreign_sanitizer(found, plugin.path);
-  if (!seen.direct.expired()) {
+  if (loader_holds(found) && !(seen.direct_file == file)) {
+    // dlopen() of the path would hand back the library of the old file.
     plugin.library = load_copy(found, name, plugin.path);
     plugin.from_copy = true;
   } else {
@@ -412,7 +422,7 @@ const LoadedPlugin& PluginHost::load(const std::string& name) {
     } catch (const std::exception& e) {
       throw PluginError(plugin.path + ": cannot load: " + e.what());
     }
-    seen.direct = plugin.library;
+    seen.direct_file = file;
   }
   if (!plugin.library->has(SLACK_PROXY_ENTRY_POINT)) {
     throw PluginError(plugin.path + ": not a slack-proxy plugin (no " SLACK_PROXY_ENTRY_POINT

@@ -12,6 +12,7 @@
 
 #include "app.h"
 #include "log_format.h"
+#include "redact.h"
 
 namespace slack_proxy {
 namespace {
@@ -96,7 +97,8 @@ std::string load_admin_key(const config::AdminConfig& admin) {
 }
 
 std::vector<std::string> settings_needing_restart(const config::ProxyConfig& a,
-                                                  const config::ProxyConfig& b) {
+                                                  const config::ProxyConfig& b,
+                                                  bool can_seal_tokens) {
   std::vector<std::string> out;
   // One line per key; a field missing here is still caught by the section's
   // catch-all below, named by its section.
@@ -161,12 +163,9 @@ std::vector<std::string> settings_needing_restart(const config::ProxyConfig& a,
   da.shutdown_timeout = db.shutdown_timeout;  // live: read when the drain starts
   section("dispatcher", da == db);
 
-  // The queue seals callers' tokens only when a pipeline took them at start.
-  const auto takes_callers_tokens = [](const config::ProxyConfig& c) {
-    return std::any_of(c.pipelines.begin(), c.pipelines.end(),
-                       [](const auto& p) { return p.delivery_token == "caller"; });
-  };
-  if (takes_callers_tokens(b) && !takes_callers_tokens(a)) {
+  // A durable queue seals callers' tokens only when a pipeline took them at
+  // start: the key is set up then.
+  if (!can_seal_tokens) {
     for (const auto& p : b.pipelines)
       if (p.delivery_token == "caller")
         out.push_back("[[pipeline]] '" + p.name +
@@ -231,8 +230,13 @@ config::ProxyConfig Reloader::config() const {
   return running_.config;
 }
 
-ReloadOutcome Reloader::reload() {
-  std::lock_guard<std::mutex> lock(reload_mutex_);
+ReloadOutcome Reloader::reload(bool wait) {
+  std::unique_lock<std::mutex> lock(reload_mutex_, std::defer_lock);
+  if (wait) {
+    lock.lock();
+  } else if (!lock.try_lock()) {
+    return ReloadOutcome{false, {}, {"a reload is already running; try again when it is done"}};
+  }
   ReloadOutcome outcome;
   try {
     outcome = try_reload();
@@ -243,6 +247,9 @@ ReloadOutcome Reloader::reload() {
   } catch (...) {
     outcome.errors = {"unknown error"};
   }
+  // A plugin's refusal is its own text: it must not carry a secret into the
+  // log or the admin API's reply.
+  for (auto& e : outcome.errors) e = redact_secrets(e);
   record(outcome);
   return outcome;
 }
@@ -250,7 +257,7 @@ ReloadOutcome Reloader::reload() {
 ReloadOutcome Reloader::try_reload() {
   ReloadOutcome outcome;
   config::ProxyConfig next = config::load_config(path_);
-  outcome.errors = settings_needing_restart(running_.config, next);
+  outcome.errors = settings_needing_restart(running_.config, next, targets_.can_seal_tokens);
   if (!outcome.errors.empty()) {
     for (auto& e : outcome.errors) e += " cannot change without a restart";
     return outcome;
@@ -270,6 +277,9 @@ ReloadOutcome Reloader::try_reload() {
   // Everything is built and checked: swap.
   outcome.ok = true;
   outcome.changes = describe_changes(running_.config, next);
+  if (targets_.level_override)  // --log-level wins: [log] level changes nothing
+    std::erase_if(outcome.changes,
+                  [](const std::string& line) { return line.rfind("[log] level ", 0) == 0; });
   for (const auto& p : next.pipelines)
     for (const auto& stage : p.stages)
       if (const LoadedPlugin& loaded = plugins->load(stage.plugin); loaded.from_copy) {
@@ -287,8 +297,10 @@ ReloadOutcome Reloader::try_reload() {
   if (!carried.empty())
     outcome.changes.push_back("kept with their state: " + joined(carried, ", "));
 
-  targets_.ingress.set_pipelines(pipelines);
+  // The dispatcher first: a request the ingress routes to a new pipeline
+  // must find it there.
   targets_.dispatcher.set_pipelines(pipelines);
+  targets_.ingress.set_pipelines(pipelines);
   targets_.admin.set_key(admin_key);
   targets_.log->set_level(spdlog::level::from_str(level));
   if (next.log.format != running_.config.log.format)
@@ -304,17 +316,18 @@ ReloadOutcome Reloader::try_reload() {
 }
 
 void Reloader::record(const ReloadOutcome& outcome) {
+  // The line first: whoever watches the gauge finds it written.
   if (outcome.ok) {
+    targets_.log->info("configuration reloaded from {}: {}; stages made anew read their key, "
+                       "token and secret files again",
+                       path_, joined(outcome.changes, "; "));
     successful_.Set(1);
     success_time_.Set(
         std::chrono::duration<double>(clock_.wall_now().time_since_epoch()).count());
-    targets_.log->info("configuration reloaded from {}: {}; every key, token and secret file "
-                       "read again",
-                       path_, joined(outcome.changes, "; "));
   } else {
-    successful_.Set(0);
     targets_.log->error("configuration reload refused, the running one stays: {}",
                         joined(outcome.errors, "; "));
+    successful_.Set(0);
   }
 }
 

@@ -56,10 +56,13 @@ std::string load_admin_key(const config::AdminConfig& admin);
 
 // The settings that differ between the two and that only a restart applies,
 // each as "[section] key": the listeners, TLS, the queue, Redis, the
-// dispatcher's workers and windows, a pipeline starting to take callers'
-// tokens. Empty when every difference can be applied live.
+// dispatcher's workers and windows; and, unless `can_seal_tokens` (the
+// queue keeps callers' tokens: the memory queue, or a sealing key set up at
+// start), a pipeline that takes callers' tokens. Empty when every
+// difference can be applied live.
 std::vector<std::string> settings_needing_restart(const config::ProxyConfig& running,
-                                                  const config::ProxyConfig& next);
+                                                  const config::ProxyConfig& next,
+                                                  bool can_seal_tokens);
 
 // What going from `before` to `after` changes, one line each: pipelines and
 // their stages added, removed or changed, the log level, the plugin paths.
@@ -88,13 +91,15 @@ class Reloader {
   };
 
   // Where a reload takes effect. `level_override` is --log-level, which
-  // wins over [log] level on every reload too.
+  // wins over [log] level on every reload too. `can_seal_tokens`: see
+  // settings_needing_restart.
   struct Targets {
     Ingress& ingress;
     Dispatcher& dispatcher;
     AdminApi& admin;
     std::shared_ptr<spdlog::logger> log;
     std::optional<std::string> level_override;
+    bool can_seal_tokens = false;
   };
 
   // `path` is the file reloads read. Registers the two reload metrics, the
@@ -103,8 +108,9 @@ class Reloader {
            prometheus::Registry& registry, const sdk::Clock& clock);
 
   // Reloads (see the file comment). One at a time: a second caller waits
-  // for the first. Never throws.
-  ReloadOutcome reload();
+  // for the first, or, with `wait` false, is refused at once ("a reload is
+  // already running"). Never throws.
+  ReloadOutcome reload(bool wait = true);
 
   // The configuration running now.
   config::ProxyConfig config() const;

@@ -2,6 +2,8 @@
 // version_router_v1.so and version_router_v2.so, both calling themselves
 // "version_router": a reload test installs one, then the other in its
 // place, and sees which one the proxy routes with.
+#include <atomic>
+
 #include <slack_proxy/sdk/plugin.h>
 
 #ifndef ROUTE_VERSION
@@ -10,12 +12,22 @@
 #define SP_TEXT_OF(x) #x
 #define SP_TEXT(x) SP_TEXT_OF(x)
 
+// A function-local static of an inline function with default visibility is
+// an STB_GNU_UNIQUE symbol, as most C++ plugins have (from libstdc++): glibc
+// then never unloads the library, even after its last dlclose(). The
+// reload test needs that to be true of this plugin too.
+__attribute__((visibility("default"))) inline std::atomic<int>& routed_count() {
+  static std::atomic<int> n{0};
+  return n;
+}
+
 namespace {
 
 class VersionRouter final : public slack_proxy::sdk::Router {
  public:
   slack_proxy::sdk::RouteResult route(slack_proxy::sdk::Message& m) noexcept override {
     m.channel = "#v" SP_TEXT(ROUTE_VERSION);
+    ++routed_count();
     return slack_proxy::sdk::RouteResult::ok();
   }
 };

@@ -769,6 +769,38 @@ TEST_F(DispatcherTest, AfterSetPipelinesTheSendInFlightFinishesOnItsPipelineAndT
   EXPECT_EQ(queue.size(), 0u);
 }
 
+// A lane its limiter turned away asks the new pipeline's limiters at once
+// after a reload (they may let it go sooner); a lane in a retry backoff
+// keeps its time.
+TEST_F(DispatcherTest, AfterSetPipelinesLimiterWaitsAskAgainAndBackoffsKeepTheirTime) {
+  auto limiter = std::make_shared<NiceMock<sdk::testing::MockRateLimiter>>();
+  ON_CALL(*limiter, next_send_time(_, _))
+      .WillByDefault(Invoke([](const Message& m, SteadyTime now) {
+        return m.channel == "#slow" ? now + 1000s : now;
+      }));
+  pipeline->limiters.push_back(limiter);
+  auto retry = std::make_shared<NiceMock<sdk::testing::MockRetryPolicy>>();
+  ON_CALL(*retry, decide(_, _)).WillByDefault(Return(sdk::RetryDecision::retry_after(60s, "x")));
+  pipeline->retry = retry;
+  ON_CALL(*sink, send(_)).WillByDefault(Invoke([this](const Message& m) {
+    sent.push_back(m.id);
+    return m.channel == "#flaky" ? SendResult::failure("timeout") : SendResult::ok();
+  }));
+  push("slow1", "#slow");
+  push("flaky1", "#flaky");
+  run_until_quiet();  // slow1 waits 1000 s for its limiter, flaky1 60 s to be retried
+  ASSERT_THAT(sent, ElementsAre("flaky1"));
+
+  auto next = std::make_shared<Pipeline>(*pipeline);
+  next->limiters.clear();  // the reload dropped the limiter
+  dispatcher().set_pipelines({next});
+  run_until_quiet();
+  EXPECT_THAT(sent, ElementsAre("flaky1", "slow1")) << "slow1 at once; flaky1 still waits";
+  clock.advance(60s);
+  run_until_quiet();
+  EXPECT_THAT(sent, ElementsAre("flaky1", "slow1", "flaky1"));
+}
+
 // A pipeline a reload removed: what its lanes hold becomes dead letters
 // (unknown_pipeline) as they come up, nothing is sent or lost.
 TEST_F(DispatcherTest, MessagesOfAPipelineAReloadRemovedAreDeadLetteredAsUnknownPipeline) {

@@ -34,7 +34,7 @@ TEST(ReloadTest, PipelinesLogLevelAdminAndShutdownTimeoutChangeLive) {
       "shutdown_timeout = \"5s\"\n[plugins]\npaths = [\"/p\"]\n" +
       kPipeline + "\n[[pipeline]]\nname = \"more\"\npaths = [\"/more\"]\n"
                   "[[pipeline.stage]]\nplugin = \"slack_sink\"\n");
-  EXPECT_THAT(settings_needing_restart(before, after), IsEmpty());
+  EXPECT_THAT(settings_needing_restart(before, after, true), IsEmpty());
   EXPECT_THAT(describe_changes(before, after),
               ElementsAre("pipeline 'more' added", "[log] level info -> debug",
                           "[plugins] paths changed", "[admin] key source changed",
@@ -58,20 +58,36 @@ url = "redis://127.0.0.1:6379"
 workers = 3
 lane_window = 2
 )" + kPipeline);
-  EXPECT_THAT(settings_needing_restart(before, after),
+  EXPECT_THAT(settings_needing_restart(before, after, false),
               ElementsAre("[server] listen", "[server] max_json_depth",
                           "[metrics] max_channel_labels", "[queue] backend", "[queue] capacity",
                           "[redis] url", "[dispatcher] workers", "[dispatcher] lane_window"));
 }
 
-TEST(ReloadTest, APipelineThatStartsTakingCallersTokensNeedsARestart) {
+// Callers' tokens need a sealing key in a durable queue, set up at start
+// only when a pipeline took them then; the memory queue needs none.
+TEST(ReloadTest, ACallerTokenPipelineNeedsARestartOnlyWhenTheQueueCannotSealTokens) {
   const auto before = parse(kPipeline);
   auto after = before;
   after.pipelines[0].delivery_token = "caller";
-  const auto named = settings_needing_restart(before, after);
+  const auto named = settings_needing_restart(before, after, false);
   ASSERT_EQ(named.size(), 1u);
   EXPECT_THAT(named[0], ::testing::HasSubstr("'slack' delivery_token = \"caller\""));
-  EXPECT_THAT(settings_needing_restart(after, after), IsEmpty()) << "one that always did is fine";
+  EXPECT_THAT(settings_needing_restart(before, after, true), IsEmpty())
+      << "a queue that can seal: it applies live";
+}
+
+// Of the restart-only sections, [dispatcher] shutdown_timeout alone changes
+// live (read when a drain starts); each other setting is named.
+TEST(ReloadTest, OfTheRestartOnlySectionsOnlyShutdownTimeoutChangesLive) {
+  const auto before = parse(kPipeline);
+  auto after = before;
+  after.dispatcher.shutdown_timeout = std::chrono::milliseconds(1);  // live: not this
+  EXPECT_THAT(settings_needing_restart(before, after, true), IsEmpty());
+  after.server.tls_key = "changed";  // listed
+  after.server.listen.host = "::1";  // listed
+  EXPECT_THAT(settings_needing_restart(before, after, true),
+              ElementsAre("[server] listen", "[server] tls_key"));
 }
 
 TEST(ReloadTest, StagesAddedRemovedChangedAndReorderedAreDescribedByName) {
