@@ -28,50 +28,6 @@ constexpr std::size_t kMaxLimit = 1000;
 constexpr const char* kRetryAfterSeconds = "5";
 
 
-// RFC 3339, UTC, milliseconds: "2026-11-27T21:00:00.123Z"; null for the
-// epoch, which the store uses for "never" (e.g. no attempt yet).
-void append_time(std::string& out, sdk::WallTime t) {
-  using namespace std::chrono;
-  if (t.time_since_epoch().count() == 0) {
-    out += "null";
-    return;
-  }
-  const auto ms = floor<milliseconds>(t);
-  const auto day = floor<days>(ms);
-  const year_month_day date{day};
-  const hh_mm_ss time{ms - day};
-  char buf[48];
-  std::snprintf(buf, sizeof(buf), "\"%04d-%02u-%02uT%02d:%02d:%02d.%03dZ\"",
-                static_cast<int>(date.year()), static_cast<unsigned>(date.month()),
-                static_cast<unsigned>(date.day()), static_cast<int>(time.hours().count()),
-                static_cast<int>(time.minutes().count()),
-                static_cast<int>(time.seconds().count()),
-                static_cast<int>(time.subseconds().count()));
-  out += buf;
-}
-
-void append_member(std::string& out, std::string_view key, std::string_view value) {
-  append_json_string(out, key);
-  out.push_back(':');
-  append_json_string(out, value);
-  out.push_back(',');
-}
-
-template <typename Number>
-void append_number(std::string& out, std::string_view key, Number value) {
-  append_json_string(out, key);
-  out.push_back(':');
-  out += std::to_string(value);
-  out.push_back(',');
-}
-
-void append_time_member(std::string& out, std::string_view key, sdk::WallTime value) {
-  append_json_string(out, key);
-  out.push_back(':');
-  append_time(out, value);
-  out.push_back(',');
-}
-
 // One record. The delivery token is never written, whatever the store
 // returned: it is a secret, and the record is for humans.
 void append_record(std::string& out, const DeadLetter& d, bool with_payload) {

@@ -32,6 +32,7 @@
 // Replays and deletes are logged at info (warn when the queue has no room).
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -65,6 +66,11 @@ class AdminApi {
   // served: a request is judged by the key of its moment.
   void set_key(const std::string& key);
 
+  // Whether the status page (status_api.h) needs the admin key too; a
+  // reload sets it again.
+  void set_status_public(bool open) { status_public_.store(open); }
+  bool status_public() const { return status_public_.load(); }
+
   // What POST /admin/reload runs: true and what changed, or false and why
   // not. Set once, before serving; without it the route is 404.
   struct ReloadReply {
@@ -82,6 +88,7 @@ class AdminApi {
   mutable std::mutex key_mutex_;
   std::string key_digest_;  // SHA-256 of the admin key; empty: API off
   std::function<ReloadReply()> reload_;
+  std::atomic<bool> status_public_{true};
   std::shared_ptr<spdlog::logger> log_;
 };
 

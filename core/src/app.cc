@@ -46,6 +46,7 @@
 #include "config/stage_config.h"
 #include "admin_api.h"
 #include "reload.h"
+#include "status_api.h"
 #include "queue/memory_queue.h"
 #include "queue/sqlite_queue.h"
 #include "queue/token_seal.h"
@@ -137,21 +138,30 @@ Poco::Net::ServerSocket bind(const config::ListenAddress& addr, int backlog) {
   return socket;
 }
 
- // Serves GET /metrics (Prometheus text), GET /health and the admin API.
+ // Serves GET /metrics (Prometheus text), GET /health, the admin API and the
+// status page.
 class MetricsHandler final : public Poco::Net::HTTPRequestHandler {
  public:
-  MetricsHandler(PrometheusMetrics& metrics, std::function<void()> refresh, AdminApi* admin)
-      : metrics_(metrics), refresh_(std::move(refresh)), admin_(admin) {}
+  MetricsHandler(PrometheusMetrics& metrics, std::function<void()> refresh, AdminApi* admin,
+                 StatusApi* status)
+      : metrics_(metrics), refresh_(std::move(refresh)), admin_(admin), status_(status) {}
   void handleRequest(Poco::Net::HTTPServerRequest& req,
                      Poco::Net::HTTPServerResponse& resp) override {
     std::string body;
     const std::string path = req.getURI().substr(0, req.getURI().find('?'));
-    if (admin_ != nullptr && AdminApi::handles(path)) {
+    const bool for_admin = admin_ != nullptr && AdminApi::handles(path);
+    const bool for_status = status_ != nullptr && StatusApi::handles(path);
+    if (for_admin || for_status) {
       std::optional<std::string> authorization;
       if (req.has("Authorization")) authorization = req.get("Authorization");
-      std::optional<HttpReply> refused = admin_->refuse_unauthorized(authorization);
-      HttpReply reply =
-          refused ? std::move(*refused) : admin_->handle(req.getMethod(), req.getURI());
+      // The status page is open unless [admin] status_public = false; its
+      // JSON then needs the key as the admin API does (the page asks).
+      std::optional<HttpReply> refused;
+      if (for_admin || (!admin_->status_public() && path == "/status.json"))
+        refused = admin_->refuse_unauthorized(authorization);
+      HttpReply reply = refused     ? std::move(*refused)
+                        : for_admin ? admin_->handle(req.getMethod(), req.getURI())
+                                    : status_->handle(req.getMethod(), path);
       // The admin API takes no body; one sent anyway is not read, so the
       // connection cannot be reused safely.
       if (req.hasContentLength() ? req.getContentLength() > 0 : req.getChunkedTransferEncoding())
@@ -183,21 +193,24 @@ class MetricsHandler final : public Poco::Net::HTTPRequestHandler {
   PrometheusMetrics& metrics_;
   std::function<void()> refresh_;
   AdminApi* admin_;
+  StatusApi* status_;
 };
 
 class MetricsFactory final : public Poco::Net::HTTPRequestHandlerFactory {
  public:
-  MetricsFactory(PrometheusMetrics& metrics, std::function<void()> refresh, AdminApi* admin)
-      : metrics_(metrics), refresh_(std::move(refresh)), admin_(admin) {}
+  MetricsFactory(PrometheusMetrics& metrics, std::function<void()> refresh, AdminApi* admin,
+                 StatusApi* status)
+      : metrics_(metrics), refresh_(std::move(refresh)), admin_(admin), status_(status) {}
   Poco::Net::HTTPRequestHandler* createRequestHandler(
       const Poco::Net::HTTPServerRequest&) override {
-    return new MetricsHandler(metrics_, refresh_, admin_);
+    return new MetricsHandler(metrics_, refresh_, admin_, status_);
   }
 
  private:
   PrometheusMetrics& metrics_;
   std::function<void()> refresh_;
   AdminApi* admin_;
+  StatusApi* status_;
 };
 
 // The Redis password from [redis] password_file or password_env; empty when
@@ -504,8 +517,11 @@ int serve(const Options& o, const config::ProxyConfig& cfg,
   const std::optional<RedisSettings> redis = redis_settings(cfg.redis);
   const std::shared_ptr<RedisSharedBuckets> shared_pacing =
       open_shared_pacing(cfg, redis, clock, metrics.registry(), log);
-  const std::shared_ptr<RedisSharedMarks> shared_marks =
+  // The stages' marks: in Redis when [redis] says so, else in this process,
+  // each stage's set kept for the process's life (across reloads).
+  std::shared_ptr<MarkScopes> shared_marks =
       open_shared_marks(cfg, redis, clock, metrics.registry(), log);
+  if (!shared_marks) shared_marks = std::make_shared<LocalMarkScopes>();
   // One set of buckets for the process's life, so that a reload keeps
   // every bucket whose definition did not change.
   const std::shared_ptr<sdk::SharedBuckets> buckets =
@@ -560,6 +576,9 @@ int serve(const Options& o, const config::ProxyConfig& cfg,
                     Reloader::Targets{ingress, dispatcher, admin, log, o.log_level,
                                       can_seal_tokens},
                     metrics.registry(), clock);
+  admin.set_status_public(cfg.admin.status_public);
+  StatusApi status(StatusApi::Sources{dispatcher, queue, admin, reloader, shared_marks, clock,
+                                      cfg.queue.backend});
   admin.set_reload([&reloader] {
     ReloadOutcome r = reloader.reload(/*wait=*/false);
     return AdminApi::ReloadReply{r.ok, r.ok ? std::move(r.changes) : std::move(r.errors)};
@@ -596,7 +615,7 @@ int serve(const Options& o, const config::ProxyConfig& cfg,
                              core_metrics.set_oldest_ages(
                                  oldest_ages(dispatcher.look(kOldestWait).oldest, clock.now()));
                            },
-                           &admin),
+                           &admin, &status),
         metrics_threads, bind(cfg.metrics.listen, 64), mparams);
   }
 

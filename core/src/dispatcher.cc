@@ -392,7 +392,7 @@ void Dispatcher::store_dead_letter(std::uint64_t seq, sdk::Message message, Dead
 void Dispatcher::dead_letter_head(Lane& lane, DeadLetterKind kind, std::string error,
                                   std::string reason, int http_status) {
   const std::uint64_t seq = lane.window.front().seq;
-  if (kind == DeadLetterKind::Failed) count_recent(lane.channel(), false, clock_.now());
+  if (kind == DeadLetterKind::Failed) count_recent(lane.key(), false, clock_.now());
   unload_front(lane);  // before the move: it counts the payload's bytes
   sdk::Message m = std::move(lane.window.front().message);
   lane.window.erase(lane.window.begin());
@@ -454,7 +454,7 @@ void Dispatcher::record_result(Completion c, sdk::SteadyTime now) {
     lane.delivered.add(now);
     learned_.delivered(workspace_key(lane), c.sent_at);
     metrics_.succeeded(m.original_channel);
-    count_recent(lane.channel(), true, now);
+    count_recent(lane.key(), true, now);
     metrics_.delivery_latency(seconds_between(m.enqueued_at, now));
     ack_head(lane, "delivered");
     settle_idle(lane);
@@ -600,13 +600,13 @@ void Dispatcher::forget_learned(sdk::SteadyTime now) {
   metrics_.set_learned_channels(static_cast<double>(learned_.paced() - learned_labels_.size()));
 }
 
-void Dispatcher::count_recent(std::string_view channel, bool delivered, sdk::SteadyTime now) {
+void Dispatcher::count_recent(const std::string& lane, bool delivered, sdk::SteadyTime now) {
   const std::int64_t minute =
       std::chrono::duration_cast<std::chrono::minutes>(now.time_since_epoch()).count();
-  auto it = recent_.find(std::string(channel));
+  auto it = recent_.find(lane);
   if (it == recent_.end()) {
     if (recent_.size() >= kRecentChannels) return;
-    it = recent_.emplace(std::string(channel), std::vector<RecentMinute>{}).first;
+    it = recent_.emplace(lane, std::vector<RecentMinute>{}).first;
   }
   auto& minutes = it->second;
   if (minutes.empty() || minutes.back().minute != minute) {
@@ -676,7 +676,11 @@ void Dispatcher::take_look() {
       it = recent_.erase(it);  // quiet for the whole window: forgotten
       continue;
     }
-    look.recent.emplace(it->first, sum);
+    const std::string_view pipeline = pipeline_of_lane(it->first);
+    const std::string_view scope = scope_of_lane(it->first);
+    look.recent.push_back(RecentLane{
+        std::string(pipeline), std::string(scope.substr(std::min(scope.size(), pipeline.size() + 1))),
+        std::string(channel_of_lane(it->first)), sum});
     ++it;
   }
   for (const auto& [key, labels] : learned_labels_) {

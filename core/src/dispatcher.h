@@ -156,12 +156,16 @@ class Dispatcher {
     const char* reason = nullptr;
     sdk::SteadyTime until{};
   };
-  // Deliveries and failures (dead-lettered as failed) per delivery channel
-  // over the last kRecentMinutes whole minutes and this one.
+  // Deliveries and failures (dead-lettered as failed) per lane over the
+  // last kRecentMinutes whole minutes and this one.
   static constexpr int kRecentMinutes = 5;
   struct Recent {
     std::size_t delivered = 0;
     std::size_t failed = 0;
+  };
+  struct RecentLane {
+    std::string pipeline, workspace, channel;
+    Recent counts;
   };
   struct Look {
     // When each delivery channel's oldest stored message was accepted (its
@@ -170,7 +174,7 @@ class Dispatcher {
     std::map<std::string, sdk::SteadyTime> oldest;
     std::vector<LaneView> lanes;  // the most queued first, at most max_lanes
     std::size_t lanes_total = 0;
-    std::map<std::string, Recent> recent;  // by delivery channel
+    std::vector<RecentLane> recent;
     // The rate each workspace is held to after 429s: (pipeline, workspace)
     // -> messages a second.
     std::map<std::pair<std::string, std::string>, double> learned_rates;
@@ -311,7 +315,7 @@ class Dispatcher {
   sdk::SteadyTime learned_wait(const Lane& lane, sdk::SteadyTime now, bool* workspace) const;
   void forget_learned(sdk::SteadyTime now);  // every second: recovered scopes, stale counts
   void take_look();  // when look() asked for it
-  void count_recent(std::string_view channel, bool delivered, sdk::SteadyTime now);
+  void count_recent(const std::string& lane, bool delivered, sdk::SteadyTime now);
   void pause_scope(const Lane& lane, const sdk::BackPressure& bp, sdk::SteadyTime until);
   // The time the lane's workspace or channel is paused until; now or
   // earlier when it is not. `workspace` is set when the workspace's pause
@@ -407,8 +411,8 @@ class Dispatcher {
   // Budget names lanes hold, one string each; expired ones swept each second.
   std::unordered_map<std::string, std::weak_ptr<const std::string>> budget_names_;
   sdk::SteadyTime next_learned_sweep_{};
-  // Per delivery channel: (minute, delivered, failed) for the last minutes,
-  // newest last. At most kRecentChannels channels; the rest are not counted.
+  // Per lane key: (minute, delivered, failed) for the last minutes, newest
+  // last. At most kRecentChannels lanes; the rest are not counted.
   struct RecentMinute {
     std::int64_t minute = 0;
     Recent counts;

@@ -227,4 +227,39 @@ void append_json_string(std::string& out, std::string_view text) {
   out.push_back('"');
 }
 
+void append_time(std::string& out, std::chrono::system_clock::time_point t) {
+  using namespace std::chrono;
+  if (t.time_since_epoch().count() == 0) {
+    out += "null";
+    return;
+  }
+  const auto ms = floor<milliseconds>(t);
+  const auto day = floor<days>(ms);
+  const year_month_day date{day};
+  const hh_mm_ss time{ms - day};
+  char buf[48];
+  std::snprintf(buf, sizeof(buf), "\"%04d-%02u-%02uT%02d:%02d:%02d.%03dZ\"",
+                static_cast<int>(date.year()), static_cast<unsigned>(date.month()),
+                static_cast<unsigned>(date.day()), static_cast<int>(time.hours().count()),
+                static_cast<int>(time.minutes().count()),
+                static_cast<int>(time.seconds().count()),
+                static_cast<int>(time.subseconds().count()));
+  out += buf;
+}
+
+void append_member(std::string& out, std::string_view key, std::string_view value) {
+  append_json_string(out, key);
+  out.push_back(':');
+  append_json_string(out, value);
+  out.push_back(',');
+}
+
+void append_time_member(std::string& out, std::string_view key,
+                        std::chrono::system_clock::time_point value) {
+  append_json_string(out, key);
+  out.push_back(':');
+  append_time(out, value);
+  out.push_back(',');
+}
+
 }  // namespace slack_proxy

@@ -3,9 +3,12 @@
 // parser would not.
 #pragma once
 
+#include <chrono>
+#include <cstdio>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace slack_proxy {
 
@@ -34,5 +37,32 @@ bool json_member_name_holds_nul(std::string_view json);
 // kept as is; a byte that does not start a valid sequence becomes U+FFFD, so
 // the result is always valid JSON whatever `text` holds.
 void append_json_string(std::string& out, std::string_view text);
+
+// Writers of members for JSON built by appending, as the admin API and the
+// status page do. Each member ends with a comma: the caller turns the last
+// one into its closing brace.
+
+// RFC 3339, UTC, milliseconds: "2026-11-27T21:00:00.123Z"; null for the
+// epoch, which the stores use for "never" (e.g. no attempt yet).
+void append_time(std::string& out, std::chrono::system_clock::time_point t);
+// "key":"value",
+void append_member(std::string& out, std::string_view key, std::string_view value);
+// "key":<time>,
+void append_time_member(std::string& out, std::string_view key,
+                        std::chrono::system_clock::time_point value);
+// "key":<number>,
+template <typename Number>
+void append_number(std::string& out, std::string_view key, Number value) {
+  append_json_string(out, key);
+  out.push_back(':');
+  if constexpr (std::is_floating_point_v<Number>) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.3f", static_cast<double>(value));
+    out += buf;
+  } else {
+    out += std::to_string(value);
+  }
+  out.push_back(',');
+}
 
 }  // namespace slack_proxy

@@ -63,6 +63,9 @@ class PluginHost {
   // Plugin names ("<name>.so" files) found in the search directories.
   std::vector<std::string> available() const;
 
+  // What this host has loaded, by name.
+  const std::map<std::string, LoadedPlugin>& loaded() const { return loaded_; }
+
   const std::vector<std::filesystem::path>& search_dirs() const { return dirs_; }
 
   // Refuses a descriptor this host cannot use. `path` is for messages.

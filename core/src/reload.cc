@@ -24,6 +24,16 @@ std::string digest_of(const std::string& text) {
   return Poco::DigestEngine::digestToHex(sha.digest());
 }
 
+// The file's SHA-256, 12 hex digits: which version of it runs.
+std::string file_digest(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  Poco::SHA2Engine sha(Poco::SHA2Engine::SHA_256);
+  sha.update(text.str());
+  return Poco::DigestEngine::digestToHex(sha.digest()).substr(0, 12);
+}
+
 std::string joined(const std::vector<std::string>& lines, const char* separator) {
   std::string out;
   for (const auto& line : lines) out += (out.empty() ? "" : separator) + line;
@@ -221,8 +231,26 @@ Reloader::Reloader(std::string path, Running running, Build build, Targets targe
                         .Add({})),
       running_(std::move(running)) {
   successful_.Set(1);
-  success_time_.Set(std::chrono::duration<double>(clock_.wall_now().time_since_epoch()).count());
+  loaded_at_ = clock_.wall_now();
+  success_time_.Set(std::chrono::duration<double>(loaded_at_.time_since_epoch()).count());
   admin_key_digest_ = digest_of(load_admin_key(running_.config.admin));
+  file_digest_ = file_digest(path_);
+}
+
+Reloader::Info Reloader::info() const {
+  std::lock_guard<std::mutex> lock(running_mutex_);
+  Info info;
+  info.file = path_;
+  info.digest = file_digest_;
+  info.loaded_at = loaded_at_;
+  for (const auto& [name, plugin] : running_.plugins->loaded())
+    info.plugins.push_back(Info::Plugin{name, stage_kind_name(plugin.descriptor->kind),
+                                        plugin.path, plugin.from_copy});
+  for (const auto& p : running_.config.pipelines)
+    for (const auto& s : p.stages) info.stages.emplace_back(p.name, s.name);
+  info.last_reload_at = last_reload_at_;
+  info.last_reload = last_reload_;
+  return info;
 }
 
 config::ProxyConfig Reloader::config() const {
@@ -251,6 +279,12 @@ ReloadOutcome Reloader::reload(bool wait) {
   // log or the admin API's reply.
   for (auto& e : outcome.errors) e = redact_secrets(e);
   record(outcome);
+  {
+    std::lock_guard<std::mutex> info_lock(running_mutex_);
+    last_reload_at_ = clock_.wall_now();
+    last_reload_ = outcome;
+    if (outcome.ok) loaded_at_ = *last_reload_at_;
+  }
   return outcome;
 }
 
@@ -302,15 +336,18 @@ ReloadOutcome Reloader::try_reload() {
   targets_.dispatcher.set_pipelines(pipelines);
   targets_.ingress.set_pipelines(pipelines);
   targets_.admin.set_key(admin_key);
+  targets_.admin.set_status_public(next.admin.status_public);
   targets_.log->set_level(spdlog::level::from_str(level));
   if (next.log.format != running_.config.log.format)
     targets_.log->set_formatter(make_log_formatter(next.log.format));
   admin_key_digest_ = digest;
+  const std::string digest_now = file_digest(path_);
   {
     std::lock_guard<std::mutex> lock(running_mutex_);
     running_.config = std::move(next);
     running_.plugins = std::move(plugins);
     running_.pipelines = std::move(pipelines);
+    file_digest_ = digest_now;
   }
   return outcome;
 }

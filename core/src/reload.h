@@ -115,6 +115,23 @@ class Reloader {
   // The configuration running now.
   config::ProxyConfig config() const;
 
+  // What the status page shows of the configuration.
+  struct Info {
+    std::string file;
+    std::string digest;        // SHA-256 of the file as loaded, 12 hex digits
+    sdk::WallTime loaded_at{};  // the start or the last successful reload
+    struct Plugin {
+      std::string name, kind, file;
+      bool from_copy = false;
+    };
+    std::vector<Plugin> plugins;
+    // (pipeline, stage) of every stage, for their marks.
+    std::vector<std::pair<std::string, std::string>> stages;
+    std::optional<sdk::WallTime> last_reload_at;  // none yet: nullopt
+    ReloadOutcome last_reload;
+  };
+  Info info() const;
+
  private:
   ReloadOutcome try_reload();
   void record(const ReloadOutcome& outcome);
@@ -129,6 +146,11 @@ class Reloader {
   mutable std::mutex running_mutex_;  // guards running_ against config()
   Running running_;
   std::string admin_key_digest_;     // to say whether the key changed
+  // Guarded by running_mutex_, like running_.
+  std::string file_digest_;
+  sdk::WallTime loaded_at_{};
+  std::optional<sdk::WallTime> last_reload_at_;
+  ReloadOutcome last_reload_;
 };
 
 }  // namespace slack_proxy

@@ -855,9 +855,16 @@ TEST_F(DispatcherRateLimitTest, ALookSaysWhyEachLaneWaitsAndWhatEachChannelDeliv
   ASSERT_EQ(queue.size(), 0u);
   seen = look();
   EXPECT_TRUE(seen.lanes.empty());
-  EXPECT_EQ(seen.recent.at("#a").delivered, 2u);
-  EXPECT_EQ(seen.recent.at("#b").delivered, 1u);
-  EXPECT_EQ(seen.recent.at("#a").failed, 0u);
+  ASSERT_EQ(seen.recent.size(), 2u);
+  std::map<std::string, Dispatcher::Recent> by_channel;
+  for (const auto& r : seen.recent) {
+    EXPECT_EQ(r.pipeline, "default");
+    EXPECT_EQ(r.workspace, "T1");
+    by_channel[r.channel] = r.counts;
+  }
+  EXPECT_EQ(by_channel["#a"].delivered, 2u);
+  EXPECT_EQ(by_channel["#b"].delivered, 1u);
+  EXPECT_EQ(by_channel["#a"].failed, 0u);
   EXPECT_EQ(seen.learned_rates.size(), 1u) << "T1 is paced after its 429";
 
   clock.advance(std::chrono::minutes(Dispatcher::kRecentMinutes + 1));

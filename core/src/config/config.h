@@ -86,6 +86,7 @@ struct AdminConfig {                        // [admin]
   // Without a key the admin API is off (403 admin_disabled).
   std::string key_env = "SLACK_PROXY_ADMIN_KEY";
   std::string key_file;
+  bool status_public = true;                // the status page's read-only view needs no key
   bool operator==(const AdminConfig&) const = default;
 };
 

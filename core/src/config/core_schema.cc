@@ -77,6 +77,9 @@ const sdk::Schema<AdminConfig>& admin_schema() {
           .default_to("SLACK_PROXY_ADMIN_KEY"),
       sdk::setting("key_file", &C::key_file, "file holding the admin API key (wins over key_env)")
           .default_to(""),
+      sdk::setting("status_public", &C::status_public,
+                   "GET /status and /status.json need no key (false: the admin key)")
+          .default_to("true"),
   };
   return schema;
 }

@@ -195,6 +195,20 @@ std::optional<sdk::Mark> RedisSharedMarks::find(const std::string& scope, std::s
   }
 }
 
+std::vector<std::pair<std::string, sdk::Mark>> RedisSharedMarks::list(const std::string& scope,
+                                                                     sdk::SteadyTime now,
+                                                                     std::size_t limit) {
+  std::lock_guard lock(mutex_);
+  std::vector<std::pair<std::string, sdk::Mark>> out;
+  const auto it = copy_.find(scope);
+  if (it == copy_.end()) return out;
+  for (const auto& [key, mark] : it->second) {
+    if (out.size() == limit) break;
+    if (mark.until > now) out.emplace_back(key, mark);
+  }
+  return out;
+}
+
 std::size_t RedisSharedMarks::count(const std::string& scope, sdk::SteadyTime now) noexcept {
   try {
     std::lock_guard lock(mutex_);

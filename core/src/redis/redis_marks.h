@@ -64,6 +64,9 @@ class RedisSharedMarks final : public MarkScopes,
   ~RedisSharedMarks() override;
 
   std::shared_ptr<sdk::SharedMarks> scope(const std::string& scope) override;
+  std::vector<std::pair<std::string, sdk::Mark>> list(const std::string& scope,
+                                                     sdk::SteadyTime now,
+                                                     std::size_t limit) override;
 
   void set(const std::string& scope, std::string_view key, std::chrono::milliseconds ttl,
            std::string_view note, sdk::SteadyTime now) noexcept;

@@ -20,6 +20,8 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace slack_proxy::sdk {
 
@@ -98,6 +100,18 @@ class LocalSharedMarks final : public SharedMarks {
           return marks_.size();
         },
         [](std::string_view) { return std::size_t{0}; });
+  }
+  // For the host (its status page): up to `limit` marks that hold after
+  // `now`, in no particular order. Not part of SharedMarks: a stage has no
+  // use for it.
+  std::vector<std::pair<std::string, Mark>> list(SteadyTime now, std::size_t limit) {
+    std::lock_guard lock(mutex_);
+    std::vector<std::pair<std::string, Mark>> out;
+    for (const auto& [key, mark] : marks_) {
+      if (out.size() == limit) break;
+      if (mark.until > now) out.emplace_back(key, mark);
+    }
+    return out;
   }
 
  private:
