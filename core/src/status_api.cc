@@ -31,6 +31,23 @@ void append_key(std::string& out, std::string_view key) {
   out.push_back(':');
 }
 
+// `{...},`: an element of an array, its members written by `members`.
+template <typename Members>
+void append_element(std::string& out, Members&& members) {
+  out += "{";
+  members();
+  close(out, '}');
+  out += ",";
+}
+
+// Where a lane is: its pipeline, workspace and channel.
+void append_place(std::string& out, std::string_view pipeline, std::string_view workspace,
+                  std::string_view channel) {
+  append_member(out, "pipeline", pipeline);
+  append_member(out, "workspace", workspace);
+  append_member(out, "channel", channel);
+}
+
 }  // namespace
 
 StatusApi::StatusApi(Sources sources)
@@ -114,12 +131,12 @@ HttpReply StatusApi::json() {
   append_key(out, "plugins");
   out += "[";
   for (const auto& p : info.plugins) {
-    out += "{";
-    append_member(out, "name", p.name);
-    append_member(out, "kind", p.kind);
-    append_member(out, "file", p.file);
-    out += std::string(R"("from_copy":)") + (p.from_copy ? "true" : "false") + "}";
-    out += ",";
+    append_element(out, [&] {
+      append_member(out, "name", p.name);
+      append_member(out, "kind", p.kind);
+      append_member(out, "file", p.file);
+      out += std::string(R"("from_copy":)") + (p.from_copy ? "true" : "false");
+    });
   }
   close(out, ']');
   out += ",";
@@ -146,20 +163,17 @@ HttpReply StatusApi::json() {
   append_key(out, "shown");
   out += "[";
   for (const auto& lane : look.lanes) {
-    out += "{";
-    append_member(out, "pipeline", lane.pipeline);
-    append_member(out, "workspace", lane.workspace);
-    append_member(out, "channel", lane.channel);
-    append_number(out, "queued", lane.queued);
-    if (lane.oldest != sdk::SteadyTime{})
-      append_number(out, "oldest_age_seconds", seconds(now - lane.oldest));
-    append_member(out, "state", lane.state);
-    if (lane.reason != nullptr) {
-      append_member(out, "reason", lane.reason);
-      append_number(out, "seconds_left", seconds(lane.until - now));
-    }
-    close(out, '}');
-    out += ",";
+    append_element(out, [&] {
+      append_place(out, lane.pipeline, lane.workspace, lane.channel);
+      append_number(out, "queued", lane.queued);
+      if (lane.oldest != sdk::SteadyTime{})
+        append_number(out, "oldest_age_seconds", seconds(now - lane.oldest));
+      append_member(out, "state", lane.state);
+      if (lane.reason != nullptr) {
+        append_member(out, "reason", lane.reason);
+        append_number(out, "seconds_left", seconds(lane.until - now));
+      }
+    });
   }
   close(out, ']');
   out += "},";
@@ -173,14 +187,11 @@ HttpReply StatusApi::json() {
   std::map<std::pair<std::string, std::string>, std::size_t> delivered_by_workspace;
   for (const auto& r : look.recent) {
     delivered_by_workspace[{r.pipeline, r.workspace}] += r.counts.delivered;
-    out += "{";
-    append_member(out, "pipeline", r.pipeline);
-    append_member(out, "workspace", r.workspace);
-    append_member(out, "channel", r.channel);
-    append_number(out, "delivered", r.counts.delivered);
-    append_number(out, "failed", r.counts.failed);
-    close(out, '}');
-    out += ",";
+    append_element(out, [&] {
+      append_place(out, r.pipeline, r.workspace, r.channel);
+      append_number(out, "delivered", r.counts.delivered);
+      append_number(out, "failed", r.counts.failed);
+    });
   }
   close(out, ']');
   out += "},";
@@ -190,18 +201,18 @@ HttpReply StatusApi::json() {
   for (const auto& [key, n] : delivered_by_workspace) workspaces.insert(key);
   for (const auto& [key, rate] : look.learned_rates) workspaces.insert(key);
   for (const auto& key : workspaces) {
-    out += "{";
-    append_member(out, "pipeline", key.first);
-    append_member(out, "workspace", key.second);
-    const auto delivered = delivered_by_workspace.find(key);
-    append_number(out, "delivered_per_minute",
-                  delivered == delivered_by_workspace.end()
-                      ? 0.0
-                      : static_cast<double>(delivered->second) / (Dispatcher::kRecentMinutes + 1));
-    if (const auto learned = look.learned_rates.find(key); learned != look.learned_rates.end())
-      append_number(out, "learned_rate_per_second", learned->second);
-    close(out, '}');
-    out += ",";
+    append_element(out, [&] {
+      append_member(out, "pipeline", key.first);
+      append_member(out, "workspace", key.second);
+      const auto delivered = delivered_by_workspace.find(key);
+      append_number(out, "delivered_per_minute",
+                    delivered == delivered_by_workspace.end()
+                        ? 0.0
+                        : static_cast<double>(delivered->second) /
+                              (Dispatcher::kRecentMinutes + 1));
+      if (const auto learned = look.learned_rates.find(key); learned != look.learned_rates.end())
+        append_number(out, "learned_rate_per_second", learned->second);
+    });
   }
   close(out, ']');
   out += ",";
@@ -212,18 +223,17 @@ HttpReply StatusApi::json() {
   if (s_.marks) {
     for (const auto& [pipeline, stage] : info.stages) {
       for (const auto& [key, mark] : s_.marks->list(pipeline + "/" + stage, now, kMarksShown)) {
-        out += "{";
-        append_member(out, "pipeline", pipeline);
-        append_member(out, "stage", stage);
-        // Keys are "<workspace>\n<channel>" (sdk::channel_key) for the
-        // deny-list; any other stage's key is shown whole.
-        const auto newline = key.find('\n');
-        append_member(out, "workspace", newline == std::string::npos ? "" : key.substr(0, newline));
-        append_member(out, "channel", newline == std::string::npos ? key : key.substr(newline + 1));
-        append_member(out, "note", mark.note);
-        append_number(out, "seconds_left", seconds(mark.until - now));
-        close(out, '}');
-        out += ",";
+        append_element(out, [&] {
+          // Keys are "<workspace>\n<channel>" (sdk::channel_key) for the
+          // deny-list; any other stage's key is shown whole as the channel.
+          const auto newline = key.find('\n');
+          const bool split = newline != std::string::npos;
+          append_place(out, pipeline, split ? key.substr(0, newline) : "",
+                       split ? key.substr(newline + 1) : key);
+          append_member(out, "stage", stage);
+          append_member(out, "note", mark.note);
+          append_number(out, "seconds_left", seconds(mark.until - now));
+        });
       }
     }
   }

@@ -463,6 +463,7 @@ class DispatcherRateLimitTest : public DispatcherTest {
     m.channel = channel;
     m.original_channel = channel;
     m.payload = R"({"channel":")" + channel + R"(","text":"x"})";
+    m.enqueued_at = clock.now();
     ASSERT_EQ(queue.push(std::move(m)).status, Queue::PushStatus::Accepted);
   }
   // The first send reports back-pressure for `wait` in `scope`, every later
@@ -703,31 +704,21 @@ TEST_F(DispatcherRateLimitTest, ChannelDepthsCountWaitingMessagesPerChannel) {
 // looks in its next round, even while every lane waits behind a long pause.
 TEST_F(DispatcherRateLimitTest, OldestFollowsEachChannelsHeadEvenBehindALongPause) {
   ON_CALL(*sink, send(_)).WillByDefault(Invoke([this](const Message&) { return rate_limited(60s); }));
-  const auto push_now = [this](const std::string& id, const std::string& channel) {
-    Message m;
-    m.id = id;
-    m.pipeline = "default";
-    m.channel = channel;
-    m.original_channel = channel;
-    m.payload = R"({"channel":")" + channel + R"(","text":"x"})";
-    m.enqueued_at = clock.now();
-    ASSERT_EQ(queue.push(std::move(m)).status, Queue::PushStatus::Accepted);
-  };
   const auto look = [this] {
     dispatcher().look();  // asks for a look in the next round
     dispatcher().run_once();
     return dispatcher().look().oldest;
   };
   const sdk::SteadyTime t0 = clock.now();
-  push_now("a1", "#a");
+  push_in("a1", "#a", "");
   clock.advance(2s);
-  push_now("a2", "#a");
-  push_now("b1", "#b");
+  push_in("a2", "#a", "");
+  push_in("b1", "#b", "");
   run_until_quiet();  // a1 is sent and paused for 60 s with the whole workspace
   EXPECT_EQ(look(), (std::map<std::string, sdk::SteadyTime>{{"#a", t0}, {"#b", t0 + 2s}}));
 
   clock.advance(5s);
-  push_now("c1", "#c");
+  push_in("c1", "#c", "");
   EXPECT_EQ(look().at("#c"), clock.now()) << "seen while every lane waits for the pause";
 
   ON_CALL(*sink, send(_)).WillByDefault(Return(SendResult::ok()));
