@@ -159,9 +159,13 @@ class MetricsHandler final : public Poco::Net::HTTPRequestHandler {
       std::optional<HttpReply> refused;
       if (for_admin || (!admin_->status_public() && path == "/status.json"))
         refused = admin_->refuse_unauthorized(authorization);
+      // The public view leaves out what the key guards (dead letters'
+      // details, a refused reload's errors); a key sent with it shows them.
+      const bool with_key =
+          !refused && authorization && !admin_->refuse_unauthorized(authorization);
       HttpReply reply = refused     ? std::move(*refused)
                         : for_admin ? admin_->handle(req.getMethod(), req.getURI())
-                                    : status_->handle(req.getMethod(), path);
+                                    : status_->handle(req.getMethod(), path, with_key);
       // The admin API takes no body; one sent anyway is not read, so the
       // connection cannot be reused safely.
       if (req.hasContentLength() ? req.getContentLength() > 0 : req.getChunkedTransferEncoding())

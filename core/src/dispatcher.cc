@@ -597,6 +597,7 @@ void Dispatcher::forget_learned(sdk::SteadyTime now) {
     metrics_.set_effective_rate(labels.first, labels.second, learned_.rate(key, now).value_or(0));
   }
   std::erase_if(budget_names_, [](const auto& name) { return name.second.expired(); });
+  forget_recent(std::chrono::duration_cast<std::chrono::minutes>(now.time_since_epoch()).count());
   metrics_.set_learned_channels(static_cast<double>(learned_.paced() - learned_labels_.size()));
 }
 
@@ -616,6 +617,12 @@ void Dispatcher::count_recent(const std::string& lane, bool delivered, sdk::Stea
   (delivered ? minutes.back().counts.delivered : minutes.back().counts.failed) += 1;
 }
 
+void Dispatcher::forget_recent(std::int64_t minute) {
+  std::erase_if(recent_, [&](const auto& lane) {
+    return lane.second.empty() || lane.second.back().minute < minute - kRecentMinutes;
+  });
+}
+
 void Dispatcher::take_look() {
   if (!look_wanted_.exchange(false)) return;
   const sdk::SteadyTime now = clock_.now();
@@ -626,6 +633,7 @@ void Dispatcher::take_look() {
   }
   Look look;
   look.at = now;
+  look.max_lanes = max_lanes;
   look.lanes_total = lanes_.size();
   std::vector<const Lane*> listed;
   for (const auto& [key, lane] : lanes_) {
@@ -645,47 +653,54 @@ void Dispatcher::take_look() {
   const std::size_t shown = std::min(max_lanes, listed.size());
   std::partial_sort(listed.begin(), listed.begin() + static_cast<std::ptrdiff_t>(shown),
                     listed.end(), more_queued);
+  // Where each waiting lane is: a lane that follows its batch unasked waits
+  // for the batch's time, for the reason the lane ahead of it was given.
+  std::unordered_map<const Lane*, std::pair<const char*, sdk::SteadyTime>> waiting;
+  if (shown > 0) {
+    for (const Timer& t : timers_)
+      for (std::size_t i = t.batch->next; i < t.batch->lanes.size(); ++i) {
+        const Lane* lane = t.batch->lanes[i];
+        waiting[lane] = {t.batch->reason != nullptr ? t.batch->reason : lane->wait_reason, t.when};
+      }
+  }
   for (std::size_t i = 0; i < shown; ++i) {
     const Lane& lane = *listed[i];
     LaneView v;
     v.pipeline = std::string(pipeline_of_lane(lane.key()));
-    const std::string_view scope = lane.scope();
-    v.workspace = std::string(scope.substr(std::min(scope.size(), v.pipeline.size() + 1)));
+    v.workspace = workspace_of_lane(lane.key());
     v.channel = std::string(lane.channel());
     v.queued = lane.stored();
     v.oldest = lane.window.empty() ? lane.head_since : lane.window.front().message.enqueued_at;
     if (lane.state == Lane::State::Busy) {
       v.state = "sending";
-    } else if (lane.wait_reason != nullptr && lane.waits_until > now) {
+    } else if (const auto it = waiting.find(&lane); it != waiting.end()) {
       v.state = "waiting";
-      v.reason = lane.wait_reason;
-      v.until = lane.waits_until;
+      v.reason = it->second.first != nullptr ? it->second.first : "waiting";
+      v.until = it->second.second;
     }
     look.lanes.push_back(std::move(v));
   }
   const std::int64_t minute =
       std::chrono::duration_cast<std::chrono::minutes>(now.time_since_epoch()).count();
-  for (auto it = recent_.begin(); it != recent_.end();) {
+  forget_recent(minute);
+  for (const auto& [key, minutes] : recent_) {
     Recent sum;
-    for (const RecentMinute& m : it->second) {
+    for (const RecentMinute& m : minutes) {
       if (m.minute < minute - kRecentMinutes) continue;
       sum.delivered += m.counts.delivered;
       sum.failed += m.counts.failed;
     }
-    if (sum.delivered == 0 && sum.failed == 0) {
-      it = recent_.erase(it);  // quiet for the whole window: forgotten
-      continue;
-    }
-    const std::string_view pipeline = pipeline_of_lane(it->first);
-    const std::string_view scope = scope_of_lane(it->first);
-    look.recent.push_back(RecentLane{
-        std::string(pipeline), std::string(scope.substr(std::min(scope.size(), pipeline.size() + 1))),
-        std::string(channel_of_lane(it->first)), sum});
-    ++it;
+    look.recent.push_back(RecentLane{std::string(pipeline_of_lane(key)), workspace_of_lane(key),
+                                     std::string(channel_of_lane(key)), sum});
   }
+  look.recent_seconds =
+      kRecentMinutes * 60.0 +
+      std::chrono::duration<double>(now.time_since_epoch() - std::chrono::minutes(minute)).count();
   for (const auto& [key, labels] : learned_labels_) {
     if (labels.first.empty()) continue;
-    look.learned_rates[labels] = learned_.rate(key, now).value_or(0);
+    // The metric's label says "default" for the default workspace.
+    look.learned_rates[{labels.first, labels.second == "default" ? "" : labels.second}] =
+        learned_.rate(key, now).value_or(0);
   }
   std::lock_guard<std::mutex> lock(mutex_);
   look_ = std::move(look);
@@ -1058,11 +1073,13 @@ void Dispatcher::start_due_lanes(sdk::SteadyTime now) {
       if (!shared) {
         shared = std::make_unique<Batch>();
         shared->scope = std::move(group);
+        shared->reason = start.reason;
       }
       shared->lanes.push_back(&lane);
       if (!batch->done() && same_as_batch) {
         // Turned away together last time, and again now: the rest of the
         // batch would hear the same answer, so it waits without asking.
+        batch->reason = start.reason;
         push_timer(start.until, std::move(batch));
         continue;
       }
@@ -1178,7 +1195,10 @@ Dispatcher::Look Dispatcher::look(std::chrono::milliseconds wait, std::size_t ma
   look_wanted_.store(true);
   wake_pending_.store(true);
   wake_cv_.notify_one();
-  idle_cv_.wait_for(lock, wait, [&] { return looks_ != asked_at; });
+  // A look another caller asked for (a scrape's) may be under way without
+  // the lanes this one wants: wait for one that has them.
+  idle_cv_.wait_for(lock, wait,
+                    [&] { return looks_ != asked_at && look_.max_lanes >= max_lanes; });
   return look_;
 }
 

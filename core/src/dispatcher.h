@@ -142,7 +142,7 @@ class Dispatcher {
   // What the scheduling thread saw of its lanes at its last look (look()).
   struct LaneView {
     std::string pipeline;
-    std::string workspace;  // the lane's scope past the pipeline ("" for the default)
+    std::string workspace;  // as the message names it ("" for the default)
     std::string channel;
     std::size_t queued = 0;           // stored: waiting or in flight
     sdk::SteadyTime oldest{};         // its head's acceptance; zero: not read yet
@@ -175,10 +175,12 @@ class Dispatcher {
     std::vector<LaneView> lanes;  // the most queued first, at most max_lanes
     std::size_t lanes_total = 0;
     std::vector<RecentLane> recent;
+    double recent_seconds = 0;  // the span `recent` covers: kRecentMinutes and this one so far
     // The rate each workspace is held to after 429s: (pipeline, workspace)
     // -> messages a second.
     std::map<std::pair<std::string, std::string>, double> learned_rates;
     sdk::SteadyTime at{};
+    std::size_t max_lanes = 0;  // asked for
   };
   // Asks the scheduling thread to look at its lanes in its next round,
   // waits up to `wait` for that, and returns what the latest look found
@@ -226,7 +228,7 @@ class Dispatcher {
     std::shared_ptr<const std::string> budget;
     bool budget_asked = false;
 
-    const std::string& key() const { return *key_; }  // pipeline/workspace:channel
+    const std::string& key() const { return *key_; }  // pipeline/workspace:channel (lane_key)
     std::string_view scope() const { return std::string_view(key()).substr(0, scope_len); }
     std::string_view channel() const { return channel_of_lane(key()); }
     std::size_t stored() const { return window.size() + unloaded; }
@@ -243,6 +245,7 @@ class Dispatcher {
     std::vector<Lane*> lanes;
     std::size_t next = 0;
     std::string scope;
+    const char* reason = nullptr;  // a shared wait's, for lanes that follow unasked
     bool done() const { return next == lanes.size(); }
     Lane* front() const { return lanes[next]; }
   };
@@ -316,6 +319,7 @@ class Dispatcher {
   void forget_learned(sdk::SteadyTime now);  // every second: recovered scopes, stale counts
   void take_look();  // when look() asked for it
   void count_recent(const std::string& lane, bool delivered, sdk::SteadyTime now);
+  void forget_recent(std::int64_t minute);  // lanes quiet for the whole window
   void pause_scope(const Lane& lane, const sdk::BackPressure& bp, sdk::SteadyTime until);
   // The time the lane's workspace or channel is paused until; now or
   // earlier when it is not. `workspace` is set when the workspace's pause

@@ -4,7 +4,8 @@
 #pragma once
 
 #include <chrono>
-#include <cstdio>
+#include <charconv>
+#include <cmath>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -56,9 +57,15 @@ void append_number(std::string& out, std::string_view key, Number value) {
   append_json_string(out, key);
   out.push_back(':');
   if constexpr (std::is_floating_point_v<Number>) {
-    char buf[32];
-    std::snprintf(buf, sizeof(buf), "%.3f", static_cast<double>(value));
-    out += buf;
+    // Milliseconds are enough; JSON has no NaN or infinity.
+    if (!std::isfinite(value)) {
+      out += "null";
+    } else {
+      char buf[64];
+      const auto end = std::to_chars(buf, buf + sizeof(buf), static_cast<double>(value),
+                                     std::chars_format::fixed, 3);
+      out.append(buf, end.ptr);
+    }
   } else {
     out += std::to_string(value);
   }

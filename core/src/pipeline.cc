@@ -198,8 +198,10 @@ std::vector<std::shared_ptr<Pipeline>> assemble(const config::ProxyConfig& confi
       if (reused != nullptr && carried != nullptr) carried->push_back(scope);
       // A caller-token pipeline names each caller's workspace with this
       // process's own salt, so no other replica could match its keys: its
-      // stages keep their marks in this process.
-      const bool shareable = marks && spec.delivery_token != "caller";
+      // stages keep their marks in this process (in the process's scopes
+      // when those are local).
+      const bool shareable =
+          marks && (spec.delivery_token != "caller" || marks->process_local());
       auto host = std::make_shared<StageHost>(log, scope, metrics, clock, buckets,
                                               shareable ? marks->scope(scope) : nullptr);
       const std::size_t before = pipeline->labels.size();

@@ -24,6 +24,9 @@ class MarkScopes {
   virtual ~MarkScopes() = default;
   // The set of the stage `scope`. It keeps what holds it alive.
   virtual std::shared_ptr<sdk::SharedMarks> scope(const std::string& scope) = 0;
+  // True when the sets live in this process only (no other replica sees
+  // them), so any stage may use them.
+  virtual bool process_local() const { return false; }
   // Up to `limit` marks of `scope` that hold after `now` (the status page).
   virtual std::vector<std::pair<std::string, sdk::Mark>> list(const std::string& scope,
                                                              sdk::SteadyTime now,
@@ -35,6 +38,7 @@ class MarkScopes {
 // its parked channels), and the status page can list them.
 class LocalMarkScopes final : public MarkScopes {
  public:
+  bool process_local() const override { return true; }
   std::shared_ptr<sdk::SharedMarks> scope(const std::string& scope) override {
     std::lock_guard lock(mutex_);
     auto& set = sets_[scope];

@@ -57,7 +57,8 @@ bool StatusApi::handles(const std::string& path) {
   return path == "/status" || path == "/status.json";
 }
 
-HttpReply StatusApi::handle(const std::string& method, const std::string& path) {
+HttpReply StatusApi::handle(const std::string& method, const std::string& path,
+                            bool with_key) {
   if (method != "GET" && method != "HEAD") {
     HttpReply r;
     r.status = 405;
@@ -67,7 +68,7 @@ HttpReply StatusApi::handle(const std::string& method, const std::string& path) 
   }
   if (path == "/status.json") {
     try {
-      return json();
+      return json(with_key);
     } catch (const std::exception&) {
       // A store that throws (SQLite's QueueError); its text is for the log,
       // which the store already wrote.
@@ -92,7 +93,7 @@ HttpReply StatusApi::handle(const std::string& method, const std::string& path) 
   return page;
 }
 
-HttpReply StatusApi::json() {
+HttpReply StatusApi::json(bool with_key) {
   const Dispatcher::Look look = s_.dispatcher.look(kLookWait, kLanesShown);
   const sdk::SteadyTime now = s_.clock.now();
   const Reloader::Info info = s_.reloader.info();
@@ -116,21 +117,24 @@ HttpReply StatusApi::json() {
     append_time_member(out, "at", *info.last_reload_at);
     out += R"("ok":)";
     out += info.last_reload.ok ? "true," : "false,";
-    append_key(out, info.last_reload.ok ? "changes" : "errors");
-    out += "[";
-    for (const auto& line : info.last_reload.ok ? info.last_reload.changes
-                                                : info.last_reload.errors) {
-      append_json_string(out, line);
-      out += ",";
+    if (info.last_reload.ok || with_key) {
+      append_key(out, info.last_reload.ok ? "changes" : "errors");
+      out += "[";
+      for (const auto& line : info.last_reload.ok ? info.last_reload.changes
+                                                  : info.last_reload.errors) {
+        append_json_string(out, line);
+        out += ",";
+      }
+      close(out, ']');
     }
-    close(out, ']');
-    out += "},";
+    close(out, '}');
+    out += ",";
   }
   close(out, '}');
   out += ",";
   append_key(out, "plugins");
   out += "[";
-  for (const auto& p : info.plugins) {
+  for (const Reloader::Info::Plugin& p : info.plugins) {
     append_element(out, [&] {
       append_member(out, "name", p.name);
       append_member(out, "kind", p.kind);
@@ -179,9 +183,14 @@ HttpReply StatusApi::json() {
   out += "},";
 
   // What each lane delivered and failed lately, and each workspace's rate.
+  // The window the counts cover: the last whole minutes and this one so
+  // far, or less, since the start.
+  const double window = std::min(
+      look.recent_seconds,
+      std::max(1.0, std::chrono::duration<double>(s_.clock.wall_now() - started_).count()));
   append_key(out, "recent");
   out += "{";
-  append_number(out, "minutes", Dispatcher::kRecentMinutes);
+  append_number(out, "seconds", window);
   append_key(out, "lanes");
   out += "[";
   std::map<std::pair<std::string, std::string>, std::size_t> delivered_by_workspace;
@@ -200,7 +209,7 @@ HttpReply StatusApi::json() {
   std::set<std::pair<std::string, std::string>> workspaces;
   for (const auto& [key, n] : delivered_by_workspace) workspaces.insert(key);
   for (const auto& [key, rate] : look.learned_rates) workspaces.insert(key);
-  for (const auto& key : workspaces) {
+  for (const std::pair<std::string, std::string>& key : workspaces) {
     append_element(out, [&] {
       append_member(out, "pipeline", key.first);
       append_member(out, "workspace", key.second);
@@ -208,8 +217,7 @@ HttpReply StatusApi::json() {
       append_number(out, "delivered_per_minute",
                     delivered == delivered_by_workspace.end()
                         ? 0.0
-                        : static_cast<double>(delivered->second) /
-                              (Dispatcher::kRecentMinutes + 1));
+                        : static_cast<double>(delivered->second) * 60.0 / window);
       if (const auto learned = look.learned_rates.find(key); learned != look.learned_rates.end())
         append_number(out, "learned_rate_per_second", learned->second);
     });
@@ -221,8 +229,13 @@ HttpReply StatusApi::json() {
   append_key(out, "parked");
   out += "[";
   if (s_.marks) {
-    for (const auto& [pipeline, stage] : info.stages) {
-      for (const auto& [key, mark] : s_.marks->list(pipeline + "/" + stage, now, kMarksShown)) {
+    for (const std::pair<std::string, std::string>& stage_of : info.stages) {
+      const std::string& pipeline = stage_of.first;
+      const std::string& stage = stage_of.second;
+      for (const std::pair<std::string, sdk::Mark>& marked :
+           s_.marks->list(pipeline + "/" + stage, now, kMarksShown)) {
+        const std::string& key = marked.first;
+        const sdk::Mark& mark = marked.second;
         append_element(out, [&] {
           // Keys are "<workspace>\n<channel>" (sdk::channel_key) for the
           // deny-list; any other stage's key is shown whole as the channel.
@@ -240,11 +253,18 @@ HttpReply StatusApi::json() {
   close(out, ']');
   out += ",";
 
-  // The dead letters, oldest first, as the admin API lists them, and their total.
-  const HttpReply letters =
-      s_.admin.handle("GET", "/admin/dead-letters?limit=" + std::to_string(kDeadLettersShown));
+  // The dead letters: with the key, the oldest as the admin API lists them
+  // and their total; without, the total.
   append_key(out, "dead_letters");
-  out += letters.status == 200 ? letters.body : std::string("null");
+  if (with_key) {
+    const HttpReply letters =
+        s_.admin.handle("GET", "/admin/dead-letters?limit=" + std::to_string(kDeadLettersShown));
+    out += letters.status == 200 ? letters.body : std::string("null");
+  } else {
+    out += "{";
+    append_number(out, "total", s_.queue.dead_letters().count());
+    close(out, '}');
+  }
   out += "}";
   HttpReply r;
   r.body = std::move(out);

@@ -10,13 +10,16 @@
 //     - per workspace, the rate it delivered at and the rate learned pacing
 //       holds it to after 429s;
 //     - channels parked by a stage's marks (the deny-list), with time left;
-//     - the queue, and the newest dead letters (replay and delete go
-//       through the admin API with the admin key typed into the page, never
-//       put in a URL, a cookie or storage);
-//     - the configuration file's digest and load time, the last reload, and
-//       the plugins loaded with their files.
-// Both need no key unless [admin] status_public = false; then they need the
-// admin key like the admin API (the page asks for it).
+//     - the queue, and the dead letters: their total for everyone; with
+//       the admin key, the oldest kDeadLettersShown of them (ids,
+//       channels, errors: never a payload or a token), which the page
+//       replays and deletes through the admin API with the key typed into
+//       it, never put in a URL, a cookie or storage;
+//     - the configuration file's digest and load time, the last reload (its
+//       errors with the admin key only: a plugin's refusal may quote a
+//       setting), and the plugins loaded with their files.
+// Neither needs a key unless [admin] status_public = false; then the JSON
+// needs the admin key like the admin API (the page asks for it).
 #pragma once
 
 #include <chrono>
@@ -52,11 +55,12 @@ class StatusApi {
 
   // True for the paths above.
   static bool handles(const std::string& path);
-  // GET (or HEAD) only; others get 405. Never throws.
-  HttpReply handle(const std::string& method, const std::string& path);
+  // GET (or HEAD) only; others get 405. `with_key`: the request carried
+  // the admin key. Never throws.
+  HttpReply handle(const std::string& method, const std::string& path, bool with_key);
 
  private:
-  HttpReply json();
+  HttpReply json(bool with_key);
 
   Sources s_;
   const sdk::WallTime started_;

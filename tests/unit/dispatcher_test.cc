@@ -823,30 +823,35 @@ TEST_F(DispatcherRateLimitTest, ALookSaysWhyEachLaneWaitsAndWhatEachChannelDeliv
   executor.run_all();  // a1: a 429 with a minute's pause for the workspace
   dispatcher().run_once();
   push_in("b1", "#b", "T1");
+  push_in("c1", "#c", "T1");
   const sdk::SteadyTime paused_at = clock.now();
+  dispatcher().run_once();  // #b and #c are turned away by the pause: one batch waits for it
   Dispatcher::Look seen = look();
-  ASSERT_EQ(seen.lanes.size(), 2u);
-  EXPECT_EQ(seen.lanes_total, 2u);
+  ASSERT_EQ(seen.lanes.size(), 3u);
+  EXPECT_EQ(seen.lanes_total, 3u);
   EXPECT_EQ(seen.lanes[0].channel, "#a") << "the most queued first";
   EXPECT_EQ(seen.lanes[0].queued, 2u);
   EXPECT_EQ(seen.lanes[0].workspace, "T1");
   EXPECT_STREQ(seen.lanes[0].state, "waiting");
   EXPECT_STREQ(seen.lanes[0].reason, "pause_after_429");
   EXPECT_EQ(seen.lanes[0].until, paused_at + 60s);
-  EXPECT_EQ(seen.lanes[1].channel, "#b");
-  EXPECT_STREQ(seen.lanes[1].state, "waiting");
-  EXPECT_STREQ(seen.lanes[1].reason, "pause_workspace") << "held by #a's pause";
+  for (std::size_t i = 1; i < 3; ++i) {
+    EXPECT_EQ(seen.lanes[i].channel, i == 1 ? "#b" : "#c") << "equals in arrival order";
+    EXPECT_STREQ(seen.lanes[i].state, "waiting") << seen.lanes[i].channel;
+    EXPECT_STREQ(seen.lanes[i].reason, "pause_workspace") << "held by #a's pause";
+    EXPECT_EQ(seen.lanes[i].until, paused_at + 60s);
+  }
   EXPECT_TRUE(seen.recent.empty());
 
   clock.advance(60s);
-  for (int second = 0; second < 5 && queue.size() > 0; ++second) {
+  for (int second = 0; second < 6 && queue.size() > 0; ++second) {
     run_until_quiet();  // learned pacing lets about one a second go
     clock.advance(1s);
   }
   ASSERT_EQ(queue.size(), 0u);
   seen = look();
   EXPECT_TRUE(seen.lanes.empty());
-  ASSERT_EQ(seen.recent.size(), 2u);
+  ASSERT_EQ(seen.recent.size(), 3u);
   std::map<std::string, Dispatcher::Recent> by_channel;
   for (const auto& r : seen.recent) {
     EXPECT_EQ(r.pipeline, "default");
@@ -855,8 +860,10 @@ TEST_F(DispatcherRateLimitTest, ALookSaysWhyEachLaneWaitsAndWhatEachChannelDeliv
   }
   EXPECT_EQ(by_channel["#a"].delivered, 2u);
   EXPECT_EQ(by_channel["#b"].delivered, 1u);
+  EXPECT_EQ(by_channel["#c"].delivered, 1u);
   EXPECT_EQ(by_channel["#a"].failed, 0u);
-  EXPECT_EQ(seen.learned_rates.size(), 1u) << "T1 is paced after its 429";
+  EXPECT_EQ(seen.learned_rates.count({"default", "T1"}), 1u) << "T1 is paced after its 429";
+  EXPECT_GT(seen.recent_seconds, Dispatcher::kRecentMinutes * 60.0);
 
   clock.advance(std::chrono::minutes(Dispatcher::kRecentMinutes + 1));
   EXPECT_TRUE(look().recent.empty()) << "older than the window: forgotten";

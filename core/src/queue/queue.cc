@@ -49,6 +49,24 @@ std::string_view channel_of_lane(std::string_view lane) {
   return colon == std::string_view::npos ? std::string_view() : lane.substr(colon + 1);
 }
 
+std::string workspace_of_lane(std::string_view lane) {
+  const std::string_view scope = scope_of_lane(lane);
+  const std::string_view escaped = scope.substr(std::min(scope.size(), scope.find('/') + 1));
+  std::string out;
+  for (std::size_t i = 0; i < escaped.size(); ++i) {
+    if (escaped.compare(i, 3, "%3A") == 0) {
+      out.push_back(':');
+      i += 2;
+    } else if (escaped.compare(i, 3, "%25") == 0) {
+      out.push_back('%');
+      i += 2;
+    } else {
+      out.push_back(escaped[i]);
+    }
+  }
+  return out;
+}
+
 void Queue::push_async(sdk::Message message, const PushOptions& options, PushDone done) {
   done(push(std::move(message), options));
 }

@@ -59,6 +59,8 @@ std::string lane_key(const sdk::Message& m);
 std::string_view pipeline_of_lane(std::string_view lane);
 std::string_view scope_of_lane(std::string_view lane);
 std::string_view channel_of_lane(std::string_view lane);
+// The workspace as the message named it (lane_key() escapes ':' and '%').
+std::string workspace_of_lane(std::string_view lane);
 
 // A stored message and its place in the queue.
 struct Queued {
