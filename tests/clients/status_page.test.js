@@ -21,9 +21,10 @@ const ADMIN_KEY = 'status-page-admin-key-7f3a9c2e';
 // A countdown as the page writes it: "12 s left", "1 min 39 s left".
 const LEFT = String.raw`(\d+ min )?\d+ s left`;
 
-// Debian's chromium package (scripts/install-deps.sh). Like SP_REQUIRE_TOOL
-// in the C++ tests: missing, the test fails under SLACK_PROXY_REQUIRE_ALL=1
-// (scripts/test.sh, CI) and is skipped elsewhere.
+// Debian's chromium package (scripts/install-deps.sh), or another Chromium
+// named by CHROMIUM_BIN. Like SP_REQUIRE_TOOL in the C++ tests: missing,
+// the test fails under SLACK_PROXY_REQUIRE_ALL=1 (scripts/test.sh, CI) and
+// is skipped elsewhere.
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const chromiumMissing = !fs.existsSync(CHROMIUM)
   && `${CHROMIUM} not found: scripts/install-deps.sh installs Debian's chromium package`;
