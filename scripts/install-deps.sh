@@ -19,6 +19,12 @@ packages=(
 )
 # The real Slack SDKs run on Node.js (18 or newer); keep one already there.
 command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
+# The status page's browser test (tests/clients/status_page.test.js) drives
+# Debian's Chromium headless through playwright-core (npm). On a minimal
+# Debian 12 with the rest of this list it adds about 145 packages and 180 MB
+# to download; where the X and GTK libraries were already in, installing it
+# took 36 s.
+packages+=(chromium)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(wrk nginx-light)
 fi

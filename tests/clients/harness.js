@@ -133,6 +133,16 @@ class FakeSlack {
     });
   }
 
+  // The next `times` (1) requests, of `channel` only if given, get this reply:
+  // {error: "channel_not_found"}, {status: 429, retry_after: 60}, ...
+  // (POST /_fake/enqueue, tests/fake_slack/fake_slack.h).
+  async enqueue(rule) {
+    const reply = await fetch(`${this.base}/_fake/enqueue`, {
+      method: 'POST', body: JSON.stringify(rule), headers: { 'Content-Type': 'application/json' },
+    });
+    if (!reply.ok) throw new Error(`POST /_fake/enqueue answered ${reply.status}`);
+  }
+
   async reset() {
     const reply = await fetch(`${this.base}/_fake/reset`, { method: 'POST' });
     if (!reply.ok) throw new Error(`POST /_fake/reset answered ${reply.status}`);
@@ -220,8 +230,11 @@ const FAST_RETRY = stage('slack_retry',
 
 // The client-facing setup: an API-style pipeline where the SDK's slackApiUrl
 // points, and an incoming-webhook-style one under /services/.
-function proxyConfig({ listen, metrics, slackUrl, queueCapacity, apiStages, webhookChannel }) {
+function proxyConfig({
+  listen, metrics, slackUrl, queueCapacity, apiStages, apiSinkSettings, adminSettings, webhookChannel,
+}) {
   const sink = stage('slack_sink', `url = "${slackUrl}"\n`);
+  const apiSink = stage('slack_sink', `url = "${slackUrl}"\n${apiSinkSettings}`);
   return `[server]
 listen = "${listen}"
 
@@ -239,11 +252,13 @@ shutdown_timeout = "500ms"
 [log]
 level = "info"
 
+[admin]
+${adminSettings}
 [[pipeline]]
 name = "api"
 style = "api"
 paths = ["/", "/api/chat.postMessage"]
-${apiStages}${FAST_RETRY}${sink}
+${apiStages}${FAST_RETRY}${apiSink}
 [[pipeline]]
 name = "webhook"
 style = "webhook"
@@ -254,11 +269,14 @@ ${FAST_RETRY}${sink}`;
 
 class SlackProxy {
   // Options: slackUrl (required), queueCapacity (1000), apiStages (stages
-  // before the API pipeline's retry and sink), webhookChannel.
+  // before the API pipeline's retry and sink), apiSinkSettings (more lines
+  // for its sink), adminSettings (the [admin] table's lines), webhookChannel,
+  // env (more environment variables, e.g. SLACK_PROXY_ADMIN_KEY).
   static async start(options) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slack-proxy-clients-'));
     const settings = {
-      queueCapacity: 1000, apiStages: '', webhookChannel: '#alerts-webhook', ...options,
+      queueCapacity: 1000, apiStages: '', apiSinkSettings: '', adminSettings: '',
+      webhookChannel: '#alerts-webhook', env: {}, ...options,
     };
     // A free port can be taken again before the proxy binds it: the proxy
     // then exits saying so, and we try fresh ports.
@@ -271,7 +289,7 @@ class SlackProxy {
         metrics: `127.0.0.1:${ports.metrics}`,
       }));
       const child = new Child([requiredEnv('SLACK_PROXY_BIN'), '--config', configPath],
-        { ...process.env, SLACK_TOKEN: PROXY_TOKEN });
+        { ...process.env, SLACK_TOKEN: PROXY_TOKEN, ...settings.env });
       const proxy = new SlackProxy(child, dir, ports);
       try {
         await proxy.waitHealthy();

@@ -797,6 +797,9 @@ TEST(ConfigTest, ShippedDefaultConfigLoads) {
   EXPECT_EQ(config.queue.dedup_window, defaults.queue.dedup_window);
   EXPECT_EQ(config.queue.max_dead_letters, defaults.queue.max_dead_letters);
   EXPECT_EQ(config.queue.token_key_env, defaults.queue.token_key_env);
+  // And every [admin] default.
+  EXPECT_EQ(config.admin, defaults.admin);
+  EXPECT_TRUE(config.admin.status_public);
   ASSERT_EQ(config.pipelines.size(), 1u);
   const auto& slack = config.pipelines[0];
   EXPECT_EQ(slack.name, "slack");
