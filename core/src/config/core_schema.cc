@@ -78,7 +78,7 @@ const sdk::Schema<AdminConfig>& admin_schema() {
       sdk::setting("key_file", &C::key_file, "file holding the admin API key (wins over key_env)")
           .default_to(""),
       sdk::setting("status_public", &C::status_public,
-                   "GET /status and /status.json need no key (false: the admin key)")
+                   "GET /status.json needs no key (false: the admin key; the page then asks for it)")
           .default_to("true"),
   };
   return schema;
