@@ -17,7 +17,8 @@ packages=(
   # procps has /bin/kill, which the unit's ExecReload runs and verify checks.
   file lintian systemd procps
 )
-# The real Slack SDKs run on Node.js (18 or newer); keep one already there.
+# The real Slack SDKs and playwright-core need Node.js 20 or newer (Debian
+# 12's own is 18): keep the one the machine has; Debian's is a last resort.
 command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 # The status page's browser test (tests/clients/status_page.test.js) drives
 # Debian's Chromium headless through playwright-core (npm). On a minimal
