@@ -408,9 +408,11 @@ const LoadedPlugin& PluginHost::load(const std::string& name) {
     same.name = name;
     same.library = std::move(library);
     same.from_copy = false;  // loaded before, not by this host
+    same.rebuilt = false;
     return loaded_.emplace(name, std::move(same)).first->second;
   }
   refuse_foreign_sanitizer(found, plugin.path);
+  plugin.rebuilt = seen.latest_file != FileIdentity{} && !(seen.latest_file == file);
   if (loader_holds(found) && !(seen.direct_file == file)) {
     // dlopen() of the path would hand back the library of the old file.
     plugin.library = load_copy(found, name, plugin.path);

@@ -33,6 +33,9 @@ struct LoadedPlugin {
   // already holds for a path it has loaded. False when the library was
   // already loaded (by an earlier host) and is shared.
   bool from_copy = false;
+  // This host loaded a file other than the one the process last loaded
+  // from this path (a rebuilt plugin), from a copy or not.
+  bool rebuilt = false;
   std::shared_ptr<boost::dll::shared_library> library;
   const sp_plugin_descriptor* descriptor = nullptr;
   // The descriptor's schema rows read at the plugin's stride, each widened to

@@ -316,7 +316,7 @@ ReloadOutcome Reloader::try_reload() {
                   [](const std::string& line) { return line.rfind("[log] level ", 0) == 0; });
   for (const auto& p : next.pipelines)
     for (const auto& stage : p.stages)
-      if (const LoadedPlugin& loaded = plugins->load(stage.plugin); loaded.from_copy) {
+      if (const LoadedPlugin& loaded = plugins->load(stage.plugin); loaded.rebuilt) {
         const std::string line = "plugin " + stage.plugin + " loaded from its rebuilt file " +
                                  loaded.path;
         if (std::find(outcome.changes.begin(), outcome.changes.end(), line) ==

@@ -13,9 +13,9 @@
 #define SP_TEXT(x) SP_TEXT_OF(x)
 
 // A function-local static of an inline function with default visibility is
-// an STB_GNU_UNIQUE symbol, as most C++ plugins have (from libstdc++): glibc
-// then never unloads the library, even after its last dlclose(). The
-// reload test needs that to be true of this plugin too.
+// an STB_GNU_UNIQUE symbol when GCC builds it, as most C++ plugins have
+// (from libstdc++): glibc then never unloads the library, even after its
+// last dlclose(). The reload test needs that to be true of this plugin too.
 __attribute__((visibility("default"))) inline std::atomic<int>& routed_count() {
   static std::atomic<int> n{0};
   return n;

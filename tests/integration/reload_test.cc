@@ -325,10 +325,11 @@ TEST_F(ReloadTest, ARebuiltPluginFileIsUsedAfterReload) {
   EXPECT_EQ(delivered_channel("still-v2"), "#v2");
 }
 
-// The same after the plugin was in use, then in no pipeline at all: glibc
-// keeps a library with STB_GNU_UNIQUE symbols loaded past its last
-// dlclose() (version_router has one, as most C++ plugins do), so loading
-// the path again would still give the old build.
+// The same after the plugin was in use, then in no pipeline at all. Built
+// by GCC, version_router has an STB_GNU_UNIQUE symbol, as most C++ plugins
+// do, and glibc keeps such a library loaded past its last dlclose(), so
+// loading the path again would still give the old build (clang emits no
+// such symbol: there the library is gone and the path loads the new one).
 TEST_F(ReloadTest, APluginRebuiltWhileNoPipelineUsedItIsTheNewBuildWhenOneDoesAgain) {
   TempDir plugins;
   const auto installed = plugins.path() / "version_router.so";
